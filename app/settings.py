@@ -1,0 +1,123 @@
+"""Settings: ``config/default.toml`` overridden by the environment, validated at start."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from hsm import HsmConfig, KeyAlgorithm
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_DIR / "config" / "default.toml"
+
+
+class SettingsError(ValueError):
+    """The configuration is unusable; raised at start-up, before serving."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    hsm_module: str
+    hsm_token_label: str
+    hsm_pin_file: Path
+    softhsm2_conf: Path
+    dev_mode: bool
+    pki_dir: Path
+    public_base_url: str
+    tsa_url: str
+    max_document_bytes: int
+    default_key_algorithm: KeyAlgorithm
+
+    @property
+    def hsm(self) -> HsmConfig:
+        return HsmConfig(
+            module_path=self.hsm_module,
+            token_label=self.hsm_token_label,
+            pin_file=str(self.hsm_pin_file),
+        )
+
+    @property
+    def uses_softhsm(self) -> bool:
+        return "softhsm" in Path(self.hsm_module).name
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _path(value: str, base: Path) -> Path:
+    p = Path(value)
+    return p if p.is_absolute() else base / p
+
+
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"not a boolean: {value!r}")
+
+
+def load_settings(
+    config_file: Path | None = None,
+    env: dict[str, str] | None = None,
+    base_dir: Path = PROJECT_DIR,
+    **overrides: object,
+) -> Settings:
+    """Read the TOML file, apply ``DAIRI_*`` variables and ``overrides``, validate."""
+    env = dict(os.environ if env is None else env)
+    path = config_file or Path(env.get("DAIRI_CONFIG", DEFAULT_CONFIG))
+    try:
+        raw: dict[str, object] = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"cannot read configuration {path}: {exc}") from exc
+    names = {f.name for f in dataclasses.fields(Settings)}
+    unknown = set(raw) - names
+    if unknown:
+        raise SettingsError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
+    for name in names:
+        if f"DAIRI_{name.upper()}" in env:
+            raw[name] = env[f"DAIRI_{name.upper()}"]
+    if "DATABASE_URL" in env and "DAIRI_DATABASE_URL" not in env:
+        raw["database_url"] = env["DATABASE_URL"]
+    raw.update(overrides)
+    missing = names - set(raw)
+    if missing:
+        raise SettingsError(f"missing configuration keys: {', '.join(sorted(missing))}")
+
+    data_dir = _path(str(raw["data_dir"]), base_dir)
+    database_url = str(raw["database_url"] or f"sqlite:///{data_dir / 'dairi.db'}")
+    try:
+        max_bytes = int(str(raw["max_document_bytes"]))
+        algorithm = KeyAlgorithm(str(raw["default_key_algorithm"]))
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc
+    if max_bytes <= 0:
+        raise SettingsError("max_document_bytes must be positive")
+    base_url = str(raw["public_base_url"]).rstrip("/")
+    if urlsplit(base_url).scheme not in {"http", "https"}:
+        raise SettingsError("public_base_url must be an http(s) URL")
+    if not database_url.startswith(("sqlite", "postgresql")):
+        raise SettingsError("database_url must be a SQLite or PostgreSQL URL")
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        hsm_module=str(raw["hsm_module"]),
+        hsm_token_label=str(raw["hsm_token_label"]),
+        hsm_pin_file=_path(str(raw["hsm_pin_file"]), base_dir),
+        softhsm2_conf=_path(str(raw["softhsm2_conf"]), base_dir),
+        dev_mode=_bool(raw["dev_mode"]),
+        pki_dir=_path(str(raw["pki_dir"]), base_dir),
+        public_base_url=base_url,
+        tsa_url=str(raw["tsa_url"]),
+        max_document_bytes=max_bytes,
+        default_key_algorithm=algorithm,
+    )

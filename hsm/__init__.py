@@ -1,0 +1,35 @@
+"""PKCS#11 key custody: the one place in dairi that talks to an HSM.
+
+Keys are generated inside the token and never leave it. A process holds one
+logged-in session behind a lock (SoftHSM is initialised without locking, so one
+session used from several threads at once crashes the process) and opens a new
+one after ``fork``.
+"""
+
+from hsm.config import HsmConfig
+from hsm.csr import build_csr
+from hsm.errors import (
+    HsmError,
+    HsmUnavailable,
+    KeyNotFound,
+    PinIncorrect,
+    TokenNotFound,
+    UnsupportedScheme,
+)
+from hsm.keys import KeyAlgorithm, KeyRef, SignatureScheme
+from hsm.token import Hsm
+
+__all__ = [
+    "Hsm",
+    "build_csr",
+    "HsmConfig",
+    "HsmError",
+    "HsmUnavailable",
+    "KeyAlgorithm",
+    "KeyNotFound",
+    "KeyRef",
+    "PinIncorrect",
+    "SignatureScheme",
+    "TokenNotFound",
+    "UnsupportedScheme",
+]
