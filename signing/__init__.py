@@ -1,0 +1,42 @@
+"""Signature creation: PAdES (pyHanko) now; XAdES, signature activation and
+validation reports follow. A plain library: no web, no database."""
+
+from signing.credential import SigningCredential
+from signing.errors import (
+    DocumentEncrypted,
+    DocumentError,
+    DocumentMalformed,
+    DocumentNotPdf,
+    DocumentTooLarge,
+    SignerCertificateInvalid,
+    SignerCertificateRevoked,
+    SigningError,
+    TimestampFailed,
+    ValidationDataUnavailable,
+)
+from signing.hsm_signer import HsmSigner
+from signing.pades import PadesLevel, PadesResult, PadesSigner, PadesSpec, check_pdf
+from signing.validation_data import TimestampAuthority, ValidationData, ValidationDataSource
+
+__all__ = [
+    "DocumentEncrypted",
+    "DocumentError",
+    "DocumentMalformed",
+    "DocumentNotPdf",
+    "DocumentTooLarge",
+    "HsmSigner",
+    "PadesLevel",
+    "PadesResult",
+    "PadesSigner",
+    "PadesSpec",
+    "SignerCertificateInvalid",
+    "SignerCertificateRevoked",
+    "SigningError",
+    "SigningCredential",
+    "TimestampAuthority",
+    "TimestampFailed",
+    "ValidationData",
+    "ValidationDataSource",
+    "ValidationDataUnavailable",
+    "check_pdf",
+]
