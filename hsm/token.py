@@ -85,8 +85,11 @@ class Hsm:
         except Exception as exc:  # the module could not be loaded at all
             raise HsmUnavailable(f"cannot load PKCS#11 module {self.config.module_path}") from exc
         if self._pid is not None and self._pid != os.getpid():
-            # Forked child: the parent's PKCS#11 state is not ours to use.
-            lib.reinitialize()
+            # Forked child: the parent's PKCS#11 state is not ours to use. SoftHSM
+            # with reset_on_fork has already dropped it, so C_Finalize may fail.
+            with contextlib.suppress(pkcs11.PKCS11Error):
+                lib.finalize()
+            lib.initialize()
         try:
             token = lib.get_token(token_label=self.config.token_label)
         except (pkcs11.NoSuchToken, pkcs11.MultipleTokensReturned) as exc:

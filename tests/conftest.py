@@ -11,6 +11,8 @@ from app.settings import Settings, load_settings
 from hsm import Hsm
 from hsm.softhsm import ensure_softhsm_token, write_softhsm_conf
 
+pytest_plugins = ["fixtures_pki"]
+
 TOKEN_LABEL = "dairi-test"
 
 
@@ -46,3 +48,65 @@ def hsm(base_settings: Settings) -> Hsm:
 
 
 # --- service shell fixtures (app, client, database) go below this line ---
+
+import uuid  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+from flask import Flask  # noqa: E402
+from flask.testing import FlaskClient  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from app import create_app  # noqa: E402
+from app.db import make_engine, migrate  # noqa: E402
+
+# SQLite always; PostgreSQL too when TEST_DATABASE_URL names a server (CI sets it).
+DB_BACKENDS = [pytest.param("sqlite", id="sqlite")]
+if os.environ.get("TEST_DATABASE_URL"):
+    DB_BACKENDS.append(pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgresql))
+
+
+@pytest.fixture(params=DB_BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database for one test: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'dairi.db'}"
+        return
+    server_url = os.environ["TEST_DATABASE_URL"]
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    admin = make_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    # Every connection of the test sees only its own schema.
+    url = make_url(server_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def app_settings(base_settings: Settings, db_url: str, tmp_path: Path) -> Settings:
+    return base_settings.replace(database_url=db_url, data_dir=tmp_path)
+
+
+@pytest.fixture
+def app(app_settings: Settings, hsm: Hsm, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    """The service on a migrated database, sharing the session's logged-in HSM.
+
+    PKCS#11 login state belongs to the process, so a second logged-in Hsm on the
+    same token would fail with "already logged in": every app shares ``hsm``.
+    """
+    monkeypatch.delenv("DAIRI_HSM_PIN", raising=False)
+    migrate(app_settings.database_url)
+    application = create_app(app_settings, hsm=hsm)
+    application.config["TESTING"] = True
+    yield application
+    application.extensions["dairi"].engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
