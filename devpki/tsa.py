@@ -19,8 +19,14 @@ _DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64}
 _HASHES = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashes.SHA512()}
 
 
+class _RejectionResp(core.Sequence):
+    """TimeStampResp without a token (asn1crypto's class makes the token mandatory)."""
+
+    _fields = [("status", tsp.PKIStatusInfo)]
+
+
 def _rejection(fail_info: str, text: str) -> bytes:
-    return tsp.TimeStampResp(
+    return _RejectionResp(
         {
             "status": tsp.PKIStatusInfo(
                 {
