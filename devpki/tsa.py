@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from datetime import datetime
+from typing import ClassVar
 
 from asn1crypto import algos, cms, core, tsp, x509
 from cryptography.hazmat.primitives import hashes
@@ -22,7 +23,7 @@ _HASHES = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashe
 class _RejectionResp(core.Sequence):
     """TimeStampResp without a token (asn1crypto's class makes the token mandatory)."""
 
-    _fields = [("status", tsp.PKIStatusInfo)]
+    _fields: ClassVar = [("status", tsp.PKIStatusInfo)]
 
 
 def _rejection(fail_info: str, text: str) -> bytes:

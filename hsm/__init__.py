@@ -21,7 +21,6 @@ from hsm.token import Hsm
 
 __all__ = [
     "Hsm",
-    "build_csr",
     "HsmConfig",
     "HsmError",
     "HsmUnavailable",
@@ -32,4 +31,5 @@ __all__ = [
     "SignatureScheme",
     "TokenNotFound",
     "UnsupportedScheme",
+    "build_csr",
 ]

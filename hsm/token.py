@@ -97,6 +97,10 @@ class Hsm:
         pin = self.config.read_pin()
         try:
             session = token.open(rw=True, user_pin=pin)
+        except pkcs11.UserAlreadyLoggedIn:
+            # Login state is per process: another Hsm here is logged in already.
+            # (python-pkcs11 0.9 leaves the handle of the refused login open.)
+            session = token.open(rw=True)
         except (pkcs11.PinIncorrect, pkcs11.PinLenRange, pkcs11.PinLocked) as exc:
             raise PinIncorrect(f"token {self.config.token_label!r} refused the user PIN") from exc
         except pkcs11.PKCS11Error as exc:

@@ -101,7 +101,7 @@ def check_pdf(document: bytes, max_bytes: int) -> IncrementalPdfFileWriter:
         encrypted = writer.prev.encrypted
         writer.root  # noqa: B018 - forces the catalogue to resolve
         if not encrypted:
-            writer.prev.root["/Pages"]  # noqa: B018
+            writer.prev.root["/Pages"]
     except (PdfError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
         raise DocumentMalformed("the PDF cannot be read") from exc
     if encrypted:

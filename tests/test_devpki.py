@@ -12,11 +12,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
+from fixtures_pki import make_credential
 
 from devpki import DevPki, PkiError, UnknownCertificate
 from devpki.tsa import DEV_TSA_POLICY
-
-from fixtures_pki import make_credential
 
 
 def test_jpki_and_registrar_cas_carry_the_real_issuer_names(pki: DevPki):

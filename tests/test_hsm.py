@@ -114,7 +114,7 @@ def test_many_threads_sign_at_once_and_every_signature_verifies(hsm, keys):
                 signature = hsm.sign(ref, data)
                 with lock:
                     results.append((data, signature))
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]

@@ -8,9 +8,9 @@ from io import BytesIO
 import pytest
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from fixtures_pki import make_credential
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.pdf_utils.writer import PdfFileWriter, copy_into_new_writer
+from pyhanko.pdf_utils.writer import copy_into_new_writer
 from pyhanko.sign.validation import validate_pdf_signature, validate_pdf_timestamp
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko_certvalidator import ValidationContext
@@ -27,8 +27,6 @@ from signing import (
     SignerCertificateRevoked,
     SigningCredential,
 )
-
-from fixtures_pki import make_credential
 
 
 def offline_context(trust_roots: list[bytes], **kwargs) -> ValidationContext:
@@ -155,7 +153,7 @@ def test_threads_signing_at_once_all_produce_valid_signatures(pades_signer, empl
             for _ in range(3):
                 outputs.append(pades_signer.sign(bid, employee,
                                                  PadesSpec(level=PadesLevel.B_LT)).pdf)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work) for _ in range(4)]

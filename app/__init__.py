@@ -1,0 +1,96 @@
+"""The dairi web service: the Flask application factory and its per-app services.
+
+PKCS#11 is not touched here: the :class:`hsm.Hsm` is lazy and opens its session
+on first use, after gunicorn has forked the worker.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+
+from flask import Flask, current_app
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db import (
+    EXTENSION_KEY,
+    close_session,
+    get_session,
+    make_engine,
+    make_session_factory,
+)
+from app.errors import ProblemError, register_error_handlers
+from app.settings import Settings, load_settings
+from hsm import Hsm
+
+__all__ = ["ProblemError", "ServiceContext", "create_app", "current_context", "get_session"]
+
+# Room for the multipart envelope and form fields around the largest document.
+REQUEST_OVERHEAD_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    """What one application instance shares across requests."""
+
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    hsm: Hsm
+
+
+def current_context() -> ServiceContext:
+    """The :class:`ServiceContext` of the application handling the current request."""
+    context: ServiceContext = current_app.extensions[EXTENSION_KEY]
+    return context
+
+
+def _api_version() -> str:
+    try:
+        return version("dairi")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def create_app(settings: Settings | None = None, *, hsm: Hsm | None = None) -> Flask:
+    """Build the application.
+
+    ``settings`` defaults to :func:`app.settings.load_settings`. ``hsm`` lets a
+    caller share one :class:`hsm.Hsm` (one logged-in session per process)
+    between several apps, as the tests do; by default the app makes its own.
+    Does not migrate the database (see :func:`app.db.migrate`).
+    """
+    # Blueprints import current_context/get_session from this module.
+    from app.api import DairiApi, register_blueprints
+    from app.api.docs import blp as docs_blueprint
+
+    settings = settings or load_settings()
+    if settings.uses_softhsm and "SOFTHSM2_CONF" not in os.environ:
+        # SoftHSM reads its configuration once, when the library is first loaded.
+        os.environ["SOFTHSM2_CONF"] = str(settings.softhsm2_conf)
+
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_document_bytes + REQUEST_OVERHEAD_BYTES,
+        API_TITLE="dairi",
+        API_VERSION=_api_version(),
+        OPENAPI_VERSION="3.1.0",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+    )
+    engine = make_engine(settings.database_url)
+    app.extensions[EXTENSION_KEY] = ServiceContext(
+        settings=settings,
+        engine=engine,
+        session_factory=make_session_factory(engine),
+        hsm=hsm if hsm is not None else Hsm(settings.hsm),
+    )
+    app.teardown_appcontext(close_session)
+
+    api = DairiApi(app)
+    register_error_handlers(app)  # after the Api, so problem+json replaces its JSON errors
+    register_blueprints(api)
+    app.register_blueprint(docs_blueprint)
+    return app

@@ -1,0 +1,42 @@
+"""The HTTP API: flask-smorest's Api, documenting errors as problem+json, and its blueprints."""
+
+from __future__ import annotations
+
+import http
+
+from flask_smorest import Api
+from flask_smorest.utils import prepare_response
+
+from app.api import health
+from app.errors import PROBLEM_CONTENT_TYPE, ProblemSchema
+
+# Every API blueprint, in registration order; add new ones here.
+BLUEPRINTS = (health.blp,)
+
+
+class DairiApi(Api):
+    """flask-smorest's Api whose documented error responses are RFC 9457 problems.
+
+    The handlers themselves are installed by :func:`app.errors.register_error_handlers`.
+    """
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def _register_responses(self) -> None:
+        # flask-smorest documents its error responses as application/json; ours are
+        # application/problem+json (same loop as flask-smorest's, other content type).
+        for status in http.HTTPStatus:
+            response: dict[str, object] = {"description": status.phrase}
+            if not (100 <= status < 200) and status not in (204, 304):
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, PROBLEM_CONTENT_TYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
+        prepare_response(response, self.spec, PROBLEM_CONTENT_TYPE)
+        self.spec.components.response(self.DEFAULT_ERROR_RESPONSE_NAME, response, lazy=True)
+
+
+def register_blueprints(api: Api) -> None:
+    """Register every blueprint in :data:`BLUEPRINTS` with the Api."""
+    for blueprint in BLUEPRINTS:
+        api.register_blueprint(blueprint)

@@ -1,0 +1,156 @@
+"""Storage plumbing: the declarative base, engines, sessions and Alembic migrations.
+
+SQLite is the embedded default; PostgreSQL is reached through psycopg 3. Services
+commit explicitly; a request's session is closed (rolling back anything left
+uncommitted) when the request ends.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from flask import current_app, g
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Where create_app keeps its ServiceContext in ``app.extensions``.
+EXTENSION_KEY = "dairi"
+
+# Deterministic constraint names, so later migrations (and SQLite batch mode) can
+# refer to them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend.
+
+    SQLite keeps no offset, so values are stored as UTC and come back with
+    ``tzinfo=UTC``; naive datetimes are refused rather than guessed at.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime; use an aware UTC datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def engine_url(url: str | URL) -> URL:
+    """Parse ``url``; a bare ``postgresql://`` URL is given the psycopg 3 driver."""
+    parsed = make_url(url)
+    if parsed.drivername in {"postgresql", "postgres"}:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def make_engine(url: str | URL, **kwargs: Any) -> Engine:
+    """Create an engine for a SQLite or PostgreSQL URL.
+
+    SQLite connections enforce foreign keys; a file database uses WAL (readers
+    do not block the writer) and its directory is created if missing. An
+    in-memory SQLite database is one shared connection.
+    """
+    parsed = engine_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        in_memory = parsed.database in (None, "", ":memory:")
+        if in_memory:
+            kwargs.setdefault("poolclass", StaticPool)
+            kwargs.setdefault("connect_args", {"check_same_thread": False})
+        else:
+            Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            if not in_memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.close()
+
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(parsed, **kwargs)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded objects usable after ``commit``."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def alembic_config(url: str | URL) -> Config:
+    """An Alembic configuration for the migrations packaged in ``app/migrations``."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # Alembic's Config interpolates '%'; a URL may hold percent-escapes.
+    rendered = engine_url(url).render_as_string(hide_password=False)
+    config.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
+    return config
+
+
+def migrate(database_url: str) -> None:
+    """Bring the database schema up to the newest revision (``alembic upgrade head``).
+
+    Idempotent; raises SQLAlchemy or Alembic errors if the database cannot be reached
+    or a migration fails.
+    """
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config(database_url)
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    finally:
+        engine.dispose()
+
+
+def get_session() -> Session:
+    """The current request's session, opened on first use.
+
+    Services commit explicitly; whatever is left uncommitted is rolled back when
+    the application context ends (see :func:`close_session`).
+    """
+    session: Session | None = g.get("_dairi_session")
+    if session is None:
+        session = current_app.extensions[EXTENSION_KEY].session_factory()
+        g._dairi_session = session
+    return session
+
+
+def close_session(exc: BaseException | None = None) -> None:
+    """Teardown: roll back anything uncommitted and close the request's session."""
+    session: Session | None = g.pop("_dairi_session", None)
+    if session is not None:
+        try:
+            session.rollback()
+        finally:
+            session.close()
