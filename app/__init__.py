@@ -6,21 +6,12 @@ on first use, after gunicorn has forked the worker.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 from flask import Flask, current_app
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import (
-    EXTENSION_KEY,
-    close_session,
-    get_session,
-    make_engine,
-    make_session_factory,
-)
+from app.context import ServiceContext
+from app.db import EXTENSION_KEY, close_session, get_session
 from app.errors import ProblemError, register_error_handlers
 from app.settings import Settings, load_settings
 from hsm import Hsm
@@ -29,16 +20,6 @@ __all__ = ["ProblemError", "ServiceContext", "create_app", "current_context", "g
 
 # Room for the multipart envelope and form fields around the largest document.
 REQUEST_OVERHEAD_BYTES = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class ServiceContext:
-    """What one application instance shares across requests."""
-
-    settings: Settings
-    engine: Engine
-    session_factory: sessionmaker[Session]
-    hsm: Hsm
 
 
 def current_context() -> ServiceContext:
@@ -67,10 +48,6 @@ def create_app(settings: Settings | None = None, *, hsm: Hsm | None = None) -> F
     from app.api.docs import blp as docs_blueprint
 
     settings = settings or load_settings()
-    if settings.uses_softhsm and "SOFTHSM2_CONF" not in os.environ:
-        # SoftHSM reads its configuration once, when the library is first loaded.
-        os.environ["SOFTHSM2_CONF"] = str(settings.softhsm2_conf)
-
     app = Flask(__name__)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_document_bytes + REQUEST_OVERHEAD_BYTES,
@@ -80,13 +57,7 @@ def create_app(settings: Settings | None = None, *, hsm: Hsm | None = None) -> F
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
     )
-    engine = make_engine(settings.database_url)
-    app.extensions[EXTENSION_KEY] = ServiceContext(
-        settings=settings,
-        engine=engine,
-        session_factory=make_session_factory(engine),
-        hsm=hsm if hsm is not None else Hsm(settings.hsm),
-    )
+    app.extensions[EXTENSION_KEY] = ServiceContext(settings, hsm=hsm)
     app.teardown_appcontext(close_session)
 
     api = DairiApi(app)

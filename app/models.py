@@ -19,6 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, UtcDateTime
 from hsm import KeyAlgorithm, KeyRef
+from signing import PadesLevel
 
 
 def utcnow() -> datetime:
@@ -41,15 +42,6 @@ class CredentialStatus(enum.StrEnum):
 class SignatureFormat(enum.StrEnum):
     PADES = "pades"
     XADES = "xades"
-
-
-class SignatureLevel(enum.StrEnum):
-    """ETSI baseline levels."""
-
-    B_B = "B-B"
-    B_T = "B-T"
-    B_LT = "B-LT"
-    B_LTA = "B-LTA"
 
 
 def _in(column: str, values: type[enum.StrEnum]) -> str:
@@ -91,7 +83,7 @@ class SignatureRecord(Base):
     __tablename__ = "signature_records"
     __table_args__ = (
         CheckConstraint(_in("format", SignatureFormat), name="format"),
-        CheckConstraint(_in("level", SignatureLevel), name="level"),
+        CheckConstraint(_in("level", PadesLevel), name="level"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

@@ -31,6 +31,7 @@ class Settings:
     pki_dir: Path
     public_base_url: str
     tsa_url: str
+    trust_dir: Path
     max_document_bytes: int
     default_key_algorithm: KeyAlgorithm
 
@@ -118,6 +119,7 @@ def load_settings(
         pki_dir=_path(str(raw["pki_dir"]), base_dir),
         public_base_url=base_url,
         tsa_url=str(raw["tsa_url"]),
+        trust_dir=_path(str(raw["trust_dir"]), base_dir),
         max_document_bytes=max_bytes,
         default_key_algorithm=algorithm,
     )

@@ -37,6 +37,7 @@ def base_settings(softhsm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
         hsm_pin_file=str(softhsm_dir / "user-pin"),
         softhsm2_conf=str(softhsm_dir / "softhsm2.conf"),
         pki_dir=str(data / "pki"),
+        trust_dir=str(data / "pki" / "trust"),
     )
 
 

@@ -1,0 +1,233 @@
+"""The ``dairi`` command line."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from asn1crypto import x509 as asn1_x509
+
+from app.context import ServiceContext
+from app.credentials import CredentialService, read_certificates
+from app.settings import Settings, SettingsError, load_settings
+from app.setup import ensure_environment
+from hsm import KeyAlgorithm
+from signing import PadesLevel, PadesSpec
+
+LEVELS = [level.value for level in PadesLevel]
+ALGORITHMS = [alg.value for alg in KeyAlgorithm]
+
+
+def _fail(code: str, message: str) -> None:
+    click.echo(f"error {code}: {message}", err=True)
+    sys.exit(2)
+
+
+def coded_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Show errors that carry a stable code as ``error CODE: message`` and exit 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except SettingsError as exc:
+            _fail("CONFIGURATION_INVALID", str(exc))
+        except Exception as exc:
+            code = getattr(exc, "code", None)
+            if isinstance(code, str) and code.isupper():
+                _fail(code, getattr(exc, "message", str(exc)))
+            raise
+
+    return wrapper
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def _context(settings: Settings) -> ServiceContext:
+    ensure_environment(settings)
+    return ServiceContext(settings)
+
+
+@click.group()
+def main() -> None:
+    """dairi (代理): remote signatures under electronic powers of attorney."""
+
+
+@main.command()
+@coded_errors
+def init() -> None:
+    """Create what the embedded defaults need: SoftHSM token, database, development PKI."""
+    settings = _settings()
+    report = ensure_environment(settings)
+    click.echo(f"data directory  {settings.data_dir}")
+    click.echo(f"HSM token       {settings.hsm_token_label}"
+               f"{' (created)' if report.token_created else ''}")
+    click.echo(f"database        {settings.database_url.split('@')[-1]}")
+    if settings.dev_mode:
+        click.echo(f"development PKI {settings.pki_dir}"
+                   f"{' (created)' if report.pki_created else ''}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int,
+              help="gunicorn worker processes (PKCS#11 is opened in each after fork)")
+@coded_errors
+def serve(host: str, port: int, workers: int) -> None:
+    """Set up what is missing, then serve the API with gunicorn."""
+    ensure_environment(_settings())
+    gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or "gunicorn"
+    # No --preload: each worker imports the app and logs in to the HSM after fork.
+    argv = [gunicorn, "--workers", str(workers), "--bind", f"{host}:{port}",
+            "--access-logfile", "-", "app.wsgi:application"]
+    os.execv(gunicorn, argv)  # noqa: S606 - fixed argv, replaces this process
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@coded_errors
+def db_upgrade() -> None:
+    """Apply the Alembic migrations."""
+    from app.db import migrate
+
+    migrate(_settings().database_url)
+    click.echo("database is at the newest revision")
+
+
+@main.group()
+def dev() -> None:
+    """Development helpers (the embedded development PKI)."""
+
+
+@dev.command("pki")
+@coded_errors
+def dev_pki() -> None:
+    """Create the development PKI (CAs, TSA, attribute authority) if it is missing."""
+    settings = _settings()
+    report = ensure_environment(settings)
+    state = "created" if report.pki_created else "already present"
+    click.echo(f"development PKI {state} in {settings.pki_dir}")
+    click.echo(f"trust anchors in {settings.trust_dir}")
+
+
+@main.group()
+def credential() -> None:
+    """Employee signing credentials (keys in the HSM)."""
+
+
+@credential.command("issue")
+@click.option("--name", required=True, help="credential name; also the certificate's CN")
+@click.option("--algorithm", type=click.Choice(ALGORITHMS), default=None)
+@coded_errors
+def credential_issue(name: str, algorithm: str | None) -> None:
+    """Generate a key in the HSM and certify it with the development employee-signing CA."""
+    settings = _settings()
+    context = _context(settings)
+    with context.session_factory() as session:
+        service = CredentialService(session, context.hsm, context.dev_pki)
+        created = service.issue(name, KeyAlgorithm(algorithm or settings.default_key_algorithm))
+        click.echo(f"{created.id}  {created.name}  {created.algorithm}  {created.key_ref}"
+                   f"  {created.status}")
+
+
+@credential.command("request")
+@click.option("--name", required=True)
+@click.option("--subject-cn", default=None, help="CN of the request (default: the name)")
+@click.option("--algorithm", type=click.Choice(ALGORITHMS), default=None)
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="where to write the PKCS#10 request (PEM)")
+@coded_errors
+def credential_request(name: str, subject_cn: str | None, algorithm: str | None,
+                       out: Path) -> None:
+    """Generate a key in the HSM and write a CSR for an external CA."""
+    from asn1crypto import pem
+
+    settings = _settings()
+    context = _context(settings)
+    subject = asn1_x509.Name.build({"country_name": "JP", "common_name": subject_cn or name})
+    with context.session_factory() as session:
+        service = CredentialService(session, context.hsm, context.dev_pki)
+        created, csr = service.request(
+            name, KeyAlgorithm(algorithm or settings.default_key_algorithm), subject)
+    out.write_bytes(pem.armor("CERTIFICATE REQUEST", csr))
+    click.echo(f"{created.id}  {created.name}  pending; CSR written to {out}")
+
+
+@credential.command("import")
+@click.option("--name", required=True, help="credential name or id")
+@click.option("--cert", "cert_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="the certificate (PEM or DER)")
+@click.option("--chain", "chain_file", type=click.Path(exists=True, dir_okay=False,
+                                                        path_type=Path),
+              help="issuing CA certificates (PEM)")
+@coded_errors
+def credential_import(name: str, cert_file: Path, chain_file: Path | None) -> None:
+    """Attach the certificate an external CA returned for a pending credential."""
+    context = _context(_settings())
+    (cert_der, *extra) = read_certificates(cert_file.read_bytes())
+    chain = extra + (read_certificates(chain_file.read_bytes()) if chain_file else [])
+    with context.session_factory() as session:
+        service = CredentialService(session, context.hsm, context.dev_pki)
+        updated = service.import_certificate(name, cert_der, chain)
+        click.echo(f"{updated.id}  {updated.name}  {updated.status}  {updated.subject}")
+
+
+@credential.command("list")
+@coded_errors
+def credential_list() -> None:
+    """List credentials."""
+    context = _context(_settings())
+    with context.session_factory() as session:
+        for c in CredentialService(session, context.hsm, context.dev_pki).list():
+            click.echo(f"{c.id}  {c.name}  {c.algorithm}  {c.key_ref}  {c.status}")
+
+
+@main.command("sign-pdf")
+@click.option("--credential", "credential_name", required=True)
+@click.option("--level", type=click.Choice(LEVELS), default="B-LT", show_default=True)
+@click.option("--reason", default=None)
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@coded_errors
+def sign_pdf(credential_name: str, level: str, reason: str | None, source: Path,
+             target: Path) -> None:
+    """Sign a PDF locally with a credential (operator tool; the API adds JPKI and mandates)."""
+    from app.signatures import SignatureService
+
+    context = _context(_settings())
+    with context.session_factory() as session:
+        result, record = SignatureService(session, context).sign_pdf(
+            credential_name, source.read_bytes(), PadesSpec(level=PadesLevel(level),
+                                                            reason=reason))
+    target.write_bytes(result.pdf)
+    click.echo(f"{target}  {result.level}  sha256={result.signed_document_sha256}"
+               f"  record={record.id}")
+
+
+@main.command()
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("demo-out"), show_default=True)
+@coded_errors
+def demo(out: Path) -> None:
+    """The newcomer's tour on the embedded defaults (writes signed bids and trust roots)."""
+    from app.demo import run_demo
+
+    for line in run_demo(_settings(), out):
+        click.echo(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Process-wide objects built once from the settings: HSM, database, PKI, signers.
+
+The Flask app and the command line share this, so both sign the same way.
+Nothing here touches PKCS#11 or the network until first used (gunicorn forks
+workers after the app is built).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import cached_property
+from pathlib import Path
+
+from asn1crypto import pem
+from pyhanko.sign.timestamps import HTTPTimeStamper
+from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db import make_engine, make_session_factory
+from app.settings import Settings
+from devpki import DevPki, InProcessTimeStamper, TransportFetcherBackend
+from hsm import Hsm
+from signing import PadesSigner, TimestampAuthority, ValidationDataSource
+
+
+def load_pem_certificates(directory: Path) -> list[bytes]:
+    """DER of every certificate in the ``*.pem`` files of ``directory`` (sorted by name)."""
+    found: list[bytes] = []
+    for path in sorted(directory.glob("*.pem")) if directory.is_dir() else []:
+        data = path.read_bytes()
+        for _, _, der in pem.unarmor(data, multiple=True):
+            found.append(der)
+    return found
+
+
+class ServiceContext:
+    """What one process shares across requests and commands."""
+
+    def __init__(self, settings: Settings, *, hsm: Hsm | None = None) -> None:
+        if settings.uses_softhsm and "SOFTHSM2_CONF" not in os.environ:
+            # SoftHSM reads its configuration once, when the library is first loaded.
+            os.environ["SOFTHSM2_CONF"] = str(settings.softhsm2_conf)
+        self.settings = settings
+        self.hsm = hsm if hsm is not None else Hsm(settings.hsm)
+        self.engine: Engine = make_engine(settings.database_url)
+        self.session_factory: sessionmaker[Session] = make_session_factory(self.engine)
+        self._lock = threading.Lock()
+
+    @cached_property
+    def dev_pki(self) -> DevPki | None:
+        """The development PKI in development mode (None otherwise or if not created)."""
+        if not self.settings.dev_mode or not DevPki.exists(self.settings.pki_dir):
+            return None
+        return DevPki(self.settings.pki_dir)
+
+    @cached_property
+    def tsa(self) -> TimestampAuthority | None:
+        url = self.settings.tsa_url
+        if url:
+            return TimestampAuthority(url, lambda: HTTPTimeStamper(url))
+        pki = self.dev_pki
+        if pki is not None:
+            return TimestampAuthority("dev-tsa", lambda: InProcessTimeStamper(pki.tsa))
+        return None
+
+    @cached_property
+    def validation_data(self) -> ValidationDataSource:
+        pki = self.dev_pki
+        backend = (TransportFetcherBackend(pki.serve_url) if pki is not None
+                   else RequestsFetcherBackend())
+        return ValidationDataSource(load_pem_certificates(self.settings.trust_dir), backend)
+
+    @cached_property
+    def pades_signer(self) -> PadesSigner:
+        return PadesSigner(
+            self.hsm,
+            tsa=self.tsa,
+            validation_data=self.validation_data,
+            max_document_bytes=self.settings.max_document_bytes,
+        )
+
+    def close(self) -> None:
+        self.hsm.close()
+        self.engine.dispose()
