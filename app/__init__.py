@@ -63,5 +63,9 @@ def create_app(settings: Settings | None = None, *, hsm: Hsm | None = None) -> F
     api = DairiApi(app)
     register_error_handlers(app)  # after the Api, so problem+json replaces its JSON errors
     register_blueprints(api)
+    if settings.dev_mode:
+        from app.api.pki import blp as pki_blueprint
+
+        api.register_blueprint(pki_blueprint)
     app.register_blueprint(docs_blueprint)
     return app

@@ -31,28 +31,28 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `import hsm` etc. work
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from io import BytesIO  # noqa: E402
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from io import BytesIO
 
-import pkcs11  # noqa: E402
-from asn1crypto import x509 as asn1_x509  # noqa: E402
-from pkcs11 import Mechanism, ObjectClass  # noqa: E402
-from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter  # noqa: E402
-from pyhanko.pdf_utils.reader import PdfFileReader  # noqa: E402
-from pyhanko.sign import signers  # noqa: E402
-from pyhanko.sign.fields import SigSeedSubFilter  # noqa: E402
-from pyhanko.sign.pkcs11 import PKCS11Signer  # noqa: E402
-from pyhanko_certvalidator import ValidationContext  # noqa: E402
+import pkcs11
+from asn1crypto import x509 as asn1_x509
+from pkcs11 import Mechanism, ObjectClass
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign import signers
+from pyhanko.sign.fields import SigSeedSubFilter
+from pyhanko.sign.pkcs11 import PKCS11Signer
+from pyhanko_certvalidator import ValidationContext
 
-from app.sample_documents import bid_pdf  # noqa: E402
-from bench._setup import BenchEnv, bench_environment  # noqa: E402
-from devpki import InProcessTimeStamper  # noqa: E402
-from signing import PadesLevel, PadesSigner, PadesSpec  # noqa: E402
+from app.sample_documents import bid_pdf
+from bench._setup import BenchEnv, bench_environment
+from devpki import InProcessTimeStamper
+from signing import PadesLevel, PadesSigner, PadesSpec
 
 DEFAULT_ROUNDS = 15
 RAW_SECONDS = 2.0

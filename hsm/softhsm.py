@@ -49,7 +49,11 @@ def ensure_softhsm_token(conf_path: Path, label: str, pin_file: Path) -> bool:
     shown = subprocess.run(  # noqa: S603 - fixed argv, no shell
         [SOFTHSM_UTIL, "--show-slots"], env=env, capture_output=True, text=True, check=False
     )
-    if f"Label:            {label}\n" in shown.stdout and pin_file.exists():
+    labels = {line.split(":", 1)[1].strip() for line in shown.stdout.splitlines()
+              if line.strip().startswith("Label:")}
+    if label in labels:
+        if not pin_file.exists():
+            raise HsmUnavailable(f"token {label!r} exists but its PIN file {pin_file} is missing")
         return False
     user_pin = secrets.token_hex(8)
     so_pin = secrets.token_hex(8)

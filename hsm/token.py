@@ -92,8 +92,10 @@ class Hsm:
             lib.initialize()
         try:
             token = lib.get_token(token_label=self.config.token_label)
-        except (pkcs11.NoSuchToken, pkcs11.MultipleTokensReturned) as exc:
+        except pkcs11.NoSuchToken as exc:
             raise TokenNotFound(f"no token labelled {self.config.token_label!r}") from exc
+        except pkcs11.MultipleTokensReturned as exc:
+            raise HsmUnavailable(f"several tokens are labelled {self.config.token_label!r}") from exc
         pin = self.config.read_pin()
         try:
             session = token.open(rw=True, user_pin=pin)

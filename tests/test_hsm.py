@@ -209,3 +209,17 @@ def test_keys_are_listed_and_destroyed(hsm):
     assert ref not in hsm.list_keys()
     with pytest.raises(KeyNotFound):
         hsm.sign(ref, b"x", scheme=SignatureScheme.ECDSA)
+
+
+def test_softhsm_token_setup_is_idempotent(tmp_path):
+    from hsm.softhsm import ensure_softhsm_token, write_softhsm_conf
+
+    conf = tmp_path / "softhsm2.conf"
+    write_softhsm_conf(conf, tmp_path / "tokens")
+    pin_file = tmp_path / "pin"
+    assert ensure_softhsm_token(conf, "idempotent", pin_file) is True
+    pin = pin_file.read_text()
+    assert oct(pin_file.stat().st_mode & 0o777) == "0o600"
+    assert ensure_softhsm_token(conf, "idempotent", pin_file) is False
+    assert pin_file.read_text() == pin
+    assert len(list((tmp_path / "tokens").iterdir())) == 1

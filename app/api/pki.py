@@ -1,0 +1,56 @@
+"""The development PKI over HTTP (development mode only): CA certificates, CRLs,
+OCSP (RFC 6960) and the TSA (RFC 3161), exactly as the in-process fetchers see them."""
+
+from __future__ import annotations
+
+from flask import Response, request
+from flask_smorest import Blueprint
+
+from app import current_context
+from app.errors import ProblemError
+
+blp = Blueprint("pki", __name__, url_prefix="/pki",
+                description="Development PKI: CA certificates, CRLs, OCSP and TSA")
+
+# An OCSP or time-stamp request is a few hundred bytes; refuse anything absurd early.
+MAX_PROTOCOL_REQUEST_BYTES = 64 * 1024
+
+
+def _answer(method: str) -> Response:
+    pki = current_context().dev_pki
+    if pki is None:
+        raise ProblemError(503, "DEV_PKI_UNAVAILABLE", "The development PKI is not set up",
+                           "run `dairi dev pki`")
+    body = None
+    if method == "POST":
+        if (request.content_length or 0) > MAX_PROTOCOL_REQUEST_BYTES:
+            raise ProblemError(413, "PAYLOAD_TOO_LARGE", "Request too large")
+        body = request.get_data(cache=False)
+    status, content_type, payload = pki.serve(method, request.path, body)
+    if status == 404:
+        raise ProblemError(404, "NOT_FOUND", "Not found")
+    return Response(payload, status=status, content_type=content_type)
+
+
+@blp.route("/ca/<string:name>.cer")
+@blp.doc(summary="A development CA's certificate (DER)")
+def ca_certificate(name: str) -> Response:
+    return _answer("GET")
+
+
+@blp.route("/crl/<string:name>.crl")
+@blp.doc(summary="A development CA's current CRL (DER)")
+def crl(name: str) -> Response:
+    return _answer("GET")
+
+
+@blp.route("/ocsp/<string:name>", methods=["POST"])
+@blp.doc(summary="OCSP responder of a development CA (application/ocsp-request)")
+def ocsp(name: str) -> Response:
+    return _answer("POST")
+
+
+@blp.route("/tsa", methods=["POST"])
+@blp.doc(summary="The development time-stamping authority (application/timestamp-query)")
+def tsa() -> Response:
+    return _answer("POST")
