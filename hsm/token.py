@@ -95,7 +95,9 @@ class Hsm:
         except pkcs11.NoSuchToken as exc:
             raise TokenNotFound(f"no token labelled {self.config.token_label!r}") from exc
         except pkcs11.MultipleTokensReturned as exc:
-            raise HsmUnavailable(f"several tokens are labelled {self.config.token_label!r}") from exc
+            raise HsmUnavailable(
+                f"several tokens are labelled {self.config.token_label!r}"
+            ) from exc
         pin = self.config.read_pin()
         try:
             session = token.open(rw=True, user_pin=pin)

@@ -1,0 +1,54 @@
+# dairi: two commands do all the set-up on a fresh machine.
+#   make run   set up what is missing, then serve on 127.0.0.1:8080
+#   make test  set up what is missing, then run the whole test suite
+# Both are idempotent: a second run reuses the virtualenv, token, PKI and database.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# SoftHSM2 is the embedded HSM; IPA Gothic renders the Japanese sample bid.
+SYSTEM_PACKAGES := softhsm2 fonts-ipafont-gothic
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+.PHONY: run test lint bench demo setup system-packages clean
+
+run: setup
+	$(BIN)/dairi serve --host 127.0.0.1 --port 8080
+
+test: setup
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python bench/pades.py
+
+demo: setup
+	$(BIN)/dairi demo --out demo-out
+
+setup: system-packages $(BIN)/.installed
+	$(BIN)/dairi init
+
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" \
+	    || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when the dependency list changes.
+$(BIN)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) var demo-out
