@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from asn1crypto import algos, x509
+import hashlib
+import threading
+
+from asn1crypto import algos, tsp, x509
+from pyhanko.sign.attributes import SigningCertificateV2Provider
+from pyhanko.sign.general import as_signing_certificate_v2
 from pyhanko.sign.signers import Signer
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
@@ -13,6 +18,29 @@ _MECHANISMS = {
     SignatureScheme.RSA_PKCS1V15: "sha256_rsa",
     SignatureScheme.ECDSA: "sha256_ecdsa",
 }
+
+# DER of the signing-certificate-v2 value per certificate. asn1crypto takes
+# ~1.5 ms to build and encode it (the issuer name is re-encoded under an
+# explicit tag), a tenth of a B-B signature; loading cached DER costs
+# microseconds. Only bytes are shared between threads.
+_ESS_CACHE: dict[bytes, bytes] = {}
+_ESS_LOCK = threading.Lock()
+
+
+def _signing_certificate_v2(cert: x509.Certificate) -> tsp.SigningCertificateV2:
+    key = hashlib.sha256(cert.dump()).digest()
+    with _ESS_LOCK:
+        der = _ESS_CACHE.get(key)
+    if der is None:
+        der = as_signing_certificate_v2(cert).dump()
+        with _ESS_LOCK:
+            _ESS_CACHE[key] = der
+    return tsp.SigningCertificateV2.load(der)
+
+
+class _CachedSigningCertificateV2(SigningCertificateV2Provider):
+    async def build_attr_value(self, dry_run: bool = False) -> tsp.SigningCertificateV2:
+        return _signing_certificate_v2(self.signing_cert)
 
 
 class HsmSigner(Signer):
@@ -33,11 +61,17 @@ class HsmSigner(Signer):
         self._scheme = scheme
         self._size = credential.algorithm.signature_size
 
+    def _signed_attr_providers(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # pyHanko internal API (pinned <0.39): same providers, cached ESS value.
+        for provider in super()._signed_attr_providers(*args, **kwargs):
+            if type(provider) is SigningCertificateV2Provider:
+                yield _CachedSigningCertificateV2(provider.signing_cert)
+            else:
+                yield provider
+
     async def async_sign_raw(self, data: bytes, digest_algorithm: str, dry_run: bool = False
                              ) -> bytes:
         if dry_run:
             return bytes(self._size)
         return self._hsm.sign(self._key_ref, data, hash_algorithm=digest_algorithm,
                               scheme=self._scheme)
-
-

@@ -175,7 +175,7 @@ class PadesSigner:
         )
         pdf_signer = signers.PdfSigner(meta, signer=HsmSigner(self._hsm, credential),
                                        timestamper=timestamper)
-        reserved = self._bytes_reserved(credential, tsa_data)
+        reserved = self._bytes_reserved(credential, level, tsa_data)
         output = BytesIO()
         try:
             await pdf_signer.async_sign_pdf(writer, bytes_reserved=reserved, output=output)
@@ -198,15 +198,18 @@ class PadesSigner:
         )
 
     @staticmethod
-    def _bytes_reserved(credential: SigningCredential, tsa_data: ValidationData | None) -> int:
+    def _bytes_reserved(credential: SigningCredential, level: PadesLevel,
+                        tsa_data: ValidationData | None) -> int:
         size = (
             len(credential.certificate_der)
             + sum(map(len, credential.chain_der))
             + credential.algorithm.signature_size
             + _CMS_OVERHEAD
         )
-        # The signature timestamp token carries the TSA certificate (and maybe its chain).
-        size += _TIMESTAMP_TOKEN_OVERHEAD + (sum(map(len, tsa_data.certs)) if tsa_data else 4096)
+        if level.timestamped:
+            # The signature timestamp token carries the TSA certificate (maybe its chain).
+            size += _TIMESTAMP_TOKEN_OVERHEAD + (
+                sum(map(len, tsa_data.certs)) if tsa_data else 4096)
         return 2 * size  # hex encoding in /Contents
 
     @staticmethod
