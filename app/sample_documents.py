@@ -35,7 +35,8 @@ def bid_pdf(
         "",
         f"入札者: {bidder}",
     ]
-    style = TextBoxStyle(font=GlyphAccumulatorFactory(str(JAPANESE_FONT)), font_size=12,
+    style = TextBoxStyle(font=GlyphAccumulatorFactory(str(JAPANESE_FONT), font_size=12),
+                         font_size=12,
                          leading=22)
     box = TextBox(style, writer, box=layout.BoxConstraints(width=500, height=400))
     box.content = "\n".join(lines)
