@@ -1,0 +1,237 @@
+"""What dairi reads from JPKI and commercial-registration certificates (DESIGN §4).
+
+Parsing only: path validation, revocation and policy decisions happen elsewhere.
+Personal data read here (address, birth date, sex) must never be logged.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date
+
+from asn1crypto import core, parser, x509
+
+from identity.corporate_number import corporate_number
+
+# JPKI certificate policies.
+JPKI_AUTH_POLICY = "1.2.392.200149.8.5.1.3.30"
+JPKI_SIGN_POLICY = "1.2.392.200149.8.5.1.1.20"
+JPKI_TEST_POLICY = "1.2.392.200149.8.5.1.0.20"  # reportedly on test cards
+
+# JPKI signing-certificate subjectAltName otherNames: [0] EXPLICIT UTF8String.
+JPKI_NAME = "1.2.392.200149.8.5.5.1"
+JPKI_NAME_FLAGS = "1.2.392.200149.8.5.5.2"
+JPKI_SEX = "1.2.392.200149.8.5.5.3"
+JPKI_BIRTH_DATE = "1.2.392.200149.8.5.5.4"
+JPKI_ADDRESS = "1.2.392.200149.8.5.5.5"
+JPKI_ADDRESS_FLAGS = "1.2.392.200149.8.5.5.6"
+
+# Commercial-registration certificate extensions (critical in real certificates).
+CERTIFICATE_POLICIES_JP = "1.2.392.100300.1.1.1"
+REGISTRAR = "1.2.392.100300.1.1.2"
+REGISTERED_CORPORATION_INFO = "1.2.392.100300.1.1.3"
+REGISTRATION_POLICY = "1.2.392.100300.1.3.4"
+REGISTRATION_EXTENSIONS = frozenset({CERTIFICATE_POLICIES_JP, REGISTRAR,
+                                     REGISTERED_CORPORATION_INFO})
+
+# Era codes of the birth date (E of EYYYYMMDD) and the day each era began.
+ERAS: dict[str, tuple[str, date]] = {
+    "1": ("明治", date(1868, 10, 23)),
+    "2": ("大正", date(1912, 7, 30)),
+    "3": ("昭和", date(1926, 12, 25)),
+    "4": ("平成", date(1989, 1, 8)),
+    "5": ("令和", date(2019, 5, 1)),
+}
+SEXES = {"1": "male", "2": "female", "9": "not-applicable", "0": "unknown"}
+
+
+class ProfileError(ValueError):
+    """A certificate does not follow the profile it claims; ``code`` is stable."""
+
+    code = "CERTIFICATE_PROFILE_INVALID"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+
+
+class CertificateKind(enum.StrEnum):
+    JPKI_AUTH = "jpki-auth"
+    JPKI_SIGN = "jpki-sign"
+    CORPORATE_REGISTRATION = "corporate-registration"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class BirthDate:
+    """A JPKI birth date: the Gregorian date and the era it fell in."""
+
+    value: date
+    era: str
+
+    @classmethod
+    def parse(cls, text: str) -> BirthDate:
+        """Decode ``EYYYYMMDD``; refuses unknown eras and dates outside their era."""
+        if len(text) != 9 or not text.isascii() or not text.isdigit():
+            raise ProfileError("birth date is not EYYYYMMDD")
+        if text[0] not in ERAS:
+            raise ProfileError(f"unknown era code {text[0]}")
+        try:
+            value = date(int(text[1:5]), int(text[5:7]), int(text[7:9]))
+        except ValueError as exc:
+            raise ProfileError("birth date is not a calendar date") from exc
+        era, start = ERAS[text[0]]
+        following = [s for _, s in ERAS.values() if s > start]
+        if value < start or (following and value >= min(following)):
+            raise ProfileError("birth date does not fall in its era")
+        return cls(value, era)
+
+
+@dataclass(frozen=True)
+class JpkiPersonalData:
+    """The four basic items (基本4情報) of a JPKI signing certificate.
+
+    ``repr`` shows the name only: the rest must not reach a log.
+    """
+
+    name: str
+    name_flags: str | None = field(default=None, repr=False)
+    sex: str | None = field(default=None, repr=False)
+    birth_date: BirthDate | None = field(default=None, repr=False)
+    address: str | None = field(default=None, repr=False)
+    address_flags: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class RegisteredCorporation:
+    """``registeredCorporationInfo`` of a 商業登記電子証明書, plus the derived 法人番号."""
+
+    corporate_name: str
+    registered_number: str  # 会社法人等番号, 12 digits
+    corporate_number: str  # 法人番号, 13 digits
+    head_office_address: str | None
+    representative_name: str | None
+    representative_title: str | None
+    registry_office: str | None
+    other_fields: dict[int, str] = field(default_factory=dict)
+    registrar: str | None = None
+    policies: tuple[str, ...] = ()
+
+
+def _extensions(cert: x509.Certificate) -> dict[str, x509.Extension]:
+    return {ext["extn_id"].dotted: ext for ext in cert["tbs_certificate"]["extensions"]}
+
+
+def policy_oids(cert: x509.Certificate) -> tuple[str, ...]:
+    policies = cert.certificate_policies_value
+    return tuple(p["policy_identifier"].dotted for p in policies) if policies else ()
+
+
+def certificate_kind(cert: x509.Certificate) -> CertificateKind:
+    """Classify by policy OID (and, for registration, its private extension)."""
+    policies = policy_oids(cert)
+    if JPKI_AUTH_POLICY in policies:
+        return CertificateKind.JPKI_AUTH
+    if JPKI_SIGN_POLICY in policies:
+        return CertificateKind.JPKI_SIGN
+    if REGISTERED_CORPORATION_INFO in _extensions(cert):
+        return CertificateKind.CORPORATE_REGISTRATION
+    return CertificateKind.OTHER
+
+
+def _other_name_text(general_name: x509.GeneralName) -> tuple[str, str] | None:
+    if general_name.name != "other_name":
+        return None
+    other = general_name.chosen
+    try:
+        value = other["value"].parsed
+    except (ValueError, TypeError) as exc:
+        raise ProfileError("an otherName value is not [0] EXPLICIT UTF8String") from exc
+    if not isinstance(value, core.UTF8String):
+        raise ProfileError("an otherName value is not a UTF8String")
+    return other["type_id"].dotted, value.native
+
+
+def jpki_personal_data(cert: x509.Certificate) -> JpkiPersonalData:
+    """The basic four items from a JPKI signing certificate's subjectAltName."""
+    san = cert.subject_alt_name_value
+    items: dict[str, str] = {}
+    for general_name in san or ():
+        found = _other_name_text(general_name)
+        if found:
+            items[found[0]] = found[1]
+    if JPKI_NAME not in items:
+        raise ProfileError("no JPKI name in the subjectAltName")
+    sex = items.get(JPKI_SEX)
+    if sex is not None and sex not in SEXES:
+        raise ProfileError("sex is not a JIS X 0303 code")
+    birth = items.get(JPKI_BIRTH_DATE)
+    return JpkiPersonalData(
+        name=items[JPKI_NAME],
+        name_flags=items.get(JPKI_NAME_FLAGS),
+        sex=SEXES[sex] if sex is not None else None,
+        birth_date=BirthDate.parse(birth) if birth is not None else None,
+        address=items.get(JPKI_ADDRESS),
+        address_flags=items.get(JPKI_ADDRESS_FLAGS),
+    )
+
+
+def registered_corporation(cert: x509.Certificate) -> RegisteredCorporation:
+    """Parse ``registeredCorporationInfo``; unknown tags are kept in ``other_fields``.
+
+    Raises :class:`ProfileError` (or ``CORPORATE_NUMBER_INVALID`` when the
+    会社法人等番号 is not 12 digits).
+    """
+    extensions = _extensions(cert)
+    if REGISTERED_CORPORATION_INFO not in extensions:
+        raise ProfileError("not a commercial-registration certificate")
+    raw = extensions[REGISTERED_CORPORATION_INFO]["extn_value"].contents
+    fields: dict[int, str] = {}
+    try:
+        class_, method, tag, _, body, _ = parser.parse(raw, strict=True)
+        if (class_, method, tag) != (0, 1, 16):
+            raise ProfileError("registeredCorporationInfo is not a SEQUENCE")
+        pointer = 0
+        while pointer < len(body):
+            size = parser.peek(body[pointer:])
+            class_, method, tag, _, inner_der, _ = parser.parse(body[pointer:pointer + size])
+            pointer += size
+            if class_ != 2 or method != 1:  # [n] EXPLICIT
+                raise ProfileError("registeredCorporationInfo field is not EXPLICIT-tagged")
+            inner = core.load(inner_der, strict=True)
+            if not isinstance(inner, core.UTF8String | core.PrintableString):
+                raise ProfileError("registeredCorporationInfo field is not a string")
+            fields[tag] = inner.native
+    except ProfileError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ProfileError("registeredCorporationInfo is not DER") from exc
+    if 0 not in fields or 1 not in fields:
+        raise ProfileError("registeredCorporationInfo lacks the name or the number")
+    registered_number = fields[1]
+    number = corporate_number(registered_number)  # CORPORATE_NUMBER_INVALID if malformed
+    registrar = None
+    if REGISTRAR in extensions:
+        registrar = core.load(extensions[REGISTRAR]["extn_value"].contents).native
+    policies: tuple[str, ...] = ()
+    if CERTIFICATE_POLICIES_JP in extensions:
+        policies = tuple(
+            p["policy_identifier"].dotted
+            for p in x509.CertificatePolicies.load(
+                extensions[CERTIFICATE_POLICIES_JP]["extn_value"].contents)
+        )
+    return RegisteredCorporation(
+        corporate_name=fields[0],
+        registered_number=registered_number,
+        corporate_number=number,
+        head_office_address=fields.get(2),
+        representative_name=fields.get(3),
+        representative_title=fields.get(4),
+        registry_office=fields.get(6),
+        other_fields={k: v for k, v in fields.items() if k not in {0, 1, 2, 3, 4, 6}},
+        registrar=registrar,
+        policies=policies,
+    )
