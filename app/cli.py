@@ -17,6 +17,7 @@ from app.context import ServiceContext
 from app.credentials import CredentialService, read_certificates
 from app.settings import Settings, SettingsError, load_settings
 from app.setup import ensure_environment
+from dairi import DairiError
 from hsm import KeyAlgorithm
 from signing import PadesLevel, PadesSpec
 
@@ -38,11 +39,8 @@ def coded_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except SettingsError as exc:
             _fail("CONFIGURATION_INVALID", str(exc))
-        except Exception as exc:
-            code = getattr(exc, "code", None)
-            if isinstance(code, str) and code.isupper():
-                _fail(code, getattr(exc, "message", str(exc)))
-            raise
+        except DairiError as exc:
+            _fail(exc.code, exc.message)
 
     return wrapper
 

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.models import Credential, CredentialStatus
+from dairi import DairiError
 from devpki import DevPki, EndEntity
 from hsm import Hsm, HsmError, KeyAlgorithm, KeyRef, build_csr
 from signing import SigningCredential
@@ -26,16 +27,10 @@ DER = serialization.Encoding.DER
 MAX_NAME_LENGTH = 200
 
 
-class CredentialError(Exception):
-    """A credential request that cannot be honoured; ``code`` is stable."""
+class CredentialError(DairiError):
+    """A credential request that cannot be honoured."""
 
     code = "CREDENTIAL_INVALID"
-
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if code:
-            self.code = code
 
 
 def _validate_name(name: str) -> str:

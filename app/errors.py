@@ -1,7 +1,7 @@
 """Every error leaves the service as RFC 9457 ``application/problem+json`` with a stable code.
 
-Views raise :class:`ProblemError`, a domain error (anything with an upper-case
-string ``code`` and a ``message``, such as :class:`hsm.HsmError`), or let
+Views raise :class:`ProblemError`, a domain error (a :class:`dairi.DairiError`
+such as :class:`hsm.HsmError`), or let
 werkzeug/flask-smorest raise an HTTP error; the handlers registered by
 :func:`register_error_handlers` turn each into a problem document. Server
 errors (5xx) never carry exception text: it is logged, not sent.
@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from http import HTTPStatus
 from typing import Any
 
 import marshmallow as ma
 from flask import Flask, Response, has_request_context, request
 from werkzeug.exceptions import HTTPException
+
+from dairi import DairiError
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,6 @@ DEFAULT_STATUS = 400
 # Codes for HTTP errors whose HTTPStatus name is not the one clients should see.
 _CODE_BY_STATUS = {413: "PAYLOAD_TOO_LARGE", 422: "VALIDATION_FAILED"}
 
-_DOMAIN_CODE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _RESERVED = {"type", "title", "status", "detail", "code", "instance"}
 
 
@@ -133,12 +133,6 @@ class ProblemSchema(ma.Schema):
     errors = ma.fields.Dict(metadata={"description": "Field messages (VALIDATION_FAILED)"})
 
 
-def _is_domain_error(exc: BaseException) -> bool:
-    code = getattr(exc, "code", None)
-    message = getattr(exc, "message", None)
-    return isinstance(code, str) and bool(_DOMAIN_CODE.match(code)) and isinstance(message, str)
-
-
 def _handle_problem(exc: ProblemError) -> Response:
     if exc.status >= 500:
         logger.error("problem %s: %s", exc.code, exc, exc_info=exc.__cause__ is not None)
@@ -167,13 +161,12 @@ def _handle_http_exception(exc: HTTPException) -> Response:
 
 
 def _handle_exception(exc: Exception) -> Response:
-    if _is_domain_error(exc):
-        code: str = exc.code  # type: ignore[attr-defined]
-        status = status_for_code(code)
+    if isinstance(exc, DairiError):
+        status = status_for_code(exc.code)
         if status >= 500:
-            logger.error("%s: %s", code, exc.message)  # type: ignore[attr-defined]
-            return problem_response(status, code)
-        return problem_response(status, code, detail=exc.message)  # type: ignore[attr-defined]
+            logger.error("%s: %s", exc.code, exc.message)
+            return problem_response(status, exc.code)
+        return problem_response(status, exc.code, detail=exc.message)
     if isinstance(exc, ma.ValidationError):
         return problem_response(422, "VALIDATION_FAILED", errors=exc.normalized_messages())
     logger.exception("unhandled error")

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from dairi import DairiError
 from devpki.ca import CaUrls, DevCA, end_entity_key_usage, new_rsa_key, utcnow, write_private
 from devpki.tsa import DevTsa
 from hsm import Hsm, KeyAlgorithm, KeyRef
@@ -75,12 +76,8 @@ class EndEntity:
     chain: tuple[x509.Certificate, ...]  # issuer first, up to (not including) the root
 
 
-class PkiError(Exception):
+class PkiError(DairiError):
     code = "DEV_PKI_ERROR"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class DevPki:
@@ -178,9 +175,7 @@ class DevPki:
                    "version": aa_key.version},
         }
         (directory / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        pki = cls(directory, clock)
-        pki.export_trust(directory / "trust")
-        return pki
+        return cls(directory, clock)
 
     # -- use ----------------------------------------------------------------
 

@@ -1,14 +1,12 @@
 """Errors raised by the HSM layer; each carries a stable code a caller can act on."""
 
+from dairi import DairiError
 
-class HsmError(Exception):
-    """Base of every HSM failure. ``code`` is stable; the message never holds a PIN."""
+
+class HsmError(DairiError):
+    """Base of every HSM failure; the message never holds a PIN."""
 
     code = "HSM_ERROR"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class HsmUnavailable(HsmError):

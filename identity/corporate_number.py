@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+from dairi import DairiError
 
-class CorporateNumberError(ValueError):
+
+class CorporateNumberError(DairiError, ValueError):
     """Not a well-formed 会社法人等番号 or 法人番号."""
 
     code = "CORPORATE_NUMBER_INVALID"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 def check_digit(registered_number: str) -> int:

@@ -12,6 +12,7 @@ from datetime import date
 
 from asn1crypto import core, parser, x509
 
+from dairi import DairiError
 from identity.corporate_number import corporate_number
 
 # JPKI certificate policies.
@@ -46,16 +47,10 @@ ERAS: dict[str, tuple[str, date]] = {
 SEXES = {"1": "male", "2": "female", "9": "not-applicable", "0": "unknown"}
 
 
-class ProfileError(ValueError):
-    """A certificate does not follow the profile it claims; ``code`` is stable."""
+class ProfileError(DairiError, ValueError):
+    """A certificate does not follow the profile it claims."""
 
     code = "CERTIFICATE_PROFILE_INVALID"
-
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if code:
-            self.code = code
 
 
 class CertificateKind(enum.StrEnum):

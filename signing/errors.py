@@ -1,14 +1,12 @@
 """Signing failures, each with a stable code."""
 
+from dairi import DairiError
 
-class SigningError(Exception):
-    """Base of signing failures. ``code`` is stable and safe to show a caller."""
+
+class SigningError(DairiError):
+    """Base of signing failures."""
 
     code = "SIGNING_FAILED"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class DocumentError(SigningError):

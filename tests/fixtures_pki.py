@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from cryptography.hazmat.primitives import serialization
 
@@ -23,7 +21,9 @@ DER = serialization.Encoding.DER
 
 @pytest.fixture(scope="session")
 def pki(hsm: Hsm, base_settings: Settings) -> DevPki:
-    return DevPki.create(base_settings.pki_dir, hsm, base_url=base_settings.public_base_url)
+    created = DevPki.create(base_settings.pki_dir, hsm, base_url=base_settings.public_base_url)
+    created.export_trust(base_settings.trust_dir)
+    return created
 
 
 def make_credential(hsm: Hsm, pki: DevPki, name: str,
@@ -64,8 +64,3 @@ def pades_signer(hsm: Hsm, pki: DevPki, trust_roots: list[bytes],
 @pytest.fixture(scope="session")
 def bid() -> bytes:
     return bid_pdf()
-
-
-@pytest.fixture
-def tmp_pki_dir(tmp_path: Path) -> Path:
-    return tmp_path / "pki"
