@@ -2,56 +2,24 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 from asn1crypto import x509 as asn1_x509
 
-from app.context import ServiceContext
+from app.cli_admin import admin
+from app.cli_cards import card, cert
+from app.cli_support import coded_errors, load_cli_settings, service_context
 from app.credentials import CredentialService, read_certificates
-from app.settings import Settings, SettingsError, load_settings
 from app.setup import ensure_environment
-from dairi import DairiError
 from hsm import KeyAlgorithm
 from signing import PadesLevel, PadesSpec
 
 LEVELS = [level.value for level in PadesLevel]
 ALGORITHMS = [alg.value for alg in KeyAlgorithm]
-
-
-def _fail(code: str, message: str) -> None:
-    click.echo(f"error {code}: {message}", err=True)
-    sys.exit(2)
-
-
-def coded_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Show errors that carry a stable code as ``error CODE: message`` and exit 2."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except SettingsError as exc:
-            _fail("CONFIGURATION_INVALID", str(exc))
-        except DairiError as exc:
-            _fail(exc.code, exc.message)
-
-    return wrapper
-
-
-def _settings() -> Settings:
-    return load_settings()
-
-
-def _context(settings: Settings) -> ServiceContext:
-    ensure_environment(settings)
-    return ServiceContext(settings)
 
 
 @click.group()
@@ -63,7 +31,7 @@ def main() -> None:
 @coded_errors
 def init() -> None:
     """Create what the embedded defaults need: SoftHSM token, database, development PKI."""
-    settings = _settings()
+    settings = load_cli_settings()
     report = ensure_environment(settings)
     click.echo(f"data directory  {settings.data_dir}")
     click.echo(f"HSM token       {settings.hsm_token_label}"
@@ -82,7 +50,7 @@ def init() -> None:
 @coded_errors
 def serve(host: str, port: int, workers: int) -> None:
     """Set up what is missing, then serve the API with gunicorn."""
-    ensure_environment(_settings())
+    ensure_environment(load_cli_settings())
     gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or "gunicorn"
     # No --preload: each worker imports the app and logs in to the HSM after fork.
     argv = [gunicorn, "--workers", str(workers), "--bind", f"{host}:{port}",
@@ -101,20 +69,25 @@ def db_upgrade() -> None:
     """Apply the Alembic migrations."""
     from app.db import migrate
 
-    migrate(_settings().database_url)
+    migrate(load_cli_settings().database_url)
     click.echo("database is at the newest revision")
 
 
 @main.group()
 def dev() -> None:
-    """Development helpers (the embedded development PKI)."""
+    """Development helpers (the embedded development PKI, virtual cards)."""
+
+
+main.add_command(cert)  # dairi cert inspect
+main.add_command(admin)  # dairi admin create
+dev.add_command(card)  # dairi dev card create|sign
 
 
 @dev.command("pki")
 @coded_errors
 def dev_pki() -> None:
     """Create the development PKI (CAs, TSA, attribute authority) if it is missing."""
-    settings = _settings()
+    settings = load_cli_settings()
     report = ensure_environment(settings)
     state = "created" if report.pki_created else "already present"
     click.echo(f"development PKI {state} in {settings.pki_dir}")
@@ -132,8 +105,8 @@ def credential() -> None:
 @coded_errors
 def credential_issue(name: str, algorithm: str | None) -> None:
     """Generate a key in the HSM and certify it with the development employee-signing CA."""
-    settings = _settings()
-    context = _context(settings)
+    settings = load_cli_settings()
+    context = service_context(settings)
     with context.session_factory() as session:
         service = CredentialService(session, context.hsm, context.dev_pki)
         created = service.issue(name, KeyAlgorithm(algorithm or settings.default_key_algorithm))
@@ -153,8 +126,8 @@ def credential_request(name: str, subject_cn: str | None, algorithm: str | None,
     """Generate a key in the HSM and write a CSR for an external CA."""
     from asn1crypto import pem
 
-    settings = _settings()
-    context = _context(settings)
+    settings = load_cli_settings()
+    context = service_context(settings)
     subject = asn1_x509.Name.build({"country_name": "JP", "common_name": subject_cn or name})
     with context.session_factory() as session:
         service = CredentialService(session, context.hsm, context.dev_pki)
@@ -174,7 +147,7 @@ def credential_request(name: str, subject_cn: str | None, algorithm: str | None,
 @coded_errors
 def credential_import(name: str, cert_file: Path, chain_file: Path | None) -> None:
     """Attach the certificate an external CA returned for a pending credential."""
-    context = _context(_settings())
+    context = service_context(load_cli_settings())
     (cert_der, *extra) = read_certificates(cert_file.read_bytes())
     chain = extra + (read_certificates(chain_file.read_bytes()) if chain_file else [])
     with context.session_factory() as session:
@@ -187,7 +160,7 @@ def credential_import(name: str, cert_file: Path, chain_file: Path | None) -> No
 @coded_errors
 def credential_list() -> None:
     """List credentials."""
-    context = _context(_settings())
+    context = service_context(load_cli_settings())
     with context.session_factory() as session:
         for c in CredentialService(session, context.hsm, context.dev_pki).list():
             click.echo(f"{c.id}  {c.name}  {c.algorithm}  {c.key_ref}  {c.status}")
@@ -205,7 +178,7 @@ def sign_pdf(credential_name: str, level: str, reason: str | None, source: Path,
     """Sign a PDF locally with a credential (operator tool; the API adds JPKI and mandates)."""
     from app.signatures import SignatureService
 
-    context = _context(_settings())
+    context = service_context(load_cli_settings())
     with context.session_factory() as session:
         result, record = SignatureService(session, context).sign_pdf(
             credential_name, source.read_bytes(), PadesSpec(level=PadesLevel(level),
@@ -223,7 +196,7 @@ def demo(out: Path) -> None:
     """The newcomer's tour on the embedded defaults (writes signed bids and trust roots)."""
     from app.demo import run_demo
 
-    for line in run_demo(_settings(), out):
+    for line in run_demo(load_cli_settings(), out):
         click.echo(line)
 
 

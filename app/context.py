@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 
 from asn1crypto import pem
 from pyhanko.sign.timestamps import HTTPTimeStamper
+from pyhanko_certvalidator.fetchers.api import FetcherBackend
 from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,6 +25,8 @@ from app.db import make_engine, make_session_factory
 from app.settings import Settings
 from devpki import DevPki, InProcessTimeStamper, TransportFetcherBackend
 from hsm import Hsm
+from identity.trust import TrustStore
+from identity.validation import CertificateValidator
 from signing import PadesSigner, TimestampAuthority, ValidationDataSource
 
 
@@ -32,6 +37,18 @@ def load_pem_certificates(directory: Path) -> list[bytes]:
         data = path.read_bytes()
         for _, _, der in pem.unarmor(data, multiple=True):
             found.append(der)
+    return found
+
+
+def load_crls(directory: Path) -> list[bytes]:
+    """DER of every CRL (``*.crl``, DER or PEM) in ``directory``, for offline checks."""
+    found: list[bytes] = []
+    for path in sorted(directory.glob("*.crl")) if directory.is_dir() else []:
+        data = path.read_bytes()
+        if pem.detect(data):
+            found.extend(der for _, _, der in pem.unarmor(data, multiple=True))
+        else:
+            found.append(data)
     return found
 
 
@@ -47,6 +64,8 @@ class ServiceContext:
         self.engine: Engine = make_engine(settings.database_url)
         self.session_factory: sessionmaker[Session] = make_session_factory(self.engine)
         self._lock = threading.Lock()
+        # The one clock of the service; tests replace it to move time.
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     @cached_property
     def dev_pki(self) -> DevPki | None:
@@ -66,11 +85,33 @@ class ServiceContext:
         return None
 
     @cached_property
-    def validation_data(self) -> ValidationDataSource:
+    def fetcher_backend(self) -> FetcherBackend:
+        """How OCSP responses, CRLs and certificates are fetched: over HTTP, or in
+        development mode straight from the development PKI in this process."""
         pki = self.dev_pki
-        backend = (TransportFetcherBackend(pki.serve_url) if pki is not None
-                   else RequestsFetcherBackend())
-        return ValidationDataSource(load_pem_certificates(self.settings.trust_dir), backend)
+        if pki is not None:
+            return TransportFetcherBackend(pki.serve_url)
+        return RequestsFetcherBackend()
+
+    @cached_property
+    def validation_data(self) -> ValidationDataSource:
+        return ValidationDataSource(load_pem_certificates(self.settings.trust_dir),
+                                    self.fetcher_backend)
+
+    @cached_property
+    def certificate_validator(self) -> CertificateValidator:
+        """Path, policy and revocation checks of JPKI and registration certificates."""
+        settings = self.settings
+        offline = settings.revocation_mode == "offline"
+        return CertificateValidator(
+            TrustStore.from_directory(settings.trust_dir),
+            fetcher_backend=None if offline else self.fetcher_backend,
+            offline=offline,
+            offline_crls=lambda: load_crls(settings.crl_dir),
+            allow_test_cards=settings.allow_test_cards,
+            clock=lambda: self.clock(),
+            cache_max_age=timedelta(seconds=settings.revocation_cache_seconds),
+        )
 
     @cached_property
     def pades_signer(self) -> PadesSigner:

@@ -32,6 +32,37 @@ STATUS_BY_CODE: dict[str, int] = {
     "HSM_UNAVAILABLE": 503,
     "HSM_ERROR": 503,
     "HSM_UNSUPPORTED_SCHEME": 422,
+    # identity: a certificate or proof that does not hold is understood and refused
+    "CERTIFICATE_MALFORMED": 422,
+    "CERTIFICATE_ISSUER_UNKNOWN": 403,
+    "CERTIFICATE_EXPIRED": 403,
+    "CERTIFICATE_NOT_YET_VALID": 403,
+    "CERTIFICATE_REVOKED": 403,
+    "CERTIFICATE_POLICY_MISMATCH": 403,
+    "CERTIFICATE_KEY_USAGE_MISMATCH": 403,
+    "CERTIFICATE_INVALID": 403,
+    "SIGNATURE_INVALID": 403,
+    "REENROLL_REQUIRED": 403,
+    "CERTIFICATE_NOT_ENROLLED": 403,
+    "CERTIFICATE_ALREADY_ENROLLED": 409,
+    "NOT_A_REPRESENTATIVE": 403,
+    "ENROLMENT_NAME_MISMATCH": 403,
+    "REVOCATION_STATUS_UNAVAILABLE": 503,
+    "CHALLENGE_NOT_FOUND": 404,
+    "CHALLENGE_EXPIRED": 410,
+    "CHALLENGE_REPLAYED": 409,
+    "CHALLENGE_PURPOSE_MISMATCH": 409,
+    "CHALLENGES_EXHAUSTED": 503,
+    "RATE_LIMITED": 429,
+    "UNAUTHENTICATED": 401,
+    "TOKEN_INVALID": 401,
+    "TOKEN_EXPIRED": 401,
+    "CLIENT_CREDENTIALS_INVALID": 401,
+    "FORBIDDEN": 403,
+    "INVITATION_INVALID": 404,
+    "INVITATION_EXPIRED": 410,
+    "CORPORATION_NOT_FOUND": 404,
+    "PERSON_NOT_FOUND": 404,
 }
 DEFAULT_STATUS = 400
 
@@ -79,9 +110,12 @@ class ProblemError(Exception):
         code: str,
         title: str | None = None,
         detail: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(detail or title or code)
+        self.headers = headers
         self.status = status
         self.code = code
         self.title = title or _title(status)
@@ -136,7 +170,8 @@ class ProblemSchema(ma.Schema):
 def _handle_problem(exc: ProblemError) -> Response:
     if exc.status >= 500:
         logger.error("problem %s: %s", exc.code, exc, exc_info=exc.__cause__ is not None)
-    return problem_response(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+    return problem_response(exc.status, exc.code, exc.title, exc.detail, headers=exc.headers,
+                            **exc.extra)
 
 
 def _handle_http_exception(exc: HTTPException) -> Response:
@@ -163,10 +198,11 @@ def _handle_http_exception(exc: HTTPException) -> Response:
 def _handle_exception(exc: Exception) -> Response:
     if isinstance(exc, DairiError):
         status = status_for_code(exc.code)
+        headers = {"Retry-After": "60"} if status in (429, 503) else None
         if status >= 500:
             logger.error("%s: %s", exc.code, exc.message)
-            return problem_response(status, exc.code)
-        return problem_response(status, exc.code, detail=exc.message)
+            return problem_response(status, exc.code, headers=headers)
+        return problem_response(status, exc.code, detail=exc.message, headers=headers)
     if isinstance(exc, ma.ValidationError):
         return problem_response(422, "VALIDATION_FAILED", errors=exc.normalized_messages())
     logger.exception("unhandled error")

@@ -34,6 +34,17 @@ class Settings:
     trust_dir: Path
     max_document_bytes: int
     default_key_algorithm: KeyAlgorithm
+    # identity (DESIGN §4)
+    allow_test_cards: bool
+    revocation_mode: str  # "online" (OCSP/CRL fetched) or "offline" (crl_dir only)
+    crl_dir: Path
+    revocation_cache_seconds: int
+    keep_personal_data: bool
+    representative_titles: tuple[str, ...]
+    challenge_seconds: int
+    challenge_rate_per_minute: int
+    max_open_challenges: int
+    access_token_seconds: int
 
     @property
     def hsm(self) -> HsmConfig:
@@ -65,6 +76,22 @@ def _bool(value: object) -> bool:
     if text in {"0", "false", "no", "off"}:
         return False
     raise SettingsError(f"not a boolean: {value!r}")
+
+
+def _int(raw: dict[str, object], name: str, low: int, high: int | None = None) -> int:
+    try:
+        value = int(str(raw[name]))
+    except ValueError as exc:
+        raise SettingsError(f"{name} is not an integer") from exc
+    if value < low or (high is not None and value > high):
+        raise SettingsError(f"{name} must be between {low} and {high or 'any'}")
+    return value
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    """A TOML array, or a comma-separated environment value."""
+    items = value if isinstance(value, list) else str(value).split(",")
+    return tuple(s for s in (str(i).strip() for i in items) if s)
 
 
 def load_settings(
@@ -108,6 +135,12 @@ def load_settings(
         raise SettingsError("public_base_url must be an http(s) URL")
     if not database_url.startswith(("sqlite", "postgresql")):
         raise SettingsError("database_url must be a SQLite or PostgreSQL URL")
+    revocation_mode = str(raw["revocation_mode"])
+    if revocation_mode not in {"online", "offline"}:
+        raise SettingsError("revocation_mode must be 'online' or 'offline'")
+    titles = _strings(raw["representative_titles"])
+    if not titles:
+        raise SettingsError("representative_titles must name at least one title")
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -122,4 +155,15 @@ def load_settings(
         trust_dir=_path(str(raw["trust_dir"]), base_dir),
         max_document_bytes=max_bytes,
         default_key_algorithm=algorithm,
+        allow_test_cards=_bool(raw["allow_test_cards"]),
+        revocation_mode=revocation_mode,
+        crl_dir=_path(str(raw["crl_dir"]), base_dir),
+        revocation_cache_seconds=_int(raw, "revocation_cache_seconds", 0, 3600),
+        keep_personal_data=_bool(raw["keep_personal_data"]),
+        representative_titles=titles,
+        # DESIGN §4: a challenge lives at most 120 s.
+        challenge_seconds=_int(raw, "challenge_seconds", 1, 120),
+        challenge_rate_per_minute=_int(raw, "challenge_rate_per_minute", 1),
+        max_open_challenges=_int(raw, "max_open_challenges", 1),
+        access_token_seconds=_int(raw, "access_token_seconds", 60, 86400),
     )

@@ -6,16 +6,20 @@ Keys are software keys: a virtual card stands in for the real card's chip.
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 from asn1crypto import core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from devpki.ca import end_entity_key_usage, new_rsa_key
+from dairi import DairiError
+from devpki.ca import end_entity_key_usage, new_rsa_key, write_private
 from devpki.pki import DevPki
 from identity import profiles
 
@@ -159,3 +163,101 @@ def issue_representative_card(
         ],
     )
     return VirtualCard(key, cert)
+
+
+# -- card directories (``dairi dev card create|sign``) ------------------------
+
+CARD_MANIFEST = "card.json"
+MY_NUMBER = "my-number"
+REPRESENTATIVE = "representative"
+# role -> (certificate file, key file), per card kind
+CARD_FILES: dict[str, dict[str, tuple[str, str]]] = {
+    MY_NUMBER: {"authentication": ("auth-cert.pem", "auth-key.pem"),
+                "signing": ("sign-cert.pem", "sign-key.pem")},
+    REPRESENTATIVE: {"representative": ("cert.pem", "key.pem")},
+}
+DEFAULT_ROLE = {MY_NUMBER: "authentication", REPRESENTATIVE: "representative"}
+
+
+class CardError(DairiError):
+    """A card directory is missing, malformed, or lacks the asked-for certificate."""
+
+    code = "DEV_CARD_INVALID"
+
+
+@dataclass(frozen=True)
+class SavedCard:
+    """A virtual card read back from its directory: its kind and its key pairs by role."""
+
+    kind: str  # "my-number" or "representative"
+    roles: dict[str, VirtualCard]
+
+    def role(self, name: str | None = None) -> VirtualCard:
+        """The key pair for ``name`` (default: authentication, or representative)."""
+        name = name or DEFAULT_ROLE[self.kind]
+        if name not in self.roles:
+            raise CardError(f"a {self.kind} card has no {name} certificate",
+                            "DEV_CARD_ROLE_UNKNOWN")
+        return self.roles[name]
+
+
+def save_card(card: MyNumberCard | VirtualCard, directory: Path) -> SavedCard:
+    """Write ``card`` to ``directory``: PEM certificates, PKCS#8 keys (mode 0600) and
+    ``card.json``. Refuses a directory that already holds a card."""
+    if isinstance(card, MyNumberCard):
+        saved = SavedCard(MY_NUMBER, {"authentication": card.authentication,
+                                      "signing": card.signing})
+    else:
+        saved = SavedCard(REPRESENTATIVE, {"representative": card})
+    if (directory / CARD_MANIFEST).exists():
+        raise CardError(f"{directory} already holds a card", "DEV_CARD_EXISTS")
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    files = CARD_FILES[saved.kind]
+    for role, virtual in saved.roles.items():
+        cert_file, key_file = files[role]
+        (directory / cert_file).write_bytes(
+            virtual.certificate.public_bytes(serialization.Encoding.PEM))
+        write_private(directory / key_file, virtual.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+    manifest = {
+        "version": 1,
+        "kind": saved.kind,
+        "certificates": {role: {"certificate": cert_file, "key": key_file}
+                         for role, (cert_file, key_file) in files.items()},
+    }
+    (directory / CARD_MANIFEST).write_text(
+        json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return saved
+
+
+def load_card(directory: Path) -> SavedCard:
+    """Read a card directory written by :func:`save_card`."""
+    try:
+        manifest = json.loads((directory / CARD_MANIFEST).read_text(encoding="utf-8"))
+        kind = manifest["kind"]
+        if kind not in CARD_FILES:
+            raise CardError(f"unknown card kind {kind!r} in {directory}")
+        roles: dict[str, VirtualCard] = {}
+        for role, names in manifest["certificates"].items():
+            if role not in CARD_FILES[kind]:
+                raise CardError(f"unknown certificate role {role!r} in {directory}")
+            certificate = x509.load_pem_x509_certificate(
+                _card_file(directory, names["certificate"]).read_bytes())
+            key = serialization.load_pem_private_key(
+                _card_file(directory, names["key"]).read_bytes(), password=None)
+            if not isinstance(key, rsa.RSAPrivateKey) \
+                    or key.public_key() != certificate.public_key():
+                raise CardError(f"the {role} key in {directory} does not match its certificate")
+            roles[role] = VirtualCard(key, certificate)
+    except CardError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CardError(f"no readable card in {directory}") from exc
+    return SavedCard(kind, roles)
+
+
+def _card_file(directory: Path, name: str) -> Path:
+    if not isinstance(name, str) or Path(name).name != name or name in {"", ".", ".."}:
+        raise CardError(f"card.json in {directory} names a file outside the card")
+    return directory / name

@@ -183,12 +183,20 @@ class DevPki:
         return {slug: self.cas[slug].certificate for slug in ROOTS}
 
     def export_trust(self, directory: Path) -> list[Path]:
-        """Write the roots a verifier needs (and the AA certificate) as PEM files."""
+        """Write the roots a verifier needs (and the AA certificate) as PEM files.
+
+        One file per root slug, plus ``tsa.pem`` and ``service.pem`` (the
+        service root again) so that every ``identity.trust.TrustPurpose`` has
+        its ``<purpose>.pem``.
+        """
         directory.mkdir(parents=True, exist_ok=True)
         written = []
         for slug, cert in self.roots().items():
             written.append(_write_cert(directory / f"{slug}.pem", cert))
         written.append(_write_cert(directory / "aa.pem", self.aa_certificate))
+        for purpose in ("tsa", "service"):
+            written.append(_write_cert(directory / f"{purpose}.pem",
+                                       self.cas["service-root"].certificate))
         return written
 
     def issue_employee_certificate(

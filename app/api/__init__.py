@@ -7,11 +7,11 @@ import http
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 
-from app.api import health
+from app.api import auth, health, people
 from app.errors import PROBLEM_CONTENT_TYPE, ProblemSchema
 
 # Every API blueprint, in registration order; add new ones here.
-BLUEPRINTS = (health.blp,)
+BLUEPRINTS = (health.blp, auth.blp, people.blp)
 
 
 class DairiApi(Api):

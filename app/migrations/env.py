@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from app import models  # noqa: F401 - registers the tables on Base.metadata
+from app import audit_log, identity_models, models  # noqa: F401 - registers the tables
 from app.db import Base, make_engine
 
 config = context.config

@@ -1,0 +1,178 @@
+"""Database rows for who may call the service: corporations, enrolled people and
+their certificates, roles, invitations, login challenges, access tokens and API
+clients. Secrets (invitation codes, tokens, client secrets) are stored only as
+SHA-256 hashes: they are 32 random bytes, so a fast hash is enough.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import Base, UtcDateTime
+from app.models import _in, new_id, utcnow
+
+
+class Role(enum.StrEnum):
+    """What a caller may do. Employee and representative hold per corporation."""
+
+    EMPLOYEE = "employee"
+    REPRESENTATIVE = "representative"
+    AUDITOR = "auditor"
+    ADMINISTRATOR = "administrator"
+
+
+GLOBAL_ROLES = (Role.AUDITOR, Role.ADMINISTRATOR)
+
+
+class PersonStatus(enum.StrEnum):
+    ACTIVE = "active"
+    REENROLL_REQUIRED = "reenroll_required"  # signing certificate revoked (affiliationChanged)
+
+
+class Corporation(Base):
+    """A corporation known by its 法人番号 (13 digits)."""
+
+    __tablename__ = "corporations"
+
+    corporate_number: Mapped[str] = mapped_column(String(13), primary_key=True)
+    registered_number: Mapped[str] = mapped_column(String(12))  # 会社法人等番号
+    name: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Person(Base):
+    """Someone enrolled with a My Number Card: bound to one JPKI authentication
+    certificate (used at every login) and the signing certificate that proved
+    the four basic items. Only the name is kept unless configured otherwise."""
+
+    __tablename__ = "people"
+    __table_args__ = (CheckConstraint(_in("status", PersonStatus), name="status"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(24), default=PersonStatus.ACTIVE.value)
+    auth_certificate_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    auth_certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
+    signing_certificate_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    signing_certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
+    # JSON of address, birth date and sex; only when keep_personal_data is set.
+    personal_data: Mapped[str | None] = mapped_column(Text)
+    enrolled_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    rebound_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    employments: Mapped[list[Employment]] = relationship(back_populates="person")
+    role_assignments: Mapped[list[RoleAssignment]] = relationship(back_populates="person")
+
+
+class Employment(Base):
+    """A person acting for a corporation as its employee (使用人)."""
+
+    __tablename__ = "employments"
+    __table_args__ = (UniqueConstraint("person_id", "corporate_number"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id"), index=True)
+    corporate_number: Mapped[str] = mapped_column(
+        ForeignKey("corporations.corporate_number"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    person: Mapped[Person] = relationship(back_populates="employments")
+
+
+class RoleAssignment(Base):
+    """A service-wide role (auditor, administrator) held by a person."""
+
+    __tablename__ = "role_assignments"
+    __table_args__ = (
+        UniqueConstraint("person_id", "role"),
+        CheckConstraint(_in("role", Role), name="role"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    granted_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    person: Mapped[Person] = relationship(back_populates="role_assignments")
+
+
+class Invitation(Base):
+    """A one-time code with which a named employee enrols (or a known one re-binds
+    a reissued card) for a corporation; created by its representative."""
+
+    __tablename__ = "invitations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    code_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    corporate_number: Mapped[str] = mapped_column(
+        ForeignKey("corporations.corporate_number"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    person_id: Mapped[str | None] = mapped_column(ForeignKey("people.id"))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AuthChallenge(Base):
+    """An open proof-of-possession challenge; kept after use (replay detection)
+    until it expires, then purged."""
+
+    __tablename__ = "auth_challenges"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    purpose: Mapped[str] = mapped_column(String(32))
+    client_key: Mapped[str] = mapped_column(String(100), index=True)
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AccessToken(Base):
+    """A bearer token from a login, bound to the person (or representative) and the
+    certificate that proved it. Roles are worked out per request, so a revoked
+    role or employment takes effect at once."""
+
+    __tablename__ = "access_tokens"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    person_id: Mapped[str | None] = mapped_column(ForeignKey("people.id"), index=True)
+    # A representative's login: the corporation and the name on the certificate.
+    corporate_number: Mapped[str | None] = mapped_column(
+        ForeignKey("corporations.corporate_number"))
+    name: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str | None] = mapped_column(String(100))
+    certificate_sha256: Mapped[str] = mapped_column(String(64))
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class ApiClient(Base):
+    """A relying party (e.g. a procurement system) calling with client id + secret."""
+
+    __tablename__ = "api_clients"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    scopes: Mapped[str] = mapped_column(Text)  # space-separated
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -1,0 +1,166 @@
+"""Who is calling, and may they: bearer tokens (people and representatives),
+HTTP Basic client credentials (relying parties), and the :func:`allow` decorator
+that states, per endpoint, which roles and client scopes may call it.
+
+A refusal is a 401 (no or bad credentials) or 403 (not allowed) problem, and is
+recorded in the audit log.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import g, request
+
+from app import current_context, get_session
+from app.audit_log import record_refusal
+from app.auth import AuthError, AuthService, roles_of
+from app.errors import ProblemError
+from app.identity_models import GLOBAL_ROLES, AccessToken, Role
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Client scopes: what a relying party may read.
+SCOPES = ("employees:read", "mandates:read", "authority:read", "signatures:verify",
+          "audit:read")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated caller of one request."""
+
+    kind: str  # "person", "representative" or "client"
+    id: str  # person id, token id (representatives) or client id
+    name: str
+    roles: frozenset[Role] = frozenset()  # global roles (auditor, administrator)
+    employee_of: frozenset[str] = frozenset()  # 法人番号
+    representative_of: frozenset[str] = frozenset()
+    scopes: frozenset[str] = frozenset()
+    token: AccessToken | None = None
+
+    @property
+    def actor(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+    def holds(self, role: Role, corporation: str | None = None) -> bool:
+        """Whether the caller holds ``role`` (for ``corporation``, if a per-corporation role)."""
+        if role in GLOBAL_ROLES:
+            return role in self.roles
+        held = self.employee_of if role is Role.EMPLOYEE else self.representative_of
+        return bool(held) if corporation is None else corporation in held
+
+    def describe(self) -> dict[str, object]:
+        roles = sorted({r.value for r in self.roles}
+                       | ({Role.EMPLOYEE.value} if self.employee_of else set())
+                       | ({Role.REPRESENTATIVE.value} if self.representative_of else set()))
+        return {"kind": self.kind, "id": self.id, "name": self.name, "roles": roles,
+                "employee_of": sorted(self.employee_of),
+                "representative_of": sorted(self.representative_of),
+                "scopes": sorted(self.scopes)}
+
+
+def _refuse(status: int, code: str, detail: str, *, actor: str = "anonymous",
+            **extra: Any) -> ProblemError:
+    context = current_context()
+    record_refusal(context.session_factory, "auth:access:refused", actor=actor, code=code,
+                   details={"method": request.method, "path": request.path})
+    headers = {"WWW-Authenticate": 'Bearer realm="dairi"'} if status == 401 else None
+    return ProblemError(status, code, detail=detail, headers=headers, **extra)
+
+
+def authenticate() -> Caller | None:
+    """The caller of this request, or None without credentials; cached in ``g``.
+
+    Raises a 401 problem for credentials that do not hold.
+    """
+    if "dairi_caller" in g:
+        return g.dairi_caller  # type: ignore[no-any-return]
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    caller: Caller | None = None
+    if header:
+        context = current_context()
+        session = get_session()
+        service = AuthService(session, context.settings, context.certificate_validator,
+                              context.clock)
+        try:
+            if scheme.lower() == "bearer" and value:
+                caller = token_caller(session, service.token(value.strip()))
+            elif scheme.lower() == "basic" and value:
+                client_id, secret = _basic(value)
+                client = service.client(client_id, secret)
+                caller = Caller("client", client.client_id, client.name,
+                                scopes=frozenset(client.scopes.split()))
+            else:
+                raise AuthError("use a Bearer token or Basic client credentials",
+                                "UNAUTHENTICATED")
+        except AuthError as exc:
+            raise _refuse(401, exc.code, exc.message) from None
+    g.dairi_caller = caller
+    return caller
+
+
+def _basic(value: str) -> tuple[str, str]:
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise AuthError("malformed Basic credentials", "CLIENT_CREDENTIALS_INVALID") from exc
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise AuthError("malformed Basic credentials", "CLIENT_CREDENTIALS_INVALID")
+    return client_id, secret
+
+
+def token_caller(session: Any, token: AccessToken) -> Caller:
+    roles, employers, represented = roles_of(session, token)
+    if token.person_id is not None:
+        return Caller("person", token.person_id, token.name, roles, employers, token=token)
+    return Caller("representative", token.id, token.name, representative_of=represented,
+                  token=token)
+
+
+def allow(*roles: Role, scopes: Iterable[str] = (), corporation_arg: str | None = None
+          ) -> Callable[[F], F]:
+    """Let callers holding any of ``roles`` (per-corporation roles for the
+    corporation named by the view argument ``corporation_arg``) or API clients
+    with any of ``scopes`` call the view; everyone else gets 401/403.
+
+    The rule is appended to the view's OpenAPI description.
+    """
+    scope_set = frozenset(scopes)
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            caller = authenticate()
+            if caller is None:
+                raise _refuse(401, "UNAUTHENTICATED", "this endpoint needs credentials")
+            corporation = kwargs.get(corporation_arg) if corporation_arg else None
+            permitted = (caller.kind == "client" and bool(caller.scopes & scope_set)) or (
+                caller.kind != "client" and any(caller.holds(r, corporation) for r in roles))
+            if not permitted:
+                raise _refuse(403, "FORBIDDEN", "your roles do not allow this"
+                              + (f" for corporation {corporation}" if corporation else ""),
+                              actor=caller.actor)
+            return view(*args, **kwargs)
+
+        who = [r.value + (" (of that corporation)" if corporation_arg and r not in GLOBAL_ROLES
+                          else "") for r in roles]
+        rule = "Roles: " + (", ".join(who) or "none")
+        if scope_set:
+            rule += "; API client scopes: " + ", ".join(sorted(scope_set))
+        wrapper.__doc__ = (view.__doc__ or "").rstrip() + "\n\n" + rule + "."
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def current_caller() -> Caller:
+    """The caller of a view guarded by :func:`allow`."""
+    caller: Caller = g.dairi_caller
+    return caller

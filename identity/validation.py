@@ -1,0 +1,380 @@
+"""Certificate path validation per trust purpose, revocation always required (DESIGN §4).
+
+Checked in order: DER X.509, the purpose's policy OID, a path to an anchor of
+that purpose with validity and revocation (OCSP and/or CRL, hard fail; pyhanko-
+certvalidator), key usage, the purpose's profile data. Every refusal is a
+:class:`CertificateRefused` with a stable ``code`` and a message free of personal data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509 as crypto_x509
+from pyhanko_certvalidator import CertificateValidator as _PathValidator
+from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator import errors as pv
+from pyhanko_certvalidator import validate as _pkix
+from pyhanko_certvalidator.fetchers.api import FetcherBackend
+
+from dairi import DairiError
+from identity import profiles
+from identity.trust import TrustPurpose, TrustStore
+
+# --- The one deliberate widening of pyhanko-certvalidator (DESIGN §4) -----------
+# pyhanko-certvalidator 0.33 refuses every critical extension outside the
+# module-level frozenset ``pyhanko_certvalidator.validate.SUPPORTED_EXTENSIONS``
+# (read as a module global at validation time, RFC 5280 step 6.1.4 o / 6.1.5 f)
+# and has no option to extend it. A commercial-registration certificate marks
+# its three private extensions critical; dairi does understand them (this module
+# checks certificatePoliciesJP and parses registeredCorporationInfo through
+# identity.profiles), so exactly those OIDs are added, once, here. Any other
+# unknown critical extension is still refused. This is process-wide.
+_pkix.SUPPORTED_EXTENSIONS = _pkix.SUPPORTED_EXTENSIONS | profiles.REGISTRATION_EXTENSIONS
+
+CLOCK_TOLERANCE = timedelta(seconds=30)  # skew allowed against CAs and OCSP responders
+MAX_CACHE_ENTRIES = 10_000
+T = TypeVar("T")
+
+MALFORMED = "CERTIFICATE_MALFORMED"
+ISSUER_UNKNOWN = "CERTIFICATE_ISSUER_UNKNOWN"
+EXPIRED = "CERTIFICATE_EXPIRED"
+NOT_YET_VALID = "CERTIFICATE_NOT_YET_VALID"
+REVOKED = "CERTIFICATE_REVOKED"
+REENROLL_REQUIRED = "REENROLL_REQUIRED"
+POLICY_MISMATCH = "CERTIFICATE_POLICY_MISMATCH"
+KEY_USAGE_MISMATCH = "CERTIFICATE_KEY_USAGE_MISMATCH"
+REVOCATION_UNAVAILABLE = "REVOCATION_STATUS_UNAVAILABLE"
+INVALID = "CERTIFICATE_INVALID"
+
+
+class CertificateRefused(DairiError):
+    """A certificate is not acceptable for a purpose; ``code`` says why.
+
+    ``reason`` (e.g. ``"key_compromise"``) and ``revocation_source`` (``"ocsp"``
+    or ``"crl"``) are set for revocations when known; ``detail`` is the path
+    validator's own text with the subject's values removed. The validator's
+    exception is not chained (its text names the subject, hence places).
+    """
+
+    code = INVALID
+
+    def __init__(self, message: str, code: str | None = None, *, reason: str | None = None,
+                 revocation_source: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message, code)
+        self.reason = reason
+        self.revocation_source = revocation_source
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ValidatedCertificate:
+    """A certificate that validated for ``purpose`` at ``validated_at``.
+
+    ``repr`` leaves out the DER, the path and the subject (a JPKI signing
+    certificate's subject names the holder's prefecture and city).
+    """
+
+    der: bytes = field(repr=False)
+    sha256: str
+    purpose: TrustPurpose
+    kind: profiles.CertificateKind
+    subject: str = field(repr=False)
+    issuer: str
+    serial_number: int
+    not_before: datetime
+    not_after: datetime
+    path: tuple[bytes, ...] = field(repr=False)  # DER, leaf first, anchor last
+    personal_data: profiles.JpkiPersonalData | None
+    corporation: profiles.RegisteredCorporation | None
+    validated_at: datetime
+    test_card: bool = False  # accepted under the JPKI test-card policy
+
+
+@dataclass(frozen=True)
+class _Profile:
+    kind: profiles.CertificateKind
+    policies: frozenset[str] | None  # None: no policy requirement
+    key_usage: frozenset[str]
+    extended_key_usage: frozenset[str] = frozenset()
+    test_cards: bool = False  # the JPKI test policy may stand in for ``policies``
+
+
+_Kind, _DS, _NR = profiles.CertificateKind, "digital_signature", "non_repudiation"
+_PROFILES = {
+    TrustPurpose.JPKI_AUTH: _Profile(_Kind.JPKI_AUTH, frozenset({profiles.JPKI_AUTH_POLICY}),
+                                     frozenset({_DS}), test_cards=True),
+    TrustPurpose.JPKI_SIGN: _Profile(_Kind.JPKI_SIGN, frozenset({profiles.JPKI_SIGN_POLICY}),
+                                     frozenset({_DS, _NR}), test_cards=True),
+    TrustPurpose.REGISTRAR: _Profile(_Kind.CORPORATE_REGISTRATION,
+                                     frozenset({profiles.REGISTRATION_POLICY}),
+                                     frozenset({_DS, _NR})),
+    TrustPurpose.TSA: _Profile(_Kind.OTHER, None, frozenset({_DS}), frozenset({"time_stamping"})),
+    TrustPurpose.SERVICE: _Profile(_Kind.OTHER, None, frozenset({_DS})),
+}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _load(der: bytes, what: str = "the certificate") -> asn1_x509.Certificate:
+    """Parse DER X.509 strictly; raises ``CERTIFICATE_MALFORMED``."""
+    try:
+        crypto_x509.load_der_x509_certificate(bytes(der))
+        cert = asn1_x509.Certificate.load(bytes(der), strict=True)
+        _ = (cert.subject.human_friendly, cert.issuer.human_friendly, cert.serial_number,
+             cert.critical_extensions, cert.key_usage_value, cert.certificate_policies_value)
+    except (ValueError, TypeError) as exc:
+        raise CertificateRefused(f"{what} is not a DER X.509 certificate", MALFORMED) from exc
+    return cert
+
+
+def _extension(cert: asn1_x509.Certificate, oid: str) -> bytes | None:
+    for ext in cert["tbs_certificate"]["extensions"]:
+        if ext["extn_id"].dotted == oid:
+            return ext["extn_value"].contents
+    return None
+
+
+def _policies(cert: asn1_x509.Certificate, purpose: TrustPurpose) -> set[str]:
+    """The policy OIDs that count for ``purpose`` (certificatePoliciesJP for REGISTRAR)."""
+    if purpose is not TrustPurpose.REGISTRAR:
+        return set(profiles.policy_oids(cert))
+    if _extension(cert, profiles.REGISTERED_CORPORATION_INFO) is None:
+        raise CertificateRefused("not a commercial-registration certificate "
+                                 "(no registeredCorporationInfo)", POLICY_MISMATCH)
+    raw = _extension(cert, profiles.CERTIFICATE_POLICIES_JP)
+    if raw is None:
+        return set()
+    try:
+        return {p["policy_identifier"].dotted for p in asn1_x509.CertificatePolicies.load(raw)}
+    except (ValueError, TypeError) as exc:
+        raise CertificateRefused("certificatePoliciesJP is not DER", MALFORMED) from exc
+
+
+def _scrub(text: str, cert: asn1_x509.Certificate) -> str:
+    """Drop the subject's values (a JPKI subject names places) from a library message."""
+    values: list[str] = [cert.subject.human_friendly]
+    for value in cert.subject.native.values():
+        values.extend(value if isinstance(value, list) else [value])
+    for value in sorted((v for v in values if isinstance(v, str) and v), key=len, reverse=True):
+        text = text.replace(value, "…")
+    return text
+
+
+def _revocation_source(exc: pv.RevokedError) -> str | None:
+    """Which revocation data declared the revocation: the module that raised it.
+
+    pyhanko-certvalidator raises RevokedError inside ``revinfo.validate_ocsp`` or
+    ``revinfo.validate_crl``; the traceback keeps those frames. Falls back on the
+    message prefix its ``RevokedError.format`` writes; None if neither says.
+    """
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if module.endswith("revinfo.validate_ocsp"):
+            found = "ocsp"
+        elif module.endswith("revinfo.validate_crl"):
+            found = "crl"
+        tb = tb.tb_next
+    if found is None:
+        message = str(exc)
+        found = ("ocsp" if message.startswith("OCSP response indicates")
+                 else "crl" if message.startswith("CRL indicates") else None)
+    return found
+
+
+def _next_updates(context: ValidationContext) -> list[datetime]:
+    """The nextUpdate of every OCSP response and CRL the context holds (used or not)."""
+    found = [crl["tbs_cert_list"]["next_update"].native for crl in context.crls]
+    for response in context.ocsps:
+        basic = response["response_bytes"]["response"].parsed
+        found.extend(r["next_update"].native for r in basic["tbs_response_data"]["responses"])
+    return [t for t in found if t is not None]
+
+
+class CertificateValidator:
+    """Validates certificates per :class:`TrustPurpose`; successful verdicts are cached.
+
+    Online (default) revocation data is fetched through ``fetcher_backend``
+    (pyhanko-certvalidator's default when None); ``offline=True`` uses only
+    ``offline_crls`` (bytes, or a callable returning them at each validation).
+    """
+
+    def __init__(
+        self,
+        trust: TrustStore,
+        *,
+        fetcher_backend: FetcherBackend | None = None,
+        offline_crls: Callable[[], Iterable[bytes]] | Iterable[bytes] = (),
+        offline: bool = False,
+        allow_test_cards: bool = False,
+        clock: Callable[[], datetime] = _utcnow,
+        cache_max_age: timedelta = timedelta(minutes=5),
+    ) -> None:
+        self._trust = trust
+        self._backend = fetcher_backend
+        self._crls = offline_crls if callable(offline_crls) else tuple(offline_crls)
+        self._offline = offline
+        self._allow_test_cards = allow_test_cards
+        self._clock = clock
+        self._max_age = cache_max_age
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[bytes, TrustPurpose], tuple[datetime, ValidatedCertificate]] = {}
+
+    def validate_now(self, certificate_der: bytes, purpose: TrustPurpose, *,
+                     intermediates: Iterable[bytes] = (),
+                     at: datetime | None = None) -> ValidatedCertificate:
+        """:meth:`validate` from synchronous code (no running event loop)."""
+        return asyncio.run(self.validate(certificate_der, purpose,
+                                         intermediates=intermediates, at=at))
+
+    async def validate(self, certificate_der: bytes, purpose: TrustPurpose, *,
+                       intermediates: Iterable[bytes] = (),
+                       at: datetime | None = None) -> ValidatedCertificate:
+        """Validate ``certificate_der`` for ``purpose`` now (or at ``at``, never cached).
+
+        Raises :class:`CertificateRefused` (or the profile's coded error's code).
+        """
+        purpose = TrustPurpose(purpose)
+        cert = _load(certificate_der)
+        key = (hashlib.sha256(certificate_der).digest(), purpose)
+        if at is None and (hit := self._cached(key)) is not None:
+            return hit
+        profile = _PROFILES[purpose]
+        test_card = self._check_policy(cert, purpose, profile)
+        anchors = self._trust.anchors_for(purpose)
+        if not anchors:
+            raise CertificateRefused(f"no trust anchor is configured for {purpose}",
+                                     ISSUER_UNKNOWN)
+        others = [_load(d, "an intermediate certificate") for d in intermediates]
+        moment = at or self._clock()
+        context = ValidationContext(
+            trust_roots=[asn1_x509.Certificate.load(a) for a in anchors],
+            other_certs=others, moment=moment, time_tolerance=CLOCK_TOLERANCE,
+            allow_fetching=not self._offline, fetcher_backend=self._backend,
+            crls=list(self._crls() if callable(self._crls) else self._crls),
+            revocation_mode="require",
+        )
+        try:
+            path = await _PathValidator(cert, others, context).async_validate_path()
+        except pv.ValidationError as exc:
+            refusal = self._refusal(exc, cert, purpose)
+            refusal.detail = _scrub(str(exc), cert)
+            raise refusal from None
+        except pv.PathBuildingError as exc:
+            raise CertificateRefused(f"no path to a {purpose} trust anchor", ISSUER_UNKNOWN,
+                                     detail=_scrub(str(exc), cert)) from None
+        finally:
+            await context.aclose()
+        _check_key_usage(cert, profile)
+        result = ValidatedCertificate(
+            der=bytes(certificate_der), sha256=key[0].hex(), purpose=purpose,
+            kind=profile.kind if profile.policies else profiles.certificate_kind(cert),
+            subject=cert.subject.human_friendly, issuer=cert.issuer.human_friendly,
+            serial_number=cert.serial_number, not_before=cert.not_valid_before,
+            not_after=cert.not_valid_after,
+            path=tuple(c.dump() for c in reversed(list(path.iter_certs(include_root=True)))),
+            personal_data=_coded(profiles.jpki_personal_data, cert)
+            if purpose is TrustPurpose.JPKI_SIGN else None,
+            corporation=_coded(profiles.registered_corporation, cert)
+            if purpose is TrustPurpose.REGISTRAR else None,
+            validated_at=moment, test_card=test_card,
+        )
+        if at is None:
+            self._store(key, result, min([moment + self._max_age, result.not_after,
+                                          *_next_updates(context)]))
+        return result
+
+    def _check_policy(self, cert: asn1_x509.Certificate, purpose: TrustPurpose,
+                      profile: _Profile) -> bool:
+        """Whether accepted as a test card; raises ``CERTIFICATE_POLICY_MISMATCH``."""
+        if profile.policies is None:
+            return False
+        found = _policies(cert, purpose)
+        if found & profile.policies:
+            return False
+        if profile.test_cards and profiles.JPKI_TEST_POLICY in found:
+            if self._allow_test_cards:
+                return True
+            raise CertificateRefused("JPKI test-card certificates are not accepted",
+                                     POLICY_MISMATCH)
+        raise CertificateRefused(
+            f"certificate policy is not the {purpose} policy "
+            f"(found: {', '.join(sorted(found)) or 'none'})", POLICY_MISMATCH)
+
+    def _refusal(self, exc: pv.ValidationError, cert: asn1_x509.Certificate,
+                 purpose: TrustPurpose) -> CertificateRefused:
+        """Map a pyhanko-certvalidator failure to a coded refusal."""
+        which = "the certificate" if getattr(exc, "is_ee_cert", True) else "a CA certificate"
+        if isinstance(exc, pv.RevokedError):
+            reason = exc.reason.native or "unspecified"
+            source = _revocation_source(exc)
+            when = exc.revocation_dt.strftime("%Y-%m-%d %H:%M:%SZ")
+            if (purpose is TrustPurpose.JPKI_SIGN and exc.is_ee_cert
+                    and reason == "affiliation_changed"):
+                return CertificateRefused(
+                    f"the JPKI signing certificate was revoked at {when} because the holder's "
+                    "registered details changed: re-enrol with the new signing certificate",
+                    REENROLL_REQUIRED, reason=reason, revocation_source=source)
+            return CertificateRefused(f"{which} was revoked at {when} ({reason})", REVOKED,
+                                      reason=reason, revocation_source=source)
+        if isinstance(exc, pv.InsufficientRevinfoError):
+            mode = "offline CRLs" if self._offline else "OCSP or CRL"
+            return CertificateRefused(f"no usable revocation status for {which} ({mode})",
+                                      REVOCATION_UNAVAILABLE)
+        if isinstance(exc, pv.ExpiredError):
+            return CertificateRefused(
+                f"{which} expired {exc.expired_dt:%Y-%m-%d %H:%M:%SZ}", EXPIRED)
+        if isinstance(exc, pv.NotYetValidError):
+            return CertificateRefused(
+                f"{which} is not valid until {exc.valid_from:%Y-%m-%d %H:%M:%SZ}", NOT_YET_VALID)
+        if isinstance(exc, pv.InvalidCertificateError):  # self-signed, not an anchor
+            return CertificateRefused(f"no path to a {purpose} trust anchor", ISSUER_UNKNOWN)
+        return CertificateRefused(f"path validation failed: {_scrub(str(exc), cert)}", INVALID)
+
+    def _cached(self, key: tuple[bytes, TrustPurpose]) -> ValidatedCertificate | None:
+        with self._lock:
+            hit = self._cache.get(key)
+        return hit[1] if hit is not None and self._clock() < hit[0] else None
+
+    def _store(self, key: tuple[bytes, TrustPurpose], result: ValidatedCertificate,
+               expires_at: datetime) -> None:
+        if self._max_age <= timedelta(0):
+            return
+        now = self._clock()
+        with self._lock:
+            if len(self._cache) >= MAX_CACHE_ENTRIES:  # drop the stale, else start afresh
+                self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+                if len(self._cache) >= MAX_CACHE_ENTRIES:
+                    self._cache.clear()
+            self._cache[key] = (expires_at, result)
+
+
+def _check_key_usage(cert: asn1_x509.Certificate, profile: _Profile) -> None:
+    """Raises ``CERTIFICATE_KEY_USAGE_MISMATCH`` when a required usage is absent."""
+    usage = cert.key_usage_value
+    missing = set(profile.key_usage - (set(usage.native) if usage else set()))
+    if profile.extended_key_usage:
+        eku = cert.extended_key_usage_value
+        missing |= profile.extended_key_usage - (set(eku.native) if eku else set())
+    if missing:
+        raise CertificateRefused(f"key usage lacks {', '.join(sorted(missing))}",
+                                 KEY_USAGE_MISMATCH)
+
+
+def _coded(parse: Callable[[asn1_x509.Certificate], T], cert: asn1_x509.Certificate) -> T:
+    """Run a profile parser; its coded error (e.g. CORPORATE_NUMBER_INVALID) keeps its code."""
+    try:
+        return parse(cert)
+    except DairiError as exc:
+        raise CertificateRefused(exc.message, exc.code) from exc
