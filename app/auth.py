@@ -140,7 +140,7 @@ class AuthService:
         certificate = x509.load_der_x509_certificate(certificate_der)
         verify_possession(certificate, challenge.to_sign(), signature)
         return self.validator.validate_now(certificate_der, purpose,
-                                           intermediates=intermediates, at=self.clock())
+                                           intermediates=intermediates)
 
     # -- login ----------------------------------------------------------------
 
@@ -173,8 +173,7 @@ class AuthService:
         ``affiliationChanged`` (or expired) means the card was reissued or the
         four items changed, so the person must re-enrol (``REENROLL_REQUIRED``)."""
         try:
-            self.validator.validate_now(person.signing_certificate_der, TrustPurpose.JPKI_SIGN,
-                                        at=self.clock())
+            self.validator.validate_now(person.signing_certificate_der, TrustPurpose.JPKI_SIGN)
         except CertificateRefused as exc:
             if exc.code in {"REENROLL_REQUIRED", "CERTIFICATE_EXPIRED"}:
                 person.status = PersonStatus.REENROLL_REQUIRED.value

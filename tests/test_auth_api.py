@@ -11,10 +11,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from sqlalchemy import func, select
-
-from app.audit_log import AuditLog, AuditRecord
-from app.identity_models import AuthChallenge
 from helpers_auth import (
     PROBLEM,
     b64,
@@ -32,6 +28,10 @@ from helpers_auth import (
     try_enrol,
     try_login,
 )
+from sqlalchemy import func, select
+
+from app.audit_log import AuditLog, AuditRecord
+from app.identity_models import AuthChallenge
 from identity.profiles import JPKI_AUTH_POLICY
 from identity.proof import Challenge
 
@@ -84,7 +84,7 @@ def test_a_representative_logs_in_with_the_registration_certificate(client, app,
 def test_an_invited_employee_enrols_then_logs_in_with_the_authentication_certificate(
         client, app, pki):
     corp = new_corporation(pki)
-    card, person_id, token = enrolled_employee(client, pki, corp)
+    _, person_id, token = enrolled_employee(client, pki, corp)
     me = client.get("/api/v1/me", headers=bearer(token)).get_json()["caller"]
     assert me == {"kind": "person", "id": person_id, "name": "山田\u3000太郎",
                   "roles": ["employee"], "employee_of": [corp.corporate_number],
