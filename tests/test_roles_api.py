@@ -8,8 +8,6 @@ import base64
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
-
-from app.identity_models import Person, Role, RoleAssignment
 from helpers_auth import (
     PROBLEM,
     bearer,
@@ -19,6 +17,8 @@ from helpers_auth import (
     new_card,
     new_corporation,
 )
+
+from app.identity_models import Person, Role, RoleAssignment
 
 # (method, path template, JSON body) for every endpoint that needs credentials.
 PROTECTED = [
