@@ -1,6 +1,7 @@
 """``dairi demo``: the newcomer's tour on the embedded defaults.
 
-Issue 2 covers key custody and PAdES: a demo employee's key is generated in the
+A representative and an employee log in through the HTTP API with virtual
+cards (the employee enrols first); a demo employee's key is generated in the
 HSM, certified by the development PKI, and signs one Japanese bid at every
 baseline level; each output is validated with pyHanko before it is written.
 """
@@ -19,6 +20,7 @@ from pyhanko_certvalidator import ValidationContext
 
 from app.context import ServiceContext, load_pem_certificates
 from app.credentials import CredentialError, CredentialService
+from app.demo_login import log_in_people
 from app.sample_documents import bid_pdf
 from app.settings import Settings
 from app.setup import ensure_environment
@@ -34,6 +36,7 @@ def run_demo(settings: Settings, out: Path) -> Iterator[str]:
     ensure_environment(settings, context)
     out.mkdir(parents=True, exist_ok=True)
     yield f"HSM token {settings.hsm_token_label!r} ready, development PKI in {settings.pki_dir}"
+    yield from log_in_people(context, out)
 
     with context.session_factory() as session:
         credentials = CredentialService(session, context.hsm, context.dev_pki)

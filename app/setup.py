@@ -33,9 +33,14 @@ def ensure_environment(settings: Settings, context: ServiceContext | None = None
                                              settings.hsm_pin_file)
     migrate(settings.database_url)
     pki_created = False
-    if settings.dev_mode and not DevPki.exists(settings.pki_dir):
-        context = context or ServiceContext(settings)
-        pki = DevPki.create(settings.pki_dir, context.hsm, base_url=settings.public_base_url)
+    if settings.dev_mode:
+        if DevPki.exists(settings.pki_dir):
+            pki = DevPki(settings.pki_dir)
+        else:
+            context = context or ServiceContext(settings)
+            pki = DevPki.create(settings.pki_dir, context.hsm,
+                                base_url=settings.public_base_url)
+            pki_created = True
+        # Every start: the anchors per purpose follow the PKI (and this code's layout).
         pki.export_trust(settings.trust_dir)
-        pki_created = True
     return SetupReport(token_created, pki_created)
