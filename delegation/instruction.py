@@ -1,0 +1,196 @@
+"""Grant instructions: the 電子委任状 proper (DESIGN §5).
+
+A grant instruction is canonical JSON (RFC 8785) naming the principal, grantor,
+grantee and scope, signed by the grantor as CMS SignedData (detached, SHA-256)
+over exactly those bytes. This module reads the instruction, checks every CMS
+signature's integrity (pyHanko's CMS code) and applies the representative
+rules; certificate path and revocation checks are :mod:`identity.validation`'s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import rfc8785
+from asn1crypto import cms
+from asn1crypto import x509 as asn1_x509
+from pyhanko.sign.validation.generic_cms import validate_sig_integrity
+
+from dairi import DairiError
+from delegation.scope import Scope, ScopeError
+from identity.corporate_number import CorporateNumberError, validate_corporate_number
+from identity.profiles import RegisteredCorporation
+
+INSTRUCTION_TYPE = "dairi-grant-instruction/1"
+_KEYS = {"type", "principal", "grantor", "grantee", "parent", "scope"}
+
+
+class DelegationRefused(DairiError):
+    """A grant or a chain does not hold; ``code`` says why."""
+
+
+@dataclass(frozen=True)
+class GrantInstruction:
+    """What the grantor signs: who grants what to whom, for which corporation."""
+
+    principal_corporate_number: str  # 法人番号
+    principal_name: str
+    grantor_name: str
+    grantor_title: str | None
+    grantee_name: str
+    grantee_certificate_sha256: str  # hex; the grantee's signing certificate (AC holder)
+    scope: Scope
+    parent: str | None = None  # the parent mandate's id, for a sub-delegation
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": INSTRUCTION_TYPE,
+            "principal": {"corporate_number": self.principal_corporate_number,
+                          "name": self.principal_name},
+            "grantor": {"name": self.grantor_name, "title": self.grantor_title},
+            "grantee": {"name": self.grantee_name,
+                        "certificate_sha256": self.grantee_certificate_sha256},
+            "parent": self.parent,
+            "scope": self.scope.to_json(),
+        }
+
+    def canonical(self) -> bytes:
+        """The bytes the grantor signs."""
+        return rfc8785.dumps(self.to_json())
+
+    @classmethod
+    def parse(cls, data: bytes) -> GrantInstruction:
+        """Read instruction bytes; raises ``INSTRUCTION_MALFORMED``."""
+        try:
+            doc = json.loads(data.decode("utf-8"))
+            if not isinstance(doc, dict) or set(doc) != _KEYS:
+                raise ValueError("the instruction's members are not the expected ones")
+            if doc["type"] != INSTRUCTION_TYPE:
+                raise ValueError(f"type is not {INSTRUCTION_TYPE}")
+            principal, grantor, grantee = doc["principal"], doc["grantor"], doc["grantee"]
+            number = validate_corporate_number(_text(principal["corporate_number"]))
+            digest = _text(grantee["certificate_sha256"]).lower()
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise ValueError("grantee.certificate_sha256 is not a SHA-256 hex digest")
+            parent = doc["parent"]
+            return cls(
+                principal_corporate_number=number,
+                principal_name=_text(principal["name"]),
+                grantor_name=_text(grantor["name"]),
+                grantor_title=None if grantor.get("title") is None else _text(grantor["title"]),
+                grantee_name=_text(grantee["name"]),
+                grantee_certificate_sha256=digest,
+                scope=Scope.from_json(doc["scope"]),
+                parent=None if parent is None else _text(parent),
+            )
+        except (CorporateNumberError, ScopeError) as exc:
+            raise DelegationRefused(f"malformed grant instruction: {exc.message}",
+                                    "INSTRUCTION_MALFORMED") from exc
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+            raise DelegationRefused(f"malformed grant instruction: {exc}",
+                                    "INSTRUCTION_MALFORMED") from exc
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("a name or identifier is empty or not a string")
+    return value
+
+
+@dataclass(frozen=True)
+class InstructionSigner:
+    """A signer whose CMS signature over the instruction bytes is intact."""
+
+    certificate_der: bytes
+    other_certificates: tuple[bytes, ...]
+    signing_time: datetime | None
+
+
+def instruction_signers(instruction: bytes, signed_data_der: bytes
+                        ) -> tuple[InstructionSigner, ...]:
+    """Check every SignerInfo of a detached CMS SignedData over ``instruction``.
+
+    Raises ``INSTRUCTION_SIGNATURE_INVALID`` when the CMS is malformed, carries
+    no signer, embeds other content, lacks a signer's certificate, or any
+    signature or message digest does not match.
+    """
+    def refuse(why: str) -> DelegationRefused:
+        return DelegationRefused(f"instruction signature: {why}", "INSTRUCTION_SIGNATURE_INVALID")
+
+    try:
+        content = cms.ContentInfo.load(signed_data_der, strict=True)
+        if content["content_type"].native != "signed_data":
+            raise refuse("not CMS SignedData")
+        signed: cms.SignedData = content["content"]
+        if signed["encap_content_info"]["content"].native is not None:
+            raise refuse("the instruction must be detached, not embedded")
+        certs = [c.chosen for c in signed["certificates"] or []
+                 if isinstance(c.chosen, asn1_x509.Certificate)]
+        infos = list(signed["signer_infos"])
+    except DelegationRefused:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:
+        raise refuse("not DER CMS") from exc
+    if not infos:
+        raise refuse("no signer")
+    found = []
+    for info in infos:
+        sid = info["sid"]
+        if sid.name != "issuer_and_serial_number":
+            raise refuse("signers must be named by issuer and serial number")
+        wanted = sid.chosen
+        cert = next((c for c in certs if c.issuer == wanted["issuer"]
+                     and c.serial_number == wanted["serial_number"].native), None)
+        if cert is None:
+            raise refuse("a signer's certificate is not in the CMS")
+        algorithm = info["digest_algorithm"]["algorithm"].native
+        if algorithm not in {"sha256", "sha384", "sha512"}:
+            raise refuse(f"digest algorithm {algorithm} is not accepted")
+        digest = hashlib.new(algorithm, instruction).digest()
+        try:
+            intact, valid = validate_sig_integrity(info, cert, "data", digest)
+        except Exception as exc:  # pyHanko raises several types for broken input
+            raise refuse("the signature could not be checked") from exc
+        if not (intact and valid):
+            raise refuse("a signature does not match the instruction bytes")
+        signing_time = None
+        for attribute in info["signed_attrs"] or []:
+            if attribute["type"].native == "signing_time":
+                signing_time = attribute["values"][0].native
+        found.append(InstructionSigner(cert.dump(), tuple(c.dump() for c in certs
+                                                          if c is not cert), signing_time))
+    return tuple(found)
+
+
+def check_representative_grant(instruction: GrantInstruction,
+                               corporations: Sequence[RegisteredCorporation], *,
+                               representative_titles: Sequence[str],
+                               required_signatures: int = 1) -> None:
+    """The representative rules for a root grant, given each signer's (validated)
+    registration certificate contents.
+
+    Raises ``PRINCIPAL_MISMATCH`` (a signer's 会社法人等番号 is another
+    corporation's), ``GRANTOR_NOT_REPRESENTATIVE`` (a title not configured as a
+    representative's) or ``JOINT_REPRESENTATION_INCOMPLETE`` (fewer distinct
+    representatives than the corporation's joint representation requires).
+    """
+    for corporation in corporations:
+        if corporation.corporate_number != instruction.principal_corporate_number:
+            raise DelegationRefused(
+                f"a signer's certificate is for 法人番号 {corporation.corporate_number}, "
+                f"not the principal {instruction.principal_corporate_number}",
+                "PRINCIPAL_MISMATCH")
+        if corporation.representative_title not in representative_titles:
+            raise DelegationRefused(
+                f"the title {corporation.representative_title!r} is not a representative's",
+                "GRANTOR_NOT_REPRESENTATIVE")
+    distinct = {"".join((c.representative_name or "").split()) for c in corporations}
+    if len(distinct) < required_signatures:
+        raise DelegationRefused(
+            f"joint representation needs {required_signatures} representatives' signatures, "
+            f"found {len(distinct)}", "JOINT_REPRESENTATION_INCOMPLETE")

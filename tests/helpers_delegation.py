@@ -1,0 +1,39 @@
+"""Signing grant instructions as a grantor's card would (CMS SignedData, detached)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from asn1crypto import keys
+from asn1crypto import x509 as asn1_x509
+from cryptography.hazmat.primitives import serialization
+from pyhanko.sign.signers import SimpleSigner
+from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+from delegation.scope import BID, Scope
+from devpki.cards import VirtualCard
+
+
+def sign_instruction(card: VirtualCard, data: bytes) -> bytes:
+    """DER of a detached CMS SignedData over ``data`` made with the card's key."""
+    key = keys.PrivateKeyInfo.load(card.key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    cert = asn1_x509.Certificate.load(card.certificate.public_bytes(serialization.Encoding.DER))
+    signer = SimpleSigner(cert, key, SimpleCertificateStore.from_certs([cert]))
+    content = asyncio.run(signer.async_sign_general_data(data, "sha256", detached=True))
+    return content.dump()
+
+
+def bid_scope(days: int = 30, **changes: object) -> Scope:
+    now = datetime.now(UTC).replace(microsecond=0)
+    fields: dict[str, object] = {
+        "actions": frozenset({BID}),
+        "procuring_entities": frozenset({"国土交通省関東地方整備局"}),
+        "cases": None, "amount_limit_jpy": 100_000_000,
+        "not_before": now - timedelta(minutes=1), "not_after": now + timedelta(days=days),
+        "max_depth": 1,
+    }
+    fields.update(changes)
+    return Scope(**fields)  # type: ignore[arg-type]

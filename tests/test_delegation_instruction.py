@@ -1,0 +1,116 @@
+"""Grant instructions: canonical bytes, CMS signatures, representative rules."""
+
+from __future__ import annotations
+
+import pytest
+from asn1crypto import x509 as asn1_x509
+from cryptography.hazmat.primitives import serialization
+from helpers_auth import new_corporation
+from helpers_delegation import bid_scope, sign_instruction
+
+from delegation.instruction import (
+    DelegationRefused,
+    GrantInstruction,
+    check_representative_grant,
+    instruction_signers,
+)
+from identity.profiles import registered_corporation
+
+TITLES = ("代表取締役", "代表執行役", "支配人")
+
+
+def instruction_for(corp, grantee_sha256: str = "ab" * 32, **changes) -> GrantInstruction:
+    fields = dict(principal_corporate_number=corp.corporate_number,
+                  principal_name="株式会社テスト商事", grantor_name="佐藤\u3000一郎",
+                  grantor_title="代表取締役", grantee_name="山田\u3000太郎",
+                  grantee_certificate_sha256=grantee_sha256, scope=bid_scope())
+    fields.update(changes)
+    return GrantInstruction(**fields)
+
+
+def corporation_of(card):
+    return registered_corporation(asn1_x509.Certificate.load(
+        card.certificate.public_bytes(serialization.Encoding.DER)))
+
+
+def test_an_instruction_round_trips_through_its_canonical_bytes(pki):
+    corp = new_corporation(pki)
+    instruction = instruction_for(corp)
+    data = instruction.canonical()
+    assert GrantInstruction.parse(data) == instruction
+    assert data == GrantInstruction.parse(data).canonical()
+    assert b" " not in data.replace("\u3000".encode(), b"")  # RFC 8785: no whitespace
+
+
+@pytest.mark.parametrize("data", [
+    b"not json", b"[]", b'{"type": "dairi-grant-instruction/1"}', "\ud800".encode("utf-8",
+                                                                                   "surrogatepass"),
+])
+def test_malformed_instructions_are_refused(data):
+    with pytest.raises(DelegationRefused) as caught:
+        GrantInstruction.parse(data)
+    assert caught.value.code == "INSTRUCTION_MALFORMED"
+
+
+def test_an_instruction_with_a_bad_corporate_number_or_scope_is_malformed(pki):
+    corp = new_corporation(pki)
+    doc = instruction_for(corp).to_json()
+    doc["principal"]["corporate_number"] = "4011001098994"  # wrong check digit
+    import rfc8785
+
+    with pytest.raises(DelegationRefused) as caught:
+        GrantInstruction.parse(rfc8785.dumps(doc))
+    assert caught.value.code == "INSTRUCTION_MALFORMED"
+    doc = instruction_for(corp).to_json()
+    doc["scope"]["actions"] = ["賄賂"]
+    with pytest.raises(DelegationRefused):
+        GrantInstruction.parse(rfc8785.dumps(doc))
+
+
+def test_the_grantors_cms_signature_names_the_signer(pki):
+    corp = new_corporation(pki)
+    data = instruction_for(corp).canonical()
+    signers = instruction_signers(data, sign_instruction(corp.representative, data))
+    assert len(signers) == 1
+    assert signers[0].certificate_der == corp.representative.certificate.public_bytes(
+        serialization.Encoding.DER)
+
+
+def test_a_signature_over_other_bytes_or_garbage_is_refused(pki):
+    corp = new_corporation(pki)
+    data = instruction_for(corp).canonical()
+    other = instruction_for(corp, scope=bid_scope(days=3650)).canonical()
+    for cms_der in (sign_instruction(corp.representative, other), b"\x30\x00", b"garbage"):
+        with pytest.raises(DelegationRefused) as caught:
+            instruction_signers(data, cms_der)
+        assert caught.value.code == "INSTRUCTION_SIGNATURE_INVALID"
+
+
+def test_representative_rules(pki):
+    corp, other = new_corporation(pki), new_corporation(pki)
+    instruction = instruction_for(corp)
+    rep = corporation_of(corp.representative)
+    check_representative_grant(instruction, [rep], representative_titles=TITLES)
+
+    def refused(corporations, required=1):
+        with pytest.raises(DelegationRefused) as caught:
+            check_representative_grant(instruction, corporations, representative_titles=TITLES,
+                                       required_signatures=required)
+        return caught.value.code
+
+    assert refused([corporation_of(other.representative)]) == "PRINCIPAL_MISMATCH"
+    from devpki.cards import issue_representative_card
+
+    same_corp_director = issue_representative_card(
+        pki, corporate_name="株式会社テスト商事", registered_number=corp.registered_number,
+        head_office_address="東京都", representative_name="高橋\u3000二郎",
+        representative_title="取締役")
+    assert refused([corporation_of(same_corp_director)]) == "GRANTOR_NOT_REPRESENTATIVE"
+    assert refused([rep], required=2) == "JOINT_REPRESENTATION_INCOMPLETE"
+    assert refused([rep, rep], required=2) == "JOINT_REPRESENTATION_INCOMPLETE"
+    second = issue_representative_card(
+        pki, corporate_name="株式会社テスト商事", registered_number=corp.registered_number,
+        head_office_address="東京都", representative_name="鈴木\u3000花子",
+        representative_title="代表取締役")
+    check_representative_grant(instruction, [rep, corporation_of(second)],
+                               representative_titles=TITLES, required_signatures=2)
