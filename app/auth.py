@@ -54,6 +54,15 @@ class ChallengePurpose:
 
 
 @dataclass(frozen=True)
+class CardProof:
+    """A certificate and its signature over the challenge's bytes."""
+
+    certificate_der: bytes
+    signature: bytes
+    intermediates: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True)
 class IssuedToken:
     token: str  # shown once; only its hash is stored
     row: AccessToken
@@ -133,32 +142,28 @@ class AuthService:
 
     # -- proofs ---------------------------------------------------------------
 
-    def check_proof(self, challenge: Challenge, certificate_der: bytes, signature: bytes,
-                    purpose: TrustPurpose, intermediates: tuple[bytes, ...] = ()
+    def check_proof(self, challenge: Challenge, proof: CardProof, purpose: TrustPurpose
                     ) -> ValidatedCertificate:
         """Signature first (cheap), then path, policy, key usage and revocation now."""
-        certificate = x509.load_der_x509_certificate(certificate_der)
-        verify_possession(certificate, challenge.to_sign(), signature)
-        return self.validator.validate_now(certificate_der, purpose,
-                                           intermediates=intermediates)
+        certificate = x509.load_der_x509_certificate(proof.certificate_der)
+        verify_possession(certificate, challenge.to_sign(), proof.signature)
+        return self.validator.validate_now(proof.certificate_der, purpose,
+                                           intermediates=proof.intermediates)
 
     # -- login ----------------------------------------------------------------
 
-    def login(self, challenge_id: str, certificate_der: bytes, signature: bytes,
-              intermediates: tuple[bytes, ...] = ()) -> IssuedToken:
+    def login(self, challenge_id: str, proof: CardProof) -> IssuedToken:
         """Answer a login challenge; an access token for the person or representative.
 
         Raises :class:`AuthError`, :class:`identity.proof.ProofRefused` or
         :class:`identity.validation.CertificateRefused` with the refusal's code.
         """
         challenge = self.consume_challenge(challenge_id, ChallengePurpose.LOGIN)
-        kind = certificate_kind(asn1_x509.Certificate.load(certificate_der))
+        kind = certificate_kind(asn1_x509.Certificate.load(proof.certificate_der))
         if kind is CertificateKind.CORPORATE_REGISTRATION:
-            validated = self.check_proof(challenge, certificate_der, signature,
-                                         TrustPurpose.REGISTRAR, intermediates)
-            return self._representative_token(validated)
-        validated = self.check_proof(challenge, certificate_der, signature,
-                                     TrustPurpose.JPKI_AUTH, intermediates)
+            return self._representative_token(
+                self.check_proof(challenge, proof, TrustPurpose.REGISTRAR))
+        validated = self.check_proof(challenge, proof, TrustPurpose.JPKI_AUTH)
         person = self.session.scalar(
             select(Person).where(Person.auth_certificate_sha256 == validated.sha256))
         if person is None:

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives import serialization
 
 from app.cli_support import coded_errors
 from app.settings import load_settings
@@ -154,7 +153,7 @@ def card_sign(card_dir: Path, role: str | None, data_base64: str | None,
         else data_file.read_bytes()  # type: ignore[union-attr]
     virtual = load_card(card_dir).role(role)
     signature = base64.b64encode(
-        virtual.key.sign(data, padding.PKCS1v15(), hashes.SHA256())).decode("ascii")
+        virtual.sign(data)).decode("ascii")
     if not as_json:
         click.echo(signature)
         return

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives import serialization
 from flask.testing import FlaskClient
 
 from app import create_app
@@ -38,7 +37,7 @@ def _b64(data: bytes) -> str:
 def _proof(card: VirtualCard, to_sign: bytes) -> dict[str, str]:
     return {
         "certificate": _b64(card.certificate.public_bytes(serialization.Encoding.DER)),
-        "signature": _b64(card.key.sign(to_sign, padding.PKCS1v15(), hashes.SHA256())),
+        "signature": _b64(card.sign(to_sign)),
     }
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit_log import AuditLog
-from app.auth import AuthError, AuthService, ChallengePurpose, sha256_hex
+from app.auth import AuthError, AuthService, CardProof, ChallengePurpose, sha256_hex
 from app.identity_models import Corporation, Employment, Invitation, Person, PersonStatus
 from app.settings import Settings
 from identity.trust import TrustPurpose
@@ -36,12 +36,12 @@ class IssuedInvitation:
 
 
 @dataclass(frozen=True)
-class CardProof:
-    """A certificate and its signature over the challenge's bytes."""
+class Enrolment:
+    """A redeemed invitation: who, for which corporation, and whether a card was re-bound."""
 
-    certificate_der: bytes
-    signature: bytes
-    intermediates: tuple[bytes, ...] = ()
+    person: Person
+    corporate_number: str
+    rebound: bool
 
 
 class EnrolmentService:
@@ -83,7 +83,7 @@ class EnrolmentService:
         return IssuedInvitation(code, row)
 
     def enrol(self, invitation_code: str, challenge_id: str, authentication: CardProof,
-              signing: CardProof) -> Person:
+              signing: CardProof) -> Enrolment:
         """Redeem an invitation with proofs from both certificates over one challenge.
 
         Raises ``INVITATION_INVALID``, ``INVITATION_EXPIRED``, the challenge and
@@ -100,11 +100,8 @@ class EnrolmentService:
         if invitation.expires_at <= now:
             raise AuthError("the invitation has expired", "INVITATION_EXPIRED")
         challenge = self.auth.consume_challenge(challenge_id, ChallengePurpose.ENROLMENT)
-        signed = self.auth.check_proof(challenge, signing.certificate_der, signing.signature,
-                                       TrustPurpose.JPKI_SIGN, signing.intermediates)
-        authenticated = self.auth.check_proof(
-            challenge, authentication.certificate_der, authentication.signature,
-            TrustPurpose.JPKI_AUTH, authentication.intermediates)
+        signed = self.auth.check_proof(challenge, signing, TrustPurpose.JPKI_SIGN)
+        authenticated = self.auth.check_proof(challenge, authentication, TrustPurpose.JPKI_AUTH)
         personal = signed.personal_data
         assert personal is not None  # the JPKI_SIGN profile always parses it
         if not same_name(personal.name, invitation.name):
@@ -158,4 +155,4 @@ class EnrolmentService:
                      "auth_certificate_sha256": authenticated.sha256,
                      "signing_certificate_sha256": signed.sha256})
         self.session.commit()
-        return person
+        return Enrolment(person, invitation.corporate_number, rebind)

@@ -14,8 +14,8 @@ from pathlib import Path
 from asn1crypto import core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from dairi import DairiError
@@ -30,6 +30,10 @@ class VirtualCard:
 
     key: rsa.RSAPrivateKey
     certificate: x509.Certificate
+
+    def sign(self, data: bytes) -> bytes:
+        """What the card does: RSASSA-PKCS1-v1_5 over the SHA-256 DigestInfo of ``data``."""
+        return self.key.sign(data, padding.PKCS1v15(), hashes.SHA256())
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from app.settings import Settings, load_settings
 from hsm import Hsm
 from hsm.softhsm import ensure_softhsm_token, write_softhsm_conf
 
-pytest_plugins = ["fixtures_pki"]
+pytest_plugins = ["fixtures_pki", "fixtures_delegation"]
 
 TOKEN_LABEL = "dairi-test"
 
@@ -55,6 +55,7 @@ from collections.abc import Iterator  # noqa: E402
 
 from flask import Flask  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
+from helpers_cli import cli_environment  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
@@ -111,3 +112,12 @@ def app(app_settings: Settings, hsm: Hsm, monkeypatch: pytest.MonkeyPatch) -> It
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def cli_env(app_settings: Settings, pki, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The command line on this test's database, the session's token and PKI."""
+    env = cli_environment(app_settings)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env

@@ -7,8 +7,7 @@ import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives import serialization
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -28,17 +27,12 @@ def der(card: VirtualCard) -> bytes:
     return card.certificate.public_bytes(serialization.Encoding.DER)
 
 
-def card_sign(card: VirtualCard, data: bytes) -> bytes:
-    """What the card does: PKCS#1 v1.5 over the SHA-256 DigestInfo."""
-    return card.key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-
-
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
 def proof(card: VirtualCard, to_sign: bytes) -> dict[str, object]:
-    return {"certificate": b64(der(card)), "signature": b64(card_sign(card, to_sign))}
+    return {"certificate": b64(der(card)), "signature": b64(card.sign(to_sign))}
 
 
 def open_challenge(client: FlaskClient, purpose: str = "login") -> dict:

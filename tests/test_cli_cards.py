@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
+from helpers_cli import cli_environment
 
 from app.cli import main
 from devpki.cards import issue_representative_card, load_card, save_card
@@ -28,15 +29,8 @@ ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 def cli_env(base_settings, softhsm_dir, pki, tmp_path_factory):
     """Settings for the CLI through DAIRI_* variables, on the session's token and PKI."""
     data = tmp_path_factory.mktemp("cli-cards")
-    env = {
-        "DAIRI_DATA_DIR": str(data),
-        "DAIRI_DATABASE_URL": f"sqlite:///{data / 'dairi.db'}",
-        "DAIRI_HSM_TOKEN_LABEL": base_settings.hsm_token_label,
-        "DAIRI_HSM_PIN_FILE": str(base_settings.hsm_pin_file),
-        "DAIRI_SOFTHSM2_CONF": str(base_settings.softhsm2_conf),
-        "DAIRI_PKI_DIR": str(base_settings.pki_dir),
-        "DAIRI_TRUST_DIR": str(base_settings.trust_dir),
-    }
+    env = cli_environment(base_settings.replace(
+        data_dir=data, database_url=f"sqlite:///{data / 'dairi.db'}"))
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)

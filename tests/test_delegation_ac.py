@@ -15,8 +15,6 @@ from helpers_delegation_ac import (
     CRL_ONLY,
     DER,
     AcEndpoints,
-    crl_capable_aa,
-    hsm_aa,
     make_terms,
     now,
     sha256,
@@ -37,22 +35,6 @@ from delegation.certificates import (
     MandateTerms,
     parse_mandate_certificate,
 )
-
-
-@pytest.fixture(scope="module")
-def aa(hsm, pki) -> AttributeAuthority:
-    return hsm_aa(hsm, pki, pki.aa_certificate.public_bytes(DER))
-
-
-@pytest.fixture
-def endpoints(pki, aa) -> AcEndpoints:
-    return AcEndpoints(pki, aa)
-
-
-@pytest.fixture(scope="module")
-def crl_aa(hsm, pki) -> AttributeAuthority:
-    return crl_capable_aa(hsm, pki)
-
 
 # -- structure and round trip --------------------------------------------------
 

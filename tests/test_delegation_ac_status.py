@@ -11,10 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from helpers_delegation_ac import (
-    DER,
     AcEndpoints,
-    crl_capable_aa,
-    hsm_aa,
     make_terms,
     now,
 )
@@ -27,22 +24,6 @@ from delegation.certificates import (
     MandateCertificateError,
     parse_mandate_certificate,
 )
-
-
-@pytest.fixture(scope="module")
-def aa(hsm, pki) -> AttributeAuthority:
-    return hsm_aa(hsm, pki, pki.aa_certificate.public_bytes(DER))
-
-
-@pytest.fixture
-def endpoints(pki, aa) -> AcEndpoints:
-    return AcEndpoints(pki, aa)
-
-
-@pytest.fixture(scope="module")
-def crl_aa(hsm, pki) -> AttributeAuthority:
-    return crl_capable_aa(hsm, pki)
-
 
 # -- the AA's OCSP responder and CRL -------------------------------------------
 

@@ -162,7 +162,7 @@ def test_the_openapi_document_states_the_roles_of_each_endpoint(client):
 
 
 def test_the_first_administrator_is_created_from_the_command_line(
-        app_settings, app, pki, monkeypatch, tmp_path):
+        cli_env, app, pki, tmp_path):
     from app.cli import main
 
     card = new_card(pki, "初代\u3000管理者")
@@ -171,17 +171,6 @@ def test_the_first_administrator_is_created_from_the_command_line(
         paths[role] = tmp_path / f"{role}.pem"
         paths[role].write_bytes(getattr(card, role).certificate.public_bytes(
             serialization.Encoding.PEM))
-    env = {
-        "DAIRI_DATA_DIR": str(app_settings.data_dir),
-        "DAIRI_DATABASE_URL": app_settings.database_url,
-        "DAIRI_HSM_TOKEN_LABEL": app_settings.hsm_token_label,
-        "DAIRI_HSM_PIN_FILE": str(app_settings.hsm_pin_file),
-        "DAIRI_SOFTHSM2_CONF": str(app_settings.softhsm2_conf),
-        "DAIRI_PKI_DIR": str(app_settings.pki_dir),
-        "DAIRI_TRUST_DIR": str(app_settings.trust_dir),
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
     args = ["admin", "create", "--auth-cert", str(paths["authentication"]),
             "--sign-cert", str(paths["signing"])]
     result = CliRunner().invoke(main, args)

@@ -150,22 +150,6 @@ def test_a_signature_is_recorded_with_its_key_reference(context, session, hsm, b
 
 # --- command line --------------------------------------------------------------
 
-@pytest.fixture
-def cli_env(app_settings, softhsm_dir, pki, monkeypatch):
-    env = {
-        "DAIRI_DATA_DIR": str(app_settings.data_dir),
-        "DAIRI_DATABASE_URL": app_settings.database_url,
-        "DAIRI_HSM_TOKEN_LABEL": app_settings.hsm_token_label,
-        "DAIRI_HSM_PIN_FILE": str(app_settings.hsm_pin_file),
-        "DAIRI_SOFTHSM2_CONF": str(app_settings.softhsm2_conf),
-        "DAIRI_PKI_DIR": str(app_settings.pki_dir),
-        "DAIRI_TRUST_DIR": str(app_settings.trust_dir),
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    return env
-
-
 def test_cli_issues_signs_and_reports_coded_errors(cli_env, tmp_path, bid):
     runner = CliRunner()
     issued = runner.invoke(main, ["credential", "issue", "--name", "cli-user"])

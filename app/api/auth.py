@@ -13,7 +13,7 @@ from flask_smorest import Blueprint
 from app import current_context, get_session
 from app.api.schemas import Base64Bytes, guard_json_body
 from app.audit_log import AuditLog, record_refusal
-from app.auth import AuthError, AuthService, ChallengePurpose
+from app.auth import AuthError, AuthService, CardProof, ChallengePurpose
 from app.errors import ProblemError
 from app.identity_models import Role
 from app.security import SCOPES, allow, authenticate, current_caller, token_caller
@@ -61,6 +61,12 @@ class TokenSchema(ma.Schema):
 
 class CallerSchema(ma.Schema):
     caller = ma.fields.Dict()
+
+
+def card_proof(args: dict[str, Any]) -> CardProof:
+    """A :class:`ProofSchema` body's certificates as DER (``CERTIFICATE_MALFORMED`` if not)."""
+    return CardProof(load_certificate(args["certificate"]), args["signature"],
+                     tuple(load_certificate(c) for c in args["intermediates"]))
 
 
 def _service() -> AuthService:
@@ -114,10 +120,9 @@ def answer_challenge(args: dict[str, Any], challenge_id: str) -> dict[str, Any]:
     session = get_session()
     actor = "anonymous"
     try:
-        certificate = load_certificate(args["certificate"])
-        actor = "certificate:" + hashlib.sha256(certificate).hexdigest()[:32]
-        intermediates = tuple(load_certificate(c) for c in args["intermediates"])
-        issued = _service().login(challenge_id, certificate, args["signature"], intermediates)
+        proof = card_proof(args)
+        actor = "certificate:" + hashlib.sha256(proof.certificate_der).hexdigest()[:32]
+        issued = _service().login(challenge_id, proof)
     except DairiError as exc:
         session.rollback()
         record_refusal(context.session_factory, "auth:login:refused", actor=actor,

@@ -9,11 +9,11 @@ from flask_smorest import Blueprint
 from sqlalchemy import func, select
 
 from app import current_context, get_session
-from app.api.auth import ProofSchema
+from app.api.auth import ProofSchema, card_proof
 from app.api.schemas import guard_json_body
 from app.audit_log import AuditLog, record_refusal
 from app.auth import AuthError, AuthService
-from app.enrolment import CardProof, EnrolmentService
+from app.enrolment import EnrolmentService
 from app.errors import ProblemError
 from app.identity_models import (
     GLOBAL_ROLES,
@@ -26,7 +26,6 @@ from app.identity_models import (
 )
 from app.security import SCOPES, allow, current_caller
 from dairi import DairiError
-from identity.inspect import load_certificate
 
 blp = Blueprint("people", __name__, url_prefix="/api/v1",
                 description="Corporations, employee enrolment, roles and API clients")
@@ -201,23 +200,17 @@ def enrol(args: dict[str, Any]) -> dict[str, Any]:
     context = current_context()
     session = get_session()
     try:
-        proofs = {
-            part: CardProof(load_certificate(args[part]["certificate"]), args[part]["signature"],
-                            tuple(load_certificate(c) for c in args[part]["intermediates"]))
-            for part in ("authentication", "signing")
-        }
+        proofs = {part: card_proof(args[part]) for part in ("authentication", "signing")}
         _, enrolment = _services()
-        person = enrolment.enrol(args["invitation_code"], args["challenge_id"],
-                                 proofs["authentication"], proofs["signing"])
+        enrolled = enrolment.enrol(args["invitation_code"], args["challenge_id"],
+                                   proofs["authentication"], proofs["signing"])
     except DairiError as exc:
         session.rollback()
         record_refusal(context.session_factory, "enrolment:person:refused", actor="anonymous",
                        code=exc.code, subject=args["challenge_id"])
         raise
-    employments = sorted(e.corporate_number for e in person.employments)
-    return {"person_id": person.id, "name": person.name,
-            "corporate_number": employments[-1] if len(employments) == 1 else None,
-            "rebound": person.rebound_at is not None}
+    return {"person_id": enrolled.person.id, "name": enrolled.person.name,
+            "corporate_number": enrolled.corporate_number, "rebound": enrolled.rebound}
 
 
 @blp.route("/role-assignments", methods=["POST"])
