@@ -336,11 +336,12 @@ def _ca_key_usage() -> x509.KeyUsage:
     )
 
 
-def end_entity_key_usage(*, non_repudiation: bool) -> x509.KeyUsage:
-    """digitalSignature, plus nonRepudiation (contentCommitment) for signing certificates."""
+def end_entity_key_usage(*, non_repudiation: bool, crl_sign: bool = False) -> x509.KeyUsage:
+    """digitalSignature, plus nonRepudiation (contentCommitment) for signing certificates
+    and cRLSign for an end entity that signs CRLs (the attribute authority)."""
     return x509.KeyUsage(
         digital_signature=True, content_commitment=non_repudiation, key_encipherment=False,
-        data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=crl_sign,
         encipher_only=False, decipher_only=False,
     )
 

@@ -160,7 +160,9 @@ class DevPki:
             _name((NameOID.COUNTRY_NAME, "JP"), service_org,
                   (NameOID.COMMON_NAME, "dairi Development Attribute Authority")),
             _public_key(hsm, aa_key), now=now,
-            key_usage=end_entity_key_usage(non_repudiation=True),
+            # cRLSign: the AA signs the CRL of its attribute certificates (RFC 5755 §6),
+            # and validators refuse a CRL whose issuer's keyUsage lacks it.
+            key_usage=end_entity_key_usage(non_repudiation=True, crl_sign=True),
             lifetime=timedelta(days=1825),
         )
         (directory / "aa").mkdir(exist_ok=True, mode=0o700)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers_delegation_ac import DER, AcEndpoints, crl_capable_aa, hsm_aa
+from helpers_delegation_ac import DER, AcEndpoints, hsm_aa, other_name_aa
 
 from delegation.certificates import AttributeAuthority
 
@@ -19,5 +19,5 @@ def endpoints(pki, aa) -> AcEndpoints:
 
 
 @pytest.fixture(scope="module")
-def crl_aa(hsm, pki) -> AttributeAuthority:
-    return crl_capable_aa(hsm, pki)
+def other_aa(hsm, pki) -> AttributeAuthority:
+    return other_name_aa(hsm, pki)

@@ -27,6 +27,7 @@ from delegation.certificates import (
     parse_mandate_certificate,
 )
 from devpki import TransportFetcherBackend
+from devpki.ca import end_entity_key_usage
 from identity.corporate_number import corporate_number
 
 DER = serialization.Encoding.DER
@@ -130,16 +131,13 @@ def hsm_aa(hsm, pki, certificate_der: bytes, slug: str = "aa") -> AttributeAutho
         ocsp_url=f"{pki.base_url}/ac/ocsp/{slug}", crl_url=f"{pki.base_url}/ac/crl/{slug}.crl")
 
 
-def crl_capable_aa(hsm, pki) -> AttributeAuthority:
-    """The AA key certified once more, with cRLSign (which the dev AA certificate lacks)."""
+def other_name_aa(hsm, pki) -> AttributeAuthority:
+    """The AA key certified once more, under another name: an AA that is not dairi's."""
     public_key = serialization.load_der_public_key(hsm.public_key_info(pki.aa_key))
-    usage = x509.KeyUsage(digital_signature=True, content_commitment=True,
-                          key_encipherment=False, data_encipherment=False, key_agreement=False,
-                          key_cert_sign=False, crl_sign=True, encipher_only=False,
-                          decipher_only=False)
     cert = pki.cas["service-root"].issue(
         x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "dairi development"),
-                   x509.NameAttribute(NameOID.COMMON_NAME, "dairi Test AA with cRLSign")]),
-        public_key, now=datetime.now(UTC), key_usage=usage)  # type: ignore[arg-type]
-    return hsm_aa(hsm, pki, cert.public_bytes(DER), slug="aa-crl")
+                   x509.NameAttribute(NameOID.COMMON_NAME, "dairi Test AA under another name")]),
+        public_key, now=datetime.now(UTC),
+        key_usage=end_entity_key_usage(non_repudiation=True, crl_sign=True))  # type: ignore[arg-type]
+    return hsm_aa(hsm, pki, cert.public_bytes(DER), slug="aa-other")

@@ -70,16 +70,16 @@ def test_the_ocsp_responder_answers_for_ac_serials(endpoints, aa, employee):
     assert answer["tbs_response_data"]["responses"][0]["cert_status"].name == "unknown"
 
 
-def test_the_ocsp_responder_refuses_garbage_and_other_issuers(aa, crl_aa, endpoints,
+def test_the_ocsp_responder_refuses_garbage_and_other_issuers(aa, other_aa, endpoints,
                                                               employee):
     for garbage in (b"", b"\x30\x00", b"not DER at all"):
         response = ocsp.OCSPResponse.load(aa.ocsp_response(garbage, endpoints.status_of,
                                                            now=now()))
         assert response["response_status"].native == "malformed_request"
     # Same key, other name: the CertID's issuerNameHash does not name this AA.
-    other = AcEndpoints(endpoints.pki, crl_aa).issue(
+    other = AcEndpoints(endpoints.pki, other_aa).issue(
         make_terms(employee.certificate_der), employee.certificate_der)
-    foreign = aa.ocsp_response(_request(crl_aa, other), endpoints.status_of, now=now())
+    foreign = aa.ocsp_response(_request(other_aa, other), endpoints.status_of, now=now())
     assert ocsp.OCSPResponse.load(foreign)["response_status"].native == "unauthorized"
 
 
