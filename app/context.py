@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 
 from asn1crypto import pem
+from cryptography.hazmat.primitives import serialization
 from pyhanko.sign.timestamps import HTTPTimeStamper
 from pyhanko_certvalidator.fetchers.api import FetcherBackend
 from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
@@ -23,11 +24,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import make_engine, make_session_factory
 from app.settings import Settings
+from dairi import DairiError
+from delegation.certificates import AttributeAuthority
 from devpki import DevPki, InProcessTimeStamper, TransportFetcherBackend
-from hsm import Hsm
+from hsm import Hsm, KeyAlgorithm
 from identity.trust import TrustStore
 from identity.validation import CertificateValidator
-from signing import PadesSigner, TimestampAuthority, ValidationDataSource
+from signing import PadesSigner, SigningCredential, TimestampAuthority, ValidationDataSource
 
 
 def load_pem_certificates(directory: Path) -> list[bytes]:
@@ -50,6 +53,10 @@ def load_crls(directory: Path) -> list[bytes]:
         else:
             found.append(data)
     return found
+
+
+class AttributeAuthorityUnavailable(DairiError):
+    """The service has no attribute authority to issue or answer for mandates."""
 
 
 class ServiceContext:
@@ -112,6 +119,29 @@ class ServiceContext:
             clock=lambda: self.clock(),
             cache_max_age=timedelta(seconds=settings.revocation_cache_seconds),
         )
+
+    @cached_property
+    def attribute_authority(self) -> AttributeAuthority:
+        """The AA that issues mandate ACs and signs their CRL and OCSP answers (key in
+        the HSM). Its status endpoints are served by this service under ``/ac/``."""
+        pki = self.dev_pki
+        if pki is None:
+            raise AttributeAuthorityUnavailable(
+                "no attribute authority is configured (development PKI missing)",
+                "AA_NOT_CONFIGURED")
+        base = self.settings.public_base_url
+        return AttributeAuthority(
+            pki.aa_certificate.public_bytes(serialization.Encoding.DER),
+            lambda data: self.hsm.sign(pki.aa_key, data),
+            ocsp_url=f"{base}/ac/ocsp", crl_url=f"{base}/ac/crl")
+
+    @cached_property
+    def aa_credential(self) -> SigningCredential:
+        """The AA's key as a signing credential: the service signs documents with it."""
+        pki = self.dev_pki
+        assert pki is not None  # attribute_authority was obtained first
+        return SigningCredential(pki.aa_key, KeyAlgorithm.RSA_2048,
+                                 self.attribute_authority.certificate_der, ())
 
     @cached_property
     def pades_signer(self) -> PadesSigner:

@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
+    Integer,
     LargeBinary,
     String,
     Text,
@@ -48,6 +49,8 @@ class Corporation(Base):
     corporate_number: Mapped[str] = mapped_column(String(13), primary_key=True)
     registered_number: Mapped[str] = mapped_column(String(12))  # 会社法人等番号
     name: Mapped[str] = mapped_column(String(300))
+    # 共同代表: how many distinct representatives must sign one grant instruction.
+    joint_representatives: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

@@ -14,7 +14,7 @@ from signing.errors import (
     TimestampFailed,
     ValidationDataUnavailable,
 )
-from signing.hsm_signer import HsmSigner
+from signing.hsm_signer import HsmSigner, sign_detached
 from signing.pades import PadesLevel, PadesResult, PadesSigner, PadesSpec, check_pdf
 from signing.validation_data import TimestampAuthority, ValidationData, ValidationDataSource
 
@@ -39,4 +39,5 @@ __all__ = [
     "ValidationDataSource",
     "ValidationDataUnavailable",
     "check_pdf",
+    "sign_detached",
 ]

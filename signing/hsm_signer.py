@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 
@@ -75,3 +76,12 @@ class HsmSigner(Signer):
             return bytes(self._size)
         return self._hsm.sign(self._key_ref, data, hash_algorithm=digest_algorithm,
                               scheme=self._scheme)
+
+
+def sign_detached(hsm: Hsm, credential: SigningCredential, data: bytes) -> bytes:
+    """DER CMS SignedData (detached, SHA-256, signingCertificateV2) over ``data``,
+    made with the credential's HSM key: how an employee signs a grant instruction
+    (a sub-delegation) with the key the parent mandate names."""
+    signer = HsmSigner(hsm, credential)
+    signed = asyncio.run(signer.async_sign_general_data(data, "sha256", detached=True))
+    return bytes(signed.dump())

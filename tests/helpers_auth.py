@@ -59,6 +59,7 @@ class Corp:
     corporate_number: str
     registered_number: str
     representative: VirtualCard
+    name: str = "株式会社テスト商事"
 
 
 def new_corporation(pki: DevPki, *, title: str = "代表取締役", name: str = "株式会社テスト商事"
@@ -68,7 +69,7 @@ def new_corporation(pki: DevPki, *, title: str = "代表取締役", name: str = 
         pki, corporate_name=name, registered_number=registered,
         head_office_address="東京都千代田区丸の内一丁目1番1号",
         representative_name="佐藤\u3000一郎", representative_title=title)
-    return Corp(corporate_number(registered), registered, card)
+    return Corp(corporate_number(registered), registered, card, name)
 
 
 def new_card(pki: DevPki, name: str = "山田\u3000太郎") -> MyNumberCard:

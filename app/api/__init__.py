@@ -7,11 +7,11 @@ import http
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 
-from app.api import auth, health, people
+from app.api import auth, health, mandates, people
 from app.errors import PROBLEM_CONTENT_TYPE, ProblemSchema
 
 # Every API blueprint, in registration order; add new ones here.
-BLUEPRINTS = (health.blp, auth.blp, people.blp)
+BLUEPRINTS = (health.blp, auth.blp, people.blp, mandates.blp, mandates.ac_blp)
 
 
 class DairiApi(Api):
