@@ -4,6 +4,8 @@ A representative and an employee log in through the HTTP API with virtual
 cards (the employee enrols first); a demo employee's key is generated in the
 HSM, certified by the development PKI, and signs one Japanese bid at every
 baseline level; each output is validated with pyHanko before it is written.
+Then the representative grants the employee a mandate (電子委任状), which the
+employee sub-delegates to a second employee.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from pyhanko_certvalidator import ValidationContext
 
 from app.context import ServiceContext, load_pem_certificates
 from app.credentials import CredentialError, CredentialService
-from app.demo_login import log_in_people
+from app.demo_login import DEMO_EMPLOYEE_NAME, log_in_people
+from app.demo_mandates import grant_demo_mandates
 from app.sample_documents import bid_pdf
 from app.settings import Settings
 from app.setup import ensure_environment
@@ -36,7 +39,7 @@ def run_demo(settings: Settings, out: Path) -> Iterator[str]:
     ensure_environment(settings, context)
     out.mkdir(parents=True, exist_ok=True)
     yield f"HSM token {settings.hsm_token_label!r} ready, development PKI in {settings.pki_dir}"
-    yield from log_in_people(context, out)
+    people = yield from log_in_people(context, out)
 
     with context.session_factory() as session:
         credentials = CredentialService(session, context.hsm, context.dev_pki)
@@ -58,11 +61,14 @@ def run_demo(settings: Settings, out: Path) -> Iterator[str]:
             target.write_bytes(result.pdf)
             yield f"{target}  {_check(result.pdf, roots)}  record {record.id}"
 
+        yield from grant_demo_mandates(context, people, employee, DEMO_EMPLOYEE_NAME, out)
+
     trust = out / "trust"
     trust.mkdir(exist_ok=True)
     for pem_file in sorted(settings.trust_dir.glob("*.pem")):
         shutil.copy(pem_file, trust / pem_file.name)
-    yield f"trust anchors for verifiers in {trust}/"
+    yield f"trust anchors for verifiers in {trust}/ (aa.pem: the attribute authority)"
+    people.client.application.extensions["dairi"].engine.dispose()
     context.close()
 
 

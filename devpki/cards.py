@@ -6,17 +6,21 @@ Keys are software keys: a virtual card stands in for the real card's chip.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from asn1crypto import core
+from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+from pyhanko.sign.signers import SimpleSigner
+from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from dairi import DairiError
 from devpki.ca import end_entity_key_usage, new_rsa_key, write_private
@@ -34,6 +38,17 @@ class VirtualCard:
     def sign(self, data: bytes) -> bytes:
         """What the card does: RSASSA-PKCS1-v1_5 over the SHA-256 DigestInfo of ``data``."""
         return self.key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+
+    def sign_cms(self, data: bytes) -> bytes:
+        """A detached CMS SignedData (SHA-256, signingCertificateV2) over ``data``, as
+        card software makes for a grant instruction (pyHanko builds the CMS)."""
+        key = asn1_keys.PrivateKeyInfo.load(self.key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        cert = asn1_x509.Certificate.load(self.certificate.public_bytes(serialization.Encoding.DER))
+        signer = SimpleSigner(cert, key, SimpleCertificateStore.from_certs([cert]))
+        content = asyncio.run(signer.async_sign_general_data(data, "sha256", detached=True))
+        return bytes(content.dump())
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
-
-from asn1crypto import keys
-from asn1crypto import x509 as asn1_x509
-from cryptography.hazmat.primitives import serialization
-from pyhanko.sign.signers import SimpleSigner
-from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from delegation.scope import BID, Scope
 from devpki.cards import VirtualCard
@@ -17,13 +10,7 @@ from devpki.cards import VirtualCard
 
 def sign_instruction(card: VirtualCard, data: bytes) -> bytes:
     """DER of a detached CMS SignedData over ``data`` made with the card's key."""
-    key = keys.PrivateKeyInfo.load(card.key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    cert = asn1_x509.Certificate.load(card.certificate.public_bytes(serialization.Encoding.DER))
-    signer = SimpleSigner(cert, key, SimpleCertificateStore.from_certs([cert]))
-    content = asyncio.run(signer.async_sign_general_data(data, "sha256", detached=True))
-    return content.dump()
+    return card.sign_cms(data)
 
 
 def bid_scope(days: int = 30, **changes: object) -> Scope:
