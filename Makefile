@@ -23,6 +23,7 @@ lint: $(BIN)/.installed
 
 bench: setup
 	$(BIN)/python bench/pades.py
+	$(BIN)/python bench/mandates.py
 
 demo: setup
 	$(BIN)/dairi demo --out demo-out

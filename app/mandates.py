@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from asn1crypto import pem
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from app.audit_log import AuditLog
 from app.enrolment import same_name
@@ -53,6 +53,10 @@ REVOCATION_REASONS = ("privilege_withdrawn", "affiliation_changed", "superseded"
 # A representative's certificate revoked for renewal does not undo the grants it made.
 RENEWAL_REASONS = frozenset({"superseded"})
 AC_CRL_VALIDITY = timedelta(minutes=15)
+# The authority query reads terms and status only, not the signed documents.
+_WITHOUT_DOCUMENTS = tuple(defer(c) for c in (
+    Mandate.instruction, Mandate.signatures, Mandate.attribute_certificate,
+    Mandate.grantee_certificate_der, Mandate.representative_certificates))
 
 
 class MandateError(DairiError):
@@ -149,6 +153,10 @@ class MandateService:
             grantor, representatives = self._check_representatives(parsed, signers, actor)
             ancestors: list[bytes] = []
         else:
+            if len(signers) == 1:  # checked before the parent is locked: it may fetch OCSP
+                self._validate(signers[0].certificate_der, TrustPurpose.SERVICE,
+                               "the grantor's signing certificate",
+                               signers[0].other_certificates)
             parent = self._lock(parsed.parent, missing="PARENT_NOT_FOUND")
             grantor = self._check_sub_delegation(parsed, signers, parent, now)
             representatives = None
@@ -291,8 +299,6 @@ class MandateService:
                 != parent.grantee_certificate_sha256:
             raise DelegationRefused("a sub-delegation is signed by the parent's grantee alone",
                                     "GRANTOR_NOT_PARENT_GRANTEE")
-        self._validate(signers[0].certificate_der, TrustPurpose.SERVICE,
-                       "the grantor's signing certificate", signers[0].other_certificates)
         escalations = parent.scope.escalations_of(parsed.scope)
         if escalations:
             raise DelegationRefused(
@@ -441,21 +447,27 @@ class MandateService:
         """Who could act for ``principal`` for ``purpose`` at ``purpose.at``, and through
         which chain: every mandate whose whole chain holds, leaves sorted by grantee."""
         at = purpose.at
-        rows = self.session.scalars(select(Mandate).where(
+        rows = self.session.scalars(select(Mandate).options(*_WITHOUT_DOCUMENTS).where(
             Mandate.principal == principal, Mandate.not_before <= at, Mandate.not_after > at,
             or_(Mandate.revoked_at.is_(None), Mandate.revoked_at > at))).all()
         by_id = {r.id: r for r in rows}
-        hops = {r.id: hop_of(r) for r in rows}
+        hops: dict[str, Hop] = {}
+
+        def hop(row: Mandate) -> Hop:  # scopes are parsed only for chains worth judging
+            if row.id not in hops:
+                hops[row.id] = hop_of(row)
+            return hops[row.id]
+
         found = []
         for row in rows:
-            if not hops[row.id].scope.covers(purpose):
+            if not hop(row).scope.covers(purpose):
                 continue
             chain = [row]
             while chain[0].parent_id is not None and chain[0].parent_id in by_id:
                 chain.insert(0, by_id[chain[0].parent_id])
             if chain[0].parent_id is not None:
                 continue  # an ancestor is not live at T
-            verdict = evaluate_chain([hops[m.id] for m in chain], purpose,
+            verdict = evaluate_chain([hop(m) for m in chain], purpose,
                                      signer_certificate_sha256=row.grantee_certificate_sha256,
                                      principal=principal)
             if verdict.holds:

@@ -90,8 +90,11 @@ class ParsedMandate:
     def is_held_by(self, certificate_der: bytes) -> bool:
         """Whether ``certificate_der`` is the holder (issuer name and serial match)."""
         cert = x509.Certificate.load(certificate_der)
-        return (cert.serial_number == self.holder_serial_number
-                and cert.issuer == x509.Name.load(self.holder_issuer))
+        if cert.serial_number != self.holder_serial_number:
+            return False
+        issuer = cert.issuer
+        # Byte-equal names are equal; otherwise RFC 5280 name matching (slower).
+        return issuer.dump() == self.holder_issuer or issuer == x509.Name.load(self.holder_issuer)
 
 
 def _extensions(info: cms.AttributeCertificateInfoV2) -> dict[str, x509.Extension]:
@@ -144,7 +147,10 @@ def parse_mandate_certificate(der: bytes) -> ParsedMandate:
         if depth != len(ancestors):
             raise ValueError(f"depth {depth} but {len(ancestors)} ancestors")
         for ancestor in ancestors:
-            cms.AttributeCertificateV2.load(ancestor, strict=True)["ac_info"].native  # noqa: B018
+            # The ancestors' own contents are read when they are judged (delegation.verify);
+            # here only their shape, cheaply: a deep parse would cost more than the chain.
+            ac = cms.AttributeCertificateV2.load(ancestor, strict=True)
+            ac["ac_info"]["serial_number"].native  # noqa: B018
         return ParsedMandate(
             der=bytes(der), terms=terms, serial_number=info["serial_number"].native,
             issuer=aa_name.untag().dump(), holder_issuer=holder_issuer.untag().dump(),

@@ -70,13 +70,17 @@ class MandateChainReader:
             raise MandateCertificateError("the AA key must be RSA", "AA_KEY_MISMATCH")
         self._key = key
         self._aa_name = x509.Certificate.load(aa_certificate_der).subject
+        self._aa_name_der = self._aa_name.dump()
 
     def issued_by_aa(self, der: bytes) -> bool:
         """Whether ``der`` names the AA as issuer and carries the AA's valid signature."""
         try:
             ac = cms.AttributeCertificateV2.load(der)
             names = ac["ac_info"]["issuer"].chosen["issuer_name"]
-            if len(names) != 1 or names[0].chosen != self._aa_name:
+            if len(names) != 1:
+                return False
+            name = names[0].chosen
+            if name.dump() != self._aa_name_der and name != self._aa_name:
                 return False
             if ac["signature_algorithm"]["algorithm"].native != "sha256_rsa":
                 return False

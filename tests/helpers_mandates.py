@@ -50,11 +50,16 @@ def now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+# One end for every default scope, so a child made a second after its parent does not
+# outlast it.
+END = now() + timedelta(days=30)
+
+
 def scope(**changes: object) -> Scope:
     fields: dict[str, object] = {
         "actions": frozenset({BID, QUOTE}), "procuring_entities": frozenset({ENTITY}),
         "cases": None, "amount_limit_jpy": 100_000_000,
-        "not_before": now() - timedelta(minutes=1), "not_after": now() + timedelta(days=30),
+        "not_before": now() - timedelta(minutes=1), "not_after": END,
         "max_depth": 1,
     }
     fields.update(changes)
