@@ -26,7 +26,7 @@ from helpers_mandates import (
 )
 
 from app.audit_log import AuditLog
-from app.identity_models import Corporation
+from app.identity_models import Role, RoleAssignment
 from delegation.certificates import parse_mandate_certificate
 from delegation.scope import CONTRACT
 from devpki.cards import issue_representative_card
@@ -129,8 +129,19 @@ def test_principal_mismatch(client, world):
 
 def test_joint_representation_needs_enough_distinct_representatives(client, app, pki, world):
     a, yamada = world["a"], world["yamada"]
+    url = f"/api/v1/corporations/{a.corporate_number}/joint-representation"
+    rep = login(client, a.representative)
+    problem(client.put(url, json={"representatives": 2}, headers=bearer(rep)), 403,
+            "FORBIDDEN")
     with app.extensions["dairi"].session_factory() as session, session.begin():
-        session.get(Corporation, a.corporate_number).joint_representatives = 2
+        session.add(RoleAssignment(person_id=yamada.person_id, role=Role.ADMINISTRATOR.value,
+                                   granted_by="test"))
+    problem(client.put(url, json={"representatives": 0}, headers=bearer(yamada.token)), 422,
+            "VALIDATION_FAILED")
+    assert client.put(url, json={"representatives": 2}, headers=bearer(yamada.token)
+                      ).get_json() == {"representatives": 2}
+    assert client.get(f"/api/v1/corporations/{a.corporate_number}", headers=bearer(rep)
+                      ).get_json()["joint_representatives"] == 2
     problem(try_root_grant(client, a, yamada, scope()), 403, "JOINT_REPRESENTATION_INCOMPLETE")
     # The same representative twice is still one representative.
     problem(try_root_grant(client, a, yamada, scope(),
@@ -381,3 +392,15 @@ def test_listing_by_grantee_and_status(client, hsm, world):
     client.post(f"/api/v1/mandates/{child['id']}/revocation", json={}, headers=bearer(rep))
     assert ids(status="active") == [root["id"]]
     assert ids(status="revoked") == [child["id"]]
+
+
+def test_every_mandate_endpoint_refuses_anonymous_callers(client):
+    some = "00000000-0000-4000-8000-000000000000"
+    for method, path in (("POST", "/api/v1/mandates"), ("GET", "/api/v1/mandates"),
+                         ("GET", f"/api/v1/mandates/{some}"),
+                         ("POST", f"/api/v1/mandates/{some}/revocation"),
+                         ("GET", f"/api/v1/mandates/{some}/chain"),
+                         ("GET", f"/api/v1/mandates/{some}/document"),
+                         ("GET", "/api/v1/authority")):
+        problem(client.open(path, method=method, json={} if method == "POST" else None), 401,
+                "UNAUTHENTICATED")

@@ -32,6 +32,7 @@ PROTECTED = [
     ("POST", "/api/v1/clients", {"name": "調達システム", "scopes": ["employees:read"]}),
     ("GET", "/api/v1/clients", None),
     ("DELETE", "/api/v1/clients/x", None),
+    ("PUT", "/api/v1/corporations/{cn}/joint-representation", {"representatives": 2}),
 ]
 
 

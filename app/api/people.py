@@ -50,6 +50,8 @@ class CorporationSchema(ma.Schema):
     corporate_number = ma.fields.String()
     registered_number = ma.fields.String()
     name = ma.fields.String()
+    joint_representatives = ma.fields.Integer(metadata={
+        "description": "Distinct representatives who must sign a grant (共同代表)"})
     created_at = ma.fields.DateTime()
 
 
@@ -152,6 +154,27 @@ def _corporation(corporate_number: str) -> Corporation:
 def get_corporation(corporate_number: str) -> Corporation:
     """A corporation known to dairi."""
     return _corporation(corporate_number)
+
+
+class JointRepresentationSchema(ma.Schema):
+    representatives = ma.fields.Integer(required=True, validate=ma.validate.Range(min=1, max=10),
+                                        metadata={"description": "1: any one representative"})
+
+
+@blp.route("/corporations/<corporate_number>/joint-representation", methods=["PUT"])
+@allow(Role.ADMINISTRATOR)
+@blp.arguments(JointRepresentationSchema)
+@blp.response(200, JointRepresentationSchema)
+def set_joint_representation(args: dict[str, Any], corporate_number: str) -> dict[str, Any]:
+    """Set how many distinct representatives must sign one grant instruction, as the
+    commercial register records the corporation's joint representation (共同代表)."""
+    row = _corporation(corporate_number)
+    row.joint_representatives = args["representatives"]
+    AuditLog(get_session()).append(
+        "corporation:joint-representation:set", actor=current_caller().actor,
+        principal=corporate_number, details={"representatives": args["representatives"]})
+    get_session().commit()
+    return {"representatives": row.joint_representatives}
 
 
 @blp.route("/corporations/<corporate_number>/employees", methods=["GET"])
