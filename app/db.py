@@ -7,6 +7,9 @@ uncommitted) when the request ends.
 
 from __future__ import annotations
 
+import contextlib
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from flask import current_app, g
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -131,6 +134,25 @@ def migrate(database_url: str) -> None:
             command.upgrade(config, "head")
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def private_schema(server_url: str, prefix: str = "test") -> Iterator[str]:
+    """A PostgreSQL URL whose connections see only a fresh schema, dropped afterwards
+    (tests and benchmarks share one server without seeing each other's tables)."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    admin = make_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = make_url(server_url).update_query_dict({"options": f"-csearch_path={schema}"})
+        try:
+            yield url.render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        admin.dispose()
 
 
 def get_session() -> Session:

@@ -34,18 +34,18 @@ class DemoFailed(RuntimeError):
     pass
 
 
-def _b64(data: bytes) -> str:
+def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
 def _proof(card: VirtualCard, to_sign: bytes) -> dict[str, str]:
     return {
-        "certificate": _b64(card.certificate.public_bytes(serialization.Encoding.DER)),
-        "signature": _b64(card.sign(to_sign)),
+        "certificate": b64(card.certificate.public_bytes(serialization.Encoding.DER)),
+        "signature": b64(card.sign(to_sign)),
     }
 
 
-def _call(client: FlaskClient, method: str, path: str, expect: int, **kwargs: Any) -> Any:
+def call(client: FlaskClient, method: str, path: str, expect: int, **kwargs: Any) -> Any:
     response = client.open(path, method=method, **kwargs)
     if response.status_code != expect:
         raise DemoFailed(f"{method} {path}: {response.status_code} {response.get_data(True)}")
@@ -53,13 +53,13 @@ def _call(client: FlaskClient, method: str, path: str, expect: int, **kwargs: An
 
 
 def _challenge(client: FlaskClient, purpose: str) -> tuple[str, bytes]:
-    body = _call(client, "POST", "/api/v1/auth/challenges", 201, json={"purpose": purpose})
+    body = call(client, "POST", "/api/v1/auth/challenges", 201, json={"purpose": purpose})
     return body["id"], base64.b64decode(body["to_sign"])
 
 
 def _login(client: FlaskClient, card: VirtualCard) -> dict[str, Any]:
     challenge_id, to_sign = _challenge(client, "login")
-    return _call(client, "POST", f"/api/v1/auth/challenges/{challenge_id}/response", 201,
+    return call(client, "POST", f"/api/v1/auth/challenges/{challenge_id}/response", 201,
                  json=_proof(card, to_sign))
 
 
@@ -83,14 +83,14 @@ def enrol_employee(client: FlaskClient, pki: DevPki, representative_token: str,
                    corporate_number: str, name: str, card_dir: Path) -> tuple[str, str]:
     """Invite, enrol (My Number Card saved in ``card_dir``) and log in an employee:
     (person id, access token)."""
-    invitation = _call(client, "POST", f"/api/v1/corporations/{corporate_number}/invitations",
+    invitation = call(client, "POST", f"/api/v1/corporations/{corporate_number}/invitations",
                        201, json={"name": name}, headers=bearer(representative_token))
     card = issue_my_number_card(pki, name=name, birth_date="419900115", sex="1",
                                 address="東京都千代田区霞が関一丁目1番1号",
                                 prefecture="東京都", city="千代田区")
     save_card(card, card_dir)
     challenge_id, to_sign = _challenge(client, "enrolment")
-    enrolled = _call(client, "POST", "/api/v1/enrolments", 201, json={
+    enrolled = call(client, "POST", "/api/v1/enrolments", 201, json={
         "invitation_code": invitation["code"], "challenge_id": challenge_id,
         "authentication": _proof(card.authentication, to_sign),
         "signing": _proof(card.signing, to_sign)})
@@ -120,7 +120,7 @@ def log_in_people(context: ServiceContext, out: Path) -> Generator[str, None, De
     person_id, token = enrol_employee(client, pki, rep["access_token"], corporate_number,
                                       DEMO_EMPLOYEE_NAME, cards / "employee")
     yield f"employee 山田 太郎 enrolled with a My Number Card: person {person_id}"
-    me = _call(client, "GET", "/api/v1/me", 200, headers=bearer(token))
+    me = call(client, "GET", "/api/v1/me", 200, headers=bearer(token))
     yield (f"employee logged in over HTTP with the JPKI authentication certificate: roles "
            f"{', '.join(me['caller']['roles'])} of {', '.join(me['caller']['employee_of'])}")
     yield f"virtual cards in {cards}/ (try `dairi dev card sign --card {cards / 'employee'}`)"

@@ -19,8 +19,9 @@ from app.demo_login import (
     DEMO_CORPORATION,
     DEMO_REPRESENTATIVE,
     DemoPeople,
-    _call,
+    b64,
     bearer,
+    call,
     enrol_employee,
 )
 from app.models import Credential
@@ -34,15 +35,11 @@ ENTITY = "国土交通省 関東地方整備局"
 CASE = "令和8年度 第42号 庁舎清掃業務委託"
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
 def _grant(people: DemoPeople, token: str, instruction: GrantInstruction, signatures: bytes,
            grantee: SigningCredential, grantee_person_id: str) -> dict[str, Any]:
-    return _call(people.client, "POST", "/api/v1/mandates", 201, headers=bearer(token), json={
-        "instruction": _b64(instruction.canonical()), "signatures": _b64(signatures),
-        "grantee_certificate": _b64(grantee.certificate_der),
+    return call(people.client, "POST", "/api/v1/mandates", 201, headers=bearer(token), json={
+        "instruction": b64(instruction.canonical()), "signatures": b64(signatures),
+        "grantee_certificate": b64(grantee.certificate_der),
         "grantee_person_id": grantee_person_id})
 
 
@@ -101,7 +98,7 @@ def grant_demo_mandates(context: ServiceContext, people: DemoPeople, employee: C
     pdf.write_bytes(document.data)
     yield f"{pdf}  電子委任状 (Japanese PDF, signed by the service)"
 
-    who = _call(people.client, "GET", "/api/v1/authority", 200,
+    who = call(people.client, "GET", "/api/v1/authority", 200,
                 headers=bearer(people.representative_token),
                 query_string={"principal": people.corporate_number, "action": BID,
                               "procuring_entity": ENTITY, "case": CASE})

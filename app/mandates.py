@@ -252,10 +252,12 @@ class MandateService:
                     f"({exc.code}: {exc.message})", "GRANTOR_NOT_REPRESENTATIVE") from None
             assert corporation is not None  # the REGISTRAR profile always parses it
             corporations.append(corporation)
+        # The grantee's employment (checked first) means the corporation is known.
         row = self.session.get(Corporation, parsed.principal_corporate_number)
+        assert row is not None
         check_representative_grant(
             parsed, corporations, representative_titles=self.settings.representative_titles,
-            required_signatures=row.joint_representatives if row is not None else 1)
+            required_signatures=row.joint_representatives)
         first = corporations[0]
         if not same_name(first.corporate_name, parsed.principal_name):
             raise DelegationRefused("the principal's name is not the registered name "
@@ -269,10 +271,6 @@ class MandateService:
                 in actor.representative_of):
             raise DelegationRefused("only a representative of the principal (or an "
                                     "administrator) may submit its grant", "PRINCIPAL_MISMATCH")
-        if row is None:
-            self.session.add(Corporation(corporate_number=first.corporate_number,
-                                         registered_number=first.registered_number,
-                                         name=first.corporate_name))
         corporation, signer = named[0]
         grantor = MandateParty(corporation.representative_name or parsed.grantor_name,
                                corporation.representative_title,

@@ -63,7 +63,7 @@ from sqlalchemy import Engine, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.db import make_engine, make_session_factory, migrate
+from app.db import make_engine, make_session_factory, migrate, private_schema
 from app.identity_models import Corporation, Person
 from app.mandate_models import Mandate, MandateStatus
 from app.mandates import MandateService
@@ -494,24 +494,6 @@ def postgresql_unreachable(server_url: str) -> str | None:
         engine.dispose()
 
 
-@contextlib.contextmanager
-def postgresql_schema(server_url: str) -> Iterator[str]:
-    """A URL whose connections see only a fresh private schema, dropped afterwards."""
-    schema = f"bench_{uuid.uuid4().hex[:16]}"
-    admin = make_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = make_url(server_url).update_query_dict({"options": f"-csearch_path={schema}"})
-        try:
-            yield url.render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    finally:
-        admin.dispose()
-
-
 def bench_databases(mandates: int, postgresql_url: str) -> list[QueryResult]:
     start = time.perf_counter()
     data = generate(mandates, whole_seconds_now())
@@ -533,7 +515,7 @@ def bench_databases(mandates: int, postgresql_url: str) -> list[QueryResult]:
         print(f"PostgreSQL at {shown}: not reachable, skipped ({reason})")
         return results
     print(f"PostgreSQL at {shown}: a private schema, dropped afterwards")
-    with postgresql_schema(postgresql_url) as url:
+    with private_schema(postgresql_url, prefix="bench") as url:
         results.append(bench_authority("postgresql", url, data))
     return results
 

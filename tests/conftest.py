@@ -50,17 +50,14 @@ def hsm(base_settings: Settings) -> Hsm:
 
 # --- service shell fixtures (app, client, database) go below this line ---
 
-import uuid  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
 from flask import Flask  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
 from helpers_cli import cli_environment  # noqa: E402
-from sqlalchemy import text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 from app import create_app  # noqa: E402
-from app.db import make_engine, migrate  # noqa: E402
+from app.db import migrate, private_schema  # noqa: E402
 
 # SQLite always; PostgreSQL too when TEST_DATABASE_URL names a server (CI sets it).
 DB_BACKENDS = [pytest.param("sqlite", id="sqlite")]
@@ -74,19 +71,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'dairi.db'}"
         return
-    server_url = os.environ["TEST_DATABASE_URL"]
-    schema = f"test_{uuid.uuid4().hex[:16]}"
-    admin = make_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    # Every connection of the test sees only its own schema.
-    url = make_url(server_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with private_schema(os.environ["TEST_DATABASE_URL"]) as url:
+        yield url
 
 
 @pytest.fixture

@@ -404,3 +404,25 @@ def test_every_mandate_endpoint_refuses_anonymous_callers(client):
                          ("GET", "/api/v1/authority")):
         problem(client.open(path, method=method, json={} if method == "POST" else None), 401,
                 "UNAUTHENTICATED")
+
+
+def test_malformed_queries_get_problems(client, world):
+    a, yamada = world["a"], world["yamada"]
+    token = bearer(login(client, a.representative))
+    for query in ({"action": "bid"},  # no principal
+                  {"principal": a.corporate_number},  # no action
+                  {"principal": a.corporate_number, "action": "bid",
+                   "at": "2026-11-21T10:00:00"},  # a time without its zone
+                  {"principal": a.corporate_number, "action": "bid", "amount_jpy": -1},
+                  {"principal": "123", "action": "bid"}):
+        problem(client.get("/api/v1/authority", query_string=query, headers=token), 422,
+                "VALIDATION_FAILED")
+    problem(client.get("/api/v1/authority", headers=token, query_string={
+        "principal": a.corporate_number, "action": "e-application:*"}), 422, "SCOPE_INVALID")
+    problem(client.get("/api/v1/mandates", query_string={"status": "lost"}, headers=token),
+            422, "VALIDATION_FAILED")
+    # Nothing was written by any of the refused grants above or here.
+    data = instruction(a, yamada, scope())
+    problem(post_grant(client, yamada.token, data, b"\x30\x03\x02\x01\x00", yamada), 422,
+            "INSTRUCTION_SIGNATURE_INVALID")
+    assert client.get("/api/v1/mandates", headers=token).get_json()["total"] == 0

@@ -12,7 +12,7 @@ from flask import Response, request
 from flask_smorest import Blueprint
 
 from app import current_context, get_session
-from app.api.schemas import Base64Bytes, corporate_number_field, guard_json_body
+from app.api.schemas import Base64Bytes, PageArgs, corporate_number_field, guard_json_body
 from app.audit_log import record_refusal
 from app.errors import ProblemError
 from app.identity_models import Role
@@ -110,14 +110,12 @@ class MandatePageSchema(ma.Schema):
     total = ma.fields.Integer()
 
 
-class MandateQuerySchema(ma.Schema):
+class MandateQuerySchema(PageArgs):
     principal = corporate_number_field()
     grantee = ma.fields.String(metadata={
         "description": "Person id or the holder certificate's SHA-256"})
     status = ma.fields.String(validate=ma.validate.OneOf(["active", "revoked"]))
     at = ma.fields.AwareDateTime(metadata={"description": "Status at this time (default now)"})
-    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1))
-    page_size = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
 
 
 class PurposeQuerySchema(ma.Schema):

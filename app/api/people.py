@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from app import current_context, get_session
 from app.api.auth import ProofSchema, card_proof
-from app.api.schemas import guard_json_body
+from app.api.schemas import PageArgs, guard_json_body
 from app.audit_log import AuditLog, record_refusal
 from app.auth import AuthError, AuthService
 from app.enrolment import EnrolmentService
@@ -39,11 +39,6 @@ def _services() -> tuple[AuthService, EnrolmentService]:
     auth = AuthService(get_session(), context.settings, context.certificate_validator,
                        context.clock)
     return auth, EnrolmentService(get_session(), context.settings, auth, context.clock)
-
-
-class PageArgs(ma.Schema):
-    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1))
-    page_size = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
 
 
 class CorporationSchema(ma.Schema):

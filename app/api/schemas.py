@@ -48,6 +48,13 @@ class Base64Bytes(ma.fields.Field):
         return None if value is None else base64.b64encode(value).decode("ascii")
 
 
+class PageArgs(ma.Schema):
+    """``page`` and ``page_size`` query arguments of every listing."""
+
+    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1))
+    page_size = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
+
+
 def corporate_number_field(**kwargs: Any) -> ma.fields.String:
     return ma.fields.String(validate=ma.validate.Regexp(
         CORPORATE_NUMBER, error="A 法人番号 is 13 digits."), **kwargs)
