@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from app.db import Base, UtcDateTime
-from audit import GENESIS_HASH, AuditEvent, verify_chain
+from app.db import Base, UtcDateTime, session_clock
+from audit import AuditEvent, verify_chain
 
 
 class AuditRecord(Base):
@@ -58,14 +58,18 @@ class AuditLog:
     def append(self, tag: str, *, actor: str, subject: str | None = None,
                principal: str | None = None, details: Mapping[str, Any] | None = None,
                at: datetime | None = None) -> AuditEvent:
-        """Add one event in the session's transaction (the caller commits)."""
+        """Add one event in the session's transaction (the caller commits).
+
+        The head row (made by the migrations) is locked first: on PostgreSQL by
+        the row lock, on SQLite by the transaction's ``BEGIN IMMEDIATE``
+        (:func:`app.db.make_engine`), so one writer appends at a time. The time is
+        ``at`` or the session's clock.
+        """
         head = self.session.execute(
             select(AuditHead).where(AuditHead.id == 1).with_for_update()
-        ).scalar_one_or_none()
-        if head is None:
-            head = AuditHead(id=1, sequence=0, hash=GENESIS_HASH)
-            self.session.add(head)
-        event = AuditEvent(head.sequence + 1, at or datetime.now(UTC), actor, tag, subject,
+        ).scalar_one()
+        when = at or session_clock(self.session)()
+        event = AuditEvent(head.sequence + 1, when, actor, tag, subject,
                            principal, dict(details or {}), head.hash)
         digest = event.digest()
         self.session.add(AuditRecord(

@@ -69,10 +69,11 @@ class ServiceContext:
         self.settings = settings
         self.hsm = hsm if hsm is not None else Hsm(settings.hsm)
         self.engine: Engine = make_engine(settings.database_url)
-        self.session_factory: sessionmaker[Session] = make_session_factory(self.engine)
-        self._lock = threading.Lock()
         # The one clock of the service; tests replace it to move time.
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.session_factory: sessionmaker[Session] = make_session_factory(
+            self.engine, lambda: self.clock())
+        self._lock = threading.Lock()
 
     @cached_property
     def dev_pki(self) -> DevPki | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -75,12 +75,24 @@ def engine_url(url: str | URL) -> URL:
     return parsed
 
 
-def make_engine(url: str | URL, **kwargs: Any) -> Engine:
+# How long a SQLite writer waits for another process's write lock before failing.
+SQLITE_BUSY_TIMEOUT_SECONDS = 10.0
+
+
+def make_engine(url: str | URL, *, sqlite_busy_timeout: float = SQLITE_BUSY_TIMEOUT_SECONDS,
+                **kwargs: Any) -> Engine:
     """Create an engine for a SQLite or PostgreSQL URL.
 
     SQLite connections enforce foreign keys; a file database uses WAL (readers
     do not block the writer) and its directory is created if missing. An
     in-memory SQLite database is one shared connection.
+
+    On a SQLite file every transaction starts with ``BEGIN IMMEDIATE``: SQLite
+    ignores ``SELECT … FOR UPDATE``, and the driver's own transaction handling
+    begins only at the first write, so a check and the write that depends on it
+    would not be serialised across processes. Taking the write lock at the start
+    makes each transaction a critical section (other writers wait up to
+    ``sqlite_busy_timeout`` seconds); readers outside a transaction are not blocked.
     """
     parsed = engine_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -90,24 +102,49 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
             kwargs.setdefault("connect_args", {"check_same_thread": False})
         else:
             Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
+            kwargs.setdefault("connect_args", {"timeout": sqlite_busy_timeout})
         engine = create_engine(parsed, **kwargs)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            if not in_memory:
+                # Hand transaction control to SQLAlchemy (see "begin" below).
+                dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             if not in_memory:
                 cursor.execute("PRAGMA journal_mode=WAL")
             cursor.close()
 
+        if not in_memory:
+
+            @event.listens_for(engine, "begin")
+            def _begin_immediate(connection: Any) -> None:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(parsed, **kwargs)
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions that keep loaded objects usable after ``commit``."""
-    return sessionmaker(bind=engine, expire_on_commit=False)
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_session_factory(engine: Engine, clock: Callable[[], datetime] = utc_now
+                         ) -> sessionmaker[Session]:
+    """Sessions that keep loaded objects usable after ``commit``.
+
+    ``clock`` is the service's one clock; it travels in ``session.info["clock"]``
+    so that what writes through a session (the audit log) reads the same time.
+    """
+    return sessionmaker(bind=engine, expire_on_commit=False, info={"clock": clock})
+
+
+def session_clock(session: Session) -> Callable[[], datetime]:
+    """The clock a session was made with (:func:`make_session_factory`)."""
+    clock: Callable[[], datetime] = session.info.get("clock", utc_now)
+    return clock
 
 
 def alembic_config(url: str | URL) -> Config:
@@ -131,7 +168,8 @@ def migrate(database_url: str) -> None:
         with engine.begin() as connection:
             config = alembic_config(database_url)
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            # "heads": revisions developed side by side may branch before they are merged.
+            command.upgrade(config, "heads")
     finally:
         engine.dispose()
 

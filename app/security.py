@@ -67,6 +67,8 @@ class Caller:
 def _refuse(status: int, code: str, detail: str, *, actor: str = "anonymous",
             **extra: Any) -> ProblemError:
     context = current_context()
+    # The request's transaction holds SQLite's write lock once begun: end it first.
+    get_session().rollback()
     record_refusal(context.session_factory, "auth:access:refused", actor=actor, code=code,
                    details={"method": request.method, "path": request.path})
     headers = {"WWW-Authenticate": 'Bearer realm="dairi"'} if status == 401 else None
