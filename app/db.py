@@ -168,8 +168,7 @@ def migrate(database_url: str) -> None:
         with engine.begin() as connection:
             config = alembic_config(database_url)
             config.attributes["connection"] = connection
-            # "heads": revisions developed side by side may branch before they are merged.
-            command.upgrade(config, "heads")
+            command.upgrade(config, "head")
     finally:
         engine.dispose()
 
