@@ -224,9 +224,11 @@ def _handle_http_exception(exc: HTTPException) -> Response:
 def _handle_exception(exc: Exception) -> Response:
     if isinstance(exc, DairiError):
         status = status_for_code(exc.code)
-        headers = {"Retry-After": "60"} if status in (429, 503) else None
+        headers = ({"Retry-After": str(exc.retry_after or 60)} if status in (429, 503)
+                   else None)
         if status >= 500:
-            logger.error("%s: %s", exc.code, exc.message)
+            if not exc.logged:
+                logger.error("%s: %s", exc.code, exc.message)
             return problem_response(status, exc.code, headers=headers)
         return problem_response(status, exc.code, detail=exc.message, headers=headers)
     if isinstance(exc, ma.ValidationError):

@@ -12,6 +12,12 @@ class DairiError(Exception):
     """
 
     code = "DAIRI_ERROR"
+    # Seconds a client should wait before retrying (sent as Retry-After with 429/503)
+    # when the raiser knows better than the default.
+    retry_after: int | None = None
+    # True when the raiser has logged this failure already: an outage is logged once
+    # where it is detected, not once per request that meets it.
+    logged: bool = False
 
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)
