@@ -53,12 +53,15 @@ class LiveServer:
         env.update(self.extra_env)
         return env
 
+    def command(self) -> list[str]:
+        """What is run: ``dairi serve`` (set-up, then gunicorn)."""
+        return [DAIRI, "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                "--workers", str(self.workers)]
+
     def start(self) -> LiveServer:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [DAIRI, "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--workers", str(self.workers)],
-            env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
+            self.command(), env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
         log.close()
         deadline = time.monotonic() + self.startup_seconds
