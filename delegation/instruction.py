@@ -91,6 +91,9 @@ class GrantInstruction:
         except (CorporateNumberError, ScopeError) as exc:
             raise DelegationRefused(f"malformed grant instruction: {exc.message}",
                                     "INSTRUCTION_MALFORMED") from exc
+        except RecursionError as exc:  # JSON nested deeper than the parser can follow
+            raise DelegationRefused("malformed grant instruction: nested too deep",
+                                    "INSTRUCTION_MALFORMED") from exc
         except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
             raise DelegationRefused(f"malformed grant instruction: {exc}",
                                     "INSTRUCTION_MALFORMED") from exc

@@ -16,6 +16,7 @@ from cryptography import x509
 from dairi import DairiError
 from identity.profiles import (
     CertificateKind,
+    CertificateMalformed,
     certificate_kind,
     jpki_personal_data,
     policy_oids,
@@ -36,15 +37,10 @@ KEY_USAGE_NAMES = (
 )
 
 
-class CertificateMalformed(DairiError, ValueError):
-    """The bytes are not one X.509 certificate in PEM or DER."""
-
-    code = "CERTIFICATE_MALFORMED"
-
-
 def load_certificate(data: bytes) -> bytes:
     """DER of the certificate in ``data`` (PEM or DER; with PEM, the first
-    ``CERTIFICATE`` block). Raises :class:`CertificateMalformed` otherwise."""
+    ``CERTIFICATE`` block), every field and extension readable. Raises
+    :class:`CertificateMalformed` otherwise."""
     der = data
     if pem.detect(data):
         try:
@@ -56,9 +52,12 @@ def load_certificate(data: bytes) -> bytes:
             raise CertificateMalformed("no CERTIFICATE block in the PEM data")
         der = blocks[0]
     try:
-        x509.load_der_x509_certificate(der)
-        asn1_x509.Certificate.load(der, strict=True)
-    except (ValueError, TypeError) as exc:
+        # Both libraries parse extensions lazily: read every one now, so that a
+        # malformed extension is refused here, before any state changes, and not
+        # later by whichever reader first touches it.
+        x509.load_der_x509_certificate(der).extensions  # noqa: B018
+        asn1_x509.Certificate.load(der, strict=True).native  # noqa: B018
+    except (ValueError, TypeError, x509.DuplicateExtension) as exc:
         raise CertificateMalformed("not an X.509 certificate (PEM or DER)") from exc
     return der
 

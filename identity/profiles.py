@@ -53,6 +53,12 @@ class ProfileError(DairiError, ValueError):
     code = "CERTIFICATE_PROFILE_INVALID"
 
 
+class CertificateMalformed(DairiError, ValueError):
+    """The bytes are not one X.509 certificate in PEM or DER, or a part of it is not DER."""
+
+    code = "CERTIFICATE_MALFORMED"
+
+
 class CertificateKind(enum.StrEnum):
     JPKI_AUTH = "jpki-auth"
     JPKI_SIGN = "jpki-sign"
@@ -117,16 +123,27 @@ class RegisteredCorporation:
 
 
 def _extensions(cert: x509.Certificate) -> dict[str, x509.Extension]:
-    return {ext["extn_id"].dotted: ext for ext in cert["tbs_certificate"]["extensions"]}
+    try:
+        return {ext["extn_id"].dotted: ext for ext in cert["tbs_certificate"]["extensions"]}
+    except (ValueError, TypeError) as exc:
+        raise CertificateMalformed("the certificate's extensions are not DER") from exc
 
 
 def policy_oids(cert: x509.Certificate) -> tuple[str, ...]:
-    policies = cert.certificate_policies_value
-    return tuple(p["policy_identifier"].dotted for p in policies) if policies else ()
+    """The certificatePolicies OIDs; raises :class:`CertificateMalformed` if not DER."""
+    # asn1crypto parses extension values lazily: bad DER surfaces here, not at load.
+    try:
+        policies = cert.certificate_policies_value
+        return tuple(p["policy_identifier"].dotted for p in policies) if policies else ()
+    except (ValueError, TypeError) as exc:
+        raise CertificateMalformed("certificatePolicies is not DER") from exc
 
 
 def certificate_kind(cert: x509.Certificate) -> CertificateKind:
-    """Classify by policy OID (and, for registration, its private extension)."""
+    """Classify by policy OID (and, for registration, its private extension).
+
+    Raises :class:`CertificateMalformed` when those extensions are not DER.
+    """
     policies = policy_oids(cert)
     if JPKI_AUTH_POLICY in policies:
         return CertificateKind.JPKI_AUTH
@@ -178,7 +195,8 @@ def registered_corporation(cert: x509.Certificate) -> RegisteredCorporation:
     """Parse ``registeredCorporationInfo``; unknown tags are kept in ``other_fields``.
 
     Raises :class:`ProfileError` (or ``CORPORATE_NUMBER_INVALID`` when the
-    会社法人等番号 is not 12 digits).
+    会社法人等番号 is not 12 digits, :class:`CertificateMalformed` when the
+    registrar or certificatePoliciesJP extension is not DER).
     """
     extensions = _extensions(cert)
     if REGISTERED_CORPORATION_INFO not in extensions:
@@ -209,15 +227,18 @@ def registered_corporation(cert: x509.Certificate) -> RegisteredCorporation:
     registered_number = fields[1]
     number = corporate_number(registered_number)  # CORPORATE_NUMBER_INVALID if malformed
     registrar = None
-    if REGISTRAR in extensions:
-        registrar = core.load(extensions[REGISTRAR]["extn_value"].contents).native
     policies: tuple[str, ...] = ()
-    if CERTIFICATE_POLICIES_JP in extensions:
-        policies = tuple(
-            p["policy_identifier"].dotted
-            for p in x509.CertificatePolicies.load(
-                extensions[CERTIFICATE_POLICIES_JP]["extn_value"].contents)
-        )
+    try:
+        if REGISTRAR in extensions:
+            registrar = core.load(extensions[REGISTRAR]["extn_value"].contents).native
+        if CERTIFICATE_POLICIES_JP in extensions:
+            policies = tuple(
+                p["policy_identifier"].dotted
+                for p in x509.CertificatePolicies.load(
+                    extensions[CERTIFICATE_POLICIES_JP]["extn_value"].contents)
+            )
+    except (ValueError, TypeError) as exc:
+        raise CertificateMalformed("registrar or certificatePoliciesJP is not DER") from exc
     return RegisteredCorporation(
         corporate_name=fields[0],
         registered_number=registered_number,

@@ -12,7 +12,13 @@ from flask import Response, request
 from flask_smorest import Blueprint
 
 from app import current_context, get_session
-from app.api.schemas import Base64Bytes, PageArgs, corporate_number_field, guard_json_body
+from app.api.schemas import (
+    Base64Bytes,
+    Moment,
+    PageArgs,
+    corporate_number_field,
+    guard_json_body,
+)
 from app.audit_log import record_refusal
 from app.errors import ProblemError
 from app.identity_models import Role
@@ -115,7 +121,7 @@ class MandateQuerySchema(PageArgs):
     grantee = ma.fields.String(metadata={
         "description": "Person id or the holder certificate's SHA-256"})
     status = ma.fields.String(validate=ma.validate.OneOf(["active", "revoked"]))
-    at = ma.fields.AwareDateTime(metadata={"description": "Status at this time (default now)"})
+    at = Moment(metadata={"description": "Status at this time (default now)"})
 
 
 class PurposeQuerySchema(ma.Schema):
@@ -124,7 +130,7 @@ class PurposeQuerySchema(ma.Schema):
     procuring_entity = ma.fields.String(validate=ma.validate.Length(min=1, max=300))
     case = ma.fields.String(validate=ma.validate.Length(min=1, max=300))
     amount_jpy = ma.fields.Integer(validate=ma.validate.Range(min=0))
-    at = ma.fields.AwareDateTime()
+    at = Moment()
 
 
 class AuthorityQuerySchema(PurposeQuerySchema):

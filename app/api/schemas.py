@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import marshmallow as ma
@@ -17,6 +18,16 @@ from app.errors import ProblemError
 SMALL_BODY_BYTES = 64 * 1024
 
 CORPORATE_NUMBER = re.compile(r"^[1-9][0-9]{12}$")
+
+# Listings page through at most this many pages (2·10**8 rows at the largest page size).
+MAX_PAGE = 1_000_000
+
+# No body the API takes nests deeper than a few levels; Python's JSON reader
+# recurses per level and fails near 1,000, so deeper bodies are refused before parsing.
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+
 
 
 class Base64Bytes(ma.fields.Field):
@@ -48,10 +59,26 @@ class Base64Bytes(ma.fields.Field):
         return None if value is None else base64.b64encode(value).decode("ascii")
 
 
-class PageArgs(ma.Schema):
-    """``page`` and ``page_size`` query arguments of every listing."""
+class Moment(ma.fields.AwareDateTime):
+    """An instant with its offset (ISO 8601), read as UTC; one that cannot be
+    expressed in UTC (``9999-12-31T23:59:59-23:59``) is a validation failure."""
 
-    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1))
+    default_error_messages: ClassVar[dict[str, str]] = {
+        "out_of_range": "Not a time that can be expressed in UTC."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError as exc:
+            raise self.make_error("out_of_range") from exc
+
+
+class PageArgs(ma.Schema):
+    """``page`` and ``page_size`` query arguments of every listing. Bounded, so
+    that the offset fits every database's integers (``page=10**20`` is a 422)."""
+
+    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1, max=MAX_PAGE))
     page_size = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
 
 
@@ -70,3 +97,17 @@ def guard_json_body(limit: int = SMALL_BODY_BYTES) -> None:
         "Transfer-Encoding", "")
     if request.method in {"POST", "PUT", "PATCH"} and has_body and not request.is_json:
         raise ProblemError(415, "UNSUPPORTED_MEDIA_TYPE", detail="send application/json")
+    if request.method in {"POST", "PUT", "PATCH"} and has_body:
+        refuse_deep_json(request.get_data(cache=True))
+
+
+def refuse_deep_json(body: bytes, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse (400 ``JSON_TOO_DEEP``) a JSON text whose arrays and objects nest deeper
+    than ``limit``, before a parser recurses into it. Brackets inside strings do not
+    count; the scan is linear in the body's size."""
+    depth = 0
+    for bracket in _JSON_BRACKET.finditer(_JSON_STRING.sub(b'""', body)):
+        depth += 1 if bracket.group() in (b"[", b"{") else -1
+        if depth > limit:
+            raise ProblemError(400, "JSON_TOO_DEEP",
+                               detail=f"JSON here nests at most {limit} levels deep")
