@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from app.identity_models import (
     AccessToken,
     ApiClient,
+    ApiClientCorporation,
     AuthChallenge,
     Corporation,
     Person,
@@ -240,11 +241,28 @@ class AuthService:
     def revoke_token(self, row: AccessToken) -> None:
         row.revoked_at = self.clock()
 
-    def create_client(self, name: str, scopes: tuple[str, ...], created_by: str) -> IssuedClient:
+    def create_client(self, name: str, scopes: tuple[str, ...], created_by: str, *,
+                      corporations: tuple[str, ...] = (), all_corporations: bool = False
+                      ) -> IssuedClient:
+        """Register an API client that reads ``corporations`` (法人番号), or every
+        corporation with ``all_corporations`` (the caller checks that an
+        administrator asks); exactly one of the two. The secret is returned once.
+
+        Raises ``CORPORATION_NOT_FOUND`` for a 法人番号 dairi does not know and
+        ``CLIENT_CORPORATIONS_REQUIRED`` unless exactly one of the two is given.
+        """
+        if all_corporations == bool(corporations):
+            raise AuthError("register the client for named corporations or for all",
+                            "CLIENT_CORPORATIONS_REQUIRED")
+        named = sorted(set(corporations))
+        for number in named:
+            if self.session.get(Corporation, number) is None:
+                raise AuthError(f"no corporation {number}", "CORPORATION_NOT_FOUND")
         secret = secrets.token_urlsafe(32)
         row = ApiClient(client_id="dairi_client_" + secrets.token_hex(8), name=name,
                         secret_sha256=sha256_hex(secret), scopes=" ".join(sorted(set(scopes))),
-                        created_by=created_by)
+                        all_corporations=all_corporations, created_by=created_by,
+                        corporations=[ApiClientCorporation(corporate_number=n) for n in named])
         self.session.add(row)
         self.session.flush()
         return IssuedClient(secret, row)

@@ -10,6 +10,7 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Integer,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -167,7 +169,12 @@ class AccessToken(Base):
 
 
 class ApiClient(Base):
-    """A relying party (e.g. a procurement system) calling with client id + secret."""
+    """A relying party (e.g. a procurement system) calling with client id + secret.
+
+    It reads the data of the corporations it is registered for (its
+    ``corporations`` rows), or of every corporation when ``all_corporations`` is
+    set — which only an administrator may register, and which the client's
+    representation shows."""
 
     __tablename__ = "api_clients"
 
@@ -176,6 +183,26 @@ class ApiClient(Base):
     secret_sha256: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(200))
     scopes: Mapped[str] = mapped_column(Text)  # space-separated
+    all_corporations: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                   server_default=false())
     created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    corporations: Mapped[list[ApiClientCorporation]] = relationship(
+        cascade="all, delete-orphan", order_by="ApiClientCorporation.corporate_number")
+
+    @property
+    def corporate_numbers(self) -> list[str]:
+        """The 法人番号 the client is registered for, in order (empty: all or none)."""
+        return [c.corporate_number for c in self.corporations]
+
+
+class ApiClientCorporation(Base):
+    """A corporation whose data an API client may read."""
+
+    __tablename__ = "api_client_corporations"
+
+    client_id: Mapped[str] = mapped_column(ForeignKey("api_clients.id"), primary_key=True)
+    corporate_number: Mapped[str] = mapped_column(
+        ForeignKey("corporations.corporate_number"), primary_key=True)

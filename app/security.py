@@ -42,6 +42,9 @@ class Caller:
     representative_of: frozenset[str] = frozenset()
     scopes: frozenset[str] = frozenset()
     token: AccessToken | None = None
+    # An API client reads the corporations it is registered for, or all of them.
+    client_of: frozenset[str] = frozenset()  # 法人番号
+    all_corporations: bool = False
 
     @property
     def actor(self) -> str:
@@ -54,14 +57,38 @@ class Caller:
         held = self.employee_of if role is Role.EMPLOYEE else self.representative_of
         return bool(held) if corporation is None else corporation in held
 
+    @property
+    def reads_all_corporations(self) -> bool:
+        """An auditor, an administrator, or an API client registered for every corporation."""
+        if self.kind == "client":
+            return self.all_corporations
+        return bool(self.roles & {Role.AUDITOR, Role.ADMINISTRATOR})
+
+    @property
+    def readable_corporations(self) -> frozenset[str]:
+        """The corporations whose data the caller reads, unless it reads all of them:
+        an API client's registered ones, a person's employers and represented ones."""
+        if self.kind == "client":
+            return self.client_of
+        return self.employee_of | self.representative_of
+
+    def may_read(self, corporation: str) -> bool:
+        """Whether the caller may read ``corporation``'s data (mandates, staff …)."""
+        return self.reads_all_corporations or corporation in self.readable_corporations
+
     def describe(self) -> dict[str, object]:
         roles = sorted({r.value for r in self.roles}
                        | ({Role.EMPLOYEE.value} if self.employee_of else set())
                        | ({Role.REPRESENTATIVE.value} if self.representative_of else set()))
-        return {"kind": self.kind, "id": self.id, "name": self.name, "roles": roles,
-                "employee_of": sorted(self.employee_of),
-                "representative_of": sorted(self.representative_of),
-                "scopes": sorted(self.scopes)}
+        described: dict[str, object] = {
+            "kind": self.kind, "id": self.id, "name": self.name, "roles": roles,
+            "employee_of": sorted(self.employee_of),
+            "representative_of": sorted(self.representative_of),
+            "scopes": sorted(self.scopes)}
+        if self.kind == "client":
+            described.update(corporations=sorted(self.client_of),
+                             all_corporations=self.all_corporations)
+        return described
 
 
 def _refuse(status: int, code: str, detail: str, *, actor: str = "anonymous",
@@ -97,7 +124,9 @@ def authenticate() -> Caller | None:
                 client_id, secret = _basic(value)
                 client = service.client(client_id, secret)
                 caller = Caller("client", client.client_id, client.name,
-                                scopes=frozenset(client.scopes.split()))
+                                scopes=frozenset(client.scopes.split()),
+                                client_of=frozenset(client.corporate_numbers),
+                                all_corporations=client.all_corporations)
             else:
                 raise AuthError("use a Bearer token or Basic client credentials",
                                 "UNAUTHENTICATED")
@@ -130,7 +159,8 @@ def allow(*roles: Role, scopes: Iterable[str] = (), corporation_arg: str | None 
           ) -> Callable[[F], F]:
     """Let callers holding any of ``roles`` (per-corporation roles for the
     corporation named by the view argument ``corporation_arg``) or API clients
-    with any of ``scopes`` call the view; everyone else gets 401/403.
+    with any of ``scopes`` (registered for that corporation) call the view;
+    everyone else gets 401/403.
 
     The rule is appended to the view's OpenAPI description.
     """
@@ -143,7 +173,8 @@ def allow(*roles: Role, scopes: Iterable[str] = (), corporation_arg: str | None 
             if caller is None:
                 raise _refuse(401, "UNAUTHENTICATED", "this endpoint needs credentials")
             corporation = kwargs.get(corporation_arg) if corporation_arg else None
-            permitted = (caller.kind == "client" and bool(caller.scopes & scope_set)) or (
+            permitted = (caller.kind == "client" and bool(caller.scopes & scope_set)
+                         and (corporation is None or caller.may_read(corporation))) or (
                 caller.kind != "client" and any(caller.holds(r, corporation) for r in roles))
             if not permitted:
                 raise _refuse(403, "FORBIDDEN", "your roles do not allow this"

@@ -129,7 +129,8 @@ def test_api_clients_read_within_their_scopes_with_hashed_secrets(client, app, w
     admin = bearer(world["admin"])
     a = world["a"].corporate_number
     created = client.post("/api/v1/clients", headers=admin,
-                          json={"name": "調達システム", "scopes": ["employees:read"]})
+                          json={"name": "調達システム", "scopes": ["employees:read"],
+                                "corporations": [a]})
     assert created.status_code == 201, created.get_json()
     body = created.get_json()
     secret, client_id = body["client_secret"], body["client_id"]

@@ -54,15 +54,9 @@ def _actor(caller: Caller) -> Actor:
                  caller.holds(Role.ADMINISTRATOR))
 
 
-def _may_read(caller: Caller, principal: str) -> bool:
-    if caller.kind == "client" or caller.roles & {Role.AUDITOR, Role.ADMINISTRATOR}:
-        return True
-    return principal in caller.employee_of or principal in caller.representative_of
-
-
 def _readable(mandate_id: str) -> Mandate:
     row = _service().get(mandate_id)
-    if not _may_read(current_caller(), row.principal):
+    if not current_caller().may_read(row.principal):
         # Another corporation's mandate: as if it did not exist.
         raise ProblemError(404, "MANDATE_NOT_FOUND", detail=f"no mandate {mandate_id}")
     return row
@@ -233,15 +227,13 @@ def grant(args: dict[str, Any]) -> dict[str, Any]:
 @blp.response(200, MandatePageSchema)
 def list_mandates(args: dict[str, Any]) -> dict[str, Any]:
     """Mandates, newest first: of one principal, a grantee, with a status at a time.
-    People see their own corporations' mandates only."""
+    People and API clients see their own corporations' mandates only."""
     caller = current_caller()
     principal = args.get("principal")
-    if principal is not None and not _may_read(caller, principal):
+    if principal is not None and not caller.may_read(principal):
         raise ProblemError(403, "FORBIDDEN", detail=f"not allowed for corporation {principal}")
-    everyone = caller.kind == "client" or bool(caller.roles & {Role.AUDITOR,
-                                                               Role.ADMINISTRATOR})
     principals = [principal] if principal else (
-        None if everyone else sorted(caller.employee_of | caller.representative_of))
+        None if caller.reads_all_corporations else sorted(caller.readable_corporations))
     size = args["page_size"]
     rows, total = _service().search(principals=principals, grantee=args.get("grantee"),
                                     status=args.get("status"), at=args.get("at"),
@@ -300,7 +292,7 @@ def authority(args: dict[str, Any]) -> dict[str, Any]:
     through which chain."""
     caller = current_caller()
     principal = args["principal"]
-    if not _may_read(caller, principal):
+    if not caller.may_read(principal):
         raise ProblemError(403, "FORBIDDEN", detail=f"not allowed for corporation {principal}")
     at = args.get("at") or current_context().clock()
     purpose = _purpose(args, at)

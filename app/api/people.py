@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from app import current_context, get_session
 from app.api.auth import ProofSchema, card_proof
-from app.api.schemas import PageArgs, guard_json_body
+from app.api.schemas import PageArgs, corporate_number_field, guard_json_body
 from app.audit_log import AuditLog, record_refusal
 from app.auth import AuthError, AuthService
 from app.enrolment import EnrolmentService
@@ -120,13 +120,29 @@ class ClientRequestSchema(ma.Schema):
     name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
     scopes = ma.fields.List(ma.fields.String(validate=ma.validate.OneOf(SCOPES)),
                             required=True, validate=ma.validate.Length(min=1))
+    corporations = ma.fields.List(corporate_number_field(), validate=ma.validate.Length(
+        min=1, max=1000), metadata={
+        "description": "The corporations (法人番号) whose data the client reads"})
+    all_corporations = ma.fields.Boolean(load_default=False, metadata={
+        "description": "Instead of corporations: the client reads every corporation's data"})
+
+    @ma.validates_schema
+    def corporations_or_all(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if bool(data.get("corporations")) == data["all_corporations"]:
+            raise ma.ValidationError("give either corporations or all_corporations: true")
 
 
 class ClientSchema(ma.Schema):
     client_id = ma.fields.String()
-    client_secret = ma.fields.String(metadata={"description": "Shown once"})
+    client_secret = ma.fields.String(allow_none=True, metadata={
+        "description": "Shown once, when the client is registered; null afterwards"})
     name = ma.fields.String()
     scopes = ma.fields.List(ma.fields.String())
+    corporations = ma.fields.List(ma.fields.String(), metadata={
+        "description": "The corporations (法人番号) whose data the client reads"})
+    all_corporations = ma.fields.Boolean(metadata={
+        "description": "The client reads every corporation's data (registered so by an "
+                       "administrator)"})
     created_at = ma.fields.DateTime()
     revoked_at = ma.fields.DateTime(allow_none=True)
 
@@ -272,7 +288,8 @@ def remove_role(assignment_id: str) -> None:
 
 def _client(row: ApiClient, secret: str | None = None) -> dict[str, Any]:
     return {"client_id": row.client_id, "client_secret": secret, "name": row.name,
-            "scopes": row.scopes.split(), "created_at": row.created_at,
+            "scopes": row.scopes.split(), "corporations": row.corporate_numbers,
+            "all_corporations": row.all_corporations, "created_at": row.created_at,
             "revoked_at": row.revoked_at}
 
 
@@ -281,13 +298,18 @@ def _client(row: ApiClient, secret: str | None = None) -> dict[str, Any]:
 @blp.arguments(ClientRequestSchema)
 @blp.response(201, ClientSchema)
 def create_client(args: dict[str, Any]) -> dict[str, Any]:
-    """Register a relying party (e.g. a procurement system); the secret is shown once."""
+    """Register a relying party (e.g. a procurement system) for the corporations whose
+    data it reads (法人番号), or for all of them; the secret is shown once."""
     auth, _ = _services()
     actor = current_caller().actor
-    issued = auth.create_client(args["name"], tuple(args["scopes"]), actor)
+    issued = auth.create_client(args["name"], tuple(args["scopes"]), actor,
+                                corporations=tuple(args.get("corporations", ())),
+                                all_corporations=args["all_corporations"])
     AuditLog(auth.session).append("client:registration:created", actor=actor,
                                   subject=issued.row.client_id,
-                                  details={"scopes": issued.row.scopes.split()})
+                                  details={"scopes": issued.row.scopes.split(),
+                                           "corporations": issued.row.corporate_numbers,
+                                           "all_corporations": issued.row.all_corporations})
     auth.session.commit()
     return _client(issued.row, issued.client_secret)
 
