@@ -59,6 +59,14 @@ def create_app(settings: Settings | None = None, *, hsm: Hsm | None = None) -> F
     )
     app.extensions[EXTENSION_KEY] = ServiceContext(settings, hsm=hsm)
     app.teardown_appcontext(close_session)
+    if settings.trusted_proxy_hops:
+        # Behind N trusted reverse proxies the client is the address the outermost
+        # one saw: the N-th from the right of X-Forwarded-For (rate limits and the
+        # audit log key on it). Without proxies the header is the client's to forge.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.trusted_proxy_hops)
 
     api = DairiApi(app)
     register_error_handlers(app)  # after the Api, so problem+json replaces its JSON errors

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -30,6 +30,7 @@ from app.identity_models import (
     PersonStatus,
     Role,
 )
+from app.ratelimit import RateLimited, enforce
 from app.settings import Settings
 from dairi import DairiError
 from identity.profiles import CertificateKind, certificate_kind
@@ -38,6 +39,8 @@ from identity.trust import TrustPurpose
 from identity.validation import CertificateRefused, CertificateValidator, ValidatedCertificate
 
 TOKEN_PREFIX = "dairi_at_"  # noqa: S105 - a prefix, not a secret
+# challenge_rate_per_minute counts per minute.
+CHALLENGE_RATE_WINDOW_SECONDS = 60
 
 
 class AuthError(DairiError):
@@ -87,30 +90,35 @@ class AuthService:
 
     # -- challenges -----------------------------------------------------------
 
-    def open_challenge(self, purpose: str, client_key: str) -> tuple[AuthChallenge, Challenge]:
-        """Open a challenge for ``client_key`` (an address or API client).
+    def open_challenge(self, purpose: str, client_keys: Sequence[str]
+                       ) -> tuple[AuthChallenge, Challenge]:
+        """Open a challenge for the client named by ``client_keys`` (its address
+        first, then the authenticated person, certificate or API client, if any).
 
-        Expired challenges are purged first. Raises ``RATE_LIMITED`` when the
-        client opened ``challenge_rate_per_minute`` in the last minute and
-        ``CHALLENGES_EXHAUSTED`` when ``max_open_challenges`` are open.
+        The rate limit comes first, before anything else is written: one atomic
+        counter per key and minute (:func:`app.ratelimit.enforce`), so it holds
+        across workers. Then expired challenges are purged. Raises
+        :class:`app.ratelimit.RateLimited` when one of the keys has opened
+        ``challenge_rate_per_minute`` this minute and ``CHALLENGES_EXHAUSTED``
+        when ``max_open_challenges`` are open.
         """
         now = self.clock()
+        try:
+            enforce(self.session, [f"challenge:{key}" for key in client_keys],
+                    limit=self.settings.challenge_rate_per_minute,
+                    window_seconds=CHALLENGE_RATE_WINDOW_SECONDS, now=now,
+                    what="challenges from this client")
+        except RateLimited:
+            self.session.commit()  # the attempt counts
+            raise
         self.session.execute(delete(AuthChallenge).where(AuthChallenge.expires_at <= now))
-        recent = self.session.scalar(
-            select(func.count()).select_from(AuthChallenge).where(
-                AuthChallenge.client_key == client_key,
-                AuthChallenge.issued_at > now - timedelta(minutes=1)))
-        if (recent or 0) >= self.settings.challenge_rate_per_minute:
-            self.session.commit()  # keep the purge
-            raise AuthError("too many challenges from this client; retry in a minute",
-                            "RATE_LIMITED")
         open_count = self.session.scalar(select(func.count()).select_from(AuthChallenge))
         if (open_count or 0) >= self.settings.max_open_challenges:
             self.session.commit()
             raise AuthError("too many open challenges; retry shortly", "CHALLENGES_EXHAUSTED")
         challenge = Challenge.new(purpose=purpose, service=self.settings.public_base_url, now=now,
                                   lifetime=timedelta(seconds=self.settings.challenge_seconds))
-        row = AuthChallenge(nonce=challenge.nonce, purpose=purpose, client_key=client_key,
+        row = AuthChallenge(nonce=challenge.nonce, purpose=purpose, client_key=client_keys[0],
                             issued_at=challenge.issued_at, expires_at=challenge.expires_at)
         self.session.add(row)
         self.session.commit()

@@ -18,10 +18,11 @@ from typing import Any, TypeVar
 from flask import g, request
 
 from app import current_context, get_session
-from app.audit_log import record_refusal
+from app.audit_log import append_refusal
 from app.auth import AuthError, AuthService, roles_of
 from app.errors import ProblemError
 from app.identity_models import GLOBAL_ROLES, AccessToken, Role
+from app.ratelimit import RateLimited, client_address, enforce
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,6 +50,15 @@ class Caller:
     @property
     def actor(self) -> str:
         return f"{self.kind}:{self.id}"
+
+    @property
+    def rate_key(self) -> str:
+        """Whom per-caller rate limits count against: the person (however many
+        tokens), the representative's certificate (a representative's token id
+        differs per login) or the API client."""
+        if self.kind == "representative" and self.token is not None:
+            return f"certificate:{self.token.certificate_sha256}"
+        return self.actor
 
     def holds(self, role: Role, corporation: str | None = None) -> bool:
         """Whether the caller holds ``role`` (for ``corporation``, if a per-corporation role)."""
@@ -91,13 +101,58 @@ class Caller:
         return described
 
 
+# Refused authentication attempts are counted per minute.
+REFUSED_ATTEMPT_WINDOW_SECONDS = 60
+
+
+def record_refused_attempt(tag: str, code: str, *, actor: str = "anonymous",
+                           subject: str | None = None, keys: Iterable[str] = (),
+                           details: dict[str, Any] | None = None) -> RateLimited | None:
+    """Count a refused authentication attempt against the client's address and
+    ``keys`` (e.g. the certificate presented), then record it in the audit log
+    (aggregated, :func:`app.audit_log.append_refusal`): one transaction of the
+    request's session, rolled back first, so nothing of the refused request stays.
+
+    The limit is counted before anything else is written. Over
+    ``refused_auth_rate_per_minute`` the attempt is recorded as ``RATE_LIMITED``
+    and that error is returned, for the caller to raise instead of the refusal.
+    """
+    context = current_context()
+    session = get_session()
+    # The request's transaction holds SQLite's write lock once begun: end it first.
+    session.rollback()
+    limited: RateLimited | None = None
+    try:
+        enforce(session, [f"auth-refused:address:{client_address()}",
+                          *(f"auth-refused:{key}" for key in keys)],
+                limit=context.settings.refused_auth_rate_per_minute,
+                window_seconds=REFUSED_ATTEMPT_WINDOW_SECONDS, now=context.clock(),
+                what="refused authentication attempts")
+    except RateLimited as exc:
+        limited = exc
+    append_refusal(session, tag, actor=actor, code=limited.code if limited else code,
+                   subject=subject, details=details)
+    session.commit()
+    return limited
+
+
 def _refuse(status: int, code: str, detail: str, *, actor: str = "anonymous",
             **extra: Any) -> ProblemError:
-    context = current_context()
-    # The request's transaction holds SQLite's write lock once begun: end it first.
-    get_session().rollback()
-    record_refusal(context.session_factory, "auth:access:refused", actor=actor, code=code,
-                   details={"method": request.method, "path": request.path})
+    """Record an access refusal; a 401 is a refused authentication attempt and
+    may come back as 429 ``RATE_LIMITED`` (see :func:`record_refused_attempt`)."""
+    details = {"method": request.method, "path": request.path}
+    if status == 401:
+        limited = record_refused_attempt("auth:access:refused", code, actor=actor,
+                                         details=details)
+        if limited is not None:
+            return ProblemError(429, limited.code, detail=limited.message,
+                                headers={"Retry-After": str(limited.retry_after)})
+    else:
+        session = get_session()
+        session.rollback()  # as above: end the request's transaction first
+        append_refusal(session, "auth:access:refused", actor=actor, code=code,
+                       details=details)
+        session.commit()
     headers = {"WWW-Authenticate": 'Bearer realm="dairi"'} if status == 401 else None
     return ProblemError(status, code, detail=detail, headers=headers, **extra)
 

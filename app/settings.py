@@ -44,6 +44,8 @@ class Settings:
     challenge_seconds: int
     challenge_rate_per_minute: int
     max_open_challenges: int
+    refused_auth_rate_per_minute: int  # refused authentication attempts per address/identity
+    trusted_proxy_hops: int  # reverse proxies whose X-Forwarded-For is believed (0: none)
     access_token_seconds: int
 
     @property
@@ -165,5 +167,7 @@ def load_settings(
         challenge_seconds=_int(raw, "challenge_seconds", 1, 120),
         challenge_rate_per_minute=_int(raw, "challenge_rate_per_minute", 1),
         max_open_challenges=_int(raw, "max_open_challenges", 1),
+        refused_auth_rate_per_minute=_int(raw, "refused_auth_rate_per_minute", 1),
+        trusted_proxy_hops=_int(raw, "trusted_proxy_hops", 0, 10),
         access_token_seconds=_int(raw, "access_token_seconds", 60, 86400),
     )

@@ -284,7 +284,8 @@ def test_challenges_are_rate_limited_per_client_and_bounded(tight_app):
         assert client.post("/api/v1/auth/challenges", json={}).status_code == 201
     response = client.post("/api/v1/auth/challenges", json={})
     problem(response, 429, "RATE_LIMITED")
-    assert response.headers["Retry-After"] == "60"
+    # The limit counts per fixed minute: retry when this one ends.
+    assert 0 < int(response.headers["Retry-After"]) <= 60
     other = tight_app.test_client()
     for address in ("10.0.0.2", "10.0.0.3"):
         env = {"REMOTE_ADDR": address}

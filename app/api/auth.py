@@ -7,7 +7,6 @@ import hashlib
 from typing import Any
 
 import marshmallow as ma
-from flask import request
 from flask_smorest import Blueprint
 
 from app import current_context, get_session
@@ -16,7 +15,15 @@ from app.audit_log import AuditLog, record_refusal
 from app.auth import AuthError, AuthService, CardProof, ChallengePurpose
 from app.errors import ProblemError
 from app.identity_models import Role
-from app.security import SCOPES, allow, authenticate, current_caller, token_caller
+from app.ratelimit import RateLimited, client_address
+from app.security import (
+    SCOPES,
+    allow,
+    authenticate,
+    current_caller,
+    record_refused_attempt,
+    token_caller,
+)
 from dairi import DairiError
 from identity.inspect import load_certificate
 from identity.proof import b64url
@@ -75,12 +82,16 @@ def _service() -> AuthService:
                        context.clock)
 
 
-def client_key() -> str:
-    """Whom rate limits count against: the API client if one authenticates, else the address."""
+def client_keys() -> list[str]:
+    """Whom the challenge limit counts against: the client's address (through
+    ``trusted_proxy_hops`` proxies) and, when credentials come with the request,
+    the person behind them (:attr:`app.security.Caller.rate_key`: all of one
+    person's tokens share it)."""
+    keys = [f"address:{client_address()}"]
     caller = authenticate()
     if caller is not None:
-        return caller.actor[:100]
-    return f"address:{request.remote_addr or 'unknown'}"
+        keys.append(caller.rate_key)
+    return keys
 
 
 @blp.route("/auth/challenges", methods=["POST"])
@@ -93,12 +104,13 @@ def open_challenge(args: dict[str, Any]) -> dict[str, Any]:
     signature to ``/auth/challenges/{id}/response`` (login) or ``/enrolments``.
     Rate-limited per client; open challenges are bounded. No credentials needed.
     """
-    key = client_key()
+    keys = client_keys()
     try:
-        row, challenge = _service().open_challenge(args["purpose"], key)
-    except AuthError as exc:
-        record_refusal(current_context().session_factory, "auth:challenge:refused", actor=key,
-                       code=exc.code)
+        row, challenge = _service().open_challenge(args["purpose"], keys)
+    except (AuthError, RateLimited) as exc:
+        caller = authenticate()
+        record_refusal(current_context().session_factory, "auth:challenge:refused",
+                       actor=caller.actor if caller else "anonymous", code=exc.code)
         raise
     return {"id": row.id, "purpose": row.purpose, "challenge": b64url(challenge.nonce),
             "to_sign": base64.b64encode(challenge.to_sign()).decode("ascii"),
@@ -124,9 +136,13 @@ def answer_challenge(args: dict[str, Any], challenge_id: str) -> dict[str, Any]:
         actor = "certificate:" + hashlib.sha256(proof.certificate_der).hexdigest()[:32]
         issued = _service().login(challenge_id, proof)
     except DairiError as exc:
-        session.rollback()
-        record_refusal(context.session_factory, "auth:login:refused", actor=actor,
-                       code=exc.code, subject=challenge_id)
+        # A refused login is a refused authentication attempt: counted against the
+        # address and the certificate presented, and over the limit a 429.
+        limited = record_refused_attempt(
+            "auth:login:refused", exc.code, actor=actor, subject=challenge_id,
+            keys=[actor] if actor != "anonymous" else [])
+        if limited is not None:
+            raise limited from None
         raise
     row = issued.row
     who = f"person:{row.person_id}" if row.person_id else f"representative:{row.id}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from app import audit_log, identity_models, mandate_models, models  # noqa: F401 - registers the tables
+from app import audit_log, identity_models, mandate_models, models, ratelimit  # noqa: F401 - registers the tables
 from app.db import Base, make_engine
 
 config = context.config
