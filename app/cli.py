@@ -8,12 +8,11 @@ import sys
 from pathlib import Path
 
 import click
-from asn1crypto import x509 as asn1_x509
 
 from app.cli_admin import admin
 from app.cli_cards import card, cert
 from app.cli_support import coded_errors, load_cli_settings, service_context
-from app.credentials import CredentialService, read_certificates
+from app.credentials import CredentialOwner, CredentialService, read_certificates
 from app.setup import ensure_environment
 from hsm import KeyAlgorithm
 from signing import PadesLevel, PadesSpec
@@ -99,40 +98,54 @@ def credential() -> None:
     """Employee signing credentials (keys in the HSM)."""
 
 
+_PERSON = click.option("--person", "person_id", required=True,
+                       help="the owner: an enrolled employee's person id")
+_CORPORATION = click.option("--corporation", "corporate_number", required=True,
+                            help="the 法人番号 the owner is employed by and signs for")
+
+
 @credential.command("issue")
-@click.option("--name", required=True, help="credential name; also the certificate's CN")
+@click.option("--name", required=True, help="credential name (a label, unique)")
+@_PERSON
+@_CORPORATION
 @click.option("--algorithm", type=click.Choice(ALGORITHMS), default=None)
 @coded_errors
-def credential_issue(name: str, algorithm: str | None) -> None:
-    """Generate a key in the HSM and certify it with the development employee-signing CA."""
+def credential_issue(name: str, person_id: str, corporate_number: str,
+                     algorithm: str | None) -> None:
+    """Generate a key in the HSM for an enrolled employee and certify it with the
+    development employee-signing CA (the certificate names the person as enrolled)."""
     settings = load_cli_settings()
     context = service_context(settings)
     with context.session_factory() as session:
         service = CredentialService(session, context.hsm, context.dev_pki)
-        created = service.issue(name, KeyAlgorithm(algorithm or settings.default_key_algorithm))
+        created = service.issue(name, KeyAlgorithm(algorithm or settings.default_key_algorithm),
+                                CredentialOwner(person_id, corporate_number))
         click.echo(f"{created.id}  {created.name}  {created.algorithm}  {created.key_ref}"
-                   f"  {created.status}")
+                   f"  {created.status}  {created.subject}")
 
 
 @credential.command("request")
-@click.option("--name", required=True)
-@click.option("--subject-cn", default=None, help="CN of the request (default: the name)")
+@click.option("--name", required=True, help="credential name (a label, unique)")
+@_PERSON
+@_CORPORATION
 @click.option("--algorithm", type=click.Choice(ALGORITHMS), default=None)
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="where to write the PKCS#10 request (PEM)")
 @coded_errors
-def credential_request(name: str, subject_cn: str | None, algorithm: str | None,
-                       out: Path) -> None:
-    """Generate a key in the HSM and write a CSR for an external CA."""
+def credential_request(name: str, person_id: str, corporate_number: str,
+                       algorithm: str | None, out: Path) -> None:
+    """Generate a key in the HSM for an enrolled employee and write a CSR for an
+    external CA (subject: the person as enrolled, 商号, NTRJP-法人番号)."""
     from asn1crypto import pem
 
     settings = load_cli_settings()
     context = service_context(settings)
-    subject = asn1_x509.Name.build({"country_name": "JP", "common_name": subject_cn or name})
+    owner = CredentialOwner(person_id, corporate_number)
     with context.session_factory() as session:
         service = CredentialService(session, context.hsm, context.dev_pki)
         created, csr = service.request(
-            name, KeyAlgorithm(algorithm or settings.default_key_algorithm), subject)
+            name, KeyAlgorithm(algorithm or settings.default_key_algorithm),
+            service.employee_subject(owner), owner)
     out.write_bytes(pem.armor("CERTIFICATE REQUEST", csr))
     click.echo(f"{created.id}  {created.name}  pending; CSR written to {out}")
 
@@ -163,7 +176,8 @@ def credential_list() -> None:
     context = service_context(load_cli_settings())
     with context.session_factory() as session:
         for c in CredentialService(session, context.hsm, context.dev_pki).list():
-            click.echo(f"{c.id}  {c.name}  {c.algorithm}  {c.key_ref}  {c.status}")
+            owner = f"{c.person_id}@{c.corporate_number}" if c.person_id else "no owner"
+            click.echo(f"{c.id}  {c.name}  {c.algorithm}  {c.key_ref}  {c.status}  {owner}")
 
 
 @main.command("sign-pdf")

@@ -21,7 +21,7 @@ from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
 from app.context import ServiceContext, load_pem_certificates
-from app.credentials import CredentialError, CredentialService
+from app.credentials import CredentialOwner, CredentialService
 from app.demo_login import DEMO_EMPLOYEE_NAME, log_in_people
 from app.demo_mandates import grant_demo_mandates
 from app.sample_documents import bid_pdf
@@ -30,7 +30,7 @@ from app.setup import ensure_environment
 from app.signatures import SignatureService
 from signing import PadesLevel, PadesSpec
 
-DEMO_EMPLOYEE = "山田 太郎 (demo)"
+DEMO_EMPLOYEE = "山田 太郎 (demo)"  # + the person id: each run enrols a new card
 
 
 def run_demo(settings: Settings, out: Path) -> Iterator[str]:
@@ -43,12 +43,13 @@ def run_demo(settings: Settings, out: Path) -> Iterator[str]:
 
     with context.session_factory() as session:
         credentials = CredentialService(session, context.hsm, context.dev_pki)
-        try:
-            employee = credentials.get(DEMO_EMPLOYEE)
-            yield f"employee credential {employee.name!r} reused: key {employee.key_ref}"
-        except CredentialError:
-            employee = credentials.issue(DEMO_EMPLOYEE, settings.default_key_algorithm)
-            yield f"employee credential {employee.name!r} issued: key {employee.key_ref}"
+        # The key belongs to the employee just enrolled (a mandate may only certify
+        # its grantee's own credential).
+        employee = credentials.issue(
+            f"{DEMO_EMPLOYEE} {people.employee_person_id}", settings.default_key_algorithm,
+            CredentialOwner(people.employee_person_id, people.corporate_number))
+        yield (f"employee credential {employee.name!r} issued to 山田 太郎: key "
+               f"{employee.key_ref}, certificate {employee.subject}")
 
         bid = bid_pdf()
         (out / "bid.pdf").write_bytes(bid)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from app.context import ServiceContext
-from app.credentials import CredentialError, CredentialService
+from app.credentials import CredentialOwner, CredentialService
 from app.demo_login import (
     DEMO_CORPORATION,
     DEMO_REPRESENTATIVE,
@@ -53,20 +53,21 @@ def grant_demo_mandates(context: ServiceContext, people: DemoPeople, employee: C
     second_person, second_token = enrol_employee(
         people.client, pki, people.representative_token, people.corporate_number,
         SECOND_EMPLOYEE_NAME, out / "cards" / "second-employee")
-    try:
-        second = credentials.signing_credential(credentials.get(SECOND_CREDENTIAL))
-    except CredentialError:
-        second = credentials.signing_credential(
-            credentials.issue(SECOND_CREDENTIAL, context.settings.default_key_algorithm))
+    second = credentials.signing_credential(credentials.issue(
+        f"{SECOND_CREDENTIAL} {second_person}", context.settings.default_key_algorithm,
+        CredentialOwner(second_person, people.corporate_number)))
     session.close()
     yield f"second employee 鈴木 花子 enrolled: person {second_person}, HSM key {second.key_ref}"
 
+    # Each instruction carries a fresh nonce and its creation time (the service accepts
+    # it once, within instruction_max_age_seconds of that time).
     now = context.clock().replace(microsecond=0)
     granted = Scope(frozenset({BID, QUOTE}), frozenset({ENTITY}), None, 100_000_000,
                     now - timedelta(minutes=1), now + timedelta(days=90), max_depth=1)
     root_instruction = GrantInstruction(
         people.corporate_number, DEMO_CORPORATION, DEMO_REPRESENTATIVE, "代表取締役",
-        employee_name, hashlib.sha256(holder.certificate_der).hexdigest(), granted)
+        employee_name, hashlib.sha256(holder.certificate_der).hexdigest(), granted,
+        created_at=now)
     root = _grant(people, people.representative_token, root_instruction,
                   people.representative.sign_cms(root_instruction.canonical()), holder,
                   people.employee_person_id)
@@ -77,7 +78,8 @@ def grant_demo_mandates(context: ServiceContext, people: DemoPeople, employee: C
                      now - timedelta(minutes=1), now + timedelta(days=30))
     sub_instruction = GrantInstruction(
         people.corporate_number, DEMO_CORPORATION, employee_name, None, SECOND_EMPLOYEE_NAME,
-        hashlib.sha256(second.certificate_der).hexdigest(), narrowed, parent=root["id"])
+        hashlib.sha256(second.certificate_der).hexdigest(), narrowed, parent=root["id"],
+        created_at=now)
     leaf = _grant(people, people.employee_token, sub_instruction,
                   sign_detached(context.hsm, holder, sub_instruction.canonical()), second,
                   second_person)

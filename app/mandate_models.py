@@ -1,6 +1,10 @@
 """Database rows for mandates (電子委任状): the signed instruction, the attribute
 certificate the AA issued for it, and its status. A mandate's id is its AC serial
 number written as a UUID (:func:`delegation.verify.mandate_id_of`).
+
+Also what the service publishes about them and must serve alike from every worker
+process without signing per request: the AA's current CRL and the signed 電子委任状
+of each mandate in its current state.
 """
 
 from __future__ import annotations
@@ -9,7 +13,16 @@ import enum
 import json
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UtcDateTime
@@ -70,3 +83,41 @@ class Mandate(Base):
     def scope(self) -> Scope:
         return Scope.from_json(json.loads(self.scope_json))
 
+
+
+class MandateInstruction(Base):
+    """A grant instruction the service accepted: each is accepted once, so a signed
+    grant cannot be replayed and a revoked one cannot be granted again (issue 9.3)."""
+
+    __tablename__ = "mandate_instructions"
+
+    instruction_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    mandate_id: Mapped[str] = mapped_column(ForeignKey("mandates.id"), index=True)
+    accepted_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class PublishedCrl(Base):
+    """The AA's current CRL of mandate ACs, one row (id 1, made by the migration with
+    an empty CRL that counts as expired). Every worker serves these bytes; a
+    revocation replaces them in its own transaction, and a request that finds them
+    near their nextUpdate replaces them under the row lock."""
+
+    __tablename__ = "published_crls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    number: Mapped[int] = mapped_column(BigInteger)  # cRLNumber: issue time in ms, rising
+    crl_der: Mapped[bytes] = mapped_column(LargeBinary)
+    this_update: Mapped[datetime] = mapped_column(UtcDateTime)
+    next_update: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SignedMandateDocument(Base):
+    """The signed 電子委任状 of a mandate as last rendered, with a digest of everything
+    it states but its issue time: served again while that state holds."""
+
+    __tablename__ = "signed_mandate_documents"
+
+    mandate_id: Mapped[str] = mapped_column(ForeignKey("mandates.id"), primary_key=True)
+    state_sha256: Mapped[str] = mapped_column(String(64))
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -7,6 +7,12 @@ Concurrency: a grant under a parent locks the parent row (``SELECT … FOR UPDAT
 before reading its status, and a revocation locks each mandate before revoking it and
 only then reads its children. Whichever comes second sees the other's result, so a
 child is never left valid under a revoked parent.
+
+A grant instruction is accepted once (its digest is kept in ``mandate_instructions``)
+and only while fresh (``instruction_max_age_seconds``); the holder certificate must
+be a live credential of the grantee person for the principal (issue 9.3, 9.4). A
+revocation re-makes the AA's published CRL in its own transaction
+(:mod:`app.mandate_publication`).
 """
 
 from __future__ import annotations
@@ -20,12 +26,15 @@ from datetime import datetime, timedelta
 
 from asn1crypto import pem
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
 from app.audit_log import AuditLog
 from app.enrolment import same_name
 from app.identity_models import Corporation, Employment, Person
-from app.mandate_models import Mandate, MandateStatus
+from app.mandate_models import Mandate, MandateInstruction, MandateStatus
+from app.mandate_publication import current_crl, ocsp_answer, publish_crl
+from app.models import Credential, CredentialStatus
 from app.settings import Settings
 from dairi import DairiError
 from delegation.certificates import (
@@ -38,11 +47,11 @@ from delegation.chain import ChainVerdict, Hop, HopStatus, evaluate_chain
 from delegation.instruction import (
     DelegationRefused,
     GrantInstruction,
+    check_fresh,
     check_representative_grant,
     instruction_signers,
 )
 from delegation.scope import Purpose, Scope
-from delegation.verify import mandate_id_of
 from identity.profiles import RegisteredCorporation
 from identity.trust import TrustPurpose
 from identity.validation import CertificateRefused, CertificateValidator
@@ -52,7 +61,6 @@ REVOCATION_REASONS = ("privilege_withdrawn", "affiliation_changed", "superseded"
                       "cessation_of_operation", "unspecified")
 # A representative's certificate revoked for renewal does not undo the grants it made.
 RENEWAL_REASONS = frozenset({"superseded"})
-AC_CRL_VALIDITY = timedelta(minutes=15)
 # The authority query reads terms and status only, not the signed documents.
 _WITHOUT_DOCUMENTS = tuple(defer(c) for c in (
     Mandate.instruction, Mandate.signatures, Mandate.attribute_certificate,
@@ -61,7 +69,8 @@ _WITHOUT_DOCUMENTS = tuple(defer(c) for c in (
 
 class MandateError(DairiError):
     """A mandate request that cannot be served: MANDATE_NOT_FOUND, MANDATE_ALREADY_REVOKED,
-    PARENT_NOT_FOUND, GRANTEE_NOT_EMPLOYEE, REVOCATION_REASON_INVALID."""
+    PARENT_NOT_FOUND, GRANTEE_NOT_EMPLOYEE, HOLDER_NOT_GRANTEE, INSTRUCTION_REPLAYED,
+    REVOCATION_REASON_INVALID."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +146,12 @@ class MandateService:
         if parsed.canonical() != instruction:
             raise DelegationRefused("the instruction is not in canonical form (RFC 8785)",
                                     "INSTRUCTION_MALFORMED")
+        digest = _sha256(instruction)
+        if self.session.get(MandateInstruction, digest) is not None:
+            raise MandateError("this grant instruction was accepted before; a grant is "
+                               "accepted once (sign a new instruction)", "INSTRUCTION_REPLAYED")
+        check_fresh(parsed, self.clock(),
+                    timedelta(seconds=self.settings.instruction_max_age_seconds))
         scope = parsed.scope
         if scope.not_before.microsecond or scope.not_after.microsecond:
             raise DelegationRefused("validity times are whole seconds",
@@ -147,6 +162,7 @@ class MandateService:
                                     "names", "HOLDER_MISMATCH")
         now = self.clock()
         grantee = self._grantee(grantee_person_id, parsed)
+        self._check_holder(grantee, parsed)
         self._validate(grantee_certificate, TrustPurpose.SERVICE, "the grantee's certificate")
         parent: Mandate | None = None
         if parsed.parent is None:
@@ -194,11 +210,23 @@ class MandateService:
             grantee_certificate_der=grantee_certificate,
             scope_json=json.dumps(scope.to_json(), ensure_ascii=False),
             not_before=scope.not_before, not_after=scope.not_after,
-            instruction=instruction, instruction_sha256=_sha256(instruction),
+            instruction=instruction, instruction_sha256=digest,
             signatures=signatures, attribute_certificate=ac,
             status=MandateStatus.ACTIVE.value, created_by=actor.name, created_at=now,
         )
         self.session.add(row)
+        self.session.add(MandateInstruction(instruction_sha256=digest, mandate_id=mandate_id,
+                                            accepted_at=now))
+        try:
+            self.session.flush()
+        except IntegrityError:
+            self.session.rollback()
+            if self.session.get(MandateInstruction, digest) is None:
+                raise
+            # The same instruction was granted at this moment by another request.
+            raise MandateError("this grant instruction was accepted before; a grant is "
+                               "accepted once (sign a new instruction)",
+                               "INSTRUCTION_REPLAYED") from None
         AuditLog(self.session).append(
             "mandate:granted", actor=actor.name, subject=mandate_id,
             principal=parsed.principal_corporate_number, at=now,
@@ -223,6 +251,19 @@ class MandateService:
             raise MandateError("the instruction's grantee name is not the employee's name",
                                "GRANTEE_NOT_EMPLOYEE")
         return person
+
+    def _check_holder(self, grantee: Person, parsed: GrantInstruction) -> None:
+        """The holder certificate must be a live (active) credential of the grantee,
+        issued for the principal: the AC certifies the grantee's own key, nobody else's."""
+        owned = self.session.scalars(select(Credential.id).where(
+            Credential.certificate_sha256 == parsed.grantee_certificate_sha256,
+            Credential.person_id == grantee.id,
+            Credential.corporate_number == parsed.principal_corporate_number,
+            Credential.status == CredentialStatus.ACTIVE.value)).first()
+        if owned is None:
+            raise MandateError(
+                "the holder certificate is not a live credential of the grantee for "
+                f"{parsed.principal_corporate_number}", "HOLDER_NOT_GRANTEE")
 
     def _validate(self, der: bytes, purpose: TrustPurpose, what: str,
                   intermediates: Iterable[bytes] = ()) -> RegisteredCorporation | None:
@@ -402,6 +443,8 @@ class MandateService:
         AuditLog(self.session).append(
             "mandate:revoked", actor=actor.name, subject=row.id, principal=row.principal,
             at=now, details={"reason": reason, "cascaded": [m.id for m in revoked[1:]]})
+        # The published CRL lists it from this commit on, whichever worker is asked.
+        publish_crl(self.session, self.aa, now)
         self.session.commit()
         return revoked
 
@@ -476,25 +519,12 @@ class MandateService:
     # -- the AA's status answers --------------------------------------------
 
     def crl(self) -> bytes:
-        now = self.clock()
-        revoked = self.session.execute(select(Mandate.id, Mandate.revoked_at,
-                                              Mandate.revocation_reason)
-                                       .where(Mandate.revoked_at.is_not(None))).all()
-        return self.aa.crl(((uuid.UUID(i).int, t, r or "unspecified") for i, t, r in revoked),
-                           this_update=now, next_update=now + AC_CRL_VALIDITY,
-                           number=int(now.timestamp() * 1000))
+        """The AA's published CRL of mandate ACs (re-made only near its nextUpdate)."""
+        return current_crl(self.session, self.aa, self.clock())
 
     def ocsp_response(self, request_der: bytes) -> bytes:
-        def status_of(serial: int) -> tuple[str, datetime | None, str | None]:
-            row = self.session.get(Mandate, mandate_id_of(serial)) \
-                if serial < 2**128 else None
-            if row is None:
-                return "unknown", None, None
-            if row.revoked_at is not None:
-                return "revoked", row.revoked_at, row.revocation_reason
-            return "good", None, None
-
-        return self.aa.ocsp_response(request_der, status_of, now=self.clock())
+        """The AA's OCSP answer, reused while it still states the mandates' status."""
+        return ocsp_answer(self.session, self.aa, request_der, self.clock())
 
 
 def status_at(row: Mandate, at: datetime) -> str:

@@ -69,6 +69,13 @@ class Credential(Base):
     certificate_der: Mapped[bytes | None] = mapped_column(LargeBinary)
     # Issuing CA certificates, PEM, concatenated from the issuer upwards.
     chain_pem: Mapped[str | None] = mapped_column(Text)
+    # SHA-256 (hex) of certificate_der: how a mandate's holder certificate finds its key.
+    certificate_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The owner (DESIGN §6): the enrolled person and the corporation the key signs for.
+    # Null only on rows made before owners were recorded; such a key holds no mandate.
+    person_id: Mapped[str | None] = mapped_column(ForeignKey("people.id"), index=True)
+    corporate_number: Mapped[str | None] = mapped_column(
+        ForeignKey("corporations.corporate_number"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 

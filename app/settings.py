@@ -47,6 +47,8 @@ class Settings:
     refused_auth_rate_per_minute: int  # refused authentication attempts per address/identity
     trusted_proxy_hops: int  # reverse proxies whose X-Forwarded-For is believed (0: none)
     access_token_seconds: int
+    # delegation (DESIGN §5): a grant instruction is accepted this long after it was made
+    instruction_max_age_seconds: int
 
     @property
     def hsm(self) -> HsmConfig:
@@ -170,4 +172,5 @@ def load_settings(
         refused_auth_rate_per_minute=_int(raw, "refused_auth_rate_per_minute", 1),
         trusted_proxy_hops=_int(raw, "trusted_proxy_hops", 0, 10),
         access_token_seconds=_int(raw, "access_token_seconds", 60, 86400),
+        instruction_max_age_seconds=_int(raw, "instruction_max_age_seconds", 10, 86400),
     )

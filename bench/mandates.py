@@ -69,6 +69,7 @@ from app.mandate_models import Mandate, MandateStatus
 from app.mandates import MandateService
 from bench._setup import DER, BenchEnv, bench_environment
 from delegation.certificates import AttributeAuthority, MandateParty, MandateTerms
+from delegation.instruction import GrantInstruction
 from delegation.scope import Purpose, Scope
 from delegation.verify import MandateChainReader
 from devpki import TransportFetcherBackend
@@ -175,15 +176,25 @@ def build_chain(env: BenchEnv) -> AcChain:
     acs: list[bytes] = []
     serials = []
     grantor = REPRESENTATIVE
+    parent: str | None = None
     for depth, (actions, entities, amount, days, max_depth) in enumerate(hops):
         grantee = MandateParty(names[depth], None, hashlib.sha256(holders[depth]).digest())
+        serial = uuid.uuid4().int
+        # The grant instruction each AC stands on, as grantors make them (fresh nonce,
+        # creation time): the AC carries its digest.
+        instruction = GrantInstruction(
+            PRINCIPAL, PRINCIPAL_NAME, grantor.name, grantor.title, grantee.name,
+            grantee.certificate_sha256.hex(), Scope(
+                frozenset(actions), frozenset(entities), None, amount,
+                now - timedelta(days=1), now + timedelta(days=days), max_depth),
+            parent=parent, created_at=now)
         terms = MandateTerms(
             principal_corporate_number=PRINCIPAL, principal_name=PRINCIPAL_NAME,
             grantor=grantor, grantee=grantee, actions=actions, procuring_entities=entities,
             cases=None, amount_limit_jpy=amount, max_depth=max_depth,
-            instruction_digest=hashlib.sha256(f"instruction {depth}".encode()).digest(),
+            instruction_digest=hashlib.sha256(instruction.canonical()).digest(),
             not_before=now - timedelta(days=1), not_after=now + timedelta(days=days))
-        serial = uuid.uuid4().int
+        parent = str(uuid.UUID(int=serial))
         acs.append(aa.issue(terms, holders[depth], serial_number=serial,
                             ancestors=acs, depth=depth))
         serials.append(serial)

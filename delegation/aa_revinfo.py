@@ -158,8 +158,10 @@ def build_ocsp_response(
     signature_algorithm: str,
     now: datetime,
     validity: timedelta,
+    echo_nonce: bool = True,
 ) -> bytes:
-    """Answer ``request_der`` for the AA of ``aa_certificate_der`` (see module docstring)."""
+    """Answer ``request_der`` for the AA of ``aa_certificate_der`` (see module docstring);
+    the request's nonce is echoed when ``echo_nonce``."""
     try:
         cert_ids, nonce = _read_request(request_der)
     except _PARSE_ERRORS:
@@ -188,7 +190,7 @@ def build_ocsp_response(
         "produced_at": now,
         "responses": responses,
     })
-    if nonce is not None:
+    if nonce is not None and echo_nonce:
         data["response_extensions"] = [{
             "extn_id": "nonce", "critical": False,
             "extn_value": core.ParsableOctetString(nonce),

@@ -309,15 +309,18 @@ class AttributeAuthority:
 
     def ocsp_response(self, request_der: bytes,
                       status_of: Callable[[int], tuple[str, datetime | None, str | None]], *,
-                      now: datetime, validity: timedelta = OCSP_VALIDITY) -> bytes:
+                      now: datetime, validity: timedelta = OCSP_VALIDITY,
+                      echo_nonce: bool = True) -> bytes:
         """A DER OCSP response (RFC 6960) for AC serials, signed by the AA itself.
 
         ``status_of(serial)`` gives ("good" | "revoked" | "unknown", revocation time,
         CRL reason name). CertIDs must name the AA (hash of its subject and key, SHA-1
         or SHA-256, as pyhanko-certvalidator sends); others get ``unauthorized``,
-        garbage ``malformedRequest``. A request nonce is echoed.
+        garbage ``malformedRequest``. A request nonce is echoed unless ``echo_nonce``
+        is false: an answer meant to be served again to other requests carries none
+        (RFC 8954 §2.1 lets a responder leave it out).
         """
         return build_ocsp_response(
             request_der, status_of, aa_certificate_der=self.certificate_der,
             sign=self._signed, signature_algorithm=SIGNATURE_ALGORITHM, now=now,
-            validity=validity)
+            validity=validity, echo_nonce=echo_nonce)

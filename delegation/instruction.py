@@ -5,15 +5,25 @@ grantee and scope, signed by the grantor as CMS SignedData (detached, SHA-256)
 over exactly those bytes. This module reads the instruction, checks every CMS
 signature's integrity (pyHanko's CMS code) and applies the representative
 rules; certificate path and revocation checks are :mod:`identity.validation`'s.
+
+Every instruction carries a fresh random nonce and its creation time (whole
+seconds, UTC) inside the signed bytes, so that the service can accept each
+instruction once (by its digest) and only while it is fresh
+(:func:`check_fresh`): a signed grant cannot be replayed, and a revoked one
+cannot be granted again.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
+import re
+import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import rfc8785
@@ -26,8 +36,24 @@ from delegation.scope import Scope, ScopeError
 from identity.corporate_number import CorporateNumberError, validate_corporate_number
 from identity.profiles import RegisteredCorporation
 
-INSTRUCTION_TYPE = "dairi-grant-instruction/1"
-_KEYS = {"type", "principal", "grantor", "grantee", "parent", "scope"}
+# /2 added the nonce and the creation time; /1 instructions (replayable) are refused.
+INSTRUCTION_TYPE = "dairi-grant-instruction/2"
+_KEYS = {"type", "nonce", "created_at", "principal", "grantor", "grantee", "parent", "scope"}
+NONCE_BYTES = 16  # the least a nonce carries (128 bits: never repeated by chance)
+_MAX_NONCE_BYTES = 64
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
+_CREATED_AT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+# How far ahead of the service's clock a grantor's clock may be.
+FUTURE_SKEW = timedelta(minutes=2)
+
+
+def new_nonce() -> str:
+    """A fresh nonce: 16 random bytes, base64url without padding."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(NONCE_BYTES)).rstrip(b"=").decode()
+
+
+def _whole_seconds_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 class DelegationRefused(DairiError):
@@ -46,10 +72,18 @@ class GrantInstruction:
     grantee_certificate_sha256: str  # hex; the grantee's signing certificate (AC holder)
     scope: Scope
     parent: str | None = None  # the parent mandate's id, for a sub-delegation
+    # Fresh for every instruction made: what makes two grants of the same terms two
+    # instructions, and lets the service refuse a replay or a stale one.
+    nonce: str = field(default_factory=new_nonce)  # base64url, at least 16 bytes
+    created_at: datetime = field(default_factory=_whole_seconds_now)  # whole seconds, UTC
 
     def to_json(self) -> dict[str, Any]:
+        if self.created_at.tzinfo is None or self.created_at.microsecond:
+            raise ValueError("created_at is an aware time in whole seconds")
         return {
             "type": INSTRUCTION_TYPE,
+            "nonce": self.nonce,
+            "created_at": self.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "principal": {"corporate_number": self.principal_corporate_number,
                           "name": self.principal_name},
             "grantor": {"name": self.grantor_name, "title": self.grantor_title},
@@ -79,6 +113,8 @@ class GrantInstruction:
                 raise ValueError("grantee.certificate_sha256 is not a SHA-256 hex digest")
             parent = doc["parent"]
             return cls(
+                nonce=_nonce(doc["nonce"]),
+                created_at=_created_at(doc["created_at"]),
                 principal_corporate_number=number,
                 principal_name=_text(principal["name"]),
                 grantor_name=_text(grantor["name"]),
@@ -103,6 +139,38 @@ def _text(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("a name or identifier is empty or not a string")
     return value
+
+
+def _nonce(value: object) -> str:
+    if not isinstance(value, str) or not _BASE64URL.fullmatch(value):
+        raise ValueError("nonce is not base64url (no padding)")
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("nonce is not base64url") from exc
+    if not NONCE_BYTES <= len(raw) <= _MAX_NONCE_BYTES:
+        raise ValueError(f"nonce must carry {NONCE_BYTES} to {_MAX_NONCE_BYTES} random bytes")
+    return value
+
+
+def _created_at(value: object) -> datetime:
+    if not isinstance(value, str) or not _CREATED_AT.fullmatch(value):
+        raise ValueError("created_at must be whole seconds in UTC, like 2026-11-30T12:00:00Z")
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def check_fresh(instruction: GrantInstruction, now: datetime, max_age: timedelta) -> None:
+    """Refuse an instruction made more than ``max_age`` before ``now``, or more than
+    :data:`FUTURE_SKEW` after it: ``INSTRUCTION_STALE``. Together with accepting each
+    instruction once, this bounds how long a signed grant can be presented."""
+    age = now - instruction.created_at
+    if age > max_age:
+        raise DelegationRefused(
+            f"the instruction was made {int(age.total_seconds())} s ago; grants are accepted "
+            f"for {int(max_age.total_seconds())} s after they are made", "INSTRUCTION_STALE")
+    if -age > FUTURE_SKEW:
+        raise DelegationRefused("the instruction's creation time is in the future; check "
+                                "the signing computer's clock", "INSTRUCTION_STALE")
 
 
 @dataclass(frozen=True)

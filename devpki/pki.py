@@ -202,13 +202,20 @@ class DevPki:
         return written
 
     def issue_employee_certificate(
-        self, subject_name: str, public_key: CertificatePublicKeyTypes
+        self, subject_name: str, public_key: CertificatePublicKeyTypes, *,
+        corporate_name: str | None = None, corporate_number: str | None = None,
     ) -> EndEntity:
-        """Certify an employee signing key (digitalSignature + nonRepudiation)."""
+        """Certify an employee signing key (digitalSignature + nonRepudiation).
+
+        With the employer given, the subject names it as a bid-signing certificate must
+        (DESIGN §5): ``O`` = 商号 and ``organizationIdentifier`` ``NTRJP-<法人番号>``.
+        """
         ca = self.cas["employee-signing"]
+        employer = [(NameOID.ORGANIZATION_NAME, corporate_name or "dairi development")]
+        if corporate_number is not None:
+            employer.append((NameOID.ORGANIZATION_IDENTIFIER, f"NTRJP-{corporate_number}"))
         cert = ca.issue(
-            _name((NameOID.COUNTRY_NAME, "JP"),
-                  (NameOID.ORGANIZATION_NAME, "dairi development"),
+            _name((NameOID.COUNTRY_NAME, "JP"), *employer,
                   (NameOID.COMMON_NAME, subject_name)),
             public_key, now=self.clock(),  # type: ignore[arg-type]
             key_usage=end_entity_key_usage(non_repudiation=True),

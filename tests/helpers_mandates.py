@@ -6,16 +6,16 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from fixtures_pki import make_credential
 from flask.testing import FlaskClient
 from helpers_auth import Corp, b64, bearer, enrolled_employee, login
 from helpers_delegation import sign_instruction
 
+from app.credentials import CredentialOwner, CredentialService
 from delegation.instruction import GrantInstruction
 from delegation.scope import BID, QUOTE, Scope
 from devpki import DevPki
 from devpki.cards import VirtualCard
-from hsm import Hsm
+from hsm import Hsm, KeyAlgorithm
 from signing import SigningCredential, sign_detached
 
 ENTITY = "国土交通省関東地方整備局"
@@ -42,8 +42,16 @@ class Employee:
 
 def new_employee(client: FlaskClient, hsm: Hsm, pki: DevPki, corp: Corp, name: str
                  ) -> Employee:
+    """An employee enrolled through the API, with a credential issued to them by the
+    service (key in the HSM, owned by the person for ``corp``)."""
     _, person_id, token = enrolled_employee(client, pki, corp, name)
-    return Employee(name, person_id, token, make_credential(hsm, pki, name))
+    context = client.application.extensions["dairi"]
+    with context.session_factory() as session:
+        service = CredentialService(session, hsm, context.dev_pki)
+        issued = service.issue(f"{name} {person_id}", KeyAlgorithm.RSA_2048,
+                               CredentialOwner(person_id, corp.corporate_number))
+        credential = service.signing_credential(issued)
+    return Employee(name, person_id, token, credential)
 
 
 def now() -> datetime:
@@ -68,13 +76,16 @@ def scope(**changes: object) -> Scope:
 
 def instruction(corp: Corp, grantee: Employee, granted: Scope, *, parent: str | None = None,
                 grantor_name: str = "佐藤\u3000一郎", grantor_title: str | None = "代表取締役",
-                principal_name: str | None = None, corporate_number: str | None = None) -> bytes:
+                principal_name: str | None = None, corporate_number: str | None = None,
+                holder: Employee | None = None, created_at: datetime | None = None) -> bytes:
+    """A fresh instruction (new nonce, made now unless ``created_at``) naming ``grantee``
+    with the holder certificate of ``holder`` (default: the grantee's own)."""
     return GrantInstruction(
         principal_corporate_number=corporate_number or corp.corporate_number,
         principal_name=principal_name or corp.name,
         grantor_name=grantor_name, grantor_title=grantor_title,
-        grantee_name=grantee.name, grantee_certificate_sha256=grantee.sha256,
-        scope=granted, parent=parent,
+        grantee_name=grantee.name, grantee_certificate_sha256=(holder or grantee).sha256,
+        scope=granted, parent=parent, created_at=created_at or now(),
     ).canonical()
 
 

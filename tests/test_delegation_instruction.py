@@ -114,3 +114,35 @@ def test_representative_rules(pki):
         representative_title="代表取締役")
     check_representative_grant(instruction, [rep, corporation_of(second)],
                                representative_titles=TITLES, required_signatures=2)
+
+
+def test_every_instruction_carries_a_fresh_nonce_and_its_creation_time(pki):
+    import base64
+    import json
+    from datetime import UTC, datetime
+
+    corp = new_corporation(pki)
+    first, second = instruction_for(corp).canonical(), instruction_for(corp).canonical()
+    assert first != second  # the same terms twice are two instructions
+    doc = json.loads(first)
+    assert doc["type"] == "dairi-grant-instruction/2"
+    assert len(base64.urlsafe_b64decode(doc["nonce"] + "==")) >= 16
+    made = datetime.strptime(doc["created_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs((datetime.now(UTC) - made).total_seconds()) < 60
+
+
+def test_freshness_is_bounded_in_both_directions(pki):
+    from datetime import UTC, datetime, timedelta
+
+    from delegation.instruction import FUTURE_SKEW, check_fresh
+
+    corp = new_corporation(pki)
+    made = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    instruction = instruction_for(corp, created_at=made)
+    bound = timedelta(minutes=10)
+    check_fresh(instruction, made + bound, bound)
+    check_fresh(instruction, made - FUTURE_SKEW, bound)
+    for now in (made + bound + timedelta(seconds=1), made - FUTURE_SKEW - timedelta(seconds=1)):
+        with pytest.raises(DelegationRefused) as caught:
+            check_fresh(instruction, now, bound)
+        assert caught.value.code == "INSTRUCTION_STALE"

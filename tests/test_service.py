@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from app.cli import main
 from app.context import ServiceContext
-from app.credentials import CredentialError, CredentialService
+from app.credentials import CredentialError, CredentialOwner, CredentialService
 from app.models import Credential, CredentialStatus, SignatureRecord
 from app.signatures import SignatureService
 from hsm import KeyAlgorithm
@@ -32,6 +32,16 @@ def context(app, pki):
 def session(context: ServiceContext):
     with context.session_factory() as s:
         yield s
+
+
+@pytest.fixture
+def owner(client, pki) -> CredentialOwner:
+    """An employee enrolled through the API: whom a credential is issued to."""
+    from helpers_auth import enrolled_employee, new_corporation
+
+    corp = new_corporation(pki, name="株式会社大理建設")
+    _, person_id, _ = enrolled_employee(client, pki, corp, "田中\u3000一郎")
+    return CredentialOwner(person_id, corp.corporate_number)
 
 
 # --- /pki over HTTP ----------------------------------------------------------
@@ -75,20 +85,23 @@ def test_unknown_pki_paths_are_problem_json(client, pki):
 # --- credentials -------------------------------------------------------------
 
 def test_issue_creates_an_active_credential_with_its_certificate_on_the_token(
-        context, session, hsm):
+        context, session, hsm, owner):
     service = CredentialService(session, hsm, context.dev_pki)
-    created = service.issue("田中 一郎", KeyAlgorithm.EC_P256)
+    created = service.issue("田中 一郎", KeyAlgorithm.EC_P256, owner)
     assert created.status == CredentialStatus.ACTIVE
-    assert "CN=田中 一郎" in created.subject
+    # The certificate names the person as enrolled, and the employer.
+    assert "CN=田中\u3000一郎" in created.subject and "O=株式会社大理建設" in created.subject
+    assert (created.person_id, created.corporate_number) == (owner.person_id,
+                                                             owner.corporate_number)
     signing = service.signing_credential(service.get("田中 一郎"))
     assert signing.key_ref in hsm.list_keys()
     assert len(signing.chain_der) == 1
     with pytest.raises(CredentialError) as info:
-        service.issue("田中 一郎", KeyAlgorithm.EC_P256)
+        service.issue("田中 一郎", KeyAlgorithm.EC_P256, owner)
     assert info.value.code == "CREDENTIAL_NAME_TAKEN"
 
 
-def test_a_failed_issue_leaves_no_key_and_no_row(context, session, hsm, monkeypatch):
+def test_a_failed_issue_leaves_no_key_and_no_row(context, session, hsm, monkeypatch, owner):
     keys_before = set(hsm.list_keys())
     pki = context.dev_pki
 
@@ -97,15 +110,15 @@ def test_a_failed_issue_leaves_no_key_and_no_row(context, session, hsm, monkeypa
 
     monkeypatch.setattr(pki, "issue_employee_certificate", broken)
     with pytest.raises(RuntimeError):
-        CredentialService(session, hsm, pki).issue("失敗 例", KeyAlgorithm.RSA_2048)
+        CredentialService(session, hsm, pki).issue("失敗 例", KeyAlgorithm.RSA_2048, owner)
     assert set(hsm.list_keys()) == keys_before
     assert session.scalar(select(func.count()).select_from(Credential)) == 0
 
 
-def test_external_ca_path_csr_then_import(context, session, hsm, pki):
+def test_external_ca_path_csr_then_import(context, session, hsm, pki, owner):
     service = CredentialService(session, hsm, None)
     subject = asn1_x509.Name.build({"country_name": "JP", "common_name": "外部 太郎"})
-    pending, csr = service.request("外部 太郎", KeyAlgorithm.RSA_2048, subject)
+    pending, csr = service.request("外部 太郎", KeyAlgorithm.RSA_2048, subject, owner)
     assert pending.status == CredentialStatus.PENDING
     with pytest.raises(CredentialError) as info:
         service.signing_credential(pending)
@@ -113,7 +126,7 @@ def test_external_ca_path_csr_then_import(context, session, hsm, pki):
 
     # A certificate for some other key is refused.
     other = pki.certify_csr(CredentialService(session, hsm, None).request(
-        "別人", KeyAlgorithm.RSA_2048, subject)[1])
+        "別人", KeyAlgorithm.RSA_2048, subject, owner)[1])
     with pytest.raises(CredentialError) as info:
         service.import_certificate("外部 太郎", other.certificate.public_bytes(
             serialization.Encoding.DER), [])
@@ -133,8 +146,9 @@ def test_unknown_credential(context, session, hsm):
     assert info.value.code == "CREDENTIAL_UNKNOWN"
 
 
-def test_a_signature_is_recorded_with_its_key_reference(context, session, hsm, bid):
-    CredentialService(session, hsm, context.dev_pki).issue("記録 花子", KeyAlgorithm.RSA_2048)
+def test_a_signature_is_recorded_with_its_key_reference(context, session, hsm, bid, owner):
+    CredentialService(session, hsm, context.dev_pki).issue("記録 花子", KeyAlgorithm.RSA_2048,
+                                                           owner)
     service = SignatureService(session, context)
     result, record = service.sign_pdf("記録 花子", bid, PadesSpec(level=PadesLevel.B_T))
     stored = session.get(SignatureRecord, record.id)
@@ -150,11 +164,19 @@ def test_a_signature_is_recorded_with_its_key_reference(context, session, hsm, b
 
 # --- command line --------------------------------------------------------------
 
-def test_cli_issues_signs_and_reports_coded_errors(cli_env, tmp_path, bid):
+def test_cli_issues_signs_and_reports_coded_errors(cli_env, tmp_path, bid, owner):
     runner = CliRunner()
-    issued = runner.invoke(main, ["credential", "issue", "--name", "cli-user"])
+    person = ["--person", owner.person_id, "--corporation", owner.corporate_number]
+    issued = runner.invoke(main, ["credential", "issue", "--name", "cli-user", *person])
     assert issued.exit_code == 0, issued.output
-    assert "active" in issued.output
+    assert "active" in issued.output and "CN=田中\u3000一郎" in issued.output
+    listed = runner.invoke(main, ["credential", "list"])
+    assert f"{owner.person_id}@{owner.corporate_number}" in listed.output
+    # Only an enrolled employee of that corporation gets a credential.
+    stranger = runner.invoke(main, ["credential", "issue", "--name", "cli-other",
+                                    "--person", owner.person_id,
+                                    "--corporation", "4011001098993"])
+    assert stranger.exit_code == 2 and "error PERSON_NOT_EMPLOYEE" in stranger.output
     source = tmp_path / "bid.pdf"
     source.write_bytes(bid)
     signed = runner.invoke(main, ["sign-pdf", "--credential", "cli-user", "--level", "B-LT",
@@ -169,10 +191,12 @@ def test_cli_issues_signs_and_reports_coded_errors(cli_env, tmp_path, bid):
     assert not (tmp_path / "x.pdf").exists()
 
 
-def test_cli_external_ca_round_trip(cli_env, tmp_path, pki):
+def test_cli_external_ca_round_trip(cli_env, tmp_path, pki, owner):
     runner = CliRunner()
     csr_file = tmp_path / "req.pem"
     requested = runner.invoke(main, ["credential", "request", "--name", "ext-user",
+                                     "--person", owner.person_id,
+                                     "--corporation", owner.corporate_number,
                                      "--out", str(csr_file)])
     assert requested.exit_code == 0, requested.output
     (_, _, csr_der) = pem.unarmor(csr_file.read_bytes())

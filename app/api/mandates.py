@@ -3,7 +3,8 @@ attribute authority's CRL and OCSP responder for mandate ACs under ``/ac/``."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import dataclasses
+from datetime import UTC, datetime
 from typing import Any
 
 import marshmallow as ma
@@ -22,8 +23,9 @@ from app.api.schemas import (
 from app.audit_log import record_refusal
 from app.errors import ProblemError
 from app.identity_models import Role
-from app.mandate_document import ChainLine, MandateDocument, mandate_pdf
+from app.mandate_document import ChainLine, MandateDocument, document_lines, mandate_pdf
 from app.mandate_models import Mandate
+from app.mandate_publication import document_state, signed_document
 from app.mandates import REVOCATION_REASONS, Actor, MandateService, status_at
 from app.security import Caller, allow, current_caller
 from dairi import DairiError
@@ -39,6 +41,7 @@ ac_blp = Blueprint("ac", __name__, url_prefix="/ac",
                    description="The attribute authority's status services for mandate ACs")
 
 READERS = (Role.EMPLOYEE, Role.REPRESENTATIVE, Role.AUDITOR, Role.ADMINISTRATOR)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # a document's state leaves its issue time out
 OCSP_REQUEST_BYTES = 16 * 1024
 
 
@@ -323,10 +326,16 @@ def document(mandate_id: str) -> Response:
     context = current_context()
     now = context.clock()
     rows, verdict = _service().chain(mandate_id, None, at=now)
-    pdf = mandate_pdf(document_of(rows, verdict, now))
-    signed = context.pades_signer.sign(pdf, context.aa_credential, PadesSpec(
-        level=PadesLevel.B_T, reason="電子委任状の発行", location="dairi"))
-    return Response(signed.pdf, mimetype="application/pdf", headers={
+    shown = document_of(rows, verdict, now)
+    # Signed (HSM + TSA) once per mandate and state, not per request (issue 9.12).
+    state = document_state(document_lines(dataclasses.replace(shown, issued_at=_EPOCH)))
+
+    def sign() -> bytes:
+        return context.pades_signer.sign(mandate_pdf(shown), context.aa_credential, PadesSpec(
+            level=PadesLevel.B_T, reason="電子委任状の発行", location="dairi")).pdf
+
+    pdf = signed_document(get_session(), mandate_id, state, sign, now)
+    return Response(pdf, mimetype="application/pdf", headers={
         "Content-Disposition": f'inline; filename="mandate-{mandate_id}.pdf"'})
 
 
