@@ -11,6 +11,7 @@ import click
 
 from app.cli_admin import admin
 from app.cli_cards import card, cert
+from app.cli_hsm import hsm_group
 from app.cli_support import coded_errors, load_cli_settings, service_context
 from app.credentials import CredentialOwner, CredentialService, read_certificates
 from app.setup import ensure_environment
@@ -29,12 +30,22 @@ def main() -> None:
 @main.command()
 @coded_errors
 def init() -> None:
-    """Create what the embedded defaults need: SoftHSM token, database, development PKI."""
+    """Create what the embedded defaults need: SoftHSM token, database, development PKI.
+
+    The one command that creates a SoftHSM token, and only on a fresh data directory:
+    where an earlier token left its PIN file it stops with HSM_TOKEN_MISSING.
+    """
     settings = load_cli_settings()
-    report = ensure_environment(settings)
+    report = ensure_environment(settings, first_run=True)
     click.echo(f"data directory  {settings.data_dir}")
     click.echo(f"HSM token       {settings.hsm_token_label}"
                f"{' (created)' if report.token_created else ''}")
+    if report.token_created:
+        click.echo(f"HSM user PIN    {settings.hsm_pin_file} (back it up with the token"
+                   " directory; the SO PIN was not kept)")
+    if report.leftover_so_pin_file is not None:
+        click.echo(f"note            {report.leftover_so_pin_file} holds an SO PIN an earlier"
+                   " version kept; dairi does not need it: store it offline or delete it")
     click.echo(f"database        {settings.database_url.split('@')[-1]}")
     if settings.dev_mode:
         click.echo(f"development PKI {settings.pki_dir}"
@@ -78,6 +89,7 @@ def dev() -> None:
 
 
 main.add_command(cert)  # dairi cert inspect
+main.add_command(hsm_group)  # dairi hsm unlock
 main.add_command(admin)  # dairi admin create
 dev.add_command(card)  # dairi dev card create|sign
 

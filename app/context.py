@@ -7,8 +7,10 @@ workers after the app is built).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -27,7 +29,7 @@ from app.settings import Settings
 from dairi import DairiError
 from delegation.certificates import AttributeAuthority
 from devpki import DevPki, InProcessTimeStamper, TransportFetcherBackend
-from hsm import Hsm, KeyAlgorithm
+from hsm import Hsm, HsmError, KeyAlgorithm
 from identity.trust import TrustStore
 from identity.validation import CertificateValidator
 from signing import PadesSigner, SigningCredential, TimestampAuthority, ValidationDataSource
@@ -55,6 +57,12 @@ def load_crls(directory: Path) -> list[bytes]:
     return found
 
 
+logger = logging.getLogger(__name__)
+
+# How long a readiness answer about the HSM is reused (per process).
+HSM_READINESS_SECONDS = 1.5
+
+
 class AttributeAuthorityUnavailable(DairiError):
     """The service has no attribute authority to issue or answer for mandates."""
 
@@ -74,6 +82,35 @@ class ServiceContext:
         self.session_factory: sessionmaker[Session] = make_session_factory(
             self.engine, lambda: self.clock())
         self._lock = threading.Lock()
+        self._hsm_readiness: tuple[float, str] | None = None  # (monotonic time, result)
+        self._hsm_readiness_lock = threading.Lock()
+
+    def hsm_readiness(self) -> str:
+        """``"ok"``, or the code of the HSM's failure (``HSM_UNAVAILABLE``,
+        ``HSM_PIN_INCORRECT``, ``HSM_KEY_NOT_FOUND`` …), from a real PKCS#11 round trip:
+        the slots enumerated afresh and the attribute authority's key found in the
+        logged-in session (:meth:`hsm.Hsm.check`). Reused for
+        ``HSM_READINESS_SECONDS`` so that frequent probes cost the HSM (serialised per
+        process) almost nothing; a refused PIN is reported without logging in again."""
+        with self._hsm_readiness_lock:
+            now = time.monotonic()
+            cached = self._hsm_readiness
+            if cached is not None and now - cached[0] < HSM_READINESS_SECONDS:
+                return cached[1]
+            pki = self.dev_pki
+            try:
+                self.hsm.check(pki.aa_key if pki is not None else None)
+                result = "ok"
+            except HsmError as exc:
+                if not exc.logged:  # an outage or a refused PIN is logged once at its source
+                    logger.warning("readiness: HSM check failed: %s (%s)", exc.code,
+                                   exc.message)
+                result = exc.code
+            except Exception:  # a probe reports "not ready" rather than failing itself
+                logger.exception("readiness: unexpected error from the HSM check")
+                result = "HSM_ERROR"
+            self._hsm_readiness = (time.monotonic(), result)
+            return result
 
     @cached_property
     def dev_pki(self) -> DevPki | None:

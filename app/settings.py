@@ -56,6 +56,9 @@ class Settings:
             module_path=self.hsm_module,
             token_label=self.hsm_token_label,
             pin_file=str(self.hsm_pin_file),
+            # A refused PIN is recorded here and not tried again by any process of
+            # this installation until the PIN file changes or `dairi hsm unlock`.
+            lockout_file=str(self.data_dir / "hsm-login-refused"),
         )
 
     @property

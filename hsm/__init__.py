@@ -3,7 +3,8 @@
 Keys are generated inside the token and never leave it. A process holds one
 logged-in session behind a lock (SoftHSM is initialised without locking, so one
 session used from several threads at once crashes the process) and opens a new
-one after ``fork``.
+one after ``fork`` or after an outage; a PIN the token refused is not tried again
+(:mod:`hsm.session`, :mod:`hsm.login`).
 """
 
 from hsm.config import HsmConfig
@@ -13,6 +14,7 @@ from hsm.errors import (
     HsmUnavailable,
     KeyNotFound,
     PinIncorrect,
+    TokenMissing,
     TokenNotFound,
     UnsupportedScheme,
 )
@@ -29,6 +31,7 @@ __all__ = [
     "KeyRef",
     "PinIncorrect",
     "SignatureScheme",
+    "TokenMissing",
     "TokenNotFound",
     "UnsupportedScheme",
     "build_csr",

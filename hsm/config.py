@@ -21,6 +21,26 @@ class HsmConfig:
     token_label: str
     pin_env: str = "DAIRI_HSM_PIN"
     pin_file: str | None = None
+    # Where a refused login is recorded, so that no process sharing this file tries
+    # the refused PIN again (a real HSM locks the PIN after a few tries); None keeps
+    # the record in this process only. See hsm.login.
+    lockout_file: str | None = None
+
+    def pin_source(self) -> str:
+        """What names the PIN :meth:`read_pin` would return, without the PIN itself.
+
+        The environment variable by name; the PIN file by path, inode, size and
+        modification time, so that an edited PIN file is a new PIN worth one try.
+        """
+        if os.environ.get(self.pin_env):
+            return f"env:{self.pin_env}"
+        if self.pin_file:
+            try:
+                st = os.stat(self.pin_file)
+            except OSError:
+                return f"file:{self.pin_file}:absent"
+            return f"file:{self.pin_file}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+        return "none"
 
     def read_pin(self) -> str:
         """Return the user PIN; raises :class:`PinIncorrect` if none is configured."""

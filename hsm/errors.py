@@ -10,15 +10,27 @@ class HsmError(DairiError):
 
 
 class HsmUnavailable(HsmError):
-    """The PKCS#11 module cannot be loaded or the token cannot be reached."""
+    """The PKCS#11 module cannot be loaded or the token cannot be reached (an outage:
+    retrying later may succeed)."""
 
     code = "HSM_UNAVAILABLE"
 
 
-class TokenNotFound(HsmError):
-    """No token with the configured label is present."""
+class TokenNotFound(HsmUnavailable):
+    """No token with the configured label is present.
 
-    code = "HSM_TOKEN_NOT_FOUND"
+    PKCS#11 cannot tell a token that is not mounted yet, one that went away and a
+    wrong label apart, so to a client this is the same outage (``HSM_UNAVAILABLE``);
+    the message says which label was looked for.
+    """
+
+
+class TokenMissing(HsmError):
+    """Set-up found no token although an earlier one left traces (its PIN file, its
+    token directory, keys the development PKI refers to), or found no token at all
+    outside ``dairi init``. Set-up never creates a token over an earlier one's PIN."""
+
+    code = "HSM_TOKEN_MISSING"
 
 
 class PinIncorrect(HsmError):

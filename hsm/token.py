@@ -1,13 +1,11 @@
-"""The token: one logged-in PKCS#11 session per process, behind a lock."""
+"""The token: keys, certificates and signatures through one logged-in PKCS#11 session
+per process, behind a lock (kept by :mod:`hsm.session`)."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import secrets
-import threading
-from collections.abc import Iterator
 
 import pkcs11
 from asn1crypto import algos, core, keys, x509
@@ -16,15 +14,9 @@ from pkcs11.util.ec import encode_ecdsa_signature, encode_named_curve_parameters
 from pkcs11.util.rsa import encode_rsa_public_key
 
 from hsm.config import HsmConfig
-from hsm.errors import (
-    HsmError,
-    HsmUnavailable,
-    KeyNotFound,
-    PinIncorrect,
-    TokenNotFound,
-    UnsupportedScheme,
-)
+from hsm.errors import KeyNotFound, UnsupportedScheme
 from hsm.keys import KeyAlgorithm, KeyRef, SignatureScheme
+from hsm.session import SessionKeeper
 
 _HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
 _PSS_PARAMS = {
@@ -67,81 +59,45 @@ class Hsm:
     """Key custody on one PKCS#11 token.
 
     All PKCS#11 calls go through :meth:`_session`, which serialises them with a
-    process-wide lock and re-opens the library in a child after ``fork``.
+    process-wide lock, re-opens the library in a child after ``fork`` and after an
+    outage, and never retries a refused PIN (:mod:`hsm.session`, :mod:`hsm.login`).
     """
 
     def __init__(self, config: HsmConfig) -> None:
         self.config = config
-        self._lock = threading.RLock()
-        self._pid: int | None = None
-        self._lib: pkcs11.lib | None = None  # type: ignore[valid-type]
-        self._session_obj: pkcs11.Session | None = None
+        self._keeper = SessionKeeper(config)
 
     # -- session management -------------------------------------------------
 
-    def _open(self) -> pkcs11.Session:
-        try:
-            lib = pkcs11.lib(self.config.module_path)
-        except Exception as exc:  # the module could not be loaded at all
-            raise HsmUnavailable(f"cannot load PKCS#11 module {self.config.module_path}") from exc
-        if self._pid is not None and self._pid != os.getpid():
-            # Forked child: the parent's PKCS#11 state is not ours to use. SoftHSM
-            # with reset_on_fork has already dropped it, so C_Finalize may fail.
-            with contextlib.suppress(pkcs11.PKCS11Error):
-                lib.finalize()
-            lib.initialize()
-        try:
-            token = lib.get_token(token_label=self.config.token_label)
-        except pkcs11.NoSuchToken as exc:
-            raise TokenNotFound(f"no token labelled {self.config.token_label!r}") from exc
-        except pkcs11.MultipleTokensReturned as exc:
-            raise HsmUnavailable(
-                f"several tokens are labelled {self.config.token_label!r}"
-            ) from exc
-        pin = self.config.read_pin()
-        try:
-            session = token.open(rw=True, user_pin=pin)
-        except pkcs11.UserAlreadyLoggedIn:
-            # Login state is per process: another Hsm here is logged in already.
-            # (python-pkcs11 0.9 leaves the handle of the refused login open.)
-            session = token.open(rw=True)
-        except (pkcs11.PinIncorrect, pkcs11.PinLenRange, pkcs11.PinLocked) as exc:
-            raise PinIncorrect(f"token {self.config.token_label!r} refused the user PIN") from exc
-        except pkcs11.PKCS11Error as exc:
-            raise HsmUnavailable(f"cannot open a session on {self.config.token_label!r}") from exc
-        finally:
-            del pin
-        self._lib = lib
-        self._pid = os.getpid()
-        return session
+    def _session(self) -> contextlib.AbstractContextManager[pkcs11.Session]:
+        """The process's logged-in session for one operation (see :mod:`hsm.session`):
+        raises :class:`HsmUnavailable` during an outage, :class:`PinIncorrect` once
+        the token has refused the PIN."""
+        return self._keeper.session()
 
-    @contextlib.contextmanager
-    def _session(self) -> Iterator[pkcs11.Session]:
-        with self._lock:
-            if self._session_obj is None or self._pid != os.getpid():
-                self._session_obj = None
-                self._session_obj = self._open()
-            try:
-                yield self._session_obj
-            except (pkcs11.SessionClosed, pkcs11.SessionHandleInvalid, pkcs11.DeviceRemoved) as exc:
-                self._session_obj = None
-                raise HsmUnavailable("the HSM session was lost") from exc
-            except pkcs11.PKCS11Error as exc:
-                if isinstance(exc, HsmError):
-                    raise
-                raise HsmError(f"PKCS#11 operation failed: {type(exc).__name__}") from exc
+    def check(self, probe: KeyRef | None = None) -> None:
+        """Prove the token answers now: enumerate the slots afresh, and search the
+        logged-in session for ``probe`` (a key that must exist, e.g. the attribute
+        authority's) or, without one, for nothing in particular.
 
-    def check(self) -> None:
-        """Log in if needed and touch the token; raises an :class:`HsmError` if it cannot."""
+        Raises :class:`HsmUnavailable`, :class:`PinIncorrect` (without logging in
+        again once refused) or :class:`KeyNotFound` (token present, key absent).
+        """
         with self._session() as session:
-            session.token.label  # noqa: B018 - a cheap call through the session
+            self._keeper.confirm_token()
+            if probe is not None:
+                self._private_key(session, probe)
+            else:
+                list(session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY,
+                                          Attribute.ID: b"dairi-readiness-probe"}))
+
+    def unlock(self) -> bool:
+        """Forget a refused login so that the next operation tries the PIN again;
+        True if a record was removed (see :mod:`hsm.login`)."""
+        return self._keeper.gate.unlock()
 
     def close(self) -> None:
-        with self._lock:
-            if self._session_obj is not None and self._pid == os.getpid():
-                with contextlib.suppress(pkcs11.PKCS11Error):
-                    self._session_obj.close()
-            self._session_obj = None
+        self._keeper.close()
 
     # -- keys ---------------------------------------------------------------
 

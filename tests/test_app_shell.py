@@ -123,7 +123,7 @@ def test_readyz_names_a_missing_token(app_settings: Settings):
     finally:
         app.extensions["dairi"].hsm.close()
         app.extensions["dairi"].engine.dispose()
-    assert body["checks"] == {"database": "ok", "hsm": "HSM_TOKEN_NOT_FOUND"}
+    assert body["checks"] == {"database": "ok", "hsm": "HSM_UNAVAILABLE"}
 
 
 def test_readyz_names_an_unreachable_database(app_settings: Settings, hsm: Hsm, tmp_path: Path):
