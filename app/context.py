@@ -20,7 +20,6 @@ from asn1crypto import pem
 from cryptography.hazmat.primitives import serialization
 from pyhanko.sign.timestamps import HTTPTimeStamper
 from pyhanko_certvalidator.fetchers.api import FetcherBackend
-from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,6 +29,7 @@ from dairi import DairiError
 from delegation.certificates import AttributeAuthority
 from devpki import DevPki, InProcessTimeStamper, TransportFetcherBackend
 from hsm import Hsm, HsmError, KeyAlgorithm
+from identity.revocation_fetch import ResponderBreaker, RevocationFetcherBackend
 from identity.trust import TrustStore
 from identity.validation import CertificateValidator
 from signing import PadesSigner, SigningCredential, TimestampAuthority, ValidationDataSource
@@ -130,13 +130,24 @@ class ServiceContext:
         return None
 
     @cached_property
+    def revocation_breaker(self) -> ResponderBreaker:
+        """The circuit breaker of this process's OCSP/CRL responders (each gunicorn
+        worker keeps its own: a dead responder costs each worker one time-out per
+        interval)."""
+        return ResponderBreaker(failures_to_open=self.settings.revocation_breaker_failures,
+                                open_seconds=self.settings.revocation_breaker_seconds)
+
+    @cached_property
     def fetcher_backend(self) -> FetcherBackend:
         """How OCSP responses, CRLs and certificates are fetched: over HTTP, or in
-        development mode straight from the development PKI in this process."""
+        development mode straight from the development PKI in this process. Either
+        way a certificate check's fetching ends within ``revocation_budget_seconds``
+        and a failed responder is skipped by :attr:`revocation_breaker`."""
+        budget, breaker = self.settings.revocation_budget_seconds, self.revocation_breaker
         pki = self.dev_pki
         if pki is not None:
-            return TransportFetcherBackend(pki.serve_url)
-        return RequestsFetcherBackend()
+            return TransportFetcherBackend(pki.serve_url, budget_seconds=budget, breaker=breaker)
+        return RevocationFetcherBackend(budget_seconds=budget, breaker=breaker)
 
     @cached_property
     def validation_data(self) -> ValidationDataSource:

@@ -39,6 +39,12 @@ class Settings:
     revocation_mode: str  # "online" (OCSP/CRL fetched) or "offline" (crl_dir only)
     crl_dir: Path
     revocation_cache_seconds: int
+    # A certificate check's revocation fetching ends within this many seconds; a
+    # responder that failed is skipped for revocation_breaker_seconds once it has
+    # failed revocation_breaker_failures times in a row (issue 16 item 8).
+    revocation_budget_seconds: int
+    revocation_breaker_failures: int
+    revocation_breaker_seconds: int
     keep_personal_data: bool
     representative_titles: tuple[str, ...]
     challenge_seconds: int
@@ -166,6 +172,9 @@ def load_settings(
         revocation_mode=revocation_mode,
         crl_dir=_path(str(raw["crl_dir"]), base_dir),
         revocation_cache_seconds=_int(raw, "revocation_cache_seconds", 0, 3600),
+        revocation_budget_seconds=_int(raw, "revocation_budget_seconds", 1, 60),
+        revocation_breaker_failures=_int(raw, "revocation_breaker_failures", 1, 100),
+        revocation_breaker_seconds=_int(raw, "revocation_breaker_seconds", 1, 3600),
         keep_personal_data=_bool(raw["keep_personal_data"]),
         representative_titles=titles,
         # DESIGN §4: a challenge lives at most 120 s.
