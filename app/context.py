@@ -20,10 +20,12 @@ from asn1crypto import pem
 from cryptography.hazmat.primitives import serialization
 from pyhanko.sign.timestamps import HTTPTimeStamper
 from pyhanko_certvalidator.fetchers.api import FetcherBackend
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool, StaticPool
 
-from app.db import make_engine, make_session_factory
+from app.db import WalCheckpointer, database_works, make_engine, make_session_factory
+from app.outages import DEPENDENCY_BY_CODE, OUTAGES
 from app.settings import Settings
 from dairi import DairiError
 from delegation.certificates import AttributeAuthority
@@ -63,6 +65,23 @@ logger = logging.getLogger(__name__)
 HSM_READINESS_SECONDS = 1.5
 
 
+def database_timeouts(settings: Settings) -> dict[str, float]:
+    """The waiting bounds :func:`app.db.make_engine` takes, from the settings."""
+    return {"connect_timeout": settings.database_connect_timeout_seconds,
+            "statement_timeout": settings.database_statement_timeout_seconds,
+            "sqlite_busy_timeout": settings.sqlite_busy_timeout_seconds}
+
+
+class ReportingTimeStamper(HTTPTimeStamper):
+    """pyHanko's HTTP time-stamp client, telling the outage log when the TSA answers
+    again (a failure is logged where the request fails: app.errors)."""
+
+    async def async_request_tsa_response(self, req):  # type: ignore[no-untyped-def]
+        response = await super().async_request_tsa_response(req)
+        OUTAGES.recovered(DEPENDENCY_BY_CODE["TIMESTAMP_FAILED"])
+        return response
+
+
 class AttributeAuthorityUnavailable(DairiError):
     """The service has no attribute authority to issue or answer for mandates."""
 
@@ -76,11 +95,24 @@ class ServiceContext:
             os.environ["SOFTHSM2_CONF"] = str(settings.softhsm2_conf)
         self.settings = settings
         self.hsm = hsm if hsm is not None else Hsm(settings.hsm)
-        self.engine: Engine = make_engine(settings.database_url)
+        timeouts = database_timeouts(settings)
+        self.engine: Engine = make_engine(settings.database_url, **timeouts)
+        # The readiness probe opens a fresh connection each time: a pooled one may
+        # predate the fault it should see (a SQLite file opened before it became
+        # read-only still writes). An in-memory database has only its one connection.
+        self.probe_engine: Engine = (
+            self.engine if isinstance(self.engine.pool, StaticPool)
+            else make_engine(settings.database_url, poolclass=NullPool, **timeouts))
+        # Truncates the SQLite WAL now and then (None on PostgreSQL).
+        self.checkpointer = WalCheckpointer.for_engine(
+            self.engine, settings.sqlite_checkpoint_seconds,
+            restore_busy_ms=settings.sqlite_busy_timeout_seconds * 1000)
         # The one clock of the service; tests replace it to move time.
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.session_factory: sessionmaker[Session] = make_session_factory(
             self.engine, lambda: self.clock())
+        # A commit that went through ends a database outage this process logged.
+        event.listen(self.session_factory, "after_commit", database_works)
         self._lock = threading.Lock()
         self._hsm_readiness: tuple[float, str] | None = None  # (monotonic time, result)
         self._hsm_readiness_lock = threading.Lock()
@@ -123,7 +155,8 @@ class ServiceContext:
     def tsa(self) -> TimestampAuthority | None:
         url = self.settings.tsa_url
         if url:
-            return TimestampAuthority(url, lambda: HTTPTimeStamper(url))
+            timeout = self.settings.tsa_timeout_seconds
+            return TimestampAuthority(url, lambda: ReportingTimeStamper(url, timeout=timeout))
         pki = self.dev_pki
         if pki is not None:
             return TimestampAuthority("dev-tsa", lambda: InProcessTimeStamper(pki.tsa))
@@ -204,3 +237,4 @@ class ServiceContext:
     def close(self) -> None:
         self.hsm.close()
         self.engine.dispose()
+        self.probe_engine.dispose()

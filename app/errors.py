@@ -18,6 +18,7 @@ import marshmallow as ma
 from flask import Flask, Response, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
+from app.outages import OUTAGES, as_outage
 from dairi import DairiError
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,12 @@ STATUS_BY_CODE: dict[str, int] = {
     "HOLDER_NOT_GRANTEE": 403,
     "PERSON_NOT_EMPLOYEE": 422,
     "AA_NOT_CONFIGURED": 503,
+    # dependency outages (issue 16.7): the client may retry after Retry-After
+    "DATABASE_UNAVAILABLE": 503,
+    "STORAGE_FULL": 503,
+    "TIMESTAMP_FAILED": 503,
+    "VALIDATION_DATA_UNAVAILABLE": 503,
+    "SIGNING_FAILED": 503,
 }
 DEFAULT_STATUS = 400
 
@@ -227,6 +234,9 @@ def _handle_http_exception(exc: HTTPException) -> Response:
 
 
 def _handle_exception(exc: Exception) -> Response:
+    # A dependency outage (the database, the TSA ...) becomes its coded 503, logged
+    # once per outage rather than with a traceback per request.
+    exc = as_outage(exc, OUTAGES) or exc
     if isinstance(exc, DairiError):
         status = status_for_code(exc.code)
         headers = ({"Retry-After": str(exc.retry_after or 60)} if status in (429, 503)

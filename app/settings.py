@@ -23,6 +23,15 @@ class SettingsError(ValueError):
 class Settings:
     data_dir: Path
     database_url: str
+    # Bounds on waiting for the database (issue 16 items 6 and 9): connecting
+    # (PostgreSQL), one statement (PostgreSQL: server-side, and the client gives up
+    # 2 s later), another writer's lock (SQLite); the SQLite WAL is truncated this
+    # often; readiness fails below this much free space beside a SQLite file.
+    database_connect_timeout_seconds: int
+    database_statement_timeout_seconds: int
+    sqlite_busy_timeout_seconds: int
+    sqlite_checkpoint_seconds: int
+    storage_min_free_mb: int
     hsm_module: str
     hsm_token_label: str
     hsm_pin_file: Path
@@ -31,6 +40,7 @@ class Settings:
     pki_dir: Path
     public_base_url: str
     tsa_url: str
+    tsa_timeout_seconds: int  # one time-stamp request to tsa_url, in seconds
     trust_dir: Path
     max_document_bytes: int
     default_key_algorithm: KeyAlgorithm
@@ -157,6 +167,12 @@ def load_settings(
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
+        database_connect_timeout_seconds=_int(raw, "database_connect_timeout_seconds", 1, 300),
+        database_statement_timeout_seconds=_int(raw, "database_statement_timeout_seconds",
+                                                1, 3600),
+        sqlite_busy_timeout_seconds=_int(raw, "sqlite_busy_timeout_seconds", 1, 300),
+        sqlite_checkpoint_seconds=_int(raw, "sqlite_checkpoint_seconds", 1, 86400),
+        storage_min_free_mb=_int(raw, "storage_min_free_mb", 0),
         hsm_module=str(raw["hsm_module"]),
         hsm_token_label=str(raw["hsm_token_label"]),
         hsm_pin_file=_path(str(raw["hsm_pin_file"]), base_dir),
@@ -165,6 +181,7 @@ def load_settings(
         pki_dir=_path(str(raw["pki_dir"]), base_dir),
         public_base_url=base_url,
         tsa_url=str(raw["tsa_url"]),
+        tsa_timeout_seconds=_int(raw, "tsa_timeout_seconds", 1, 300),
         trust_dir=_path(str(raw["trust_dir"]), base_dir),
         max_document_bytes=max_bytes,
         default_key_algorithm=algorithm,

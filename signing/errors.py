@@ -1,4 +1,10 @@
-"""Signing failures, each with a stable code."""
+"""Signing failures, each with a stable code.
+
+``SIGNING_FAILED``, ``VALIDATION_DATA_UNAVAILABLE`` and ``TIMESTAMP_FAILED`` are
+the service's trouble (a library, a revocation server or the time-stamping
+authority failed), not the caller's: the API answers them 503 with Retry-After.
+The ``DOCUMENT_*`` and ``SIGNER_CERTIFICATE_*`` codes describe the request.
+"""
 
 from dairi import DairiError
 
@@ -50,4 +56,9 @@ class ValidationDataUnavailable(SigningError):
 
 
 class TimestampFailed(SigningError):
+    """The time-stamping authority did not answer in time, refused the connection or
+    the request, gave no usable token, or none is configured."""
+
     code = "TIMESTAMP_FAILED"
+    # A TSA request is bounded by a few seconds; trying again soon is reasonable.
+    retry_after = 10

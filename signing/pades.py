@@ -109,6 +109,16 @@ def check_pdf(document: bytes, max_bytes: int) -> IncrementalPdfFileWriter:
     return writer
 
 
+def _root_cause(exc: BaseException) -> str:
+    """The innermost cause's type and first line (e.g. a time-out, a refused
+    connection), for the operator's log: pyHanko's own message says only that the
+    time-stamp request failed."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 def _next_field_name(writer: IncrementalPdfFileWriter) -> str:
     taken = {name for name, _, _ in fields.enumerate_sig_fields(writer.prev, filled_status=None)}
     n = 1
@@ -185,7 +195,8 @@ class PadesSigner:
                                                archival=level is PadesLevel.B_LTA,
                                                timestamper=timestamper)
         except TimestampRequestError as exc:
-            raise TimestampFailed("the time-stamping authority refused or failed") from exc
+            raise TimestampFailed(
+                f"the time-stamping authority refused or failed ({_root_cause(exc)})") from exc
         except PyHankoSigningError as exc:
             raise SigningError(f"pyHanko could not sign: {exc}") from exc
         signed = output.getvalue()

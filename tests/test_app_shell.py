@@ -15,6 +15,7 @@ from flask_smorest import Api, Blueprint
 from sqlalchemy import func, select
 
 from app import ProblemError, create_app, get_session
+from app.db import migrate
 from app.errors import status_for_code
 from app.models import Credential
 from app.settings import Settings
@@ -117,6 +118,7 @@ def test_readyz_checks_database_and_hsm(client):
 
 
 def test_readyz_names_a_missing_token(app_settings: Settings):
+    migrate(app_settings.database_url)  # readiness writes to a migrated database
     app = create_app(app_settings.replace(hsm_token_label="no-such-token"))
     try:
         body = _assert_problem(app.test_client().get("/readyz"), 503, "NOT_READY")
@@ -139,8 +141,11 @@ def test_readyz_names_an_unreachable_database(app_settings: Settings, hsm: Hsm, 
 _READYZ_IN_A_FRESH_PROCESS = """
 import json, sys
 from app import create_app
+from app.db import migrate
 from app.settings import load_settings
-response = create_app(load_settings(env={}, **json.loads(sys.argv[1]))).test_client().get("/readyz")
+settings = load_settings(env={}, **json.loads(sys.argv[1]))
+migrate(settings.database_url)  # readiness writes to a migrated database
+response = create_app(settings).test_client().get("/readyz")
 print(json.dumps({"status": response.status_code, "mimetype": response.mimetype,
                   "body": response.get_json(force=True)}))
 """

@@ -7,11 +7,12 @@ import logging
 import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import current_context
-from app.errors import PROBLEM_CONTENT_TYPE, ProblemError, ProblemSchema
+from app.db import check_database_ready
+from app.errors import PROBLEM_CONTENT_TYPE, ProblemSchema, problem_response
+from app.outages import OUTAGES, DatabaseUnavailable, database_fault
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +47,23 @@ class NotReadyProblemSchema(ProblemSchema):
 
 
 def _check_database() -> str:
+    """A write in a rolled-back transaction on a fresh connection, and (SQLite) enough
+    free space; the failing check's code otherwise. Logged once per outage."""
+    context = current_context()
+    min_free = context.settings.storage_min_free_mb * 1024 * 1024
     try:
-        with current_context().engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except SQLAlchemyError:
-        logger.warning("readiness: database check failed", exc_info=True)
-        return "DATABASE_UNAVAILABLE"
+        check_database_ready(context.probe_engine, context.clock(), min_free_bytes=min_free)
+    except DatabaseUnavailable as exc:  # StorageFull too
+        OUTAGES.failed("database", exc.message)
+        return exc.code
+    except SQLAlchemyError as exc:
+        fault = database_fault(exc) or DatabaseUnavailable(
+            f"the database is not usable ({type(exc).__name__})")
+        OUTAGES.failed("database", fault.message)
+        return fault.code
+    OUTAGES.recovered("database")
+    if context.checkpointer is not None:  # a quiet moment to truncate the SQLite WAL
+        context.checkpointer.maybe_checkpoint()
     return OK
 
 
@@ -78,9 +90,13 @@ class Readiness(MethodView):
         description="A dependency is not ready (code NOT_READY)",
     )
     def get(self) -> dict[str, object]:
-        """The database answers and the HSM token is present, logged in and holds the
+        """The database takes a write (in a transaction rolled back) and, on SQLite,
+        has room for more; the HSM token is present, logged in and holds the
         attribute authority's key (a real PKCS#11 round trip, reused for 1.5 s)."""
         checks = {"database": _check_database(), "hsm": _check_hsm()}
         if any(result != OK for result in checks.values()):
-            raise ProblemError(503, "NOT_READY", "Service not ready", checks=checks)
+            # Returned, not raised: a failing probe is not logged per request (each
+            # failing dependency logs its outage once).
+            return problem_response(503, "NOT_READY", "Service not ready",  # type: ignore[return-value]
+                                    checks=checks)
         return {"status": "ready", "checks": checks}
