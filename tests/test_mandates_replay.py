@@ -202,3 +202,38 @@ def test_a_credential_is_issued_to_an_enrolled_employee_and_names_them(client, a
         == "株式会社大理建設"
     assert subject.get_attributes_for_oid(NameOID.ORGANIZATION_IDENTIFIER)[0].value \
         == f"NTRJP-{a.corporate_number}"
+
+
+def test_the_same_instruction_posted_at_once_is_granted_once(client, app, world):
+    """Racing copies of one signed grant: one mandate, the others INSTRUCTION_REPLAYED
+    (PostgreSQL: the digest's primary key; SQLite: the write lock taken at BEGIN)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.mandates import Actor, MandateError, MandateService
+
+    a, yamada = world["a"], world["yamada"]
+    data = instruction(a, yamada, scope())
+    signatures = sign_instruction(a.representative, data)
+    context = app.extensions["dairi"]
+    actor = Actor("representative:test", representative_of=frozenset({a.corporate_number}))
+    racers = 4
+    start = threading.Barrier(racers)
+
+    def grant() -> str:
+        with context.session_factory() as session:
+            service = MandateService(session, context.settings, context.certificate_validator,
+                                     context.attribute_authority, context.clock)
+            start.wait()
+            try:
+                service.grant(data, signatures, grantee_certificate=yamada.certificate,
+                              grantee_person_id=yamada.person_id, actor=actor)
+                return "granted"
+            except MandateError as exc:
+                return exc.code
+
+    with ThreadPoolExecutor(racers) as pool:
+        outcomes = sorted(f.result(timeout=120) for f in [pool.submit(grant)
+                                                          for _ in range(racers)])
+    assert outcomes == ["INSTRUCTION_REPLAYED"] * (racers - 1) + ["granted"]
+    assert mandate_count(app) == 1
