@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from flask import Flask, current_app
 
+from app import edge
 from app.context import ServiceContext
 from app.db import EXTENSION_KEY, close_session, get_session
 from app.errors import ProblemError, register_error_handlers
@@ -17,9 +18,6 @@ from app.settings import Settings, load_settings
 from hsm import Hsm
 
 __all__ = ["ProblemError", "ServiceContext", "create_app", "current_context", "get_session"]
-
-# Room for the multipart envelope and form fields around the largest document.
-REQUEST_OVERHEAD_BYTES = 1024 * 1024
 
 
 def current_context() -> ServiceContext:
@@ -50,13 +48,14 @@ def create_app(settings: Settings | None = None, *, hsm: Hsm | None = None) -> F
     settings = settings or load_settings()
     app = Flask(__name__)
     app.config.update(
-        MAX_CONTENT_LENGTH=settings.max_document_bytes + REQUEST_OVERHEAD_BYTES,
         API_TITLE="dairi",
         API_VERSION=_api_version(),
         OPENAPI_VERSION="3.1.0",
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
     )
+    # First: bodies received within each endpoint's cap, security headers (app.edge).
+    edge.install(app, https=settings.public_base_url.startswith("https://"))
     app.extensions[EXTENSION_KEY] = ServiceContext(settings, hsm=hsm)
     app.teardown_appcontext(close_session)
     if settings.trusted_proxy_hops:

@@ -63,8 +63,10 @@ def serve(host: str, port: int, workers: int) -> None:
     ensure_environment(load_cli_settings())
     gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or "gunicorn"
     # No --preload: each worker imports the app and logs in to the HSM after fork.
-    argv = [gunicorn, "--workers", str(workers), "--bind", f"{host}:{port}",
-            "--access-logfile", "-", "app.wsgi:application"]
+    # app.gunicorn_conf: threaded workers with bounded reads (slow clients), the
+    # application one request at a time per worker, the control socket in data_dir.
+    argv = [gunicorn, "--config", "python:app.gunicorn_conf", "--workers", str(workers),
+            "--bind", f"{host}:{port}", "--access-logfile", "-", "app.wsgi:application"]
     os.execv(gunicorn, argv)  # noqa: S606 - fixed argv, replaces this process
 
 

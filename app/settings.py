@@ -43,6 +43,11 @@ class Settings:
     tsa_timeout_seconds: int  # one time-stamp request to tsa_url, in seconds
     trust_dir: Path
     max_document_bytes: int
+    # The served process (app.gunicorn_conf): a client silent this long while sending a
+    # request or taking an answer is dropped, and a request's headers and body must
+    # have arrived this long after the server began reading it (slow clients, 9.6).
+    http_idle_timeout_seconds: int
+    http_receive_timeout_seconds: int
     default_key_algorithm: KeyAlgorithm
     # identity (DESIGN §4)
     allow_test_cards: bool
@@ -184,6 +189,8 @@ def load_settings(
         tsa_timeout_seconds=_int(raw, "tsa_timeout_seconds", 1, 300),
         trust_dir=_path(str(raw["trust_dir"]), base_dir),
         max_document_bytes=max_bytes,
+        http_idle_timeout_seconds=_int(raw, "http_idle_timeout_seconds", 1, 3600),
+        http_receive_timeout_seconds=_int(raw, "http_receive_timeout_seconds", 1, 3600),
         default_key_algorithm=algorithm,
         allow_test_cards=_bool(raw["allow_test_cards"]),
         revocation_mode=revocation_mode,

@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app import current_context
 from app.db import check_database_ready
+from app.edge import lock_free
 from app.errors import PROBLEM_CONTENT_TYPE, ProblemSchema, problem_response
 from app.outages import OUTAGES, DatabaseUnavailable, database_fault
 
@@ -73,6 +74,7 @@ def _check_hsm() -> str:
 
 
 @blp.route("/healthz")
+@lock_free  # answers while this process runs a slow request (app.edge)
 class Liveness(MethodView):
     @blp.response(200, HealthSchema)
     def get(self) -> dict[str, str]:

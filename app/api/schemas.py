@@ -87,12 +87,9 @@ def corporate_number_field(**kwargs: Any) -> ma.fields.String:
         CORPORATE_NUMBER, error="A 法人番号 is 13 digits."), **kwargs)
 
 
-def guard_json_body(limit: int = SMALL_BODY_BYTES) -> None:
-    """``before_request`` for JSON APIs: a body must be JSON and at most ``limit`` bytes."""
-    request.max_content_length = limit
-    if request.content_length is not None and request.content_length > limit:
-        raise ProblemError(413, "PAYLOAD_TOO_LARGE",
-                           detail=f"bodies here are at most {limit} bytes")
+def guard_json_body() -> None:
+    """``before_request`` for JSON APIs: a body must be JSON. Its size was capped before
+    (``app.edge``: DEFAULT_BODY_BYTES, for any transfer encoding)."""
     has_body = bool(request.content_length) or "chunked" in request.headers.get(
         "Transfer-Encoding", "")
     if request.method in {"POST", "PUT", "PATCH"} and has_body and not request.is_json:
