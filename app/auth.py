@@ -20,6 +20,7 @@ from cryptography import x509
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from app.audit_log import AuditLog
 from app.identity_models import (
     AccessToken,
     ApiClient,
@@ -30,9 +31,11 @@ from app.identity_models import (
     PersonStatus,
     Role,
 )
+from app.person_identity import bind_signing_certificate, enrolled_digest
 from app.ratelimit import RateLimited, enforce
 from app.settings import Settings
 from dairi import DairiError
+from hsm import Hsm
 from identity.profiles import CertificateKind, certificate_kind
 from identity.proof import Challenge, verify_possession
 from identity.trust import TrustPurpose
@@ -79,14 +82,19 @@ class IssuedClient:
 
 
 class AuthService:
-    """Challenges, logins and tokens against one database session."""
+    """Challenges, logins and tokens against one database session.
+
+    ``hsm`` computes identity digests (enrolment, and the upgrade of a person
+    enrolled before digests were kept, at login); token checks do not need it.
+    """
 
     def __init__(self, session: Session, settings: Settings, validator: CertificateValidator,
-                 clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], datetime], *, hsm: Hsm | None = None) -> None:
         self.session = session
         self.settings = settings
         self.validator = validator
         self.clock = clock
+        self.hsm = hsm
 
     # -- challenges -----------------------------------------------------------
 
@@ -185,9 +193,19 @@ class AuthService:
     def check_signing_certificate(self, person: Person) -> None:
         """The enrolled signing certificate must still stand: revoked for
         ``affiliationChanged`` (or expired) means the card was reissued or the
-        four items changed, so the person must re-enrol (``REENROLL_REQUIRED``)."""
+        four items changed, so the person must re-enrol (``REENROLL_REQUIRED``).
+
+        Checked from the row's status reference (issuer, serial, where its status
+        is published), not from the certificate, which is not kept. A row enrolled
+        before that validates its stored certificate once and is upgraded: digest
+        and reference recorded, the certificate dropped unless keep_personal_data.
+        """
         try:
-            self.validator.validate_now(person.signing_certificate_der, TrustPurpose.JPKI_SIGN)
+            if person.signing_certificate_status_ref is not None:
+                self.validator.check_status_now(person.signing_certificate_status_ref,
+                                                TrustPurpose.JPKI_SIGN)
+            else:
+                self._upgrade_enrolment(person)
         except CertificateRefused as exc:
             if exc.code in {"REENROLL_REQUIRED", "CERTIFICATE_EXPIRED"}:
                 person.status = PersonStatus.REENROLL_REQUIRED.value
@@ -196,6 +214,17 @@ class AuthService:
                                 f"({exc.code}); enrol again with the new card",
                                 "REENROLL_REQUIRED") from exc
             raise
+
+    def _upgrade_enrolment(self, person: Person) -> None:
+        """Give a person enrolled before migration 0005 a digest and a status reference
+        from the stored signing certificate (validated now; raises its refusal)."""
+        assert self.hsm is not None and person.signing_certificate_der is not None
+        signed = self.validator.validate_now(person.signing_certificate_der,
+                                             TrustPurpose.JPKI_SIGN)
+        digest = enrolled_digest(self.hsm, person)
+        assert digest is not None  # computed from the certificate just validated
+        bind_signing_certificate(person, signed, digest,
+                                 keep_personal_data=self.settings.keep_personal_data)
 
     def _representative_token(self, validated: ValidatedCertificate) -> IssuedToken:
         corporation = validated.corporation
@@ -214,17 +243,18 @@ class AuthService:
         return self._issue_token(corporate_number=corporation.corporate_number,
                                  name=corporation.representative_name or "",
                                  title=corporation.representative_title,
-                                 certificate_sha256=validated.sha256)
+                                 certificate_sha256=validated.sha256,
+                                 certificate_der=validated.der)
 
     def _issue_token(self, *, certificate_sha256: str, name: str, person_id: str | None = None,
-                     corporate_number: str | None = None, title: str | None = None
-                     ) -> IssuedToken:
+                     corporate_number: str | None = None, title: str | None = None,
+                     certificate_der: bytes | None = None) -> IssuedToken:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         now = self.clock()
         row = AccessToken(
             token_sha256=sha256_hex(token), person_id=person_id,
             corporate_number=corporate_number, name=name, title=title,
-            certificate_sha256=certificate_sha256, issued_at=now,
+            certificate_sha256=certificate_sha256, certificate_der=certificate_der, issued_at=now,
             expires_at=now + timedelta(seconds=self.settings.access_token_seconds),
         )
         self.session.add(row)
@@ -234,9 +264,12 @@ class AuthService:
     # -- tokens and clients -----------------------------------------------------
 
     def token(self, presented: str) -> AccessToken:
-        """The live token row for a presented bearer token.
+        """The live token row for a presented bearer token, whose certificate still stands.
 
-        Raises ``TOKEN_INVALID`` (unknown or revoked) or ``TOKEN_EXPIRED``.
+        Raises ``TOKEN_INVALID`` (unknown, revoked, or its certificate no longer the
+        enrolled one), ``TOKEN_EXPIRED``, ``CERTIFICATE_REVOKED`` (see
+        :meth:`check_token_certificate`), or lets ``REVOCATION_STATUS_UNAVAILABLE``
+        through (:class:`CertificateRefused`, a 503: the status cannot be vouched for).
         """
         row = self.session.scalar(
             select(AccessToken).where(AccessToken.token_sha256 == sha256_hex(presented)))
@@ -244,7 +277,46 @@ class AuthService:
             raise AuthError("the access token is not valid", "TOKEN_INVALID")
         if row.expires_at <= self.clock():
             raise AuthError("the access token has expired; log in again", "TOKEN_EXPIRED")
+        self.check_token_certificate(row)
         return row
+
+    def check_token_certificate(self, row: AccessToken) -> None:
+        """A token lives only as long as the certificate that earned it: a person's
+        must still be the enrolled authentication certificate, a representative's
+        registration certificate (kept on the row) must still validate. Checked
+        through the validator's cache, so a revocation ends the token at most
+        ``revocation_cache_seconds`` after it is published (or at the revocation
+        data's nextUpdate, if sooner); the token is then revoked (audited) and
+        later uses are plain ``TOKEN_INVALID``, with no revocation check.
+
+        Raises ``CERTIFICATE_REVOKED`` (the certificate is revoked) or
+        ``TOKEN_INVALID`` (any other refusal, or a token from before this binding).
+        """
+        if row.person_id is not None:
+            person = self.session.get(Person, row.person_id)
+            bound = person is not None and person.auth_certificate_sha256 == row.certificate_sha256
+            der = person.auth_certificate_der if person is not None and bound else None
+            purpose = TrustPurpose.JPKI_AUTH
+        else:
+            der, purpose = row.certificate_der, TrustPurpose.REGISTRAR
+        if der is None:
+            raise AuthError("the access token's certificate is not the enrolled one; "
+                            "log in again", "TOKEN_INVALID")
+        try:
+            self.validator.validate_now(der, purpose)
+        except CertificateRefused as exc:
+            if exc.code == "REVOCATION_STATUS_UNAVAILABLE":
+                raise
+            self.revoke_token(row)
+            AuditLog(self.session).append(
+                "auth:token:revoked", actor="service", subject=row.id,
+                principal=row.corporate_number,
+                details={"reason": exc.code, "certificate_sha256": row.certificate_sha256})
+            self.session.commit()
+            code = "CERTIFICATE_REVOKED" if exc.code in {"CERTIFICATE_REVOKED",
+                                                         "REENROLL_REQUIRED"} else "TOKEN_INVALID"
+            raise AuthError("the certificate that earned this access token is no longer "
+                            f"valid ({exc.code}); log in again", code) from None
 
     def revoke_token(self, row: AccessToken) -> None:
         row.revoked_at = self.clock()

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from app.audit_log import AuditLog
 from app.cli_support import coded_errors, load_cli_settings, service_context
 from app.identity_models import Person, Role, RoleAssignment
+from app.person_identity import bind_signing_certificate, identity_digest
 from identity.inspect import load_certificate
 from identity.trust import TrustPurpose
 
@@ -48,9 +49,10 @@ def admin_create(auth_cert: Path, sign_cert: Path) -> None:
         if person is None:
             person = Person(name=signed.personal_data.name,
                             auth_certificate_sha256=authenticated.sha256,
-                            auth_certificate_der=authenticated.der,
-                            signing_certificate_sha256=signed.sha256,
-                            signing_certificate_der=signed.der)
+                            auth_certificate_der=authenticated.der)
+            bind_signing_certificate(
+                person, signed, identity_digest(context.hsm, signed.personal_data),
+                keep_personal_data=context.settings.keep_personal_data)
             session.add(person)
             session.flush()
         held = session.scalar(select(RoleAssignment).where(

@@ -59,7 +59,15 @@ class Corporation(Base):
 class Person(Base):
     """Someone enrolled with a My Number Card: bound to one JPKI authentication
     certificate (used at every login) and the signing certificate that proved
-    the four basic items. Only the name is kept unless configured otherwise."""
+    the four basic items.
+
+    Only the name is kept unless ``keep_personal_data`` is set: of the signing
+    certificate (whose subjectAltName holds address, birth date and sex) the row
+    keeps its hash, issuer, serial, validity and a redacted status reference
+    (:meth:`identity.validation.ValidatedCertificate.status_reference`), and of the
+    four items only a keyed digest (HMAC-SHA256 with a key held in the HSM) with
+    which a reissued card is compared. Rows enrolled before migration 0005 hold
+    the certificate and no digest until their next login or re-bind."""
 
     __tablename__ = "people"
     __table_args__ = (CheckConstraint(_in("status", PersonStatus), name="status"),)
@@ -70,7 +78,16 @@ class Person(Base):
     auth_certificate_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     auth_certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
     signing_certificate_sha256: Mapped[str] = mapped_column(String(64), index=True)
-    signing_certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
+    # The whole certificate only when keep_personal_data is set (and on legacy rows).
+    signing_certificate_der: Mapped[bytes | None] = mapped_column(LargeBinary)
+    signing_certificate_issuer: Mapped[str | None] = mapped_column(Text)
+    signing_certificate_serial: Mapped[str | None] = mapped_column(String(64))  # hex
+    signing_certificate_not_before: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    signing_certificate_not_after: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    signing_certificate_status_ref: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # HMAC-SHA256 (hex) of the four basic items, and the CKA_ID (hex) of its HSM key.
+    identity_digest: Mapped[str | None] = mapped_column(String(64))
+    identity_key_id: Mapped[str | None] = mapped_column(String(64))
     # JSON of address, birth date and sex; only when keep_personal_data is set.
     personal_data: Mapped[str | None] = mapped_column(Text)
     enrolled_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
@@ -150,7 +167,9 @@ class AuthChallenge(Base):
 class AccessToken(Base):
     """A bearer token from a login, bound to the person (or representative) and the
     certificate that proved it. Roles are worked out per request, so a revoked
-    role or employment takes effect at once."""
+    role or employment takes effect at once; the certificate is re-validated
+    (through the validator's cache) at every use, so a revocation ends the token
+    within ``revocation_cache_seconds``."""
 
     __tablename__ = "access_tokens"
 
@@ -163,6 +182,9 @@ class AccessToken(Base):
     name: Mapped[str] = mapped_column(String(200))
     title: Mapped[str | None] = mapped_column(String(100))
     certificate_sha256: Mapped[str] = mapped_column(String(64))
+    # A representative's registration certificate (it carries no JPKI personal
+    # data); a person's token is checked against the person's enrolled certificate.
+    certificate_der: Mapped[bytes | None] = mapped_column(LargeBinary)
     issued_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -267,9 +267,11 @@ class MandateService:
 
     def _validate(self, der: bytes, purpose: TrustPurpose, what: str,
                   intermediates: Iterable[bytes] = ()) -> RegisteredCorporation | None:
+        """Validate a grant's certificate with revocation checked fresh: a grant is
+        never judged from the login cache (issue 9 item 5)."""
         try:
-            return self.validator.validate_now(der, purpose,
-                                               intermediates=intermediates).corporation
+            return self.validator.validate_now(der, purpose, intermediates=intermediates,
+                                               fresh=True).corporation
         except CertificateRefused as exc:
             raise CertificateRefused(f"{what}: {exc.message}", exc.code, reason=exc.reason,
                                      revocation_source=exc.revocation_source) from None

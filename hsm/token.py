@@ -43,6 +43,20 @@ PUBLIC_KEY_TEMPLATE = {
     Attribute.ENCRYPT: False,
     Attribute.WRAP: False,
 }
+# A secret (HMAC) key: kept in the token, never readable, good only for MACs.
+SECRET_KEY_TEMPLATE = {
+    Attribute.TOKEN: True,
+    Attribute.PRIVATE: True,
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: False,
+    Attribute.SIGN: True,
+    Attribute.VERIFY: True,
+    Attribute.ENCRYPT: False,
+    Attribute.DECRYPT: False,
+    Attribute.WRAP: False,
+    Attribute.UNWRAP: False,
+    Attribute.DERIVE: False,
+}
 
 
 def digest_info(digest: bytes, hash_algorithm: str) -> bytes:
@@ -253,3 +267,39 @@ class Hsm:
             raise UnsupportedScheme(f"unsupported hash {hash_algorithm}")
         return self.sign_digest(ref, _HASHES[hash_algorithm](data).digest(),
                                 hash_algorithm=hash_algorithm, scheme=scheme)
+
+    # -- secret keys (HMAC) ---------------------------------------------------
+
+    def secret_key_id(self, label: str) -> str:
+        """The CKA_ID (hex) of the HMAC key labelled ``label``, generated on first need.
+
+        The key is a 256-bit ``CKK_GENERIC_SECRET`` generated inside the token (see
+        :data:`SECRET_KEY_TEMPLATE`: a token object, sensitive, never extractable,
+        usable only for ``CKM_SHA256_HMAC``). Processes that create it at the same
+        moment may leave several keys under the label; every one stays usable by its
+        id and the smallest id is the one answered, so all processes settle on it.
+        """
+        with self._session() as session:
+            ids = self._secret_key_ids(session, label)
+            if not ids:
+                session.generate_key(KeyType.GENERIC_SECRET, 256, id=secrets.token_bytes(16),
+                                     label=label, store=True, template=SECRET_KEY_TEMPLATE,
+                                     mechanism=Mechanism.GENERIC_SECRET_KEY_GEN)
+                ids = self._secret_key_ids(session, label)
+        return min(ids).hex()
+
+    @staticmethod
+    def _secret_key_ids(session: pkcs11.Session, label: str) -> list[bytes]:
+        return [bytes(key[Attribute.ID]) for key in session.get_objects(
+            {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: label})]
+
+    def hmac_sha256(self, label: str, key_id: str, data: bytes) -> bytes:
+        """HMAC-SHA256 of ``data`` computed inside the token with the secret key
+        (``label``, ``key_id``); raises :class:`KeyNotFound` when it is not there."""
+        with self._session() as session:
+            try:
+                key = session.get_key(object_class=ObjectClass.SECRET_KEY,
+                                      id=bytes.fromhex(key_id), label=label)
+            except (pkcs11.NoSuchKey, pkcs11.MultipleObjectsReturned) as exc:
+                raise KeyNotFound(f"no secret key {label}/{key_id} on the token") from exc
+            return bytes(key.sign(data, mechanism=Mechanism.SHA256_HMAC))

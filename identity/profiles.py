@@ -10,6 +10,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import date
 
+import rfc8785
 from asn1crypto import core, parser, x509
 
 from dairi import DairiError
@@ -251,3 +252,23 @@ def registered_corporation(cert: x509.Certificate) -> RegisteredCorporation:
         registrar=registrar,
         policies=policies,
     )
+
+
+BASIC_ITEMS_TYPE = "dairi-jpki-basic-items/1"
+
+
+def basic_items_document(data: JpkiPersonalData) -> bytes:
+    """The four basic items (name, birth date, sex, address) as canonical bytes (RFC
+    8785 JSON): what a keyed digest is taken over, so that a reissued card can be
+    compared with the enrolled one without keeping the items. The name is taken
+    without its spaces, as dairi compares names everywhere.
+
+    The result is personal data: hash it, never store or log it.
+    """
+    return rfc8785.dumps({
+        "type": BASIC_ITEMS_TYPE,
+        "name": "".join(data.name.split()),
+        "birth_date": data.birth_date.value.isoformat() if data.birth_date else None,
+        "sex": data.sex,
+        "address": data.address,
+    })

@@ -14,15 +14,20 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from asn1crypto import core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509 as crypto_x509
 from pyhanko_certvalidator import CertificateValidator as _PathValidator
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator import errors as pv
 from pyhanko_certvalidator import validate as _pkix
+from pyhanko_certvalidator._state import ValProcState
+from pyhanko_certvalidator.authority import CertTrustAnchor
 from pyhanko_certvalidator.fetchers.api import FetcherBackend
+from pyhanko_certvalidator.path import ValidationPath
+from pyhanko_certvalidator.util import ConsList
 
 from dairi import DairiError
 from identity import profiles
@@ -96,6 +101,74 @@ class ValidatedCertificate:
     corporation: profiles.RegisteredCorporation | None
     validated_at: datetime
     test_card: bool = False  # accepted under the JPKI test-card policy
+
+    def status_reference(self) -> bytes:
+        """What :meth:`CertificateValidator.check_status` needs to tell later whether
+        this certificate still stands, without the certificate's personal data.
+
+        DER ``SEQUENCE OF Certificate``: first this certificate redacted — serial,
+        issuer, validity and public key kept; subject emptied; of the extensions
+        only those that say where its status is published and which issuer key
+        signed it (authorityKeyIdentifier, authorityInfoAccess,
+        cRLDistributionPoints, freshestCRL); no signature — then the CA
+        certificates between it and the anchor, issuer first.
+        """
+        leaf = _redacted(asn1_x509.Certificate.load(self.der))
+        cas = [asn1_x509.Certificate.load(der) for der in self.path[1:-1]]
+        return _Certificates([leaf, *cas]).dump()
+
+
+@dataclass(frozen=True)
+class CertificateStatus:
+    """A status reference found good (within validity, not revoked) at ``checked_at``."""
+
+    serial_number: int
+    issuer: str
+    checked_at: datetime
+
+
+class _Certificates(core.SequenceOf):
+    _child_spec = asn1_x509.Certificate
+
+
+# What a redacted certificate keeps: where its status is published and which issuer
+# key signed it. Nothing that names or describes the holder.
+_STATUS_EXTENSIONS = frozenset({"authority_key_identifier", "authority_information_access",
+                                "crl_distribution_points", "freshest_crl"})
+
+
+def _redacted(cert: asn1_x509.Certificate) -> asn1_x509.Certificate:
+    tbs = cert["tbs_certificate"]
+    kept = [ext for ext in tbs["extensions"] if ext["extn_id"].native in _STATUS_EXTENSIONS]
+    return asn1_x509.Certificate({
+        "tbs_certificate": {
+            "version": tbs["version"].native,
+            "serial_number": tbs["serial_number"].native,
+            "signature": tbs["signature"].copy(),
+            "issuer": tbs["issuer"].copy(),
+            "validity": tbs["validity"].copy(),
+            "subject": asn1_x509.Name.build({}),
+            "subject_public_key_info": tbs["subject_public_key_info"].copy(),
+            "extensions": [ext.copy() for ext in kept],
+        },
+        "signature_algorithm": cert["signature_algorithm"].copy(),
+        "signature_value": b"",
+    })
+
+
+def load_status_reference(reference: bytes) -> list[asn1_x509.Certificate]:
+    """The certificates of a status reference (redacted leaf first); raises
+    ``CERTIFICATE_MALFORMED`` when it is not one."""
+    try:
+        certs = list(_Certificates.load(bytes(reference), strict=True))
+        for cert in certs:
+            _ = (cert.issuer.human_friendly, cert.serial_number, cert.not_valid_after,
+                 cert.authority_key_identifier, cert.ocsp_urls, cert.crl_distribution_points)
+    except (ValueError, TypeError) as exc:
+        raise CertificateRefused("the status reference is not DER", MALFORMED) from exc
+    if not certs:
+        raise CertificateRefused("the status reference is empty", MALFORMED)
+    return certs
 
 
 @dataclass(frozen=True)
@@ -229,27 +302,56 @@ class CertificateValidator:
         self._clock = clock
         self._max_age = cache_max_age
         self._lock = threading.Lock()
-        self._cache: dict[tuple[bytes, TrustPurpose], tuple[datetime, ValidatedCertificate]] = {}
+        # (sha256 of the DER, or b"status:" + sha256 of a status reference; purpose)
+        self._cache: dict[tuple[bytes, TrustPurpose],
+                          tuple[datetime, ValidatedCertificate | CertificateStatus]] = {}
 
     def validate_now(self, certificate_der: bytes, purpose: TrustPurpose, *,
                      intermediates: Iterable[bytes] = (),
-                     at: datetime | None = None) -> ValidatedCertificate:
-        """:meth:`validate` from synchronous code (no running event loop)."""
-        return asyncio.run(self.validate(certificate_der, purpose,
-                                         intermediates=intermediates, at=at))
+                     at: datetime | None = None, fresh: bool = False) -> ValidatedCertificate:
+        """:meth:`validate` from synchronous code (no running event loop).
+
+        A cached verdict is returned without starting an event loop: this is what
+        every request with an access token pays.
+        """
+        if at is None and not fresh:
+            hit = self._cached((hashlib.sha256(certificate_der).digest(), TrustPurpose(purpose)))
+            if hit is not None:
+                return hit
+        return asyncio.run(self.validate(certificate_der, purpose, intermediates=intermediates,
+                                         at=at, fresh=fresh))
 
     async def validate(self, certificate_der: bytes, purpose: TrustPurpose, *,
                        intermediates: Iterable[bytes] = (),
-                       at: datetime | None = None) -> ValidatedCertificate:
+                       at: datetime | None = None, fresh: bool = False) -> ValidatedCertificate:
         """Validate ``certificate_der`` for ``purpose`` now (or at ``at``, never cached).
+
+        A good verdict is cached until the earliest of ``cache_max_age``, the
+        certificate's notAfter and the nextUpdate of the revocation data seen.
+        ``fresh=True`` asks the revocation sources again whatever the cache holds
+        (grants and signatures use it) and caches the new verdict. A refusal is
+        never cached and drops the certificate's cached good verdict (an unreachable
+        revocation source tells nothing new, so it drops nothing).
 
         Raises :class:`CertificateRefused` (or the profile's coded error's code).
         """
         purpose = TrustPurpose(purpose)
         cert = _load(certificate_der)
         key = (hashlib.sha256(certificate_der).digest(), purpose)
-        if at is None and (hit := self._cached(key)) is not None:
+        if at is None and not fresh and (hit := self._cached(key)) is not None:
             return hit
+        try:
+            return await self._validate(cert, certificate_der, key, purpose,
+                                        intermediates=intermediates, at=at)
+        except CertificateRefused as exc:
+            if at is None and exc.code != REVOCATION_UNAVAILABLE:
+                self._forget(key)  # known bad now: no earlier good answer may be served
+            raise
+
+    async def _validate(self, cert: asn1_x509.Certificate, certificate_der: bytes,
+                        key: tuple[bytes, TrustPurpose], purpose: TrustPurpose, *,
+                        intermediates: Iterable[bytes], at: datetime | None
+                        ) -> ValidatedCertificate:
         profile = _PROFILES[purpose]
         test_card = self._check_policy(cert, purpose, profile)
         anchors = self._trust.anchors_for(purpose)
@@ -258,13 +360,7 @@ class CertificateValidator:
                                      ISSUER_UNKNOWN)
         others = [_load(d, "an intermediate certificate") for d in intermediates]
         moment = at or self._clock()
-        context = ValidationContext(
-            trust_roots=[asn1_x509.Certificate.load(a) for a in anchors],
-            other_certs=others, moment=moment, time_tolerance=CLOCK_TOLERANCE,
-            allow_fetching=not self._offline, fetcher_backend=self._backend,
-            crls=list(self._crls() if callable(self._crls) else self._crls),
-            revocation_mode="require",
-        )
+        context = self._context([asn1_x509.Certificate.load(a) for a in anchors], others, moment)
         try:
             path = await _PathValidator(cert, others, context).async_validate_path()
         except pv.ValidationError as exc:
@@ -294,6 +390,102 @@ class CertificateValidator:
             self._store(key, result, min([moment + self._max_age, result.not_after,
                                           *_next_updates(context)]))
         return result
+
+    def _context(self, anchors: list[asn1_x509.Certificate],
+                 others: list[asn1_x509.Certificate], moment: datetime) -> ValidationContext:
+        """A validation context: revocation required, fetched online or offline CRLs."""
+        return ValidationContext(
+            trust_roots=anchors, other_certs=others, moment=moment,
+            time_tolerance=CLOCK_TOLERANCE, allow_fetching=not self._offline,
+            fetcher_backend=self._backend,
+            crls=list(self._crls() if callable(self._crls) else self._crls),
+            revocation_mode="require",
+        )
+
+    # -- status by reference (no certificate kept) ---------------------------------
+
+    def check_status_now(self, reference: bytes, purpose: TrustPurpose, *,
+                         fresh: bool = False) -> CertificateStatus:
+        """:meth:`check_status` from synchronous code (no running event loop)."""
+        if not fresh:
+            hit = self._cached(self._status_key(reference, TrustPurpose(purpose)))
+            if hit is not None:
+                return hit
+        return asyncio.run(self.check_status(reference, purpose, fresh=fresh))
+
+    async def check_status(self, reference: bytes, purpose: TrustPurpose, *,
+                           fresh: bool = False) -> CertificateStatus:
+        """Whether a certificate validated earlier for ``purpose`` still stands, from
+        its :meth:`ValidatedCertificate.status_reference` alone: its issuer is still
+        an anchor of the purpose, it (and each CA certificate between) is within its
+        validity now, and the issuer's OCSP responder or CRL — the same sources and
+        rules as :meth:`validate`, revocation required — does not list it revoked.
+        Signatures, policy and key usage were checked when it was validated and
+        cannot change. Cached like :meth:`validate` (``fresh`` likewise).
+
+        The revocation check is pyhanko-certvalidator's own (``_check_revocation``,
+        pinned with 0.33): OCSP and CRL answers are about (issuer, serial), so a
+        redacted certificate asks exactly what the whole one would.
+
+        Raises :class:`CertificateRefused`: ``CERTIFICATE_MALFORMED``,
+        ``CERTIFICATE_ISSUER_UNKNOWN``, ``CERTIFICATE_EXPIRED``,
+        ``CERTIFICATE_NOT_YET_VALID``, ``CERTIFICATE_REVOKED`` (``REENROLL_REQUIRED``
+        for a JPKI signing certificate revoked for affiliationChanged) or
+        ``REVOCATION_STATUS_UNAVAILABLE``.
+        """
+        purpose = TrustPurpose(purpose)
+        key = self._status_key(reference, purpose)
+        if not fresh and (hit := self._cached(key)) is not None:
+            return hit
+        try:
+            return await self._check_status(reference, purpose, key)
+        except CertificateRefused as exc:
+            if exc.code != REVOCATION_UNAVAILABLE:
+                self._forget(key)
+            raise
+
+    async def _check_status(self, reference: bytes, purpose: TrustPurpose,
+                            key: tuple[bytes, TrustPurpose]) -> CertificateStatus:
+        leaf, *cas = load_status_reference(reference)
+        top = cas[-1] if cas else leaf
+        anchor = next((a for a in map(asn1_x509.Certificate.load,
+                                      self._trust.anchors_for(purpose))
+                       if a.subject == top.issuer and top.authority_key_identifier
+                       in (None, a.key_identifier)), None)
+        if anchor is None:
+            raise CertificateRefused(f"the issuer is not a {purpose} trust anchor",
+                                     ISSUER_UNKNOWN)
+        moment = self._clock()
+        chain = [*reversed(cas), leaf]  # from the anchor down, as RFC 5280 walks a path
+        for cert in chain:
+            which = "the certificate" if cert is leaf else "a CA certificate"
+            if moment > cert.not_valid_after + CLOCK_TOLERANCE:
+                raise CertificateRefused(
+                    f"{which} expired {cert.not_valid_after:%Y-%m-%d %H:%M:%SZ}", EXPIRED)
+            if moment < cert.not_valid_before - CLOCK_TOLERANCE:
+                raise CertificateRefused(
+                    f"{which} is not valid until {cert.not_valid_before:%Y-%m-%d %H:%M:%SZ}",
+                    NOT_YET_VALID)
+        context = self._context([anchor], list(cas), moment)
+        path = ValidationPath(CertTrustAnchor(anchor), interm=list(reversed(cas)), leaf=leaf)
+        try:
+            for index, cert in enumerate(chain, start=1):
+                state = ValProcState(cert_path_stack=ConsList.sing(path), init_index=index)
+                await _pkix._check_revocation(cert, context, path, state)
+        except pv.ValidationError as exc:
+            refusal = self._refusal(exc, leaf, purpose)
+            refusal.detail = _scrub(str(exc), leaf)
+            raise refusal from None
+        finally:
+            await context.aclose()
+        result = CertificateStatus(leaf.serial_number, leaf.issuer.human_friendly, moment)
+        self._store(key, result, min([moment + self._max_age, leaf.not_valid_after,
+                                      *_next_updates(context)]))
+        return result
+
+    @staticmethod
+    def _status_key(reference: bytes, purpose: TrustPurpose) -> tuple[bytes, TrustPurpose]:
+        return (b"status:" + hashlib.sha256(reference).digest(), purpose)
 
     def _check_policy(self, cert: asn1_x509.Certificate, purpose: TrustPurpose,
                       profile: _Profile) -> bool:
@@ -342,13 +534,17 @@ class CertificateValidator:
             return CertificateRefused(f"no path to a {purpose} trust anchor", ISSUER_UNKNOWN)
         return CertificateRefused(f"path validation failed: {_scrub(str(exc), cert)}", INVALID)
 
-    def _cached(self, key: tuple[bytes, TrustPurpose]) -> ValidatedCertificate | None:
+    def _cached(self, key: tuple[bytes, TrustPurpose]) -> Any:
         with self._lock:
             hit = self._cache.get(key)
         return hit[1] if hit is not None and self._clock() < hit[0] else None
 
-    def _store(self, key: tuple[bytes, TrustPurpose], result: ValidatedCertificate,
-               expires_at: datetime) -> None:
+    def _forget(self, key: tuple[bytes, TrustPurpose]) -> None:
+        with self._lock:
+            self._cache.pop(key, None)
+
+    def _store(self, key: tuple[bytes, TrustPurpose],
+               result: ValidatedCertificate | CertificateStatus, expires_at: datetime) -> None:
         if self._max_age <= timedelta(0):
             return
         now = self._clock()

@@ -79,7 +79,7 @@ def card_proof(args: dict[str, Any]) -> CardProof:
 def _service() -> AuthService:
     context = current_context()
     return AuthService(get_session(), context.settings, context.certificate_validator,
-                       context.clock)
+                       context.clock, hsm=context.hsm)
 
 
 def client_keys() -> list[str]:

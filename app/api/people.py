@@ -37,7 +37,7 @@ CORPORATION = "corporate_number"
 def _services() -> tuple[AuthService, EnrolmentService]:
     context = current_context()
     auth = AuthService(get_session(), context.settings, context.certificate_validator,
-                       context.clock)
+                       context.clock, hsm=context.hsm)
     return auth, EnrolmentService(get_session(), context.settings, auth, context.clock)
 
 
@@ -213,11 +213,19 @@ def list_employees(args: dict[str, Any], corporate_number: str) -> dict[str, Any
 @blp.arguments(InvitationRequestSchema)
 @blp.response(201, InvitationSchema)
 def invite(args: dict[str, Any], corporate_number: str) -> dict[str, Any]:
-    """Invite an employee to enrol for the corporation, or to re-bind a reissued card."""
+    """Invite an employee to enrol for the corporation, or to re-bind a reissued card
+    (never a holder of an administrator or auditor role: ``REBIND_NOT_PERMITTED``)."""
     _, enrolment = _services()
-    issued = enrolment.invite(corporate_number, args.get("name", ""),
-                              created_by=current_caller().actor,
-                              person_id=args.get("person_id"))
+    try:
+        issued = enrolment.invite(corporate_number, args.get("name", ""),
+                                  created_by=current_caller().actor,
+                                  person_id=args.get("person_id"))
+    except DairiError as exc:
+        get_session().rollback()
+        record_refusal(current_context().session_factory, "enrolment:invitation:refused",
+                       actor=current_caller().actor, code=exc.code, principal=corporate_number,
+                       subject=args.get("person_id"))
+        raise
     get_session().commit()
     row = issued.row
     return {"id": row.id, "code": issued.code, "corporate_number": row.corporate_number,
