@@ -26,6 +26,7 @@ not in a path shared by every gunicorn of the user (issue 9.15).
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import socket
 import threading
@@ -125,29 +126,74 @@ class ClientSocket(socket.socket):
             raise ClientTooSlow() from exc
 
 
-class AppLock:
-    """The lock a worker's application runs under; knows since when it is held."""
+def _nothing() -> None:
+    return None
 
-    def __init__(self) -> None:
+
+class AppLock:
+    """The lock a worker's application runs under; knows since when it is held and
+    tells ``started``/``finished`` (called with the lock held) when it is taken and let go."""
+
+    def __init__(self, started: Callable[[], None] = _nothing,
+                 finished: Callable[[], None] = _nothing) -> None:
         self._lock = threading.Lock()
+        self._started = started
+        self._finished = finished
         self.held_since: float | None = None
 
     def __enter__(self) -> AppLock:
         self._lock.acquire()
         self.held_since = time.monotonic()
+        self._started()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.held_since = None
-        self._lock.release()
+        try:
+            self._finished()
+        finally:
+            self._lock.release()
+
+
+# How many workers' applications are running a request right now; made here, in the
+# arbiter, and shared by the workers it forks. A worker killed mid-request leaves it
+# one too high, which only makes workers keep accepting (see BoundedThreadWorker).
+_busy_workers = multiprocessing.Value("i", 0)
 
 
 class BoundedThreadWorker(ThreadWorker):
-    """gunicorn's threaded worker with bounded connections and a serialised application."""
+    """gunicorn's threaded worker with bounded connections and a serialised application.
+
+    Like a sync worker, a worker whose application is busy takes no new connection
+    while another worker is idle: new requests go to the idle one instead of waiting
+    behind a slow request. The last worker to become busy keeps accepting, so that
+    the liveness probe (``lock_free``) is answered even then.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.app_lock = AppLock()
+        self._accept_paused = False
+        self.app_lock = AppLock(self._application_started, self._application_finished)
+
+    def _application_started(self) -> None:
+        with _busy_workers.get_lock():
+            _busy_workers.value += 1
+            another_is_idle = _busy_workers.value < self.cfg.workers
+        if another_is_idle:
+            self.method_queue.defer(self._pause_accepting, True)
+
+    def _application_finished(self) -> None:
+        with _busy_workers.get_lock():
+            _busy_workers.value -= 1
+        self.method_queue.defer(self._pause_accepting, False)
+
+    def _pause_accepting(self, paused: bool) -> None:
+        """On the event loop: (stop) taking new connections."""
+        self._accept_paused = paused
+        self.set_accept_enabled(self.nr_conns < self.worker_connections)
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        super().set_accept_enabled(enabled and self.alive and not self._accept_paused)
 
     def load_wsgi(self) -> None:
         super().load_wsgi()

@@ -10,6 +10,7 @@ the test stays short; the code path is the production one.
 
 from __future__ import annotations
 
+import base64
 import io
 import socket
 import threading
@@ -19,10 +20,13 @@ import pytest
 import requests
 from gunicorn.config import Config
 from gunicorn.workers.workertmp import WorkerTmp
+from helpers_auth import new_corporation, proof
+from helpers_responders import Responder
 from live_server import LiveServer
 
 from app.edge import SERIALISE_KEY
 from app.gunicorn_conf import AppLock, BoundedThreadWorker
+from devpki import DevPki
 
 IDLE_SECONDS = 4
 RECEIVE_SECONDS = 6
@@ -196,3 +200,43 @@ def test_the_heartbeat_reports_when_the_running_request_started():
         assert time.monotonic() - worker.tmp.last_update() < 0.5
     finally:
         worker.tmp.close()
+
+
+def test_new_requests_go_to_an_idle_worker_not_behind_a_slow_request(app, app_settings, hsm,
+                                                                     tmp_path):
+    """A login held by a hanging revocation responder keeps one worker's application
+    busy for the revocation budget; meanwhile new connections are taken by the other
+    worker, as sync workers would. (Were they shared out blindly, about half would wait
+    for the login.)"""
+    budget = 4
+    with Responder(hang=True) as hanging:
+        pki = DevPki.create(tmp_path / "hanging-pki", hsm, base_url=hanging.url)
+        pki.export_trust(tmp_path / "trust")
+        corp = new_corporation(pki)
+        env = {"DAIRI_DEV_MODE": "false", "DAIRI_TRUST_DIR": str(tmp_path / "trust"),
+               "DAIRI_REVOCATION_BUDGET_SECONDS": str(budget),
+               "DAIRI_REVOCATION_BREAKER_FAILURES": "100"}
+        with LiveServer(app_settings, workers=2, env=env) as server:
+            challenge = requests.post(server.url + "/api/v1/auth/challenges",
+                                      json={"purpose": "login"}, timeout=30).json()
+            body = proof(corp.representative, base64.b64decode(challenge["to_sign"]))
+            login, answer = _in_thread(lambda: requests.post(
+                f"{server.url}/api/v1/auth/challenges/{challenge['id']}/response",
+                json=body, timeout=60))
+            while not hanging.received:  # the login now waits for the responder
+                time.sleep(0.05)
+            started = time.monotonic()
+            latencies = []
+            while time.monotonic() - started < budget - 1.5:
+                began = time.monotonic()
+                # A new connection each time, as a client without keep-alive makes.
+                reply = requests.get(server.url + "/openapi.json", timeout=30,
+                                     headers={"Connection": "close"})
+                latencies.append(time.monotonic() - began)
+                assert reply.status_code == 200
+            still_waiting = not answer
+            login.join(60)
+    assert max(latencies) < 1.0, latencies
+    assert len(latencies) >= 5
+    assert still_waiting  # every request above was sent while the login held its worker
+    assert answer[0].status_code == 503  # revocation status unavailable, never "good"
