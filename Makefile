@@ -6,8 +6,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# SoftHSM2 is the embedded HSM; IPA Gothic renders the Japanese sample bid.
-SYSTEM_PACKAGES := softhsm2 fonts-ipafont-gothic
+# SoftHSM2 is the embedded HSM; IPA Gothic renders the Japanese sample bid;
+# opensc-pkcs11's pkcs11-spy counts the PKCS#11 logins the HSM fault tests make.
+SYSTEM_PACKAGES := softhsm2 fonts-ipafont-gothic opensc-pkcs11
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 .PHONY: run test lint bench demo setup system-packages clean

@@ -180,9 +180,11 @@ class Hsm:
         ).dump()
 
     def list_keys(self) -> list[KeyRef]:
-        """Every dairi private key on the token."""
+        """Every dairi private key on the token (:class:`HsmUnavailable` rather than an
+        empty list when the token has gone: SoftHSM then finds no objects)."""
         refs = []
         with self._session() as session:
+            self._keeper.confirm_token()
             for key in session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}):
                 label = key.label or ""
                 parts = label.split(":")
