@@ -78,7 +78,9 @@ def _refused(tag: str, exc: DairiError, subject: str | None = None) -> None:
 class GrantRequestSchema(ma.Schema):
     instruction = Base64Bytes(required=True, metadata={
         "description": "The grant instruction: canonical JSON (RFC 8785), exactly the "
-                       "bytes signed"})
+                       "bytes signed, with a fresh nonce and its creation time. Each is "
+                       "accepted once (409 INSTRUCTION_REPLAYED) and only within "
+                       "instruction_max_age_seconds of its creation (422 INSTRUCTION_STALE)"})
     signatures = Base64Bytes(required=True, metadata={
         "description": "Detached CMS SignedData over the instruction: the representatives' "
                        "(registration certificates) or the parent grantee's"})
