@@ -28,6 +28,8 @@ from helpers_faults import audit_chain_intact, code_of, refused, tracebacks, wai
 from helpers_install import PROJECT_DIR, Install
 from live_server import LiveServer
 
+from app.db import migrate
+
 pytestmark = pytest.mark.faults
 
 SPY_MODULE = "/usr/lib/x86_64-linux-gnu/pkcs11-spy.so"  # OpenSC's PKCS#11 call logger
@@ -66,13 +68,23 @@ def assert_hsm_unavailable(response: requests.Response) -> None:
     assert 1 <= int(response.headers["Retry-After"]) <= 5
 
 
+@pytest.fixture(scope="module")
+def install(tmp_path_factory: pytest.TempPathFactory) -> Install:
+    """One installation for the module; each test puts back what it breaks."""
+    return Install(tmp_path_factory.mktemp("hsm-faults") / "var").init()
+
+
 @pytest.fixture
-def install(tmp_path: Path) -> Install:
-    return Install(tmp_path / "var").init()
+def database_url(tmp_path: Path) -> str:
+    """A database of the test's own: no CRL published yet, so /ac/crl must sign."""
+    url = f"sqlite:///{tmp_path / 'dairi.db'}"
+    migrate(url)
+    return url
 
 
-def test_token_directory_removed_then_restored(install: Install, base_settings, tmp_path):
-    settings = install.settings(base_settings)
+def test_token_directory_removed_then_restored(install: Install, base_settings, tmp_path,
+                                               database_url):
+    settings = install.settings(base_settings).replace(database_url=database_url)
     with LiveServer(settings, workers=2, env=install.server_env()) as server:
         client = Client(server.url)
         # Readiness signs nothing but finds the AA's key in each worker's session.
@@ -125,7 +137,7 @@ def test_token_directory_removed_then_restored(install: Install, base_settings, 
     assert 1 <= log.count("is available again after") <= 2, log[-4000:]
     assert tracebacks(log) == 0, log[-4000:]
     # Refusals were audited (repeats may be folded into one event with a count).
-    assert audit_chain_intact(install.database_url) >= 1
+    assert audit_chain_intact(database_url) >= 1
 
 
 _OUTAGE_IN_ONE_PROCESS = """
@@ -185,14 +197,16 @@ def c_logins(spy_log: Path) -> int:
 
 
 @pytest.mark.skipif(not Path(SPY_MODULE).exists(), reason="opensc-pkcs11 (pkcs11-spy) missing")
-def test_a_refused_pin_is_tried_once_and_reported(install: Install, base_settings, tmp_path):
+def test_a_refused_pin_is_tried_once_and_reported(install: Install, base_settings, tmp_path,
+                                                  database_url):
     spy_log = tmp_path / "pkcs11-spy.log"
     wrong = tmp_path / "wrong-pin"
     wrong.write_text("not-the-pin-4711\n")
     wrong.chmod(0o600)
     # Every PKCS#11 call of the server goes through pkcs11-spy to SoftHSM and is logged.
     settings = install.settings(base_settings).replace(hsm_module=SPY_MODULE,
-                                                       hsm_pin_file=wrong)
+                                                       hsm_pin_file=wrong,
+                                                       database_url=database_url)
     env = install.server_env() | {"DAIRI_HSM_MODULE": SPY_MODULE,
                                   "PKCS11SPY": "/usr/lib/softhsm/libsofthsm2.so",
                                   "PKCS11SPY_OUTPUT": str(spy_log)}
