@@ -95,7 +95,7 @@ def client_keys() -> list[str]:
 
 
 @blp.route("/auth/challenges", methods=["POST"])
-@blp.arguments(ChallengeRequestSchema)
+@blp.arguments(ChallengeRequestSchema, required=False)  # no body: a login challenge
 @blp.response(201, ChallengeSchema)
 def open_challenge(args: dict[str, Any]) -> dict[str, Any]:
     """Open a challenge (32 random bytes, single use, valid at most 120 s).

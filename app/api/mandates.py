@@ -14,9 +14,12 @@ from flask_smorest import Blueprint
 
 from app import current_context, get_session
 from app.api.schemas import (
+    BINARY,
     Base64Bytes,
     Moment,
     PageArgs,
+    action_field,
+    binary_request,
     corporate_number_field,
     guard_json_body,
 )
@@ -125,8 +128,7 @@ class MandateQuerySchema(PageArgs):
 
 
 class PurposeQuerySchema(ma.Schema):
-    action = ma.fields.String(metadata={
-        "description": "bid, quote, contract, invoice or e-application:<procedure>"})
+    action = action_field()
     procuring_entity = ma.fields.String(validate=ma.validate.Length(min=1, max=300))
     case = ma.fields.String(validate=ma.validate.Length(min=1, max=300))
     amount_jpy = ma.fields.Integer(validate=ma.validate.Range(min=0))
@@ -135,7 +137,7 @@ class PurposeQuerySchema(ma.Schema):
 
 class AuthorityQuerySchema(PurposeQuerySchema):
     principal = corporate_number_field(required=True)
-    action = ma.fields.String(required=True)
+    action = action_field(required=True)
 
 
 class RevocationRequestSchema(ma.Schema):
@@ -259,7 +261,7 @@ def get_mandate(mandate_id: str) -> dict[str, Any]:
 
 @blp.route("/mandates/<mandate_id>/revocation", methods=["POST"])
 @allow(Role.REPRESENTATIVE, Role.EMPLOYEE, Role.ADMINISTRATOR)
-@blp.arguments(RevocationRequestSchema)
+@blp.arguments(RevocationRequestSchema, required=False)  # no body: the default reason
 @blp.response(200, RevocationSchema)
 def revoke(args: dict[str, Any], mandate_id: str) -> dict[str, Any]:
     """Revoke a mandate, at once, with every mandate granted under it. Its grantor,
@@ -320,7 +322,7 @@ def authority(args: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/mandates/<mandate_id>/document", methods=["GET"])
 @allow(*READERS, scopes=("mandates:read",))
-@blp.response(200, description="The 電子委任状 as a PDF signed by the service",
+@blp.response(200, BINARY, description="The 電子委任状 as a PDF signed by the service",
               content_type="application/pdf")
 def document(mandate_id: str) -> Response:
     """The human-readable 電子委任状 (Japanese PDF), signed by the service's attribute
@@ -395,7 +397,7 @@ def document_of(rows: list[Mandate], verdict: ChainVerdict, now: datetime) -> Ma
 
 
 @ac_blp.route("/crl", methods=["GET"])
-@ac_blp.response(200, description="DER CRL of revoked mandate ACs, signed by the AA",
+@ac_blp.response(200, BINARY, description="DER CRL of revoked mandate ACs, signed by the AA",
                  content_type="application/pkix-crl")
 def ac_crl() -> Response:
     """The AA's CRL of mandate attribute certificates (onlyContainsAttributeCerts)."""
@@ -403,7 +405,8 @@ def ac_crl() -> Response:
 
 
 @ac_blp.route("/ocsp", methods=["POST"])
-@ac_blp.response(200, description="DER OCSP response signed by the AA",
+@ac_blp.doc(requestBody=binary_request("application/ocsp-request"))
+@ac_blp.response(200, BINARY, description="DER OCSP response signed by the AA",
                  content_type="application/ocsp-response")
 @body_limit(OCSP_REQUEST_BYTES)  # larger: 413 before reading past it (app.edge)
 def ac_ocsp() -> Response:
@@ -413,7 +416,7 @@ def ac_ocsp() -> Response:
 
 
 @ac_blp.route("/aa.pem", methods=["GET"])
-@ac_blp.response(200, description="The AA certificate (PEM)",
+@ac_blp.response(200, BINARY, description="The AA certificate (PEM)",
                  content_type="application/x-pem-file")
 def aa_certificate() -> Response:
     """The attribute authority's certificate, for relying parties' trust settings."""

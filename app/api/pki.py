@@ -7,6 +7,7 @@ from flask import Response, request
 from flask_smorest import Blueprint
 
 from app import current_context
+from app.api.schemas import BINARY, binary_request
 from app.edge import body_limit
 from app.errors import ProblemError
 
@@ -32,25 +33,34 @@ def _answer(method: str) -> Response:
 
 @blp.route("/ca/<string:name>.cer")
 @blp.doc(summary="A development CA's certificate (DER)")
+@blp.response(200, BINARY, description="The CA certificate (DER)",
+              content_type="application/pkix-cert")
 def ca_certificate(name: str) -> Response:
     return _answer("GET")
 
 
 @blp.route("/crl/<string:name>.crl")
 @blp.doc(summary="A development CA's current CRL (DER)")
+@blp.response(200, BINARY, description="The CA's CRL (DER)", content_type="application/pkix-crl")
 def crl(name: str) -> Response:
     return _answer("GET")
 
 
 @blp.route("/ocsp/<string:name>", methods=["POST"])
-@blp.doc(summary="OCSP responder of a development CA (application/ocsp-request)")
+@blp.doc(summary="OCSP responder of a development CA (application/ocsp-request)",
+         requestBody=binary_request("application/ocsp-request"))
+@blp.response(200, BINARY, description="A DER OCSP response (malformedRequest for a bad request)",
+              content_type="application/ocsp-response")
 @body_limit(MAX_PROTOCOL_REQUEST_BYTES)
 def ocsp(name: str) -> Response:
     return _answer("POST")
 
 
 @blp.route("/tsa", methods=["POST"])
-@blp.doc(summary="The development time-stamping authority (application/timestamp-query)")
+@blp.doc(summary="The development time-stamping authority (application/timestamp-query)",
+         requestBody=binary_request("application/timestamp-query"))
+@blp.response(200, BINARY, description="A DER TimeStampResp (status rejection for a bad request)",
+              content_type="application/timestamp-reply")
 @body_limit(MAX_PROTOCOL_REQUEST_BYTES)
 def tsa() -> Response:
     return _answer("POST")

@@ -18,6 +18,10 @@ from app.errors import ProblemError
 SMALL_BODY_BYTES = 64 * 1024
 
 CORPORATE_NUMBER = re.compile(r"^[1-9][0-9]{12}$")
+# A concrete action (a purpose names no wildcard), as far as a pattern can say what
+# delegation.scope.validate_action accepts (it also refuses unprintable procedure
+# names). Documented only: the domain checks it, with its own codes.
+ACTION = re.compile(r"^(?:bid|quote|contract|invoice|e-application:[^\s*\x00-\x1f\x7f-\x9f]+)$")
 
 # Listings page through at most this many pages (2·10**8 rows at the largest page size).
 MAX_PAGE = 1_000_000
@@ -28,6 +32,17 @@ MAX_JSON_DEPTH = 32
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _JSON_BRACKET = re.compile(rb"[\[\]{}]")
 
+
+# The response schema of an answer that is not JSON (DER, PDF, PEM): its content
+# type is documented beside it, so clients (and schemathesis) know what comes back.
+BINARY: dict[str, str] = {"type": "string", "format": "binary"}
+
+
+def binary_request(content_type: str) -> dict[str, object]:
+    """``@blp.doc(requestBody=...)`` of an OCSP responder or TSA reading a raw DER body.
+    Documented optional: those protocols answer a missing or malformed request in
+    band (200 with an error status, RFC 6960 and RFC 3161), not with an HTTP error."""
+    return {"required": False, "content": {content_type: {"schema": BINARY}}}
 
 
 class Base64Bytes(ma.fields.Field):
@@ -41,6 +56,7 @@ class Base64Bytes(ma.fields.Field):
         self.max_bytes = max_bytes
         self.metadata.setdefault("type", "string")
         self.metadata.setdefault("format", "byte")
+        self.metadata.setdefault("minLength", 1)  # empty is refused (and decodes to nothing)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bytes:
         if not isinstance(value, str) or len(value) > self.max_bytes * 2:
@@ -85,6 +101,15 @@ class PageArgs(ma.Schema):
 def corporate_number_field(**kwargs: Any) -> ma.fields.String:
     return ma.fields.String(validate=ma.validate.Regexp(
         CORPORATE_NUMBER, error="A 法人番号 is 13 digits."), **kwargs)
+
+
+def action_field(**kwargs: Any) -> ma.fields.String:
+    """The action of a purpose: bid, quote, contract, invoice or
+    ``e-application:<procedure>`` (anything else: 422 ``SCOPE_ACTION_UNKNOWN``, and
+    ``SCOPE_INVALID`` for the wildcard ``e-application:*``, from the domain)."""
+    return ma.fields.String(metadata={
+        "pattern": ACTION.pattern,
+        "description": "bid, quote, contract, invoice or e-application:<procedure>"}, **kwargs)
 
 
 def guard_json_body() -> None:
