@@ -197,7 +197,7 @@ def _basic(value: str) -> tuple[str, str]:
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise AuthError("malformed Basic credentials", "CLIENT_CREDENTIALS_INVALID") from exc
     client_id, sep, secret = decoded.partition(":")
-    if not sep:
+    if not sep or "\x00" in decoded:  # no NUL: PostgreSQL could not even compare it
         raise AuthError("malformed Basic credentials", "CLIENT_CREDENTIALS_INVALID")
     return client_id, secret
 

@@ -219,3 +219,79 @@ def test_times_at_the_edge_of_the_calendar_are_answered(client, reader, at):
                  f"/api/v1/mandates/{reader['mandate']}/chain?at={quote(at)}"):
         response = client.get(path, headers=headers)
         assert response.status_code in (200, 422), (path, response.get_data()[:300])
+
+
+# -- text a database cannot store -------------------------------------------------
+# PostgreSQL refuses NUL in text and no database stores an unpaired surrogate (which
+# JSON's \u escapes can spell): such text is refused at the door, on every backend.
+
+
+@pytest.fixture
+def admin(client, app, pki) -> dict[str, str]:
+    from helpers_auth import enrolled_employee
+
+    from app.identity_models import Role, RoleAssignment
+
+    corp = new_corporation(pki)
+    card, person, _ = enrolled_employee(client, pki, corp)
+    with app.extensions["dairi"].session_factory() as session, session.begin():
+        session.add(RoleAssignment(person_id=person, role=Role.ADMINISTRATOR.value,
+                                   granted_by="test"))
+    return {"cn": corp.corporate_number, **bearer(login(client, card.authentication))}
+
+
+@pytest.mark.parametrize("text", ["\\u0000", "a\\u0000b", "\\ud800", "x\\udfff"],
+                         ids=["nul", "inner-nul", "high-surrogate", "low-surrogate"])
+@pytest.mark.parametrize("path,body", [
+    ("/api/v1/clients", '{"name": "%s", "scopes": ["mandates:read"], "all_corporations": true}'),
+    ("/api/v1/corporations/{cn}/invitations", '{"name": "%s"}'),
+    ("/api/v1/corporations/{cn}/invitations", '{"person_id": "%s"}'),
+    ("/api/v1/role-assignments", '{"person_id": "%s", "role": "auditor"}'),
+    ("/api/v1/enrolments", '{"invitation_code": "%s", "challenge_id": "c", "authentication": '
+     '{"certificate": "AAAA", "signature": "AAAA"}, "signing": {"certificate": "AAAA", '
+     '"signature": "AAAA"}}'),
+    ("/api/v1/auth/challenges", '{"purpose": "login", "%s": 1}'),
+], ids=["client-name", "invitation-name", "invitation-person", "role-person", "enrolment",
+        "member-name"])
+def test_json_text_a_database_cannot_store_is_refused(client, admin, path, body, text):
+    headers = {"Authorization": admin["Authorization"]}
+    response = client.post(path.format(cn=admin["cn"]), data=body % text, headers=headers,
+                           content_type="application/json")
+    problem(response, 422, "VALIDATION_FAILED")
+
+
+@pytest.mark.parametrize("path", [
+    "/api/v1/mandates?grantee=%00",
+    "/api/v1/mandates/%00",
+    "/api/v1/mandates/a%00/chain",
+    "/api/v1/corporations/%00/employees",
+    "/api/v1/authority?principal={cn}&action=bid&procuring_entity=a%00",
+])
+def test_nul_in_a_url_is_refused(client, admin, path):
+    headers = {"Authorization": admin["Authorization"]}
+    problem(client.get(path.format(cn=admin["cn"]), headers=headers), 422, "VALIDATION_FAILED")
+
+
+def test_nul_in_a_url_of_a_write_is_refused(client, admin):
+    headers = {"Authorization": admin["Authorization"]}
+    for method, path in (("DELETE", "/api/v1/clients/%00"),
+                         ("DELETE", "/api/v1/role-assignments/%00")):
+        problem(client.open(path, method=method, headers=headers), 422, "VALIDATION_FAILED")
+    problem(client.post("/api/v1/auth/challenges/%00/response",
+                        json={"certificate": "AAAA", "signature": "AAAA"}), 422,
+            "VALIDATION_FAILED")
+
+
+def test_client_credentials_with_nul_are_invalid(client, admin):
+    for pair in (b"\x00:\x00", b"dairi_client_x\x00:secret"):
+        response = client.get("/api/v1/me", headers={
+            "Authorization": "Basic " + base64.b64encode(pair).decode()})
+        problem(response, 401, "CLIENT_CREDENTIALS_INVALID")
+
+
+def test_a_number_too_long_to_read_is_a_bad_request(client, admin):
+    headers = {"Authorization": admin["Authorization"]}
+    body = '{"representatives": 1' + "0" * 5000 + "}"
+    problem(client.put(f"/api/v1/corporations/{admin['cn']}/joint-representation",
+                       data=body, headers=headers, content_type="application/json"),
+            400, "BAD_REQUEST")

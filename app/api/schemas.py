@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -31,6 +33,8 @@ MAX_PAGE = 1_000_000
 MAX_JSON_DEPTH = 32
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _JSON_BRACKET = re.compile(rb"[\[\]{}]")
+_LONG_NUMBER = re.compile(rb"[0-9]{4300}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 # The response schema of an answer that is not JSON (DER, PDF, PEM): its content
@@ -114,13 +118,54 @@ def action_field(**kwargs: Any) -> ma.fields.String:
 
 def guard_json_body() -> None:
     """``before_request`` for JSON APIs: a body must be JSON. Its size was capped before
-    (``app.edge``: DEFAULT_BODY_BYTES, for any transfer encoding)."""
+    (``app.edge``: DEFAULT_BODY_BYTES, for any transfer encoding). JSON nested too deep
+    is refused before it is parsed (400 ``JSON_TOO_DEEP``), a number too long to read is
+    a 400, and text no database can store — NUL, unpaired surrogates — in the body, the
+    path or the query is a 422 ``VALIDATION_FAILED``."""
     has_body = bool(request.content_length) or "chunked" in request.headers.get(
         "Transfer-Encoding", "")
     if request.method in {"POST", "PUT", "PATCH"} and has_body and not request.is_json:
         raise ProblemError(415, "UNSUPPORTED_MEDIA_TYPE", detail="send application/json")
+    refuse_unstorable_text("path", request.view_args or {})
+    refuse_unstorable_text("query", request.args.to_dict(flat=False))
     if request.method in {"POST", "PUT", "PATCH"} and has_body:
-        refuse_deep_json(request.get_data(cache=True))
+        body = request.get_data(cache=True)
+        refuse_deep_json(body)
+        try:
+            document = json.loads(body)
+        except ValueError:
+            # Not JSON: webargs answers that itself (400). Python also refuses here an
+            # integer of more than 4,300 digits, which webargs would let through as a 500.
+            if _LONG_NUMBER.search(body):
+                raise ProblemError(400, "BAD_REQUEST",
+                                   detail="a number in the body is too long to read") from None
+            return
+        refuse_unstorable_text("json", document)
+
+
+def refuse_unstorable_text(location: str, value: object) -> None:
+    """Refuse (422 ``VALIDATION_FAILED``) any string in ``value`` (keys included) that
+    holds NUL or an unpaired surrogate: PostgreSQL stores no NUL in text, and no
+    database stores a lone surrogate (which a JSON ``\\u`` escape can spell)."""
+    for text in _strings(value):
+        if "\x00" in text or _SURROGATE.search(text):
+            raise ProblemError(422, "VALIDATION_FAILED",
+                               detail="text must not hold NUL or unpaired surrogates",
+                               errors={location: ["text must not hold NUL or unpaired "
+                                                  "surrogates"]})
+
+
+def _strings(value: object) -> Iterator[str]:
+    # Recursion is bounded: bodies nest at most MAX_JSON_DEPTH levels (checked first).
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
 
 
 def refuse_deep_json(body: bytes, limit: int = MAX_JSON_DEPTH) -> None:
