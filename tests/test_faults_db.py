@@ -118,8 +118,10 @@ def test_a_database_that_never_answers_is_a_prompt_503(base_settings, pki, tmp_p
         def command(self) -> list[str]:
             gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable))
             assert gunicorn
-            return [gunicorn, "--workers", str(self.workers), "--bind",
-                    f"127.0.0.1:{self.port}", "app.wsgi:application"]
+            # The argv of `dairi serve` (app/cli.py) after its set-up step.
+            return [gunicorn, "--config", "python:app.gunicorn_conf", "--workers",
+                    str(self.workers), "--bind", f"127.0.0.1:{self.port}",
+                    "app.wsgi:application"]
 
     with SilentDatabase() as silent:
         settings = base_settings.replace(data_dir=tmp_path, database_url=silent.url())
