@@ -1,5 +1,6 @@
 # dairi: two commands do all the set-up on a fresh machine.
 #   make run   set up what is missing, then serve on 127.0.0.1:8080
+#              (make run PORT=8081 HOST=0.0.0.0: elsewhere; challenges name that address)
 #   make test  set up what is missing, then run the whole test suite
 # Both are idempotent: a second run reuses the virtualenv, token, PKI and database.
 
@@ -10,11 +11,14 @@ BIN := $(VENV)/bin
 # opensc-pkcs11's pkcs11-spy counts the PKCS#11 logins the HSM fault tests make.
 SYSTEM_PACKAGES := softhsm2 fonts-ipafont-gothic opensc-pkcs11
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+# Where make run serves; public_base_url follows unless configured (config/default.toml).
+HOST ?= 127.0.0.1
+PORT ?= 8080
 
 .PHONY: run test lint bench demo setup system-packages clean
 
 run: setup
-	$(BIN)/dairi serve --host 127.0.0.1 --port 8080
+	$(BIN)/dairi serve --host $(HOST) --port $(PORT)
 
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -14,6 +14,7 @@ from app.cli_cards import card, cert
 from app.cli_hsm import hsm_group
 from app.cli_support import coded_errors, load_cli_settings, service_context
 from app.credentials import CredentialOwner, CredentialService, read_certificates
+from app.settings import configured_public_base_url
 from app.setup import ensure_environment
 from hsm import KeyAlgorithm
 from signing import PadesLevel, PadesSpec
@@ -59,7 +60,14 @@ def init() -> None:
               help="gunicorn worker processes (PKCS#11 is opened in each after fork)")
 @coded_errors
 def serve(host: str, port: int, workers: int) -> None:
-    """Set up what is missing, then serve the API with gunicorn."""
+    """Set up what is missing, then serve the API with gunicorn.
+
+    Unless public_base_url is configured, the service is http://HOST:PORT of the
+    address bound here: challenges name the address a client actually reached.
+    """
+    if not configured_public_base_url():
+        # Inherited through execv by gunicorn and each worker's load_settings.
+        os.environ["DAIRI_PUBLIC_BASE_URL"] = served_base_url(host, port)
     ensure_environment(load_cli_settings())
     gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or "gunicorn"
     # No --preload: each worker imports the app and logs in to the HSM after fork.
@@ -68,6 +76,18 @@ def serve(host: str, port: int, workers: int) -> None:
     argv = [gunicorn, "--config", "python:app.gunicorn_conf", "--workers", str(workers),
             "--bind", f"{host}:{port}", "--access-logfile", "-", "app.wsgi:application"]
     os.execv(gunicorn, argv)  # noqa: S606 - fixed argv, replaces this process
+
+
+def served_base_url(host: str, port: int) -> str:
+    """The URL of ``host:port`` as a client on this machine reaches it: a wildcard
+    bind is reached on loopback, an IPv6 address is bracketed."""
+    if host in {"", "0.0.0.0"}:  # noqa: S104 - names the wildcard, binds nothing
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 @main.group()

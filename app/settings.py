@@ -13,6 +13,9 @@ from hsm import HsmConfig, KeyAlgorithm
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_DIR / "config" / "default.toml"
+# public_base_url when none is configured: the address ``dairi serve`` binds by default.
+# ``dairi serve --host H --port P`` uses http://H:P instead (issue 10.10).
+DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:8080"
 
 
 class SettingsError(ValueError):
@@ -122,6 +125,23 @@ def _strings(value: object) -> tuple[str, ...]:
     return tuple(s for s in (str(i).strip() for i in items) if s)
 
 
+def configured_public_base_url(env: dict[str, str] | None = None) -> str:
+    """``public_base_url`` as configured (``DAIRI_PUBLIC_BASE_URL``, else the configuration
+    file), or "" when neither names one and the served address should be used.
+
+    Raises nothing: an unreadable configuration is reported by ``load_settings``.
+    """
+    env = dict(os.environ if env is None else env)
+    if "DAIRI_PUBLIC_BASE_URL" in env:
+        return env["DAIRI_PUBLIC_BASE_URL"].strip()
+    path = Path(env.get("DAIRI_CONFIG", DEFAULT_CONFIG))
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return ""
+    return str(raw.get("public_base_url", "")).strip()
+
+
 def load_settings(
     config_file: Path | None = None,
     env: dict[str, str] | None = None,
@@ -158,7 +178,7 @@ def load_settings(
         raise SettingsError(str(exc)) from exc
     if max_bytes <= 0:
         raise SettingsError("max_document_bytes must be positive")
-    base_url = str(raw["public_base_url"]).rstrip("/")
+    base_url = str(raw["public_base_url"]).strip().rstrip("/") or DEFAULT_PUBLIC_BASE_URL
     if urlsplit(base_url).scheme not in {"http", "https"}:
         raise SettingsError("public_base_url must be an http(s) URL")
     if not database_url.startswith(("sqlite", "postgresql")):

@@ -36,8 +36,12 @@ class LiveServer:
     """``dairi serve`` in a subprocess; ``url`` is its base URL once started."""
 
     def __init__(self, settings: Settings, *, workers: int = 2,
-                 env: dict[str, str] | None = None, startup_seconds: float = 30.0) -> None:
+                 env: dict[str, str] | None = None, startup_seconds: float = 30.0,
+                 set_public_base_url: bool = True) -> None:
         self.settings = settings
+        # False: leave DAIRI_PUBLIC_BASE_URL unset, so the served process derives it
+        # from the address ``dairi serve`` binds (what a newcomer's ``make run`` does).
+        self.set_public_base_url = set_public_base_url
         self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -49,7 +53,8 @@ class LiveServer:
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DAIRI_")}
         env.update(cli_environment(self.settings))
-        env["DAIRI_PUBLIC_BASE_URL"] = self.url
+        if self.set_public_base_url:
+            env["DAIRI_PUBLIC_BASE_URL"] = self.url
         env.update(self.extra_env)
         return env
 
