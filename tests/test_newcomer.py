@@ -6,7 +6,10 @@ from __future__ import annotations
 import base64
 import json
 
+import pytest
 import requests
+from helpers_auth import bearer, login, new_corporation
+from helpers_mandates import new_employee, root_grant, sub_grant
 from live_server import LiveServer
 
 # -- 1. public_base_url follows dairi serve --port --------------------------------
@@ -31,3 +34,44 @@ def test_an_explicit_public_base_url_wins_over_the_port(app, app_settings, pki):
     assert response.status_code == 201, response.text
     signed = json.loads(base64.b64decode(response.json()["to_sign"]))
     assert signed["service"] == public
+
+
+# -- 2. /chain's top-level reasons say why it does not hold --------------------------
+
+@pytest.fixture
+def world(client, hsm, pki):
+    a = new_corporation(pki, name="株式会社大理建設")
+    return {"a": a, "yamada": new_employee(client, hsm, pki, a, "山田\u3000太郎"),
+            "suzuki": new_employee(client, hsm, pki, a, "鈴木\u3000花子")}
+
+
+def _revoke(client, corp, mandate: dict) -> str:
+    rep = login(client, corp.representative)
+    assert client.post(f"/api/v1/mandates/{mandate['id']}/revocation", json={},
+                       headers=bearer(rep)).status_code == 200
+    return rep
+
+
+def test_a_revoked_roots_chain_names_why_it_does_not_hold(client, world):
+    a, yamada = world["a"], world["yamada"]
+    root = root_grant(client, a, yamada)
+    held = client.get(f"/api/v1/mandates/{root['id']}/chain",
+                      headers=bearer(yamada.token)).get_json()
+    assert (held["holds"], held["reasons"]) == (True, [])
+    rep = _revoke(client, a, root)
+    of_root = client.get(f"/api/v1/mandates/{root['id']}/chain",
+                         headers=bearer(rep)).get_json()
+    assert of_root["holds"] is False
+    assert of_root["reasons"] == ["MANDATE_REVOKED"], of_root
+
+
+def test_a_chain_under_a_revoked_root_names_every_hops_reason(client, hsm, world):
+    a, yamada, suzuki = world["a"], world["yamada"], world["suzuki"]
+    root = root_grant(client, a, yamada)
+    child = sub_grant(client, hsm, a, root, yamada, suzuki)
+    _revoke(client, a, root)
+    of_child = client.get(f"/api/v1/mandates/{child['id']}/chain",
+                          headers=bearer(suzuki.token)).get_json()
+    assert of_child["holds"] is False
+    # Every hop's reason, once each, root first: a caller need not walk the hops.
+    assert of_child["reasons"] == ["MANDATE_REVOKED", "PARENT_INVALID"], of_child

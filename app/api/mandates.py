@@ -154,7 +154,9 @@ class RevocationSchema(ma.Schema):
 class ChainSchema(ma.Schema):
     at = ma.fields.DateTime()
     holds = ma.fields.Boolean()
-    reasons = ma.fields.List(ma.fields.String())
+    reasons = ma.fields.List(ma.fields.String(), metadata={
+        "description": "Why the chain does not hold: the chain's own reason codes, then "
+                       "each hop's (root first), once each; empty exactly when it holds"})
     hops = ma.fields.List(ma.fields.Dict())
 
 
@@ -202,7 +204,9 @@ def _verdict_json(rows: list[Mandate], verdict: ChainVerdict, at: datetime) -> d
              "grantee": row.grantee_name, "status": status_at(row, at),
              "holds": hop.holds, "reasons": list(hop.reasons)}
             for row, hop in zip(rows, verdict.hops, strict=True)]
-    return {"at": at, "holds": verdict.holds, "reasons": list(verdict.reasons), "hops": hops}
+    # Top-level reasons: every code the verdict has, chain-level first, then each hop's
+    # root first, once each, so ``holds`` is false exactly when ``reasons`` is not empty.
+    return {"at": at, "holds": verdict.holds, "reasons": list(verdict.codes()), "hops": hops}
 
 
 # -- endpoints ----------------------------------------------------------------
