@@ -1,35 +1,29 @@
 """The human-readable electronic power of attorney (電子委任状) as a Japanese PDF.
 
-``document_lines`` gives the text, ``document_pages`` wraps it and splits it into pages,
-``mandate_pdf`` renders those pages in IPA Gothic with pyHanko (a text box per page).
-All times are shown in Japan Standard Time.
+``document_lines`` gives the text, ``document_pages`` wraps it by the width the font
+gives each character and splits it into pages, ``mandate_pdf`` draws those pages in
+IPA Gothic (``app.pdf_text``). All times are shown in Japan Standard Time.
 """
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from io import BytesIO
 
-from pyhanko.pdf_utils import generic, layout
-from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
-from pyhanko.pdf_utils.text import TextBox, TextBoxStyle
-from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
-
-from app.sample_documents import A4, JAPANESE_FONT
+from app.pdf_text import PageLayout, draw_pages, measure, wrap
 
 JST = timezone(timedelta(hours=9), "JST")
 TITLE = "電子委任状"
 NO_LIMIT = "制限なし"
 
-# Layout: 10 pt IPA Gothic (fixed pitch: full-width glyphs 1 em, the others 1/2 em).
-FONT_SIZE = 10
-LEADING = 19
-LINE_WIDTH = 92            # in half-width units (a full-width character counts 2)
-LINES_PER_PAGE = 32
+# Layout: 10 pt IPA Gothic, 2 cm margins.
+LAYOUT = PageLayout(font_size=10, leading=19)
+FONT_SIZE = LAYOUT.font_size
+LEADING = LAYOUT.leading
+# Widths are counted in half-ems: a half-width character of IPA Gothic is 1, a full-width 2.
+LINE_WIDTH = int(2 * LAYOUT.line_width_em)
+LINES_PER_PAGE = 32          # fewer than fit (LAYOUT.lines_per_page): room below the text
 CONTINUATION_INDENT = "　　"
-_MARGIN_X, _MARGIN_BOTTOM, _MARGIN_TOP = 56, 60, 60
 _BREAK_AFTER = ("、，。", " 　・/")   # list separators first, then spaces
 
 
@@ -131,41 +125,20 @@ def document_lines(document: MandateDocument) -> list[str]:
     ]
 
 
-def _char_width(char: str) -> int:
-    if unicodedata.combining(char):
-        return 0
-    return 2 if unicodedata.east_asian_width(char) in ("F", "W", "A") else 1
+def text_width(text: str) -> float:
+    """Width of ``text`` in half-ems of the document's font, as drawn (measured by the font,
+    not guessed from Unicode: ``¥`` is full width in IPA Gothic)."""
+    return 2 * measure(text, LAYOUT.font_file)
 
 
-def text_width(text: str) -> int:
-    """Width in half-width units (full-width and East Asian ambiguous characters: 2)."""
-    return sum(_char_width(c) for c in text)
-
-
-def wrap_line(line: str, width: int = LINE_WIDTH) -> list[str]:
-    """Split ``line`` into pieces of at most ``width`` units; continuations are indented.
+def wrap_line(line: str, width: float = LINE_WIDTH) -> list[str]:
+    """Split ``line`` into pieces of at most ``width`` half-ems; continuations are indented.
 
     A piece preferably ends after a 、 in its second half, else after a space there;
     otherwise the line is broken between any two characters.
     """
-    pieces: list[str] = []
-    rest, prefix = line, ""
-    while text_width(prefix + rest) > width:
-        room = width - text_width(prefix)
-        cut, used = 0, 0
-        while used + _char_width(rest[cut]) <= room:
-            used += _char_width(rest[cut])
-            cut += 1
-        cut = max(cut, 1)
-        for separators in _BREAK_AFTER:
-            soft = max((i + 1 for i in range(cut) if rest[i] in separators), default=0)
-            if soft > cut // 2:
-                cut = soft
-                break
-        pieces.append((prefix + rest[:cut]).rstrip())
-        rest, prefix = rest[cut:].lstrip(" 　"), CONTINUATION_INDENT
-    pieces.append(prefix + rest)
-    return pieces
+    return wrap(line, width / 2, indent=CONTINUATION_INDENT, break_after=_BREAK_AFTER,
+                font_file=LAYOUT.font_file)
 
 
 def document_pages(document: MandateDocument) -> list[list[str]]:
@@ -194,34 +167,4 @@ def document_pages(document: MandateDocument) -> list[list[str]]:
 
 def mandate_pdf(document: MandateDocument) -> bytes:
     """The document as A4 PDF bytes, text in IPA Gothic, as many pages as needed."""
-    writer = PdfFileWriter()
-    style = TextBoxStyle(
-        font=GlyphAccumulatorFactory(str(JAPANESE_FONT), font_size=FONT_SIZE),
-        font_size=FONT_SIZE,
-        leading=LEADING,
-        box_layout_rule=layout.SimpleBoxLayoutRule(
-            x_align=layout.AxisAlignment.ALIGN_MIN,
-            y_align=layout.AxisAlignment.ALIGN_MAX,
-            margins=layout.Margins.uniform(0),
-        ),
-    )
-    _, _, page_width, page_height = A4
-    box_width = int(page_width - 2 * _MARGIN_X)
-    box_height = int(page_height - _MARGIN_BOTTOM - _MARGIN_TOP)
-    pages = document_pages(document)
-    for lines in pages:
-        box = TextBox(style, writer,
-                      box=layout.BoxConstraints(width=box_width, height=box_height))
-        box.content = "\n".join(lines)
-        form = writer.add_object(box.as_form_xobject())
-        resources = generic.DictionaryObject({
-            generic.pdf_name("/XObject"): generic.DictionaryObject(
-                {generic.pdf_name("/Text"): form}),
-        })
-        contents = generic.StreamObject(
-            stream_data=b"q 1 0 0 1 %d %d cm /Text Do Q" % (_MARGIN_X, _MARGIN_BOTTOM))
-        writer.insert_page(PageObject(contents=writer.add_object(contents), media_box=A4,
-                                      resources=resources))
-    out = BytesIO()
-    writer.write(out)
-    return out.getvalue()
+    return draw_pages(document_pages(document), LAYOUT)

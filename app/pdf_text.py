@@ -1,0 +1,191 @@
+"""Japanese text on A4 pages: measured by the font, wrapped to the margins, drawn with pyHanko.
+
+PDF places every glyph by the widths in the font's ``/W`` array, which the PDF format
+states in thousandths of an em whatever the font's own grid. pyHanko's
+``GlyphAccumulator`` copies the font's advance widths (and the descriptor's ascent,
+descent and bounding box) unscaled, which is right only for a font drawn on a 1000-unit
+em; IPA Gothic's em is 2048 units, so every glyph advanced about twice its width and
+lines ran off the page (issue 10 item 9). Rather than patch pyHanko's internals, each
+document is drawn with a subset of the font holding just its characters, rescaled to
+1000 units per em with fontTools, and handed to pyHanko's public ``GlyphAccumulator``:
+then the font's units and the PDF's agree everywhere (widths, kerning adjustments,
+ascent, descent, bounding box).
+
+Lines are wrapped by the advances HarfBuzz gives for the same font, so a line fits
+however wide its characters are in the font (``¥`` and ``✓`` are full width in IPA
+Gothic although Unicode calls them narrow) and an unbroken run such as a digest wraps
+inside the margins.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+import uharfbuzz as hb
+from fontTools import subset
+from fontTools.ttLib import TTFont
+from fontTools.ttLib.scaleUpem import scale_upem
+from pyhanko.pdf_utils import generic, layout
+from pyhanko.pdf_utils.font.api import FontEngineFactory
+from pyhanko.pdf_utils.font.opentype import GlyphAccumulator
+from pyhanko.pdf_utils.text import TextBox, TextBoxStyle
+from pyhanko.pdf_utils.writer import BasePdfFileWriter, PageObject, PdfFileWriter
+
+# IPA Gothic from Debian's fonts-ipafont-gothic (installed by `make`).
+JAPANESE_FONT = Path("/usr/share/fonts/opentype/ipafont-gothic/ipag.ttf")
+A4 = (0, 0, 595.28, 841.89)
+MARGIN = 56.7                 # 2 cm on every side, in points
+_PDF_EM = 1000                # glyph space units per em in PDF (ISO 32000-1, 9.2.4)
+
+
+@functools.lru_cache(maxsize=4)
+def _shaper(font_file: str) -> hb.Font:
+    """A HarfBuzz font whose advances are in thousandths of an em (read once per process)."""
+    font = hb.Font(hb.Face(Path(font_file).read_bytes()))
+    font.scale = (_PDF_EM, _PDF_EM)
+    return font
+
+
+def advances(text: str, font_file: Path = JAPANESE_FONT) -> list[float]:
+    """Each character's advance in ems, as HarfBuzz shapes ``text`` in the font (a
+    cluster of several characters is charged to its first one, the rest advance 0)."""
+    per_char = [0.0] * len(text)
+    if not text:
+        return per_char
+    buffer = hb.Buffer()
+    buffer.add_str(text)
+    buffer.guess_segment_properties()
+    hb.shape(_shaper(str(font_file)), buffer, None)
+    # uharfbuzz numbers clusters by character index (pyHanko's ToUnicode relies on it too).
+    for info, position in zip(buffer.glyph_infos, buffer.glyph_positions, strict=True):
+        per_char[min(info.cluster, len(text) - 1)] += position.x_advance / _PDF_EM
+    return per_char
+
+
+def measure(text: str, font_file: Path = JAPANESE_FONT) -> float:
+    """The advance of ``text`` in ems (multiply by the font size for points)."""
+    return sum(advances(text, font_file))
+
+
+def wrap(line: str, width_em: float, *, indent: str = "",
+         break_after: Sequence[str] = ("、，。", " 　・/"),
+         font_file: Path = JAPANESE_FONT) -> list[str]:
+    """Split ``line`` into pieces no wider than ``width_em``; continuations start with
+    ``indent``. A piece preferably ends after a character of ``break_after[0]`` in its
+    second half, else of ``break_after[1]``, and so on; otherwise the line is broken
+    between any two characters (at least one character per piece, so nothing is lost).
+    """
+    pieces: list[str] = []
+    rest, prefix = line, ""
+    while measure(prefix + rest, font_file) > width_em:
+        room = width_em - measure(prefix, font_file)
+        cut, used = 0, 0.0
+        for advance in advances(rest, font_file):
+            if used + advance > room:
+                break
+            used += advance
+            cut += 1
+        cut = max(cut, 1)
+        for separators in break_after:
+            soft = max((i + 1 for i in range(cut) if rest[i] in separators), default=0)
+            if soft > cut // 2:
+                cut = soft
+                break
+        pieces.append((prefix + rest[:cut]).rstrip())
+        rest, prefix = rest[cut:].lstrip(" 　"), indent
+    pieces.append(prefix + rest)
+    return pieces
+
+
+@functools.lru_cache(maxsize=32)
+def _font_for(font_file: str, characters: str) -> bytes:
+    """The font cut down to ``characters`` (with the glyphs its default shaping can reach)
+    and rescaled to 1000 units per em. Hinting is dropped: its control values are on the
+    old grid, and PDF viewers scale outlines freely."""
+    options = subset.Options()
+    options.layout_features = ["*"]
+    options.notdef_outline = True
+    options.hinting = False
+    font = TTFont(font_file, lazy=True)
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(text=characters)
+    subsetter.subset(font)
+    if font["head"].unitsPerEm != _PDF_EM:
+        scale_upem(font, _PDF_EM)
+    out = BytesIO()
+    font.save(out)
+    return out.getvalue()
+
+
+@dataclass(frozen=True)
+class _ScaledFontFactory(FontEngineFactory):
+    """pyHanko's glyph accumulator over an in-memory font (the rescaled subset)."""
+
+    font_bytes: bytes
+    font_size: int
+
+    def create_font_engine(self, writer: BasePdfFileWriter, obj_stream=None
+                           ) -> GlyphAccumulator:
+        return GlyphAccumulator(writer=writer, font_handle=BytesIO(self.font_bytes),
+                                font_size=self.font_size, obj_stream=obj_stream)
+
+
+@dataclass(frozen=True)
+class PageLayout:
+    """How text sits on an A4 page: font, size (points), leading and margins."""
+
+    font_size: int
+    leading: float
+    margin: float = MARGIN
+    font_file: Path = JAPANESE_FONT
+
+    @property
+    def line_width_em(self) -> float:
+        """The width between the side margins, in ems of this layout's font size."""
+        return (A4[2] - 2 * self.margin) / self.font_size
+
+    @property
+    def lines_per_page(self) -> int:
+        """How many lines fit between the top and bottom margins."""
+        usable = A4[3] - 2 * self.margin - self.font_size   # the last line's body
+        return int(usable // self.leading) + 1
+
+
+def draw_pages(pages: Sequence[Sequence[str]], page_layout: PageLayout) -> bytes:
+    """A4 PDF bytes with one page per entry, its lines (already wrapped) from the top-left
+    margin down, in the layout's font, embedded as a subset."""
+    characters = "".join(sorted({c for page in pages for line in page for c in line}))
+    factory = _ScaledFontFactory(_font_for(str(page_layout.font_file), characters),
+                                 page_layout.font_size)
+    writer = PdfFileWriter()
+    style = TextBoxStyle(
+        font=factory, font_size=page_layout.font_size, leading=page_layout.leading,
+        box_layout_rule=layout.SimpleBoxLayoutRule(
+            x_align=layout.AxisAlignment.ALIGN_MIN,
+            y_align=layout.AxisAlignment.ALIGN_MAX,
+            margins=layout.Margins.uniform(0),
+        ),
+    )
+    _, _, page_width, page_height = A4
+    margin = page_layout.margin
+    box = layout.BoxConstraints(width=page_width - 2 * margin,
+                                height=page_height - 2 * margin)
+    for lines in pages:
+        text = TextBox(style, writer, box=box)
+        text.content = "\n".join(lines)
+        form = writer.add_object(text.as_form_xobject())
+        resources = generic.DictionaryObject({
+            generic.pdf_name("/XObject"): generic.DictionaryObject(
+                {generic.pdf_name("/Text"): form}),
+        })
+        contents = generic.StreamObject(
+            stream_data=b"q 1 0 0 1 %g %g cm /Text Do Q" % (margin, margin))
+        writer.insert_page(PageObject(contents=writer.add_object(contents), media_box=A4,
+                                      resources=resources))
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
