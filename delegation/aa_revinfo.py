@@ -25,6 +25,9 @@ from asn1crypto import core, crl, ocsp, x509
 from delegation.mandate_terms import MandateCertificateError
 
 MAX_SERIAL = 2**159  # RFC 5280 §4.1.2.2 / RFC 5755 §4.2.5: positive, at most 20 octets
+# An ancestor embedded in a descendant's provenance is its mandate's AC without provenance,
+# under serial EMBEDDED_SERIAL_OFFSET + the mandate's serial (delegation.certificates).
+EMBEDDED_SERIAL_OFFSET = 2**158
 # CRL reasons an AA may publish ('remove_from_crl' is for delta CRLs only).
 CRL_REASONS = frozenset(crl.CRLReason._map.values()) - {"remove_from_crl"}
 MAX_REQUESTS = 64
@@ -47,6 +50,12 @@ def check_serial(serial: int, what: str) -> int:
         raise MandateCertificateError(f"{what} must be a positive integer of at most 20 octets",
                                       "MANDATE_TERMS_INVALID")
     return serial
+
+
+def mandate_serial(serial: int) -> int:
+    """The serial of the mandate whose AC has serial ``serial`` (its full or its embedded
+    form): one mandate, one status."""
+    return serial - EMBEDDED_SERIAL_OFFSET if serial >= EMBEDDED_SERIAL_OFFSET else serial
 
 
 def build_crl(
@@ -161,7 +170,8 @@ def build_ocsp_response(
     echo_nonce: bool = True,
 ) -> bytes:
     """Answer ``request_der`` for the AA of ``aa_certificate_der`` (see module docstring);
-    the request's nonce is echoed when ``echo_nonce``."""
+    the request's nonce is echoed when ``echo_nonce``. An embedded form's serial is
+    answered with its mandate's status (``status_of`` is asked for the mandate's serial)."""
     try:
         cert_ids, nonce = _read_request(request_der)
     except _PARSE_ERRORS:
@@ -182,7 +192,8 @@ def build_ocsp_response(
         raise ValueError("now must be an aware datetime")
     now = now.astimezone(UTC).replace(microsecond=0)
     responses = [
-        _single_response(cert_id, *status_of(cert_id["serial_number"].native), now, validity)
+        _single_response(cert_id, *status_of(mandate_serial(cert_id["serial_number"].native)),
+                         now, validity)
         for cert_id in cert_ids
     ]
     data = ocsp.ResponseData({

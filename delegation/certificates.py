@@ -1,7 +1,28 @@
 """Mandate attribute certificates (RFC 5755 ACv2) and the AA's own CRL and OCSP answers.
 
 The attribute authority (AA) certifies :class:`MandateTerms` for a holder's signing
-certificate. Its key stays in the HSM: :class:`AttributeAuthority` only gets a
+certificate.
+
+Two forms of one mandate (DESIGN §5, issue 10 item 12). The *full* AC is what the holder
+gets and what travels in a signature: its provenance extension lists the ancestors, root
+first. Each ancestor is listed in its *embedded* (bare) form: the ancestor's AC without
+its provenance extension and with its own serial ``EMBEDDED_SERIAL_OFFSET + serial``,
+signed by the AA, so a chain of depth d holds d + 1 ACs of about one size each (linear,
+not doubling) and the chain reader still checks the AA's signature on every hop. The AA
+derives the embedded form from the full AC when it issues a child (``embedded_form``):
+RSA PKCS#1 v1.5 is deterministic, so every descendant embeds the same bytes, and no second
+AC is stored. A distinct serial keeps issuer+serial unique (RFC 5755 §4.2.5); status is
+the mandate's, so readers ask for ``serial - EMBEDDED_SERIAL_OFFSET`` and the AA's OCSP
+responder answers an embedded serial with its mandate's status.
+
+Roles: a representative's grant (depth 0) carries ``urn:dairi:action:<action>``; a
+sub-delegation (復代理, depth > 0) ``urn:dairi:subdelegated-action:<action>``, so a generic
+verifier that reads only roles (and skips the non-critical provenance extension) cannot
+take a 復代理 for a direct grant. The provenance extension stays non-critical:
+pyhanko-certvalidator's ``async_validate_ac`` refuses every AC with a critical extension it
+does not know, which would refuse every sub-delegated leaf.
+
+The AA's key stays in the HSM: :class:`AttributeAuthority` only gets a
 ``sign(data) -> signature`` function (RSA PKCS#1 v1.5 with SHA-256) and checks every
 signature it obtains against the AA certificate, so a misconfigured key is caught at once.
 asn1crypto objects are built per call and never shared between threads.
@@ -22,10 +43,16 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pyhanko_certvalidator.asn1_types import SequenceOfTargets, Target
 
 from delegation import asn1
-from delegation.aa_revinfo import build_crl, build_ocsp_response, check_serial
+from delegation.aa_revinfo import (
+    EMBEDDED_SERIAL_OFFSET,
+    build_crl,
+    build_ocsp_response,
+    check_serial,
+)
 from delegation.mandate_terms import MandateCertificateError, MandateParty, MandateTerms
 
 __all__ = [
+    "EMBEDDED_SERIAL_OFFSET",
     "AttributeAuthority",
     "MandateCertificateError",
     "MandateParty",
@@ -36,14 +63,18 @@ __all__ = [
 ]
 
 ROLE_URI_PREFIX = "urn:dairi:action:"
+SUBDELEGATED_ROLE_URI_PREFIX = "urn:dairi:subdelegated-action:"
 SIGNATURE_ALGORITHM = "sha256_rsa"
 OCSP_VALIDITY = timedelta(hours=1)
 _PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError)
 
 
-def action_role_uri(action: str) -> str:
-    """The ``role`` attribute's roleName URI for an action, e.g. ``urn:dairi:action:bid``."""
-    return ROLE_URI_PREFIX + quote(action, safe=":*")
+def action_role_uri(action: str, depth: int = 0) -> str:
+    """The ``role`` attribute's roleName URI for an action granted at ``depth``:
+    ``urn:dairi:action:bid`` for a representative's grant (depth 0),
+    ``urn:dairi:subdelegated-action:bid`` for a sub-delegation (復代理, depth > 0)."""
+    prefix = ROLE_URI_PREFIX if depth == 0 else SUBDELEGATED_ROLE_URI_PREFIX
+    return prefix + quote(action, safe=":*")
 
 
 def _dir_names(name: x509.Name) -> x509.GeneralNames:
@@ -67,12 +98,12 @@ class ParsedMandate:
 
     der: bytes
     terms: MandateTerms
-    serial_number: int
+    serial_number: int  # the mandate's (an embedded form's own serial less the offset)
     issuer: bytes  # DER Name of the AA
     holder_issuer: bytes  # DER Name of the holder certificate's issuer
     holder_serial_number: int
     depth: int
-    ancestors: tuple[bytes, ...]  # DER ACs, root first
+    ancestors: tuple[bytes, ...]  # DER ACs in embedded form, root first; () if embedded
     targets: tuple[str, ...]  # targetName URIs / DNS names; () when not targeted
 
     @property
@@ -120,8 +151,15 @@ def _targets(ext: x509.Extension | None) -> tuple[str, ...]:
                  for target in targets if target.name == "target_name")
 
 
-def parse_mandate_certificate(der: bytes) -> ParsedMandate:
-    """Parse a dairi mandate AC. Raises :class:`MandateCertificateError` (AC_MALFORMED)."""
+def _provenance_of(ac: cms.AttributeCertificateV2) -> x509.Extension | None:
+    return _extensions(ac["ac_info"]).get(asn1.PROVENANCE_EXTENSION)
+
+
+def parse_mandate_certificate(der: bytes, *, embedded_depth: int | None = None
+                              ) -> ParsedMandate:
+    """Parse a dairi mandate AC: a full one (with provenance), or with ``embedded_depth``
+    the embedded form of an ancestor at that depth (no provenance, an embedded serial).
+    Raises :class:`MandateCertificateError` (AC_MALFORMED)."""
     try:
         ac = cms.AttributeCertificateV2.load(bytes(der), strict=True)
         info = ac["ac_info"]
@@ -139,8 +177,21 @@ def parse_mandate_certificate(der: bytes) -> ParsedMandate:
         aa_name = _single_dir_name(issuer.chosen["issuer_name"], "the AC issuer")
         terms = MandateTerms.from_attribute_certificate(ac)
         extensions = _extensions(info)
+        serial_number = info["serial_number"].native
+        if embedded_depth is not None:
+            if asn1.PROVENANCE_EXTENSION in extensions:
+                raise ValueError("an embedded ancestor carries a provenance of its own")
+            if serial_number < EMBEDDED_SERIAL_OFFSET:
+                raise ValueError("an embedded ancestor has a mandate's serial")
+            return ParsedMandate(
+                der=bytes(der), terms=terms, serial_number=serial_number - EMBEDDED_SERIAL_OFFSET,
+                issuer=aa_name.untag().dump(), holder_issuer=holder_issuer.untag().dump(),
+                holder_serial_number=holder["serial"].native, depth=embedded_depth,
+                ancestors=(), targets=_targets(extensions.get("target_information")))
         if asn1.PROVENANCE_EXTENSION not in extensions:
             raise ValueError("the provenance extension is missing")
+        if serial_number >= EMBEDDED_SERIAL_OFFSET:
+            raise ValueError("an embedded form is not a mandate AC of its own")
         provenance = extensions[asn1.PROVENANCE_EXTENSION]["extn_value"].parsed
         depth = provenance["depth"].native
         ancestors = tuple(a.dump() for a in provenance["ancestors"])
@@ -152,7 +203,7 @@ def parse_mandate_certificate(der: bytes) -> ParsedMandate:
             ac = cms.AttributeCertificateV2.load(ancestor, strict=True)
             ac["ac_info"]["serial_number"].native  # noqa: B018
         return ParsedMandate(
-            der=bytes(der), terms=terms, serial_number=info["serial_number"].native,
+            der=bytes(der), terms=terms, serial_number=serial_number,
             issuer=aa_name.untag().dump(), holder_issuer=holder_issuer.untag().dump(),
             holder_serial_number=holder["serial"].native, depth=depth, ancestors=ancestors,
             targets=_targets(extensions.get("target_information")),
@@ -214,16 +265,67 @@ class AttributeAuthority:
 
     # -- issuance -----------------------------------------------------------
 
+    def _issued_by_self(self, ac: cms.AttributeCertificateV2) -> bool:
+        try:
+            self._public_key.verify(ac["signature"].native, ac["ac_info"].dump(),
+                                    padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            return False
+        return (ac["signature_algorithm"]["algorithm"].native == SIGNATURE_ALGORITHM
+                and _single_dir_name(ac["ac_info"]["issuer"].chosen["issuer_name"],
+                                     "the AC issuer").untag().dump() == self._subject_der)
+
+    def embedded_form(self, der: bytes, depth: int) -> bytes:
+        """The form in which the mandate AC ``der`` (at ``depth``) is embedded in its
+        descendants' provenance: the same AC without its provenance extension, with the
+        serial ``EMBEDDED_SERIAL_OFFSET + serial``, signed by the AA (deterministic, so
+        the same bytes each time). An AC already in embedded form is returned as given.
+
+        The AA signs anew only what it signed before: raises
+        :class:`MandateCertificateError` (PROVENANCE_INCONSISTENT) for a full AC that is
+        not this AA's or not at ``depth``, AC_MALFORMED for one that is no mandate AC.
+        """
+        try:
+            ac = cms.AttributeCertificateV2.load(bytes(der), strict=True)
+            is_full = _provenance_of(ac) is not None
+        except _PARSE_ERRORS:
+            raise MandateCertificateError("not a mandate attribute certificate") from None
+        if not is_full:
+            parse_mandate_certificate(der, embedded_depth=depth)
+            return bytes(der)
+        mandate = parse_mandate_certificate(der)
+        if mandate.depth != depth:
+            raise MandateCertificateError(f"ancestor {depth} is not at depth {depth}",
+                                          "PROVENANCE_INCONSISTENT")
+        if not self._issued_by_self(ac):
+            raise MandateCertificateError(f"ancestor {depth} was not issued by this AA",
+                                          "PROVENANCE_INCONSISTENT")
+        info = ac["ac_info"].copy()
+        info["serial_number"] = EMBEDDED_SERIAL_OFFSET + mandate.serial_number
+        info["extensions"] = [ext for ext in info["extensions"]
+                              if ext["extn_id"].native != asn1.PROVENANCE_EXTENSION]
+        tbs = info.dump(force=True)
+        return cms.AttributeCertificateV2({
+            "ac_info": cms.AttributeCertificateInfoV2.load(tbs),
+            "signature_algorithm": {"algorithm": SIGNATURE_ALGORITHM},
+            "signature": self._signed(tbs),
+        }).dump()
+
     def issue(self, terms: MandateTerms, holder_certificate_der: bytes, *, serial_number: int,
               ancestors: Sequence[bytes] = (), depth: int = 0,
               targets: Sequence[str] = ()) -> bytes:
         """A DER AttributeCertificateV2 certifying ``terms`` for the holder certificate.
 
-        ``ancestors`` are the DER ACs above this one, root first, and ``depth`` must be
-        their number (0 for a representative's grant). ``targets`` (URIs or DNS names)
-        restrict the AC to named relying parties (critical targetInformation).
+        ``ancestors`` are the DER ACs above this one, root first, full or already in
+        embedded form (each is embedded bare: see ``embedded_form``), and ``depth`` must
+        be their number (0 for a representative's grant; > 0 gives sub-delegation roles).
+        ``targets`` (URIs or DNS names) restrict the AC to named relying parties
+        (critical targetInformation).
         """
         check_serial(serial_number, "serial_number")
+        if serial_number >= EMBEDDED_SERIAL_OFFSET:
+            raise MandateCertificateError("serial_number is in the embedded forms' range",
+                                          "MANDATE_TERMS_INVALID")
         try:
             holder = x509.Certificate.load(bytes(holder_certificate_der), strict=True)
             holder_issuer, holder_serial = holder.issuer, holder.serial_number
@@ -234,13 +336,11 @@ class AttributeAuthority:
             raise MandateCertificateError(
                 f"depth {depth} does not match {len(ancestors)} ancestors",
                 "PROVENANCE_INCONSISTENT")
-        for index, ancestor in enumerate(ancestors):
-            if parse_mandate_certificate(ancestor).depth != index:
-                raise MandateCertificateError(f"ancestor {index} is not at depth {index}",
-                                              "PROVENANCE_INCONSISTENT")
+        embedded = [self.embedded_form(ancestor, index)
+                    for index, ancestor in enumerate(ancestors)]
         roles = cms.SetOfRoleSyntax([
             cms.RoleSyntax({"role_name": x509.GeneralName(
-                name="uniform_resource_identifier", value=action_role_uri(action))})
+                name="uniform_resource_identifier", value=action_role_uri(action, depth))})
             for action in terms.actions
         ])
         extensions = [
@@ -263,7 +363,7 @@ class AttributeAuthority:
                 critical=True))
         extensions.append(_ext(asn1.PROVENANCE_EXTENSION, asn1.Provenance({
             "depth": depth,
-            "ancestors": [cms.AttributeCertificateV2.load(a) for a in ancestors],
+            "ancestors": [cms.AttributeCertificateV2.load(a) for a in embedded],
         })))
         info = cms.AttributeCertificateInfoV2({
             "version": "v2",

@@ -1,6 +1,7 @@
 """Judging a mandate chain from its attribute certificates alone (DESIGN §5).
 
-The leaf AC carries its ancestors (provenance extension), so a relying party holding
+The leaf AC carries its ancestors in embedded form (provenance extension; see
+:mod:`delegation.certificates`), so a relying party holding
 only the leaf, the AA certificate and the AA's status answers can rebuild every hop:
 :class:`MandateChainReader` checks that each AC was signed by the AA (the AA path
 itself is validated once, by whoever builds the reader, e.g. with
@@ -90,10 +91,13 @@ class MandateChainReader:
         except (InvalidSignature, ValueError, TypeError, KeyError, IndexError):
             return False
 
-    def read(self, der: bytes, status_of: StatusLookup) -> tuple[ParsedMandate, Hop]:
+    def read(self, der: bytes, status_of: StatusLookup, *, embedded_depth: int | None = None
+             ) -> tuple[ParsedMandate, Hop]:
         """One AC and its hop (``AC_NOT_ISSUED_BY_AA`` in the hop's status if the AA did
-        not sign it). Raises :class:`MandateCertificateError` (AC_MALFORMED)."""
-        mandate = parse_mandate_certificate(der)
+        not sign it): a full AC, or with ``embedded_depth`` an ancestor's embedded form
+        (its status asked by its mandate's serial). Raises
+        :class:`MandateCertificateError` (AC_MALFORMED)."""
+        mandate = parse_mandate_certificate(der, embedded_depth=embedded_depth)
         terms = mandate.terms
         valid = self.issued_by_aa(der)
         status = HopStatus(valid=valid, refusal=None if valid else "AC_NOT_ISSUED_BY_AA",
@@ -119,7 +123,10 @@ class MandateChainReader:
         (AC_MALFORMED) when ``leaf_der`` is not a mandate AC.
         """
         leaf, leaf_hop = self.read(leaf_der, status_of)
-        hops = [self.read(a, status_of)[1] for a in leaf.ancestors] + [leaf_hop]
+        # Each ancestor is embedded bare, signed by the AA on its own: checked hop by hop
+        # (the leaf's signature covers them all too).
+        hops = [self.read(a, status_of, embedded_depth=depth)[1]
+                for depth, a in enumerate(leaf.ancestors)] + [leaf_hop]
         if representative_revoked_at is not None:
             hops[0] = replace(hops[0], representative_revoked_at=representative_revoked_at)
         # The holder is the certificate named by issuer and serial, whose digest the

@@ -3,6 +3,7 @@ pyhanko-certvalidator's ``async_validate_ac`` with the AA's OCSP and CRL answere
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 import pytest
@@ -30,9 +31,13 @@ from delegation import asn1
 from delegation.certificates import (
     AttributeAuthority,
     MandateCertificateError,
+    MandateParty,
     MandateTerms,
     parse_mandate_certificate,
 )
+from delegation.scope import Purpose
+from delegation.verify import MandateChainReader, mandate_id_of
+from identity.corporate_number import corporate_number
 
 # -- structure and round trip --------------------------------------------------
 
@@ -196,13 +201,19 @@ def test_provenance_carries_the_ancestors_whole(endpoints, employee, hsm, pki):
     leaf = endpoints.issue(make_terms(employee.certificate_der, max_depth=0),
                            employee.certificate_der, ancestors=[root, child], depth=2)
     parsed = parse_mandate_certificate(leaf)
-    assert parsed.depth == 2 and parsed.ancestors == (root, child)
-    assert parse_mandate_certificate(parsed.ancestors[1]).ancestors == (root,)
-    assert parse_mandate_certificate(parsed.ancestors[0]).is_held_by(manager.certificate_der)
+    assert parsed.depth == 2 and len(parsed.ancestors) == 2
+    # Each ancestor in embedded form: the same mandate, without provenance of its own.
+    embedded = [parse_mandate_certificate(a, embedded_depth=i)
+                for i, a in enumerate(parsed.ancestors)]
+    assert [e.serial_number for e in embedded] == [
+        parse_mandate_certificate(a).serial_number for a in (root, child)]
+    assert [e.ancestors for e in embedded] == [(), ()]
+    assert embedded[0].is_held_by(manager.certificate_der)
+    assert parse_mandate_certificate(child).ancestors == parsed.ancestors[:1]
     provenance = {e["extn_id"].native: e for e in
                   cms.AttributeCertificateV2.load(leaf)["ac_info"]["extensions"]}[
         asn1.PROVENANCE_EXTENSION]["extn_value"].parsed
-    assert [a.dump() for a in provenance["ancestors"]] == [root, child]
+    assert [a.dump() for a in provenance["ancestors"]] == list(parsed.ancestors)
     # A generic verifier sees one valid AC (the extension is not critical).
     validate(leaf, employee.certificate_der, endpoints.context())
     for ancestors, depth in (([root], 2), ([child], 1)):
@@ -232,3 +243,157 @@ def test_target_information_restricts_the_relying_parties(endpoints, employee):
     here = ACTargetDescription(validator_names=[
         asn1_x509.GeneralName(name="dns_name", value="portal.example.go.jp")])
     validate(der, employee.certificate_der, endpoints.context(acceptable_ac_targets=here))
+
+
+# -- provenance: linear size, bare ancestors, 復代理 roles (issue 10 item 12) -----------
+
+
+def _grant_chain(endpoints, holders, **changes):
+    """ACs at depths 0..len(holders)-1, each granted by the previous grantee, one window."""
+    window = {"not_before": now() - timedelta(minutes=5), "not_after": now() + timedelta(days=30)}
+    acs: list[bytes] = []
+    grantor = MandateParty("大理 一郎", "代表取締役", sha256(b"representative cert"))
+    for depth, holder in enumerate(holders):
+        terms = make_terms(holder.certificate_der, grantor=grantor,
+                           max_depth=len(holders) - 1 - depth, **window, **changes)
+        acs.append(endpoints.issue(terms, holder.certificate_der, ancestors=acs, depth=depth))
+        grantor = MandateParty(terms.grantee.name, None, terms.grantee.certificate_sha256)
+    return acs
+
+
+@pytest.fixture(scope="module")
+def holders(hsm, pki):
+    return [make_credential(hsm, pki, name) for name in ("部長 次郎", "課長 三郎", "係長 四郎")]
+
+
+def _roles(der: bytes) -> list[str]:
+    info = cms.AttributeCertificateV2.load(der)["ac_info"]
+    [role] = [a for a in info["attributes"] if a["type"].native == "role"]
+    return [r["role_name"].native for r in role["values"]]
+
+
+def test_ac_size_grows_linearly_with_depth(endpoints, employee, holders):
+    """Each level embeds one bare ancestor (no provenance of its own), so each adds about
+    one depth-0 AC. Hand-computed bound: a bare ancestor is the depth-0 AC minus its
+    provenance extension (OID of 44 octets + depth + empty SEQUENCE, about 55 octets) plus
+    an 18-octet longer serial plus, from depth 1, 3 longer role URIs (+13 octets each):
+    within 80 octets of the depth-0 size either way; a nested design adds ~2x per level."""
+    acs = _grant_chain(endpoints, [*holders, employee])
+    sizes = [len(a) for a in acs]
+    steps = [b - a for a, b in itertools.pairwise(sizes)]
+    assert all(abs(step - sizes[0]) <= 80 for step in steps), (sizes, steps)
+    assert max(steps) - min(steps) <= 48, (sizes, steps)
+    assert sizes[3] < 4 * sizes[0] + 240, sizes
+
+
+def test_ancestors_are_embedded_bare_and_signed_by_the_aa(endpoints, employee, holders, aa):
+    acs = _grant_chain(endpoints, [*holders, employee])
+    leaf = parse_mandate_certificate(acs[3])
+    reader = MandateChainReader(aa.certificate_der)
+    for depth, (embedded, full) in enumerate(zip(leaf.ancestors, acs, strict=False)):
+        bare = parse_mandate_certificate(embedded, embedded_depth=depth)
+        original = parse_mandate_certificate(full)
+        assert bare.ancestors == () and bare.depth == depth
+        assert bare.serial_number == original.serial_number and bare.terms == original.terms
+        extensions = {e["extn_id"].native for e in
+                      cms.AttributeCertificateV2.load(embedded)["ac_info"]["extensions"]}
+        assert asn1.PROVENANCE_EXTENSION not in extensions
+        # Its own serial (RFC 5755 §4.2.5: issuer+serial unique), from the mandate's.
+        raw = cms.AttributeCertificateV2.load(embedded)["ac_info"]["serial_number"].native
+        assert raw == original.serial_number + 2**158
+        assert reader.issued_by_aa(embedded)
+        # The same bytes in every descendant: the AA's signature is deterministic.
+        assert all(parse_mandate_certificate(a).ancestors[depth] == embedded
+                   for a in acs[depth + 1:])
+    # A full AC is not an embedded one, nor a bare one a leaf.
+    with pytest.raises(MandateCertificateError):
+        parse_mandate_certificate(acs[0], embedded_depth=0)
+    with pytest.raises(MandateCertificateError):
+        parse_mandate_certificate(leaf.ancestors[0])
+
+
+def test_a_sub_delegation_has_roles_of_its_own(endpoints, employee, holders):
+    """A generic verifier that reads only the role attribute (pyhanko-certvalidator's
+    approved attributes) tells a 復代理 from a direct grant: no role in common."""
+    root, child = _grant_chain(endpoints, [holders[0], employee])
+    # (asn1crypto's .native decodes the percent-encoded IRI)
+    assert _roles(root) == ["urn:dairi:action:bid", "urn:dairi:action:quote",
+                            "urn:dairi:action:e-application:建設業許可申請"]
+    assert _roles(child) == ["urn:dairi:subdelegated-action:bid",
+                             "urn:dairi:subdelegated-action:quote",
+                             "urn:dairi:subdelegated-action:e-application:建設業許可申請"]
+    seen = {}
+    for der, holder in ((root, holders[0]), (child, employee)):
+        result = validate(der, holder.certificate_der, endpoints.context())
+        seen[der] = {r["role_name"].native
+                     for r in result.approved_attributes["role"]["values"]}
+    assert seen[root] and seen[child] and not seen[root] & seen[child]
+
+
+def test_the_offline_reader_judges_a_depth_3_chain(endpoints, employee, holders, aa):
+    acs = _grant_chain(endpoints, [*holders, employee])
+    reader = MandateChainReader(aa.certificate_der)
+    purpose = Purpose("bid", "国土交通省関東地方整備局", None, 1_000_000, now())
+    principal = corporate_number("010401012345")
+    verdict = reader.evaluate(acs[3], purpose, principal=principal,
+                              signer_certificate_der=employee.certificate_der,
+                              status_of=lambda serial: None)
+    assert verdict.holds, verdict
+    serials = [parse_mandate_certificate(a).serial_number for a in acs]
+    assert [h.mandate_id for h in verdict.hops] == [mandate_id_of(s) for s in serials]
+    # The status of an ancestor is asked by its mandate's serial, not the bare form's.
+    asked: list[int] = []
+    revoked = reader.evaluate(
+        acs[3], purpose, principal=principal, signer_certificate_der=employee.certificate_der,
+        status_of=lambda serial: asked.append(serial) or (purpose.at if serial == serials[1]
+                                                          else None))
+    assert sorted(asked) == sorted(serials)
+    assert [h.reasons for h in revoked.hops] == [(), ("MANDATE_REVOKED",), ("PARENT_INVALID",),
+                                                 ("PARENT_INVALID",)]
+
+
+def test_tampering_with_an_embedded_ancestor_is_detected(endpoints, employee, holders, aa):
+    acs = _grant_chain(endpoints, [*holders, employee])
+    leaf = cms.AttributeCertificateV2.load(acs[3])
+    info = leaf["ac_info"]
+    [provenance] = [e for e in info["extensions"] if e["extn_id"].native ==
+                    asn1.PROVENANCE_EXTENSION]
+    value = provenance["extn_value"].parsed
+    ancestor = value["ancestors"][1]
+    widened = ancestor["ac_info"]["attributes"][1]["values"][0]
+    widened["amount_limit_jpy"] = 10**12
+    ancestor["ac_info"]["attributes"][1]["values"][0] = widened
+    value["ancestors"][1] = ancestor
+    provenance["extn_value"] = value
+    tampered = leaf.dump(force=True)
+    assert tampered != acs[3]
+    assert parse_mandate_certificate(parse_mandate_certificate(tampered).ancestors[1],
+                                     embedded_depth=1).terms.amount_limit_jpy == 10**12
+    reader = MandateChainReader(aa.certificate_der)
+    verdict = reader.evaluate(tampered, Purpose("bid", None, None, None, now()),
+                              principal=corporate_number("010401012345"),
+                              signer_certificate_der=employee.certificate_der,
+                              status_of=lambda serial: None)
+    assert not verdict.holds
+    assert "AC_NOT_ISSUED_BY_AA" in verdict.hops[1].reasons
+    assert "AC_NOT_ISSUED_BY_AA" in verdict.hops[3].reasons  # the leaf signed the original
+    # And the AA will not embed a full AC it did not sign.
+    forged_parent = cms.AttributeCertificateV2.load(acs[2])
+    forged_parent["ac_info"]["serial_number"] = 77
+    with pytest.raises(MandateCertificateError) as refused:
+        endpoints.issue(make_terms(employee.certificate_der, max_depth=0),
+                        employee.certificate_der,
+                        ancestors=[*parse_mandate_certificate(acs[2]).ancestors,
+                                   forged_parent.dump(force=True)], depth=3)
+    assert refused.value.code == "PROVENANCE_INCONSISTENT"
+
+
+def test_an_embedded_ancestor_has_its_mandates_status_at_the_aa(endpoints, employee, holders):
+    """The AA's OCSP responder answers an embedded form's serial with its mandate's status,
+    so a verifier that checks an ancestor on its own gets the same answer."""
+    root, child = _grant_chain(endpoints, [holders[0], employee])
+    [embedded] = parse_mandate_certificate(child).ancestors
+    validate(embedded, holders[0].certificate_der, endpoints.context())
+    endpoints.revoke(root, "privilege_withdrawn")
+    with pytest.raises(RevokedError, match="privilege"):
+        validate(embedded, holders[0].certificate_der, endpoints.context())
