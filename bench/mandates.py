@@ -10,6 +10,8 @@ Prints, in one run:
 - the median ms of ``MandateChainReader.evaluate`` for the same chain (root grant at
   depth 0 and three sub-delegations: four ACs, scopes narrowing), the reader built
   once ("the AA path cached") and the status answered from a dict;
+- the size in bytes of the chain's AC at each depth 0-3 (each embeds its ancestors
+  without their own provenance, so the size grows linearly: issue 10 item 12);
 - the median ms of ``MandateService.authority`` (who may bid for a corporation, and
   through which chain) on a database of ``--mandates`` rows (default 100,000) over
   1,000 corporations, on SQLite and, when reachable, PostgreSQL.
@@ -26,8 +28,8 @@ PostgreSQL tables in a private schema, dropped afterwards. From the project root
 The PostgreSQL server defaults to ``TEST_DATABASE_URL``, else
 ``postgresql://postgres@127.0.0.1:5432/test``; ``--postgresql ''`` skips it. With
 ``--json`` the last line of output is one JSON object (medians, ms):
-``{"validate_ac_ms": ..., "chain_depth3_ms": ..., "authority_query_ms":
-{"sqlite": ..., "postgresql": ...}}``, ``postgresql`` null when not measured.
+``{"validate_ac_ms": ..., "chain_depth3_ms": ..., "ac_bytes_by_depth": [...],
+"authority_query_ms": {"sqlite": ..., "postgresql": ...}}``, ``postgresql`` null when not measured.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -535,7 +538,7 @@ def bench_databases(mandates: int, postgresql_url: str) -> list[QueryResult]:
 
 
 def print_report(validate: Timing, chain: Timing, queries: list[QueryResult],
-                 mandates: int) -> None:
+                 mandates: int, ac_sizes: Sequence[int] = ()) -> None:
     print("baseline: pyhanko-certvalidator async_validate_ac, depth-3 leaf AC, fresh context, "
           "OCSP required (AA answers in process, signs in SoftHSM):")
     print(f"  validate_ac             {validate.line()}")
@@ -543,6 +546,11 @@ def print_report(validate: Timing, chain: Timing, queries: list[QueryResult],
     ratio = validate.median_ms / chain.median_ms
     print(f"  chain_depth3            {chain.line(CHAIN_TARGET_MS)}   "
           f"({ratio:.1f}x the baseline)")
+    if ac_sizes:
+        steps = [b - a for a, b in itertools.pairwise(ac_sizes)]
+        print(f"  AC bytes at depths 0-{len(ac_sizes) - 1}: "
+              f"{' / '.join(str(n) for n in ac_sizes)} (each level adds "
+              f"{' / '.join(str(n) for n in steps)})")
     print(f"MandateService.authority, {mandates:,} mandates over {CORPORATIONS:,} "
           "corporations, random principal and entity, action bid:")
     for q in queries:
@@ -551,11 +559,13 @@ def print_report(validate: Timing, chain: Timing, queries: list[QueryResult],
               f"found someone, {q.authorities / q.timing.runs:.1f} authorities per query")
 
 
-def as_json(validate: Timing, chain: Timing, queries: list[QueryResult]) -> str:
+def as_json(validate: Timing, chain: Timing, queries: list[QueryResult],
+            ac_sizes: Sequence[int] = ()) -> str:
     by_backend = {q.backend: round(q.timing.median_ms, 2) for q in queries}
     return json.dumps({
         "validate_ac_ms": round(validate.median_ms, 2),
         "chain_depth3_ms": round(chain.median_ms, 2),
+        "ac_bytes_by_depth": list(ac_sizes),
         "authority_query_ms": {"sqlite": by_backend.get("sqlite"),
                                "postgresql": by_backend.get("postgresql")},
     })
@@ -584,9 +594,10 @@ def main(argv: list[str] | None = None) -> int:
         validate = bench_validate_ac(env, chain)
         chain_timing = bench_chain(chain)
     queries = bench_databases(args.mandates, args.postgresql)
-    print_report(validate, chain_timing, queries, args.mandates)
+    ac_sizes = [len(ac) for ac in chain.acs]
+    print_report(validate, chain_timing, queries, args.mandates, ac_sizes)
     if args.json:
-        print(as_json(validate, chain_timing, queries))
+        print(as_json(validate, chain_timing, queries, ac_sizes))
     return 0
 
 
