@@ -88,9 +88,9 @@ def card() -> None:
 @click.option("--name", default="山田\u3000太郎", show_default=True,
               help="my-number: 氏名, family and given name separated by U+3000")
 @click.option("--birth-date", default="419900115", show_default=True,
-              help="my-number: EYYYYMMDD (era code, Gregorian date)")
-@click.option("--sex", type=click.Choice(["1", "2", "9", "0"]), default="1",
-              show_default=True, help="my-number: JIS X 0303 code")
+              help="my-number: EYYYYMMDD (era code 1-5, or 0 不明; Gregorian date)")
+@click.option("--sex", type=click.Choice(["1", "2", "3"]), default="1",
+              show_default=True, help="my-number: JPKI code: 1 男, 2 女, 3 不明")
 @click.option("--address", default="東京都千代田区霞が関一丁目1番1号", show_default=True,
               help="my-number: address")
 @click.option("--prefecture", default="東京都", show_default=True, help="my-number: subject L")
@@ -102,8 +102,8 @@ def card() -> None:
               help="representative: 会社法人等番号 (12 digits)")
 @click.option("--head-office-address", default="東京都千代田区丸の内一丁目1番1号",
               show_default=True, help="representative: 本店")
-@click.option("--representative-name", default="佐藤\u3000一郎", show_default=True,
-              help="representative: name")
+@click.option("--representative-name", default="佐藤一郎", show_default=True,
+              help="representative: name (written without spaces, as real ones are)")
 @click.option("--title", default="代表取締役", show_default=True,
               help="representative: title")
 @click.option("--registry-office", default="東京法務局", show_default=True,

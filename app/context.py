@@ -198,6 +198,7 @@ class ServiceContext:
             offline=offline,
             offline_crls=lambda: load_crls(settings.crl_dir),
             allow_test_cards=settings.allow_test_cards,
+            policy_oids=settings.policy_oids,
             clock=lambda: self.clock(),
             cache_max_age=timedelta(seconds=settings.revocation_cache_seconds),
         )

@@ -76,6 +76,6 @@ def bind_signing_certificate(person: Person, signed: ValidatedCertificate,
     person.signing_certificate_der = signed.der if keep_personal_data else None
     items = signed.personal_data
     person.personal_data = json.dumps({
-        "birth_date": items.birth_date.value.isoformat() if items.birth_date else None,
+        "birth_date": items.birth_date.text() if items.birth_date else None,
         "sex": items.sex, "address": items.address,
     }, ensure_ascii=False) if keep_personal_data else None

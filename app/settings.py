@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from hsm import HsmConfig, KeyAlgorithm
+from identity.profiles import PolicyOids
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_DIR / "config" / "default.toml"
@@ -65,6 +66,12 @@ class Settings:
     revocation_breaker_seconds: int
     keep_personal_data: bool
     representative_titles: tuple[str, ...]
+    # certificatePolicies OIDs accepted per certificate (DESIGN §4, issue 10 item 11);
+    # jpki_test_policies are accepted in place of the JPKI ones only with allow_test_cards.
+    jpki_auth_policies: tuple[str, ...]
+    jpki_sign_policies: tuple[str, ...]
+    jpki_test_policies: tuple[str, ...]
+    registration_policies: tuple[str, ...]
     challenge_seconds: int
     challenge_rate_per_minute: int
     max_open_challenges: int
@@ -84,6 +91,13 @@ class Settings:
             # this installation until the PIN file changes or `dairi hsm unlock`.
             lockout_file=str(self.data_dir / "hsm-login-refused"),
         )
+
+    @property
+    def policy_oids(self) -> PolicyOids:
+        """The policy settings as the certificate validator takes them."""
+        return PolicyOids(frozenset(self.jpki_auth_policies), frozenset(self.jpki_sign_policies),
+                          frozenset(self.jpki_test_policies),
+                          frozenset(self.registration_policies))
 
     @property
     def uses_softhsm(self) -> bool:
@@ -189,6 +203,13 @@ def load_settings(
     titles = _strings(raw["representative_titles"])
     if not titles:
         raise SettingsError("representative_titles must name at least one title")
+    policy_names = ("jpki_auth_policies", "jpki_sign_policies", "jpki_test_policies",
+                    "registration_policies")
+    policies = {name: _strings(raw[name]) for name in policy_names}
+    try:
+        PolicyOids(*(frozenset(policies[name]) for name in policy_names))
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -221,6 +242,7 @@ def load_settings(
         revocation_breaker_seconds=_int(raw, "revocation_breaker_seconds", 1, 3600),
         keep_personal_data=_bool(raw["keep_personal_data"]),
         representative_titles=titles,
+        **policies,
         # DESIGN §4: a challenge lives at most 120 s.
         challenge_seconds=_int(raw, "challenge_seconds", 1, 120),
         challenge_rate_per_minute=_int(raw, "challenge_rate_per_minute", 1),

@@ -62,8 +62,28 @@ def _utf8_other_name(oid: str, text: str) -> x509.OtherName:
     return x509.OtherName(x509.ObjectIdentifier(oid), core.UTF8String(text).dump())
 
 
+# What real JPKI certificates carry beside the policy OID (DESIGN §4): a CPS
+# qualifier, and an issuerAltName naming the service in Japanese. The values follow
+# public descriptions of the cards; what matters for dairi is the shape (a critical
+# certificatePolicies with a qualifier, an extra extension to read past).
+JPKI_CPS_URI = "http://www.jpki.go.jp/cps.html"
+JPKI_ISSUER_ALT_OU = {"jpki-auth": "公的個人認証サービス利用者証明用",
+                      "jpki-sign": "公的個人認証サービス署名用"}
+
+
 def _policies(oid: str) -> x509.CertificatePolicies:
-    return x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(oid), None)])
+    return x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(oid),
+                                                            [JPKI_CPS_URI])])
+
+
+def _jpki_extensions(slug: str, policy: str) -> list[tuple[x509.ExtensionType, bool]]:
+    """certificatePolicies (critical, as on real cards) and the issuerAltName."""
+    issuer_alt = x509.IssuerAlternativeName([x509.DirectoryName(x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "公的個人認証サービス"),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, JPKI_ISSUER_ALT_OU[slug]),
+    ]))])
+    return [(_policies(policy), True), (issuer_alt, False)]
 
 
 def issue_my_number_card(
@@ -76,23 +96,30 @@ def issue_my_number_card(
     prefecture: str,
     city: str,
     test_card: bool = False,
+    auth_policy: str | None = None,
+    sign_policy: str | None = None,
 ) -> MyNumberCard:
     """A virtual My Number Card: JPKI-like authentication and signing certificates.
 
-    ``birth_date`` is ``EYYYYMMDD`` and ``sex`` a JIS X 0303 digit, as on real cards.
+    ``birth_date`` is ``EYYYYMMDD`` and ``sex`` a JPKI digit (1, 2, 3), as on real cards
+    (a sex outside those is written anyway, so tests can make malformed cards).
+    ``auth_policy``/``sign_policy`` replace the default (or test-card) policy OIDs, for
+    certificates of a configured policy set.
     """
     profiles.BirthDate.parse(birth_date)  # refuse what a real card could not carry
     now = pki.clock()
     serial = secrets.token_hex(8).upper()
     auth_key, sign_key = new_rsa_key(), new_rsa_key()
-    auth_policy = profiles.JPKI_TEST_POLICY if test_card else profiles.JPKI_AUTH_POLICY
-    sign_policy = profiles.JPKI_TEST_POLICY if test_card else profiles.JPKI_SIGN_POLICY
+    auth_policy = auth_policy or (profiles.JPKI_TEST_POLICY if test_card
+                                  else profiles.JPKI_AUTH_POLICY)
+    sign_policy = sign_policy or (profiles.JPKI_TEST_POLICY if test_card
+                                  else profiles.JPKI_SIGN_POLICY)
     auth = pki.ca_for_slug("jpki-auth").issue(
         x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
                    x509.NameAttribute(NameOID.COMMON_NAME, serial + "A")]),
         auth_key.public_key(), now=now,
         key_usage=end_entity_key_usage(non_repudiation=False),
-        extensions=[(_policies(auth_policy), False)],
+        extensions=_jpki_extensions("jpki-auth", auth_policy),
     )
     name_flags = "0" * len(name.replace("\u3000", ""))
     address_flags = "0" * len(address)
@@ -104,7 +131,7 @@ def issue_my_number_card(
         sign_key.public_key(), now=now,
         key_usage=end_entity_key_usage(non_repudiation=True),
         extensions=[
-            (_policies(sign_policy), False),
+            *_jpki_extensions("jpki-sign", sign_policy),
             (x509.SubjectAlternativeName([
                 _utf8_other_name(profiles.JPKI_NAME, name),
                 _utf8_other_name(profiles.JPKI_NAME_FLAGS, name_flags),
@@ -155,16 +182,19 @@ def issue_representative_card(
     registry_office: str = "東京法務局",
     registrar: str = "東京法務局登記官",
     extra_fields: dict[int, str] | None = None,
+    policy: str = profiles.REGISTRATION_POLICY,
 ) -> VirtualCard:
     """A registration-like certificate for a representative, with the critical
     private extensions real ones carry (the number is not checked here, so tests
-    can make malformed ones)."""
+    can make malformed ones). The representative's name is written without spaces,
+    as real certificates write it."""
     key = new_rsa_key()
+    representative_name = "".join(representative_name.split())
     fields = {0: corporate_name, 1: registered_number, 2: head_office_address,
               3: representative_name, 4: representative_title, 6: registry_office,
               **(extra_fields or {})}
     policies_jp = asn1_x509.CertificatePolicies(
-        [{"policy_identifier": profiles.REGISTRATION_POLICY}]).dump()
+        [{"policy_identifier": policy}]).dump()
     cert = pki.ca_for_slug("registrar").issue(
         x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
                    x509.NameAttribute(NameOID.COMMON_NAME, representative_name)]),

@@ -101,7 +101,8 @@ def _personal_fields(cert: asn1_x509.Certificate) -> dict[str, Any]:
     return {
         "name": data.name,
         "sex": data.sex,
-        "birth_date": birth.value.isoformat() if birth else None,
+        "birth_date": birth.value.isoformat() if birth and birth.value else None,
+        "birth_date_raw": birth.raw if birth else None,
         "birth_era": birth.era if birth else None,
         "address": data.address,
         "name_substitute_flags": data.name_flags,

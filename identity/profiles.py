@@ -7,6 +7,7 @@ Personal data read here (address, birth date, sex) must never be logged.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -16,7 +17,7 @@ from asn1crypto import core, parser, x509
 from dairi import DairiError
 from identity.corporate_number import corporate_number
 
-# JPKI certificate policies.
+# JPKI certificate policies: the defaults of the policy settings (PolicyOids).
 JPKI_AUTH_POLICY = "1.2.392.200149.8.5.1.3.30"
 JPKI_SIGN_POLICY = "1.2.392.200149.8.5.1.1.20"
 JPKI_TEST_POLICY = "1.2.392.200149.8.5.1.0.20"  # reportedly on test cards
@@ -36,6 +37,9 @@ REGISTERED_CORPORATION_INFO = "1.2.392.100300.1.1.3"
 REGISTRATION_POLICY = "1.2.392.100300.1.3.4"
 REGISTRATION_EXTENSIONS = frozenset({CERTIFICATE_POLICIES_JP, REGISTRAR,
                                      REGISTERED_CORPORATION_INFO})
+# registeredCorporationInfo fields are DirectoryString (RFC 5280): any of its five.
+DIRECTORY_STRING_TYPES = (core.UTF8String, core.PrintableString, core.TeletexString,
+                          core.BMPString, core.UniversalString)
 
 # Era codes of the birth date (E of EYYYYMMDD) and the day each era began.
 ERAS: dict[str, tuple[str, date]] = {
@@ -45,7 +49,56 @@ ERAS: dict[str, tuple[str, date]] = {
     "4": ("平成", date(1989, 1, 8)),
     "5": ("令和", date(2019, 5, 1)),
 }
-SEXES = {"1": "male", "2": "female", "9": "not-applicable", "0": "unknown"}
+# Era code 0: the register does not know the era (不明); the digits that follow may
+# name a date, part of one (00 for an unknown month or day) or nothing.
+UNKNOWN_ERA_CODE, UNKNOWN_ERA = "0", "不明"
+# Sex as the JPKI signing certificate writes it (DESIGN §4); the raw digit is kept.
+SEXES = {"1": "男", "2": "女", "3": "不明"}
+# The words version 1 of the basic-items document wrote for the codes it accepted:
+# kept so that the digest of a person enrolled before stays the same (issue 10.11).
+_DOCUMENT_SEX = {"1": "male", "2": "female"}
+
+
+_OID = re.compile(r"[0-2](\.(0|[1-9][0-9]*))+")
+
+
+@dataclass(frozen=True)
+class PolicyOids:
+    """Which certificatePolicies OIDs make a certificate of each kind (DESIGN §4).
+
+    Settings, today's values the defaults: smartphone JPKI certificates reportedly
+    carry other policies. ``jpki_test`` are the test-card policies, accepted in place
+    of the JPKI ones only when test cards are allowed. Raises ``ValueError`` when a
+    set is empty (``jpki_test`` may be), an OID is not dotted decimal, a test-card
+    policy is also an accepted one, or one policy names both JPKI certificates.
+    """
+
+    jpki_auth: frozenset[str] = frozenset({JPKI_AUTH_POLICY})
+    jpki_sign: frozenset[str] = frozenset({JPKI_SIGN_POLICY})
+    jpki_test: frozenset[str] = frozenset({JPKI_TEST_POLICY})
+    registration: frozenset[str] = frozenset({REGISTRATION_POLICY})
+
+    def __post_init__(self) -> None:
+        # Named as the settings that fill them, so a refusal at start-up says which.
+        sets = {"jpki_auth_policies": self.jpki_auth, "jpki_sign_policies": self.jpki_sign,
+                "jpki_test_policies": self.jpki_test,
+                "registration_policies": self.registration}
+        for name, oids in sets.items():
+            if not oids and name != "jpki_test_policies":
+                raise ValueError(f"{name}: at least one policy OID is needed")
+            for oid in oids:
+                if not _OID.fullmatch(oid):
+                    raise ValueError(f"{name}: {oid!r} is not a dotted-decimal OID")
+        real = self.jpki_auth | self.jpki_sign | self.registration
+        if self.jpki_test & real:
+            raise ValueError("a test-card policy cannot also be accepted as a real one "
+                             "(allow_test_cards lets test cards in)")
+        if self.jpki_auth & self.jpki_sign:
+            raise ValueError("one policy OID cannot name both JPKI certificates "
+                             "(authentication and signing)")
+
+
+DEFAULT_POLICY_OIDS = PolicyOids()
 
 
 class ProfileError(DairiError, ValueError):
@@ -69,16 +122,27 @@ class CertificateKind(enum.StrEnum):
 
 @dataclass(frozen=True)
 class BirthDate:
-    """A JPKI birth date: the Gregorian date and the era it fell in."""
+    """A JPKI birth date: the Gregorian date, the era it fell in, and the text as read.
 
-    value: date
+    ``value`` is None only when the era is 不明 and the digits name no calendar date.
+    """
+
+    value: date | None
     era: str
+    raw: str | None = None  # EYYYYMMDD as the certificate carries it (set by parse)
 
     @classmethod
     def parse(cls, text: str) -> BirthDate:
-        """Decode ``EYYYYMMDD``; refuses unknown eras and dates outside their era."""
+        """Decode ``EYYYYMMDD``; raises :class:`ProfileError` for other text, unknown era
+        codes and dates outside their era. Era 0 (不明) takes any eight digits."""
         if len(text) != 9 or not text.isascii() or not text.isdigit():
             raise ProfileError("birth date is not EYYYYMMDD")
+        if text[0] == UNKNOWN_ERA_CODE:
+            try:
+                known: date | None = date(int(text[1:5]), int(text[5:7]), int(text[7:9]))
+            except ValueError:
+                known = None  # a partly or wholly unknown date: the raw text says it
+            return cls(known, UNKNOWN_ERA, text)
         if text[0] not in ERAS:
             raise ProfileError(f"unknown era code {text[0]}")
         try:
@@ -89,7 +153,14 @@ class BirthDate:
         following = [s for _, s in ERAS.values() if s > start]
         if value < start or (following and value >= min(following)):
             raise ProfileError("birth date does not fall in its era")
-        return cls(value, era)
+        return cls(value, era, text)
+
+    def text(self) -> str:
+        """The ISO date when the era is known, else the raw ``EYYYYMMDD`` (era 不明):
+        how dairi stores and compares a birth date."""
+        if self.era == UNKNOWN_ERA or self.value is None:
+            return self.raw or ""
+        return self.value.isoformat()
 
 
 @dataclass(frozen=True)
@@ -101,7 +172,7 @@ class JpkiPersonalData:
 
     name: str
     name_flags: str | None = field(default=None, repr=False)
-    sex: str | None = field(default=None, repr=False)
+    sex: str | None = field(default=None, repr=False)  # raw digit, see SEXES
     birth_date: BirthDate | None = field(default=None, repr=False)
     address: str | None = field(default=None, repr=False)
     address_flags: str | None = field(default=None, repr=False)
@@ -140,15 +211,16 @@ def policy_oids(cert: x509.Certificate) -> tuple[str, ...]:
         raise CertificateMalformed("certificatePolicies is not DER") from exc
 
 
-def certificate_kind(cert: x509.Certificate) -> CertificateKind:
+def certificate_kind(cert: x509.Certificate,
+                     policies: PolicyOids = DEFAULT_POLICY_OIDS) -> CertificateKind:
     """Classify by policy OID (and, for registration, its private extension).
 
     Raises :class:`CertificateMalformed` when those extensions are not DER.
     """
-    policies = policy_oids(cert)
-    if JPKI_AUTH_POLICY in policies:
+    found = set(policy_oids(cert))
+    if found & policies.jpki_auth:
         return CertificateKind.JPKI_AUTH
-    if JPKI_SIGN_POLICY in policies:
+    if found & policies.jpki_sign:
         return CertificateKind.JPKI_SIGN
     if REGISTERED_CORPORATION_INFO in _extensions(cert):
         return CertificateKind.CORPORATE_REGISTRATION
@@ -180,12 +252,12 @@ def jpki_personal_data(cert: x509.Certificate) -> JpkiPersonalData:
         raise ProfileError("no JPKI name in the subjectAltName")
     sex = items.get(JPKI_SEX)
     if sex is not None and sex not in SEXES:
-        raise ProfileError("sex is not a JIS X 0303 code")
+        raise ProfileError("sex is not a JPKI code (1, 2 or 3)")
     birth = items.get(JPKI_BIRTH_DATE)
     return JpkiPersonalData(
         name=items[JPKI_NAME],
         name_flags=items.get(JPKI_NAME_FLAGS),
-        sex=SEXES[sex] if sex is not None else None,
+        sex=sex,
         birth_date=BirthDate.parse(birth) if birth is not None else None,
         address=items.get(JPKI_ADDRESS),
         address_flags=items.get(JPKI_ADDRESS_FLAGS),
@@ -193,7 +265,8 @@ def jpki_personal_data(cert: x509.Certificate) -> JpkiPersonalData:
 
 
 def registered_corporation(cert: x509.Certificate) -> RegisteredCorporation:
-    """Parse ``registeredCorporationInfo``; unknown tags are kept in ``other_fields``.
+    """Parse ``registeredCorporationInfo`` (each field a DirectoryString of any type);
+    unknown tags are kept in ``other_fields``.
 
     Raises :class:`ProfileError` (or ``CORPORATE_NUMBER_INVALID`` when the
     会社法人等番号 is not 12 digits, :class:`CertificateMalformed` when the
@@ -216,9 +289,9 @@ def registered_corporation(cert: x509.Certificate) -> RegisteredCorporation:
             if class_ != 2 or method != 1:  # [n] EXPLICIT
                 raise ProfileError("registeredCorporationInfo field is not EXPLICIT-tagged")
             inner = core.load(inner_der, strict=True)
-            if not isinstance(inner, core.UTF8String | core.PrintableString):
-                raise ProfileError("registeredCorporationInfo field is not a string")
-            fields[tag] = inner.native
+            if not isinstance(inner, DIRECTORY_STRING_TYPES):
+                raise ProfileError("registeredCorporationInfo field is not a DirectoryString")
+            fields[tag] = inner.native  # decodes: text not valid in its type is refused
     except ProfileError:
         raise
     except (ValueError, TypeError) as exc:
@@ -261,14 +334,16 @@ def basic_items_document(data: JpkiPersonalData) -> bytes:
     """The four basic items (name, birth date, sex, address) as canonical bytes (RFC
     8785 JSON): what a keyed digest is taken over, so that a reissued card can be
     compared with the enrolled one without keeping the items. The name is taken
-    without its spaces, as dairi compares names everywhere.
+    without its spaces, as dairi compares names everywhere. Sex 1 and 2 and a birth
+    date of known era are written as before item 10.11 (so enrolled digests still
+    match); sex 3 and an era-不明 birth date as their raw text.
 
     The result is personal data: hash it, never store or log it.
     """
     return rfc8785.dumps({
         "type": BASIC_ITEMS_TYPE,
         "name": "".join(data.name.split()),
-        "birth_date": data.birth_date.value.isoformat() if data.birth_date else None,
-        "sex": data.sex,
+        "birth_date": data.birth_date.text() if data.birth_date else None,
+        "sex": _DOCUMENT_SEX.get(data.sex, data.sex) if data.sex else None,
         "address": data.address,
     })

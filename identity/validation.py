@@ -181,17 +181,21 @@ class _Profile:
 
 
 _Kind, _DS, _NR = profiles.CertificateKind, "digital_signature", "non_repudiation"
-_PROFILES = {
-    TrustPurpose.JPKI_AUTH: _Profile(_Kind.JPKI_AUTH, frozenset({profiles.JPKI_AUTH_POLICY}),
-                                     frozenset({_DS}), test_cards=True),
-    TrustPurpose.JPKI_SIGN: _Profile(_Kind.JPKI_SIGN, frozenset({profiles.JPKI_SIGN_POLICY}),
-                                     frozenset({_DS, _NR}), test_cards=True),
-    TrustPurpose.REGISTRAR: _Profile(_Kind.CORPORATE_REGISTRATION,
-                                     frozenset({profiles.REGISTRATION_POLICY}),
-                                     frozenset({_DS, _NR})),
-    TrustPurpose.TSA: _Profile(_Kind.OTHER, None, frozenset({_DS}), frozenset({"time_stamping"})),
-    TrustPurpose.SERVICE: _Profile(_Kind.OTHER, None, frozenset({_DS})),
-}
+
+
+def _profiles(policies: profiles.PolicyOids) -> dict[TrustPurpose, _Profile]:
+    """The profile of each purpose, with the configured policy OIDs."""
+    return {
+        TrustPurpose.JPKI_AUTH: _Profile(_Kind.JPKI_AUTH, policies.jpki_auth,
+                                         frozenset({_DS}), test_cards=True),
+        TrustPurpose.JPKI_SIGN: _Profile(_Kind.JPKI_SIGN, policies.jpki_sign,
+                                         frozenset({_DS, _NR}), test_cards=True),
+        TrustPurpose.REGISTRAR: _Profile(_Kind.CORPORATE_REGISTRATION, policies.registration,
+                                         frozenset({_DS, _NR})),
+        TrustPurpose.TSA: _Profile(_Kind.OTHER, None, frozenset({_DS}),
+                                   frozenset({"time_stamping"})),
+        TrustPurpose.SERVICE: _Profile(_Kind.OTHER, None, frozenset({_DS})),
+    }
 
 
 def _utcnow() -> datetime:
@@ -281,6 +285,7 @@ class CertificateValidator:
     Online (default) revocation data is fetched through ``fetcher_backend``
     (pyhanko-certvalidator's default when None); ``offline=True`` uses only
     ``offline_crls`` (bytes, or a callable returning them at each validation).
+    ``policy_oids`` are the policies each purpose accepts (settings).
     """
 
     def __init__(
@@ -291,10 +296,13 @@ class CertificateValidator:
         offline_crls: Callable[[], Iterable[bytes]] | Iterable[bytes] = (),
         offline: bool = False,
         allow_test_cards: bool = False,
+        policy_oids: profiles.PolicyOids = profiles.DEFAULT_POLICY_OIDS,
         clock: Callable[[], datetime] = _utcnow,
         cache_max_age: timedelta = timedelta(minutes=5),
     ) -> None:
         self._trust = trust
+        self._policy_oids = policy_oids
+        self._profiles = _profiles(policy_oids)
         self._backend = fetcher_backend
         self._crls = offline_crls if callable(offline_crls) else tuple(offline_crls)
         self._offline = offline
@@ -352,7 +360,7 @@ class CertificateValidator:
                         key: tuple[bytes, TrustPurpose], purpose: TrustPurpose, *,
                         intermediates: Iterable[bytes], at: datetime | None
                         ) -> ValidatedCertificate:
-        profile = _PROFILES[purpose]
+        profile = self._profiles[purpose]
         test_card = self._check_policy(cert, purpose, profile)
         anchors = self._trust.anchors_for(purpose)
         if not anchors:
@@ -375,7 +383,8 @@ class CertificateValidator:
         _check_key_usage(cert, profile)
         result = ValidatedCertificate(
             der=bytes(certificate_der), sha256=key[0].hex(), purpose=purpose,
-            kind=profile.kind if profile.policies else profiles.certificate_kind(cert),
+            kind=profile.kind if profile.policies
+            else profiles.certificate_kind(cert, self._policy_oids),
             subject=cert.subject.human_friendly, issuer=cert.issuer.human_friendly,
             serial_number=cert.serial_number, not_before=cert.not_valid_before,
             not_after=cert.not_valid_after,
@@ -495,7 +504,7 @@ class CertificateValidator:
         found = _policies(cert, purpose)
         if found & profile.policies:
             return False
-        if profile.test_cards and profiles.JPKI_TEST_POLICY in found:
+        if profile.test_cards and found & self._policy_oids.jpki_test:
             if self._allow_test_cards:
                 return True
             raise CertificateRefused("JPKI test-card certificates are not accepted",

@@ -88,7 +88,7 @@ def test_inspect_jpki_signing_certificate(my_number_dir):
     info = inspect_json(my_number_dir / "sign-cert.pem")
     assert info["kind"] == "jpki-sign"
     assert info["name"] == "山田\u3000太郎"
-    assert info["sex"] == "male"
+    assert info["sex"] == "1"  # the raw JPKI code (男)
     assert info["birth_date"] == "1990-01-15"
     assert info["birth_era"] == "平成"
     assert info["address"] == "東京都千代田区霞が関一丁目1番1号"
@@ -119,7 +119,7 @@ def test_my_number_options_reach_the_certificate(cli_env, tmp_path):
     assert result.exit_code == 0, result.output
     info = inspect_json(out / "sign-cert.pem")
     assert (info["name"], info["sex"], info["birth_date"], info["birth_era"]) == \
-        ("田中\u3000次郎", "female", "2020-02-29", "令和")
+        ("田中\u3000次郎", "2", "2020-02-29", "令和")
     assert info["subject"].startswith("C=JP, L=大阪府, L=大阪市, CN=")
 
 
@@ -132,7 +132,7 @@ def test_representative_card_and_inspection(representative_dir):
     assert info["registered_number"] == "120901007402"
     assert info["corporate_number"] == "2120901007402"
     assert validate_corporate_number(info["corporate_number"]) == info["corporate_number"]
-    assert info["representative_name"] == "鈴木\u3000花子"
+    assert info["representative_name"] == "鈴木花子"  # written without spaces, as real ones
     assert info["representative_title"] == "代表執行役"
     assert info["registry_office"] == "大阪法務局"
     assert info["head_office_address"] == "東京都千代田区丸の内一丁目1番1号"
@@ -140,6 +140,16 @@ def test_representative_card_and_inspection(representative_dir):
     assert info["registration_policies"] == [REGISTRATION_POLICY]
     assert info["other_fields"] == {}
     assert info["key_usage"] == ["digitalSignature", "nonRepudiation"]
+
+
+def test_a_card_of_unknown_birth_era_and_sex_is_made_and_read_raw(cli_env, tmp_path):
+    out = tmp_path / "card"
+    result = run("dev", "card", "create", "--kind", "my-number", "--out", str(out),
+                 "--birth-date", "019800000", "--sex", "3")
+    assert result.exit_code == 0, result.output
+    info = inspect_json(out / "sign-cert.pem")
+    assert (info["sex"], info["birth_date"], info["birth_date_raw"], info["birth_era"]) == \
+        ("3", None, "019800000", "不明")
 
 
 def test_default_representative_card_has_the_documented_corporate_number(cli_env, tmp_path):
