@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
 from datetime import datetime, timedelta
 
 import pytest
-from asn1crypto import cms, crl, ocsp
+from asn1crypto import cms, crl, ocsp, pem
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -17,7 +18,6 @@ from helpers_delegation_ac import (
 )
 from pyhanko_certvalidator.authority import AuthorityWithCert
 from pyhanko_certvalidator.fetchers.common_utils import format_ocsp_request
-from pyhanko_certvalidator.fetchers.requests_fetchers.ocsp_client import RequestsOCSPFetcher
 
 from delegation.certificates import (
     AttributeAuthority,
@@ -83,8 +83,34 @@ def test_the_ocsp_responder_refuses_garbage_and_other_issuers(aa, other_aa, endp
     assert ocsp.OCSPResponse.load(foreign)["response_status"].native == "unauthorized"
 
 
-def test_the_ocsp_fetcher_default_is_what_the_responder_expects():
-    assert RequestsOCSPFetcher().certid_hash_algo == "sha1"
+@pytest.mark.parametrize("digest", ["sha1", "sha256"])
+def test_the_responder_answers_an_openssl_request_that_openssl_accepts(
+        endpoints, aa, employee, tmp_path, digest):
+    """An independent client both ways: OpenSSL builds the request (its CertID for
+    the AC's serial under the AA) and checks the signed answer against the AA's
+    certificate, with the status it prints."""
+    good, revoked = (endpoints.issue(make_terms(employee.certificate_der),
+                                     employee.certificate_der) for _ in range(2))
+    # cessationOfOperation (5): OpenSSL 3.0 names reasons 0-8 only, not privilegeWithdrawn.
+    endpoints.revoke(revoked, "cessation_of_operation")
+    (tmp_path / "aa.pem").write_bytes(pem.armor("CERTIFICATE", aa.certificate_der))
+    for ac, expected in ((good, "good"), (revoked, "revoked")):
+        serial = str(parse_mandate_certificate(ac).serial_number)
+        subprocess.run(["openssl", "ocsp", f"-{digest}", "-issuer", "aa.pem", "-serial", serial,
+                        "-reqout", "request.der"],
+                       cwd=tmp_path, check=True, capture_output=True, timeout=30)
+        answer = aa.ocsp_response((tmp_path / "request.der").read_bytes(),
+                                  endpoints.status_of, now=now())
+        (tmp_path / "response.der").write_bytes(answer)
+        shown = subprocess.run(
+            ["openssl", "ocsp", "-respin", "response.der", "-issuer", "aa.pem",
+             "-VAfile", "aa.pem", f"-{digest}", "-serial", serial, "-no_nonce"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=30)
+        assert shown.returncode == 0, shown.stderr
+        assert "Response verify OK" in shown.stderr + shown.stdout
+        assert f"{serial}: {expected}" in shown.stdout, shown.stdout
+        if expected == "revoked":
+            assert "Reason: cessationOfOperation" in shown.stdout, shown.stdout
 
 
 def test_the_ac_crl(aa):

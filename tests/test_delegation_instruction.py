@@ -63,8 +63,12 @@ def test_an_instruction_with_a_bad_corporate_number_or_scope_is_malformed(pki):
     assert caught.value.code == "INSTRUCTION_MALFORMED"
     doc = instruction_for(corp).to_json()
     doc["scope"]["actions"] = ["賄賂"]
-    with pytest.raises(DelegationRefused):
+    with pytest.raises(DelegationRefused) as caught:
         GrantInstruction.parse(rfc8785.dumps(doc))
+    assert caught.value.code == "INSTRUCTION_MALFORMED"
+    assert "賄賂" in caught.value.message  # says which action is unknown
+    # The untouched document parses: the refusals above are the changes' doing.
+    assert GrantInstruction.parse(rfc8785.dumps(instruction_for(corp).to_json()))
 
 
 def test_the_grantors_cms_signature_names_the_signer(pki):
