@@ -23,6 +23,7 @@ from app.auth import AuthError, AuthService, roles_of
 from app.errors import ProblemError
 from app.identity_models import GLOBAL_ROLES, AccessToken, Role
 from app.ratelimit import RateLimited, client_address, enforce
+from identity.corporate_number import validate_corporate_number
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -228,6 +229,10 @@ def allow(*roles: Role, scopes: Iterable[str] = (), corporation_arg: str | None 
             if caller is None:
                 raise _refuse(401, "UNAUTHENTICATED", "this endpoint needs credentials")
             corporation = kwargs.get(corporation_arg) if corporation_arg else None
+            if corporation is not None:
+                # A number no corporation can have is bad input (422
+                # CORPORATE_NUMBER_INVALID), said before permission would call it FORBIDDEN.
+                validate_corporate_number(corporation)
             permitted = (caller.kind == "client" and bool(caller.scopes & scope_set)
                          and (corporation is None or caller.may_read(corporation))) or (
                 caller.kind != "client" and any(caller.holds(r, corporation) for r in roles))

@@ -137,8 +137,11 @@ def test_a_registration_names_its_corporations_or_all_of_them(client, world):
         problem(client.post("/api/v1/clients", headers=admin, json={**body, **extra}),
                 422, "VALIDATION_FAILED")
     problem(client.post("/api/v1/clients", headers=admin,
-                        json={**body, "corporations": [world["a"], "1234567890123"]}),
+                        json={**body, "corporations": [world["a"], "9234567890123"]}),
             404, "CORPORATION_NOT_FOUND")
+    problem(client.post("/api/v1/clients", headers=admin,  # wrong check digit
+                        json={**body, "corporations": [world["a"], "1234567890123"]}),
+            422, "CORPORATE_NUMBER_INVALID")
     # Only an administrator registers clients (representatives cannot, today).
     problem(client.post("/api/v1/clients", headers=world["a_rep"],
                         json={**body, "corporations": [world["a"]]}), 403, "FORBIDDEN")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -75,3 +77,64 @@ def test_a_chain_under_a_revoked_root_names_every_hops_reason(client, hsm, world
     assert of_child["holds"] is False
     # Every hop's reason, once each, root first: a caller need not walk the hops.
     assert of_child["reasons"] == ["MANDATE_REVOKED", "PARENT_INVALID"], of_child
+
+
+# -- 3. a bad 法人番号 in a query is CORPORATE_NUMBER_INVALID, before permission ------
+
+def _wrong_check_digit(number: str) -> str:
+    """The same 会社法人等番号 with another check digit: 13 digits, not a 法人番号."""
+    return f"{(int(number[0]) % 9) + 1}{number[1:]}"
+
+
+def _invalid(response) -> None:
+    assert response.status_code == 422, response.get_json()
+    assert response.get_json()["code"] == "CORPORATE_NUMBER_INVALID", response.get_json()
+
+
+def test_a_wrong_check_digit_in_a_query_is_corporate_number_invalid(client, world):
+    a, yamada = world["a"], world["yamada"]
+    wrong = _wrong_check_digit(a.corporate_number)
+    assert wrong != a.corporate_number and len(wrong) == 13
+    headers = bearer(yamada.token)
+    _invalid(client.get("/api/v1/authority", headers=headers,
+                        query_string={"principal": wrong, "action": "bid"}))
+    _invalid(client.get("/api/v1/mandates", headers=headers,
+                        query_string={"principal": wrong}))
+    _invalid(client.get(f"/api/v1/corporations/{wrong}", headers=headers))
+    _invalid(client.get(f"/api/v1/corporations/{wrong}/employees", headers=headers))
+    # The right number still answers; another well-formed corporation is still 403.
+    assert client.get(f"/api/v1/corporations/{a.corporate_number}",
+                      headers=headers).status_code == 200
+
+
+def test_a_malformed_corporate_number_in_the_path_is_invalid_not_forbidden(client, world):
+    headers = bearer(world["yamada"].token)
+    for bad in ("123", "12345678901234", "abcdefghijklm"):
+        _invalid(client.get(f"/api/v1/corporations/{bad}", headers=headers))
+
+
+# -- 4. every time in the 電子委任状 is in 日本時間 ------------------------------------
+
+def _pdf_text(pdf: bytes) -> str:
+    return subprocess.run(["pdftotext", "-enc", "UTF-8", "-", "-"], input=pdf,
+                          capture_output=True, check=True, timeout=60).stdout.decode()
+
+
+def test_the_revocation_time_in_the_document_is_japan_time(client, world):
+    a, yamada = world["a"], world["yamada"]
+    root = root_grant(client, a, yamada)
+    rep = login(client, a.representative)
+    revoked = client.post(f"/api/v1/mandates/{root['id']}/revocation", json={},
+                          headers=bearer(rep))
+    assert revoked.status_code == 200
+    revoked_at = datetime.fromisoformat(revoked.get_json()["revoked_at"])
+    response = client.get(f"/api/v1/mandates/{root['id']}/document", headers=bearer(rep))
+    assert response.status_code == 200
+    text = _pdf_text(response.data)
+    # Japan is UTC+9 all year (no summer time).
+    jst = (revoked_at.astimezone(UTC) + timedelta(hours=9)).replace(tzinfo=None)
+    shown = f"{jst.year}年{jst.month:02d}月{jst.day:02d}日 {jst.hour:02d}:{jst.minute:02d}"
+    status_line = next(line for line in text.splitlines() if line.startswith("状態"))
+    assert shown in status_line and "日本時間" in status_line, status_line
+    assert revoked_at.astimezone(UTC).strftime("%Y-%m-%dT") not in text, text
+    assert "+00:00" not in text, text

@@ -199,6 +199,8 @@ def test_an_invitation_for_a_stranger_or_unknown_corporation_is_refused(client, 
     assert_problem(client.post(f"/api/v1/corporations/{a}/invitations", headers=a_rep,
                                json={}), 422, "VALIDATION_FAILED")
     admin = bearer(world["admin"])
-    assert_problem(client.post("/api/v1/corporations/1234567890123/invitations", headers=admin,
+    assert_problem(client.post("/api/v1/corporations/9234567890123/invitations", headers=admin,
                                json={"name": "x"}), 404, "CORPORATION_NOT_FOUND")
+    assert_problem(client.post("/api/v1/corporations/1234567890123/invitations", headers=admin,
+                               json={"name": "x"}), 422, "CORPORATE_NUMBER_INVALID")
     assert invite(client, world["admin"], a, name="新人\u3000一")["rebind"] is False

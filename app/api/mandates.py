@@ -27,7 +27,13 @@ from app.audit_log import record_refusal
 from app.edge import body_limit
 from app.errors import ProblemError
 from app.identity_models import Role
-from app.mandate_document import ChainLine, MandateDocument, document_lines, mandate_pdf
+from app.mandate_document import (
+    ChainLine,
+    MandateDocument,
+    document_lines,
+    jst_text,
+    mandate_pdf,
+)
 from app.mandate_models import Mandate
 from app.mandate_publication import document_state, signed_document
 from app.mandates import REVOCATION_REASONS, Actor, MandateService, status_at
@@ -369,7 +375,8 @@ def document_of(rows: list[Mandate], verdict: ChainVerdict, now: datetime) -> Ma
     scope = leaf.scope
     status = STATUS_LABELS[status_at(leaf, now)]
     if leaf.revoked_at is not None:
-        status += f"（{leaf.revoked_at.isoformat(timespec='seconds')}）"
+        # In 日本時間 like every other time the document prints (issue 10.10).
+        status += f"（{jst_text(leaf.revoked_at)} 日本時間）"
     elif not verdict.holds:
         status += "（委任の連鎖に失効・無効があります）"
     return MandateDocument(
