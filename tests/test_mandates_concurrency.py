@@ -4,6 +4,7 @@ its start: SQLite ignores ``FOR UPDATE``)."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -70,8 +71,9 @@ def test_no_child_stays_valid_under_a_revoked_parent(client, app, hsm, pki):
             futures = [pool.submit(revoke)] + [pool.submit(grant, item) for item in signed]
             results = [f.result(timeout=60) for f in futures]
         assert results[0] == "revoked"
-        for result in results[1:]:
-            outcomes[result] += 1
+        granted_now = results[1:].count("granted")
+        outcomes["granted"] += granted_now
+        outcomes["refused"] += results[1:].count("refused")
 
         with context.session_factory() as session:
             rows = session.scalars(select(Mandate).where(
@@ -86,5 +88,14 @@ def test_no_child_stays_valid_under_a_revoked_parent(client, app, hsm, pki):
                             f"{row.id} stayed valid under revoked {ancestor.id}"
             assert all(r.revoked_at is not None for r in rows
                        if r.id == root["id"] or r.parent_id == child["id"])
-    # Grants that won the race were revoked with their parent; the rest were refused.
-    assert outcomes["granted"] + outcomes["refused"] == ROUNDS * GRANTS_PER_ROUND
+            # Every grant answered "granted" left exactly one mandate under the child,
+            # and every refused one left none (no half-written state).
+            under_child = [r for r in rows if r.parent_id == child["id"]]
+            assert len(under_child) == granted_now, (len(under_child), results)
+            granted_digests = {hashlib.sha256(data).hexdigest() for (data, _), result
+                               in zip(signed, results[1:], strict=True)
+                               if result == "granted"}
+            assert {r.instruction_sha256 for r in under_child} == granted_digests
+    # Both sides of the race are exercised over the rounds is not guaranteed on a loaded
+    # machine, so it is reported, not asserted.
+    print(f"race outcomes over {ROUNDS} rounds: {outcomes}")
