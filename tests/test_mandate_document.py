@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
 from datetime import UTC, datetime, timedelta, timezone
 from io import BytesIO
 
@@ -115,11 +116,46 @@ def test_pdf_is_a4_with_an_embedded_japanese_font():
     assert len(descriptor["/FontFile2"].data) > 1000     # the glyph subset is embedded
 
 
-def test_pdf_shows_exactly_the_document_lines():
+def _pdftotext(pdf: bytes, tmp_path) -> list[str]:
+    """Each page's text as poppler's pdftotext reads it, all white space removed, so
+    that where a line wraps is not part of what is compared."""
+    path = tmp_path / "document.pdf"
+    path.write_bytes(pdf)
+    out = subprocess.run(["pdftotext", "-enc", "UTF-8", str(path), "-"], check=True,
+                         capture_output=True, timeout=60).stdout.decode()
+    return [re.sub(r"\s+", "", page) for page in out.split("\f") if page.strip()]
+
+
+# The fixture's facts as a reader must find them, written by hand (times in 日本時間:
+# 2026-03-31 15:00Z is 4月1日 0時, 2026-11-21 01:00Z is 10時, issued 00:30Z is 9時30分).
+READER_SEES = (
+    "電子委任状", "委任状番号:m-0002", "委任者（法人）:株式会社大理建設",
+    "法人番号:1234567890123", "委任者:佐藤次郎（部長）", "受任者:山田花子（課長）",
+    "委任事項:入札、見積、電子申請（建設業許可申請）", "調達機関:国土交通省関東地方整備局",
+    "案件:令和8年度第42号庁舎清掃業務委託", "金額上限:金100,000,000円",
+    "2026年04月01日00:00", "2026年11月21日10:00", "再委任:不可", "状態:有効",
+    "【委任の連鎖】", "大理一郎（代表取締役）→佐藤次郎（部長）", "m-0001",
+    "佐藤次郎（部長）→山田花子（課長）", "属性証明書シリアル番号:7f3a09c2e4b1",
+    "指図書SHA-256:" + "ab" * 32, "本書はdairiが発行し、電子署名を付しています。",
+    "2026年04月01日09:30",
+)
+
+
+def test_pdf_text_read_by_poppler_is_the_fixtures_facts_in_order(tmp_path):
+    [text] = _pdftotext(mandate_pdf(_document()), tmp_path)
+    position = 0
+    for needle in READER_SEES:
+        found = text.find(needle, position)
+        assert found >= 0, f"{needle!r} not after position {position} in {text!r}"
+        position = found + len(needle)
+
+
+def test_pdf_shows_exactly_the_document_lines(tmp_path):
     document = _document()
     shown = _pdf_pages(mandate_pdf(document))
-    expected = [[line for line in page if line] for page in document_pages(document)]
-    assert shown == expected
+    # Our reader of the PDF agrees with poppler's, page by page.
+    assert ["".join(re.sub(r"\s+", "", line) for line in page) for page in shown] == \
+        _pdftotext(mandate_pdf(document), tmp_path)
     text = "\n".join(shown[0])
     for needle in ("電子委任状", "委任状番号: m-0002", "委任者（法人）: 株式会社大理建設",
                    "受任者: 山田 花子（課長）", "金額上限: 金 100,000,000 円", "再委任: 不可",
@@ -134,14 +170,20 @@ def test_pdf_text_follows_the_fields():
     assert "山田 花子（課長）" not in shown.split("【委任の連鎖】")[0]
 
 
-def test_many_procuring_entities_flow_onto_further_pages():
+def test_many_procuring_entities_flow_onto_further_pages(tmp_path):
     entities = tuple(f"国土交通省関東地方整備局第{i}事務所" for i in range(60))
     one = mandate_pdf(_document(procuring_entities=entities[:1]))
     many_document = _document(procuring_entities=entities)
-    many = _pdf_pages(mandate_pdf(many_document))
+    many_pdf = mandate_pdf(many_document)
+    many = _pdf_pages(many_pdf)
     assert len(_pdf_pages(one)) == 1
     assert len(many) > 1
-    assert len(many) == len(document_pages(many_document))
+    # poppler finds as many pages, and every entity, in order, once.
+    read = _pdftotext(many_pdf, tmp_path)
+    assert len(read) == len(many)
+    joined = "".join(read)
+    assert "、".join(entities) in re.sub(r"電子委任状（続き）.*?ページ）", "", joined)
+    assert all(joined.count(f"第{i}事務所") == 1 for i in range(60))
     assert many[0][0] == f"電子委任状　（1 / {len(many)} ページ）"
     for number, page in enumerate(many[1:], start=2):
         assert page[0] == \
