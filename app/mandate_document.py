@@ -15,6 +15,10 @@ from app.pdf_text import PageLayout, draw_pages, measure, wrap
 JST = timezone(timedelta(hours=9), "JST")
 TITLE = "電子委任状"
 NO_LIMIT = "制限なし"
+# The drawing's version, part of a stored signed document's state: change it whenever the
+# same lines would be drawn differently, and documents drawn before are drawn again.
+# 2: font widths in thousandths of an em, lines wrapped by measured width (issue 10.9).
+RENDERING = "2"
 
 # Layout: 10 pt IPA Gothic, 2 cm margins.
 LAYOUT = PageLayout(font_size=10, leading=19)

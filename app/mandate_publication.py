@@ -35,6 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app import mandate_document
 from app.mandate_models import Mandate, PublishedCrl, SignedMandateDocument
 from delegation.certificates import AttributeAuthority
 from delegation.verify import mandate_id_of
@@ -213,5 +214,7 @@ def signed_document(session: Session, mandate_id: str, state_sha256: str,
 
 
 def document_state(lines: Sequence[str]) -> str:
-    """The digest of a document's lines (rendered without its issue time)."""
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    """The digest of a document's lines (rendered without its issue time) and of the
+    version of its drawing, so a document drawn by an older renderer is drawn again."""
+    return hashlib.sha256("\n".join([f"rendering {mandate_document.RENDERING}", *lines])
+                          .encode()).hexdigest()

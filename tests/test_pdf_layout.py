@@ -22,6 +22,7 @@ from helpers_auth import new_corporation
 from helpers_mandates import new_employee, root_grant, scope, sub_grant
 from pyhanko.pdf_utils.reader import PdfFileReader
 
+from app import mandate_document
 from app.mandate_document import ChainLine, MandateDocument, mandate_pdf
 from app.sample_documents import bid_pdf
 
@@ -231,3 +232,15 @@ def test_signed_mandate_document_passes_pdfsig_and_qpdf(client, depth_two, tmp_p
                             timeout=60)
     assert "Signature Validation: Signature is Valid." in signed.stdout, signed.stdout
     assert "ETSI.CAdES.detached" in signed.stdout
+
+
+def test_documents_signed_by_an_older_renderer_are_drawn_again(client, depth_two,
+                                                                monkeypatch):
+    # The service keeps each signed 電子委任状 until what it says changes; a document
+    # drawn before a change of the drawing (such as this issue's) must not be served on.
+    first = _document_pdf(client, depth_two)
+    assert _document_pdf(client, depth_two) == first      # kept: one signature per state
+    monkeypatch.setattr(mandate_document, "RENDERING", mandate_document.RENDERING + "+next")
+    again = _document_pdf(client, depth_two)
+    assert again != first
+    assert _document_pdf(client, depth_two) == again
