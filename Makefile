@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 # SoftHSM2 is the embedded HSM; IPA Gothic renders the Japanese sample bid;
 # opensc-pkcs11's pkcs11-spy counts the PKCS#11 logins the HSM fault tests make;
 # poppler-utils (pdftotext, pdfsig) and qpdf read back the PDFs dairi draws (tests/test_pdf_layout.py).
-SYSTEM_PACKAGES := softhsm2 fonts-ipafont-gothic opensc-pkcs11 poppler-utils qpdf
+SYSTEM_PACKAGES := softhsm2 fonts-ipafont-gothic opensc-pkcs11 poppler-utils qpdf openssl
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Where make run serves; public_base_url follows unless configured (config/default.toml).
 HOST ?= 127.0.0.1
