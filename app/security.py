@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import g, request
+from flask_smorest import Api
 
 from app import current_context, get_session
 from app.audit_log import append_refusal
@@ -211,6 +213,28 @@ def token_caller(session: Any, token: AccessToken) -> Caller:
                   token=token)
 
 
+BEARER_SCHEME = "bearerAuth"
+BASIC_SCHEME = "basicAuth"
+# How callers authenticate, as the OpenAPI document declares it (components.securitySchemes).
+SECURITY_SCHEMES: dict[str, dict[str, str]] = {
+    BEARER_SCHEME: {
+        "type": "http", "scheme": "bearer",
+        "description": "A person's or representative's access token (dairi_at_…), from "
+                       "POST /api/v1/auth/challenges/{challenge_id}/response"},
+    BASIC_SCHEME: {
+        "type": "http", "scheme": "basic",
+        "description": "An API client's client_id and client_secret (registered by an "
+                       "administrator with POST /api/v1/clients)"},
+}
+
+
+def declare_security_schemes(api: Api) -> None:
+    """Add :data:`SECURITY_SCHEMES` to ``api``'s OpenAPI document; :func:`allow` names
+    them per operation."""
+    for name, scheme in SECURITY_SCHEMES.items():
+        api.spec.components.security_scheme(name, dict(scheme))
+
+
 def allow(*roles: Role, scopes: Iterable[str] = (), corporation_arg: str | None = None
           ) -> Callable[[F], F]:
     """Let callers holding any of ``roles`` (per-corporation roles for the
@@ -248,6 +272,14 @@ def allow(*roles: Role, scopes: Iterable[str] = (), corporation_arg: str | None 
         if scope_set:
             rule += "; API client scopes: " + ", ".join(sorted(scope_set))
         wrapper.__doc__ = (view.__doc__ or "").rstrip() + "\n\n" + rule + "."
+        # The OpenAPI operation names how its callers authenticate (the Authorize
+        # button of /docs): persons and representatives by bearer token, API clients
+        # by Basic credentials. Copied, so the wrapped view's own doc is not changed.
+        security = ([{BEARER_SCHEME: []}] if roles else []) + (
+            [{BASIC_SCHEME: []}] if scope_set else [])
+        apidoc = copy.deepcopy(getattr(wrapper, "_apidoc", {}))
+        apidoc["manual_doc"] = {**apidoc.get("manual_doc", {}), "security": security}
+        wrapper._apidoc = apidoc  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorate

@@ -138,3 +138,32 @@ def test_the_revocation_time_in_the_document_is_japan_time(client, world):
     assert shown in status_line and "日本時間" in status_line, status_line
     assert revoked_at.astimezone(UTC).strftime("%Y-%m-%dT") not in text, text
     assert "+00:00" not in text, text
+
+
+# -- 5. the OpenAPI document declares how to authenticate -----------------------------
+
+def test_openapi_declares_bearer_and_basic_and_each_operation_names_its_own(client):
+    spec = client.get("/openapi.json").get_json()
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["bearerAuth"]["type"] == "http"
+    assert schemes["bearerAuth"]["scheme"].lower() == "bearer"
+    assert schemes["basicAuth"]["type"] == "http"
+    assert schemes["basicAuth"]["scheme"].lower() == "basic"
+    operations = {(method.upper(), path): op for path, item in spec["paths"].items()
+                  for method, op in item.items() if method in {"get", "post", "put", "delete"}}
+    names = {(m, p): {name for requirement in op.get("security", []) for name in requirement}
+             for (m, p), op in operations.items()}
+    # Persons sign in for a bearer token; API clients send Basic credentials.
+    assert names[("GET", "/api/v1/me")] >= {"bearerAuth"}
+    assert names[("GET", "/api/v1/authority")] == {"bearerAuth", "basicAuth"}
+    assert names[("POST", "/api/v1/mandates")] == {"bearerAuth"}
+    # Open to anyone: no credentials asked for.
+    assert names[("POST", "/api/v1/auth/challenges")] == set()
+    assert names[("GET", "/healthz")] == set()
+    # Cross-check against the service itself: every operation that turns an anonymous
+    # caller away with 401 declares a scheme.
+    for (method, path), declared in names.items():
+        if method != "GET" or "{" in path:
+            continue
+        status = client.get(path).status_code
+        assert (status == 401) == bool(declared), (path, status, declared)

@@ -52,6 +52,14 @@ SEMANTIC_422 = {
     ("POST", "/api/v1/auth/challenges/{challenge_id}/response"),
     ("POST", "/api/v1/enrolments"),
     ("POST", "/api/v1/mandates"),
+    # A 法人番号's check digit (issue 10.10: 422 CORPORATE_NUMBER_INVALID) is arithmetic
+    # no JSON Schema states; the pattern documents its 13 digits.
+    ("GET", "/api/v1/authority"),
+    ("GET", "/api/v1/mandates"),
+    ("POST", "/api/v1/clients"),
+    ("GET", "/api/v1/corporations/{corporate_number}"),
+    ("GET", "/api/v1/corporations/{corporate_number}/employees"),
+    ("POST", "/api/v1/corporations/{corporate_number}/invitations"),
 }
 
 
@@ -111,7 +119,12 @@ def config_for(headers: dict[str, str], *, logout: bool) -> SchemathesisConfig:
         "phases": {"stateful": {"enabled": False}},
         # A schema-violating body over the size cap is refused as such: 413 is a rejection.
         "checks": {"negative_data_rejection": {"expected-statuses": [
-            400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]}},
+            400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]},
+                   # Off: schemathesis 4.32.5's probe without credentials passes
+                   # max_redirects to werkzeug's EnvironBuilder on a WSGI app (TypeError).
+                   # tests/test_newcomer.py checks instead that an operation declares a
+                   # security scheme exactly when it answers an anonymous caller 401.
+                   "ignored_auth": {"enabled": False}},
         "operations": operations,
     })
 
@@ -251,12 +264,12 @@ def test_an_action_is_documented_as_it_is_checked(client, identities):
     for action in ("errors", "e-application:*", "e-application:", "bid ", "e-application:a b"):
         assert not pattern.match(action)
         response = client.get("/api/v1/authority", query_string={
-            "principal": "1000000000000", "action": action},
+            "principal": "9000000000000", "action": action},
             headers=identities["administrator"])
         assert response.status_code == 422, (action, response.get_json())
     for action in ("bid", "contract", "e-application:950A010002005000", "e-application:申請"):
         assert pattern.match(action)
         response = client.get("/api/v1/authority", query_string={
-            "principal": "1000000000000", "action": action},
+            "principal": "9000000000000", "action": action},
             headers=identities["administrator"])
         assert response.status_code == 200, (action, response.get_json())

@@ -9,6 +9,7 @@ from flask_smorest.utils import prepare_response
 
 from app.api import auth, health, mandates, people
 from app.errors import PROBLEM_CONTENT_TYPE, ProblemSchema
+from app.security import declare_security_schemes
 
 # Every API blueprint, in registration order; add new ones here.
 BLUEPRINTS = (health.blp, auth.blp, people.blp, mandates.blp, mandates.ac_blp)
@@ -37,6 +38,8 @@ class DairiApi(Api):
 
 
 def register_blueprints(api: Api) -> None:
-    """Register every blueprint in :data:`BLUEPRINTS` with the Api."""
+    """Register every blueprint in :data:`BLUEPRINTS` with the Api, after the security
+    schemes their operations name."""
+    declare_security_schemes(api)
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
