@@ -54,7 +54,9 @@ def cert() -> None:
 @coded_errors
 def cert_inspect(file: Path, as_json: bool) -> None:
     """Print what dairi reads from a certificate (PEM or DER), personal data included."""
-    description = describe_certificate(load_certificate(file.read_bytes()))
+    # Classified by the installation's policy settings, as the validator does.
+    description = describe_certificate(load_certificate(file.read_bytes()),
+                                       load_settings().policy_oids)
     if as_json:
         click.echo(json.dumps(description, ensure_ascii=False, indent=2))
         return

@@ -15,8 +15,10 @@ from cryptography import x509
 
 from dairi import DairiError
 from identity.profiles import (
+    DEFAULT_POLICY_OIDS,
     CertificateKind,
     CertificateMalformed,
+    PolicyOids,
     certificate_kind,
     jpki_personal_data,
     policy_oids,
@@ -62,9 +64,10 @@ def load_certificate(data: bytes) -> bytes:
     return der
 
 
-def describe_certificate(der: bytes) -> dict[str, Any]:
+def describe_certificate(der: bytes,
+                         policies: PolicyOids = DEFAULT_POLICY_OIDS) -> dict[str, Any]:
     """What dairi reads from ``der``: common fields, plus the JPKI personal data or
-    the registered corporation depending on ``kind``.
+    the registered corporation depending on ``kind`` (by the ``policies`` configured).
 
     Raises :class:`CertificateMalformed`, ``CERTIFICATE_PROFILE_INVALID`` when a
     JPKI/registration certificate breaks its profile, and
@@ -73,7 +76,7 @@ def describe_certificate(der: bytes) -> dict[str, Any]:
     try:
         cert = x509.load_der_x509_certificate(der)
         parsed = asn1_x509.Certificate.load(der, strict=True)
-        kind = certificate_kind(parsed)
+        kind = certificate_kind(parsed, policies)
         description: dict[str, Any] = {
             "kind": kind.value,
             "subject": _name(cert.subject),

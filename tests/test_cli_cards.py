@@ -284,3 +284,16 @@ def test_load_card_round_trip(my_number_dir):
     assert saved.role() is saved.roles["authentication"]
     pem_bytes = saved.role("signing").certificate.public_bytes(serialization.Encoding.PEM)
     assert pem_bytes == (my_number_dir / "sign-cert.pem").read_bytes()
+
+
+def test_inspection_classifies_by_the_configured_policies(cli_env, pki, tmp_path, monkeypatch):
+    from devpki.cards import issue_my_number_card
+
+    other = "1.2.392.200149.8.5.1.3.99"  # invented: a policy not in the defaults
+    card = issue_my_number_card(pki, name="山田\u3000太郎", birth_date="419900115", sex="1",
+                                address="東京都", prefecture="東京都", city="千代田区",
+                                auth_policy=other)
+    save_card(card, tmp_path / "c")
+    assert inspect_json(tmp_path / "c" / "auth-cert.pem")["kind"] == "other"
+    monkeypatch.setenv("DAIRI_JPKI_AUTH_POLICIES", f"{JPKI_AUTH_POLICY},{other}")
+    assert inspect_json(tmp_path / "c" / "auth-cert.pem")["kind"] == "jpki-auth"
