@@ -454,7 +454,9 @@ class MandateService:
 
     def refresh_representative(self, root: Mandate) -> None:
         """Re-check the root's representative certificates now; a revocation for any
-        reason but renewal is recorded (first seen), so the chain fails from then on."""
+        reason but renewal is recorded with the time its CRL or OCSP answer gives (else
+        the time it was first seen), so the chain fails from that time on — also for a
+        query about "now" that began before the re-check."""
         if root.depth != 0 or root.representative_revoked_at is not None \
                 or not root.representative_certificates:
             return
@@ -463,7 +465,8 @@ class MandateService:
                 self.validator.validate_now(der, TrustPurpose.REGISTRAR)
             except CertificateRefused as exc:
                 if exc.code == "CERTIFICATE_REVOKED" and exc.reason not in RENEWAL_REASONS:
-                    root.representative_revoked_at = self.clock()
+                    root.representative_revoked_at = min(exc.revoked_at or self.clock(),
+                                                         self.clock())
                     AuditLog(self.session).append(
                         "mandate:representative-revoked", actor="service", subject=root.id,
                         principal=root.principal, details={"reason": exc.reason})

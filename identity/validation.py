@@ -63,8 +63,9 @@ INVALID = "CERTIFICATE_INVALID"
 class CertificateRefused(DairiError):
     """A certificate is not acceptable for a purpose; ``code`` says why.
 
-    ``reason`` (e.g. ``"key_compromise"``) and ``revocation_source`` (``"ocsp"``
-    or ``"crl"``) are set for revocations when known; ``detail`` is the path
+    ``reason`` (e.g. ``"key_compromise"``), ``revocation_source`` (``"ocsp"``
+    or ``"crl"``) and ``revoked_at`` (the time the CRL or OCSP answer gives) are set
+    for revocations when known; ``detail`` is the path
     validator's own text with the subject's values removed. The validator's
     exception is not chained (its text names the subject, hence places).
     """
@@ -72,11 +73,13 @@ class CertificateRefused(DairiError):
     code = INVALID
 
     def __init__(self, message: str, code: str | None = None, *, reason: str | None = None,
-                 revocation_source: str | None = None, detail: str | None = None) -> None:
+                 revocation_source: str | None = None, detail: str | None = None,
+                 revoked_at: datetime | None = None) -> None:
         super().__init__(message, code)
         self.reason = reason
         self.revocation_source = revocation_source
         self.detail = detail
+        self.revoked_at = revoked_at
 
 
 @dataclass(frozen=True)
@@ -526,9 +529,11 @@ class CertificateValidator:
                 return CertificateRefused(
                     f"the JPKI signing certificate was revoked at {when} because the holder's "
                     "registered details changed: re-enrol with the new signing certificate",
-                    REENROLL_REQUIRED, reason=reason, revocation_source=source)
+                    REENROLL_REQUIRED, reason=reason, revocation_source=source,
+                    revoked_at=exc.revocation_dt)
             return CertificateRefused(f"{which} was revoked at {when} ({reason})", REVOKED,
-                                      reason=reason, revocation_source=source)
+                                      reason=reason, revocation_source=source,
+                                      revoked_at=exc.revocation_dt)
         if isinstance(exc, pv.InsufficientRevinfoError):
             mode = "offline CRLs" if self._offline else "OCSP or CRL"
             return CertificateRefused(f"no usable revocation status for {which} ({mode})",

@@ -75,17 +75,9 @@ def chain(client, mandate: dict, token: str) -> dict:
     return response.get_json()
 
 
-FIRST_SEEN_AFTER_AT = pytest.mark.xfail(strict=True, reason=(
-    "defect: GET /chain takes its default `at` (now) before MandateService.chain "
-    "re-checks the root representative, which records the revocation as first seen at a "
-    "later clock reading; so the first query after the revocation still holds (the next "
-    "one does not). Left for the lead: the chain path is being reshaped by issue 10.5 "
-    "(a sweep plus the check each signature makes)."))
-
-
 @pytest.mark.parametrize(("reason", "holds"), [
-    pytest.param(x509.ReasonFlags.key_compromise, False, marks=FIRST_SEEN_AFTER_AT),
-    pytest.param(x509.ReasonFlags.cessation_of_operation, False, marks=FIRST_SEEN_AFTER_AT),
+    pytest.param(x509.ReasonFlags.key_compromise, False),
+    pytest.param(x509.ReasonFlags.cessation_of_operation, False),
     # DESIGN: a representative's certificate renewed (superseded) does not end
     # the mandates they granted.
     (x509.ReasonFlags.superseded, True),
