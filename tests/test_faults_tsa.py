@@ -47,6 +47,9 @@ def test_a_hanging_or_refusing_tsa_is_a_prompt_503_and_documents_come_back(
     # answer can come from a cache of an earlier document.
     mandates = [root_grant(client, corp, grantee, scope(amount_limit_jpy=amount))["id"]
                 for amount in (1_000_000, 2_000_000, 3_000_000)]
+    # Fresh documents (each needs a time-stamp) to let every worker see the TSA again.
+    probes = [root_grant(client, corp, grantee, scope(amount_limit_jpy=amount))["id"]
+              for amount in range(4_000_000, 10_000_000, 1_000_000)]
     headers = bearer(login(client, corp.representative))
     settings = app.extensions["dairi"].settings
 
@@ -98,6 +101,19 @@ def test_a_hanging_or_refusing_tsa_is_a_prompt_503_and_documents_come_back(
 
         tsa.answer()
         recovered_refused = wait_until(lambda: ok(mandates[2]), RECOVERY_SECONDS)
+
+        # A worker logs the end of an outage at its next good time-stamp; the request
+        # above may have reached the other worker, so time-stamp fresh documents two at
+        # a time (one per worker while both are busy) until the end is logged.
+        def recovery_logged() -> bool:
+            if "time-stamping authority recovered" in server.log():
+                return True
+            pair, probes[:] = probes[:2], probes[2:]
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                assert all(pool.map(ok, pair))
+            return "time-stamping authority recovered" in server.log()
+
+        wait_until(recovery_logged, RECOVERY_SECONDS, interval=0.2)
         log = server.log()
 
     print(f"TSA hanging: 503 after {hang_seconds:.1f} s (a write meanwhile took "
