@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -110,3 +111,22 @@ def enrolled_employee(client: FlaskClient, pki: DevPki, corp: Corp,
 def move_clock(app: Flask, delta: timedelta) -> None:
     """Move the service's one clock forward from now by ``delta``."""
     app.extensions["dairi"].clock = lambda: datetime.now(UTC) + delta
+
+
+def problem(response, status: int, code: str) -> dict:
+    """The problem+json body of ``response``, asserting its status and stable code."""
+    assert response.status_code == status, (response.status_code, response.get_data()[:500])
+    assert response.content_type == PROBLEM
+    body = response.get_json()
+    assert body["code"] == code, body
+    return body
+
+
+def audit_codes(app: Flask) -> list[tuple[str, str]]:
+    """(tag, refusal code or "") of every audit event, after verifying the chain."""
+    from app.audit_log import AuditLog
+
+    with app.extensions["dairi"].session_factory() as session:
+        log = AuditLog(session)
+        log.verify()
+        return [(r.tag, json.loads(r.details).get("code", "")) for r in log.events()]

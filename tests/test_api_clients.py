@@ -10,7 +10,7 @@ import base64
 from urllib.parse import quote
 
 import pytest
-from helpers_auth import PROBLEM, bearer, enrolled_employee, login, new_corporation
+from helpers_auth import bearer, enrolled_employee, login, new_corporation, problem
 from helpers_mandates import ENTITY, new_employee, root_grant
 from sqlalchemy import text
 
@@ -22,12 +22,6 @@ ALL_SCOPES = ["employees:read", "mandates:read", "authority:read", "signatures:v
               "audit:read"]
 
 
-def problem(response, status: int, code: str) -> dict:
-    assert response.status_code == status, (response.status_code, response.get_data()[:300])
-    assert response.content_type == PROBLEM
-    body = response.get_json()
-    assert body["code"] == code, body
-    return body
 
 
 def basic(created: dict) -> dict[str, str]:

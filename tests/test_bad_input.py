@@ -13,7 +13,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID, NameOID
 from helpers_auth import (
-    PROBLEM,
     b64,
     bearer,
     invite,
@@ -21,6 +20,7 @@ from helpers_auth import (
     new_card,
     new_corporation,
     open_challenge,
+    problem,
 )
 from helpers_mandates import new_employee, root_grant
 from sqlalchemy import select
@@ -38,12 +38,6 @@ BAD_POLICIES_DER = bytes.fromhex("3003020101")
 DER = Encoding.DER
 
 
-def problem(response, status: int, code: str) -> dict:
-    assert response.status_code == status, (response.status_code, response.get_data()[:300])
-    assert response.content_type == PROBLEM
-    body = response.get_json()
-    assert body["code"] == code, body
-    return body
 
 
 def audit_codes(app, tag: str) -> list[str]:

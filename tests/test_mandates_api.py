@@ -9,13 +9,12 @@ from datetime import timedelta
 
 import pytest
 from cryptography import x509
-from helpers_auth import PROBLEM, bearer, login, move_clock, new_corporation
+from helpers_auth import bearer, login, move_clock, problem
 from helpers_delegation import sign_instruction
 from helpers_mandates import (
     ENTITY,
     OTHER_ENTITY,
     instruction,
-    new_employee,
     now,
     post_grant,
     root_grant,
@@ -30,26 +29,6 @@ from app.identity_models import Role, RoleAssignment
 from delegation.certificates import parse_mandate_certificate
 from delegation.scope import CONTRACT
 from devpki.cards import issue_representative_card
-
-
-def problem(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.get_json()
-    assert response.content_type == PROBLEM
-    body = response.get_json()
-    assert body["code"] == code, body
-    return body
-
-
-@pytest.fixture
-def world(client, hsm, pki):
-    a = new_corporation(pki, name="株式会社大理建設")
-    b = new_corporation(pki, name="株式会社ビー")
-    return {
-        "a": a, "b": b,
-        "yamada": new_employee(client, hsm, pki, a, "山田\u3000太郎"),
-        "suzuki": new_employee(client, hsm, pki, a, "鈴木\u3000花子"),
-        "tanaka": new_employee(client, hsm, pki, b, "田中\u3000三郎"),
-    }
 
 
 def ac_of(mandate: dict) -> bytes:

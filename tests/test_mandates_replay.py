@@ -7,7 +7,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from helpers_auth import PROBLEM, bearer, login, new_corporation
+from helpers_auth import bearer, login, new_corporation, problem
 from helpers_delegation import sign_instruction
 from helpers_mandates import instruction, new_employee, now, post_grant, root_grant, scope
 from sqlalchemy import func, select
@@ -16,26 +16,6 @@ from app.audit_log import AuditLog
 from app.credentials import CredentialService
 from app.mandate_models import Mandate
 from app.models import Credential, CredentialStatus
-
-
-def problem(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.get_json()
-    assert response.content_type == PROBLEM
-    body = response.get_json()
-    assert body["code"] == code, body
-    return body
-
-
-@pytest.fixture
-def world(client, hsm, pki):
-    a = new_corporation(pki, name="株式会社大理建設")
-    b = new_corporation(pki, name="株式会社ビー")
-    return {
-        "a": a, "b": b,
-        "yamada": new_employee(client, hsm, pki, a, "山田\u3000太郎"),
-        "suzuki": new_employee(client, hsm, pki, a, "鈴木\u3000花子"),
-        "tanaka": new_employee(client, hsm, pki, b, "田中\u3000三郎"),
-    }
 
 
 def mandate_count(app) -> int:

@@ -12,12 +12,11 @@ from datetime import timedelta
 
 import pytest
 from cryptography import x509
-from helpers_auth import PROBLEM, bearer, login, move_clock, new_corporation
+from helpers_auth import bearer, login, move_clock, problem
 from helpers_delegation import sign_instruction
 from helpers_mandates import (
     ENTITY,
     instruction,
-    new_employee,
     now,
     post_grant,
     root_grant,
@@ -29,14 +28,6 @@ from app.audit_log import AuditLog
 from app.mandate_models import Mandate
 from devpki import TransportFetcherBackend
 from signing import sign_detached
-
-
-def problem(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.get_json()
-    assert response.content_type == PROBLEM
-    body = response.get_json()
-    assert body["code"] == code, body
-    return body
 
 
 def refusals(app) -> list[tuple[str, str | None]]:
@@ -52,16 +43,6 @@ def mandate_count(app) -> int:
         return len(session.query(Mandate).all())
 
 
-@pytest.fixture
-def world(client, hsm, pki):
-    a = new_corporation(pki, name="株式会社大理建設")
-    b = new_corporation(pki, name="株式会社ビー")
-    return {
-        "a": a, "b": b,
-        "yamada": new_employee(client, hsm, pki, a, "山田\u3000太郎"),
-        "suzuki": new_employee(client, hsm, pki, a, "鈴木\u3000花子"),
-        "tanaka": new_employee(client, hsm, pki, b, "田中\u3000三郎"),
-    }
 
 
 # -- a root representative revoked after the grant ------------------------------

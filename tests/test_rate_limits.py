@@ -22,7 +22,15 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from helpers_auth import PROBLEM, b64, bearer, der, enrolled_employee, login, new_corporation
+from helpers_auth import (
+    b64,
+    bearer,
+    der,
+    enrolled_employee,
+    login,
+    new_corporation,
+    problem,
+)
 from live_server import LiveServer
 from sqlalchemy import func, select
 
@@ -33,12 +41,6 @@ from app.identity_models import AuthChallenge
 WINDOW = 60  # seconds: the challenge and refused-attempt limits count per minute
 
 
-def problem(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.content_type == PROBLEM
-    body = response.get_json()
-    assert body["code"] == code, body
-    return body
 
 
 def pin_clock(app, at: datetime) -> None:

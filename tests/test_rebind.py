@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from helpers_auth import (
-    PROBLEM,
+    audit_codes,
     bearer,
     enrolled_employee,
     invite,
@@ -20,12 +20,12 @@ from helpers_auth import (
     move_clock,
     new_card,
     new_corporation,
+    problem,
     try_enrol,
     try_login,
 )
 from sqlalchemy import select
 
-from app.audit_log import AuditLog
 from app.identity_models import AccessToken, Person, Role, RoleAssignment
 from devpki.cards import issue_my_number_card
 
@@ -34,19 +34,8 @@ NAME = "山田\u3000太郎"
 GENUINE = {"birth_date": "419900115", "sex": "1", "address": "東京都千代田区霞が関一丁目1番1号"}
 
 
-def problem(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.content_type == PROBLEM
-    body = response.get_json()
-    assert body["code"] == code, body
-    return body
 
 
-def audit_codes(app) -> list[tuple[str, str]]:
-    with app.extensions["dairi"].session_factory() as session:
-        log = AuditLog(session)
-        log.verify()
-        return [(r.tag, json.loads(r.details).get("code", "")) for r in log.events()]
 
 
 def card_with(pki, **changes: str):

@@ -6,7 +6,6 @@ past the revocation data's nextUpdate."""
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -15,19 +14,19 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from helpers_auth import (
-    PROBLEM,
+    audit_codes,
     bearer,
     enrolled_employee,
     login,
     move_clock,
     new_card,
     new_corporation,
+    problem,
     try_login,
 )
 from helpers_mandates import new_employee, root_grant, scope, try_root_grant, try_sub_grant
 from live_server import LiveServer
 
-from app.audit_log import AuditLog
 from devpki import TransportFetcherBackend
 from devpki.ca import OCSP_VALIDITY
 from identity.trust import TrustPurpose, TrustStore
@@ -36,19 +35,8 @@ from identity.validation import CertificateRefused, CertificateValidator
 DER = serialization.Encoding.DER
 
 
-def problem(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.content_type == PROBLEM
-    body = response.get_json()
-    assert body["code"] == code, body
-    return body
 
 
-def audit_codes(app) -> list[tuple[str, str]]:
-    with app.extensions["dairi"].session_factory() as session:
-        log = AuditLog(session)
-        log.verify()
-        return [(r.tag, json.loads(r.details).get("code", "")) for r in log.events()]
 
 
 def window(app) -> timedelta:
