@@ -255,8 +255,13 @@ def test_revocation_reaches_grants_at_once_and_tokens_within_the_window_when_ser
                                             x509.ReasonFlags.key_compromise, now=pki.clock())
         pki.ca_for_slug("jpki-auth").revoke(card.authentication.certificate.serial_number,
                                             x509.ReasonFlags.key_compromise, now=pki.clock())
-        problem(try_root_grant(live, corp, grantee, scope(), token=rep_token),  # type: ignore[arg-type]
-                403, "REPRESENTATIVE_CERT_REVOKED")
+        # The grant is refused at once. Which check says so depends on the clock: within
+        # the token's cache window the grant's own validation of the representative's
+        # certificate refuses it (403); on a loaded machine the window may already have
+        # passed since the /me above, and the token check refuses first (401).
+        refused = try_root_grant(live, corp, grantee, scope(), token=rep_token)  # type: ignore[arg-type]
+        assert (refused.status_code, refused.get_json()["code"]) in {
+            (403, "REPRESENTATIVE_CERT_REVOKED"), (401, "CERTIFICATE_REVOKED")}, refused.get_data()
         ended: dict[str, float] = {}
         seen: list[int] = []
         while len(ended) < 2 and time.monotonic() - revoked_at < CACHE_SECONDS + 20:
