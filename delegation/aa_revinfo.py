@@ -141,7 +141,8 @@ def _single_response(cert_id: ocsp.CertId, state: str, revoked_at: datetime | No
     if state == "revoked":
         if revoked_at is None or revoked_at.tzinfo is None:
             raise ValueError("a revoked status needs its (aware) revocation time")
-        info = {"revocation_time": revoked_at.astimezone(UTC).replace(microsecond=0)}
+        info: dict[str, object] = {
+            "revocation_time": revoked_at.astimezone(UTC).replace(microsecond=0)}
         if reason is not None:
             if reason not in CRL_REASONS:
                 raise MandateCertificateError(f"unknown revocation reason {reason!r}",

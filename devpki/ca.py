@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
-    CertificateIssuerPublicKeyTypes,
+    CertificatePublicKeyTypes,
 )
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -168,26 +169,26 @@ class DevCA:
     def issue(
         self,
         subject: x509.Name,
-        public_key: CertificateIssuerPublicKeyTypes,
+        public_key: CertificatePublicKeyTypes,
         *,
         now: datetime,
         key_usage: x509.KeyUsage,
         extended_key_usage: list[x509.ObjectIdentifier] | None = None,
         lifetime: timedelta = timedelta(days=730),
-        extensions: list[tuple[x509.ExtensionType, bool]] = (),  # type: ignore[assignment]
+        extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
     ) -> x509.Certificate:
         """Issue an end-entity certificate for ``public_key``."""
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(self.certificate.subject)
-            .public_key(public_key)  # type: ignore[arg-type]
+            .public_key(public_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - timedelta(minutes=5))
             .not_valid_after(min(now + lifetime, self.certificate.not_valid_after_utc))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(key_usage, critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key),  # type: ignore[arg-type]
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key),
                            critical=False)
         )
         if extended_key_usage:

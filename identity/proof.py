@@ -13,6 +13,7 @@ import base64
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import rfc8785
 from cryptography import x509
@@ -58,7 +59,8 @@ class Challenge:
 
     def to_sign(self) -> bytes:
         """The canonical bytes (RFC 8785) the holder signs."""
-        document: dict[str, object] = {
+        # JSON values; rfc8785 refuses anything else at run time
+        document: dict[str, Any] = {
             "service": self.service,
             "purpose": self.purpose,
             "challenge": b64url(self.nonce),

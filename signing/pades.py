@@ -25,6 +25,7 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.sign import fields, signers
 from pyhanko.sign.general import SigningError as PyHankoSigningError
+from pyhanko.sign.timestamps.api import TimeStamper
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 
@@ -191,6 +192,7 @@ class PadesSigner:
             await pdf_signer.async_sign_pdf(writer, bytes_reserved=reserved, output=output)
             if level.long_term:
                 assert signer_data is not None and tsa_data is not None
+                assert timestamper is not None  # long-term levels are timestamped
                 await self._add_long_term_data(output, signer_data.merged(tsa_data),
                                                archival=level is PadesLevel.B_LTA,
                                                timestamper=timestamper)
@@ -225,7 +227,7 @@ class PadesSigner:
 
     @staticmethod
     async def _add_long_term_data(output: BytesIO, data: ValidationData, *, archival: bool,
-                                  timestamper) -> None:  # type: ignore[no-untyped-def]
+                                  timestamper: TimeStamper) -> None:
         """B-LT: a DSS revision; B-LTA: DSS and document timestamp in one revision."""
         output.seek(0)
         if not archival:

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypedDict
 
 from asn1crypto import crl, ocsp, x509
 from pyhanko.sign.timestamps.api import TimeStamper
@@ -55,13 +56,21 @@ class ValidationData:
             min(self.expires_at, other.expires_at),
         )
 
-    def as_asn1(self) -> dict[str, list]:
+    def as_asn1(self) -> DssMaterial:
         """Fresh asn1crypto objects (never shared between requests) for pyHanko's DSS."""
         return {
             "certs": [x509.Certificate.load(c) for c in self.certs],
             "ocsps": [ocsp.OCSPResponse.load(o) for o in self.ocsps],
             "crls": [crl.CertificateList.load(c) for c in self.crls],
         }
+
+
+class DssMaterial(TypedDict):
+    """The keyword arguments pyHanko's DocumentSecurityStore takes for what it embeds."""
+
+    certs: list[x509.Certificate]
+    ocsps: list[ocsp.OCSPResponse]
+    crls: list[crl.CertificateList]
 
 
 @dataclass(frozen=True)
