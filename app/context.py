@@ -24,7 +24,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool, StaticPool
 
-from app.db import WalCheckpointer, database_works, make_engine, make_session_factory
+from app.database import WalCheckpointer, database_works, make_engine, make_session_factory
 from app.outages import DEPENDENCY_BY_CODE, OUTAGES
 from app.settings import Settings
 from dairi import DairiError
@@ -66,7 +66,7 @@ HSM_READINESS_SECONDS = 1.5
 
 
 def database_timeouts(settings: Settings) -> dict[str, float]:
-    """The waiting bounds :func:`app.db.make_engine` takes, from the settings."""
+    """The waiting bounds :func:`app.database.make_engine` takes, from the settings."""
     return {"connect_timeout": settings.database_connect_timeout_seconds,
             "statement_timeout": settings.database_statement_timeout_seconds,
             "sqlite_busy_timeout": settings.sqlite_busy_timeout_seconds}
@@ -74,7 +74,7 @@ def database_timeouts(settings: Settings) -> dict[str, float]:
 
 class ReportingTimeStamper(HTTPTimeStamper):
     """pyHanko's HTTP time-stamp client, telling the outage log when the TSA answers
-    again (a failure is logged where the request fails: app.errors)."""
+    again (a failure is logged where the request fails: app.http.problems)."""
 
     async def async_request_tsa_response(self, req):  # type: ignore[no-untyped-def]
         response = await super().async_request_tsa_response(req)

@@ -47,7 +47,7 @@ class Settings:
     tsa_timeout_seconds: int  # one time-stamp request to tsa_url, in seconds
     trust_dir: Path
     max_document_bytes: int
-    # The served process (app.gunicorn_conf): a client silent this long while sending a
+    # The served process (app.serving.gunicorn_conf): a client silent this long while sending a
     # request or taking an answer is dropped, and a request's headers and body must
     # have arrived this long after the server began reading it (slow clients, 9.6).
     http_idle_timeout_seconds: int

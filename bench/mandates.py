@@ -66,10 +66,12 @@ from sqlalchemy import Engine, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.db import make_engine, make_session_factory, migrate, private_schema
-from app.identity_models import Corporation, Person
-from app.mandate_models import Mandate, MandateStatus
-from app.mandates import MandateService
+from app.database import make_engine, make_session_factory
+from app.dev.private_schema import private_schema
+from app.mandates.models import Mandate, MandateStatus
+from app.mandates.service import MandateService
+from app.migrate import migrate
+from app.people.models import Corporation, Person
 from bench._setup import DER, BenchEnv, bench_environment
 from delegation.certificates import AttributeAuthority, MandateParty, MandateTerms
 from delegation.instruction import GrantInstruction

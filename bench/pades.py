@@ -1,6 +1,6 @@
 """PAdES signing benchmark: naive pyHanko against dairi, at every baseline level.
 
-Signs the same one-page PDF (``app.sample_documents.bid_pdf``) repeatedly with an
+Signs the same one-page PDF (``app.dev.sample_documents.bid_pdf``) repeatedly with an
 RSA-2048 key in SoftHSM and prints, in one run:
 
 - raw PKCS#11 signatures/s for the key (python-pkcs11, ``CKM_SHA256_RSA_PKCS`` over
@@ -49,7 +49,7 @@ from pyhanko.sign.fields import SigSeedSubFilter
 from pyhanko.sign.pkcs11 import PKCS11Signer
 from pyhanko_certvalidator import ValidationContext
 
-from app.sample_documents import bid_pdf
+from app.dev.sample_documents import bid_pdf
 from bench._setup import BenchEnv, bench_environment
 from devpki import InProcessTimeStamper
 from signing import PadesLevel, PadesSigner, PadesSpec

@@ -9,6 +9,7 @@ one after ``fork`` or after an outage; a PIN the token refused is not tried agai
 
 from hsm.config import HsmConfig
 from hsm.csr import build_csr
+from hsm.device import Hsm
 from hsm.errors import (
     HsmError,
     HsmUnavailable,
@@ -19,7 +20,6 @@ from hsm.errors import (
     UnsupportedScheme,
 )
 from hsm.keys import KeyAlgorithm, KeyRef, SignatureScheme
-from hsm.token import Hsm
 
 __all__ = [
     "Hsm",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from asn1crypto import csr, keys, x509
 
+from hsm.device import Hsm
 from hsm.keys import KeyRef, SignatureScheme
-from hsm.token import Hsm
 
 _SIGNATURE_ALGORITHMS = {
     "rsa": ("sha256_rsa", SignatureScheme.RSA_PKCS1V15),

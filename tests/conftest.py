@@ -56,8 +56,9 @@ from flask import Flask  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
 from helpers_cli import cli_environment  # noqa: E402
 
-from app import create_app  # noqa: E402
-from app.db import migrate, private_schema  # noqa: E402
+from app.dev.private_schema import private_schema  # noqa: E402
+from app.factory import create_app  # noqa: E402
+from app.migrate import migrate  # noqa: E402
 
 # SQLite always; PostgreSQL too when TEST_DATABASE_URL names a server (CI sets it).
 DB_BACKENDS = [pytest.param("sqlite", id="sqlite")]

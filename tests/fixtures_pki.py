@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from app.sample_documents import bid_pdf
+from app.dev.sample_documents import bid_pdf
 from app.settings import Settings
 from devpki import DevPki, InProcessTimeStamper, TransportFetcherBackend
 from hsm import Hsm, KeyAlgorithm

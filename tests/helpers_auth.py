@@ -124,7 +124,7 @@ def problem(response, status: int, code: str) -> dict:
 
 def audit_codes(app: Flask) -> list[tuple[str, str]]:
     """(tag, refusal code or "") of every audit event, after verifying the chain."""
-    from app.audit_log import AuditLog
+    from app.audit_trail.log import AuditLog
 
     with app.extensions["dairi"].session_factory() as session:
         log = AuditLog(session)

@@ -25,8 +25,9 @@ import pytest
 import requests
 from sqlalchemy import select as sql_select
 
-from app.audit_log import AuditLog, AuditRecord
-from app.db import make_engine, make_session_factory
+from app.audit_trail.log import AuditLog
+from app.audit_trail.models import AuditRecord
+from app.database import make_engine, make_session_factory
 
 # A refused request writes its audit event: the cheapest write a client can cause.
 UNKNOWN_TOKEN = {"Authorization": "Bearer dairi_at_unknown-fault-probe"}

@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from helpers_auth import Corp, b64, bearer, enrolled_employee, login
 from helpers_delegation import sign_instruction
 
-from app.credentials import CredentialOwner, CredentialService
+from app.credentials.service import CredentialOwner, CredentialService
 from delegation.instruction import GrantInstruction
 from delegation.scope import BID, QUOTE, Scope
 from devpki import DevPki

@@ -21,7 +21,7 @@ from pyhanko_certvalidator.authority import AuthorityWithCert
 from pyhanko_certvalidator.fetchers.common_utils import format_ocsp_request
 from test_mandate_document import _pdf_pages
 
-from app.mandate_publication import AC_CRL_VALIDITY, AC_OCSP_REUSE
+from app.mandates.publication import AC_CRL_VALIDITY, AC_OCSP_REUSE
 from delegation.verify import serial_of
 from devpki.tsa import DevTsa
 

@@ -14,9 +14,9 @@ from helpers_auth import bearer, enrolled_employee, login, new_corporation, prob
 from helpers_mandates import ENTITY, new_employee, root_grant
 from sqlalchemy import text
 
-from app.audit_log import AuditLog
-from app.db import make_engine
-from app.identity_models import Role, RoleAssignment
+from app.audit_trail.log import AuditLog
+from app.database import make_engine
+from app.people.models import Role, RoleAssignment
 
 ALL_SCOPES = ["employees:read", "mandates:read", "authority:read", "signatures:verify",
               "audit:read"]
@@ -159,7 +159,7 @@ def test_clients_registered_before_the_change_keep_reading_everything(db_url):
     global) as registered for all corporations, so they keep working, and say so."""
     from alembic import command
 
-    from app.db import alembic_config
+    from app.migrate import alembic_config
 
     engine = make_engine(db_url)
     try:

@@ -14,10 +14,11 @@ from flask import Flask, request
 from flask_smorest import Api, Blueprint
 from sqlalchemy import func, select
 
-from app import ProblemError, create_app, get_session
-from app.db import migrate
-from app.errors import status_for_code
-from app.models import Credential
+from app.credentials.models import Credential
+from app.factory import create_app
+from app.http.problems import ProblemError, status_for_code
+from app.http.request_scope import get_session
+from app.migrate import migrate
 from app.settings import Settings
 from hsm import Hsm, KeyNotFound, PinIncorrect
 from hsm.softhsm import ensure_softhsm_token, write_softhsm_conf
@@ -140,8 +141,8 @@ def test_readyz_names_an_unreachable_database(app_settings: Settings, hsm: Hsm, 
 
 _READYZ_IN_A_FRESH_PROCESS = """
 import json, sys
-from app import create_app
-from app.db import migrate
+from app.factory import create_app
+from app.migrate import migrate
 from app.settings import load_settings
 settings = load_settings(env={}, **json.loads(sys.argv[1]))
 migrate(settings.database_url)  # readiness writes to a migrated database
@@ -206,7 +207,7 @@ def test_wrong_method_is_a_method_not_allowed_problem(client):
 
 
 def test_body_over_the_limit_is_a_payload_too_large_problem(app):
-    limit = 64 * 1024  # an endpoint that declares no cap of its own (app.edge)
+    limit = 64 * 1024  # an endpoint that declares no cap of its own (app.http.edge)
     client = _with_probes(app).test_client()
     assert client.post("/_probe/echo", data=b"x" * limit).get_json() == {"received": limit}
     _assert_problem(client.post("/_probe/echo", data=b"x" * (limit + 1)), 413, "PAYLOAD_TOO_LARGE")

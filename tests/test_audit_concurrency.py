@@ -17,8 +17,9 @@ import requests
 from live_server import LiveServer
 from sqlalchemy import select
 
-from app.audit_log import AuditLog, AuditRecord, fold_refusals
-from app.db import make_engine, make_session_factory
+from app.audit_trail.log import AuditLog, fold_refusals
+from app.audit_trail.models import AuditRecord
+from app.database import make_engine, make_session_factory
 
 REQUESTS = 240
 

@@ -31,8 +31,8 @@ from helpers_auth import (
 )
 from sqlalchemy import func, select
 
-from app.audit_log import AuditRecord
-from app.identity_models import AuthChallenge
+from app.audit_trail.models import AuditRecord
+from app.people.models import AuthChallenge
 from identity.profiles import JPKI_AUTH_POLICY
 from identity.proof import Challenge
 
@@ -79,7 +79,7 @@ def test_an_invited_employee_enrols_then_logs_in_with_the_authentication_certifi
 
 
 def test_personal_data_other_than_the_name_is_not_kept_by_default(client, app, pki):
-    from app.identity_models import Person
+    from app.people.models import Person
 
     corp = new_corporation(pki)
     _, person_id, _ = enrolled_employee(client, pki, corp)
@@ -256,7 +256,7 @@ def test_enrolment_needs_the_signing_certificate_of_the_jpki_sign_profile(client
 
 @pytest.fixture
 def tight_app(app, app_settings, hsm):  # `app` migrates the database
-    from app import create_app
+    from app.factory import create_app
 
     application = create_app(app_settings.replace(challenge_rate_per_minute=3,
                                                   max_open_challenges=5), hsm=hsm)

@@ -25,11 +25,11 @@ from helpers_auth import (
 from helpers_mandates import new_employee, root_grant
 from sqlalchemy import select
 
-from app.audit_log import AuditLog
-from app.identity_models import AuthChallenge
+from app.audit_trail.log import AuditLog
+from app.people.models import AuthChallenge
 from devpki.ca import end_entity_key_usage, new_rsa_key
 from devpki.cards import VirtualCard
-from identity.inspect import CertificateMalformed, describe_certificate, load_certificate
+from identity.certificate_files import CertificateMalformed, describe_certificate, load_certificate
 from identity.profiles import certificate_kind, policy_oids
 
 # certificatePolicies as a SEQUENCE OF holding an INTEGER where each PolicyInformation
@@ -224,7 +224,7 @@ def test_times_at_the_edge_of_the_calendar_are_answered(client, reader, at):
 def admin(client, app, pki) -> dict[str, str]:
     from helpers_auth import enrolled_employee
 
-    from app.identity_models import Role, RoleAssignment
+    from app.people.models import Role, RoleAssignment
 
     corp = new_corporation(pki)
     card, person, _ = enrolled_employee(client, pki, corp)

@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from helpers_cli import cli_environment
 
-from app.cli import main
+from app.cli.main import main
 from devpki.cards import issue_representative_card, load_card, save_card
+from identity.certificate_files import describe_certificate, load_certificate
 from identity.corporate_number import validate_corporate_number
-from identity.inspect import describe_certificate, load_certificate
 from identity.profiles import JPKI_AUTH_POLICY, JPKI_SIGN_POLICY, REGISTRATION_POLICY
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")

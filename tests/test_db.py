@@ -13,8 +13,10 @@ from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import Base, alembic_config, engine_url, make_engine, make_session_factory, migrate
-from app.models import Credential, CredentialStatus, SignatureRecord
+from app.credentials.models import Credential, CredentialStatus
+from app.database import Base, engine_url, make_engine, make_session_factory
+from app.migrate import alembic_config, migrate
+from app.signatures.models import SignatureRecord
 from hsm import KeyRef
 
 TABLES = {"credentials", "signature_records", "alembic_version"}

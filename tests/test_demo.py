@@ -9,7 +9,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
-from app.demo import run_demo
+from app.dev.demo import run_demo
 from delegation.certificates import parse_mandate_certificate
 from devpki.cards import load_card
 

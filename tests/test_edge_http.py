@@ -28,7 +28,7 @@ from cryptography.x509 import ocsp
 from helpers_auth import bearer, new_corporation, try_login
 from live_server import LiveServer
 
-from app import create_app
+from app.factory import create_app
 
 PROBLEM = "application/problem+json"
 KIB = 1024

@@ -40,7 +40,9 @@ from live_server import LiveServer
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from app.db import make_engine, migrate, private_schema
+from app.database import make_engine
+from app.dev.private_schema import private_schema
+from app.migrate import migrate
 from app.settings import Settings
 
 pytestmark = pytest.mark.faults
@@ -118,10 +120,10 @@ def test_a_database_that_never_answers_is_a_prompt_503(base_settings, pki, tmp_p
         def command(self) -> list[str]:
             gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable))
             assert gunicorn
-            # The argv of `dairi serve` (app/cli.py) after its set-up step.
-            return [gunicorn, "--config", "python:app.gunicorn_conf", "--workers",
+            # The argv of `dairi serve` (app/cli/main.py) after its set-up step.
+            return [gunicorn, "--config", "python:app.serving.gunicorn_conf", "--workers",
                     str(self.workers), "--bind", f"127.0.0.1:{self.port}",
-                    "app.wsgi:application"]
+                    "app.serving.wsgi:application"]
 
     with SilentDatabase() as silent:
         settings = base_settings.replace(data_dir=tmp_path, database_url=silent.url())

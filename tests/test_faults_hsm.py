@@ -28,7 +28,7 @@ from helpers_faults import audit_chain_intact, code_of, refused, tracebacks, wai
 from helpers_install import PROJECT_DIR, Install
 from live_server import LiveServer
 
-from app.db import migrate
+from app.migrate import migrate
 
 pytestmark = pytest.mark.faults
 

@@ -13,9 +13,9 @@ import pkcs11
 import pytest
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
-from app.person_identity import IDENTITY_KEY_LABEL, identity_digest
+from app.people.identity_digest import IDENTITY_KEY_LABEL, identity_digest
 from hsm import KeyNotFound
-from hsm.token import SECRET_KEY_TEMPLATE
+from hsm.device import SECRET_KEY_TEMPLATE
 from identity.profiles import BirthDate, JpkiPersonalData, basic_items_document
 
 ITEMS = JpkiPersonalData(name="山田\u3000太郎", sex="male",

@@ -181,8 +181,8 @@ def test_unknown_values_are_stored_raw_when_personal_data_is_kept(app, app_setti
 
     from helpers_auth import invite, login, new_corporation, try_enrol
 
-    from app import create_app
-    from app.identity_models import Person
+    from app.factory import create_app
+    from app.people.models import Person
 
     keeping = create_app(app_settings.replace(keep_personal_data=True), hsm=hsm)
     keeping.config["TESTING"] = True
@@ -319,7 +319,7 @@ def test_policy_oid_settings_are_checked_at_start(base_settings, changes, messag
 def configured_app(app, app_settings, hsm):
     """A second app on the same database, with one more JPKI authentication policy
     and one more registration policy configured."""
-    from app import create_app
+    from app.factory import create_app
 
     configured = create_app(app_settings.replace(
         jpki_auth_policies=("1.2.392.200149.8.5.1.3.30", SMARTPHONE_AUTH),
@@ -364,7 +364,7 @@ def test_a_configured_test_card_policy_is_refused_unless_test_cards_are_allowed(
         app, app_settings, hsm, pki):
     from helpers_auth import try_login
 
-    from app import create_app
+    from app.factory import create_app
 
     test_policy = "1.2.392.200149.8.5.1.0.99"  # invented
     card = issue_my_number_card(pki, name="試験\u3000花子", birth_date="420000101", sex="2",
@@ -390,7 +390,7 @@ def test_a_manager_is_not_a_representative_by_default_but_may_be_configured(
     make one a representative; an installation may still list the title."""
     from helpers_auth import login, new_corporation, try_login
 
-    from app import create_app
+    from app.factory import create_app
 
     assert "支配人" not in app_settings.representative_titles
     corp = new_corporation(pki, title="支配人")

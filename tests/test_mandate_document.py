@@ -11,7 +11,7 @@ from io import BytesIO
 import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
 
-from app.mandate_document import (
+from app.mandates.document import (
     CONTINUATION_INDENT,
     LINE_WIDTH,
     LINES_PER_PAGE,

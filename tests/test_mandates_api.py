@@ -24,8 +24,8 @@ from helpers_mandates import (
     try_sub_grant,
 )
 
-from app.audit_log import AuditLog
-from app.identity_models import Role, RoleAssignment
+from app.audit_trail.log import AuditLog
+from app.people.models import Role, RoleAssignment
 from delegation.certificates import parse_mandate_certificate
 from delegation.scope import CONTRACT
 from devpki.cards import issue_representative_card

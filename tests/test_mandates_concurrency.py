@@ -12,8 +12,8 @@ from helpers_auth import new_corporation
 from helpers_mandates import instruction, new_employee, root_grant, scope, sub_grant
 from sqlalchemy import select
 
-from app.mandate_models import Mandate
-from app.mandates import Actor, MandateService
+from app.mandates.models import Mandate
+from app.mandates.service import Actor, MandateService
 from delegation.instruction import DelegationRefused
 from signing import sign_detached
 

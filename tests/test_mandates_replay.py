@@ -12,10 +12,10 @@ from helpers_delegation import sign_instruction
 from helpers_mandates import instruction, new_employee, now, post_grant, root_grant, scope
 from sqlalchemy import func, select
 
-from app.audit_log import AuditLog
-from app.credentials import CredentialService
-from app.mandate_models import Mandate
-from app.models import Credential, CredentialStatus
+from app.audit_trail.log import AuditLog
+from app.credentials.models import Credential, CredentialStatus
+from app.credentials.service import CredentialService
+from app.mandates.models import Mandate
 
 
 def mandate_count(app) -> int:
@@ -86,8 +86,8 @@ def test_an_instruction_made_eleven_minutes_ago_is_stale(client, app, world):
 
 
 def test_the_age_bound_is_a_setting(app_settings, hsm, pki, monkeypatch):
-    from app import create_app
-    from app.db import migrate
+    from app.factory import create_app
+    from app.migrate import migrate
 
     monkeypatch.delenv("DAIRI_HSM_PIN", raising=False)
     migrate(app_settings.database_url)
@@ -161,7 +161,7 @@ def test_a_credential_is_issued_to_an_enrolled_employee_and_names_them(client, a
     from cryptography import x509
     from cryptography.x509.oid import NameOID
 
-    from app.credentials import CredentialError, CredentialOwner
+    from app.credentials.service import CredentialError, CredentialOwner
 
     a, b, yamada = world["a"], world["b"], world["yamada"]
     context = app.extensions["dairi"]
@@ -190,7 +190,7 @@ def test_the_same_instruction_posted_at_once_is_granted_once(client, app, world)
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from app.mandates import Actor, MandateError, MandateService
+    from app.mandates.service import Actor, MandateError, MandateService
 
     a, yamada = world["a"], world["yamada"]
     data = instruction(a, yamada, scope())

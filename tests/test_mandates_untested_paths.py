@@ -24,8 +24,8 @@ from helpers_mandates import (
     try_root_grant,
 )
 
-from app.audit_log import AuditLog
-from app.mandate_models import Mandate
+from app.audit_trail.log import AuditLog
+from app.mandates.models import Mandate
 from devpki import TransportFetcherBackend
 from signing import sign_detached
 

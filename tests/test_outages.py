@@ -14,9 +14,11 @@ from sqlalchemy import insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from app import create_app
-from app.db import ReadinessProbe, WalCheckpointer, make_engine, migrate, private_schema
-from app.errors import status_for_code
+from app.database import ReadinessProbe, WalCheckpointer, make_engine
+from app.dev.private_schema import private_schema
+from app.factory import create_app
+from app.http.problems import status_for_code
+from app.migrate import migrate
 from app.outages import OutageLog, database_fault
 from app.settings import load_settings
 

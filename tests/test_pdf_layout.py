@@ -22,9 +22,9 @@ from helpers_auth import new_corporation
 from helpers_mandates import new_employee, root_grant, scope, sub_grant
 from pyhanko.pdf_utils.reader import PdfFileReader
 
-from app import mandate_document
-from app.mandate_document import ChainLine, MandateDocument, mandate_pdf
-from app.sample_documents import bid_pdf
+from app.dev.sample_documents import bid_pdf
+from app.mandates import document as mandate_document
+from app.mandates.document import ChainLine, MandateDocument, mandate_pdf
 
 # What a printed page needs: nothing closer than 2 cm (56 pt, rounded down) to any edge.
 MARGIN_PT = 56.0

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import serialization
 from helpers_auth import enrolled_employee, login, move_clock, new_corporation, try_login
 from sqlalchemy import inspect, select, text
 
-from app import create_app
-from app.identity_models import Person
+from app.factory import create_app
+from app.people.models import Person
 from devpki import TransportFetcherBackend
 from devpki.ca import OCSP_VALIDITY
 from devpki.cards import issue_my_number_card

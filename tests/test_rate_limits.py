@@ -34,9 +34,9 @@ from helpers_auth import (
 from live_server import LiveServer
 from sqlalchemy import func, select
 
-from app import create_app
-from app.audit_log import AuditLog
-from app.identity_models import AuthChallenge
+from app.audit_trail.log import AuditLog
+from app.factory import create_app
+from app.people.models import AuthChallenge
 
 WINDOW = 60  # seconds: the challenge and refused-attempt limits count per minute
 
@@ -248,7 +248,7 @@ def test_retry_after_is_the_rest_of_the_window_and_nothing_is_written(make_app):
 
 
 def test_ended_windows_are_purged(make_app):
-    from app.ratelimit import RateLimitCounter
+    from app.http.ratelimit import RateLimitCounter
 
     application = make_app()
     start = window_start(datetime.now(UTC))

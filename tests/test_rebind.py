@@ -26,7 +26,7 @@ from helpers_auth import (
 )
 from sqlalchemy import select
 
-from app.identity_models import AccessToken, Person, Role, RoleAssignment
+from app.people.models import AccessToken, Person, Role, RoleAssignment
 from devpki.cards import issue_my_number_card
 
 NAME = "山田\u3000太郎"

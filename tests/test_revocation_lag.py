@@ -108,7 +108,7 @@ def test_a_representative_token_stops_working_once_the_registration_certificate_
 def test_a_token_for_a_certificate_no_longer_enrolled_is_refused(client, app, pki):
     """Bound to the certificate, not just the person: if the person's enrolled
     authentication certificate is another one, the token is not theirs any more."""
-    from app.identity_models import Person
+    from app.people.models import Person
 
     corp = new_corporation(pki)
     _, person_id, token = enrolled_employee(client, pki, corp)

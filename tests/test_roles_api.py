@@ -18,7 +18,7 @@ from helpers_auth import (
     new_corporation,
 )
 
-from app.identity_models import Person, Role, RoleAssignment
+from app.people.models import Person, Role, RoleAssignment
 
 # (method, path template, JSON body) for every endpoint that needs credentials.
 PROTECTED = [
@@ -148,7 +148,7 @@ def test_api_clients_read_within_their_scopes_with_hashed_secrets(client, app, w
     listed = client.get("/api/v1/clients", headers=admin).get_json()["items"]
     assert [c["client_secret"] for c in listed] == [None]
     with app.extensions["dairi"].session_factory() as session:
-        from app.identity_models import ApiClient
+        from app.people.models import ApiClient
 
         stored = session.query(ApiClient).one()
         assert secret not in stored.secret_sha256 and len(stored.secret_sha256) == 64
@@ -165,7 +165,7 @@ def test_the_openapi_document_states_the_roles_of_each_endpoint(client):
 
 def test_the_first_administrator_is_created_from_the_command_line(
         cli_env, app, pki, tmp_path):
-    from app.cli import main
+    from app.cli.main import main
 
     card = new_card(pki, "初代\u3000管理者")
     paths = {}

@@ -29,7 +29,7 @@ from helpers_mandates import new_employee, root_grant
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import Status, events, from_schema
 
-from app.identity_models import Role, RoleAssignment
+from app.people.models import Role, RoleAssignment
 from app.settings import Settings
 
 SEED = 20260914

@@ -14,11 +14,12 @@ from cryptography.x509 import ocsp
 from pyhanko.pdf_utils.reader import PdfFileReader
 from sqlalchemy import func, select
 
-from app.cli import main
+from app.cli.main import main
 from app.context import ServiceContext
-from app.credentials import CredentialError, CredentialOwner, CredentialService
-from app.models import Credential, CredentialStatus, SignatureRecord
-from app.signatures import SignatureService
+from app.credentials.models import Credential, CredentialStatus
+from app.credentials.service import CredentialError, CredentialOwner, CredentialService
+from app.signatures.models import SignatureRecord
+from app.signatures.service import SignatureService
 from hsm import KeyAlgorithm
 from signing import DocumentNotPdf, PadesLevel, PadesSpec
 

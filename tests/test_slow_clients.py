@@ -24,8 +24,8 @@ from helpers_auth import new_corporation, proof
 from helpers_responders import Responder
 from live_server import LiveServer
 
-from app.edge import SERIALISE_KEY
-from app.gunicorn_conf import AppLock, BoundedThreadWorker
+from app.http.edge import SERIALISE_KEY
+from app.serving.gunicorn_conf import AppLock, BoundedThreadWorker
 from devpki import DevPki
 
 IDLE_SECONDS = 4

@@ -1,6 +1,6 @@
 """Alembic environment: runs the packaged migrations against dairi's database.
 
-``app.db.migrate`` passes an open connection in ``config.attributes["connection"]``;
+``app.migrate.migrate`` passes an open connection in ``config.attributes["connection"]``;
 otherwise the URL in ``sqlalchemy.url`` is used.
 """
 
@@ -9,8 +9,13 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from app import audit_log, identity_models, mandate_models, models, ratelimit  # noqa: F401 - registers the tables
-from app.db import Base, make_engine
+from app.audit_trail import models as audit_models  # noqa: F401 - registers the tables
+from app.credentials import models as credential_models  # noqa: F401
+from app.database import Base, make_engine
+from app.http import ratelimit  # noqa: F401
+from app.mandates import models as mandate_models  # noqa: F401
+from app.people import models as people_models  # noqa: F401
+from app.signatures import models as signature_models  # noqa: F401
 
 config = context.config
 target_metadata = Base.metadata

@@ -50,7 +50,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # Counts still waiting are dropped with the table; fold them first
-    # (app.audit_log.fold_refusals with open_windows=True) to keep them.
+    # (app.audit_trail.log.fold_refusals with open_windows=True) to keep them.
     op.drop_index(op.f("ix_audit_refusal_windows_window_end"),
                   table_name="audit_refusal_windows")
     op.drop_table("audit_refusal_windows")

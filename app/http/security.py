@@ -1,0 +1,291 @@
+"""Who is calling, and may they: bearer tokens (people and representatives),
+HTTP Basic client credentials (relying parties), and the :func:`allow` decorator
+that states, per endpoint, which roles and client scopes may call it.
+
+A refusal is a 401 (no or bad credentials) or 403 (not allowed) problem, and is
+recorded in the audit log.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import g, request
+from flask_smorest import Api
+
+from app.audit_trail.log import append_refusal
+from app.http.problems import ProblemError
+from app.http.ratelimit import RateLimited, client_address, enforce
+from app.http.request_scope import current_context, get_session
+from app.people.models import GLOBAL_ROLES, AccessToken, Role
+from app.people.sign_in import AuthError, AuthService, roles_of
+from identity.corporate_number import validate_corporate_number
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Client scopes: what a relying party may read.
+SCOPES = ("employees:read", "mandates:read", "authority:read", "signatures:verify",
+          "audit:read")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated caller of one request."""
+
+    kind: str  # "person", "representative" or "client"
+    id: str  # person id, token id (representatives) or client id
+    name: str
+    roles: frozenset[Role] = frozenset()  # global roles (auditor, administrator)
+    employee_of: frozenset[str] = frozenset()  # 法人番号
+    representative_of: frozenset[str] = frozenset()
+    scopes: frozenset[str] = frozenset()
+    token: AccessToken | None = None
+    # An API client reads the corporations it is registered for, or all of them.
+    client_of: frozenset[str] = frozenset()  # 法人番号
+    all_corporations: bool = False
+
+    @property
+    def actor(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+    @property
+    def rate_key(self) -> str:
+        """Whom per-caller rate limits count against: the person (however many
+        tokens), the representative's certificate (a representative's token id
+        differs per login) or the API client."""
+        if self.kind == "representative" and self.token is not None:
+            return f"certificate:{self.token.certificate_sha256}"
+        return self.actor
+
+    def holds(self, role: Role, corporation: str | None = None) -> bool:
+        """Whether the caller holds ``role`` (for ``corporation``, if a per-corporation role)."""
+        if role in GLOBAL_ROLES:
+            return role in self.roles
+        held = self.employee_of if role is Role.EMPLOYEE else self.representative_of
+        return bool(held) if corporation is None else corporation in held
+
+    @property
+    def reads_all_corporations(self) -> bool:
+        """An auditor, an administrator, or an API client registered for every corporation."""
+        if self.kind == "client":
+            return self.all_corporations
+        return bool(self.roles & {Role.AUDITOR, Role.ADMINISTRATOR})
+
+    @property
+    def readable_corporations(self) -> frozenset[str]:
+        """The corporations whose data the caller reads, unless it reads all of them:
+        an API client's registered ones, a person's employers and represented ones."""
+        if self.kind == "client":
+            return self.client_of
+        return self.employee_of | self.representative_of
+
+    def may_read(self, corporation: str) -> bool:
+        """Whether the caller may read ``corporation``'s data (mandates, staff …)."""
+        return self.reads_all_corporations or corporation in self.readable_corporations
+
+    def describe(self) -> dict[str, object]:
+        roles = sorted({r.value for r in self.roles}
+                       | ({Role.EMPLOYEE.value} if self.employee_of else set())
+                       | ({Role.REPRESENTATIVE.value} if self.representative_of else set()))
+        described: dict[str, object] = {
+            "kind": self.kind, "id": self.id, "name": self.name, "roles": roles,
+            "employee_of": sorted(self.employee_of),
+            "representative_of": sorted(self.representative_of),
+            "scopes": sorted(self.scopes)}
+        if self.kind == "client":
+            described.update(corporations=sorted(self.client_of),
+                             all_corporations=self.all_corporations)
+        return described
+
+
+# Refused authentication attempts are counted per minute.
+REFUSED_ATTEMPT_WINDOW_SECONDS = 60
+
+
+def record_refused_attempt(tag: str, code: str, *, actor: str = "anonymous",
+                           subject: str | None = None, keys: Iterable[str] = (),
+                           details: dict[str, Any] | None = None) -> RateLimited | None:
+    """Count a refused authentication attempt against the client's address and
+    ``keys`` (e.g. the certificate presented), then record it in the audit log
+    (aggregated, :func:`app.audit_trail.log.append_refusal`): one transaction of the
+    request's session, rolled back first, so nothing of the refused request stays.
+
+    The limit is counted before anything else is written. Over
+    ``refused_auth_rate_per_minute`` the attempt is recorded as ``RATE_LIMITED``
+    and that error is returned, for the caller to raise instead of the refusal.
+    """
+    context = current_context()
+    session = get_session()
+    # The request's transaction holds SQLite's write lock once begun: end it first.
+    session.rollback()
+    limited: RateLimited | None = None
+    try:
+        enforce(session, [f"auth-refused:address:{client_address()}",
+                          *(f"auth-refused:{key}" for key in keys)],
+                limit=context.settings.refused_auth_rate_per_minute,
+                window_seconds=REFUSED_ATTEMPT_WINDOW_SECONDS, now=context.clock(),
+                what="refused authentication attempts")
+    except RateLimited as exc:
+        limited = exc
+    append_refusal(session, tag, actor=actor, code=limited.code if limited else code,
+                   subject=subject, details=details)
+    session.commit()
+    return limited
+
+
+def _refuse(status: int, code: str, detail: str, *, actor: str = "anonymous",
+            **extra: Any) -> ProblemError:
+    """Record an access refusal; a 401 is a refused authentication attempt and
+    may come back as 429 ``RATE_LIMITED`` (see :func:`record_refused_attempt`)."""
+    details = {"method": request.method, "path": request.path}
+    if status == 401:
+        limited = record_refused_attempt("auth:access:refused", code, actor=actor,
+                                         details=details)
+        if limited is not None:
+            return ProblemError(429, limited.code, detail=limited.message,
+                                headers={"Retry-After": str(limited.retry_after)})
+    else:
+        session = get_session()
+        session.rollback()  # as above: end the request's transaction first
+        append_refusal(session, "auth:access:refused", actor=actor, code=code,
+                       details=details)
+        session.commit()
+    headers = {"WWW-Authenticate": 'Bearer realm="dairi"'} if status == 401 else None
+    return ProblemError(status, code, detail=detail, headers=headers, **extra)
+
+
+def authenticate() -> Caller | None:
+    """The caller of this request, or None without credentials; cached in ``g``.
+
+    Raises a 401 problem for credentials that do not hold.
+    """
+    if "dairi_caller" in g:
+        return g.dairi_caller  # type: ignore[no-any-return]
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    caller: Caller | None = None
+    if header:
+        context = current_context()
+        session = get_session()
+        service = AuthService(session, context.settings, context.certificate_validator,
+                              context.clock)
+        try:
+            if scheme.lower() == "bearer" and value:
+                caller = token_caller(session, service.token(value.strip()))
+            elif scheme.lower() == "basic" and value:
+                client_id, secret = _basic(value)
+                client = service.client(client_id, secret)
+                caller = Caller("client", client.client_id, client.name,
+                                scopes=frozenset(client.scopes.split()),
+                                client_of=frozenset(client.corporate_numbers),
+                                all_corporations=client.all_corporations)
+            else:
+                raise AuthError("use a Bearer token or Basic client credentials",
+                                "UNAUTHENTICATED")
+        except AuthError as exc:
+            raise _refuse(401, exc.code, exc.message) from None
+    g.dairi_caller = caller
+    return caller
+
+
+def _basic(value: str) -> tuple[str, str]:
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise AuthError("malformed Basic credentials", "CLIENT_CREDENTIALS_INVALID") from exc
+    client_id, sep, secret = decoded.partition(":")
+    if not sep or "\x00" in decoded:  # no NUL: PostgreSQL could not even compare it
+        raise AuthError("malformed Basic credentials", "CLIENT_CREDENTIALS_INVALID")
+    return client_id, secret
+
+
+def token_caller(session: Any, token: AccessToken) -> Caller:
+    roles, employers, represented = roles_of(session, token)
+    if token.person_id is not None:
+        return Caller("person", token.person_id, token.name, roles, employers, token=token)
+    return Caller("representative", token.id, token.name, representative_of=represented,
+                  token=token)
+
+
+BEARER_SCHEME = "bearerAuth"
+BASIC_SCHEME = "basicAuth"
+# How callers authenticate, as the OpenAPI document declares it (components.securitySchemes).
+SECURITY_SCHEMES: dict[str, dict[str, str]] = {
+    BEARER_SCHEME: {
+        "type": "http", "scheme": "bearer",
+        "description": "A person's or representative's access token (dairi_at_…), from "
+                       "POST /api/v1/auth/challenges/{challenge_id}/response"},
+    BASIC_SCHEME: {
+        "type": "http", "scheme": "basic",
+        "description": "An API client's client_id and client_secret (registered by an "
+                       "administrator with POST /api/v1/clients)"},
+}
+
+
+def declare_security_schemes(api: Api) -> None:
+    """Add :data:`SECURITY_SCHEMES` to ``api``'s OpenAPI document; :func:`allow` names
+    them per operation."""
+    for name, scheme in SECURITY_SCHEMES.items():
+        api.spec.components.security_scheme(name, dict(scheme))
+
+
+def allow(*roles: Role, scopes: Iterable[str] = (), corporation_arg: str | None = None
+          ) -> Callable[[F], F]:
+    """Let callers holding any of ``roles`` (per-corporation roles for the
+    corporation named by the view argument ``corporation_arg``) or API clients
+    with any of ``scopes`` (registered for that corporation) call the view;
+    everyone else gets 401/403.
+
+    The rule is appended to the view's OpenAPI description.
+    """
+    scope_set = frozenset(scopes)
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            caller = authenticate()
+            if caller is None:
+                raise _refuse(401, "UNAUTHENTICATED", "this endpoint needs credentials")
+            corporation = kwargs.get(corporation_arg) if corporation_arg else None
+            if corporation is not None:
+                # A number no corporation can have is bad input (422
+                # CORPORATE_NUMBER_INVALID), said before permission would call it FORBIDDEN.
+                validate_corporate_number(corporation)
+            permitted = (caller.kind == "client" and bool(caller.scopes & scope_set)
+                         and (corporation is None or caller.may_read(corporation))) or (
+                caller.kind != "client" and any(caller.holds(r, corporation) for r in roles))
+            if not permitted:
+                raise _refuse(403, "FORBIDDEN", "your roles do not allow this"
+                              + (f" for corporation {corporation}" if corporation else ""),
+                              actor=caller.actor)
+            return view(*args, **kwargs)
+
+        who = [r.value + (" (of that corporation)" if corporation_arg and r not in GLOBAL_ROLES
+                          else "") for r in roles]
+        rule = "Roles: " + (", ".join(who) or "none")
+        if scope_set:
+            rule += "; API client scopes: " + ", ".join(sorted(scope_set))
+        wrapper.__doc__ = (view.__doc__ or "").rstrip() + "\n\n" + rule + "."
+        # The OpenAPI operation names how its callers authenticate (the Authorize
+        # button of /docs): persons and representatives by bearer token, API clients
+        # by Basic credentials. Copied, so the wrapped view's own doc is not changed.
+        security = ([{BEARER_SCHEME: []}] if roles else []) + (
+            [{BASIC_SCHEME: []}] if scope_set else [])
+        apidoc = copy.deepcopy(getattr(wrapper, "_apidoc", {}))
+        apidoc["manual_doc"] = {**apidoc.get("manual_doc", {}), "security": security}
+        wrapper._apidoc = apidoc  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def current_caller() -> Caller:
+    """The caller of a view guarded by :func:`allow`."""
+    caller: Caller = g.dairi_caller
+    return caller

@@ -1,0 +1,561 @@
+"""Mandates (電子委任状) in the service: granting, revoking, judging chains, and the
+authority query (DESIGN §5). The rules themselves are :mod:`delegation`'s; this module
+checks the grantors' certificates, keeps the rows and the AA's status answers, and
+records every grant and revocation in the audit log.
+
+Concurrency: a grant under a parent locks the parent row (``SELECT … FOR UPDATE``)
+before reading its status, and a revocation locks each mandate before revoking it and
+only then reads its children. Whichever comes second sees the other's result, so a
+child is never left valid under a revoked parent.
+
+A grant instruction is accepted once (its digest is kept in ``mandate_instructions``)
+and only while fresh (``instruction_max_age_seconds``); the holder certificate must
+be a live credential of the grantee person for the principal (issue 9.3, 9.4). A
+revocation re-makes the AA's published CRL in its own transaction
+(:mod:`app.mandates.service.publication`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from asn1crypto import pem
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, defer
+
+from app.audit_trail.log import AuditLog
+from app.credentials.models import Credential, CredentialStatus
+from app.mandates.models import Mandate, MandateInstruction, MandateStatus
+from app.mandates.publication import current_crl, ocsp_answer, publish_crl
+from app.people.models import Corporation, Employment, Person
+from app.settings import Settings
+from dairi import DairiError
+from delegation.certificates import (
+    AttributeAuthority,
+    MandateParty,
+    MandateTerms,
+    parse_mandate_certificate,
+)
+from delegation.chain import ChainVerdict, Hop, HopStatus, evaluate_chain
+from delegation.instruction import (
+    DelegationRefused,
+    GrantInstruction,
+    check_fresh,
+    check_representative_grant,
+    instruction_signers,
+)
+from delegation.scope import Purpose, Scope
+from identity.names import same_name
+from identity.profiles import RegisteredCorporation
+from identity.trust import TrustPurpose
+from identity.validation import CertificateRefused, CertificateValidator
+
+# CRL reasons (asn1crypto names) a revocation may give.
+REVOCATION_REASONS = ("privilege_withdrawn", "affiliation_changed", "superseded",
+                      "cessation_of_operation", "unspecified")
+# A representative's certificate revoked for renewal does not undo the grants it made.
+RENEWAL_REASONS = frozenset({"superseded"})
+# The authority query reads terms and status only, not the signed documents.
+_WITHOUT_DOCUMENTS = tuple(defer(c) for c in (
+    Mandate.instruction, Mandate.signatures, Mandate.attribute_certificate,
+    Mandate.grantee_certificate_der, Mandate.representative_certificates))
+
+
+class MandateError(DairiError):
+    """A mandate request that cannot be served: MANDATE_NOT_FOUND, MANDATE_ALREADY_REVOKED,
+    PARENT_NOT_FOUND, GRANTEE_NOT_EMPLOYEE, HOLDER_NOT_GRANTEE, INSTRUCTION_REPLAYED,
+    REVOCATION_REASON_INVALID."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks, as far as mandates care: the audit name and what they may act for."""
+
+    name: str  # e.g. "person:<id>", "representative:<token id>"
+    person_id: str | None = None
+    representative_of: frozenset[str] = frozenset()
+    employee_of: frozenset[str] = frozenset()
+    administrator: bool = False
+
+    def acts_for(self, corporate_number: str) -> bool:
+        return self.administrator or corporate_number in self.representative_of \
+            or corporate_number in self.employee_of
+
+
+@dataclass(frozen=True)
+class Authority:
+    """One way someone could act: the leaf mandate and its chain, root first."""
+
+    grantee_person_id: str
+    grantee_name: str
+    grantee_certificate_sha256: str
+    chain: tuple[Mandate, ...]
+
+    @property
+    def mandate(self) -> Mandate:
+        return self.chain[-1]
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def hop_of(row: Mandate) -> Hop:
+    """The chain-evaluation view of a stored mandate (its AC was checked at issuance)."""
+    return Hop(
+        mandate_id=row.id,
+        principal=row.principal,
+        grantor_certificate_sha256=row.grantor_certificate_sha256,
+        grantee_certificate_sha256=row.grantee_certificate_sha256,
+        scope=row.scope,
+        status=HopStatus(revoked_at=row.revoked_at),
+        grantor_is_representative=row.depth == 0,
+        representative_revoked_at=row.representative_revoked_at,
+    )
+
+
+class MandateService:
+    def __init__(self, session: Session, settings: Settings, validator: CertificateValidator,
+                 authority: AttributeAuthority, clock: Callable[[], datetime]) -> None:
+        self.session = session
+        self.settings = settings
+        self.validator = validator
+        self.aa = authority
+        self.clock = clock
+
+    # -- granting -----------------------------------------------------------
+
+    def grant(self, instruction: bytes, signatures: bytes, *, grantee_certificate: bytes,
+              grantee_person_id: str, actor: Actor) -> Mandate:
+        """Verify a signed grant instruction and issue its mandate AC.
+
+        Raises :class:`DelegationRefused` (the rule that does not hold),
+        :class:`CertificateRefused` (a certificate that does not validate now) or
+        :class:`MandateError`. Nothing is written unless the mandate is issued.
+        """
+        parsed = GrantInstruction.parse(instruction)
+        if not actor.acts_for(parsed.principal_corporate_number):
+            raise MandateError(f"you do not act for {parsed.principal_corporate_number}",
+                               "FORBIDDEN")
+        if parsed.canonical() != instruction:
+            raise DelegationRefused("the instruction is not in canonical form (RFC 8785)",
+                                    "INSTRUCTION_MALFORMED")
+        digest = _sha256(instruction)
+        if self.session.get(MandateInstruction, digest) is not None:
+            raise MandateError("this grant instruction was accepted before; a grant is "
+                               "accepted once (sign a new instruction)", "INSTRUCTION_REPLAYED")
+        check_fresh(parsed, self.clock(),
+                    timedelta(seconds=self.settings.instruction_max_age_seconds))
+        scope = parsed.scope
+        if scope.not_before.microsecond or scope.not_after.microsecond:
+            raise DelegationRefused("validity times are whole seconds",
+                                    "INSTRUCTION_MALFORMED")
+        signers = instruction_signers(instruction, signatures)
+        if _sha256(grantee_certificate) != parsed.grantee_certificate_sha256:
+            raise DelegationRefused("the grantee certificate is not the one the instruction "
+                                    "names", "HOLDER_MISMATCH")
+        now = self.clock()
+        grantee = self._grantee(grantee_person_id, parsed)
+        self._check_holder(grantee, parsed)
+        self._validate(grantee_certificate, TrustPurpose.SERVICE, "the grantee's certificate")
+        parent: Mandate | None = None
+        if parsed.parent is None:
+            grantor, representatives = self._check_representatives(parsed, signers, actor)
+            ancestors: list[bytes] = []
+        else:
+            if len(signers) == 1:  # checked before the parent is locked: it may fetch OCSP
+                self._validate(signers[0].certificate_der, TrustPurpose.SERVICE,
+                               "the grantor's signing certificate",
+                               signers[0].other_certificates)
+            parent = self._lock(parsed.parent, missing="PARENT_NOT_FOUND")
+            grantor = self._check_sub_delegation(parsed, signers, parent, now)
+            representatives = None
+            parent_ac = parse_mandate_certificate(parent.attribute_certificate)
+            ancestors = [*parent_ac.ancestors, parent.attribute_certificate]
+        if scope.not_after <= now:
+            raise DelegationRefused("the mandate's validity has already ended",
+                                    "MANDATE_EXPIRED")
+        mandate_id = str(uuid.uuid4())
+        terms = MandateTerms(
+            principal_corporate_number=parsed.principal_corporate_number,
+            principal_name=parsed.principal_name,
+            grantor=grantor,
+            grantee=MandateParty(grantee.name, None, bytes.fromhex(
+                parsed.grantee_certificate_sha256)),
+            actions=tuple(sorted(scope.actions)),
+            procuring_entities=_sorted(scope.procuring_entities),
+            cases=_sorted(scope.cases),
+            amount_limit_jpy=scope.amount_limit_jpy,
+            max_depth=scope.max_depth,
+            instruction_digest=hashlib.sha256(instruction).digest(),
+            not_before=scope.not_before,
+            not_after=scope.not_after,
+        )
+        ac = self.aa.issue(terms, grantee_certificate, serial_number=uuid.UUID(mandate_id).int,
+                           ancestors=ancestors, depth=len(ancestors))
+        row = Mandate(
+            id=mandate_id, principal=parsed.principal_corporate_number,
+            principal_name=parsed.principal_name, parent_id=parsed.parent,
+            depth=len(ancestors), grantor_name=grantor.name, grantor_title=grantor.title,
+            grantor_certificate_sha256=grantor.certificate_sha256.hex(),
+            representative_certificates=representatives, grantee_person_id=grantee.id,
+            grantee_name=grantee.name,
+            grantee_certificate_sha256=parsed.grantee_certificate_sha256,
+            grantee_certificate_der=grantee_certificate,
+            scope_json=json.dumps(scope.to_json(), ensure_ascii=False),
+            not_before=scope.not_before, not_after=scope.not_after,
+            instruction=instruction, instruction_sha256=digest,
+            signatures=signatures, attribute_certificate=ac,
+            status=MandateStatus.ACTIVE.value, created_by=actor.name, created_at=now,
+        )
+        self.session.add(row)
+        self.session.add(MandateInstruction(instruction_sha256=digest, mandate_id=mandate_id,
+                                            accepted_at=now))
+        try:
+            self.session.flush()
+        except IntegrityError:
+            self.session.rollback()
+            if self.session.get(MandateInstruction, digest) is None:
+                raise
+            # The same instruction was granted at this moment by another request.
+            raise MandateError("this grant instruction was accepted before; a grant is "
+                               "accepted once (sign a new instruction)",
+                               "INSTRUCTION_REPLAYED") from None
+        AuditLog(self.session).append(
+            "mandate:granted", actor=actor.name, subject=mandate_id,
+            principal=parsed.principal_corporate_number, at=now,
+            details={"parent": parsed.parent, "depth": row.depth,
+                     "grantee_person_id": grantee.id,
+                     "grantee_certificate_sha256": parsed.grantee_certificate_sha256,
+                     "instruction_sha256": row.instruction_sha256,
+                     "scope": scope.to_json()})
+        self.session.commit()
+        return row
+
+    def _grantee(self, person_id: str, parsed: GrantInstruction) -> Person:
+        person = self.session.get(Person, person_id)
+        employed = person is not None and self.session.scalars(select(Employment.id).where(
+            Employment.person_id == person_id,
+            Employment.corporate_number == parsed.principal_corporate_number,
+            Employment.ended_at.is_(None))).first()
+        if person is None or not employed:
+            raise MandateError(f"the grantee {person_id} is not an enrolled employee of "
+                               f"{parsed.principal_corporate_number}", "GRANTEE_NOT_EMPLOYEE")
+        if not same_name(person.name, parsed.grantee_name):
+            raise MandateError("the instruction's grantee name is not the employee's name",
+                               "GRANTEE_NOT_EMPLOYEE")
+        return person
+
+    def _check_holder(self, grantee: Person, parsed: GrantInstruction) -> None:
+        """The holder certificate must be a live (active) credential of the grantee,
+        issued for the principal: the AC certifies the grantee's own key, nobody else's."""
+        owned = self.session.scalars(select(Credential.id).where(
+            Credential.certificate_sha256 == parsed.grantee_certificate_sha256,
+            Credential.person_id == grantee.id,
+            Credential.corporate_number == parsed.principal_corporate_number,
+            Credential.status == CredentialStatus.ACTIVE.value)).first()
+        if owned is None:
+            raise MandateError(
+                "the holder certificate is not a live credential of the grantee for "
+                f"{parsed.principal_corporate_number}", "HOLDER_NOT_GRANTEE")
+
+    def _validate(self, der: bytes, purpose: TrustPurpose, what: str,
+                  intermediates: Iterable[bytes] = ()) -> RegisteredCorporation | None:
+        """Validate a grant's certificate with revocation checked fresh: a grant is
+        never judged from the login cache (issue 9 item 5)."""
+        try:
+            return self.validator.validate_now(der, purpose, intermediates=intermediates,
+                                               fresh=True).corporation
+        except CertificateRefused as exc:
+            raise CertificateRefused(f"{what}: {exc.message}", exc.code, reason=exc.reason,
+                                     revocation_source=exc.revocation_source) from None
+
+    def _check_representatives(self, parsed: GrantInstruction, signers: Sequence,
+                               actor: Actor) -> tuple[MandateParty, str]:
+        corporations: list[RegisteredCorporation] = []
+        for signer in signers:
+            try:
+                corporation = self._validate(signer.certificate_der, TrustPurpose.REGISTRAR,
+                                             "a grantor's registration certificate",
+                                             signer.other_certificates)
+            except CertificateRefused as exc:
+                if exc.code == "CERTIFICATE_REVOKED":
+                    raise DelegationRefused(f"{exc.message} (revoked before the grant)",
+                                            "REPRESENTATIVE_CERT_REVOKED") from None
+                if exc.code == "REVOCATION_STATUS_UNAVAILABLE":
+                    raise
+                raise DelegationRefused(
+                    f"a signer is not a representative with a valid registration certificate "
+                    f"({exc.code}: {exc.message})", "GRANTOR_NOT_REPRESENTATIVE") from None
+            assert corporation is not None  # the REGISTRAR profile always parses it
+            corporations.append(corporation)
+        # The grantee's employment (checked first) means the corporation is known.
+        row = self.session.get(Corporation, parsed.principal_corporate_number)
+        assert row is not None
+        check_representative_grant(
+            parsed, corporations, representative_titles=self.settings.representative_titles,
+            required_signatures=row.joint_representatives)
+        first = corporations[0]
+        if not same_name(first.corporate_name, parsed.principal_name):
+            raise DelegationRefused("the principal's name is not the registered name "
+                                    f"{first.corporate_name!r}", "PRINCIPAL_MISMATCH")
+        named = [(c, s) for c, s in zip(corporations, signers, strict=True)
+                 if same_name(c.representative_name or "", parsed.grantor_name)]
+        if not named:
+            raise DelegationRefused("the instruction's grantor is none of its signers",
+                                    "GRANTOR_NOT_REPRESENTATIVE")
+        if not (actor.administrator or parsed.principal_corporate_number
+                in actor.representative_of):
+            raise DelegationRefused("only a representative of the principal (or an "
+                                    "administrator) may submit its grant", "PRINCIPAL_MISMATCH")
+        corporation, signer = named[0]
+        grantor = MandateParty(corporation.representative_name or parsed.grantor_name,
+                               corporation.representative_title,
+                               hashlib.sha256(signer.certificate_der).digest())
+        certificates = "".join(pem.armor("CERTIFICATE", s.certificate_der).decode()
+                               for s in signers)
+        return grantor, certificates
+
+    def _check_sub_delegation(self, parsed: GrantInstruction, signers: Sequence,
+                              parent: Mandate, now: datetime) -> MandateParty:
+        if parent.principal != parsed.principal_corporate_number:
+            raise DelegationRefused("the parent mandate is another corporation's",
+                                    "PRINCIPAL_MISMATCH")
+        for ancestor in self._ancestry(parent):
+            if ancestor.revoked_at is not None:
+                raise DelegationRefused(f"mandate {ancestor.id} in the parent's chain is "
+                                        "revoked", "ANCESTOR_REVOKED")
+        if now < parent.not_before:
+            raise DelegationRefused("the parent mandate is not yet valid",
+                                    "PARENT_NOT_YET_VALID")
+        if now >= parent.not_after:
+            raise DelegationRefused("the parent mandate has expired", "PARENT_EXPIRED")
+        if len(signers) != 1 or _sha256(signers[0].certificate_der) \
+                != parent.grantee_certificate_sha256:
+            raise DelegationRefused("a sub-delegation is signed by the parent's grantee alone",
+                                    "GRANTOR_NOT_PARENT_GRANTEE")
+        escalations = parent.scope.escalations_of(parsed.scope)
+        if escalations:
+            raise DelegationRefused(
+                f"the sub-delegation exceeds its parent: {', '.join(escalations)}",
+                escalations[0])
+        if not same_name(parent.grantee_name, parsed.grantor_name):
+            raise DelegationRefused("the instruction's grantor is not the parent's grantee",
+                                    "GRANTOR_NOT_PARENT_GRANTEE")
+        return MandateParty(parent.grantee_name, None,
+                            bytes.fromhex(parent.grantee_certificate_sha256))
+
+    # -- reading ------------------------------------------------------------
+
+    def get(self, mandate_id: str) -> Mandate:
+        row = self.session.get(Mandate, mandate_id) if _is_uuid(mandate_id) else None
+        if row is None:
+            raise MandateError(f"no mandate {mandate_id}", "MANDATE_NOT_FOUND")
+        return row
+
+    def _lock(self, mandate_id: str, *, missing: str = "MANDATE_NOT_FOUND") -> Mandate:
+        row = self.session.scalars(select(Mandate).where(Mandate.id == mandate_id)
+                                   .with_for_update().execution_options(
+                                       populate_existing=True)).first() \
+            if _is_uuid(mandate_id) else None
+        if row is None:
+            raise MandateError(f"no mandate {mandate_id}", missing)
+        return row
+
+    def _ancestry(self, row: Mandate) -> list[Mandate]:
+        """``row`` and its ancestors, root first."""
+        chain = [row]
+        while chain[0].parent_id is not None:
+            chain.insert(0, self.get(chain[0].parent_id))
+        return chain
+
+    def search(self, *, principals: Iterable[str] | None, grantee: str | None = None,
+               status: str | None = None, at: datetime | None = None,
+               limit: int = 50, offset: int = 0) -> tuple[list[Mandate], int]:
+        """Mandates of ``principals`` (None: all), newest first, and how many match.
+
+        ``status`` "active" / "revoked" is the status at ``at`` (default now):
+        active means within its validity window and not revoked by then.
+        """
+        query = select(Mandate)
+        if principals is not None:
+            query = query.where(Mandate.principal.in_(list(principals)))
+        if grantee is not None:
+            query = query.where(or_(Mandate.grantee_person_id == grantee,
+                                    Mandate.grantee_certificate_sha256 == grantee.lower()))
+        moment = at or self.clock()
+        if status == MandateStatus.ACTIVE:
+            query = query.where(Mandate.not_before <= moment, Mandate.not_after > moment,
+                                or_(Mandate.revoked_at.is_(None), Mandate.revoked_at > moment))
+        elif status == MandateStatus.REVOKED:
+            query = query.where(Mandate.revoked_at <= moment)
+        elif at is not None:
+            query = query.where(Mandate.created_at <= moment)
+        total = self.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = self.session.scalars(query.order_by(Mandate.created_at.desc(), Mandate.id)
+                                    .limit(limit).offset(offset)).all()
+        return list(rows), total
+
+    # -- revoking -----------------------------------------------------------
+
+    def revoke(self, mandate_id: str, *, actor: Actor,
+               reason: str = "privilege_withdrawn") -> list[Mandate]:
+        """Revoke a mandate and, with it, every descendant; returns them, the mandate first.
+
+        Allowed to an administrator, a representative of the principal, and anyone who
+        granted the mandate or one of its ancestors (the grantee of an ancestor).
+        """
+        if reason not in REVOCATION_REASONS:
+            raise MandateError(f"reason must be one of {', '.join(REVOCATION_REASONS)}",
+                               "REVOCATION_REASON_INVALID")
+        row = self._lock(mandate_id)
+        chain = self._ancestry(row)
+        grantors = {m.grantee_person_id for m in chain[:-1]}
+        if not (actor.administrator or row.principal in actor.representative_of
+                or (actor.person_id is not None and actor.person_id in grantors)):
+            raise MandateError("only its grantors, a representative of the principal or an "
+                               "administrator may revoke this mandate", "FORBIDDEN")
+        if row.revoked_at is not None:
+            raise MandateError(f"mandate {mandate_id} was revoked at "
+                               f"{row.revoked_at.isoformat()}", "MANDATE_ALREADY_REVOKED")
+        now = self.clock()
+        revoked = []
+        pending = [row]
+        while pending:
+            current = pending.pop(0)
+            if current.revoked_at is None:
+                current.status = MandateStatus.REVOKED.value
+                current.revoked_at = now
+                current.revoked_by = actor.name if current is row else f"cascade:{row.id}"
+                current.revocation_reason = reason
+                revoked.append(current)
+            self.session.flush()
+            # Children are read only after their parent is locked and revoked, so a
+            # grant waiting on that lock finds the parent revoked, and a grant that got
+            # the lock first has committed its child by now.
+            pending.extend(self.session.scalars(
+                select(Mandate).where(Mandate.parent_id == current.id).order_by(Mandate.id)
+                .with_for_update().execution_options(populate_existing=True)).all())
+        AuditLog(self.session).append(
+            "mandate:revoked", actor=actor.name, subject=row.id, principal=row.principal,
+            at=now, details={"reason": reason, "cascaded": [m.id for m in revoked[1:]]})
+        # The published CRL lists it from this commit on, whichever worker is asked.
+        publish_crl(self.session, self.aa, now)
+        self.session.commit()
+        return revoked
+
+    # -- judging ------------------------------------------------------------
+
+    def refresh_representative(self, root: Mandate) -> None:
+        """Re-check the root's representative certificates now; a revocation for any
+        reason but renewal is recorded with the time its CRL or OCSP answer gives (else
+        the time it was first seen), so the chain fails from that time on — also for a
+        query about "now" that began before the re-check."""
+        if root.depth != 0 or root.representative_revoked_at is not None \
+                or not root.representative_certificates:
+            return
+        for _, _, der in pem.unarmor(root.representative_certificates.encode(), multiple=True):
+            try:
+                self.validator.validate_now(der, TrustPurpose.REGISTRAR)
+            except CertificateRefused as exc:
+                if exc.code == "CERTIFICATE_REVOKED" and exc.reason not in RENEWAL_REASONS:
+                    root.representative_revoked_at = min(exc.revoked_at or self.clock(),
+                                                         self.clock())
+                    AuditLog(self.session).append(
+                        "mandate:representative-revoked", actor="service", subject=root.id,
+                        principal=root.principal, details={"reason": exc.reason})
+                    self.session.commit()
+                    return
+
+    def chain(self, mandate_id: str, purpose: Purpose | None, *, at: datetime
+              ) -> tuple[list[Mandate], ChainVerdict]:
+        """The mandate's chain, root first, and the verdict on it at ``at`` for
+        ``purpose`` (None: whether the chain stands, for any purpose)."""
+        rows = self._ancestry(self.get(mandate_id))
+        self.refresh_representative(rows[0])
+        leaf = rows[-1]
+        check = purpose or _some_purpose(leaf.scope, at)
+        verdict = evaluate_chain([hop_of(r) for r in rows], check,
+                                 signer_certificate_sha256=leaf.grantee_certificate_sha256,
+                                 principal=rows[0].principal)
+        if purpose is None:  # only what does not depend on a purpose
+            verdict = ChainVerdict(verdict.hops, tuple(
+                r for r in verdict.reasons if r in {"MANDATE_EXPIRED", "MANDATE_NOT_YET_VALID"}))
+        return rows, verdict
+
+    def authority(self, principal: str, purpose: Purpose) -> list[Authority]:
+        """Who could act for ``principal`` for ``purpose`` at ``purpose.at``, and through
+        which chain: every mandate whose whole chain holds, leaves sorted by grantee."""
+        at = purpose.at
+        rows = self.session.scalars(select(Mandate).options(*_WITHOUT_DOCUMENTS).where(
+            Mandate.principal == principal, Mandate.not_before <= at, Mandate.not_after > at,
+            or_(Mandate.revoked_at.is_(None), Mandate.revoked_at > at))).all()
+        by_id = {r.id: r for r in rows}
+        hops: dict[str, Hop] = {}
+
+        def hop(row: Mandate) -> Hop:  # scopes are parsed only for chains worth judging
+            if row.id not in hops:
+                hops[row.id] = hop_of(row)
+            return hops[row.id]
+
+        found = []
+        for row in rows:
+            if not hop(row).scope.covers(purpose):
+                continue
+            chain = [row]
+            while chain[0].parent_id is not None and chain[0].parent_id in by_id:
+                chain.insert(0, by_id[chain[0].parent_id])
+            if chain[0].parent_id is not None:
+                continue  # an ancestor is not live at T
+            verdict = evaluate_chain([hop(m) for m in chain], purpose,
+                                     signer_certificate_sha256=row.grantee_certificate_sha256,
+                                     principal=principal)
+            if verdict.holds:
+                found.append(Authority(row.grantee_person_id, row.grantee_name,
+                                       row.grantee_certificate_sha256, tuple(chain)))
+        return sorted(found, key=lambda a: (a.grantee_name, a.mandate.depth, a.mandate.id))
+
+    # -- the AA's status answers --------------------------------------------
+
+    def crl(self) -> bytes:
+        """The AA's published CRL of mandate ACs (re-made only near its nextUpdate)."""
+        return current_crl(self.session, self.aa, self.clock())
+
+    def ocsp_response(self, request_der: bytes) -> bytes:
+        """The AA's OCSP answer, reused while it still states the mandates' status."""
+        return ocsp_answer(self.session, self.aa, request_der, self.clock())
+
+
+def status_at(row: Mandate, at: datetime) -> str:
+    """active, revoked, expired or not_yet_valid: the mandate's own status at ``at``."""
+    if row.revoked_at is not None and row.revoked_at <= at:
+        return "revoked"
+    if at < row.not_before:
+        return "not_yet_valid"
+    if at >= row.not_after:
+        return "expired"
+    return "active"
+
+
+def _sorted(names: frozenset[str] | None) -> tuple[str, ...] | None:
+    return None if names is None else tuple(sorted(names))
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except (ValueError, AttributeError, TypeError):
+        return False
+
+
+
+def _some_purpose(scope: Scope, at: datetime) -> Purpose:
+    """A purpose the scope grants an action for, to judge a chain apart from any purpose."""
+    action = sorted(scope.actions)[0]
+    return Purpose(action.replace("*", "any"), None, None, None, at)  # wildcard: one instance

@@ -1,0 +1,41 @@
+"""Signing with a stored credential, and the record every signature leaves."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from app.context import ServiceContext
+from app.credentials.service import CredentialService
+from app.signatures.models import SignatureFormat, SignatureRecord
+from signing import PadesResult, PadesSpec
+
+
+class SignatureService:
+    def __init__(self, session: Session, context: ServiceContext) -> None:
+        self._session = session
+        self._context = context
+        self._credentials = CredentialService(session, context.hsm, context.dev_pki)
+
+    def sign_pdf(self, credential_name: str, pdf: bytes, spec: PadesSpec
+                 ) -> tuple[PadesResult, SignatureRecord]:
+        """Sign ``pdf`` with the named credential and record the signature.
+
+        Nothing is written unless the signature was made.
+        """
+        credential = self._credentials.get(credential_name)
+        signing_credential = self._credentials.signing_credential(credential)
+        result = self._context.pades_signer.sign(pdf, signing_credential, spec)
+        ref = signing_credential.key_ref
+        record = SignatureRecord(
+            credential_id=credential.id,
+            token_label=ref.token_label,
+            key_id=ref.key_id,
+            key_version=ref.version,
+            format=SignatureFormat.PADES.value,
+            level=result.level.value,
+            document_sha256=result.document_sha256,
+            signed_document_sha256=result.signed_document_sha256,
+        )
+        self._session.add(record)
+        self._session.commit()
+        return result, record
