@@ -26,13 +26,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import pkcs11
 
 from hsm.config import HsmConfig
 from hsm.errors import HsmError, HsmUnavailable, KeyNotFound, TokenNotFound
 from hsm.login import LoginGate
+
+if TYPE_CHECKING:
+    # pkcs11.lib is a loader function; the class it returns lives in the extension module
+    from pkcs11._pkcs11 import lib as Pkcs11Library
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +78,7 @@ class _Library:
         self.lock = threading.RLock()
         self.generation = 0
         self._pid: int | None = None  # the process whose C_Initialize holds
-        self._lib: pkcs11.lib | None = None  # type: ignore[valid-type]
+        self._lib: Pkcs11Library | None = None
 
     @classmethod
     def of(cls, path: str) -> _Library:
@@ -90,7 +94,7 @@ class _Library:
         for library in cls._registry.values():
             library.lock = threading.RLock()
 
-    def load(self, *, reinitialise: bool) -> pkcs11.lib:  # type: ignore[valid-type]
+    def load(self, *, reinitialise: bool) -> Pkcs11Library:
         """The initialised module; re-initialised first in a forked child or when
         ``reinitialise`` is asked. Call with :attr:`lock` held."""
         try:
@@ -223,7 +227,7 @@ class SessionKeeper:
             self._outage = None
         return session
 
-    def _find_token(self, lib: pkcs11.lib) -> pkcs11.Token:  # type: ignore[valid-type]
+    def _find_token(self, lib: Pkcs11Library) -> pkcs11.Token:
         label = self.config.token_label
         try:
             return lib.get_token(token_label=label)
