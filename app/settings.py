@@ -80,6 +80,14 @@ class Settings:
     access_token_seconds: int
     # delegation (DESIGN §5): a grant instruction is accepted this long after it was made
     instruction_max_age_seconds: int
+    # audit (DESIGN §8, issue 14): checkpoints are due this often (0: only on demand);
+    # exports are labelled to be kept this many years (events are never deleted);
+    # in production the audit key (CKA_ID hex in the token, version) and its
+    # certificate file (PEM, leaf first, then its issuers); empty in development mode.
+    audit_checkpoint_interval_seconds: int
+    audit_retention_years: int
+    audit_key_id: str
+    audit_certificate_file: str
 
     @property
     def hsm(self) -> HsmConfig:
@@ -251,4 +259,8 @@ def load_settings(
         trusted_proxy_hops=_int(raw, "trusted_proxy_hops", 0, 10),
         access_token_seconds=_int(raw, "access_token_seconds", 60, 86400),
         instruction_max_age_seconds=_int(raw, "instruction_max_age_seconds", 10, 86400),
+        audit_checkpoint_interval_seconds=_int(raw, "audit_checkpoint_interval_seconds", 0),
+        audit_retention_years=_int(raw, "audit_retention_years", 1, 100),
+        audit_key_id=str(raw["audit_key_id"]).strip(),
+        audit_certificate_file=str(raw["audit_certificate_file"]).strip(),
     )
