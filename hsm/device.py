@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
+from typing import TYPE_CHECKING, Any, cast
 
 import pkcs11
 from asn1crypto import algos, core, keys, x509
@@ -17,6 +18,11 @@ from hsm.config import HsmConfig
 from hsm.errors import KeyNotFound, UnsupportedScheme
 from hsm.keys import KeyAlgorithm, KeyRef, SignatureScheme
 from hsm.session import SessionKeeper
+
+if TYPE_CHECKING:
+    class _SigningKey(pkcs11.PrivateKey, pkcs11.SignMixin):
+        """What get_key answers for a dairi private key: python-pkcs11 composes each
+        object's class from its attributes, and CKA_SIGN (PRIVATE_KEY_TEMPLATE) adds sign()."""
 
 _HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
 _PSS_PARAMS = {
@@ -118,9 +124,9 @@ class Hsm:
     def generate_key(self, algorithm: KeyAlgorithm, *, version: int = 1) -> KeyRef:
         """Generate a non-extractable key pair on the token and return its reference."""
         ref = KeyRef(self.config.token_label, secrets.token_hex(16), version)
-        attrs = {"id": ref.cka_id, "label": ref.cka_label, "store": True,
-                 "public_template": PUBLIC_KEY_TEMPLATE,
-                 "private_template": PRIVATE_KEY_TEMPLATE}
+        attrs: dict[str, Any] = {"id": ref.cka_id, "label": ref.cka_label, "store": True,
+                                 "public_template": PUBLIC_KEY_TEMPLATE,
+                                 "private_template": PRIVATE_KEY_TEMPLATE}
         with self._session() as session:
             if algorithm.is_rsa:
                 session.generate_keypair(KeyType.RSA, algorithm.rsa_bits, **attrs)
@@ -133,19 +139,21 @@ class Hsm:
                 params.generate_keypair(**attrs)
         return ref
 
-    def _private_key(self, session: pkcs11.Session, ref: KeyRef) -> pkcs11.PrivateKey:
+    def _private_key(self, session: pkcs11.Session, ref: KeyRef) -> _SigningKey:
         try:
-            return session.get_key(object_class=ObjectClass.PRIVATE_KEY, id=ref.cka_id,
-                                   label=ref.cka_label)
+            key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, id=ref.cka_id,
+                                  label=ref.cka_label)
         except (pkcs11.NoSuchKey, pkcs11.MultipleObjectsReturned) as exc:
             raise KeyNotFound(f"no private key {ref} on the token") from exc
+        return cast("_SigningKey", key)
 
     def _public_key(self, session: pkcs11.Session, ref: KeyRef) -> pkcs11.PublicKey:
         try:
-            return session.get_key(object_class=ObjectClass.PUBLIC_KEY, id=ref.cka_id,
-                                   label=ref.cka_label)
+            key = session.get_key(object_class=ObjectClass.PUBLIC_KEY, id=ref.cka_id,
+                                  label=ref.cka_label)
         except (pkcs11.NoSuchKey, pkcs11.MultipleObjectsReturned) as exc:
             raise KeyNotFound(f"no public key {ref} on the token") from exc
+        return cast(pkcs11.PublicKey, key)
 
     def key_algorithm(self, ref: KeyRef) -> KeyAlgorithm:
         with self._session() as session:
@@ -186,7 +194,7 @@ class Hsm:
         with self._session() as session:
             self._keeper.confirm_token()
             for key in session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}):
-                label = key.label or ""
+                label = key[Attribute.LABEL] or ""
                 parts = label.split(":")
                 if len(parts) == 3 and parts[0] == "dairi" and parts[2].startswith("v"):
                     refs.append(KeyRef(self.config.token_label, parts[1], int(parts[2][1:])))
@@ -304,4 +312,6 @@ class Hsm:
                                       id=bytes.fromhex(key_id), label=label)
             except (pkcs11.NoSuchKey, pkcs11.MultipleObjectsReturned) as exc:
                 raise KeyNotFound(f"no secret key {label}/{key_id} on the token") from exc
-            return bytes(key.sign(data, mechanism=Mechanism.SHA256_HMAC))
+            # SECRET_KEY_TEMPLATE sets CKA_SIGN, so python-pkcs11 gives the key sign()
+            hmac_key = cast(pkcs11.SignMixin, key)
+            return bytes(hmac_key.sign(data, mechanism=Mechanism.SHA256_HMAC))
