@@ -3,14 +3,15 @@ refusal windows that aggregate identical refusals (see :mod:`app.audit_trail.log
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, String, Text
+from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.database import Base, UtcDateTime
-from audit import AuditEvent
+from audit import AuditEvent, StoredCheckpoint
 
 
 class AuditRecord(Base):
@@ -60,3 +61,31 @@ class RefusalWindow(Base):
     principal: Mapped[str | None] = mapped_column(String(13))
     first_sequence: Mapped[int | None] = mapped_column(Integer)
     count: Mapped[int] = mapped_column(Integer)
+
+
+class AuditCheckpoint(Base):
+    """The chain's head at one time, signed by the audit key and time-stamped
+    (:mod:`audit.checkpoint`); never updated or deleted."""
+
+    __tablename__ = "audit_checkpoints"
+
+    sequence: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    taken_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    statement: Mapped[bytes] = mapped_column(LargeBinary)  # canonical JSON, as signed
+    signature_der: Mapped[bytes] = mapped_column(LargeBinary)  # detached CMS SignedData
+    timestamp_der: Mapped[bytes | None] = mapped_column(LargeBinary)  # RFC 3161 token
+    signer_certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
+
+    def stored(self) -> StoredCheckpoint:
+        return StoredCheckpoint(self.sequence, self.statement, self.signature_der,
+                                self.timestamp_der)
+
+    def as_dict(self) -> dict[str, object]:
+        """What the auditor API lists (the DER blobs in base64)."""
+        return {"sequence": self.sequence, "head_hash": self.head_hash,
+                "taken_at": self.taken_at.isoformat(),
+                "statement": self.statement.decode(),
+                "signature": base64.b64encode(self.signature_der).decode(),
+                "timestamp_token": (base64.b64encode(self.timestamp_der).decode()
+                                    if self.timestamp_der else None)}
