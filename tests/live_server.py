@@ -36,7 +36,7 @@ class LiveServer:
     """``dairi serve`` in a subprocess; ``url`` is its base URL once started."""
 
     def __init__(self, settings: Settings, *, workers: int = 2,
-                 env: dict[str, str] | None = None, startup_seconds: float = 30.0,
+                 env: dict[str, str] | None = None, startup_seconds: float = 90.0,
                  set_public_base_url: bool = True) -> None:
         self.settings = settings
         # False: leave DAIRI_PUBLIC_BASE_URL unset, so the served process derives it
