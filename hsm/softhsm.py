@@ -9,9 +9,12 @@ directory beside an existing PIN file is a volume not mounted yet, not a fresh s
 from __future__ import annotations
 
 import os
+import pty
 import secrets
+import select
 import shutil
 import subprocess
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -118,18 +121,62 @@ def ensure_softhsm_token(conf_path: Path, label: str, pin_file: Path,
     _write_secret(pending, user_pin)
     env = dict(os.environ, SOFTHSM2_CONF=str(conf_path))
     try:
-        # softhsm2-util reads PINs only from its arguments or a terminal.
-        done = subprocess.run(  # noqa: S603
-            [SOFTHSM_UTIL, "--init-token", "--free", "--label", label,
-             "--so-pin", secrets.token_hex(16), "--pin", user_pin],
-            env=env, capture_output=True, text=True, check=False,
-        )
-        if done.returncode != 0:
+        if _init_token_at_a_terminal(label, secrets.token_hex(16), user_pin, env) != 0:
             raise HsmUnavailable(f"softhsm2-util could not create token {label!r}")
         os.link(pending, pin_file)
     finally:
         pending.unlink(missing_ok=True)
     return True
+
+
+# How long softhsm2-util may take to create a token before it is given up on.
+INIT_TOKEN_SECONDS = 30.0
+
+
+def _init_token_at_a_terminal(label: str, so_pin: str, user_pin: str,
+                              env: dict[str, str]) -> int:
+    """Run ``softhsm2-util --init-token`` and type the PINs at its prompts.
+
+    softhsm2-util takes PINs from its arguments or from a terminal only (it stops at
+    the first prompt when its input is a pipe). Arguments are readable by every user
+    of the machine (``ps``, /proc/PID/cmdline), so it gets a pseudo-terminal that
+    only this process holds, and each PIN is written when it asks: SO PIN twice,
+    then the user PIN twice. Returns softhsm2-util's exit status (-1 on time-out).
+    """
+    answers = [so_pin, so_pin, user_pin, user_pin]
+    controller, terminal = pty.openpty()
+    try:
+        child = subprocess.Popen(  # noqa: S603 - fixed argv, no shell, no secrets
+            [SOFTHSM_UTIL, "--init-token", "--free", "--label", label],
+            stdin=terminal, stdout=terminal, stderr=terminal, env=env,
+            close_fds=True, start_new_session=True)
+    finally:
+        os.close(terminal)
+    try:
+        shown = b""
+        deadline = time.monotonic() + INIT_TOKEN_SECONDS
+        while (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([controller], [], [], left)
+            if not ready:
+                break
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+            if answers and shown.rstrip().endswith(b"PIN:"):
+                os.write(controller, answers.pop(0).encode() + b"\n")
+                shown = b""
+        try:
+            return child.wait(timeout=max(deadline - time.monotonic(), 1.0))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            return -1
+    finally:
+        os.close(controller)
 
 
 def _missing(conf_path: Path, label: str, traces: list[Path]) -> TokenMissing:
