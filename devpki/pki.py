@@ -217,7 +217,7 @@ class DevPki:
         cert = ca.issue(
             _name((NameOID.COUNTRY_NAME, "JP"), *employer,
                   (NameOID.COMMON_NAME, subject_name)),
-            public_key, now=self.clock(),  # type: ignore[arg-type]
+            public_key, now=self.clock(),
             key_usage=end_entity_key_usage(non_repudiation=True),
         )
         return EndEntity(cert, (ca.certificate,))
@@ -232,7 +232,31 @@ class DevPki:
             raise PkiError("the certificate request's signature does not verify")
         cns = request.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         name = str(cns[0].value) if cns else "employee"
-        return self.issue_employee_certificate(name, request.public_key())  # type: ignore[arg-type]
+        return self.issue_employee_certificate(name, request.public_key())
+
+    def certify_attribute_authority(self, csr_der: bytes, *, common_name: str | None = None
+                                    ) -> EndEntity:
+        """Act as the CA of a production attribute authority: certify the PKCS#10 request
+        of an AA key made in an HSM (``dairi aa create-key``) under the service root, with
+        the key usages an AA needs (digitalSignature and nonRepudiation for its ACs and
+        documents, cRLSign for the CRL of its ACs). An end-entity certificate, not a CA."""
+        try:
+            request = x509.load_der_x509_csr(csr_der)
+        except ValueError as exc:
+            raise PkiError("not a DER PKCS#10 certificate request") from exc
+        if not request.is_signature_valid:
+            raise PkiError("the certificate request's signature does not verify")
+        cns = request.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        name = common_name or (str(cns[0].value) if cns else "dairi Attribute Authority")
+        root = self.cas["service-root"]
+        cert = root.issue(
+            _name((NameOID.COUNTRY_NAME, "JP"), (NameOID.ORGANIZATION_NAME, "dairi development"),
+                  (NameOID.COMMON_NAME, name)),
+            request.public_key(), now=self.clock(),
+            key_usage=end_entity_key_usage(non_repudiation=True, crl_sign=True),
+            lifetime=timedelta(days=825),
+        )
+        return EndEntity(cert, ())
 
     def ca_for_slug(self, slug: str) -> DevCA:
         try:

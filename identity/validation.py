@@ -250,27 +250,35 @@ def _scrub(text: str, cert: asn1_x509.Certificate) -> str:
     return text
 
 
-def _revocation_source(exc: pv.RevokedError) -> str | None:
-    """Which revocation data declared the revocation: the module that raised it.
+def _revocation_source(exc: pv.RevokedError, context: ValidationContext | None) -> str | None:
+    """Which revocation data declared the revocation: ``"ocsp"`` or ``"crl"``.
 
-    pyhanko-certvalidator raises RevokedError inside ``revinfo.validate_ocsp`` or
-    ``revinfo.validate_crl``; the traceback keeps those frames. Falls back on the
-    message prefix its ``RevokedError.format`` writes; None if neither says.
+    Read from what the validation context holds (its public ``ocsps`` and ``crls``,
+    fetched or given): an OCSP response saying "revoked" at the error's revocation
+    time, else a CRL listing a revocation at that time. pyhanko-certvalidator asks
+    OCSP first and decides on a definite OCSP answer, so OCSP wins when both say so.
+    Falls back on the message prefix its ``RevokedError.format`` writes; None if
+    neither says.
     """
-    found = None
-    tb = exc.__traceback__
-    while tb is not None:
-        module = str(tb.tb_frame.f_globals.get("__name__", ""))
-        if module.endswith("revinfo.validate_ocsp"):
-            found = "ocsp"
-        elif module.endswith("revinfo.validate_crl"):
-            found = "crl"
-        tb = tb.tb_next
-    if found is None:
-        message = str(exc)
-        found = ("ocsp" if message.startswith("OCSP response indicates")
-                 else "crl" if message.startswith("CRL indicates") else None)
-    return found
+    when = exc.revocation_dt
+    if context is not None:
+        for response in context.ocsps:
+            try:
+                basic = response["response_bytes"]["response"].parsed
+                singles = basic["tbs_response_data"]["responses"]
+            except (KeyError, ValueError, TypeError):
+                continue
+            for single in singles:
+                status = single["cert_status"]
+                if status.name == "revoked" and status.chosen["revocation_time"].native == when:
+                    return "ocsp"
+        for crl in context.crls:
+            for entry in crl["tbs_cert_list"]["revoked_certificates"] or ():
+                if entry["revocation_date"].native == when:
+                    return "crl"
+    message = str(exc)
+    return ("ocsp" if message.startswith("OCSP response indicates")
+            else "crl" if message.startswith("CRL indicates") else None)
 
 
 def _next_updates(context: ValidationContext) -> list[datetime]:
@@ -375,7 +383,7 @@ class CertificateValidator:
         try:
             path = await _PathValidator(cert, others, context).async_validate_path()
         except pv.ValidationError as exc:
-            refusal = self._refusal(exc, cert, purpose)
+            refusal = self._refusal(exc, cert, purpose, context)
             refusal.detail = _scrub(str(exc), cert)
             raise refusal from None
         except pv.PathBuildingError as exc:
@@ -485,7 +493,7 @@ class CertificateValidator:
                 state = ValProcState(cert_path_stack=ConsList.sing(path), init_index=index)
                 await _pkix._check_revocation(cert, context, path, state)
         except pv.ValidationError as exc:
-            refusal = self._refusal(exc, leaf, purpose)
+            refusal = self._refusal(exc, leaf, purpose, context)
             refusal.detail = _scrub(str(exc), leaf)
             raise refusal from None
         finally:
@@ -517,12 +525,13 @@ class CertificateValidator:
             f"(found: {', '.join(sorted(found)) or 'none'})", POLICY_MISMATCH)
 
     def _refusal(self, exc: pv.ValidationError, cert: asn1_x509.Certificate,
-                 purpose: TrustPurpose) -> CertificateRefused:
+                 purpose: TrustPurpose, context: ValidationContext | None = None
+                 ) -> CertificateRefused:
         """Map a pyhanko-certvalidator failure to a coded refusal."""
         which = "the certificate" if getattr(exc, "is_ee_cert", True) else "a CA certificate"
         if isinstance(exc, pv.RevokedError):
             reason = exc.reason.native or "unspecified"
-            source = _revocation_source(exc)
+            source = _revocation_source(exc, context)
             when = exc.revocation_dt.strftime("%Y-%m-%d %H:%M:%SZ")
             if (purpose is TrustPurpose.JPKI_SIGN and exc.is_ee_cert
                     and reason == "affiliation_changed"):

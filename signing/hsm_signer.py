@@ -5,9 +5,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
+from collections.abc import Callable, Iterator
 
 from asn1crypto import algos, tsp, x509
-from pyhanko.sign.attributes import SigningCertificateV2Provider
+from pyhanko.sign.attributes import (
+    CMSAlgorithmProtectionProvider,
+    CMSAttributeProvider,
+    SignedAttributeProviderSpec,
+    SigningCertificateV2Provider,
+)
 from pyhanko.sign.general import as_signing_certificate_v2
 from pyhanko.sign.signers import Signer
 from pyhanko_certvalidator.registry import SimpleCertificateStore
@@ -44,11 +50,39 @@ class _CachedSigningCertificateV2(SigningCertificateV2Provider):
         return _signing_certificate_v2(self.signing_cert)
 
 
+class _SignedAttributes(SignedAttributeProviderSpec):
+    """The signed attributes dairi's signatures carry, through pyHanko's public
+    ``SignedAttributeProviderSpec`` seam (``Signer.signed_attr_prov_spec``; issue 10
+    item 6 — until then the internal ``Signer._signed_attr_providers`` was overridden).
+
+    A PAdES signature gets signingCertificateV2 (its DER cached per certificate) —
+    what pyHanko's CAdES spec gives a PDF signature without CAdES attributes, since
+    PAdES forbids signingTime; a detached CMS signature (a grant instruction) gets it
+    and cmsAlgorithmProtection, as pyHanko's generic CMS spec does. The spec replaces
+    pyHanko's own choice, so CAdES attributes named in ``PdfSignatureMetadata``
+    (signature policy, content time-stamp, signer attributes) would not be added: a
+    caller that needs them adds their providers here.
+    """
+
+    def __init__(self, signing_cert: x509.Certificate,
+                 mechanism: Callable[[str], algos.SignedDigestAlgorithm] | None) -> None:
+        self.signing_cert = signing_cert
+        self.mechanism = mechanism
+
+    def signed_attr_providers(self, data_digest: bytes, digest_algorithm: str
+                              ) -> Iterator[CMSAttributeProvider]:
+        yield _CachedSigningCertificateV2(self.signing_cert)
+        if self.mechanism is not None:
+            yield CMSAlgorithmProtectionProvider(
+                digest_algo=digest_algorithm, signature_algo=self.mechanism(digest_algorithm))
+
+
 class HsmSigner(Signer):
     """Signs through :class:`hsm.Hsm`; built per request from DER (asn1crypto objects
     are not shared between threads)."""
 
-    def __init__(self, hsm: Hsm, credential: SigningCredential) -> None:
+    def __init__(self, hsm: Hsm, credential: SigningCredential, *, pdf: bool = True) -> None:
+        """``pdf``: the signer makes PAdES signatures (else detached CMS ones)."""
         scheme = credential.scheme
         super().__init__(
             signing_cert=x509.Certificate.load(credential.certificate_der),
@@ -61,14 +95,9 @@ class HsmSigner(Signer):
         self._key_ref: KeyRef = credential.key_ref
         self._scheme = scheme
         self._size = credential.algorithm.signature_size
+        self.signed_attr_prov_spec = _SignedAttributes(
+            self.signing_cert, None if pdf else self.get_signature_mechanism_for_digest)
 
-    def _signed_attr_providers(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        # pyHanko internal API (pinned <0.39): same providers, cached ESS value.
-        for provider in super()._signed_attr_providers(*args, **kwargs):
-            if type(provider) is SigningCertificateV2Provider:
-                yield _CachedSigningCertificateV2(provider.signing_cert)
-            else:
-                yield provider
 
     async def async_sign_raw(self, data: bytes, digest_algorithm: str, dry_run: bool = False
                              ) -> bytes:
@@ -82,6 +111,6 @@ def sign_detached(hsm: Hsm, credential: SigningCredential, data: bytes) -> bytes
     """DER CMS SignedData (detached, SHA-256, signingCertificateV2) over ``data``,
     made with the credential's HSM key: how an employee signs a grant instruction
     (a sub-delegation) with the key the parent mandate names."""
-    signer = HsmSigner(hsm, credential)
+    signer = HsmSigner(hsm, credential, pdf=False)
     signed = asyncio.run(signer.async_sign_general_data(data, "sha256", detached=True))
     return bytes(signed.dump())
