@@ -107,9 +107,9 @@ def _load_signed_data(der: bytes) -> cms.SignedData:
         if info["content_type"].native != "signed_data":
             raise ValueError("not SignedData")
         signed = info["content"]
-        signed.native  # noqa: B018 - parse everything now: a malformed part fails here
+        signed["signer_infos"][0]["signed_attrs"]  # fails here if malformed
         return signed
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise CmsInvalid(f"not a CMS SignedData ({exc})", "malformed") from exc
 
 
@@ -166,9 +166,10 @@ def verify_signed_data(der: bytes, detached: bytes | None = None,
     if sid.name != "issuer_and_serial_number":
         raise CmsInvalid("signer identified by key identifier, not issuer and serial",
                          "malformed")
-    issuer, serial = sid.chosen["issuer"], sid.chosen["serial_number"].native
+    issuer, serial = sid.chosen["issuer"].dump(), sid.chosen["serial_number"].native
+    # Names compared as DER (asn1crypto's Name equality prepares strings: slow).
     signer = next((c for c in certificates
-                   if c.serial_number == serial and c.issuer == issuer), None)
+                   if c.serial_number == serial and c.issuer.dump() == issuer), None)
     if signer is None:
         raise CmsInvalid("the signer's certificate is not included", "untrusted")
     attrs = info["signed_attrs"]
