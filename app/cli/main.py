@@ -241,13 +241,22 @@ def sign_pdf(credential_name: str, level: str, reason: str | None, source: Path,
 @main.command()
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("demo-out"), show_default=True)
+@click.option("--url", default=None, metavar="URL",
+              help="A running service to drive (same settings: database, HSM token); "
+                   "default: serve one on a free loopback port for the run")
 @coded_errors
-def demo(out: Path) -> None:
-    """The newcomer's tour on the embedded defaults (writes signed bids and trust roots)."""
+def demo(out: Path, url: str | None) -> None:
+    """The newcomer's tour over HTTP on the embedded defaults (writes signed bids,
+    mandates and trust roots). Run it again: it reuses its people and mandates."""
     from app.dev.demo import run_demo
+    from app.dev.demo_login import DemoFailed
+    from app.dev.demo_server import DemoServerFailed
 
-    for line in run_demo(load_cli_settings(), out):
-        click.echo(line)
+    try:
+        for line in run_demo(load_cli_settings(), out, url):
+            click.echo(line)
+    except (DemoFailed, DemoServerFailed) as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 if __name__ == "__main__":

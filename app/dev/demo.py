@@ -1,11 +1,21 @@
 """``dairi demo``: the newcomer's tour on the embedded defaults.
 
-A representative and an employee log in through the HTTP API with virtual
-cards (the employee enrols first); a demo employee's key is generated in the
-HSM, certified by the development PKI, and signs one Japanese bid at every
-baseline level; each output is validated with pyHanko before it is written.
-Then the representative grants the employee a mandate (電子委任状), which the
-employee sub-delegates to a second employee.
+The demo is a client of the service over real HTTP: with ``--url`` of a running
+service, or else of ``dairi serve``'s gunicorn started on a free loopback port for
+the run (:mod:`app.dev.demo_server`). A representative and an employee log in with
+virtual cards (the employee enrols first); the representative grants the employee
+a mandate (電子委任状), which the employee sub-delegates to a second employee.
+
+Two steps have no HTTP API yet and run in this process on the same settings (so
+the same database and HSM token as the service): the employees' HSM credentials
+are issued, and the employee signs one Japanese bid at every baseline level, each
+validated with pyHanko before it is written. The bids carry no mandate: the
+signing path (``SignatureService.sign_pdf``) takes none yet.
+
+Idempotent: a second run logs in with the cards it kept under ``out/cards``,
+reuses its people, their credentials and corporation (its own 法人番号
+1011001077777) and the mandates still active, so the authority query lists each
+person once.
 """
 
 from __future__ import annotations
@@ -22,33 +32,61 @@ from pyhanko_certvalidator import ValidationContext
 
 from app.context import ServiceContext, load_pem_certificates
 from app.credentials.service import CredentialOwner, CredentialService
-from app.dev.demo_login import DEMO_EMPLOYEE_NAME, log_in_people
-from app.dev.demo_mandates import grant_demo_mandates
+from app.dev.demo_login import DEMO_EMPLOYEE_NAME, DemoClient, DemoFailed, call, log_in_people
+from app.dev.demo_mandates import demo_credential, grant_demo_mandates
+from app.dev.demo_server import DemoServer
 from app.dev.sample_documents import bid_pdf
 from app.first_run import ensure_environment
 from app.settings import Settings
 from app.signatures.service import SignatureService
 from signing import PadesLevel, PadesSpec
 
-DEMO_EMPLOYEE = "山田 太郎 (demo)"  # + the person id: each run enrols a new card
+DEMO_EMPLOYEE = "山田 太郎 (demo)"  # + the person id: one credential per person
 
 
-def run_demo(settings: Settings, out: Path) -> Iterator[str]:
-    """Run the tour, yielding one line per step."""
+def run_demo(settings: Settings, out: Path, url: str | None = None) -> Iterator[str]:
+    """Run the tour against the service at ``url`` (None: one started for the run on a
+    free loopback port), yielding one line per step."""
     context = ServiceContext(settings)
-    ensure_environment(settings, context)
-    out.mkdir(parents=True, exist_ok=True)
-    yield f"HSM token {settings.hsm_token_label!r} ready, development PKI in {settings.pki_dir}"
-    people = yield from log_in_people(context, out)
+    try:
+        ensure_environment(settings, context)
+        out.mkdir(parents=True, exist_ok=True)
+        yield (f"HSM token {settings.hsm_token_label!r} ready, development PKI in "
+               f"{settings.pki_dir}")
+        if url is not None:
+            yield from _tour(context, DemoClient(url), out)
+            return
+        with DemoServer(settings) as server:
+            yield f"service started for the demo at {server.url} (dairi serve's gunicorn)"
+            yield from _tour(context, DemoClient(server.url), out)
+        yield "service stopped"
+    finally:
+        context.close()
+
+
+def _tour(context: ServiceContext, client: DemoClient, out: Path) -> Iterator[str]:
+    settings = context.settings
+    health = call(client, "GET", "/readyz", 200)
+    if health.get("status") != "ready":
+        raise DemoFailed(f"the service at {client.url} is not ready: {health}")
+    try:
+        yield from _people_and_documents(context, settings, client, out)
+    finally:
+        client.close()
+
+
+def _people_and_documents(context: ServiceContext, settings: Settings, client: DemoClient,
+                          out: Path) -> Iterator[str]:
+    people = yield from log_in_people(context, client, out)
 
     with context.session_factory() as session:
         credentials = CredentialService(session, context.hsm, context.dev_pki)
-        # The key belongs to the employee just enrolled (a mandate may only certify
-        # its grantee's own credential).
-        employee = credentials.issue(
-            f"{DEMO_EMPLOYEE} {people.employee_person_id}", settings.default_key_algorithm,
-            CredentialOwner(people.employee_person_id, people.corporate_number))
-        yield (f"employee credential {employee.name!r} issued to 山田 太郎: key "
+        # The key belongs to the employee enrolled (a mandate may only certify its
+        # grantee's own credential); an earlier run's is used again.
+        employee = demo_credential(
+            credentials, f"{DEMO_EMPLOYEE} {people.employee_person_id}",
+            CredentialOwner(people.employee_person_id, people.corporate_number), context)
+        yield (f"employee credential {employee.name!r} of 山田 太郎: key "
                f"{employee.key_ref}, certificate {employee.subject}")
 
         bid = bid_pdf()
@@ -69,8 +107,6 @@ def run_demo(settings: Settings, out: Path) -> Iterator[str]:
     for pem_file in sorted(settings.trust_dir.glob("*.pem")):
         shutil.copy(pem_file, trust / pem_file.name)
     yield f"trust anchors for verifiers in {trust}/ (aa.pem: the attribute authority)"
-    people.client.application.extensions["dairi"].engine.dispose()
-    context.close()
 
 
 def _check(pdf: bytes, roots: list[bytes]) -> str:

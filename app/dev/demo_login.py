@@ -1,6 +1,11 @@
 """The demo's logins: a representative and an employee prove themselves with
-virtual cards through the HTTP API, exactly as a client would (challenge, card
-signature over the canonical bytes, response, token)."""
+virtual cards over HTTP, exactly as a client would (challenge, card signature over
+the canonical bytes, response, token).
+
+Idempotent: the cards are kept under ``out/cards`` and used again by the next run;
+an employee already enrolled (by name, for the demo's corporation) whose card is
+gone is re-bound to a new card of the same person, never enrolled twice.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +13,34 @@ import base64
 import shutil
 from collections.abc import Generator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import requests
 from cryptography.hazmat.primitives import serialization
-from flask.testing import FlaskClient
 
 from app.context import ServiceContext
-from app.factory import create_app
 from devpki import DevPki
 from devpki.cards import (
+    CARD_MANIFEST,
+    MY_NUMBER,
+    REPRESENTATIVE,
+    CardError,
     VirtualCard,
     issue_my_number_card,
     issue_representative_card,
+    load_card,
     save_card,
 )
+from identity.corporate_number import corporate_number as corporate_number_of
+from identity.names import same_name
 
-DEMO_REGISTERED_NUMBER = "011001098993"  # 法人番号 4011001098993
+# The demo's own corporation: 法人番号 1011001077777 (check digit 1), not the
+# 4011001098993 that `dairi dev card create` issues by default, so the two never
+# rename each other's corporation.
+DEMO_REGISTERED_NUMBER = "011001077777"
+DEMO_CORPORATE_NUMBER = corporate_number_of(DEMO_REGISTERED_NUMBER)
 DEMO_EMPLOYEE_NAME = "山田\u3000太郎"
 DEMO_CORPORATION = "株式会社代理建設"
 DEMO_REPRESENTATIVE = "佐藤\u3000一郎"
@@ -45,29 +61,64 @@ def _proof(card: VirtualCard, to_sign: bytes) -> dict[str, str]:
     }
 
 
-def call(client: FlaskClient, method: str, path: str, expect: int, **kwargs: Any) -> Any:
-    response = client.open(path, method=method, **kwargs)
+class DemoClient:
+    """The demo's HTTP client: one connection pool to the service at ``url``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self.session = requests.Session()
+
+    def open(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        try:
+            return self.session.request(method, self.url + path, timeout=120, **kwargs)
+        except requests.RequestException as exc:
+            raise DemoFailed(f"{method} {self.url}{path}: {exc}") from exc
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def call(client: DemoClient, method: str, path: str, expect: int, **kwargs: Any) -> Any:
+    response = client.open(method, path, **kwargs)
     if response.status_code != expect:
-        raise DemoFailed(f"{method} {path}: {response.status_code} {response.get_data(True)}")
-    return response.get_json()
+        raise DemoFailed(f"{method} {path}: {response.status_code} {response.text}")
+    return response.json()
 
 
-def _challenge(client: FlaskClient, purpose: str) -> tuple[str, bytes]:
+def _challenge(client: DemoClient, purpose: str) -> tuple[str, bytes]:
     body = call(client, "POST", "/api/v1/auth/challenges", 201, json={"purpose": purpose})
     return body["id"], base64.b64decode(body["to_sign"])
 
 
-def _login(client: FlaskClient, card: VirtualCard) -> dict[str, Any]:
+def _login(client: DemoClient, card: VirtualCard) -> dict[str, Any]:
     challenge_id, to_sign = _challenge(client, "login")
     return call(client, "POST", f"/api/v1/auth/challenges/{challenge_id}/response", 201,
                  json=_proof(card, to_sign))
+
+
+def _saved(directory: Path, kind: str) -> dict[str, VirtualCard] | None:
+    """The card of ``kind`` kept in ``directory`` by an earlier run, if it is readable
+    and every certificate on it is still valid; else None (and the directory removed)."""
+    if not (directory / CARD_MANIFEST).exists():
+        return None
+    try:
+        saved = load_card(directory)
+    except CardError:
+        saved = None
+    now = datetime.now(UTC)
+    if saved is not None and saved.kind == kind and all(
+            card.certificate.not_valid_before_utc <= now < card.certificate.not_valid_after_utc
+            for card in saved.roles.values()):
+        return saved.roles
+    shutil.rmtree(directory)
+    return None
 
 
 @dataclass(frozen=True)
 class DemoPeople:
     """Who the demo logged in: the corporation's representative and its employee."""
 
-    client: FlaskClient
+    client: DemoClient
     corporate_number: str
     representative: VirtualCard
     representative_token: str
@@ -79,12 +130,42 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def enrol_employee(client: FlaskClient, pki: DevPki, representative_token: str,
-                   corporate_number: str, name: str, card_dir: Path) -> tuple[str, str]:
-    """Invite, enrol (My Number Card saved in ``card_dir``) and log in an employee:
-    (person id, access token)."""
+def enrolled_employees(client: DemoClient, token: str, corporate_number: str
+                       ) -> list[dict[str, Any]]:
+    """Every enrolled employee of the corporation, as the service lists them."""
+    found: list[dict[str, Any]] = []
+    page = 1
+    while True:
+        listed = call(client, "GET", f"/api/v1/corporations/{corporate_number}/employees",
+                      200, headers=bearer(token), params={"page": page, "page_size": 100})
+        found.extend(listed["items"])
+        if not listed["items"] or len(found) >= listed["total"]:
+            return found
+        page += 1
+
+
+def enrol_employee(client: DemoClient, pki: DevPki, representative_token: str,
+                   corporate_number: str, name: str, card_dir: Path) -> tuple[str, str, str]:
+    """The employee ``name`` of the corporation, logged in: (person id, access token,
+    what was done). An earlier run's card in ``card_dir`` logs in again; else an
+    employee of that name is re-bound to a new card (the same person: same basic
+    items), and only a corporation without one invites and enrols a new person."""
+    kept = _saved(card_dir, MY_NUMBER)
+    if kept is not None:
+        try:
+            token = _login(client, kept["authentication"])["access_token"]
+            me = call(client, "GET", "/api/v1/me", 200, headers=bearer(token))["caller"]
+            if corporate_number in me["employee_of"]:
+                return me["id"], token, "logged in again with the card of an earlier run"
+        except DemoFailed:
+            pass  # not (or no longer) enrolled here: a new card below
+        shutil.rmtree(card_dir)
+    known = [e["person_id"] for e in enrolled_employees(client, representative_token,
+                                                         corporate_number)
+             if same_name(e["name"], name)]
     invitation = call(client, "POST", f"/api/v1/corporations/{corporate_number}/invitations",
-                       201, json={"name": name}, headers=bearer(representative_token))
+                       201, json={"person_id": known[0]} if known else {"name": name},
+                       headers=bearer(representative_token))
     card = issue_my_number_card(pki, name=name, birth_date="419900115", sex="1",
                                 address="東京都千代田区霞が関一丁目1番1号",
                                 prefecture="東京都", city="千代田区")
@@ -94,32 +175,41 @@ def enrol_employee(client: FlaskClient, pki: DevPki, representative_token: str,
         "invitation_code": invitation["code"], "challenge_id": challenge_id,
         "authentication": _proof(card.authentication, to_sign),
         "signing": _proof(card.signing, to_sign)})
-    return enrolled["person_id"], _login(client, card.authentication)["access_token"]
+    done = ("re-bound to a new My Number Card (enrolled by an earlier run)" if known
+            else "enrolled with a My Number Card")
+    return enrolled["person_id"], _login(client, card.authentication)["access_token"], done
 
 
-def log_in_people(context: ServiceContext, out: Path) -> Generator[str, None, DemoPeople]:
-    """Create a representative card and a My Number Card under ``out/cards``, log the
-    representative in, invite and enrol the employee, and log the employee in."""
+def log_in_people(context: ServiceContext, client: DemoClient, out: Path
+                  ) -> Generator[str, None, DemoPeople]:
+    """Log the representative in with the card under ``out/cards`` (made on the first
+    run), then the employee (enrolled on the first run), over HTTP."""
     pki = context.dev_pki
     if pki is None:
         raise DemoFailed("the demo needs development mode (the development PKI)")
-    client = create_app(context.settings, hsm=context.hsm).test_client()
     cards = out / "cards"
-    shutil.rmtree(cards, ignore_errors=True)
-
-    representative = issue_representative_card(
-        pki, corporate_name=DEMO_CORPORATION, registered_number=DEMO_REGISTERED_NUMBER,
-        head_office_address="東京都千代田区丸の内一丁目1番1号",
-        representative_name=DEMO_REPRESENTATIVE, representative_title="代表取締役")
-    save_card(representative, cards / "representative")
-    rep = _login(client, representative)
+    kept = _saved(cards / "representative", REPRESENTATIVE)
+    rep = _login(client, kept["representative"]) if kept is not None else None
+    if rep is not None and rep["caller"]["representative_of"] != [DEMO_CORPORATE_NUMBER]:
+        # A card of another corporation (an older demo's): not the demo's any more.
+        shutil.rmtree(cards / "representative")
+        kept = rep = None
+    if kept is not None:
+        representative = kept["representative"]
+    else:
+        representative = issue_representative_card(
+            pki, corporate_name=DEMO_CORPORATION, registered_number=DEMO_REGISTERED_NUMBER,
+            head_office_address="東京都千代田区丸の内一丁目1番1号",
+            representative_name=DEMO_REPRESENTATIVE, representative_title="代表取締役")
+        save_card(representative, cards / "representative")
+    rep = rep or _login(client, representative)
     corporate_number = rep["caller"]["representative_of"][0]
-    yield (f"representative 佐藤 一郎 logged in over HTTP with a registration certificate: "
-           f"法人番号 {corporate_number}, token expires {rep['expires_at']}")
+    yield (f"representative 佐藤 一郎 logged in over HTTP ({client.url}) with a registration "
+           f"certificate: 法人番号 {corporate_number}, token expires {rep['expires_at']}")
 
-    person_id, token = enrol_employee(client, pki, rep["access_token"], corporate_number,
-                                      DEMO_EMPLOYEE_NAME, cards / "employee")
-    yield f"employee 山田 太郎 enrolled with a My Number Card: person {person_id}"
+    person_id, token, done = enrol_employee(client, pki, rep["access_token"], corporate_number,
+                                            DEMO_EMPLOYEE_NAME, cards / "employee")
+    yield f"employee 山田 太郎 {done}: person {person_id}"
     me = call(client, "GET", "/api/v1/me", 200, headers=bearer(token))
     yield (f"employee logged in over HTTP with the JPKI authentication certificate: roles "
            f"{', '.join(me['caller']['roles'])} of {', '.join(me['caller']['employee_of'])}")
