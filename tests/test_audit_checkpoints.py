@@ -31,6 +31,7 @@ from app.audit_trail.checkpoints import (
 )
 from app.audit_trail.log import AuditLog
 from app.audit_trail.models import AuditCheckpoint, AuditRecord
+from app.audit_trail.service import verification
 from app.cli.main import main
 from audit import AuditEvent, CheckpointSigner, verify_export
 from audit import take_checkpoint as sign_checkpoint
@@ -88,6 +89,11 @@ def test_intact_chain_and_checkpoints_verify(ctx) -> None:
     # From the last checkpoint only: events 21-30.
     recent = verify_database(ctx.session_factory, trust_for(ctx), from_checkpoint=True)
     assert recent.intact and (recent.first_sequence, recent.events) == (21, 10)
+    # What GET /api/v1/audit/verification answers.
+    answer = verification(ctx, ctx.session_factory, from_start=False)
+    assert (answer["intact"], answer["checked_from"], answer["first_sequence"]) == (
+        True, "checkpoint", 21)
+    assert verification(ctx, ctx.session_factory, from_start=True)["events"] == 30
     # The same head is not signed twice.
     _append(ctx, 31, 31)
     first = take_checkpoint(ctx)
@@ -265,3 +271,20 @@ def test_events_of_enrolment_and_login_carry_no_personal_data_beyond_names(app, 
     found = {k.lower() for row in rows for k in keys(json.loads(row.details))}
     personal = re.compile(r"birth|sex|gender|address|住所|生年月日|性別")
     assert not [k for k in found if personal.search(k)], found
+
+
+def test_the_service_never_deletes_or_rewrites_audit_events_or_checkpoints() -> None:
+    """Retention: events and checkpoints are kept for good (audit_retention_years
+    labels archive exports only). No code under app/ deletes or updates them."""
+    from pathlib import Path
+
+    import app as package
+
+    pattern = re.compile(r"(?i)(delete\s+from|update)\s+audit_(events|checkpoints)\b|"
+                         r"delete\(\s*(AuditRecord|AuditCheckpoint)\b|"
+                         r"update\(\s*(AuditRecord|AuditCheckpoint)\b|"
+                         r"session\.delete\(\s*(record|checkpoint)\b")
+    offending = [f"{path}:{n}" for path in Path(package.__file__).parent.rglob("*.py")
+                 for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                 if pattern.search(line)]
+    assert offending == []
