@@ -27,9 +27,11 @@ not in a path shared by every gunicorn of the user (issue 9.15).
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -42,6 +44,43 @@ from app.http.edge import SERIALISE_KEY
 from app.settings import load_settings
 
 _settings = load_settings()
+logger = logging.getLogger(__name__)
+
+# The application's log lines in gunicorn's own format, so that they line up with
+# gunicorn's: [2026-11-30 09:00:00 +0000] [1234] [WARNING] hsm.session: …
+LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
+# dairi's own packages log from INFO up; the libraries under them from WARNING up.
+DAIRI_LOGGERS = ("app", "hsm", "identity", "delegation", "signing", "audit", "devpki", "dairi")
+
+
+def configure_logging() -> None:
+    """Send every log record of this worker to stderr in :data:`LOG_FORMAT` (once)."""
+    root = logging.getLogger()
+    if any(getattr(h, "dairi", False) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
+    handler.dairi = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    for name in DAIRI_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
+def post_worker_init(worker: Any) -> None:
+    """gunicorn hook, in each worker once the application is loaded: logging, then one
+    line saying what this worker serves (never a URL with credentials, never a PIN)."""
+    configure_logging()
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("dairi")
+    except PackageNotFoundError:
+        release = "0+unknown"
+    backend = _settings.database_url.split(":", 1)[0].split("+", 1)[0]
+    logger.info("worker ready: dairi %s, database %s, dev_mode=%s", release, backend,
+                _settings.dev_mode)
 
 worker_class = "app.serving.gunicorn_conf.BoundedThreadWorker"
 # Threads per worker: each holds one connection while its request is received or its
@@ -64,6 +103,9 @@ class ClientSocket(socket.socket):
     the idle time-out, and reads also by the request's receive deadline."""
 
     __slots__ = ("_deadline", "_idle", "too_slow")
+    _deadline: float | None
+    _idle: float
+    too_slow: bool
 
     @classmethod
     def adopt(cls, sock: socket.socket, idle_seconds: float) -> ClientSocket:
@@ -170,6 +212,8 @@ class BoundedThreadWorker(ThreadWorker):
     behind a slow request. The last worker to become busy keeps accepting, so that
     the liveness probe (``lock_free``) is answered even then.
     """
+
+    wsgi: Callable[..., Iterable[bytes]]  # the application, set by gunicorn's load_wsgi
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
