@@ -26,7 +26,8 @@ from dairi import DairiError
 
 _HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
 _DER = Encoding.DER
-_CRYPTO_HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+_CRYPTO_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+    "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
 
 
 class CmsInvalid(DairiError):
@@ -197,6 +198,7 @@ def verify_path(leaf_der: bytes, pool_der: Iterable[bytes], roots_der: Iterable[
     pool = [cx509.load_der_x509_certificate(d) for d in {*pool_der, *roots}]
     cert = cx509.load_der_x509_certificate(leaf_der)
     if purpose == "timeStamping":
+        usages: Iterable[cx509.ObjectIdentifier]
         try:
             usages = cert.extensions.get_extension_for_class(cx509.ExtendedKeyUsage).value
         except cx509.ExtensionNotFound:

@@ -112,8 +112,9 @@ def write_export(directory: Path, events: Iterable[AuditEvent], checkpoints: Seq
     for checkpoint in checkpoints:
         seq = checkpoint.statement.sequence
         stem = f"checkpoints/{seq:012d}"
-        entry = {"sequence": seq, "statement": f"{stem}.json", "signature": f"{stem}.p7s",
-                 "timestamp": f"{stem}.tst" if checkpoint.timestamp_der else None}
+        entry: dict[str, Any] = {
+            "sequence": seq, "statement": f"{stem}.json", "signature": f"{stem}.p7s",
+            "timestamp": f"{stem}.tst" if checkpoint.timestamp_der else None}
         (directory / entry["statement"]).write_bytes(checkpoint.statement_bytes)
         (directory / entry["signature"]).write_bytes(checkpoint.signature_der)
         if checkpoint.timestamp_der:
