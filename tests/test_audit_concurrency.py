@@ -17,6 +17,7 @@ import requests
 from live_server import LiveServer
 from sqlalchemy import select
 
+from app.audit_trail.checkpoints import take_checkpoint, trust_for, verify_database
 from app.audit_trail.log import AuditLog, fold_refusals
 from app.audit_trail.models import AuditRecord
 from app.database import make_engine, make_session_factory
@@ -62,3 +63,9 @@ def test_concurrent_refusals_are_each_audited_in_one_intact_chain(app, app_setti
     assert counted == {"TOKEN_INVALID": statuses.count(401), "RATE_LIMITED": statuses.count(429)}
     assert len(rows) <= 8  # first and folded event per code, a window boundary at most
     assert sequences == list(range(1, len(sequences) + 1))
+    # The same chain, signed at its head, holds for the verifier an auditor uses.
+    context = app.extensions["dairi"]
+    assert take_checkpoint(context).sequence == len(sequences)
+    report = verify_database(context.session_factory, trust_for(context))
+    assert report.intact, report.as_dict()
+    assert (report.events, report.last_checkpoint) == (len(sequences), len(sequences))
