@@ -17,10 +17,19 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
-from sqlalchemy import DateTime, Engine, Integer, MetaData, create_engine, event, update
+from sqlalchemy import (
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    Table,
+    create_engine,
+    event,
+    update,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -45,6 +54,8 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # every model is a declarative table (SQLAlchemy types it as any FromClause)
+    __table__: ClassVar[Table]
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -100,7 +111,7 @@ _SQLITE_STALE_CONNECTION = ("SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_CANTOPEN"
 _PSYCOPG_WAIT_TIMEOUT: type[Exception] | None = getattr(psycopg.errors, "_WaitTimeout", None)
 
 
-class BoundedPgConnection(psycopg.Connection):  # type: ignore[type-arg]
+class BoundedPgConnection(psycopg.Connection):
     """A psycopg connection that stops waiting for a server that does not answer.
 
     PostgreSQL's ``statement_timeout`` ends a slow statement on the server, but a
@@ -167,6 +178,9 @@ def make_engine(url: str | URL, *, sqlite_busy_timeout: float = SQLITE_BUSY_TIME
                 dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
+            # Deleted rows (expired invitations, tokens, refusal windows) are overwritten,
+            # not left readable in free pages of the file.
+            cursor.execute("PRAGMA secure_delete=ON")
             if not in_memory:
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")

@@ -102,7 +102,7 @@ class OutageLog:
                 outage = None  # quiet for a long while: that one is over, this is new
             if outage is None:
                 self._outages[dependency] = _Outage(now, reason, 1, now, now)
-                message = ("%s unavailable: %s", dependency, reason)
+                message: tuple[object, ...] = ("%s unavailable: %s", dependency, reason)
             else:
                 outage.failures += 1
                 outage.last_failure = now

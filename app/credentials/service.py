@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from asn1crypto import pem
@@ -141,8 +142,10 @@ class CredentialService:
             "organization_identifier": f"NTRJP-{owner.corporate_number}",
             "common_name": employee.name})
 
+    # Sequence, not list: in this class body `list` names the method above, so mypy read
+    # `list[bytes]` as an invalid type and checked no caller of chain_der (issue 10.7).
     def import_certificate(self, name_or_id: str, certificate_der: bytes,
-                           chain_der: list[bytes]) -> Credential:
+                           chain_der: Sequence[bytes]) -> Credential:
         """Attach the certificate a CA returned; it must certify this credential's key."""
         credential = self.get(name_or_id)
         if credential.status == CredentialStatus.DESTROYED:
@@ -200,7 +203,7 @@ class CredentialService:
         return _Employee(person.name, corporation.name)
 
     def _create(self, name: str, algorithm: KeyAlgorithm, owner: CredentialOwner,
-                certify) -> Credential:  # type: ignore[no-untyped-def]
+                certify: Callable[[KeyRef], EndEntity | None]) -> Credential:
         name = _validate_name(name)
         if self._session.scalars(select(Credential.id).where(Credential.name == name)).first():
             raise CredentialError(f"a credential named {name!r} exists", "CREDENTIAL_NAME_TAKEN")
@@ -234,5 +237,5 @@ class CredentialService:
         return credential
 
 
-def _pem_chain(chain_der: list[bytes]) -> str:
+def _pem_chain(chain_der: Iterable[bytes]) -> str:
     return "".join(pem.armor("CERTIFICATE", der).decode() for der in chain_der)

@@ -18,7 +18,7 @@ the API client (:attr:`app.http.security.Caller.rate_key`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -103,7 +103,9 @@ def count_hit(session: Session, table: Table, key: Mapping[str, Any],
     PostgreSQL's lock on the conflicting row.
     """
     dialect = session.get_bind().dialect.name
-    insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect]
+    inserts: dict[str, Callable[[Table], sqlite.Insert | postgresql.Insert]] = {
+        "sqlite": sqlite.insert, "postgresql": postgresql.insert}
+    insert = inserts[dialect]
     statement = (
         insert(table)
         .values(**key, **values, count=1)

@@ -18,8 +18,9 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from app.audit_trail.log import AuditLog
@@ -159,7 +160,7 @@ class EnrolmentService:
                 update(AccessToken)
                 .where(AccessToken.person_id == person.id, AccessToken.revoked_at.is_(None))
                 .values(revoked_at=now))
-            details["tokens_ended"] = ended.rowcount
+            details["tokens_ended"] = cast("CursorResult[Any]", ended).rowcount
         employed = self.session.scalar(select(Employment).where(
             Employment.person_id == person.id,
             Employment.corporate_number == invitation.corporate_number))
