@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dairi.problems import Problem, problem
+
 
 class DairiError(Exception):
     """Base of every coded failure.
 
     ``code`` is stable (a client or script can act on it) and ``message`` is safe
     to show the caller: it never holds a PIN, a key or personal data. Subclasses
-    set ``code``; a caller may pass a more specific one.
+    set ``code``; a caller may pass a more specific one. Every code is defined once,
+    with its HTTP status, in :data:`dairi.problems.CATALOGUE` (see :attr:`problem`).
     """
 
     code = "DAIRI_ERROR"
@@ -24,3 +27,9 @@ class DairiError(Exception):
         self.message = message
         if code:
             self.code = code
+
+    @property
+    def problem(self) -> Problem:
+        """This error's entry in the catalogue: its HTTP status and description
+        (:class:`dairi.problems.UnknownProblemCode` for a code that is not there)."""
+        return problem(self.code)

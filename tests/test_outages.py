@@ -17,10 +17,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from app.database import ReadinessProbe, WalCheckpointer, make_engine
 from app.dev.private_schema import private_schema
 from app.factory import create_app
-from app.http.problems import status_for_code
 from app.migrate import migrate
 from app.outages import OutageLog, database_fault
 from app.settings import load_settings
+from dairi.problems import problem
 
 UNKNOWN_TOKEN = {"Authorization": "Bearer dairi_at_unknown-outage-test"}
 
@@ -68,7 +68,7 @@ def test_a_failure_after_a_long_quiet_spell_is_a_new_outage(caplog):
 def test_outage_codes_are_503():
     for code in ("DATABASE_UNAVAILABLE", "STORAGE_FULL", "TIMESTAMP_FAILED",
                  "VALIDATION_DATA_UNAVAILABLE", "SIGNING_FAILED"):
-        assert status_for_code(code) == 503
+        assert problem(code).status == 503
 
 
 def test_new_settings_have_defaults_and_bounds():

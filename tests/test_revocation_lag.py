@@ -83,11 +83,11 @@ def test_a_token_stops_working_once_its_authentication_certificate_is_known_revo
                                         x509.ReasonFlags.key_compromise, now=pki.clock())
     assert client.get("/api/v1/me", headers=bearer(token)).status_code == 200  # in the window
     move_clock(app, window(app) + timedelta(seconds=1))
-    problem(client.get("/api/v1/me", headers=bearer(token)), 401, "CERTIFICATE_REVOKED")
+    problem(client.get("/api/v1/me", headers=bearer(token)), 401, "TOKEN_CERTIFICATE_REVOKED")
     # The token is ended for good: later uses need no revocation check at all.
     problem(client.get("/api/v1/me", headers=bearer(token)), 401, "TOKEN_INVALID")
     codes = audit_codes(app)
-    assert ("auth:access:refused", "CERTIFICATE_REVOKED") in codes
+    assert ("auth:access:refused", "TOKEN_CERTIFICATE_REVOKED") in codes
     assert "auth:token:revoked" in [tag for tag, _ in codes]
 
 
@@ -101,7 +101,7 @@ def test_a_representative_token_stops_working_once_the_registration_certificate_
                                         x509.ReasonFlags.cessation_of_operation,
                                         now=pki.clock())
     move_clock(app, window(app) + timedelta(seconds=1))
-    problem(client.get("/api/v1/me", headers=bearer(token)), 401, "CERTIFICATE_REVOKED")
+    problem(client.get("/api/v1/me", headers=bearer(token)), 401, "TOKEN_CERTIFICATE_REVOKED")
     assert client.get("/api/v1/me", headers=bearer(other_token)).status_code == 200
 
 
@@ -261,7 +261,8 @@ def test_revocation_reaches_grants_at_once_and_tokens_within_the_window_when_ser
         # passed since the /me above, and the token check refuses first (401).
         refused = try_root_grant(live, corp, grantee, scope(), token=rep_token)  # type: ignore[arg-type]
         assert (refused.status_code, refused.get_json()["code"]) in {
-            (403, "REPRESENTATIVE_CERT_REVOKED"), (401, "CERTIFICATE_REVOKED")}, refused.get_data()
+            (403, "REPRESENTATIVE_CERT_REVOKED"), (401, "TOKEN_CERTIFICATE_REVOKED")
+        }, refused.get_data()
         ended: dict[str, float] = {}
         seen: list[int] = []
         while len(ended) < 2 and time.monotonic() - revoked_at < CACHE_SECONDS + 20:
@@ -271,7 +272,7 @@ def test_revocation_reaches_grants_at_once_and_tokens_within_the_window_when_ser
                 response = live.get("/api/v1/me", headers=bearer(token))
                 seen.append(response.status_code)
                 if response.status_code == 401:
-                    assert response.get_json()["code"] == "CERTIFICATE_REVOKED"
+                    assert response.get_json()["code"] == "TOKEN_CERTIFICATE_REVOKED"
                     ended[name] = time.monotonic() - revoked_at
             time.sleep(0.2)
         log = server.log()

@@ -22,12 +22,12 @@ MAX_PROTOCOL_REQUEST_BYTES = 64 * 1024
 def _answer(method: str) -> Response:
     pki = current_context().dev_pki
     if pki is None:
-        raise ProblemError(503, "DEV_PKI_UNAVAILABLE", "The development PKI is not set up",
-                           "run `dairi dev pki`")
+        raise ProblemError("DEV_PKI_UNAVAILABLE",
+                           detail="the development PKI is not set up: run `dairi dev pki`")
     body = request.get_data(cache=False) if method == "POST" else None
     status, content_type, payload = pki.serve(method, request.path, body)
     if status == 404:
-        raise ProblemError(404, "NOT_FOUND", "Not found")
+        raise ProblemError("NOT_FOUND")
     return Response(payload, status=status, content_type=content_type)
 
 

@@ -7,7 +7,7 @@ import http
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 
-from app.http import health
+from app.http import catalogue, health
 from app.http.problems import PROBLEM_CONTENT_TYPE, ProblemSchema
 from app.http.security import declare_security_schemes
 from app.mandates import views as mandates
@@ -15,7 +15,7 @@ from app.people import sign_in_views as auth
 from app.people import views as people
 
 # Every API blueprint, in registration order; add new ones here.
-BLUEPRINTS = (health.blp, auth.blp, people.blp, mandates.blp, mandates.ac_blp)
+BLUEPRINTS = (health.blp, catalogue.blp, auth.blp, people.blp, mandates.blp, mandates.ac_blp)
 
 
 class DairiApi(Api):

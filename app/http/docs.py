@@ -8,6 +8,8 @@ from pathlib import Path
 
 from flask import Blueprint, Response, render_template_string, send_from_directory, url_for
 
+from dairi.problems import CATALOGUE
+
 # flask-swagger-ui ships the Swagger UI 5 distribution (OpenAPI 3.1 aware).
 SWAGGER_UI_DIST = Path(str(files("flask_swagger_ui") / "dist"))
 
@@ -22,10 +24,46 @@ _PAGE = """<!DOCTYPE html>
   <link rel="icon" type="image/png" href="{{ asset('favicon-32x32.png') }}" sizes="32x32">
 </head>
 <body>
+  <p style="font-family: sans-serif; margin: 0.5em 1em">
+    <a href="{{ url_for('docs.problems') }}">Error codes</a></p>
   <div id="swagger-ui"></div>
   <script src="{{ asset('swagger-ui-bundle.js') }}"></script>
   <script src="{{ asset('swagger-ui-standalone-preset.js') }}"></script>
   <script src="{{ url_for('docs.initializer') }}"></script>
+</body>
+</html>
+"""
+
+# The error catalogue for people: each code's row is the anchor its problem ``type``
+# (GET /api/v1/problems/<code>) leads a browser to.
+_PROBLEMS_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>dairi error codes</title>
+  <style>
+    body { font-family: sans-serif; margin: 1em 2em; }
+    table { border-collapse: collapse; }
+    th, td { border-bottom: 1px solid #ccc; padding: 0.3em 0.8em; text-align: left; }
+    tr:target { background: #ffd; }
+    code { font-size: 1.05em; }
+  </style>
+</head>
+<body>
+  <h1>dairi error codes</h1>
+  <p>Every error is an RFC 9457 <code>application/problem+json</code> document whose
+  <code>code</code> is one of these and whose <code>type</code> is the code's entry in
+  <a href="{{ url_for('problems.list_problems') }}">/api/v1/problems</a>. A 429 or 503
+  carries <code>Retry-After</code>. <a href="{{ url_for('docs.index') }}">API documentation</a></p>
+  <table>
+    <thead><tr><th>code</th><th>status</th><th>title</th><th>description</th></tr></thead>
+    <tbody>
+    {%- for entry in entries %}
+      <tr id="{{ entry.code }}"><td><code>{{ entry.code }}</code></td><td>{{ entry.status }}</td>
+        <td>{{ entry.title }}</td><td>{{ entry.description }}</td></tr>
+    {%- endfor %}
+    </tbody>
+  </table>
 </body>
 </html>
 """
@@ -72,6 +110,12 @@ def _asset(filename: str) -> str:
 @blp.get("/docs")
 def index() -> str:
     return render_template_string(_PAGE, asset=_asset)
+
+
+@blp.get("/docs/problems")
+def problems() -> str:
+    entries = [CATALOGUE[code] for code in sorted(CATALOGUE)]
+    return render_template_string(_PROBLEMS_PAGE, entries=entries)
 
 
 @blp.get("/docs/swagger-initializer.js")

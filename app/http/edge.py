@@ -109,7 +109,7 @@ class BodyReceiver:
         """Replace ``wsgi.input`` by the received body; a problem if it cannot be."""
         chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
         length = None if chunked else _content_length(environ)
-        too_large = ProblemError(413, "PAYLOAD_TOO_LARGE",
+        too_large = ProblemError("PAYLOAD_TOO_LARGE",
                                  detail=f"this endpoint accepts bodies of at most {cap} bytes")
         if length is not None and length > cap:
             return too_large  # refused without reading a byte
@@ -120,17 +120,17 @@ class BodyReceiver:
             try:
                 body = _read_at_most(environ["wsgi.input"], want)
             except TimeoutError:
-                return ProblemError(408, "REQUEST_TIMEOUT",
+                return ProblemError("REQUEST_TIMEOUT",
                                     detail="the request body did not arrive in time")
             except Exception:
                 # The server's stream raises its own errors (a malformed chunk size, a
                 # client gone): the body is unusable either way.
-                return ProblemError(400, "BODY_UNREADABLE",
+                return ProblemError("BODY_UNREADABLE",
                                     detail="the request body could not be read")
             if len(body) > cap:
                 return too_large
             if length is not None and len(body) < length:
-                return ProblemError(400, "BODY_UNREADABLE",
+                return ProblemError("BODY_UNREADABLE",
                                     detail="the request body ended before its Content-Length")
         environ["wsgi.input"] = io.BytesIO(body)
         environ["wsgi.input_terminated"] = True

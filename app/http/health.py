@@ -99,6 +99,6 @@ class Readiness(MethodView):
         if any(result != OK for result in checks.values()):
             # Returned, not raised: a failing probe is not logged per request (each
             # failing dependency logs its outage once).
-            return problem_response(503, "NOT_READY", "Service not ready",  # type: ignore[return-value]
+            return problem_response("NOT_READY",  # type: ignore[return-value]
                                     checks=checks)
         return {"status": "ready", "checks": checks}

@@ -3,180 +3,126 @@
 Views raise :class:`ProblemError`, a domain error (a :class:`dairi.DairiError`
 such as :class:`hsm.HsmError`), or let
 werkzeug/flask-smorest raise an HTTP error; the handlers registered by
-:func:`register_error_handlers` turn each into a problem document. Server
-errors (5xx) never carry exception text: it is logged, not sent.
+:func:`register_error_handlers` turn each into a problem document whose status
+and title are the code's entry in :data:`dairi.problems.CATALOGUE` and whose
+``type`` is that entry's URL. Server errors (5xx) never carry exception text: it
+is logged, not sent. A code missing from the catalogue is answered as a 500
+``INTERNAL_ERROR`` (and logged): it is a bug, never the caller's fault.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from http import HTTPStatus
 from typing import Any
 
 import marshmallow as ma
-from flask import Flask, Response, has_request_context, request
+from flask import Flask, Response, current_app, has_app_context, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
+from app.http.request_scope import EXTENSION_KEY
 from app.outages import OUTAGES, as_outage
 from dairi import DairiError
+from dairi.problems import CATALOGUE, UnknownProblemCode, problem
 
 logger = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
-# The status a domain error code maps to; see status_for_code for the rules.
-STATUS_BY_CODE: dict[str, int] = {
-    "HSM_KEY_NOT_FOUND": 404,
-    "HSM_PIN_INCORRECT": 503,
-    "HSM_TOKEN_NOT_FOUND": 503,
-    "HSM_UNAVAILABLE": 503,
-    "HSM_ERROR": 503,
-    "HSM_UNSUPPORTED_SCHEME": 422,
-    # identity: a certificate or proof that does not hold is understood and refused
-    "CERTIFICATE_MALFORMED": 422,
-    "CERTIFICATE_ISSUER_UNKNOWN": 403,
-    "CERTIFICATE_EXPIRED": 403,
-    "CERTIFICATE_NOT_YET_VALID": 403,
-    "CERTIFICATE_REVOKED": 403,
-    "CERTIFICATE_POLICY_MISMATCH": 403,
-    "CERTIFICATE_KEY_USAGE_MISMATCH": 403,
-    "CERTIFICATE_INVALID": 403,
-    "SIGNATURE_INVALID": 403,
-    "REENROLL_REQUIRED": 403,
-    "CERTIFICATE_NOT_ENROLLED": 403,
-    "CERTIFICATE_ALREADY_ENROLLED": 409,
-    "NOT_A_REPRESENTATIVE": 403,
-    "ENROLMENT_NAME_MISMATCH": 403,
-    "REBIND_IDENTITY_MISMATCH": 403,
-    "REBIND_NOT_PERMITTED": 403,
-    "REVOCATION_STATUS_UNAVAILABLE": 503,
-    "CHALLENGE_NOT_FOUND": 404,
-    "CHALLENGE_EXPIRED": 410,
-    "CHALLENGE_REPLAYED": 409,
-    "CHALLENGE_PURPOSE_MISMATCH": 409,
-    "CHALLENGES_EXHAUSTED": 503,
-    "RATE_LIMITED": 429,
-    "UNAUTHENTICATED": 401,
-    "TOKEN_INVALID": 401,
-    "TOKEN_EXPIRED": 401,
-    "CLIENT_CREDENTIALS_INVALID": 401,
-    "CLIENT_NOT_FOUND": 404,
-    "FORBIDDEN": 403,
-    "INVITATION_INVALID": 404,
-    "INVITATION_EXPIRED": 410,
-    "CORPORATION_NOT_FOUND": 404,
-    "PERSON_NOT_FOUND": 404,
-    # delegation: a grant or revocation the rules refuse (DESIGN §5)
-    "INSTRUCTION_MALFORMED": 422,
-    "SCOPE_ACTION_UNKNOWN": 422,
-    "AC_MALFORMED": 422,
-    "GRANTEE_NOT_EMPLOYEE": 422,
-    "MANDATE_EXPIRED": 422,
-    "PRINCIPAL_MISMATCH": 403,
-    "GRANTOR_NOT_REPRESENTATIVE": 403,
-    "REPRESENTATIVE_CERT_REVOKED": 403,
-    "JOINT_REPRESENTATION_INCOMPLETE": 403,
-    "GRANTOR_NOT_PARENT_GRANTEE": 403,
-    "SUBDELEGATION_NOT_ALLOWED": 403,
-    "DEPTH_EXCEEDED": 403,
-    "SCOPE_ACTION_NOT_GRANTED": 403,
-    "SCOPE_ENTITY_NOT_GRANTED": 403,
-    "SCOPE_CASE_NOT_GRANTED": 403,
-    "SCOPE_AMOUNT_EXCEEDED": 403,
-    "SCOPE_VALIDITY_EXCEEDED": 403,
-    "ANCESTOR_REVOKED": 403,
-    "PARENT_EXPIRED": 403,
-    "PARENT_NOT_YET_VALID": 403,
-    "HOLDER_MISMATCH": 403,
-    "MANDATE_NOT_FOUND": 404,
-    "PARENT_NOT_FOUND": 404,
-    "MANDATE_ALREADY_REVOKED": 409,
-    "INSTRUCTION_REPLAYED": 409,
-    "INSTRUCTION_STALE": 422,
-    "HOLDER_NOT_GRANTEE": 403,
-    "PERSON_NOT_EMPLOYEE": 422,
-    "AA_NOT_CONFIGURED": 503,
-    # dependency outages (issue 16.7): the client may retry after Retry-After
-    "DATABASE_UNAVAILABLE": 503,
-    "STORAGE_FULL": 503,
-    "TIMESTAMP_FAILED": 503,
-    "VALIDATION_DATA_UNAVAILABLE": 503,
-    "SIGNING_FAILED": 503,
-}
-DEFAULT_STATUS = 400
+# Where the catalogue is served; each code's entry is the ``type`` of its problems.
+PROBLEMS_PATH = "/api/v1/problems"
 
-# Codes for HTTP errors whose HTTPStatus name is not the one clients should see.
-_CODE_BY_STATUS = {413: "PAYLOAD_TOO_LARGE", 422: "VALIDATION_FAILED"}
+# The code of each HTTP error werkzeug or flask-smorest raises: the status's name as
+# Python 3.11 spells it (later versions rename some), or the code clients know.
+HTTP_ERROR_CODES: dict[int, str] = {
+    400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED", 406: "NOT_ACCEPTABLE", 408: "REQUEST_TIMEOUT", 409: "CONFLICT",
+    410: "GONE", 411: "LENGTH_REQUIRED", 412: "PRECONDITION_FAILED", 413: "PAYLOAD_TOO_LARGE",
+    414: "REQUEST_URI_TOO_LONG", 415: "UNSUPPORTED_MEDIA_TYPE",
+    416: "REQUESTED_RANGE_NOT_SATISFIABLE", 417: "EXPECTATION_FAILED", 418: "IM_A_TEAPOT",
+    421: "MISDIRECTED_REQUEST", 422: "VALIDATION_FAILED", 423: "LOCKED",
+    424: "FAILED_DEPENDENCY", 428: "PRECONDITION_REQUIRED", 429: "TOO_MANY_REQUESTS",
+    431: "REQUEST_HEADER_FIELDS_TOO_LARGE", 451: "UNAVAILABLE_FOR_LEGAL_REASONS",
+    500: "INTERNAL_SERVER_ERROR", 501: "NOT_IMPLEMENTED", 502: "BAD_GATEWAY",
+    503: "SERVICE_UNAVAILABLE", 504: "GATEWAY_TIMEOUT", 505: "HTTP_VERSION_NOT_SUPPORTED",
+}
 
 _RESERVED = {"type", "title", "status", "detail", "code", "instance"}
 
 
-def status_for_code(code: str) -> int:
-    """HTTP status for a domain error code.
-
-    ``STATUS_BY_CODE`` first; then codes ending in ``_INVALID`` or starting with
-    ``DOCUMENT_`` are 422; anything else is ``DEFAULT_STATUS`` (400).
-    """
-    if code in STATUS_BY_CODE:
-        return STATUS_BY_CODE[code]
-    if code.endswith("_INVALID") or code.startswith("DOCUMENT_"):
-        return 422
-    return DEFAULT_STATUS
-
-
 def problem_type(code: str) -> str:
-    """The problem ``type`` URI for a code: ``urn:dairi:problem:<code-in-kebab-case>``."""
-    return "urn:dairi:problem:" + code.lower().replace("_", "-")
+    """The problem ``type`` of ``code``: the URL of its entry in the catalogue,
+    ``<public_base_url>/api/v1/problems/<code>``.
+
+    RFC 9457 prefers a type URI that, dereferenced, documents the problem type
+    (§3.1.1, §4.1); the entry does. Outside a dairi application the path alone (a
+    relative reference).
+    """
+    context = current_app.extensions.get(EXTENSION_KEY) if has_app_context() else None
+    base = context.settings.public_base_url if context is not None else ""
+    return f"{base}{PROBLEMS_PATH}/{code}"
 
 
-def _title(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
+def catalogue_entry(code: str) -> dict[str, Any]:
+    """The published form of a catalogued code: code, status, type, title, description."""
+    entry = problem(code)
+    return {"code": entry.code, "status": entry.status, "type": problem_type(entry.code),
+            "title": entry.title, "description": entry.description}
 
 
-class ProblemError(Exception):
-    """An error a view wants the client to see, as a problem document.
+class ProblemError(DairiError):
+    """A refusal a view raises, answered as a problem document.
 
-    ``extra`` members are added to the document (e.g. ``checks``, ``errors``);
-    they cannot replace the standard members.
+    The status and title are the code's entry in :data:`dairi.problems.CATALOGUE`
+    (:class:`dairi.problems.UnknownProblemCode` for a code that is not there).
+    ``detail`` is shown to the caller (also with a 5xx: write it for them);
+    ``extra`` members are added to the document (e.g. ``checks``, ``errors``) and
+    cannot replace the standard members.
     """
 
     def __init__(
         self,
-        status: int,
-        code: str,
-        title: str | None = None,
+        code: str | int,
+        *args: str | None,
         detail: str | None = None,
-        *,
         headers: dict[str, str] | None = None,
         **extra: Any,
     ) -> None:
-        super().__init__(detail or title or code)
-        self.headers = headers
-        self.status = status
-        self.code = code
-        self.title = title or _title(status)
+        if isinstance(code, int):
+            # The form before the catalogue, ProblemError(status, code, title, detail),
+            # accepted while raise sites written alongside this change are converted;
+            # the status must be the catalogue's, the title is the catalogue's.
+            # tests/test_problems_catalogue.py refuses this form in the tree.
+            status, code = code, str(args[0])
+            detail = detail or (args[2] if len(args) > 2 else None)
+            if problem(code).status != status:
+                raise ValueError(f"{code} is {problem(code).status} in dairi.problems, "
+                                 f"not {status}")
+        elif args:
+            detail = detail or args[0]
+        entry = problem(code)
+        super().__init__(detail or entry.title, code)
+        self.status = entry.status
+        self.title = entry.title
         self.detail = detail
+        self.headers = headers
         self.extra = extra
 
 
 def problem_response(
-    status: int,
     code: str,
-    title: str | None = None,
     detail: str | None = None,
     *,
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Response:
-    """A Flask response with the problem document: type, title, status, detail, code, instance."""
+    """A Flask response with the problem document of a catalogued code: type, title,
+    status, detail, code, instance, and the ``extra`` members."""
+    entry = problem(code)
     body: dict[str, Any] = {
         "type": problem_type(code),
-        "title": title or _title(status),
-        "status": status,
+        "title": entry.title,
+        "status": entry.status,
         "code": code,
     }
     if detail:
@@ -185,7 +131,8 @@ def problem_response(
         body["instance"] = request.path
     body.update({k: v for k, v in extra.items() if k not in _RESERVED and v is not None})
     response = Response(
-        json.dumps(body, ensure_ascii=False), status=status, content_type=PROBLEM_CONTENT_TYPE
+        json.dumps(body, ensure_ascii=False), status=entry.status,
+        content_type=PROBLEM_CONTENT_TYPE
     )
     for name, value in (headers or {}).items():
         response.headers[name] = value
@@ -198,11 +145,16 @@ class ProblemSchema(ma.Schema):
     class Meta:
         unknown = ma.INCLUDE  # problem types add their own members
 
-    type = ma.fields.String(metadata={"description": "urn:dairi:problem:<code>"})
-    title = ma.fields.String()
+    type = ma.fields.String(metadata={
+        "description": "The code's entry in the catalogue: "
+                       "<public base URL>/api/v1/problems/<code>",
+        "format": "uri"})
+    title = ma.fields.String(metadata={"description": "The code's title in the catalogue"})
     status = ma.fields.Integer()
     detail = ma.fields.String()
-    code = ma.fields.String(metadata={"description": "Stable error code"})
+    code = ma.fields.String(
+        validate=ma.validate.OneOf(sorted(CATALOGUE)),
+        metadata={"description": "Stable error code; GET /api/v1/problems describes each"})
     instance = ma.fields.String()
     errors = ma.fields.Dict(metadata={"description": "Field messages (VALIDATION_FAILED)"})
 
@@ -210,19 +162,17 @@ class ProblemSchema(ma.Schema):
 def _handle_problem(exc: ProblemError) -> Response:
     if exc.status >= 500:
         logger.error("problem %s: %s", exc.code, exc, exc_info=exc.__cause__ is not None)
-    return problem_response(exc.status, exc.code, exc.title, exc.detail, headers=exc.headers,
-                            **exc.extra)
+    return problem_response(exc.code, exc.detail, headers=exc.headers, **exc.extra)
 
 
 def _handle_http_exception(exc: HTTPException) -> Response:
     status = exc.code or 500
     if status >= 500:
         logger.error("HTTP %s", status, exc_info=exc)
-    try:
-        name = HTTPStatus(status).name
-    except ValueError:
-        name = "HTTP_ERROR"
-    code = _CODE_BY_STATUS.get(status, name)
+    code = HTTP_ERROR_CODES.get(status)
+    if code is None:  # an HTTPException with a status no catalogued code has
+        logger.error("HTTP %s has no catalogued code", status, exc_info=exc)
+        return problem_response("INTERNAL_ERROR")
     # flask-smorest's abort() puts message/errors/headers in exc.data; webargs puts
     # validation messages in data["messages"].
     data: dict[str, Any] = getattr(exc, "data", None) or {}
@@ -232,7 +182,7 @@ def _handle_http_exception(exc: HTTPException) -> Response:
         detail = None
     headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
     headers.update(data.get("headers") or {})
-    return problem_response(status, code, exc.name, detail, headers=headers, errors=errors)
+    return problem_response(code, detail, headers=headers, errors=errors)
 
 
 def _handle_exception(exc: Exception) -> Response:
@@ -240,18 +190,22 @@ def _handle_exception(exc: Exception) -> Response:
     # once per outage rather than with a traceback per request.
     exc = as_outage(exc, OUTAGES) or exc
     if isinstance(exc, DairiError):
-        status = status_for_code(exc.code)
-        headers = ({"Retry-After": str(exc.retry_after or 60)} if status in (429, 503)
-                   else None)
-        if status >= 500:
+        try:
+            entry = problem(exc.code)
+        except UnknownProblemCode:
+            logger.error("%s is not in the error catalogue (dairi/problems.py): %s",
+                         exc.code, exc.message)
+            return problem_response("INTERNAL_ERROR")
+        headers = {"Retry-After": str(exc.retry_after or 60)} if entry.retryable else None
+        if entry.status >= 500:
             if not exc.logged:
                 logger.error("%s: %s", exc.code, exc.message)
-            return problem_response(status, exc.code, headers=headers)
-        return problem_response(status, exc.code, detail=exc.message, headers=headers)
+            return problem_response(exc.code, headers=headers)
+        return problem_response(exc.code, exc.message, headers=headers)
     if isinstance(exc, ma.ValidationError):
-        return problem_response(422, "VALIDATION_FAILED", errors=exc.normalized_messages())
+        return problem_response("VALIDATION_FAILED", errors=exc.normalized_messages())
     logger.exception("unhandled error")
-    return problem_response(500, "INTERNAL_ERROR", "Internal Server Error")
+    return problem_response("INTERNAL_ERROR")
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -136,7 +136,7 @@ def guard_json_body() -> None:
     has_body = bool(request.content_length) or "chunked" in request.headers.get(
         "Transfer-Encoding", "")
     if request.method in {"POST", "PUT", "PATCH"} and has_body and not request.is_json:
-        raise ProblemError(415, "UNSUPPORTED_MEDIA_TYPE", detail="send application/json")
+        raise ProblemError("UNSUPPORTED_MEDIA_TYPE", detail="send application/json")
     refuse_unstorable_text("path", request.view_args or {})
     refuse_unstorable_text("query", request.args.to_dict(flat=False))
     if request.method in {"POST", "PUT", "PATCH"} and has_body:
@@ -148,7 +148,7 @@ def guard_json_body() -> None:
             # Not JSON: webargs answers that itself (400). Python also refuses here an
             # integer of more than 4,300 digits, which webargs would let through as a 500.
             if _LONG_NUMBER.search(body):
-                raise ProblemError(400, "BAD_REQUEST",
+                raise ProblemError("BAD_REQUEST",
                                    detail="a number in the body is too long to read") from None
             return
         refuse_unstorable_text("json", document)
@@ -160,7 +160,7 @@ def refuse_unstorable_text(location: str, value: object) -> None:
     database stores a lone surrogate (which a JSON ``\\u`` escape can spell)."""
     for text in _strings(value):
         if "\x00" in text or _SURROGATE.search(text):
-            raise ProblemError(422, "VALIDATION_FAILED",
+            raise ProblemError("VALIDATION_FAILED",
                                detail="text must not hold NUL or unpaired surrogates",
                                errors={location: ["text must not hold NUL or unpaired "
                                                   "surrogates"]})
@@ -187,5 +187,5 @@ def refuse_deep_json(body: bytes, limit: int = MAX_JSON_DEPTH) -> None:
     for bracket in _JSON_BRACKET.finditer(_JSON_STRING.sub(b'""', body)):
         depth += 1 if bracket.group() in (b"[", b"{") else -1
         if depth > limit:
-            raise ProblemError(400, "JSON_TOO_DEEP",
+            raise ProblemError("JSON_TOO_DEEP",
                                detail=f"JSON here nests at most {limit} levels deep")

@@ -148,7 +148,7 @@ def _refuse(status: int, code: str, detail: str, *, actor: str = "anonymous",
         limited = record_refused_attempt("auth:access:refused", code, actor=actor,
                                          details=details)
         if limited is not None:
-            return ProblemError(429, limited.code, detail=limited.message,
+            return ProblemError(limited.code, detail=limited.message,
                                 headers={"Retry-After": str(limited.retry_after)})
     else:
         session = get_session()
@@ -157,7 +157,7 @@ def _refuse(status: int, code: str, detail: str, *, actor: str = "anonymous",
                        details=details)
         session.commit()
     headers = {"WWW-Authenticate": 'Bearer realm="dairi"'} if status == 401 else None
-    return ProblemError(status, code, detail=detail, headers=headers, **extra)
+    return ProblemError(code, detail=detail, headers=headers, **extra)
 
 
 def authenticate() -> Caller | None:

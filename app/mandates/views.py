@@ -65,7 +65,7 @@ def _readable(mandate_id: str) -> Mandate:
     row = _service().get(mandate_id)
     if not current_caller().may_read(row.principal):
         # Another corporation's mandate: as if it did not exist.
-        raise ProblemError(404, "MANDATE_NOT_FOUND", detail=f"no mandate {mandate_id}")
+        raise ProblemError("MANDATE_NOT_FOUND", detail=f"no mandate {mandate_id}")
     return row
 
 
@@ -196,7 +196,7 @@ def _purpose(args: dict[str, Any], at: datetime) -> Purpose | None:
         return Purpose(args["action"], args.get("procuring_entity"), args.get("case"),
                        args.get("amount_jpy"), args.get("at") or at)
     except ScopeError as exc:
-        raise ProblemError(422, exc.code, detail=exc.message) from None
+        raise ProblemError(exc.code, detail=exc.message) from None
 
 
 def _verdict_json(rows: list[Mandate], verdict: ChainVerdict, at: datetime) -> dict[str, Any]:
@@ -243,7 +243,7 @@ def list_mandates(args: dict[str, Any]) -> dict[str, Any]:
     caller = current_caller()
     principal = args.get("principal")
     if principal is not None and not caller.may_read(principal):
-        raise ProblemError(403, "FORBIDDEN", detail=f"not allowed for corporation {principal}")
+        raise ProblemError("FORBIDDEN", detail=f"not allowed for corporation {principal}")
     principals = [principal] if principal else (
         None if caller.reads_all_corporations else sorted(caller.readable_corporations))
     size = args["page_size"]
@@ -305,7 +305,7 @@ def authority(args: dict[str, Any]) -> dict[str, Any]:
     caller = current_caller()
     principal = args["principal"]
     if not caller.may_read(principal):
-        raise ProblemError(403, "FORBIDDEN", detail=f"not allowed for corporation {principal}")
+        raise ProblemError("FORBIDDEN", detail=f"not allowed for corporation {principal}")
     at = args.get("at") or current_context().clock()
     purpose = _purpose(args, at)
     assert purpose is not None  # action is required here

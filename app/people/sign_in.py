@@ -267,7 +267,7 @@ class AuthService:
         """The live token row for a presented bearer token, whose certificate still stands.
 
         Raises ``TOKEN_INVALID`` (unknown, revoked, or its certificate no longer the
-        enrolled one), ``TOKEN_EXPIRED``, ``CERTIFICATE_REVOKED`` (see
+        enrolled one), ``TOKEN_EXPIRED``, ``TOKEN_CERTIFICATE_REVOKED`` (see
         :meth:`check_token_certificate`), or lets ``REVOCATION_STATUS_UNAVAILABLE``
         through (:class:`CertificateRefused`, a 503: the status cannot be vouched for).
         """
@@ -289,7 +289,8 @@ class AuthService:
         data's nextUpdate, if sooner); the token is then revoked (audited) and
         later uses are plain ``TOKEN_INVALID``, with no revocation check.
 
-        Raises ``CERTIFICATE_REVOKED`` (the certificate is revoked) or
+        Raises ``TOKEN_CERTIFICATE_REVOKED`` (the certificate is revoked: a 401, where
+        a login with it is a 403 ``CERTIFICATE_REVOKED``) or
         ``TOKEN_INVALID`` (any other refusal, or a token from before this binding).
         """
         if row.person_id is not None:
@@ -313,8 +314,9 @@ class AuthService:
                 principal=row.corporate_number,
                 details={"reason": exc.code, "certificate_sha256": row.certificate_sha256})
             self.session.commit()
-            code = "CERTIFICATE_REVOKED" if exc.code in {"CERTIFICATE_REVOKED",
-                                                         "REENROLL_REQUIRED"} else "TOKEN_INVALID"
+            code = ("TOKEN_CERTIFICATE_REVOKED" if exc.code in {"CERTIFICATE_REVOKED",
+                                                                "REENROLL_REQUIRED"}
+                    else "TOKEN_INVALID")
             raise AuthError("the certificate that earned this access token is no longer "
                             f"valid ({exc.code}); log in again", code) from None
 

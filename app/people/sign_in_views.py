@@ -163,7 +163,7 @@ def logout() -> None:
     """Revoke the access token of this request at once."""
     caller = current_caller()
     if caller.token is None:
-        raise ProblemError(400, "NOT_A_TOKEN", detail="API clients have no session to end")
+        raise ProblemError("NOT_A_TOKEN", detail="API clients have no session to end")
     session = get_session()
     _service().revoke_token(caller.token)
     AuditLog(session).append("auth:token:revoked", actor=caller.actor, subject=caller.token.id)

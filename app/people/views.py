@@ -154,7 +154,7 @@ class ClientListSchema(ma.Schema):
 def _corporation(corporate_number: str) -> Corporation:
     row = get_session().get(Corporation, corporate_number)
     if row is None:
-        raise ProblemError(404, "CORPORATION_NOT_FOUND", detail="no such corporation")
+        raise ProblemError("CORPORATION_NOT_FOUND", detail="no such corporation")
     return row
 
 
@@ -263,11 +263,11 @@ def assign_role(args: dict[str, Any]) -> RoleAssignment:
     """Grant an enrolled person a service-wide role (auditor or administrator)."""
     session = get_session()
     if session.get(Person, args["person_id"]) is None:
-        raise ProblemError(404, "PERSON_NOT_FOUND", detail="no such person")
+        raise ProblemError("PERSON_NOT_FOUND", detail="no such person")
     existing = session.scalar(select(RoleAssignment).where(
         RoleAssignment.person_id == args["person_id"], RoleAssignment.role == args["role"]))
     if existing is not None:
-        raise ProblemError(409, "ROLE_ALREADY_ASSIGNED", detail="the person holds that role")
+        raise ProblemError("ROLE_ALREADY_ASSIGNED", detail="the person holds that role")
     actor = current_caller().actor
     row = RoleAssignment(person_id=args["person_id"], role=args["role"], granted_by=actor)
     session.add(row)
@@ -286,7 +286,7 @@ def remove_role(assignment_id: str) -> None:
     session = get_session()
     row = session.get(RoleAssignment, assignment_id)
     if row is None:
-        raise ProblemError(404, "ROLE_ASSIGNMENT_NOT_FOUND", detail="no such role assignment")
+        raise ProblemError("ROLE_ASSIGNMENT_NOT_FOUND", detail="no such role assignment")
     actor = current_caller().actor
     AuditLog(session).append("role:assignment:removed", actor=actor, subject=row.person_id,
                              details={"role": row.role})
