@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -23,6 +23,7 @@ from helpers_auth import enrolled_employee, new_corporation
 from sqlalchemy import text
 
 from app.audit_trail.checkpoints import (
+    AuditKeyUnavailable,
     checkpoint_due,
     list_checkpoints,
     take_checkpoint,
@@ -288,3 +289,59 @@ def test_the_service_never_deletes_or_rewrites_audit_events_or_checkpoints() -> 
                  for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
                  if pattern.search(line)]
     assert offending == []
+
+
+def test_the_production_audit_key_is_made_in_the_token_with_a_request_for_the_ca(
+        cli_env, app, hsm, tmp_path) -> None:
+    from cryptography import x509
+
+    out = tmp_path / "audit.csr"
+    made = CliRunner().invoke(main, ["audit", "key-request", str(out), "--common-name",
+                                     "Example Audit", "--organization", "Example K.K."])
+    assert made.exit_code == 0, made.output
+    key_id = re.search(r'audit_key_id = "([0-9a-f]{32})"', made.output)[1]
+    request = x509.load_pem_x509_csr(out.read_bytes())
+    assert request.is_signature_valid
+    assert request.subject.rfc4514_string() == "CN=Example Audit,O=Example K.K."
+    assert key_id in {ref.key_id for ref in hsm.list_keys()}
+    again = CliRunner().invoke(main, ["audit", "key-request", str(out)])
+    assert again.exit_code == 2 and "error INPUT_INVALID" in again.output
+
+
+def test_checkpoints_are_signed_by_the_configured_production_audit_key(
+        app_settings, hsm, pki, tmp_path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from app.context import ServiceContext
+    from app.migrate import migrate
+    from devpki.ca import end_entity_key_usage
+    from hsm import KeyAlgorithm
+
+    ref = hsm.generate_key(KeyAlgorithm.EC_P256)
+    public_key = serialization.load_der_public_key(hsm.public_key_info(ref))
+    cert = pki.cas["service-root"].issue(
+        x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Production Audit")]),
+        public_key, now=datetime.now(UTC), key_usage=end_entity_key_usage(non_repudiation=True))
+    cert_file = tmp_path / "audit-cert.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    migrate(app_settings.database_url)
+    context = ServiceContext(app_settings.replace(audit_key_id=ref.key_id,
+                                                  audit_certificate_file=str(cert_file)),
+                             hsm=hsm)
+    try:
+        _append(context, 1, 3)
+        row = take_checkpoint(context)
+        assert row.signer_certificate_der == cert.public_bytes(serialization.Encoding.DER)
+        report = verify_database(context.session_factory, trust_for(context))
+        assert report.intact and report.checkpoints == 1, report.as_dict()
+    finally:
+        context.engine.dispose()
+    missing = ServiceContext(app_settings.replace(audit_key_id=ref.key_id,
+                                                  audit_certificate_file=str(tmp_path / "no")),
+                             hsm=hsm)
+    try:
+        with pytest.raises(AuditKeyUnavailable):
+            take_checkpoint(missing)
+    finally:
+        missing.engine.dispose()

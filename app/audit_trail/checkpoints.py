@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import weakref
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,7 +59,8 @@ from devpki.ca import end_entity_key_usage
 from hsm import KeyAlgorithm, KeyRef, SignatureScheme
 
 DER = serialization.Encoding.DER
-_SIGNERS: dict[int, CheckpointSigner] = {}
+_SIGNERS: weakref.WeakKeyDictionary[ServiceContext, CheckpointSigner] = \
+    weakref.WeakKeyDictionary()
 
 
 class AuditKeyUnavailable(DairiError):
@@ -104,7 +106,7 @@ def _dev_audit_key(ctx: ServiceContext) -> tuple[KeyRef, bytes]:
 
 def audit_signer(ctx: ServiceContext) -> CheckpointSigner:
     """The audit key as a checkpoint signer (built once per context)."""
-    cached = _SIGNERS.get(id(ctx))
+    cached = _SIGNERS.get(ctx)
     if cached is not None:
         return cached
     settings = ctx.settings
@@ -124,7 +126,7 @@ def audit_signer(ctx: ServiceContext) -> CheckpointSigner:
     hsm = ctx.hsm
     signer = CheckpointSigner(certificate, chain,
                               lambda data: hsm.sign(ref, data, scheme=scheme))
-    _SIGNERS[id(ctx)] = signer
+    _SIGNERS[ctx] = signer
     return signer
 
 

@@ -1,6 +1,7 @@
 """``dairi audit``: checkpoints, the offline export and its verification (issue 14).
 
     dairi audit checkpoint [--if-due]      sign and time-stamp the head now (or if due)
+    dairi audit key-request OUT.csr        production: the audit key, made in the token
     dairi audit export DIR [--from N] [--to N]
     dairi audit verify DIR [--trust DIR] [--json]   offline: exit 0 intact, 1 not
     dairi audit verify --online [--from-checkpoint] [--json]   the database, now
@@ -48,6 +49,39 @@ def checkpoint(if_due: bool) -> None:
         return
     click.echo(f"checkpoint {row.sequence} {row.head_hash} {row.taken_at.isoformat()}"
                f"{' time-stamped' if row.timestamp_der else ''}")
+
+
+@audit_group.command("key-request")
+@click.argument("csr_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--common-name", "common_name", default="dairi Audit", show_default=True)
+@click.option("--organization", default=None, help="O= of the subject")
+@click.option("--algorithm", type=click.Choice(["rsa-2048", "rsa-3072", "ec-p256"]),
+              default="rsa-2048", show_default=True)
+@coded_errors
+def key_request(csr_file: Path, common_name: str, organization: str | None,
+                algorithm: str) -> None:
+    """Production: generate the audit key in the token and write a PKCS#10 request
+    (PEM) for the service CA. Then set audit_key_id to the id printed and
+    audit_certificate_file to the certificate the CA returns (with its issuers)."""
+    from asn1crypto import pem
+    from asn1crypto import x509 as asn1_x509
+
+    from hsm import KeyAlgorithm, build_csr
+
+    if csr_file.exists():
+        fail("INPUT_INVALID", f"{csr_file} exists")
+    context = service_context(load_cli_settings())
+    try:
+        ref = context.hsm.generate_key(KeyAlgorithm(algorithm))
+        subject = {"common_name": common_name}
+        if organization:
+            subject = {"organization_name": organization, **subject}
+        der = build_csr(context.hsm, ref, asn1_x509.Name.build(subject))
+    finally:
+        context.close()
+    csr_file.write_bytes(pem.armor("CERTIFICATE REQUEST", der))
+    click.echo(f"audit_key_id = \"{ref.key_id}\"")
+    click.echo(f"request       {csr_file}")
 
 
 @audit_group.command("export")
