@@ -8,10 +8,11 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 
 import marshmallow as ma
 from flask import request
+from marshmallow.types import ErrorMessages
 
 from app.http.problems import ProblemError
 from identity.corporate_number import validate_corporate_number
@@ -53,15 +54,17 @@ def binary_request(content_type: str) -> dict[str, object]:
 class Base64Bytes(ma.fields.Field):
     """Bytes sent as base64 (standard or URL-safe alphabet, padding optional)."""
 
-    default_error_messages: ClassVar[dict[str, str]] = {
+    # typed as marshmallow types it (not ClassVar: Field declares it plainly)
+    default_error_messages: ErrorMessages = {  # noqa: RUF012
         "invalid": "Not valid base64.", "empty": "Must not be empty."}
 
     def __init__(self, *, max_bytes: int = SMALL_BODY_BYTES, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.max_bytes = max_bytes
-        self.metadata.setdefault("type", "string")
-        self.metadata.setdefault("format", "byte")
-        self.metadata.setdefault("minLength", 1)  # empty is refused (and decodes to nothing)
+        # a new mapping: the caller's metadata wins, and is not written into
+        self.metadata = {"type": "string", "format": "byte",
+                         "minLength": 1,  # empty is refused (and decodes to nothing)
+                         **self.metadata}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bytes:
         if not isinstance(value, str) or len(value) > self.max_bytes * 2:
@@ -84,7 +87,7 @@ class Moment(ma.fields.AwareDateTime):
     """An instant with its offset (ISO 8601), read as UTC; one that cannot be
     expressed in UTC (``9999-12-31T23:59:59-23:59``) is a validation failure."""
 
-    default_error_messages: ClassVar[dict[str, str]] = {
+    default_error_messages: ErrorMessages = {  # noqa: RUF012 (as on Base64Bytes)
         "out_of_range": "Not a time that can be expressed in UTC."}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
