@@ -253,6 +253,8 @@ CATALOGUE = _Catalogue(
     ("MANDATE_NOT_FOUND", 404, "No mandate with this id."),
     ("PARENT_NOT_FOUND", 404, "The parent mandate the instruction names does not exist."),
     ("MANDATE_ALREADY_REVOKED", 409, "The mandate is revoked already."),
+    ("PDF_FONT_NOT_FOUND", 503,
+     "No font that draws Japanese is configured or installed for the PDFs dairi draws."),
     ("AA_NOT_CONFIGURED", 503, "The attribute authority's key or certificate is not configured."),
     ("AA_KEY_MISMATCH", 503,
      "The attribute authority's HSM key does not match its certificate (or is not RSA)."),

@@ -14,7 +14,13 @@ from flask import redirect, request, url_for
 from flask_smorest import Blueprint
 from werkzeug.wrappers import Response
 
-from app.http.problems import PROBLEMS_PATH, ProblemError, catalogue_entry
+from app.http.problems import (
+    PROBLEM_CONTENT_TYPE,
+    PROBLEMS_PATH,
+    ProblemError,
+    ProblemSchema,
+    catalogue_entry,
+)
 from dairi.problems import CATALOGUE
 
 blp = Blueprint("problems", __name__, url_prefix=PROBLEMS_PATH,
@@ -39,7 +45,10 @@ def list_problems() -> list[dict[str, Any]]:
 
 @blp.route("/<code>", methods=["GET"])
 @blp.response(200, ProblemEntrySchema)
-@blp.alt_response(404, description="No such code")
+@blp.alt_response(303, description="A browser (Accept: text/html) is sent to the code's "
+                  "row on /docs/problems")
+@blp.alt_response(404, schema=ProblemSchema, content_type=PROBLEM_CONTENT_TYPE,
+                  description="No such code (NOT_FOUND)")
 def get_problem(code: str) -> dict[str, Any] | Response:
     """One error code's entry (the ``type`` of its problem documents); a browser
     (preferring text/html) is sent to the code's row on ``/docs/problems``."""
