@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from asn1crypto import pem
 from cryptography.hazmat.primitives import serialization
@@ -29,12 +30,15 @@ from app.outages import DEPENDENCY_BY_CODE, OUTAGES
 from app.settings import Settings
 from dairi import DairiError
 from delegation.certificates import AttributeAuthority
-from devpki import DevPki, InProcessTimeStamper, TransportFetcherBackend
-from hsm import Hsm, HsmError, KeyAlgorithm
+from hsm import Hsm, HsmError, KeyAlgorithm, KeyRef
 from identity.revocation_fetch import ResponderBreaker, RevocationFetcherBackend
 from identity.trust import TrustStore
 from identity.validation import CertificateValidator
 from signing import PadesSigner, SigningCredential, TimestampAuthority, ValidationDataSource
+
+if TYPE_CHECKING:
+    from app.pdf_text import PageLayout
+    from devpki import DevPki  # development mode only: imported when used (app.dev.wiring)
 
 
 def load_pem_certificates(directory: Path) -> list[bytes]:
@@ -129,9 +133,8 @@ class ServiceContext:
             cached = self._hsm_readiness
             if cached is not None and now - cached[0] < HSM_READINESS_SECONDS:
                 return cached[1]
-            pki = self.dev_pki
             try:
-                self.hsm.check(pki.aa_key if pki is not None else None)
+                self.hsm.check(self.aa_key)
                 result = "ok"
             except HsmError as exc:
                 if not exc.logged:  # an outage or a refused PIN is logged once at its source
@@ -146,10 +149,55 @@ class ServiceContext:
 
     @cached_property
     def dev_pki(self) -> DevPki | None:
-        """The development PKI in development mode (None otherwise or if not created)."""
-        if not self.settings.dev_mode or not DevPki.exists(self.settings.pki_dir):
+        """The development PKI in development mode (None otherwise or if not created).
+        ``devpki`` is imported here, in development mode only (app.dev.wiring)."""
+        if not self.settings.dev_mode:
             return None
-        return DevPki(self.settings.pki_dir)
+        from app.dev.wiring import development_pki
+
+        return development_pki(self.settings.pki_dir)
+
+    @cached_property
+    def aa_key(self) -> KeyRef | None:
+        """The attribute authority's key in the HSM: ``aa_key_label`` when set, else in
+        development mode the development PKI's (None: no AA configured)."""
+        configured = self.settings.aa_key
+        if configured is not None:
+            return configured
+        pki = self.dev_pki
+        return pki.aa_key if pki is not None else None
+
+    @cached_property
+    def aa_certificates(self) -> tuple[bytes, ...]:
+        """DER of the AA certificate, then its issuers: ``aa_certificate_file`` when set,
+        else in development mode the development PKI's AA certificate."""
+        if self.settings.aa_key is not None:
+            path = Path(self.settings.aa_certificate_file)
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise AttributeAuthorityUnavailable(
+                    f"aa_certificate_file {path} cannot be read", "AA_NOT_CONFIGURED") from exc
+            found = ([der for _, _, der in pem.unarmor(data, multiple=True)]
+                     if pem.detect(data) else [data])
+            if not found:
+                raise AttributeAuthorityUnavailable(
+                    f"no certificate in aa_certificate_file {path}", "AA_NOT_CONFIGURED")
+            return tuple(found)
+        pki = self.dev_pki
+        if pki is None:
+            raise AttributeAuthorityUnavailable(
+                "no attribute authority is configured: set aa_key_label and "
+                "aa_certificate_file (or, in development mode, run `dairi dev pki`)",
+                "AA_NOT_CONFIGURED")
+        return (pki.aa_certificate.public_bytes(serialization.Encoding.DER),)
+
+    @cached_property
+    def mandate_layout(self) -> PageLayout:
+        """How the 電子委任状 is drawn: the configured font and page size."""
+        from app.mandates.document import layout_for
+
+        return layout_for(self.settings.pdf_font, self.settings.pdf_page)
 
     @cached_property
     def tsa(self) -> TimestampAuthority | None:
@@ -159,7 +207,9 @@ class ServiceContext:
             return TimestampAuthority(url, lambda: ReportingTimeStamper(url, timeout=timeout))
         pki = self.dev_pki
         if pki is not None:
-            return TimestampAuthority("dev-tsa", lambda: InProcessTimeStamper(pki.tsa))
+            from app.dev.wiring import in_process_timestamper
+
+            return TimestampAuthority("dev-tsa", lambda: in_process_timestamper(pki))
         return None
 
     @cached_property
@@ -179,7 +229,9 @@ class ServiceContext:
         budget, breaker = self.settings.revocation_budget_seconds, self.revocation_breaker
         pki = self.dev_pki
         if pki is not None:
-            return TransportFetcherBackend(pki.serve_url, budget_seconds=budget, breaker=breaker)
+            from app.dev.wiring import in_process_fetchers
+
+            return in_process_fetchers(pki, budget_seconds=budget, breaker=breaker)
         return RevocationFetcherBackend(budget_seconds=budget, breaker=breaker)
 
     @cached_property
@@ -207,24 +259,39 @@ class ServiceContext:
     def attribute_authority(self) -> AttributeAuthority:
         """The AA that issues mandate ACs and signs their CRL and OCSP answers (key in
         the HSM). Its status endpoints are served by this service under ``/ac/``."""
-        pki = self.dev_pki
-        if pki is None:
-            raise AttributeAuthorityUnavailable(
-                "no attribute authority is configured (development PKI missing)",
-                "AA_NOT_CONFIGURED")
+        certificate = self.aa_certificates[0]
+        key = self.aa_key
+        assert key is not None  # aa_certificates raised otherwise
+        if self.settings.aa_key is not None:
+            self._check_aa_key(key, certificate)
         base = self.settings.public_base_url
         return AttributeAuthority(
-            pki.aa_certificate.public_bytes(serialization.Encoding.DER),
-            lambda data: self.hsm.sign(pki.aa_key, data),
+            certificate, lambda data: self.hsm.sign(key, data),
             ocsp_url=f"{base}/ac/ocsp", crl_url=f"{base}/ac/crl")
+
+    def _check_aa_key(self, key: KeyRef, certificate_der: bytes) -> None:
+        """The configured AA certificate must certify the configured HSM key."""
+        from asn1crypto import x509 as asn1_x509
+
+        try:
+            public_key = asn1_x509.Certificate.load(certificate_der).public_key.dump()
+        except ValueError as exc:
+            raise AttributeAuthorityUnavailable(
+                "aa_certificate_file does not hold an X.509 certificate",
+                "AA_NOT_CONFIGURED") from exc
+        if self.hsm.public_key_info(key) != public_key:
+            raise AttributeAuthorityUnavailable(
+                f"aa_certificate_file does not certify the HSM key {self.settings.aa_key_label}",
+                "AA_NOT_CONFIGURED")
 
     @cached_property
     def aa_credential(self) -> SigningCredential:
         """The AA's key as a signing credential: the service signs documents with it."""
-        pki = self.dev_pki
-        assert pki is not None  # attribute_authority was obtained first
-        return SigningCredential(pki.aa_key, KeyAlgorithm.RSA_2048,
-                                 self.attribute_authority.certificate_der, ())
+        key = self.aa_key
+        assert key is not None  # attribute_authority was obtained first
+        return SigningCredential(key, KeyAlgorithm.RSA_2048,
+                                 self.attribute_authority.certificate_der,
+                                 self.aa_certificates[1:])
 
     @cached_property
     def pades_signer(self) -> PadesSigner:

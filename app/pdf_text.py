@@ -19,7 +19,10 @@ inside the margins.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import shutil
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
@@ -35,11 +38,64 @@ from pyhanko.pdf_utils.font.opentype import GlyphAccumulator
 from pyhanko.pdf_utils.text import TextBox, TextBoxStyle
 from pyhanko.pdf_utils.writer import BasePdfFileWriter, PageObject, PdfFileWriter
 
+from dairi import DairiError
+
 # IPA Gothic from Debian's fonts-ipafont-gothic (installed by `make`).
 JAPANESE_FONT = Path("/usr/share/fonts/opentype/ipafont-gothic/ipag.ttf")
 A4 = (0, 0, 595.28, 841.89)
 MARGIN = 56.7                 # 2 cm on every side, in points
 _PDF_EM = 1000                # glyph space units per em in PDF (ISO 32000-1, 9.2.4)
+
+
+# Where Debian's packages put a Japanese Gothic font, best first (issue 10 item 2).
+DEBIAN_JAPANESE_FONTS = (
+    JAPANESE_FONT,                                                    # fonts-ipafont-gothic
+    Path("/usr/share/fonts/truetype/fonts-japanese-gothic.ttf"),      # its alternatives link
+    Path("/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf"),    # fonts-ipaexfont-gothic
+)
+_PROBE = "電子委任状"  # a font that cannot draw these is no use for dairi's documents
+
+
+class FontNotFound(DairiError):
+    code = "PDF_FONT_NOT_FOUND"
+
+
+def _draws_japanese(path: Path) -> bool:
+    try:
+        font = TTFont(str(path), lazy=True, fontNumber=0)
+        cmap = font.getBestCmap() or {}
+    except Exception:  # not a font fontTools reads
+        return False
+    return all(ord(c) in cmap for c in _PROBE)
+
+
+@functools.lru_cache(maxsize=8)
+def find_japanese_font(configured: str = "") -> Path:
+    """The font file to draw with: ``configured`` (the ``pdf_font_file`` setting) if
+    given; else IPA Gothic where Debian installs it; else the file fontconfig picks
+    for Japanese (``fc-match :lang=ja``). A font must carry Japanese glyphs, or it is
+    refused (``PDF_FONT_NOT_FOUND``): a Latin fallback would draw empty boxes."""
+    if configured:
+        path = Path(configured)
+        if not path.is_file() or not _draws_japanese(path):
+            raise FontNotFound(f"pdf_font_file {configured!r} is not a font with "
+                               "Japanese glyphs")
+        return path
+    for path in DEBIAN_JAPANESE_FONTS:
+        if path.is_file() and _draws_japanese(path):
+            return path
+    fc_match = shutil.which("fc-match")
+    candidate = None
+    if fc_match is not None:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            found = subprocess.run(  # noqa: S603 - fontconfig, fixed arguments
+                [fc_match, "--format=%{file}", "Gothic:lang=ja"],
+                capture_output=True, text=True, timeout=10, check=False)
+            candidate = Path(found.stdout.strip()) if found.stdout.strip() else None
+    if candidate is not None and candidate.is_file() and _draws_japanese(candidate):
+        return candidate
+    raise FontNotFound("no Japanese font found: install fonts-ipafont-gothic or set "
+                       "pdf_font_file")
 
 
 @functools.lru_cache(maxsize=4)
@@ -142,16 +198,17 @@ class PageLayout:
     leading: float
     margin: float = MARGIN
     font_file: Path = JAPANESE_FONT
+    page: tuple[float, float, float, float] = A4  # the media box (settings.pdf_page)
 
     @property
     def line_width_em(self) -> float:
         """The width between the side margins, in ems of this layout's font size."""
-        return (A4[2] - 2 * self.margin) / self.font_size
+        return (self.page[2] - 2 * self.margin) / self.font_size
 
     @property
     def lines_per_page(self) -> int:
         """How many lines fit between the top and bottom margins."""
-        usable = A4[3] - 2 * self.margin - self.font_size   # the last line's body
+        usable = self.page[3] - 2 * self.margin - self.font_size   # the last line's body
         return int(usable // self.leading) + 1
 
 
@@ -170,7 +227,7 @@ def draw_pages(pages: Sequence[Sequence[str]], page_layout: PageLayout) -> bytes
             margins=layout.Margins.uniform(0),
         ),
     )
-    _, _, page_width, page_height = A4
+    _, _, page_width, page_height = page_layout.page
     margin = page_layout.margin
     box = layout.BoxConstraints(width=page_width - 2 * margin,
                                 height=page_height - 2 * margin)
@@ -184,7 +241,8 @@ def draw_pages(pages: Sequence[Sequence[str]], page_layout: PageLayout) -> bytes
         })
         contents = generic.StreamObject(
             stream_data=b"q 1 0 0 1 %g %g cm /Text Do Q" % (margin, margin))
-        writer.insert_page(PageObject(contents=writer.add_object(contents), media_box=A4,
+        writer.insert_page(PageObject(contents=writer.add_object(contents),
+                                      media_box=page_layout.page,
                                       resources=resources))
     out = BytesIO()
     writer.write(out)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from hsm import HsmConfig, KeyAlgorithm
+from hsm import HsmConfig, KeyAlgorithm, KeyRef
 from identity.profiles import PolicyOids
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -17,6 +17,12 @@ DEFAULT_CONFIG = PROJECT_DIR / "config" / "default.toml"
 # public_base_url when none is configured: the address ``dairi serve`` binds by default.
 # ``dairi serve --host H --port P`` uses http://H:P instead (issue 10.10).
 DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:8080"
+# pdf_page_size: media boxes in points (JIS B5 is 182 x 257 mm).
+PAGE_SIZES: dict[str, tuple[float, float, float, float]] = {
+    "A4": (0, 0, 595.28, 841.89),
+    "B5": (0, 0, 515.91, 728.5),
+    "letter": (0, 0, 612, 792),
+}
 
 
 class SettingsError(ValueError):
@@ -88,6 +94,16 @@ class Settings:
     audit_retention_years: int
     audit_key_id: str
     audit_certificate_file: str
+    # production (issue 10 item 2): the attribute authority's key in the token, by its
+    # label (``dairi aa create-key`` prints it), and its certificate file (PEM, the AA
+    # certificate first, then its issuers); both empty in development mode, where the
+    # development PKI's AA is used.
+    aa_key_label: str
+    aa_certificate_file: str
+    # The Japanese font dairi draws its PDFs with (empty: found, see
+    # app.pdf_text.find_japanese_font) and their page size (A4, B5 or letter).
+    pdf_font_file: str
+    pdf_page_size: str
 
     @property
     def hsm(self) -> HsmConfig:
@@ -108,11 +124,42 @@ class Settings:
                           frozenset(self.registration_policies))
 
     @property
+    def aa_key(self) -> KeyRef | None:
+        """The configured attribute authority's key (None: the development PKI's)."""
+        return aa_key_ref(self.hsm_token_label, self.aa_key_label) if self.aa_key_label else None
+
+    @property
+    def pdf_font(self) -> Path:
+        """The font file PDFs are drawn with: ``pdf_font_file``, or the one found."""
+        from app.pdf_text import find_japanese_font
+
+        return find_japanese_font(self.pdf_font_file)
+
+    @property
+    def pdf_page(self) -> tuple[float, float, float, float]:
+        """The PDF page's media box, in points."""
+        return PAGE_SIZES[self.pdf_page_size]
+
+    @property
     def uses_softhsm(self) -> bool:
         return "softhsm" in Path(self.hsm_module).name
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def aa_key_ref(token_label: str, label: str) -> KeyRef:
+    """The key named by a dairi key label ``dairi:<CKA_ID hex>:v<version>``."""
+    parts = label.strip().split(":")
+    try:
+        if len(parts) != 3 or parts[0] != "dairi" or not parts[2].startswith("v"):
+            raise ValueError(label)
+        bytes.fromhex(parts[1])
+        return KeyRef(token_label, parts[1].lower(), int(parts[2][1:]))
+    except ValueError as exc:
+        raise SettingsError("aa_key_label must be a dairi key label "
+                            "(dairi:<key id in hex>:v<version>, as `dairi aa create-key` "
+                            "prints it)") from exc
 
 
 def _path(value: str, base: Path) -> Path:
@@ -263,4 +310,27 @@ def load_settings(
         audit_retention_years=_int(raw, "audit_retention_years", 1, 100),
         audit_key_id=str(raw["audit_key_id"]).strip(),
         audit_certificate_file=str(raw["audit_certificate_file"]).strip(),
+        **_production_aa(raw, base_dir),
+        pdf_font_file=str(raw["pdf_font_file"]).strip(),
+        pdf_page_size=_page_size(raw["pdf_page_size"]),
     )
+
+
+def _production_aa(raw: dict[str, object], base_dir: Path) -> dict[str, str]:
+    """``aa_key_label`` and ``aa_certificate_file``: both or neither (a relative
+    certificate path is taken from the project directory)."""
+    label = str(raw["aa_key_label"]).strip()
+    certificate = str(raw["aa_certificate_file"]).strip()
+    if bool(label) != bool(certificate):
+        raise SettingsError("aa_key_label and aa_certificate_file are set together")
+    if label:
+        aa_key_ref("", label)
+        certificate = str(_path(certificate, base_dir))
+    return {"aa_key_label": label, "aa_certificate_file": certificate}
+
+
+def _page_size(value: object) -> str:
+    name = str(value).strip()
+    if name not in PAGE_SIZES:
+        raise SettingsError(f"pdf_page_size must be one of {', '.join(PAGE_SIZES)}")
+    return name

@@ -230,9 +230,16 @@ class DevPki:
             raise PkiError("not a DER PKCS#10 certificate request") from exc
         if not request.is_signature_valid:
             raise PkiError("the certificate request's signature does not verify")
-        cns = request.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        name = str(cns[0].value) if cns else "employee"
-        return self.issue_employee_certificate(name, request.public_key())
+        def first(oid: x509.ObjectIdentifier) -> str | None:
+            found = request.subject.get_attributes_for_oid(oid)
+            return str(found[0].value) if found else None
+
+        # The employer as the request names it (dairi's CSRs do: 商号, NTRJP-法人番号).
+        identifier = first(NameOID.ORGANIZATION_IDENTIFIER) or ""
+        return self.issue_employee_certificate(
+            first(NameOID.COMMON_NAME) or "employee", request.public_key(),
+            corporate_name=first(NameOID.ORGANIZATION_NAME),
+            corporate_number=identifier[6:] if identifier.startswith("NTRJP-") else None)
 
     def certify_attribute_authority(self, csr_der: bytes, *, common_name: str | None = None
                                     ) -> EndEntity:
@@ -247,10 +254,12 @@ class DevPki:
         if not request.is_signature_valid:
             raise PkiError("the certificate request's signature does not verify")
         cns = request.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        orgs = request.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
         name = common_name or (str(cns[0].value) if cns else "dairi Attribute Authority")
+        organization = str(orgs[0].value) if orgs else "dairi development"
         root = self.cas["service-root"]
         cert = root.issue(
-            _name((NameOID.COUNTRY_NAME, "JP"), (NameOID.ORGANIZATION_NAME, "dairi development"),
+            _name((NameOID.COUNTRY_NAME, "JP"), (NameOID.ORGANIZATION_NAME, organization),
                   (NameOID.COMMON_NAME, name)),
             request.public_key(), now=self.clock(),
             key_usage=end_entity_key_usage(non_repudiation=True, crl_sign=True),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from app.cli.aa import aa_group
 from app.cli.admin import admin
 from app.cli.audit import audit_group
 from app.cli.hsm import hsm_group
@@ -114,6 +115,7 @@ def dev() -> None:
 main.add_command(cert)  # dairi cert inspect
 main.add_command(hsm_group)  # dairi hsm unlock
 main.add_command(admin)  # dairi admin create
+main.add_command(aa_group)  # dairi aa create-key
 main.add_command(audit_group)  # dairi audit checkpoint|export|verify
 dev.add_command(card)  # dairi dev card create|sign
 

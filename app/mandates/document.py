@@ -7,8 +7,10 @@ IPA Gothic (``app.pdf_text``). All times are shown in Japan Standard Time.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from app.pdf_text import PageLayout, draw_pages, measure, wrap
 
@@ -135,27 +137,37 @@ def text_width(text: str) -> float:
     return 2 * measure(text, LAYOUT.font_file)
 
 
-def wrap_line(line: str, width: float = LINE_WIDTH) -> list[str]:
+def wrap_line(line: str, width: float = LINE_WIDTH, layout: PageLayout = LAYOUT) -> list[str]:
     """Split ``line`` into pieces of at most ``width`` half-ems; continuations are indented.
 
     A piece preferably ends after a 、 in its second half, else after a space there;
     otherwise the line is broken between any two characters.
     """
     return wrap(line, width / 2, indent=CONTINUATION_INDENT, break_after=_BREAK_AFTER,
-                font_file=LAYOUT.font_file)
+                font_file=layout.font_file)
 
 
-def document_pages(document: MandateDocument) -> list[list[str]]:
+def layout_for(font_file: Path, page: tuple[float, float, float, float]) -> PageLayout:
+    """The document's layout in the configured font and page size (``settings.pdf_font``,
+    ``settings.pdf_page``); :data:`LAYOUT` is the default one."""
+    return dataclasses.replace(LAYOUT, font_file=font_file, page=page)
+
+
+def document_pages(document: MandateDocument, layout: PageLayout = LAYOUT
+                   ) -> list[list[str]]:
     """The wrapped lines of the document, at most ``LINES_PER_PAGE`` per page.
 
     When there is more than one page, the title line of page 1 carries the page number and
     every further page starts with a heading (title, 委任状番号, page number) and a blank
     line. No page body starts with a blank line.
     """
-    lines = [piece for line in document_lines(document) for piece in wrap_line(line)]
+    width = int(2 * layout.line_width_em)
+    per_page = min(LINES_PER_PAGE, layout.lines_per_page)
+    lines = [piece for line in document_lines(document)
+             for piece in wrap_line(line, width, layout)]
     pages: list[list[str]] = []
     for line in lines:
-        if not pages or len(pages[-1]) == LINES_PER_PAGE:
+        if not pages or len(pages[-1]) == per_page:
             if not line:
                 continue
             pages.append(["", ""] if pages else [])   # the heading is filled in below
@@ -169,6 +181,7 @@ def document_pages(document: MandateDocument) -> list[list[str]]:
     return pages
 
 
-def mandate_pdf(document: MandateDocument) -> bytes:
-    """The document as A4 PDF bytes, text in IPA Gothic, as many pages as needed."""
-    return draw_pages(document_pages(document), LAYOUT)
+def mandate_pdf(document: MandateDocument, layout: PageLayout = LAYOUT) -> bytes:
+    """The document as PDF bytes (A4 and IPA Gothic unless ``layout`` says otherwise), as
+    many pages as needed."""
+    return draw_pages(document_pages(document, layout), layout)

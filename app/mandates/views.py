@@ -340,8 +340,9 @@ def document(mandate_id: str) -> Response:
     state = document_state(document_lines(dataclasses.replace(shown, issued_at=_EPOCH)))
 
     def sign() -> bytes:
-        return context.pades_signer.sign(mandate_pdf(shown), context.aa_credential, PadesSpec(
-            level=PadesLevel.B_T, reason="電子委任状の発行", location="dairi")).pdf
+        return context.pades_signer.sign(
+            mandate_pdf(shown, context.mandate_layout), context.aa_credential,
+            PadesSpec(level=PadesLevel.B_T, reason="電子委任状の発行", location="dairi")).pdf
 
     pdf = signed_document(get_session(), mandate_id, state, sign, now)
     return Response(pdf, mimetype="application/pdf", headers={
