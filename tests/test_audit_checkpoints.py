@@ -245,15 +245,28 @@ def test_export_and_verify_through_the_command_line(ctx, cli_env, tmp_path) -> N
     assert bad.exit_code == 2 and "error INPUT_INVALID" in bad.output
 
 
-def test_events_of_enrolment_and_login_carry_no_personal_data_beyond_names(app, client, pki):
+def test_events_of_enrolment_and_login_carry_no_personal_data_beyond_names(
+        app_settings, hsm, pki, monkeypatch):
     """The employee's card carries birth date 1990-01-15 (JPKI 419900115), sex 1 and
-    the address 東京都千代田区霞が関一丁目1番1号 (tests/helpers_auth.new_card)."""
+    the address 東京都千代田区霞が関一丁目1番1号 (tests/helpers_auth.new_card); the
+    service keeps them (keep_personal_data), the audit trail does not."""
+    from app.factory import create_app
+    from app.migrate import migrate
+
+    monkeypatch.delenv("DAIRI_HSM_PIN", raising=False)
+    migrate(app_settings.database_url)
+    app = create_app(app_settings.replace(keep_personal_data=True), hsm=hsm)
+    app.config["TESTING"] = True
     corp = new_corporation(pki)
-    enrolled_employee(client, pki, corp)
+    enrolled_employee(app.test_client(), pki, corp)
     ctx = app.extensions["dairi"]
+    assert ctx.settings.keep_personal_data
     with ctx.engine.connect() as connection:
         rows = connection.execute(text(
             "SELECT tag, actor, subject, principal, details FROM audit_events")).all()
+        kept = connection.execute(text(
+            "SELECT personal_data FROM people WHERE personal_data IS NOT NULL")).scalars().all()
+    assert any("霞が関" in value for value in kept)  # the service did keep them
     tags = {row.tag for row in rows}
     assert any("enrol" in tag for tag in tags) and any("login" in tag for tag in tags), tags
     text_of_events = "\n".join(" ".join(str(v) for v in row) for row in rows)
