@@ -1,7 +1,8 @@
 # dairi: two commands do all the set-up on a fresh machine.
 #   make run   set up what is missing, then serve on 127.0.0.1:8080
 #              (make run PORT=8081 HOST=0.0.0.0: elsewhere; challenges name that address)
-#   make test  set up what is missing, then run the whole test suite
+#   make test  set up what is missing, type-check (mypy), then run the whole test suite
+#   make lock  re-pin requirements.lock (the deployments' dependencies, with hashes)
 # Both are idempotent: a second run reuses the virtualenv, token, PKI and database.
 
 PYTHON ?= python3
@@ -16,16 +17,29 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint bench demo setup system-packages clean
+.PHONY: run test typecheck lint lock bench demo setup system-packages clean
 
 run: setup
 	$(BIN)/dairi serve --host $(HOST) --port $(PORT)
 
 test: setup
+	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The packages and settings are [tool.mypy] in pyproject.toml.
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
+
+# requirements.lock: every runtime dependency pinned with its hashes, resolved from
+# pyproject.toml for any platform on Python >= 3.11. A re-run keeps the pins that still
+# satisfy pyproject.toml; `make lock LOCK_ARGS=--upgrade` moves them to the newest.
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install -q 'uv>=0.13,<0.14'
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 \
+	  --generate-hashes --custom-compile-command 'make lock' $(LOCK_ARGS) -o requirements.lock
 
 bench: setup
 	$(BIN)/python bench/pades.py
@@ -51,9 +65,11 @@ system-packages:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall only when the dependency list changes.
-$(BIN)/.installed: pyproject.toml | $(BIN)/python
+# Reinstall only when the dependency list changes. The runtime dependencies come
+# pinned from requirements.lock, as a deployment gets them; the test tools from pyproject.
+$(BIN)/.installed: pyproject.toml requirements.lock | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
