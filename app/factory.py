@@ -15,7 +15,7 @@ from app.http import edge
 from app.http.api import DairiApi, register_blueprints
 from app.http.docs import blp as docs_blueprint
 from app.http.problems import register_error_handlers
-from app.http.request_scope import EXTENSION_KEY, close_session
+from app.http.request_scope import EXTENSION_KEY, close_session, end_unit_of_work
 from app.settings import Settings, load_settings
 from hsm import Hsm
 
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None, *, hsm: Hsm | None = None) -> F
     edge.install(app, https=settings.public_base_url.startswith("https://"))
     app.extensions[EXTENSION_KEY] = ServiceContext(settings, hsm=hsm)
     app.teardown_appcontext(close_session)
+    app.after_request(end_unit_of_work)  # one unit of work per request: commit or roll back
     if settings.trusted_proxy_hops:
         # Behind N trusted reverse proxies the client is the address the outermost
         # one saw: the N-th from the right of X-Forwarded-For (rate limits and the

@@ -13,7 +13,9 @@ from helpers_mandates import instruction, new_employee, root_grant, scope, sub_g
 from sqlalchemy import select
 
 from app.mandates.models import Mandate
-from app.mandates.service import Actor, MandateService
+from app.mandates.service import MandateService
+from app.people.caller import Caller, CallerKind
+from app.unit_of_work import unit_of_work
 from delegation.instruction import DelegationRefused
 from signing import sign_detached
 
@@ -32,10 +34,10 @@ def test_no_child_stays_valid_under_a_revoked_parent(client, app, hsm, pki):
     yamada = new_employee(client, hsm, pki, corp, "山田\u3000太郎")
     suzuki = new_employee(client, hsm, pki, corp, "鈴木\u3000花子")
     sato = new_employee(client, hsm, pki, corp, "佐藤\u3000次郎")
-    representative = Actor("representative:test", representative_of=frozenset(
+    representative = Caller(CallerKind.REPRESENTATIVE, "test", "代表", representative_of=frozenset(
         {corp.corporate_number}))
-    employee = Actor(f"person:{suzuki.person_id}", suzuki.person_id,
-                     employee_of=frozenset({corp.corporate_number}))
+    employee = Caller(CallerKind.PERSON, suzuki.person_id, suzuki.name,
+                      employee_of=frozenset({corp.corporate_number}))
     outcomes: dict[str, int] = {"granted": 0, "refused": 0}
     for _ in range(ROUNDS):
         root = root_grant(client, corp, yamada, scope(max_depth=2))
@@ -49,23 +51,23 @@ def test_no_child_stays_valid_under_a_revoked_parent(client, app, hsm, pki):
         start = threading.Barrier(GRANTS_PER_ROUND + 1)
 
         def revoke(root_id: str = root["id"], barrier: threading.Barrier = start) -> str:
-            with context.session_factory() as session:
+            with unit_of_work(context.session_factory) as session:
                 barrier.wait()
                 service(context, session).revoke(root_id, actor=representative)
                 return "revoked"
 
         def grant(item: tuple[bytes, bytes], barrier: threading.Barrier = start) -> str:
             data, signatures = item
-            with context.session_factory() as session:
-                barrier.wait()
-                try:
+            try:
+                with unit_of_work(context.session_factory) as session:  # commits the grant
+                    barrier.wait()
                     service(context, session).grant(
                         data, signatures, grantee_certificate=sato.certificate,
                         grantee_person_id=sato.person_id, actor=employee)
-                    return "granted"
-                except DelegationRefused as exc:
-                    assert exc.code == "ANCESTOR_REVOKED", exc.code
-                    return "refused"
+                return "granted"
+            except DelegationRefused as exc:
+                assert exc.code == "ANCESTOR_REVOKED", exc.code
+                return "refused"
 
         with ThreadPoolExecutor(GRANTS_PER_ROUND + 1) as pool:
             futures = [pool.submit(revoke)] + [pool.submit(grant, item) for item in signed]

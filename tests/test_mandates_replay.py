@@ -190,27 +190,31 @@ def test_the_same_instruction_posted_at_once_is_granted_once(client, app, world)
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from app.mandates.service import Actor, MandateError, MandateService
+    from app.mandates.service import MandateError, MandateService
+    from app.people.caller import Caller, CallerKind
+    from app.unit_of_work import unit_of_work
 
     a, yamada = world["a"], world["yamada"]
     data = instruction(a, yamada, scope())
     signatures = sign_instruction(a.representative, data)
     context = app.extensions["dairi"]
-    actor = Actor("representative:test", representative_of=frozenset({a.corporate_number}))
+    actor = Caller(CallerKind.REPRESENTATIVE, "test", "代表",
+                   representative_of=frozenset({a.corporate_number}))
     racers = 4
     start = threading.Barrier(racers)
 
     def grant() -> str:
-        with context.session_factory() as session:
-            service = MandateService(session, context.settings, context.certificate_validator,
-                                     context.attribute_authority, context.clock)
-            start.wait()
-            try:
+        try:
+            with unit_of_work(context.session_factory) as session:  # commits the grant
+                service = MandateService(session, context.settings,
+                                         context.certificate_validator,
+                                         context.attribute_authority, context.clock)
+                start.wait()
                 service.grant(data, signatures, grantee_certificate=yamada.certificate,
                               grantee_person_id=yamada.person_id, actor=actor)
-                return "granted"
-            except MandateError as exc:
-                return exc.code
+            return "granted"
+        except MandateError as exc:
+            return exc.code
 
     with ThreadPoolExecutor(racers) as pool:
         outcomes = sorted(f.result(timeout=120) for f in [pool.submit(grant)

@@ -17,6 +17,7 @@ from app.audit_trail.log import AuditLog
 from app.cli.support import coded_errors, load_cli_settings, service_context
 from app.people.identity_digest import bind_signing_certificate, identity_digest
 from app.people.models import Person, Role, RoleAssignment
+from app.unit_of_work import unit_of_work
 from identity.certificate_files import load_certificate
 from identity.trust import TrustPurpose
 
@@ -43,7 +44,7 @@ def admin_create(auth_cert: Path, sign_cert: Path) -> None:
     signed = validator.validate_now(load_certificate(sign_cert.read_bytes()),
                                     TrustPurpose.JPKI_SIGN)
     assert signed.personal_data is not None
-    with context.session_factory() as session, session.begin():
+    with unit_of_work(context.session_factory) as session:
         person = session.scalar(
             select(Person).where(Person.auth_certificate_sha256 == authenticated.sha256))
         if person is None:

@@ -13,11 +13,13 @@ from app.cli.aa import aa_group
 from app.cli.admin import admin
 from app.cli.audit import audit_group
 from app.cli.hsm import hsm_group
+from app.cli.mandates import mandates_group
 from app.cli.support import coded_errors, load_cli_settings, service_context
 from app.credentials.service import CredentialOwner, CredentialService, read_certificates
 from app.dev.cards_cli import card, cert
 from app.first_run import ensure_environment
 from app.settings import configured_public_base_url
+from app.unit_of_work import unit_of_work
 from hsm import KeyAlgorithm
 from signing import PadesLevel, PadesSpec
 
@@ -115,6 +117,7 @@ def dev() -> None:
 main.add_command(cert)  # dairi cert inspect
 main.add_command(hsm_group)  # dairi hsm unlock
 main.add_command(admin)  # dairi admin create
+main.add_command(mandates_group)  # dairi mandates sweep
 main.add_command(aa_group)  # dairi aa create-key
 main.add_command(audit_group)  # dairi audit checkpoint|export|verify
 dev.add_command(card)  # dairi dev card create|sign
@@ -154,7 +157,7 @@ def credential_issue(name: str, person_id: str, corporate_number: str,
     development employee-signing CA (the certificate names the person as enrolled)."""
     settings = load_cli_settings()
     context = service_context(settings)
-    with context.session_factory() as session:
+    with unit_of_work(context.session_factory) as session:
         service = CredentialService(session, context.hsm, context.dev_pki)
         created = service.issue(name, KeyAlgorithm(algorithm or settings.default_key_algorithm),
                                 CredentialOwner(person_id, corporate_number))
@@ -179,7 +182,7 @@ def credential_request(name: str, person_id: str, corporate_number: str,
     settings = load_cli_settings()
     context = service_context(settings)
     owner = CredentialOwner(person_id, corporate_number)
-    with context.session_factory() as session:
+    with unit_of_work(context.session_factory) as session:
         service = CredentialService(session, context.hsm, context.dev_pki)
         created, csr = service.request(
             name, KeyAlgorithm(algorithm or settings.default_key_algorithm),
@@ -201,7 +204,7 @@ def credential_import(name: str, cert_file: Path, chain_file: Path | None) -> No
     context = service_context(load_cli_settings())
     (cert_der, *extra) = read_certificates(cert_file.read_bytes())
     chain = extra + (read_certificates(chain_file.read_bytes()) if chain_file else [])
-    with context.session_factory() as session:
+    with unit_of_work(context.session_factory) as session:
         service = CredentialService(session, context.hsm, context.dev_pki)
         updated = service.import_certificate(name, cert_der, chain)
         click.echo(f"{updated.id}  {updated.name}  {updated.status}  {updated.subject}")
@@ -231,7 +234,7 @@ def sign_pdf(credential_name: str, level: str, reason: str | None, source: Path,
     from app.signatures.service import SignatureService
 
     context = service_context(load_cli_settings())
-    with context.session_factory() as session:
+    with unit_of_work(context.session_factory) as session:
         result, record = SignatureService(session, context).sign_pdf(
             credential_name, source.read_bytes(), PadesSpec(level=PadesLevel(level),
                                                             reason=reason))

@@ -13,7 +13,6 @@ import binascii
 import copy
 import functools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import g, request
@@ -22,7 +21,8 @@ from flask_smorest import Api
 from app.audit_trail.log import append_refusal
 from app.http.problems import ProblemError
 from app.http.ratelimit import RateLimited, client_address, enforce
-from app.http.request_scope import current_context, get_session
+from app.http.request_scope import current_context, get_session, refusal_recorded
+from app.people.caller import Caller, CallerKind
 from app.people.models import GLOBAL_ROLES, AccessToken, Role
 from app.people.sign_in import AuthError, AuthService, roles_of
 from identity.corporate_number import validate_corporate_number
@@ -32,76 +32,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Client scopes: what a relying party may read.
 SCOPES = ("employees:read", "mandates:read", "authority:read", "signatures:verify",
           "audit:read")
-
-
-@dataclass(frozen=True)
-class Caller:
-    """The authenticated caller of one request."""
-
-    kind: str  # "person", "representative" or "client"
-    id: str  # person id, token id (representatives) or client id
-    name: str
-    roles: frozenset[Role] = frozenset()  # global roles (auditor, administrator)
-    employee_of: frozenset[str] = frozenset()  # 法人番号
-    representative_of: frozenset[str] = frozenset()
-    scopes: frozenset[str] = frozenset()
-    token: AccessToken | None = None
-    # An API client reads the corporations it is registered for, or all of them.
-    client_of: frozenset[str] = frozenset()  # 法人番号
-    all_corporations: bool = False
-
-    @property
-    def actor(self) -> str:
-        return f"{self.kind}:{self.id}"
-
-    @property
-    def rate_key(self) -> str:
-        """Whom per-caller rate limits count against: the person (however many
-        tokens), the representative's certificate (a representative's token id
-        differs per login) or the API client."""
-        if self.kind == "representative" and self.token is not None:
-            return f"certificate:{self.token.certificate_sha256}"
-        return self.actor
-
-    def holds(self, role: Role, corporation: str | None = None) -> bool:
-        """Whether the caller holds ``role`` (for ``corporation``, if a per-corporation role)."""
-        if role in GLOBAL_ROLES:
-            return role in self.roles
-        held = self.employee_of if role is Role.EMPLOYEE else self.representative_of
-        return bool(held) if corporation is None else corporation in held
-
-    @property
-    def reads_all_corporations(self) -> bool:
-        """An auditor, an administrator, or an API client registered for every corporation."""
-        if self.kind == "client":
-            return self.all_corporations
-        return bool(self.roles & {Role.AUDITOR, Role.ADMINISTRATOR})
-
-    @property
-    def readable_corporations(self) -> frozenset[str]:
-        """The corporations whose data the caller reads, unless it reads all of them:
-        an API client's registered ones, a person's employers and represented ones."""
-        if self.kind == "client":
-            return self.client_of
-        return self.employee_of | self.representative_of
-
-    def may_read(self, corporation: str) -> bool:
-        """Whether the caller may read ``corporation``'s data (mandates, staff …)."""
-        return self.reads_all_corporations or corporation in self.readable_corporations
-
-    def describe(self) -> dict[str, object]:
-        roles = sorted({r.value for r in self.roles}
-                       | ({Role.EMPLOYEE.value} if self.employee_of else set())
-                       | ({Role.REPRESENTATIVE.value} if self.representative_of else set()))
-        described: dict[str, object] = {
-            "kind": self.kind, "id": self.id, "name": self.name, "roles": roles,
-            "employee_of": sorted(self.employee_of),
-            "representative_of": sorted(self.representative_of),
-            "scopes": sorted(self.scopes)}
-        if self.kind == "client":
-            described.update(corporations=sorted(self.client_of),
-                             all_corporations=self.all_corporations)
-        return described
 
 
 # Refused authentication attempts are counted per minute.
@@ -136,6 +66,7 @@ def record_refused_attempt(tag: str, code: str, *, actor: str = "anonymous",
     append_refusal(session, tag, actor=actor, code=limited.code if limited else code,
                    subject=subject, details=details)
     session.commit()
+    refusal_recorded()
     return limited
 
 
@@ -156,6 +87,7 @@ def _refuse(status: int, code: str, detail: str, *, actor: str = "anonymous",
         append_refusal(session, "auth:access:refused", actor=actor, code=code,
                        details=details)
         session.commit()
+        refusal_recorded()
     headers = {"WWW-Authenticate": 'Bearer realm="dairi"'} if status == 401 else None
     return ProblemError(code, detail=detail, headers=headers, **extra)
 
@@ -181,7 +113,7 @@ def authenticate() -> Caller | None:
             elif scheme.lower() == "basic" and value:
                 client_id, secret = _basic(value)
                 client = service.client(client_id, secret)
-                caller = Caller("client", client.client_id, client.name,
+                caller = Caller(CallerKind.CLIENT, client.client_id, client.name,
                                 scopes=frozenset(client.scopes.split()),
                                 client_of=frozenset(client.corporate_numbers),
                                 all_corporations=client.all_corporations)
@@ -208,8 +140,10 @@ def _basic(value: str) -> tuple[str, str]:
 def token_caller(session: Any, token: AccessToken) -> Caller:
     roles, employers, represented = roles_of(session, token)
     if token.person_id is not None:
-        return Caller("person", token.person_id, token.name, roles, employers, token=token)
-    return Caller("representative", token.id, token.name, representative_of=represented,
+        return Caller(CallerKind.PERSON, token.person_id, token.name, roles, employers,
+                      token=token)
+    return Caller(CallerKind.REPRESENTATIVE, token.id, token.name,
+                  representative_of=represented,
                   token=token)
 
 
@@ -257,9 +191,9 @@ def allow(*roles: Role, scopes: Iterable[str] = (), corporation_arg: str | None 
                 # A number no corporation can have is bad input (422
                 # CORPORATE_NUMBER_INVALID), said before permission would call it FORBIDDEN.
                 validate_corporate_number(corporation)
-            permitted = (caller.kind == "client" and bool(caller.scopes & scope_set)
+            permitted = (caller.kind is CallerKind.CLIENT and bool(caller.scopes & scope_set)
                          and (corporation is None or caller.may_read(corporation))) or (
-                caller.kind != "client" and any(caller.holds(r, corporation) for r in roles))
+                any(caller.holds(r, corporation) for r in roles))
             if not permitted:
                 raise _refuse(403, "FORBIDDEN", "your roles do not allow this"
                               + (f" for corporation {corporation}" if corporation else ""),

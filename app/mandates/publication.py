@@ -17,7 +17,11 @@ would stall signing. So:
   serials cannot make the HSM sign either.
 - **Document**: the signed PDF is stored per mandate with a digest of everything it
   states but its issue time; it is signed again (HSM and TSA) only when that changes.
-  No transaction is held while it is signed.
+  No transaction is held while it is signed. This is the one write a ``GET`` makes
+  besides the audit of a refusal, and deliberately so: what the document states
+  (status, the chain's verdict) changes with time as well as with grants and
+  revocations, so it cannot be made once at grant time; it is a cache of a signed
+  rendering, written in a transaction of its own, never domain state.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from datetime import datetime, timedelta
 from asn1crypto import ocsp
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.mandates import document as mandate_document
 from app.mandates.models import Mandate, PublishedCrl, SignedMandateDocument
@@ -77,7 +81,9 @@ def publish_crl(session: Session, aa: AttributeAuthority, now: datetime) -> byte
 
 
 def current_crl(session: Session, aa: AttributeAuthority, now: datetime) -> bytes:
-    """The published CRL; re-made first (and committed) when it is near its nextUpdate."""
+    """The published CRL; re-made first when it is near its nextUpdate, in the caller's
+    unit of work (the caller commits; ``dairi mandates sweep`` re-makes it in time, so
+    a periodic sweep leaves none to re-make on ``GET /ac/crl``)."""
     row = session.get(PublishedCrl, _CRL_ROW)
     if row is None:
         raise RuntimeError("the published_crls row is missing: run `dairi db upgrade`")
@@ -85,9 +91,18 @@ def current_crl(session: Session, aa: AttributeAuthority, now: datetime) -> byte
         return row.crl_der
     locked = session.scalars(select(PublishedCrl).where(PublishedCrl.id == _CRL_ROW)
                              .with_for_update().execution_options(populate_existing=True)).one()
-    der = locked.crl_der if _fresh(locked, now) else publish_crl(session, aa, now)
-    session.commit()
-    return der
+    return locked.crl_der if _fresh(locked, now) else publish_crl(session, aa, now)
+
+
+def renew_crl(session: Session, aa: AttributeAuthority, now: datetime) -> bool:
+    """Re-make the published CRL if it is within :data:`AC_CRL_RENEWAL` of its
+    nextUpdate (the caller commits); whether it was."""
+    row = session.scalars(select(PublishedCrl).where(PublishedCrl.id == _CRL_ROW)
+                          .with_for_update().execution_options(populate_existing=True)).one()
+    if _fresh(row, now):
+        return False
+    publish_crl(session, aa, now)
+    return True
 
 
 # -- OCSP -----------------------------------------------------------------------------
@@ -184,32 +199,40 @@ def ocsp_answer(session: Session, aa: AttributeAuthority, request_der: bytes,
 # -- the signed 電子委任状 ---------------------------------------------------------------
 
 
-def signed_document(session: Session, mandate_id: str, state_sha256: str,
-                    sign: Callable[[], bytes], now: datetime) -> bytes:
-    """The stored signed document of ``mandate_id`` if it was made in ``state_sha256``;
-    otherwise ``sign()`` makes it, outside any transaction, and it is stored."""
+def signed_document(session: Session, session_factory: sessionmaker[Session],
+                    mandate_id: str, state_sha256: str, sign: Callable[[], bytes],
+                    now: datetime) -> bytes:
+    """The stored signed document of ``mandate_id`` if it was made in ``state_sha256``
+    (read through the request's ``session``); otherwise ``sign()`` makes it, outside any
+    transaction, and it is stored in a transaction of its own (``session_factory``):
+    the request itself, a ``GET``, writes nothing."""
     stored = session.get(SignedMandateDocument, mandate_id)
     if stored is not None and stored.state_sha256 == state_sha256:
         return stored.pdf
-    session.rollback()  # hold no lock (SQLite: the write lock) over the HSM and TSA
+    # Hold no lock (SQLite: the write lock of BEGIN IMMEDIATE) over the HSM and TSA, nor
+    # while the cache is written below; the request has nothing of its own to keep.
+    session.rollback()
     pdf = sign()
-    try:
-        stored = session.scalars(
-            select(SignedMandateDocument).where(SignedMandateDocument.mandate_id == mandate_id)
-            .with_for_update().execution_options(populate_existing=True)).first()
-        if stored is None:
-            session.add(SignedMandateDocument(mandate_id=mandate_id, state_sha256=state_sha256,
-                                              pdf=pdf, created_at=now))
-        elif stored.state_sha256 == state_sha256:
-            pdf = stored.pdf  # another worker signed it meanwhile: serve one document
-        else:
-            stored.state_sha256, stored.pdf, stored.created_at = state_sha256, pdf, now
-        session.commit()
-    except IntegrityError:  # another worker stored the first one at the same moment
-        session.rollback()
-        stored = session.get(SignedMandateDocument, mandate_id)
-        if stored is not None and stored.state_sha256 == state_sha256:
-            pdf = stored.pdf
+    with session_factory() as cache:
+        try:
+            with cache.begin():
+                stored = cache.scalars(
+                    select(SignedMandateDocument)
+                    .where(SignedMandateDocument.mandate_id == mandate_id)
+                    .with_for_update()).first()
+                if stored is None:
+                    cache.add(SignedMandateDocument(mandate_id=mandate_id,
+                                                    state_sha256=state_sha256, pdf=pdf,
+                                                    created_at=now))
+                elif stored.state_sha256 == state_sha256:
+                    pdf = stored.pdf  # another worker signed it meanwhile: serve one document
+                else:
+                    stored.state_sha256, stored.pdf, stored.created_at = state_sha256, pdf, now
+        except IntegrityError:  # another worker stored the first one at the same moment
+            with cache.begin():
+                stored = cache.get(SignedMandateDocument, mandate_id)
+                if stored is not None and stored.state_sha256 == state_sha256:
+                    pdf = stored.pdf
     return pdf
 
 

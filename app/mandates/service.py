@@ -1,7 +1,10 @@
-"""Mandates (電子委任状) in the service: granting, revoking, judging chains, and the
-authority query (DESIGN §5). The rules themselves are :mod:`delegation`'s; this module
-checks the grantors' certificates, keeps the rows and the AA's status answers, and
-records every grant and revocation in the audit log.
+"""Mandates (電子委任状) in the service: granting, revoking and judging chains (DESIGN §5).
+The rules themselves are :mod:`delegation`'s; this module checks the grantors'
+certificates, keeps the rows, and records every grant and revocation in the audit log,
+in the caller's unit of work: it never commits (the request or command does). The
+authority query is :mod:`app.mandates.authority`, the AA's CRL and OCSP
+:mod:`app.mandates.ac_status`, a representative's later revocation
+:mod:`app.mandates.chains` (checked) and :mod:`app.mandates.sweep` (recorded).
 
 Concurrency: a grant under a parent locks the parent row (``SELECT … FOR UPDATE``)
 before reading its status, and a revocation locks each mandate before revoking it and
@@ -11,8 +14,8 @@ child is never left valid under a revoked parent.
 A grant instruction is accepted once (its digest is kept in ``mandate_instructions``)
 and only while fresh (``instruction_max_age_seconds``); the holder certificate must
 be a live credential of the grantee person for the principal (issue 9.3, 9.4). A
-revocation re-makes the AA's published CRL in its own transaction
-(:mod:`app.mandates.service.publication`).
+revocation re-makes the AA's published CRL in the same transaction
+(:mod:`app.mandates.publication`).
 """
 
 from __future__ import annotations
@@ -21,18 +24,19 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from asn1crypto import pem
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 
 from app.audit_trail.log import AuditLog
 from app.credentials.models import Credential, CredentialStatus
+from app.mandates.chains import hop_of, representative_revoked_at
 from app.mandates.models import Mandate, MandateInstruction, MandateStatus
-from app.mandates.publication import current_crl, ocsp_answer, publish_crl
+from app.mandates.publication import publish_crl
+from app.people.caller import Caller, Permission, permits, require
 from app.people.models import Corporation, Employment, Person
 from app.settings import Settings
 from dairi import DairiError
@@ -42,7 +46,7 @@ from delegation.certificates import (
     MandateTerms,
     parse_mandate_certificate,
 )
-from delegation.chain import ChainVerdict, Hop, HopStatus, evaluate_chain
+from delegation.chain import ChainVerdict, evaluate_chain
 from delegation.instruction import (
     DelegationRefused,
     GrantInstruction,
@@ -59,12 +63,6 @@ from identity.validation import CertificateRefused, CertificateValidator
 # CRL reasons (asn1crypto names) a revocation may give.
 REVOCATION_REASONS = ("privilege_withdrawn", "affiliation_changed", "superseded",
                       "cessation_of_operation", "unspecified")
-# A representative's certificate revoked for renewal does not undo the grants it made.
-RENEWAL_REASONS = frozenset({"superseded"})
-# The authority query reads terms and status only, not the signed documents.
-_WITHOUT_DOCUMENTS = tuple(defer(c) for c in (
-    Mandate.instruction, Mandate.signatures, Mandate.attribute_certificate,
-    Mandate.grantee_certificate_der, Mandate.representative_certificates))
 
 
 class MandateError(DairiError):
@@ -73,51 +71,8 @@ class MandateError(DairiError):
     REVOCATION_REASON_INVALID."""
 
 
-@dataclass(frozen=True)
-class Actor:
-    """Who asks, as far as mandates care: the audit name and what they may act for."""
-
-    name: str  # e.g. "person:<id>", "representative:<token id>"
-    person_id: str | None = None
-    representative_of: frozenset[str] = frozenset()
-    employee_of: frozenset[str] = frozenset()
-    administrator: bool = False
-
-    def acts_for(self, corporate_number: str) -> bool:
-        return self.administrator or corporate_number in self.representative_of \
-            or corporate_number in self.employee_of
-
-
-@dataclass(frozen=True)
-class Authority:
-    """One way someone could act: the leaf mandate and its chain, root first."""
-
-    grantee_person_id: str
-    grantee_name: str
-    grantee_certificate_sha256: str
-    chain: tuple[Mandate, ...]
-
-    @property
-    def mandate(self) -> Mandate:
-        return self.chain[-1]
-
-
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def hop_of(row: Mandate) -> Hop:
-    """The chain-evaluation view of a stored mandate (its AC was checked at issuance)."""
-    return Hop(
-        mandate_id=row.id,
-        principal=row.principal,
-        grantor_certificate_sha256=row.grantor_certificate_sha256,
-        grantee_certificate_sha256=row.grantee_certificate_sha256,
-        scope=row.scope,
-        status=HopStatus(revoked_at=row.revoked_at),
-        grantor_is_representative=row.depth == 0,
-        representative_revoked_at=row.representative_revoked_at,
-    )
 
 
 class MandateService:
@@ -132,17 +87,17 @@ class MandateService:
     # -- granting -----------------------------------------------------------
 
     def grant(self, instruction: bytes, signatures: bytes, *, grantee_certificate: bytes,
-              grantee_person_id: str, actor: Actor) -> Mandate:
+              grantee_person_id: str, actor: Caller) -> Mandate:
         """Verify a signed grant instruction and issue its mandate AC.
 
         Raises :class:`DelegationRefused` (the rule that does not hold),
         :class:`CertificateRefused` (a certificate that does not validate now) or
-        :class:`MandateError`. Nothing is written unless the mandate is issued.
+        :class:`MandateError`. Nothing is written unless the mandate is issued, and
+        then in the caller's unit of work (the caller commits).
         """
         parsed = GrantInstruction.parse(instruction)
-        if not actor.acts_for(parsed.principal_corporate_number):
-            raise MandateError(f"you do not act for {parsed.principal_corporate_number}",
-                               "FORBIDDEN")
+        require(actor, Permission.GRANT, parsed.principal_corporate_number,
+                message=f"you do not act for {parsed.principal_corporate_number}")
         if parsed.canonical() != instruction:
             raise DelegationRefused("the instruction is not in canonical form (RFC 8785)",
                                     "INSTRUCTION_MALFORMED")
@@ -212,7 +167,7 @@ class MandateService:
             not_before=scope.not_before, not_after=scope.not_after,
             instruction=instruction, instruction_sha256=digest,
             signatures=signatures, attribute_certificate=ac,
-            status=MandateStatus.ACTIVE.value, created_by=actor.name, created_at=now,
+            status=MandateStatus.ACTIVE.value, created_by=actor.actor, created_at=now,
         )
         self.session.add(row)
         self.session.add(MandateInstruction(instruction_sha256=digest, mandate_id=mandate_id,
@@ -228,14 +183,13 @@ class MandateService:
                                "accepted once (sign a new instruction)",
                                "INSTRUCTION_REPLAYED") from None
         AuditLog(self.session).append(
-            "mandate:granted", actor=actor.name, subject=mandate_id,
+            "mandate:granted", actor=actor.actor, subject=mandate_id,
             principal=parsed.principal_corporate_number, at=now,
             details={"parent": parsed.parent, "depth": row.depth,
                      "grantee_person_id": grantee.id,
                      "grantee_certificate_sha256": parsed.grantee_certificate_sha256,
                      "instruction_sha256": row.instruction_sha256,
                      "scope": scope.to_json()})
-        self.session.commit()
         return row
 
     def _grantee(self, person_id: str, parsed: GrantInstruction) -> Person:
@@ -277,7 +231,7 @@ class MandateService:
                                      revocation_source=exc.revocation_source) from None
 
     def _check_representatives(self, parsed: GrantInstruction, signers: Sequence,
-                               actor: Actor) -> tuple[MandateParty, str]:
+                               actor: Caller) -> tuple[MandateParty, str]:
         corporations: list[RegisteredCorporation] = []
         for signer in signers:
             try:
@@ -310,8 +264,8 @@ class MandateService:
         if not named:
             raise DelegationRefused("the instruction's grantor is none of its signers",
                                     "GRANTOR_NOT_REPRESENTATIVE")
-        if not (actor.administrator or parsed.principal_corporate_number
-                in actor.representative_of):
+        if not permits(actor, Permission.GRANT_AS_REPRESENTATIVE,
+                       parsed.principal_corporate_number):
             raise DelegationRefused("only a representative of the principal (or an "
                                     "administrator) may submit its grant", "PRINCIPAL_MISMATCH")
         corporation, signer = named[0]
@@ -404,7 +358,7 @@ class MandateService:
 
     # -- revoking -----------------------------------------------------------
 
-    def revoke(self, mandate_id: str, *, actor: Actor,
+    def revoke(self, mandate_id: str, *, actor: Caller,
                reason: str = "privilege_withdrawn") -> list[Mandate]:
         """Revoke a mandate and, with it, every descendant; returns them, the mandate first.
 
@@ -416,11 +370,10 @@ class MandateService:
                                "REVOCATION_REASON_INVALID")
         row = self._lock(mandate_id)
         chain = self._ancestry(row)
-        grantors = {m.grantee_person_id for m in chain[:-1]}
-        if not (actor.administrator or row.principal in actor.representative_of
-                or (actor.person_id is not None and actor.person_id in grantors)):
-            raise MandateError("only its grantors, a representative of the principal or an "
-                               "administrator may revoke this mandate", "FORBIDDEN")
+        require(actor, Permission.REVOKE, row.principal,
+                granted_by={m.grantee_person_id for m in chain[:-1]},
+                message="only its grantors, a representative of the principal or an "
+                        "administrator may revoke this mandate")
         if row.revoked_at is not None:
             raise MandateError(f"mandate {mandate_id} was revoked at "
                                f"{row.revoked_at.isoformat()}", "MANDATE_ALREADY_REVOKED")
@@ -432,7 +385,7 @@ class MandateService:
             if current.revoked_at is None:
                 current.status = MandateStatus.REVOKED.value
                 current.revoked_at = now
-                current.revoked_by = actor.name if current is row else f"cascade:{row.id}"
+                current.revoked_by = actor.actor if current is row else f"cascade:{row.id}"
                 current.revocation_reason = reason
                 revoked.append(current)
             self.session.flush()
@@ -443,93 +396,34 @@ class MandateService:
                 select(Mandate).where(Mandate.parent_id == current.id).order_by(Mandate.id)
                 .with_for_update().execution_options(populate_existing=True)).all())
         AuditLog(self.session).append(
-            "mandate:revoked", actor=actor.name, subject=row.id, principal=row.principal,
+            "mandate:revoked", actor=actor.actor, subject=row.id, principal=row.principal,
             at=now, details={"reason": reason, "cascaded": [m.id for m in revoked[1:]]})
         # The published CRL lists it from this commit on, whichever worker is asked.
         publish_crl(self.session, self.aa, now)
-        self.session.commit()
         return revoked
 
     # -- judging ------------------------------------------------------------
 
-    def refresh_representative(self, root: Mandate) -> None:
-        """Re-check the root's representative certificates now; a revocation for any
-        reason but renewal is recorded with the time its CRL or OCSP answer gives (else
-        the time it was first seen), so the chain fails from that time on — also for a
-        query about "now" that began before the re-check."""
-        if root.depth != 0 or root.representative_revoked_at is not None \
-                or not root.representative_certificates:
-            return
-        for _, _, der in pem.unarmor(root.representative_certificates.encode(), multiple=True):
-            try:
-                self.validator.validate_now(der, TrustPurpose.REGISTRAR)
-            except CertificateRefused as exc:
-                if exc.code == "CERTIFICATE_REVOKED" and exc.reason not in RENEWAL_REASONS:
-                    root.representative_revoked_at = min(exc.revoked_at or self.clock(),
-                                                         self.clock())
-                    AuditLog(self.session).append(
-                        "mandate:representative-revoked", actor="service", subject=root.id,
-                        principal=root.principal, details={"reason": exc.reason})
-                    self.session.commit()
-                    return
-
     def chain(self, mandate_id: str, purpose: Purpose | None, *, at: datetime
               ) -> tuple[list[Mandate], ChainVerdict]:
         """The mandate's chain, root first, and the verdict on it at ``at`` for
-        ``purpose`` (None: whether the chain stands, for any purpose)."""
+        ``purpose`` (None: whether the chain stands, for any purpose).
+
+        Writes nothing: a root representative revoked since the grant and not yet
+        recorded by the sweep is checked now and counts in the verdict all the same.
+        """
         rows = self._ancestry(self.get(mandate_id))
-        self.refresh_representative(rows[0])
+        unrecorded = representative_revoked_at(self.validator, rows[0], self.clock)
         leaf = rows[-1]
         check = purpose or _some_purpose(leaf.scope, at)
-        verdict = evaluate_chain([hop_of(r) for r in rows], check,
+        hops = [hop_of(rows[0], unrecorded)] + [hop_of(r) for r in rows[1:]]
+        verdict = evaluate_chain(hops, check,
                                  signer_certificate_sha256=leaf.grantee_certificate_sha256,
                                  principal=rows[0].principal)
         if purpose is None:  # only what does not depend on a purpose
             verdict = ChainVerdict(verdict.hops, tuple(
                 r for r in verdict.reasons if r in {"MANDATE_EXPIRED", "MANDATE_NOT_YET_VALID"}))
         return rows, verdict
-
-    def authority(self, principal: str, purpose: Purpose) -> list[Authority]:
-        """Who could act for ``principal`` for ``purpose`` at ``purpose.at``, and through
-        which chain: every mandate whose whole chain holds, leaves sorted by grantee."""
-        at = purpose.at
-        rows = self.session.scalars(select(Mandate).options(*_WITHOUT_DOCUMENTS).where(
-            Mandate.principal == principal, Mandate.not_before <= at, Mandate.not_after > at,
-            or_(Mandate.revoked_at.is_(None), Mandate.revoked_at > at))).all()
-        by_id = {r.id: r for r in rows}
-        hops: dict[str, Hop] = {}
-
-        def hop(row: Mandate) -> Hop:  # scopes are parsed only for chains worth judging
-            if row.id not in hops:
-                hops[row.id] = hop_of(row)
-            return hops[row.id]
-
-        found = []
-        for row in rows:
-            if not hop(row).scope.covers(purpose):
-                continue
-            chain = [row]
-            while chain[0].parent_id is not None and chain[0].parent_id in by_id:
-                chain.insert(0, by_id[chain[0].parent_id])
-            if chain[0].parent_id is not None:
-                continue  # an ancestor is not live at T
-            verdict = evaluate_chain([hop(m) for m in chain], purpose,
-                                     signer_certificate_sha256=row.grantee_certificate_sha256,
-                                     principal=principal)
-            if verdict.holds:
-                found.append(Authority(row.grantee_person_id, row.grantee_name,
-                                       row.grantee_certificate_sha256, tuple(chain)))
-        return sorted(found, key=lambda a: (a.grantee_name, a.mandate.depth, a.mandate.id))
-
-    # -- the AA's status answers --------------------------------------------
-
-    def crl(self) -> bytes:
-        """The AA's published CRL of mandate ACs (re-made only near its nextUpdate)."""
-        return current_crl(self.session, self.aa, self.clock())
-
-    def ocsp_response(self, request_der: bytes) -> bytes:
-        """The AA's OCSP answer, reused while it still states the mandates' status."""
-        return ocsp_answer(self.session, self.aa, request_der, self.clock())
 
 
 def status_at(row: Mandate, at: datetime) -> str:

@@ -15,7 +15,12 @@ from flask_smorest import Blueprint
 from app.audit_trail.log import record_refusal
 from app.http.edge import body_limit
 from app.http.problems import ProblemError
-from app.http.request_scope import current_context, get_session
+from app.http.request_scope import (
+    audit_refusals,
+    current_context,
+    get_session,
+    refusal_recorded,
+)
 from app.http.schemas import (
     BINARY,
     Base64Bytes,
@@ -26,11 +31,14 @@ from app.http.schemas import (
     corporate_number_field,
     guard_json_body,
 )
-from app.http.security import Caller, allow, current_caller
+from app.http.security import allow, current_caller
+from app.mandates.ac_status import AcStatus
+from app.mandates.authority import AuthorityQuery
 from app.mandates.document import ChainLine, MandateDocument, document_lines, jst_text, mandate_pdf
 from app.mandates.models import Mandate
 from app.mandates.publication import document_state, signed_document
-from app.mandates.service import REVOCATION_REASONS, Actor, MandateService, status_at
+from app.mandates.service import REVOCATION_REASONS, MandateService, status_at
+from app.people.caller import Permission, permits
 from app.people.models import Role
 from dairi import DairiError
 from delegation.chain import ChainVerdict
@@ -43,6 +51,14 @@ blp.before_request(guard_json_body)
 
 ac_blp = Blueprint("ac", __name__, url_prefix="/ac",
                    description="The attribute authority's status services for mandate ACs")
+# Every refusal these endpoints answer is audited (app.http.request_scope), under the
+# tag of its view; the service's refusals are recorded by _refused with the same tags.
+audit_refusals(blp.name, "mandate:request:refused", {
+    "grant": "mandate:grant:refused", "revoke": "mandate:revocation:refused",
+    "get_mandate": "mandate:read:refused", "list_mandates": "mandate:list:refused",
+    "chain": "mandate:chain:refused", "document": "mandate:document:refused",
+    "authority": "mandate:authority:refused"})
+audit_refusals(ac_blp.name, "ac:request:refused")
 
 READERS = (Role.EMPLOYEE, Role.REPRESENTATIVE, Role.AUDITOR, Role.ADMINISTRATOR)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # a document's state leaves its issue time out
@@ -55,15 +71,14 @@ def _service() -> MandateService:
                           context.attribute_authority, context.clock)
 
 
-def _actor(caller: Caller) -> Actor:
-    return Actor(caller.actor, caller.id if caller.kind == "person" else None,
-                 caller.representative_of, caller.employee_of,
-                 caller.holds(Role.ADMINISTRATOR))
+def _ac_status() -> AcStatus:
+    context = current_context()
+    return AcStatus(get_session(), context.attribute_authority, context.clock)
 
 
 def _readable(mandate_id: str) -> Mandate:
     row = _service().get(mandate_id)
-    if not current_caller().may_read(row.principal):
+    if not permits(current_caller(), Permission.READ, row.principal):
         # Another corporation's mandate: as if it did not exist.
         raise ProblemError("MANDATE_NOT_FOUND", detail=f"no mandate {mandate_id}")
     return row
@@ -73,6 +88,7 @@ def _refused(tag: str, exc: DairiError, subject: str | None = None) -> None:
     get_session().rollback()
     record_refusal(current_context().session_factory, tag, actor=current_caller().actor,
                    code=exc.code, subject=subject)
+    refusal_recorded()
 
 
 # -- schemas ------------------------------------------------------------------
@@ -225,8 +241,7 @@ def grant(args: dict[str, Any]) -> dict[str, Any]:
     try:
         row = _service().grant(args["instruction"], args["signatures"],
                                grantee_certificate=args["grantee_certificate"],
-                               grantee_person_id=args["grantee_person_id"],
-                               actor=_actor(caller))
+                               grantee_person_id=args["grantee_person_id"], actor=caller)
     except DairiError as exc:
         _refused("mandate:grant:refused", exc)
         raise
@@ -242,7 +257,7 @@ def list_mandates(args: dict[str, Any]) -> dict[str, Any]:
     People and API clients see their own corporations' mandates only."""
     caller = current_caller()
     principal = args.get("principal")
-    if principal is not None and not caller.may_read(principal):
+    if principal is not None and not permits(caller, Permission.READ, principal):
         raise ProblemError("FORBIDDEN", detail=f"not allowed for corporation {principal}")
     principals = [principal] if principal else (
         None if caller.reads_all_corporations else sorted(caller.readable_corporations))
@@ -273,8 +288,7 @@ def revoke(args: dict[str, Any], mandate_id: str) -> dict[str, Any]:
     administrator may."""
     _readable(mandate_id)
     try:
-        revoked = _service().revoke(mandate_id, actor=_actor(current_caller()),
-                                    reason=args["reason"])
+        revoked = _service().revoke(mandate_id, actor=current_caller(), reason=args["reason"])
     except DairiError as exc:
         _refused("mandate:revocation:refused", exc, subject=mandate_id)
         raise
@@ -304,12 +318,12 @@ def authority(args: dict[str, Any]) -> dict[str, Any]:
     through which chain."""
     caller = current_caller()
     principal = args["principal"]
-    if not caller.may_read(principal):
+    if not permits(caller, Permission.READ, principal):
         raise ProblemError("FORBIDDEN", detail=f"not allowed for corporation {principal}")
     at = args.get("at") or current_context().clock()
     purpose = _purpose(args, at)
     assert purpose is not None  # action is required here
-    found = _service().authority(principal, purpose)
+    found = AuthorityQuery(get_session()).find(principal, purpose)
     return {
         "at": purpose.at, "principal": principal,
         "purpose": {"action": purpose.action, "procuring_entity": purpose.procuring_entity,
@@ -344,7 +358,7 @@ def document(mandate_id: str) -> Response:
             mandate_pdf(shown, context.mandate_layout), context.aa_credential,
             PadesSpec(level=PadesLevel.B_T, reason="電子委任状の発行", location="dairi")).pdf
 
-    pdf = signed_document(get_session(), mandate_id, state, sign, now)
+    pdf = signed_document(get_session(), context.session_factory, mandate_id, state, sign, now)
     return Response(pdf, mimetype="application/pdf", headers={
         "Content-Disposition": f'inline; filename="mandate-{mandate_id}.pdf"'})
 
@@ -407,7 +421,7 @@ def document_of(rows: list[Mandate], verdict: ChainVerdict, now: datetime) -> Ma
                  content_type="application/pkix-crl")
 def ac_crl() -> Response:
     """The AA's CRL of mandate attribute certificates (onlyContainsAttributeCerts)."""
-    return Response(_service().crl(), mimetype="application/pkix-crl")
+    return Response(_ac_status().crl(), mimetype="application/pkix-crl")
 
 
 @ac_blp.route("/ocsp", methods=["POST"])
@@ -418,7 +432,7 @@ def ac_crl() -> Response:
 def ac_ocsp() -> Response:
     """OCSP (RFC 6960) for mandate ACs; POST a DER OCSPRequest."""
     body = request.get_data(cache=False)
-    return Response(_service().ocsp_response(body), mimetype="application/ocsp-response")
+    return Response(_ac_status().ocsp_response(body), mimetype="application/ocsp-response")
 
 
 @ac_blp.route("/aa.pem", methods=["GET"])

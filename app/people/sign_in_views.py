@@ -12,7 +12,7 @@ from flask_smorest import Blueprint
 from app.audit_trail.log import AuditLog, record_refusal
 from app.http.problems import ProblemError
 from app.http.ratelimit import RateLimited, client_address
-from app.http.request_scope import current_context, get_session
+from app.http.request_scope import audit_refusals, current_context, get_session
 from app.http.schemas import Base64Bytes, guard_json_body
 from app.http.security import (
     SCOPES,
@@ -32,6 +32,8 @@ blp = Blueprint("auth", __name__, url_prefix="/api/v1",
                 description="Login with a My Number Card or a commercial-registration "
                             "certificate (challenge and response)")
 blp.before_request(guard_json_body)
+# Every refusal is audited (app.http.request_scope); refused logins are recorded here.
+audit_refusals(blp.name, "auth:request:refused")
 
 ALL_ROLES = tuple(Role)
 
@@ -149,7 +151,6 @@ def answer_challenge(args: dict[str, Any], challenge_id: str) -> dict[str, Any]:
     AuditLog(session).append("auth:login:succeeded", actor=who, subject=row.id,
                              principal=row.corporate_number,
                              details={"certificate_sha256": row.certificate_sha256})
-    session.commit()
     caller = token_caller(session, row).describe()
     return {"access_token": issued.token, "token_type": "Bearer",
             "expires_in": context.settings.access_token_seconds, "expires_at": row.expires_at,
@@ -167,7 +168,6 @@ def logout() -> None:
     session = get_session()
     _service().revoke_token(caller.token)
     AuditLog(session).append("auth:token:revoked", actor=caller.actor, subject=caller.token.id)
-    session.commit()
 
 
 @blp.route("/me", methods=["GET"])

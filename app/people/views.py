@@ -10,7 +10,12 @@ from sqlalchemy import func, select
 
 from app.audit_trail.log import AuditLog, record_refusal
 from app.http.problems import ProblemError
-from app.http.request_scope import current_context, get_session
+from app.http.request_scope import (
+    audit_refusals,
+    current_context,
+    get_session,
+    refusal_recorded,
+)
 from app.http.schemas import PageArgs, corporate_number_field, guard_json_body
 from app.http.security import SCOPES, allow, current_caller
 from app.people.enrolment import EnrolmentService
@@ -30,6 +35,9 @@ from dairi import DairiError
 blp = Blueprint("people", __name__, url_prefix="/api/v1",
                 description="Corporations, employee enrolment, roles and API clients")
 blp.before_request(guard_json_body)
+# Every refusal these endpoints answer is audited (app.http.request_scope); invitation
+# and enrolment refusals are recorded here with their own tags.
+audit_refusals(blp.name, "people:request:refused")
 
 CORPORATION = "corporate_number"
 
@@ -184,7 +192,6 @@ def set_joint_representation(args: dict[str, Any], corporate_number: str) -> dic
     AuditLog(get_session()).append(
         "corporation:joint-representation:set", actor=current_caller().actor,
         principal=corporate_number, details={"representatives": args["representatives"]})
-    get_session().commit()
     return {"representatives": row.joint_representatives}
 
 
@@ -225,8 +232,8 @@ def invite(args: dict[str, Any], corporate_number: str) -> dict[str, Any]:
         record_refusal(current_context().session_factory, "enrolment:invitation:refused",
                        actor=current_caller().actor, code=exc.code, principal=corporate_number,
                        subject=args.get("person_id"))
+        refusal_recorded()
         raise
-    get_session().commit()
     row = issued.row
     return {"id": row.id, "code": issued.code, "corporate_number": row.corporate_number,
             "name": row.name, "rebind": row.person_id is not None, "expires_at": row.expires_at}
@@ -250,6 +257,7 @@ def enrol(args: dict[str, Any]) -> dict[str, Any]:
         session.rollback()
         record_refusal(context.session_factory, "enrolment:person:refused", actor="anonymous",
                        code=exc.code, subject=args["challenge_id"])
+        refusal_recorded()
         raise
     return {"person_id": enrolled.person.id, "name": enrolled.person.name,
             "corporate_number": enrolled.corporate_number, "rebound": enrolled.rebound}
@@ -274,7 +282,6 @@ def assign_role(args: dict[str, Any]) -> RoleAssignment:
     session.flush()
     AuditLog(session).append("role:assignment:granted", actor=actor, subject=args["person_id"],
                              details={"role": args["role"]})
-    session.commit()
     return row
 
 
@@ -291,7 +298,6 @@ def remove_role(assignment_id: str) -> None:
     AuditLog(session).append("role:assignment:removed", actor=actor, subject=row.person_id,
                              details={"role": row.role})
     session.delete(row)
-    session.commit()
 
 
 def _client(row: ApiClient, secret: str | None = None) -> dict[str, Any]:
@@ -318,7 +324,6 @@ def create_client(args: dict[str, Any]) -> dict[str, Any]:
                                   details={"scopes": issued.row.scopes.split(),
                                            "corporations": issued.row.corporate_numbers,
                                            "all_corporations": issued.row.all_corporations})
-    auth.session.commit()
     return _client(issued.row, issued.client_secret)
 
 
@@ -343,4 +348,3 @@ def revoke_client(client_id: str) -> None:
     row.revoked_at = current_context().clock()
     AuditLog(auth.session).append("client:registration:revoked",
                                   actor=current_caller().actor, subject=client_id)
-    auth.session.commit()
