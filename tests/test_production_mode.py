@@ -54,6 +54,7 @@ from hsm import Hsm, KeyAlgorithm
 DER = serialization.Encoding.DER
 DAIRI = str(Path(sys.executable).with_name("dairi"))
 B5_POINTS = "515.91 x 728.5 pts"  # JIS B5, 182 x 257 mm, as pdfinfo prints it
+A4_POINTS = "595.28 x 841.89 pts"
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,8 @@ def pdfinfo_page_size(pdf: bytes, tmp_path: Path) -> str:
 
 
 def scenario(client: Any, context: ServiceContext, hsm: Hsm, production: Production,
-             tmp_path: Path) -> None:
+             tmp_path: Path) -> tuple[str, str]:
+    """Runs the scenario; (the sub-delegated mandate's id, its grantor's token)."""
     pki, server = production.pki, production.server
     corp = new_corporation(pki, name="株式会社本番商事")
     assert login(client, corp.representative)  # the registration certificate, by OCSP
@@ -247,6 +249,7 @@ def scenario(client: Any, context: ServiceContext, hsm: Hsm, production: Product
         assert int(refused.headers["Retry-After"]) > 0, body
     finally:
         server.start()
+    return child["id"], agent.token
 
 
 def test_production_mode_through_the_test_client(production, base_settings, hsm, tmp_path):
@@ -257,9 +260,19 @@ def test_production_mode_through_the_test_client(production, base_settings, hsm,
     context = application.extensions["dairi"]
     try:
         assert context.dev_pki is None
-        scenario(application.test_client(), context, hsm, production, tmp_path)
+        mandate_id, token = scenario(application.test_client(), context, hsm, production,
+                                     tmp_path)
     finally:
         context.engine.dispose()
+    # The stored signed document follows a change of the page size setting: drawn again.
+    a4 = create_app(settings.replace(pdf_page_size="A4"), hsm=hsm)
+    try:
+        document = a4.test_client().get(f"/api/v1/mandates/{mandate_id}/document",
+                                        headers=bearer(token))
+        assert document.status_code == 200, document.get_data()[:500]
+        assert pdfinfo_page_size(document.get_data(), tmp_path) == A4_POINTS
+    finally:
+        a4.extensions["dairi"].engine.dispose()
 
 
 def test_production_mode_served_by_two_workers(production, base_settings, hsm, tmp_path):

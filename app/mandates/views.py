@@ -351,7 +351,11 @@ def document(mandate_id: str) -> Response:
     rows, verdict = _service().chain(mandate_id, None, at=now)
     shown = document_of(rows, verdict, now)
     # Signed (HSM + TSA) once per mandate and state, not per request (issue 9.12).
-    state = document_state(document_lines(dataclasses.replace(shown, issued_at=_EPOCH)))
+    # The drawing's settings too: a document drawn in another font or page size is drawn
+    # again after the setting changes.
+    layout = context.mandate_layout
+    state = document_state([*document_lines(dataclasses.replace(shown, issued_at=_EPOCH)),
+                            f"layout {layout.page} {layout.font_file}"])
 
     def sign() -> bytes:
         return context.pades_signer.sign(
