@@ -7,6 +7,7 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 from hsm import HsmConfig, KeyAlgorithm, KeyRef
@@ -260,7 +261,7 @@ def load_settings(
         raise SettingsError("representative_titles must name at least one title")
     policy_names = ("jpki_auth_policies", "jpki_sign_policies", "jpki_test_policies",
                     "registration_policies")
-    policies = {name: _strings(raw[name]) for name in policy_names}
+    policies: dict[str, Any] = {name: _strings(raw[name]) for name in policy_names}
     try:
         PolicyOids(*(frozenset(policies[name]) for name in policy_names))
     except ValueError as exc:
@@ -316,7 +317,12 @@ def load_settings(
     )
 
 
-def _production_aa(raw: dict[str, object], base_dir: Path) -> dict[str, str]:
+class _ProductionAa(TypedDict):
+    aa_key_label: str
+    aa_certificate_file: str
+
+
+def _production_aa(raw: dict[str, object], base_dir: Path) -> _ProductionAa:
     """``aa_key_label`` and ``aa_certificate_file``: both or neither (a relative
     certificate path is taken from the project directory)."""
     label = str(raw["aa_key_label"]).strip()
