@@ -98,7 +98,7 @@ def authenticate() -> Caller | None:
     Raises a 401 problem for credentials that do not hold.
     """
     if "dairi_caller" in g:
-        return g.dairi_caller  # type: ignore[no-any-return]
+        return g.dairi_caller
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     caller: Caller | None = None
@@ -209,8 +209,9 @@ def allow(*roles: Role, scopes: Iterable[str] = (), corporation_arg: str | None 
         # The OpenAPI operation names how its callers authenticate (the Authorize
         # button of /docs): persons and representatives by bearer token, API clients
         # by Basic credentials. Copied, so the wrapped view's own doc is not changed.
-        security = ([{BEARER_SCHEME: []}] if roles else []) + (
-            [{BASIC_SCHEME: []}] if scope_set else [])
+        bearer: list[dict[str, list[str]]] = [{BEARER_SCHEME: []}] if roles else []
+        basic: list[dict[str, list[str]]] = [{BASIC_SCHEME: []}] if scope_set else []
+        security = bearer + basic
         apidoc = copy.deepcopy(getattr(wrapper, "_apidoc", {}))
         apidoc["manual_doc"] = {**apidoc.get("manual_doc", {}), "security": security}
         wrapper._apidoc = apidoc  # type: ignore[attr-defined]
