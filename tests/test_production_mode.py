@@ -47,9 +47,10 @@ from app.context import ServiceContext
 from app.credentials.service import CredentialOwner, CredentialService
 from app.factory import create_app
 from app.migrate import migrate
-from app.settings import Settings
+from app.pdf_text import FontNotFound, find_japanese_font
+from app.settings import Settings, SettingsError, load_settings
 from devpki import DevPki
-from hsm import Hsm, KeyAlgorithm
+from hsm import Hsm, KeyAlgorithm, KeyRef
 
 DER = serialization.Encoding.DER
 DAIRI = str(Path(sys.executable).with_name("dairi"))
@@ -301,3 +302,41 @@ def test_a_mandate_endpoint_without_a_configured_aa_is_refused(base_settings, hs
         problem(response, 503, "AA_NOT_CONFIGURED")
     finally:
         application.extensions["dairi"].engine.dispose()
+
+
+# --- the settings' refusals ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"aa_key_label": "dairi:00ff:v1"}, "set together"),
+    ({"aa_certificate_file": "aa.pem"}, "set together"),
+    ({"aa_key_label": "my-aa-key", "aa_certificate_file": "aa.pem"}, "dairi key label"),
+    ({"aa_key_label": "dairi:not-hex:v1", "aa_certificate_file": "aa.pem"},
+     "dairi key label"),
+    ({"pdf_page_size": "A5"}, "pdf_page_size must be one of A4, B5, letter"),
+])
+def test_production_settings_refused_at_start(changes, message):
+    with pytest.raises(SettingsError, match=message):
+        load_settings(env={}, **changes)
+
+
+def test_the_aa_key_label_names_a_token_key():
+    settings = load_settings(env={}, aa_key_label="dairi:00FF:v2",
+                             aa_certificate_file="/etc/dairi/aa.pem")
+    assert settings.aa_key == KeyRef(settings.hsm_token_label, "00ff", 2)
+    assert load_settings(env={}).aa_key is None
+
+
+def test_the_font_is_found_and_a_latin_font_is_refused(tmp_path):
+    found = find_japanese_font("")
+    assert found.is_file()
+    # fontconfig agrees that this file is a Japanese font
+    langs = subprocess.run(["fc-query", "--format=%{lang}", str(found)], capture_output=True,
+                           text=True, timeout=30, check=True).stdout
+    assert "ja" in langs.split("|")
+    latin = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+    if latin.is_file():
+        with pytest.raises(FontNotFound):
+            find_japanese_font(str(latin))
+    with pytest.raises(FontNotFound):
+        find_japanese_font(str(tmp_path / "missing.ttf"))
