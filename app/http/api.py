@@ -7,6 +7,8 @@ import http
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 
+from app.audit_trail import views as audit_trail
+from app.credentials import views as credentials
 from app.http import catalogue, health
 from app.http.problems import PROBLEM_CONTENT_TYPE, ProblemSchema
 from app.http.security import declare_security_schemes
@@ -15,7 +17,8 @@ from app.people import sign_in_views as auth
 from app.people import views as people
 
 # Every API blueprint, in registration order; add new ones here.
-BLUEPRINTS = (health.blp, catalogue.blp, auth.blp, people.blp, mandates.blp, mandates.ac_blp)
+BLUEPRINTS = (health.blp, catalogue.blp, auth.blp, people.blp, mandates.blp, mandates.ac_blp,
+              audit_trail.blp, credentials.blp)
 
 
 class DairiApi(Api):
