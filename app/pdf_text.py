@@ -37,6 +37,7 @@ from pyhanko.pdf_utils.font.api import FontEngineFactory
 from pyhanko.pdf_utils.font.opentype import GlyphAccumulator
 from pyhanko.pdf_utils.text import TextBox, TextBoxStyle
 from pyhanko.pdf_utils.writer import BasePdfFileWriter, PageObject, PdfFileWriter
+from pyhanko.pdf_utils.xref import ObjectStream
 
 from dairi import DairiError
 
@@ -184,7 +185,7 @@ class _ScaledFontFactory(FontEngineFactory):
     font_bytes: bytes
     font_size: int
 
-    def create_font_engine(self, writer: BasePdfFileWriter, obj_stream=None
+    def create_font_engine(self, writer: BasePdfFileWriter, obj_stream: ObjectStream | None = None
                            ) -> GlyphAccumulator:
         return GlyphAccumulator(writer=writer, font_handle=BytesIO(self.font_bytes),
                                 font_size=self.font_size, obj_stream=obj_stream)
@@ -195,7 +196,7 @@ class PageLayout:
     """How text sits on an A4 page: font, size (points), leading and margins."""
 
     font_size: int
-    leading: float
+    leading: int  # points, as pyHanko's TextBoxStyle takes it
     margin: float = MARGIN
     font_file: Path = JAPANESE_FONT
     page: tuple[float, float, float, float] = A4  # the media box (settings.pdf_page)
