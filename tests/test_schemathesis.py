@@ -42,7 +42,7 @@ ALL_SCOPES = ["employees:read", "mandates:read", "authority:read", "signatures:v
               "audit:read"]
 LOGOUT = "/api/v1/auth/logout"
 # Public endpoints that never read credentials: exercised once, anonymously.
-PUBLIC_PATHS = r"^/(healthz|readyz|pki/.*|ac/.*)$"
+PUBLIC_PATHS = r"^/(healthz|readyz|pki/.*|ac/.*|api/v1/problems(/.*)?)$"
 
 # Requests that are valid JSON Schema and still refused with 422 by design: what they
 # carry is DER, CMS or a signed canonical JSON document, which a schema cannot
