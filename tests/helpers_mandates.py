@@ -50,6 +50,7 @@ def new_employee(client: FlaskClient, hsm: Hsm, pki: DevPki, corp: Corp, name: s
         service = CredentialService(session, hsm, context.dev_pki)
         issued = service.issue(f"{name} {person_id}", KeyAlgorithm.RSA_2048,
                                CredentialOwner(person_id, corp.corporate_number))
+        session.commit()  # services never commit: the caller ends the unit of work
         credential = service.signing_credential(issued)
     return Employee(name, person_id, token, credential)
 

@@ -26,6 +26,7 @@ class CredentialStatus(enum.StrEnum):
     PENDING = "pending"  # key generated, CSR exported, no certificate yet
     ACTIVE = "active"
     SUSPENDED = "suspended"
+    REVOKED = "revoked"  # its certificate revoked at the CA; signs nothing again
     DESTROYED = "destroyed"
 
 
@@ -57,6 +58,9 @@ class Credential(Base):
     person_id: Mapped[str | None] = mapped_column(ForeignKey("people.id"), index=True)
     corporate_number: Mapped[str | None] = mapped_column(
         ForeignKey("corporations.corporate_number"))
+    # When and why the certificate was revoked (RFC 5280 reason name), if it was.
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revocation_reason: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, onupdate=utc_now)
 

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from asn1crypto import pem
 from asn1crypto import x509 as asn1_x509
@@ -28,6 +29,7 @@ from app.credentials.models import Credential, CredentialStatus
 from app.people.models import Corporation, Employment, Person
 from dairi import DairiError
 from devpki import DevPki, EndEntity
+from devpki.ca import UnknownCertificate
 from hsm import Hsm, HsmError, KeyAlgorithm, KeyRef, build_csr
 from signing import SigningCredential
 
@@ -99,9 +101,47 @@ class CredentialService:
     def list(self) -> list[Credential]:
         return list(self._session.scalars(select(Credential).order_by(Credential.created_at)))
 
-    def issue(self, name: str, algorithm: KeyAlgorithm, owner: CredentialOwner) -> Credential:
+    def owned(self, *, person_id: str | None = None, corporate_number: str | None = None
+              ) -> Sequence[Credential]:
+        """The credentials of a person and/or a corporation, oldest first."""
+        query = select(Credential).order_by(Credential.created_at, Credential.id)
+        if person_id is not None:
+            query = query.where(Credential.person_id == person_id)
+        if corporate_number is not None:
+            query = query.where(Credential.corporate_number == corporate_number)
+        return self._session.scalars(query).all()
+
+    def revoke(self, credential: Credential, reason: x509.ReasonFlags, now: datetime) -> bool:
+        """Revoke ``credential``: its certificate at the development CA that issued it,
+        and its status ``revoked`` for good (it signs nothing again, see
+        :meth:`signing_credential`). Returns whether the CA revoked the certificate
+        (False: no development PKI, or a certificate of an outside CA, whose operator
+        must be asked). Raises ``CREDENTIAL_ALREADY_REVOKED`` or, for a destroyed key,
+        ``CREDENTIAL_NOT_ACTIVE``."""
+        if credential.status == CredentialStatus.REVOKED:
+            raise CredentialError("the credential is revoked already",
+                                  "CREDENTIAL_ALREADY_REVOKED")
+        if credential.status == CredentialStatus.DESTROYED:
+            raise CredentialError("the credential's key was destroyed", "CREDENTIAL_NOT_ACTIVE")
+        at_ca = False
+        if credential.certificate_der is not None and self._pki is not None:
+            certificate = x509.load_der_x509_certificate(credential.certificate_der)
+            ca = self._pki.cas["employee-signing"]
+            if certificate.issuer == ca.certificate.subject:
+                with contextlib.suppress(UnknownCertificate):
+                    ca.revoke(certificate.serial_number, reason, now=now)
+                    at_ca = True
+        credential.status = CredentialStatus.REVOKED.value
+        credential.revoked_at = now
+        credential.revocation_reason = reason.value
+        self._session.flush()
+        return at_ca
+
+    def issue(self, name: str, algorithm: KeyAlgorithm, owner: CredentialOwner, *,
+              common_name: str | None = None) -> Credential:
         """Generate a key for ``owner`` and certify it with the development
-        employee-signing CA; the certificate names the person as enrolled, the
+        employee-signing CA; the certificate names the person (``common_name``: the
+        name on the JPKI signing certificate just proven; default: as enrolled), the
         corporation's 商号 and ``NTRJP-<法人番号>``.
 
         Raises ``PERSON_NOT_FOUND`` / ``PERSON_NOT_EMPLOYEE`` (the owner is not an
@@ -116,7 +156,8 @@ class CredentialService:
         return self._create(
             name, algorithm, owner,
             lambda ref: pki.issue_employee_certificate(
-                employee.name, self._public_key(ref), corporate_name=employee.corporation_name,
+                common_name or employee.name, self._public_key(ref),
+                corporate_name=employee.corporation_name,
                 corporate_number=owner.corporate_number),
         )
 
@@ -225,7 +266,9 @@ class CredentialService:
                 credential.subject = issued.certificate.subject.rfc4514_string()
                 credential.status = CredentialStatus.ACTIVE.value
             self._session.add(credential)
-            self._session.commit()
+            # Flushed, not committed: whoever runs the service commits the unit of
+            # work (with the audit event that records the issuance).
+            self._session.flush()
         except BaseException as exc:
             self._session.rollback()
             with contextlib.suppress(HsmError):

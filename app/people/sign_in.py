@@ -57,7 +57,10 @@ def sha256_hex(data: bytes | str) -> str:
 class ChallengePurpose:
     LOGIN = "login"
     ENROLMENT = "enrolment"
-    ALL = (LOGIN, ENROLMENT)
+    # A fresh proof by the JPKI signing certificate for a signing credential
+    # (app.credentials.views): the name it proves goes into the certificate.
+    CREDENTIAL = "credential"
+    ALL = (LOGIN, ENROLMENT, CREDENTIAL)
 
 
 @dataclass(frozen=True)
