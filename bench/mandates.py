@@ -187,18 +187,15 @@ def build_chain(env: BenchEnv) -> AcChain:
         serial = uuid.uuid4().int
         # The grant instruction each AC stands on, as grantors make them (fresh nonce,
         # creation time): the AC carries its digest.
+        scope = Scope(frozenset(actions), frozenset(entities), None, amount,
+                      now - timedelta(days=1), now + timedelta(days=days), max_depth)
         instruction = GrantInstruction(
             PRINCIPAL, PRINCIPAL_NAME, grantor.name, grantor.title, grantee.name,
-            grantee.certificate_sha256.hex(), Scope(
-                frozenset(actions), frozenset(entities), None, amount,
-                now - timedelta(days=1), now + timedelta(days=days), max_depth),
-            parent=parent, created_at=now)
+            grantee.certificate_sha256.hex(), scope, parent=parent, created_at=now)
         terms = MandateTerms(
             principal_corporate_number=PRINCIPAL, principal_name=PRINCIPAL_NAME,
-            grantor=grantor, grantee=grantee, actions=actions, procuring_entities=entities,
-            cases=None, amount_limit_jpy=amount, max_depth=max_depth,
-            instruction_digest=hashlib.sha256(instruction.canonical()).digest(),
-            not_before=now - timedelta(days=1), not_after=now + timedelta(days=days))
+            grantor=grantor, grantee=grantee, scope=scope,
+            instruction_digest=hashlib.sha256(instruction.canonical()).digest())
         parent = str(uuid.UUID(int=serial))
         acs.append(aa.issue(terms, holders[depth], serial_number=serial,
                             ancestors=acs, depth=depth))

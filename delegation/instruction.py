@@ -32,8 +32,10 @@ from asn1crypto import x509 as asn1_x509
 from pyhanko.sign.validation.generic_cms import validate_sig_integrity
 
 from dairi import DairiError
-from delegation.scope import Scope, ScopeError
+from delegation.mandate_terms import PARTY_NAME_MAX_LENGTH, TITLE_MAX_LENGTH
+from delegation.scope import NAME_MAX_LENGTH, Scope, ScopeError, check_text
 from identity.corporate_number import CorporateNumberError, validate_corporate_number
+from identity.names import same_name
 from identity.profiles import RegisteredCorporation
 
 # /2 added the nonce and the creation time; /1 instructions (replayable) are refused.
@@ -99,7 +101,14 @@ class GrantInstruction:
 
     @classmethod
     def parse(cls, data: bytes) -> GrantInstruction:
-        """Read instruction bytes; raises ``INSTRUCTION_MALFORMED``."""
+        """Read instruction bytes; raises ``INSTRUCTION_MALFORMED``.
+
+        Everything the attribute authority would refuse to certify is refused here, by
+        the same validators (:func:`delegation.scope.check_text`, the scope's own
+        checks, whole-second validity), so a bad instruction is refused before any
+        certificate is validated or any revocation status fetched. Bytes that are not
+        the instruction's canonical form (RFC 8785) are refused as well: what was
+        signed must be exactly what the service reads and keeps."""
         try:
             doc = json.loads(data.decode("utf-8"))
             if not isinstance(doc, dict) or set(doc) != _KEYS:
@@ -112,18 +121,22 @@ class GrantInstruction:
             if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
                 raise ValueError("grantee.certificate_sha256 is not a SHA-256 hex digest")
             parent = doc["parent"]
-            return cls(
+            scope = Scope.from_json(doc["scope"])
+            scope.check_certifiable()
+            parsed = cls(
                 nonce=_nonce(doc["nonce"]),
                 created_at=_created_at(doc["created_at"]),
                 principal_corporate_number=number,
-                principal_name=_text(principal["name"]),
-                grantor_name=_text(grantor["name"]),
-                grantor_title=None if grantor.get("title") is None else _text(grantor["title"]),
-                grantee_name=_text(grantee["name"]),
+                principal_name=_name(principal["name"], "principal.name", NAME_MAX_LENGTH),
+                grantor_name=_name(grantor["name"], "grantor.name", PARTY_NAME_MAX_LENGTH),
+                grantor_title=None if grantor.get("title") is None
+                else _name(grantor["title"], "grantor.title", TITLE_MAX_LENGTH),
+                grantee_name=_name(grantee["name"], "grantee.name", PARTY_NAME_MAX_LENGTH),
                 grantee_certificate_sha256=digest,
-                scope=Scope.from_json(doc["scope"]),
+                scope=scope,
                 parent=None if parent is None else _text(parent),
             )
+            canonical = parsed.canonical()
         except (CorporateNumberError, ScopeError) as exc:
             raise DelegationRefused(f"malformed grant instruction: {exc.message}",
                                     "INSTRUCTION_MALFORMED") from exc
@@ -133,12 +146,21 @@ class GrantInstruction:
         except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
             raise DelegationRefused(f"malformed grant instruction: {exc}",
                                     "INSTRUCTION_MALFORMED") from exc
+        if canonical != data:
+            raise DelegationRefused("the instruction is not in canonical form (RFC 8785)",
+                                    "INSTRUCTION_MALFORMED")
+        return parsed
 
 
 def _text(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("a name or identifier is empty or not a string")
     return value
+
+
+def _name(value: object, what: str, max_length: int) -> str:
+    # The mandate certificate's rule for names (MandateParty, MandateTerms).
+    return check_text(value, what, max_length=max_length, padded=True)
 
 
 def _nonce(value: object) -> str:
@@ -241,21 +263,25 @@ def instruction_signers(instruction: bytes, signed_data_der: bytes
 def check_representative_grant(instruction: GrantInstruction,
                                corporations: Sequence[RegisteredCorporation], *,
                                representative_titles: Sequence[str],
-                               required_signatures: int = 1) -> None:
+                               required_signatures: int = 1) -> int:
     """The representative rules for a root grant, given each signer's (validated)
-    registration certificate contents.
+    registration certificate contents, in the signers' order. Returns the index of the
+    signer the instruction names as its grantor.
 
-    Raises ``PRINCIPAL_MISMATCH`` (a signer's 会社法人等番号 is another
-    corporation's), ``GRANTOR_NOT_REPRESENTATIVE`` (a title not configured as a
-    representative's) or ``JOINT_REPRESENTATION_INCOMPLETE`` (fewer distinct
-    representatives than the corporation's joint representation requires).
+    Raises, in this order: ``REPRESENTATIVE_CORPORATION_MISMATCH`` (a signer's
+    会社法人等番号 is another corporation's), ``GRANTOR_NOT_REPRESENTATIVE`` (a title
+    not configured as a representative's), ``JOINT_REPRESENTATION_INCOMPLETE`` (fewer
+    distinct representatives than the corporation's joint representation requires),
+    ``PRINCIPAL_NAME_MISMATCH`` (the instruction's principal name is not the registered
+    商号), ``GRANTOR_NOT_SIGNER`` (the instruction's grantor is none of its signers).
+    Names compare without their spaces (:func:`identity.names.same_name`).
     """
     for corporation in corporations:
         if corporation.corporate_number != instruction.principal_corporate_number:
             raise DelegationRefused(
                 f"a signer's certificate is for 法人番号 {corporation.corporate_number}, "
                 f"not the principal {instruction.principal_corporate_number}",
-                "PRINCIPAL_MISMATCH")
+                "REPRESENTATIVE_CORPORATION_MISMATCH")
         if corporation.representative_title not in representative_titles:
             raise DelegationRefused(
                 f"the title {corporation.representative_title!r} is not a representative's",
@@ -265,3 +291,35 @@ def check_representative_grant(instruction: GrantInstruction,
         raise DelegationRefused(
             f"joint representation needs {required_signatures} representatives' signatures, "
             f"found {len(distinct)}", "JOINT_REPRESENTATION_INCOMPLETE")
+    for corporation in corporations:
+        if not same_name(corporation.corporate_name, instruction.principal_name):
+            raise DelegationRefused("the principal's name is not the registered name "
+                                    f"{corporation.corporate_name!r}",
+                                    "PRINCIPAL_NAME_MISMATCH")
+    for index, corporation in enumerate(corporations):
+        if same_name(corporation.representative_name or "", instruction.grantor_name):
+            return index
+    raise DelegationRefused("the instruction's grantor is none of its signers",
+                            "GRANTOR_NOT_SIGNER")
+
+
+def check_sub_delegation_signers(instruction: GrantInstruction,
+                                 signers: Sequence[InstructionSigner]) -> InstructionSigner:
+    """A sub-delegation (復代理) is signed by its grantor alone, the parent's grantee:
+    returns that signer. Raises ``SUBDELEGATION_MULTIPLE_SIGNERS``. Whether the signer
+    is the parent's grantee is :func:`delegation.chain.judge_hop`'s rule
+    (``GRANTOR_NOT_PARENT_GRANTEE``); whether the instruction names that signer as its
+    grantor is :func:`check_sub_delegation_grantor`'s."""
+    if len(signers) != 1:
+        raise DelegationRefused(f"a sub-delegation is signed by its grantor alone, not by "
+                                f"{len(signers)} signers", "SUBDELEGATION_MULTIPLE_SIGNERS")
+    return signers[0]
+
+
+def check_sub_delegation_grantor(instruction: GrantInstruction, parent_grantee_name: str
+                                 ) -> None:
+    """The instruction's grantor must be the parent's grantee who signed it:
+    ``GRANTOR_NOT_SIGNER`` otherwise."""
+    if not same_name(parent_grantee_name, instruction.grantor_name):
+        raise DelegationRefused("the instruction's grantor is not the parent's grantee who "
+                                "signed it", "GRANTOR_NOT_SIGNER")

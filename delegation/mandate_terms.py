@@ -2,13 +2,14 @@
 
 :class:`MandateTerms` is the plain-Python form of the ``Mandate`` attribute value plus
 the AC's validity window; :mod:`delegation.certificates` puts it into and reads it out
-of RFC 5755 attribute certificates.
+of RFC 5755 attribute certificates. What it grants is a :class:`~delegation.scope.Scope`
+(actions, entities, cases, amount limit, validity, depth), judged by the scope's own
+validator, so a scope that can be granted can be certified and the other way round.
 """
 
 from __future__ import annotations
 
-import unicodedata
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,9 +17,13 @@ from asn1crypto import cms
 
 from dairi import DairiError
 from delegation import asn1
+from delegation.scope import NAME_MAX_LENGTH, Scope, ScopeError, check_text
 from identity.corporate_number import CorporateNumberError, validate_corporate_number
 
 SHA256_SIZE = 32
+# Longest names a party carries (the service keeps them in columns this wide).
+PARTY_NAME_MAX_LENGTH = 200
+TITLE_MAX_LENGTH = 100
 
 
 class MandateCertificateError(DairiError):
@@ -37,35 +42,31 @@ def _invalid(message: str) -> MandateCertificateError:
     return MandateCertificateError(message, "MANDATE_TERMS_INVALID")
 
 
-def _text(value: object, what: str) -> str:
-    # Full-width spaces are usual in Japanese names; control characters are not.
-    if not isinstance(value, str) or not value.strip() \
-            or any(unicodedata.category(c).startswith("C") for c in value):
-        raise _invalid(f"{what} must be a non-empty string without control characters")
-    return value
+def _text(value: object, what: str, max_length: int) -> str:
+    # scope.check_text: the one rule for names (full-width spaces inside are usual in
+    # Japanese names; control characters are not).
+    try:
+        return check_text(value, what, max_length=max_length, padded=True)
+    except ScopeError as exc:
+        raise _invalid(exc.message) from None
 
 
-def _texts(values: Iterable[str] | None, what: str, *, optional: bool) -> tuple[str, ...] | None:
-    if values is None and optional:
+def _unrepeated(values: Sequence[str] | None, what: str) -> frozenset[str] | None:
+    # A set in the scope; an AC that lists a value twice is not one dairi would write.
+    if values is None:
         return None
-    if values is None or isinstance(values, str | bytes):
-        raise _invalid(f"{what} must be a sequence of strings")
-    if isinstance(values, set | frozenset):
-        values = sorted(values)  # a deterministic encoding
-    result = tuple(_text(v, what) for v in values)
-    if not result:
-        # An empty restriction would grant nothing; "any" is written None.
-        raise _invalid(f"{what} must not be empty")
-    if len(set(result)) != len(result):
+    if len(set(values)) != len(values):
         raise _invalid(f"{what} must not repeat a value")
-    return result
+    return frozenset(values)
 
 
-def _utc_seconds(value: object, what: str) -> datetime:
-    if not isinstance(value, datetime) or value.tzinfo is None:
-        raise _invalid(f"{what} must be an aware datetime")
-    # AC validity is a GeneralizedTime without fractions (RFC 5755 §4.2.6).
-    return value.astimezone(UTC).replace(microsecond=0)
+def _sorted(names: frozenset[str] | None) -> tuple[str, ...] | None:
+    return None if names is None else tuple(sorted(names))
+
+
+def _aware(value: datetime) -> datetime:
+    # asn1crypto reads GeneralizedTime "Z" as UTC; a naive time would be the encoder's bug.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,9 @@ class MandateParty:
     certificate_sha256: bytes
 
     def __post_init__(self) -> None:
-        _text(self.name, "party name")
+        _text(self.name, "party name", PARTY_NAME_MAX_LENGTH)
         if self.title is not None:
-            _text(self.title, "party title")
+            _text(self.title, "party title", TITLE_MAX_LENGTH)
         if not isinstance(self.certificate_sha256, bytes) \
                 or len(self.certificate_sha256) != SHA256_SIZE:
             raise _invalid("certificate_sha256 must be 32 bytes (SHA-256)")
@@ -98,53 +99,69 @@ class MandateParty:
 
 @dataclass(frozen=True)
 class MandateTerms:
-    """What one mandate AC certifies. Times are normalised to whole seconds in UTC.
+    """What one mandate AC certifies: who grants to whom for which corporation, and the
+    :class:`~delegation.scope.Scope` granted (its validity is the AC's window).
 
-    ``procuring_entities`` / ``cases`` None mean "any"; ``amount_limit_jpy`` None means
-    no limit; ``max_depth`` 0 means no sub-delegation (``subDelegation`` absent).
+    The scope's times must be whole seconds (``Scope.check_certifiable``): an AC states
+    no fractions, and terms are never rounded into something other than what was signed.
+    The flat views (``actions``, ``procuring_entities``, ``cases``: sorted tuples or
+    None for "any"; ``amount_limit_jpy``; ``max_depth``, 0 meaning no sub-delegation;
+    ``not_before``/``not_after``) are the encoding's order.
     """
 
     principal_corporate_number: str
     principal_name: str
     grantor: MandateParty
     grantee: MandateParty
-    actions: tuple[str, ...]
-    procuring_entities: tuple[str, ...] | None
-    cases: tuple[str, ...] | None
-    amount_limit_jpy: int | None
-    max_depth: int
+    scope: Scope
     instruction_digest: bytes
-    not_before: datetime
-    not_after: datetime
 
     def __post_init__(self) -> None:
-        def put(name: str, value: object) -> None:
-            object.__setattr__(self, name, value)
-
         try:
             validate_corporate_number(self.principal_corporate_number)
         except CorporateNumberError as exc:
             raise _invalid(f"principal corporate number: {exc.message}") from None
-        _text(self.principal_name, "principal name")
+        _text(self.principal_name, "principal name", NAME_MAX_LENGTH)
         for role in ("grantor", "grantee"):
             if not isinstance(getattr(self, role), MandateParty):
                 raise _invalid(f"{role} must be a MandateParty")
-        put("actions", _texts(self.actions, "actions", optional=False))
-        put("procuring_entities", _texts(self.procuring_entities, "procuring entities",
-                                         optional=True))
-        put("cases", _texts(self.cases, "cases", optional=True))
-        amount = self.amount_limit_jpy
-        if amount is not None and (type(amount) is not int or amount <= 0):
-            raise _invalid("amount_limit_jpy must be a positive integer or None")
-        if type(self.max_depth) is not int or self.max_depth < 0:
-            raise _invalid("max_depth must be an integer >= 0")
+        if not isinstance(self.scope, Scope):
+            raise _invalid("scope must be a Scope")
+        try:
+            self.scope.check_certifiable()
+        except ScopeError as exc:
+            raise _invalid(exc.message) from None
         if not isinstance(self.instruction_digest, bytes) \
                 or len(self.instruction_digest) != SHA256_SIZE:
             raise _invalid("instruction_digest must be 32 bytes (SHA-256)")
-        put("not_before", _utc_seconds(self.not_before, "not_before"))
-        put("not_after", _utc_seconds(self.not_after, "not_after"))
-        if self.not_after <= self.not_before:
-            raise _invalid("not_after must be later than not_before")
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        return tuple(sorted(self.scope.actions))
+
+    @property
+    def procuring_entities(self) -> tuple[str, ...] | None:
+        return _sorted(self.scope.procuring_entities)
+
+    @property
+    def cases(self) -> tuple[str, ...] | None:
+        return _sorted(self.scope.cases)
+
+    @property
+    def amount_limit_jpy(self) -> int | None:
+        return self.scope.amount_limit_jpy
+
+    @property
+    def max_depth(self) -> int:
+        return self.scope.max_depth
+
+    @property
+    def not_before(self) -> datetime:
+        return self.scope.not_before
+
+    @property
+    def not_after(self) -> datetime:
+        return self.scope.not_after
 
     def to_asn1(self) -> asn1.Mandate:
         """The ``Mandate`` attribute value (the validity window goes in the AC itself)."""
@@ -178,21 +195,24 @@ class MandateTerms:
         max_depth = 0 if sub.native is None else sub["max_depth"].native
         if sub.native is not None and max_depth < 1:
             raise _invalid("subDelegation present with maxDepth < 1")
-        entities = value["procuring_entities"].native
-        cases = value["cases"].native
+        try:
+            scope = Scope(
+                actions=_unrepeated(value["actions"].native, "actions") or frozenset(),
+                procuring_entities=_unrepeated(value["procuring_entities"].native,
+                                               "procuring entities"),
+                cases=_unrepeated(value["cases"].native, "cases"),
+                amount_limit_jpy=value["amount_limit_jpy"].native,
+                not_before=_aware(not_before), not_after=_aware(not_after),
+                max_depth=max_depth)
+        except ScopeError as exc:
+            raise _invalid(exc.message) from None
         return cls(
             principal_corporate_number=value["principal"]["corporate_number"].native,
             principal_name=value["principal"]["name"].native,
             grantor=MandateParty.from_asn1(value["grantor"]),
             grantee=MandateParty.from_asn1(value["grantee"]),
-            actions=tuple(value["actions"].native),
-            procuring_entities=None if entities is None else tuple(entities),
-            cases=None if cases is None else tuple(cases),
-            amount_limit_jpy=value["amount_limit_jpy"].native,
-            max_depth=max_depth,
+            scope=scope,
             instruction_digest=value["instruction_digest"].native,
-            not_before=not_before,
-            not_after=not_after,
         )
 
     @classmethod

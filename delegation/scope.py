@@ -8,12 +8,19 @@ sub-delegation depth. Representations are canonical, so ``==`` is semantic equal
   specific ``"e-application:<procedure>"`` next to it is redundant and is dropped;
 * times are normalised to UTC;
 * ``None`` means "any" (entities, cases) or "no limit" (amount); an empty restriction
-  is invalid, since it would grant nothing.
+  is invalid, since it would grant nothing, and so is an amount limit of 0.
+
+Every text a mandate carries is judged by one rule, :func:`check_text` (non-empty, no
+control characters, bounded length; scope names also without outer spaces), and every
+number by :func:`check_count`, here and in :mod:`delegation.mandate_terms` and
+:mod:`delegation.instruction`: a grant instruction the attribute authority could not
+certify is refused when it is read, before any certificate is validated (issue 10.3).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +41,12 @@ ACTION_LABELS: Mapping[str, str] = MappingProxyType({
     BID: "入札", QUOTE: "見積", CONTRACT: "契約", INVOICE: "請求", E_APPLICATION: "電子申請",
 })
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{6})?Z")
+# Bounds of what a mandate may carry. Names fit the service's columns (300 characters);
+# a restriction lists at most NAMES_MAX names; integers stay within what RFC 8785
+# (canonical JSON, the instruction's form) writes exactly.
+NAME_MAX_LENGTH = 300
+NAMES_MAX = 100
+JSON_INTEGER_MAX = 2**53 - 1
 _JSON_KEYS = frozenset({"actions", "procuring_entities", "cases", "amount_limit_jpy",
                         "not_before", "not_after", "max_depth"})
 
@@ -44,16 +57,54 @@ class ScopeError(DairiError, ValueError):
     code = "SCOPE_INVALID"
 
 
+def check_text(value: object, what: str, *, max_length: int = NAME_MAX_LENGTH,
+               padded: bool = False) -> str:
+    """Return ``value`` if it is a text a mandate may carry; raise ScopeError SCOPE_INVALID.
+
+    The one rule for every name in a scope, an instruction and a mandate certificate: a
+    non-blank string of at most ``max_length`` characters without control characters
+    (Unicode category C: controls, format characters, surrogates, private use,
+    unassigned), and, unless ``padded`` (a person's or corporation's name as written),
+    without leading or trailing white space. Full-width spaces inside Japanese names are
+    fine.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise ScopeError(f"{what} must be a non-empty string")
+    if not padded and value.strip() != value:
+        raise ScopeError(f"{what} must not begin or end with white space")
+    if any(unicodedata.category(c).startswith("C") for c in value):
+        raise ScopeError(f"{what} must not contain control characters")
+    if len(value) > max_length:
+        raise ScopeError(f"{what} is longer than {max_length} characters")
+    return value
+
+
+def check_count(value: object, what: str, *, minimum: int = 0) -> int:
+    """Return ``value`` if it is an integer from ``minimum`` to :data:`JSON_INTEGER_MAX`
+    (not a bool); raise ScopeError SCOPE_INVALID if not."""
+    if isinstance(value, bool) or not isinstance(value, int) \
+            or not minimum <= value <= JSON_INTEGER_MAX:
+        raise ScopeError(f"{what} must be an integer from {minimum} to {JSON_INTEGER_MAX}")
+    return value
+
+
+def check_amount_limit(value: object) -> int | None:
+    """An amount limit is None (no limit) or a positive integer: a limit of 0 would grant
+    nothing, like an empty restriction. Raises ScopeError SCOPE_INVALID."""
+    return None if value is None else check_count(value, "amount_limit_jpy", minimum=1)
+
+
 def validate_action(text: object) -> str:
     """Return ``text`` if it names an action; raise ScopeError SCOPE_ACTION_UNKNOWN if not.
 
     Actions: bid, quote, contract, invoice, ``e-application:<procedure>`` (procedure
-    non-empty and printable, no whitespace, no ``*``) and the wildcard ``e-application:*``.
+    non-empty and printable, no whitespace, no ``*``, at most NAME_MAX_LENGTH characters
+    in all) and the wildcard ``e-application:*``.
     """
     if isinstance(text, str):
         if text in BASE_ACTIONS or text == E_APPLICATION_ANY:
             return text
-        if text.startswith(E_APPLICATION_PREFIX):
+        if text.startswith(E_APPLICATION_PREFIX) and len(text) <= NAME_MAX_LENGTH:
             proc = text[len(E_APPLICATION_PREFIX):]
             if proc and proc.isprintable() and "*" not in proc \
                     and not any(c.isspace() for c in proc):
@@ -80,9 +131,10 @@ def _names(value: object, what: str) -> frozenset[str] | None:
         return None
     if not isinstance(value, (frozenset, set, list, tuple)) or not value:
         raise ScopeError(f"{what} must be None or a non-empty set of names")
+    if len(value) > NAMES_MAX:
+        raise ScopeError(f"{what} lists more than {NAMES_MAX} names")
     for name in value:
-        if not isinstance(name, str) or not name or name.strip() != name:
-            raise ScopeError(f"{what}: names are non-empty strings without outer spaces")
+        check_text(name, f"{what}: each name")
     return frozenset(value)
 
 
@@ -93,12 +145,6 @@ def _utc(value: object, what: str) -> datetime:
         return value.astimezone(UTC)
     except OverflowError as exc:
         raise ScopeError(f"{what} is out of range") from exc
-
-
-def _count(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ScopeError(f"{what} must be an integer ≥ 0")
-    return value
 
 
 def _time_json(t: datetime) -> str:
@@ -135,7 +181,7 @@ class Purpose:
             if value is not None:
                 _names([value], what)
         if self.amount_jpy is not None:
-            _count(self.amount_jpy, "amount_jpy")
+            check_count(self.amount_jpy, "amount_jpy")
         object.__setattr__(self, "at", _utc(self.at, "at"))
 
 
@@ -155,18 +201,26 @@ class Scope:
     def __post_init__(self) -> None:
         if not isinstance(self.actions, (frozenset, set, list, tuple)) or not self.actions:
             raise ScopeError("actions must be a non-empty set of action names")
+        if len(self.actions) > NAMES_MAX:
+            raise ScopeError(f"actions lists more than {NAMES_MAX} actions")
         actions = _canonical_actions({validate_action(a) for a in self.actions})
         set_ = object.__setattr__
         set_(self, "actions", actions)
         set_(self, "procuring_entities", _names(self.procuring_entities, "procuring_entities"))
         set_(self, "cases", _names(self.cases, "cases"))
-        if self.amount_limit_jpy is not None:
-            _count(self.amount_limit_jpy, "amount_limit_jpy")
+        check_amount_limit(self.amount_limit_jpy)
         set_(self, "not_before", _utc(self.not_before, "not_before"))
         set_(self, "not_after", _utc(self.not_after, "not_after"))
         if self.not_before >= self.not_after:
             raise ScopeError("not_before must be earlier than not_after")
-        _count(self.max_depth, "max_depth")
+        check_count(self.max_depth, "max_depth")
+
+    def check_certifiable(self) -> None:
+        """Raise ScopeError SCOPE_INVALID unless an attribute certificate can state this
+        scope exactly: its validity times in whole seconds (an AC's GeneralizedTime has no
+        fractions, RFC 5755 §4.2.6), so nothing signed is silently rounded."""
+        if self.not_before.microsecond or self.not_after.microsecond:
+            raise ScopeError("validity times are whole seconds (not_before, not_after)")
 
     def _excess(self, other: Scope) -> list[str]:
         """Codes of the dimensions (not depth) in which ``other`` exceeds ``self``."""

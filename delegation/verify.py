@@ -48,17 +48,8 @@ def serial_of(mandate_id: str) -> int:
 
 
 def scope_of(terms: MandateTerms) -> Scope:
-    """The scope a mandate's terms grant."""
-    return Scope(
-        actions=frozenset(terms.actions),
-        procuring_entities=None if terms.procuring_entities is None
-        else frozenset(terms.procuring_entities),
-        cases=None if terms.cases is None else frozenset(terms.cases),
-        amount_limit_jpy=terms.amount_limit_jpy,
-        not_before=terms.not_before,
-        not_after=terms.not_after,
-        max_depth=terms.max_depth,
-    )
+    """The scope a mandate's terms grant (the terms hold it)."""
+    return terms.scope
 
 
 class MandateChainReader:

@@ -26,6 +26,7 @@ from delegation.certificates import (
     MandateTerms,
     parse_mandate_certificate,
 )
+from delegation.scope import Scope
 from devpki import TransportFetcherBackend
 from devpki.ca import end_entity_key_usage
 from identity.corporate_number import corporate_number
@@ -60,7 +61,21 @@ def make_terms(grantee_der: bytes, **changes: object) -> MandateTerms:
         "not_after": now() + timedelta(days=30),
     }
     fields.update(changes)
-    return MandateTerms(**fields)  # type: ignore[arg-type]
+    scope = {key: fields.pop(key) for key in _SCOPE_FIELDS}
+    return MandateTerms(**fields, scope=Scope(  # type: ignore[arg-type]
+        actions=_set(scope["actions"]),
+        procuring_entities=_set(scope["procuring_entities"]), cases=_set(scope["cases"]),
+        amount_limit_jpy=scope["amount_limit_jpy"], max_depth=scope["max_depth"],
+        not_before=scope["not_before"], not_after=scope["not_after"]))
+
+
+_SCOPE_FIELDS = ("actions", "procuring_entities", "cases", "amount_limit_jpy", "max_depth",
+                 "not_before", "not_after")
+
+
+def _set(names: object) -> object:
+    """A sequence of names as the scope's set; anything else as given (to be refused)."""
+    return frozenset(names) if isinstance(names, list | tuple | set) else names
 
 
 class AcEndpoints:

@@ -22,8 +22,10 @@ from pyhanko_certvalidator.fetchers.common_utils import format_ocsp_request
 from delegation.certificates import (
     AttributeAuthority,
     MandateCertificateError,
+    MandateTerms,
     parse_mandate_certificate,
 )
+from delegation.scope import ScopeError
 
 # -- the AA's OCSP responder and CRL -------------------------------------------
 
@@ -145,6 +147,22 @@ def test_the_ac_crl(aa):
 
 @pytest.mark.parametrize("changes", [
     {"principal_corporate_number": "1234567890123"},  # wrong check digit
+    {"instruction_digest": b"short"},
+    {"principal_name": "株式会社\n大理"},
+    {"principal_name": "株" * 301},
+    {"grantee": "山田"},
+    # The scope is the terms' own: an AC states no fractions of a second, and terms are
+    # refused rather than rounded into something other than what was signed.
+    {"not_before": now() - timedelta(minutes=5, microseconds=1)},
+    {"not_after": now() + timedelta(days=30, milliseconds=250)},
+])
+def test_terms_dairi_would_not_certify_are_refused(changes):
+    with pytest.raises(MandateCertificateError) as refused:
+        make_terms(b"cert", **changes)
+    assert refused.value.code == "MANDATE_TERMS_INVALID"
+
+
+@pytest.mark.parametrize("changes", [
     {"not_before": datetime(2030, 1, 1)},  # naive
     {"not_after": now() - timedelta(days=60)},  # before not_before
     {"actions": ()},
@@ -152,12 +170,31 @@ def test_the_ac_crl(aa):
     {"procuring_entities": ()},
     {"amount_limit_jpy": 0},
     {"max_depth": -1},
-    {"instruction_digest": b"short"},
-    {"principal_name": "株式会社\n大理"},
+    {"cases": ("R7-\u0000",)},
 ])
-def test_terms_dairi_would_not_certify_are_refused(changes):
-    with pytest.raises(MandateCertificateError) as refused:
+def test_a_scope_dairi_would_not_certify_is_refused_by_the_scope_itself(changes):
+    """One validator (delegation.scope) for a grant's scope and a mandate's terms."""
+    with pytest.raises(ScopeError) as refused:
         make_terms(b"cert", **changes)
+    assert refused.value.code == "SCOPE_INVALID"
+
+
+@pytest.mark.parametrize(("name", "title"), [("山田\u0007太郎", None), ("山田", "代\u200e"),
+                                             ("山" * 201, None), ("山田", "代" * 101)])
+def test_a_party_dairi_would_not_certify_is_refused(name, title):
+    from delegation.certificates import MandateParty
+
+    with pytest.raises(MandateCertificateError) as refused:
+        MandateParty(name, title, bytes(32))
+    assert refused.value.code == "MANDATE_TERMS_INVALID"
+
+
+def test_an_ac_repeating_a_name_is_malformed(endpoints, employee):
+    der = endpoints.issue(make_terms(employee.certificate_der), employee.certificate_der)
+    value = parse_mandate_certificate(der).terms.to_asn1()
+    value["actions"] = ["bid", "bid"]
+    with pytest.raises(MandateCertificateError) as refused:
+        MandateTerms.from_asn1(value, not_before=now(), not_after=now() + timedelta(days=1))
     assert refused.value.code == "MANDATE_TERMS_INVALID"
 
 

@@ -100,3 +100,119 @@ def test_revocation_principal_grantor_and_loops():
     hops = chain()
     hops[1] = replace(hops[1], status=HopStatus(valid=False, refusal="AC_NOT_ISSUED_BY_AA"))
     assert "AC_NOT_ISSUED_BY_AA" in codes(hops)
+
+
+# -- judge_hop: the one rule for a proposed grant and for each stored hop (issue 10.3) ----
+
+NOW = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+
+
+def fixed_chain() -> list[Hop]:
+    """REP -> A -> B at fixed times: m0 (depth 2, 1000 JPY) and m1 (depth 1, 500 JPY)."""
+    def window(days: int, depth: int, amount: int):
+        return bid_scope(days=1, not_before=NOW - timedelta(days=1),
+                         not_after=NOW + timedelta(days=days), max_depth=depth,
+                         amount_limit_jpy=amount)
+    return [Hop("m0", CORP, REP, A, window(30, 2, 1000), grantor_is_representative=True),
+            Hop("m1", CORP, A, B, window(20, 1, 500))]
+
+
+def proposed(grantor: str = B, grantee: str = C, **scope_changes) -> Hop:
+    fields = dict(not_before=NOW - timedelta(hours=1), not_after=NOW + timedelta(days=10),
+                  max_depth=0, amount_limit_jpy=100)
+    fields.update(scope_changes)
+    return Hop("new", CORP, grantor, grantee, bid_scope(**fields))
+
+
+def judged(ancestors, hop, at=NOW, principal=CORP):
+    from delegation.chain import judge_hop
+
+    return judge_hop(ancestors, hop, principal=principal, at=at, proposed=True).reasons
+
+
+def test_a_proposed_hop_within_its_parent_holds():
+    assert judged(fixed_chain(), proposed()) == ()
+    root = Hop("r", CORP, REP, A, bid_scope(), grantor_is_representative=True)
+    assert judged([], root) == ()
+
+
+def test_each_condition_of_a_proposed_hop_has_its_own_code():
+    from dataclasses import replace
+
+    chain_ = fixed_chain()
+    assert judged(chain_, proposed(grantor=A)) == ("GRANTOR_NOT_PARENT_GRANTEE",)
+    assert judged(chain_, replace(proposed(), principal="2120901007402")) == (
+        "PRINCIPAL_MISMATCH",)
+    assert judged(chain_, proposed(grantee=A)) == ("CHAIN_LOOP",)  # back to an ancestor
+    assert judged(chain_, proposed(grantee=REP)) == ("CHAIN_LOOP",)  # to the representative
+    assert judged(chain_, proposed(amount_limit_jpy=501)) == ("SCOPE_AMOUNT_EXCEEDED",)
+    assert judged(chain_, proposed(amount_limit_jpy=None)) == ("SCOPE_AMOUNT_EXCEEDED",)
+    assert judged(chain_, proposed(max_depth=1)) == ("DEPTH_EXCEEDED",)
+    assert judged(chain_, proposed(not_after=NOW + timedelta(days=21))) == (
+        "SCOPE_VALIDITY_EXCEEDED",)
+    assert judged(chain_, proposed(procuring_entities=None)) == ("SCOPE_ENTITY_NOT_GRANTED",)
+    leaf = replace(chain_[1], scope=replace(chain_[1].scope, max_depth=0))
+    assert judged([chain_[0], leaf], proposed()) == ("SUBDELEGATION_NOT_ALLOWED",)
+    # Time: the hop's own window already over, the parent's not begun or over.
+    assert judged(chain_, proposed(not_before=NOW - timedelta(hours=2),
+                                   not_after=NOW - timedelta(hours=1))) == ("MANDATE_EXPIRED",)
+    assert judged(chain_, proposed(), at=NOW - timedelta(days=2)) == ("PARENT_NOT_YET_VALID",)
+    late = NOW + timedelta(days=20)
+    assert judged(chain_, proposed(not_after=late), at=late) == (
+        "PARENT_EXPIRED", "MANDATE_EXPIRED")
+
+
+def test_a_proposed_hop_under_a_failing_ancestor_is_refused_with_its_cause():
+    from dataclasses import replace
+
+    chain_ = fixed_chain()
+    revoked = [replace(chain_[0], status=HopStatus(revoked_at=NOW - timedelta(seconds=1))),
+               chain_[1]]
+    assert judged(revoked, proposed()) == ("ANCESTOR_REVOKED",)
+    # A revocation after the grant's time does not count.
+    later = [replace(chain_[0], status=HopStatus(revoked_at=NOW + timedelta(seconds=1))),
+             chain_[1]]
+    assert judged(later, proposed()) == ()
+    rep_revoked = [replace(chain_[0], representative_revoked_at=NOW - timedelta(days=1)),
+                   chain_[1]]
+    assert judged(rep_revoked, proposed()) == ("PARENT_INVALID",)
+    root = Hop("r", CORP, REP, A, bid_scope())
+    assert judged([], root) == ("GRANTOR_NOT_REPRESENTATIVE",)
+    assert judged([], replace(root, grantor_is_representative=True,
+                              representative_revoked_at=NOW - timedelta(days=1))) == (
+        "REPRESENTATIVE_CERT_REVOKED",)
+
+
+def test_chain_evaluation_gives_each_stored_hop_the_verdict_judge_hop_gives():
+    from dataclasses import replace
+
+    from delegation.chain import judge_hop
+
+    hops = [*fixed_chain(), replace(proposed(amount_limit_jpy=501), mandate_id="m2")]
+    p = purpose(at=NOW, amount_jpy=10, case=None)
+    verdict = evaluate_chain(hops, p, signer_certificate_sha256=C, principal=CORP)
+    assert [h.reasons for h in verdict.hops] == [(), (), ("SCOPE_AMOUNT_EXCEEDED",)]
+    assert [judge_hop(hops[:i], h, principal=CORP, at=NOW) for i, h in enumerate(hops)] \
+        == list(verdict.hops)
+    # A stored hop under a revoked ancestor reads PARENT_INVALID (the ancestor says why).
+    hops[0] = replace(hops[0], status=HopStatus(revoked_at=NOW - timedelta(seconds=1)))
+    verdict = evaluate_chain(hops, p, signer_certificate_sha256=C, principal=CORP)
+    assert [h.reasons for h in verdict.hops] == [
+        ("MANDATE_REVOKED",), ("PARENT_INVALID",), ("SCOPE_AMOUNT_EXCEEDED", "PARENT_INVALID")]
+
+
+def test_a_proposed_hop_lists_the_chains_state_before_the_signer_and_the_scope():
+    """The first code is the refusal's: the parent's state first, then who signed, then
+    the scope, then the hop's own validity (the order the service always answered in)."""
+    late = NOW + timedelta(days=20)
+    assert judged(fixed_chain(), proposed(grantor=A, amount_limit_jpy=501,
+                                          not_after=late + timedelta(days=1)), at=late) == (
+        "PARENT_EXPIRED", "GRANTOR_NOT_PARENT_GRANTEE", "SCOPE_AMOUNT_EXCEEDED",
+        "SCOPE_VALIDITY_EXCEEDED")
+    from dataclasses import replace
+
+    chain_ = fixed_chain()
+    chain_[0] = replace(chain_[0], status=HopStatus(revoked_at=NOW - timedelta(seconds=1)))
+    assert judged(chain_, proposed(grantor=A, not_after=NOW - timedelta(seconds=1),
+                                   not_before=NOW - timedelta(hours=1))) == (
+        "ANCESTOR_REVOKED", "GRANTOR_NOT_PARENT_GRANTEE", "MANDATE_EXPIRED")

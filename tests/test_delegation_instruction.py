@@ -94,7 +94,7 @@ def test_representative_rules(pki):
     corp, other = new_corporation(pki), new_corporation(pki)
     instruction = instruction_for(corp)
     rep = corporation_of(corp.representative)
-    check_representative_grant(instruction, [rep], representative_titles=TITLES)
+    assert check_representative_grant(instruction, [rep], representative_titles=TITLES) == 0
 
     def refused(corporations, required=1):
         with pytest.raises(DelegationRefused) as caught:
@@ -102,7 +102,8 @@ def test_representative_rules(pki):
                                        required_signatures=required)
         return caught.value.code
 
-    assert refused([corporation_of(other.representative)]) == "PRINCIPAL_MISMATCH"
+    assert refused([corporation_of(other.representative)]) == \
+        "REPRESENTATIVE_CORPORATION_MISMATCH"
     from devpki.cards import issue_representative_card
 
     same_corp_director = issue_representative_card(
@@ -116,8 +117,18 @@ def test_representative_rules(pki):
         pki, corporate_name="株式会社テスト商事", registered_number=corp.registered_number,
         head_office_address="東京都", representative_name="鈴木\u3000花子",
         representative_title="代表取締役")
-    check_representative_grant(instruction, [rep, corporation_of(second)],
-                               representative_titles=TITLES, required_signatures=2)
+    assert check_representative_grant(instruction, [corporation_of(second), rep],
+                                      representative_titles=TITLES, required_signatures=2) == 1
+    # The instruction's names must be the registration's (spaces aside).
+    for changes, code in ((dict(principal_name="株式会社テスト商店"), "PRINCIPAL_NAME_MISMATCH"),
+                          (dict(grantor_name="鈴木\u3000花子"), "GRANTOR_NOT_SIGNER")):
+        with pytest.raises(DelegationRefused) as caught:
+            check_representative_grant(instruction_for(corp, **changes), [rep],
+                                       representative_titles=TITLES)
+        assert caught.value.code == code
+    assert check_representative_grant(instruction_for(corp, grantor_name="佐藤一郎",
+                                                      principal_name="株式会社 テスト商事"),
+                                      [rep], representative_titles=TITLES) == 0
 
 
 def test_every_instruction_carries_a_fresh_nonce_and_its_creation_time(pki):
@@ -150,3 +161,79 @@ def test_freshness_is_bounded_in_both_directions(pki):
         with pytest.raises(DelegationRefused) as caught:
             check_fresh(instruction, now, bound)
         assert caught.value.code == "INSTRUCTION_STALE"
+
+
+def _reparsed(corp, edit) -> str:
+    """The message GrantInstruction.parse refuses a document changed by ``edit`` with."""
+    import json
+
+    import rfc8785
+
+    doc = instruction_for(corp).to_json()
+    edit(doc)
+    try:
+        data = rfc8785.dumps(doc)
+    except rfc8785.IntegerDomainError:  # what RFC 8785 cannot write, a client still can
+        data = json.dumps(doc, ensure_ascii=False, separators=(",", ":"),
+                          sort_keys=True).encode()
+    with pytest.raises(DelegationRefused) as caught:
+        GrantInstruction.parse(data)
+    assert caught.value.code == "INSTRUCTION_MALFORMED"
+    return caught.value.message
+
+
+@pytest.mark.parametrize(("edit", "says"), [
+    # What the attribute authority would not certify is refused when the instruction is
+    # read (issue 10.3): before, these passed parse and failed only at AC issuance.
+    (lambda d: d["scope"].update(amount_limit_jpy=0), "amount_limit_jpy"),
+    (lambda d: d["scope"].update(cases=["R8-\u0007"]), "control characters"),
+    (lambda d: d["principal"].update(name="株式会社\u0000テスト商事"), "principal.name"),
+    (lambda d: d["grantor"].update(name="佐藤\u200b一郎"), "grantor.name"),
+    (lambda d: d["grantee"].update(name="山田" * 101), "grantee.name"),
+    (lambda d: d["grantor"].update(title="代" * 101), "grantor.title"),
+    (lambda d: d["scope"].update(not_after="2030-01-01T00:00:00.500000Z"), "whole seconds"),
+    (lambda d: d["scope"].update(max_depth=2**53 - 1 + 1), "max_depth"),
+])
+def test_what_a_mandate_cannot_carry_is_malformed_at_parse(pki, edit, says):
+    corp = new_corporation(pki)
+    assert says in _reparsed(corp, edit)
+
+
+def test_bytes_other_than_the_canonical_form_are_malformed(pki):
+    import json
+
+    corp = new_corporation(pki)
+    doc = instruction_for(corp).to_json()
+    for data in (json.dumps(doc).encode(), json.dumps(doc, ensure_ascii=False,
+                                                        separators=(",", ":")).encode(),
+                 instruction_for(corp).canonical() + b"\n"):
+        with pytest.raises(DelegationRefused) as caught:
+            GrantInstruction.parse(data)
+        assert caught.value.code == "INSTRUCTION_MALFORMED"
+    # A fraction of zero is not the canonical form either (the service keeps what was signed).
+    doc["scope"]["not_before"] = doc["scope"]["not_before"][:-1] + ".000000Z"
+    import rfc8785
+
+    with pytest.raises(DelegationRefused) as caught:
+        GrantInstruction.parse(rfc8785.dumps(doc))
+    assert "canonical" in caught.value.message
+
+
+def test_a_sub_delegation_is_signed_by_its_grantor_alone(pki):
+    from delegation.instruction import (
+        check_sub_delegation_grantor,
+        check_sub_delegation_signers,
+    )
+
+    corp = new_corporation(pki)
+    data = instruction_for(corp).canonical()
+    [one] = instruction_signers(data, sign_instruction(corp.representative, data))
+    instruction = instruction_for(corp, parent="p")
+    assert check_sub_delegation_signers(instruction, [one]) is one
+    with pytest.raises(DelegationRefused) as caught:
+        check_sub_delegation_signers(instruction, [one, one])
+    assert caught.value.code == "SUBDELEGATION_MULTIPLE_SIGNERS"
+    check_sub_delegation_grantor(instruction, "佐藤一郎")  # spaces aside, the same name
+    with pytest.raises(DelegationRefused) as caught:
+        check_sub_delegation_grantor(instruction, "鈴木\u3000花子")
+    assert caught.value.code == "GRANTOR_NOT_SIGNER"

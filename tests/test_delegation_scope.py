@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from delegation.scope import (
@@ -39,7 +39,7 @@ def names(pool: list[str]) -> st.SearchStrategy[frozenset[str] | None]:
     return st.none() | st.frozensets(st.sampled_from(pool), min_size=1)
 
 
-amounts = st.none() | st.sampled_from([0, 1000, 5000, 10_000])
+amounts = st.none() | st.sampled_from([1, 1000, 5000, 10_000])
 
 
 @st.composite
@@ -65,7 +65,7 @@ def narrower(draw: st.DrawFn, s: Scope) -> Scope:
     amount = s.amount_limit_jpy
     return Scope(draw(st.frozensets(st.sampled_from(sorted(pool)), min_size=1)),
                  _within(draw, s.procuring_entities, ENTITIES), _within(draw, s.cases, CASES),
-                 draw(amounts if amount is None else st.integers(0, amount)),
+                 draw(amounts if amount is None else st.integers(1, amount)),
                  lo, hi, draw(st.integers(0, s.max_depth)))
 
 
@@ -128,6 +128,7 @@ def test_contains_is_reflexive(a: Scope) -> None:
     assert a.intersection(a) == a
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)  # a loaded machine
 @given(st.data())
 def test_narrower_and_wider_are_contained_and_contains_is_transitive(data: st.DataObject) -> None:
     a = data.draw(scopes())
@@ -257,6 +258,11 @@ def test_wildcard_absorbs_specific_procedures() -> None:
     dict(cases=frozenset()), dict(cases={" R8-関東-001"}), dict(amount_limit_jpy=-1),
     dict(amount_limit_jpy=True), dict(amount_limit_jpy=1.5), dict(not_after=h(0)),
     dict(not_before=datetime(2026, 4, 1)), dict(max_depth=-1), dict(max_depth=None),
+    # One validator for every scope field (issue 10.3): what a mandate AC cannot carry.
+    dict(amount_limit_jpy=0), dict(amount_limit_jpy=2**53), dict(max_depth=2**53),
+    dict(cases={"R8-\x00関東"}), dict(procuring_entities={"防衛省\u200b"}),
+    dict(cases={"R8\n001"}), dict(cases={"x" * 301}),
+    dict(cases={f"R8-{n:03d}" for n in range(101)}),
 ])
 def test_invalid_scopes(kw: dict[str, object]) -> None:
     with pytest.raises(ScopeError) as exc:
@@ -344,3 +350,32 @@ def test_from_json_rejects(change: object) -> None:
     with pytest.raises(ScopeError) as exc:
         Scope.from_json({**scope().to_json(), "actions": ["sign"]})
     assert exc.value.code == "SCOPE_ACTION_UNKNOWN"
+
+
+def test_the_bounds_of_a_scope_are_inclusive() -> None:
+    s = scope(amount_limit_jpy=1, max_depth=2**53 - 1, cases={"x" * 300},
+              procuring_entities={f"庁{n}" for n in range(100)})
+    assert s.amount_limit_jpy == 1 and s.max_depth == 9007199254740991
+    assert scope(amount_limit_jpy=2**53 - 1).amount_limit_jpy == 9007199254740991
+    # Full-width spaces inside a name are a name's, not a control character.
+    assert scope(cases={"R8\u3000関東"}).cases == {"R8\u3000関東"}
+
+
+def test_check_text_refuses_each_kind_of_bad_text() -> None:
+    from delegation.scope import check_text
+
+    assert check_text("  山田\u3000太郎 ", "name", padded=True) == "  山田\u3000太郎 "
+    for bad, padded in ((" x", False), ("", True), ("\u3000", True), ("a\tb", True),
+                        ("a\u202eb", True), ("a\ue000", True), (7, True), ("y" * 11, True)):
+        with pytest.raises(ScopeError) as exc:
+            check_text(bad, "name", padded=padded, max_length=10)
+        assert exc.value.code == "SCOPE_INVALID", bad
+
+
+def test_only_whole_second_scopes_are_certifiable() -> None:
+    scope().check_certifiable()
+    for changes in (dict(not_before=h(0) + timedelta(microseconds=1)),
+                    dict(not_after=h(24) + timedelta(milliseconds=500))):
+        with pytest.raises(ScopeError) as exc:
+            scope(**changes).check_certifiable()
+        assert exc.value.code == "SCOPE_INVALID"

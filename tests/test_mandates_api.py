@@ -104,9 +104,10 @@ def test_representative_certificate_revoked(client, pki, world):
 
 def test_principal_mismatch(client, world):
     a, b, yamada = world["a"], world["b"], world["yamada"]
-    # B's representative signs an instruction naming A as principal.
+    # B's representative signs an instruction naming A as principal (its own code since
+    # issue 10.3: PRINCIPAL_MISMATCH is a hop whose principal is not its chain's).
     problem(try_root_grant(client, a, yamada, scope(), signers=(b.representative,)), 403,
-            "PRINCIPAL_MISMATCH")
+            "REPRESENTATIVE_CORPORATION_MISMATCH")
 
 
 def test_joint_representation_needs_enough_distinct_representatives(client, app, pki, world):

@@ -1,8 +1,9 @@
 """Grant and chain paths that had no test (issue 10 item 8), each through HTTP: a root
 representative's later revocation and its ``superseded`` exemption, the non-canonical
-instruction and sub-second validity refusals, each distinct ``PRINCIPAL_MISMATCH``
-condition, and ``REVOCATION_STATUS_UNAVAILABLE`` on a grant. Expected codes and
-reasons are written by hand from DESIGN.md, not read from the code."""
+instruction and sub-second validity refusals, each condition once refused as
+``PRINCIPAL_MISMATCH`` (now each with its own code, issue 10.3), and
+``REVOCATION_STATUS_UNAVAILABLE`` on a grant. Expected codes and reasons are written
+by hand from DESIGN.md, not read from the code."""
 
 from __future__ import annotations
 
@@ -145,14 +146,14 @@ def test_validity_with_fractions_of_a_second_is_refused(client, app, world, fiel
     assert mandate_count(app) == before
 
 
-# -- PRINCIPAL_MISMATCH, each condition -----------------------------------------
+# -- once PRINCIPAL_MISMATCH, each condition now with its own code (issue 10.3) ----
 
 
 def test_principal_name_not_the_registered_name(client, app, world):
     a, yamada = world["a"], world["yamada"]
     problem(try_root_grant(client, a, yamada, scope(), principal_name="株式会社大理建築"),
-            403, "PRINCIPAL_MISMATCH")
-    assert ("mandate:grant:refused", "PRINCIPAL_MISMATCH") in refusals(app)
+            403, "PRINCIPAL_NAME_MISMATCH")
+    assert ("mandate:grant:refused", "PRINCIPAL_NAME_MISMATCH") in refusals(app)
 
 
 def test_a_root_grant_submitted_by_someone_not_its_representative(client, app, world):
@@ -161,7 +162,7 @@ def test_a_root_grant_submitted_by_someone_not_its_representative(client, app, w
     data = instruction(a, yamada, scope())
     before = mandate_count(app)
     problem(post_grant(client, suzuki.token, data, sign_instruction(a.representative, data),
-                       yamada), 403, "PRINCIPAL_MISMATCH")
+                       yamada), 403, "SUBMITTER_NOT_REPRESENTATIVE")
     assert mandate_count(app) == before
 
 
@@ -182,7 +183,7 @@ def test_a_sub_delegation_under_another_corporations_mandate(client, app, hsm, w
 def test_a_signer_of_another_corporation(client, world):
     a, b, yamada = world["a"], world["b"], world["yamada"]
     problem(try_root_grant(client, a, yamada, scope(), signers=(b.representative,)), 403,
-            "PRINCIPAL_MISMATCH")
+            "REPRESENTATIVE_CORPORATION_MISMATCH")
 
 
 # -- revocation status unavailable on a grant -----------------------------------

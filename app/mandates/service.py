@@ -46,12 +46,14 @@ from delegation.certificates import (
     MandateTerms,
     parse_mandate_certificate,
 )
-from delegation.chain import ChainVerdict, evaluate_chain
+from delegation.chain import ChainVerdict, Hop, evaluate_chain, judge_hop
 from delegation.instruction import (
     DelegationRefused,
     GrantInstruction,
     check_fresh,
     check_representative_grant,
+    check_sub_delegation_grantor,
+    check_sub_delegation_signers,
     instruction_signers,
 )
 from delegation.scope import Purpose, Scope
@@ -95,12 +97,11 @@ class MandateService:
         :class:`MandateError`. Nothing is written unless the mandate is issued, and
         then in the caller's unit of work (the caller commits).
         """
+        # Canonical bytes, whole-second validity and everything the AA would refuse to
+        # certify are judged here, before any certificate is validated.
         parsed = GrantInstruction.parse(instruction)
         require(actor, Permission.GRANT, parsed.principal_corporate_number,
                 message=f"you do not act for {parsed.principal_corporate_number}")
-        if parsed.canonical() != instruction:
-            raise DelegationRefused("the instruction is not in canonical form (RFC 8785)",
-                                    "INSTRUCTION_MALFORMED")
         digest = _sha256(instruction)
         if self.session.get(MandateInstruction, digest) is not None:
             raise MandateError("this grant instruction was accepted before; a grant is "
@@ -108,9 +109,6 @@ class MandateService:
         check_fresh(parsed, self.clock(),
                     timedelta(seconds=self.settings.instruction_max_age_seconds))
         scope = parsed.scope
-        if scope.not_before.microsecond or scope.not_after.microsecond:
-            raise DelegationRefused("validity times are whole seconds",
-                                    "INSTRUCTION_MALFORMED")
         signers = instruction_signers(instruction, signatures)
         if _sha256(grantee_certificate) != parsed.grantee_certificate_sha256:
             raise DelegationRefused("the grantee certificate is not the one the instruction "
@@ -118,24 +116,38 @@ class MandateService:
         now = self.clock()
         grantee = self._grantee(grantee_person_id, parsed)
         self._check_holder(grantee, parsed)
+        # The grant rules (delegation.chain.judge_hop, the one chain evaluation uses) are
+        # judged first without any certificate check, so a grant that cannot be made
+        # fetches no revocation status; then again on what the certificates and the
+        # locked parent say.
+        if parsed.parent is None:
+            self._judge(parsed, _sha256(signers[0].certificate_der), [], now)
+        else:
+            signer = check_sub_delegation_signers(parsed, signers)
+            self._judge(parsed, _sha256(signer.certificate_der),
+                        self._ancestry(self.get(parsed.parent, missing="PARENT_NOT_FOUND")),
+                        now)
         self._validate(grantee_certificate, TrustPurpose.SERVICE, "the grantee's certificate")
         parent: Mandate | None = None
         if parsed.parent is None:
             grantor, representatives = self._check_representatives(parsed, signers, actor)
+            self._judge(parsed, grantor.certificate_sha256.hex(), [], now)
             ancestors: list[bytes] = []
         else:
-            if len(signers) == 1:  # checked before the parent is locked: it may fetch OCSP
-                self._validate(signers[0].certificate_der, TrustPurpose.SERVICE,
-                               "the grantor's signing certificate",
-                               signers[0].other_certificates)
+            # Checked before the parent is locked: these may fetch OCSP.
+            self._validate(signer.certificate_der, TrustPurpose.SERVICE,
+                           "the grantor's signing certificate", signer.other_certificates)
+            root = self._ancestry(self.get(parsed.parent, missing="PARENT_NOT_FOUND"))[0]
+            revoked_at = representative_revoked_at(self.validator, root, self.clock)
             parent = self._lock(parsed.parent, missing="PARENT_NOT_FOUND")
-            grantor = self._check_sub_delegation(parsed, signers, parent, now)
+            self._judge(parsed, _sha256(signer.certificate_der), self._ancestry(parent), now,
+                        representative_revoked_at=revoked_at)
+            check_sub_delegation_grantor(parsed, parent.grantee_name)
+            grantor = MandateParty(parent.grantee_name, None,
+                                   bytes.fromhex(parent.grantee_certificate_sha256))
             representatives = None
             parent_ac = parse_mandate_certificate(parent.attribute_certificate)
             ancestors = [*parent_ac.ancestors, parent.attribute_certificate]
-        if scope.not_after <= now:
-            raise DelegationRefused("the mandate's validity has already ended",
-                                    "MANDATE_EXPIRED")
         mandate_id = str(uuid.uuid4())
         terms = MandateTerms(
             principal_corporate_number=parsed.principal_corporate_number,
@@ -143,14 +155,8 @@ class MandateService:
             grantor=grantor,
             grantee=MandateParty(grantee.name, None, bytes.fromhex(
                 parsed.grantee_certificate_sha256)),
-            actions=tuple(sorted(scope.actions)),
-            procuring_entities=_sorted(scope.procuring_entities),
-            cases=_sorted(scope.cases),
-            amount_limit_jpy=scope.amount_limit_jpy,
-            max_depth=scope.max_depth,
+            scope=scope,
             instruction_digest=hashlib.sha256(instruction).digest(),
-            not_before=scope.not_before,
-            not_after=scope.not_after,
         )
         ac = self.aa.issue(terms, grantee_certificate, serial_number=uuid.UUID(mandate_id).int,
                            ancestors=ancestors, depth=len(ancestors))
@@ -252,23 +258,15 @@ class MandateService:
         # The grantee's employment (checked first) means the corporation is known.
         row = self.session.get(Corporation, parsed.principal_corporate_number)
         assert row is not None
-        check_representative_grant(
+        named = check_representative_grant(
             parsed, corporations, representative_titles=self.settings.representative_titles,
             required_signatures=row.joint_representatives)
-        first = corporations[0]
-        if not same_name(first.corporate_name, parsed.principal_name):
-            raise DelegationRefused("the principal's name is not the registered name "
-                                    f"{first.corporate_name!r}", "PRINCIPAL_MISMATCH")
-        named = [(c, s) for c, s in zip(corporations, signers, strict=True)
-                 if same_name(c.representative_name or "", parsed.grantor_name)]
-        if not named:
-            raise DelegationRefused("the instruction's grantor is none of its signers",
-                                    "GRANTOR_NOT_REPRESENTATIVE")
         if not permits(actor, Permission.GRANT_AS_REPRESENTATIVE,
                        parsed.principal_corporate_number):
             raise DelegationRefused("only a representative of the principal (or an "
-                                    "administrator) may submit its grant", "PRINCIPAL_MISMATCH")
-        corporation, signer = named[0]
+                                    "administrator) may submit its grant",
+                                    "SUBMITTER_NOT_REPRESENTATIVE")
+        corporation, signer = corporations[named], signers[named]
         grantor = MandateParty(corporation.representative_name or parsed.grantor_name,
                                corporation.representative_title,
                                hashlib.sha256(signer.certificate_der).digest())
@@ -276,41 +274,31 @@ class MandateService:
                                for s in signers)
         return grantor, certificates
 
-    def _check_sub_delegation(self, parsed: GrantInstruction, signers: Sequence,
-                              parent: Mandate, now: datetime) -> MandateParty:
-        if parent.principal != parsed.principal_corporate_number:
-            raise DelegationRefused("the parent mandate is another corporation's",
-                                    "PRINCIPAL_MISMATCH")
-        for ancestor in self._ancestry(parent):
-            if ancestor.revoked_at is not None:
-                raise DelegationRefused(f"mandate {ancestor.id} in the parent's chain is "
-                                        "revoked", "ANCESTOR_REVOKED")
-        if now < parent.not_before:
-            raise DelegationRefused("the parent mandate is not yet valid",
-                                    "PARENT_NOT_YET_VALID")
-        if now >= parent.not_after:
-            raise DelegationRefused("the parent mandate has expired", "PARENT_EXPIRED")
-        if len(signers) != 1 or _sha256(signers[0].certificate_der) \
-                != parent.grantee_certificate_sha256:
-            raise DelegationRefused("a sub-delegation is signed by the parent's grantee alone",
-                                    "GRANTOR_NOT_PARENT_GRANTEE")
-        escalations = parent.scope.escalations_of(parsed.scope)
-        if escalations:
-            raise DelegationRefused(
-                f"the sub-delegation exceeds its parent: {', '.join(escalations)}",
-                escalations[0])
-        if not same_name(parent.grantee_name, parsed.grantor_name):
-            raise DelegationRefused("the instruction's grantor is not the parent's grantee",
-                                    "GRANTOR_NOT_PARENT_GRANTEE")
-        return MandateParty(parent.grantee_name, None,
-                            bytes.fromhex(parent.grantee_certificate_sha256))
+    def _judge(self, parsed: GrantInstruction, grantor_certificate_sha256: str,
+               ancestors: Sequence[Mandate], now: datetime, *,
+               representative_revoked_at: datetime | None = None) -> None:
+        """Refuse the grant unless :func:`delegation.chain.judge_hop` holds the proposed
+        hop under ``ancestors`` (root first) at ``now``; the refusal's code is the first
+        reason, its detail names them all."""
+        hop = Hop(mandate_id="(proposed)", principal=parsed.principal_corporate_number,
+                  grantor_certificate_sha256=grantor_certificate_sha256,
+                  grantee_certificate_sha256=parsed.grantee_certificate_sha256,
+                  scope=parsed.scope, grantor_is_representative=not ancestors)
+        chain = [hop_of(a) for a in ancestors]
+        if chain and representative_revoked_at is not None:
+            chain[0] = hop_of(ancestors[0], representative_revoked_at)
+        principal = chain[0].principal if chain else parsed.principal_corporate_number
+        verdict = judge_hop(chain, hop, principal=principal, at=now, proposed=True)
+        if not verdict.holds:
+            raise DelegationRefused(f"the grant does not hold under its chain: "
+                                    f"{', '.join(verdict.reasons)}", verdict.reasons[0])
 
     # -- reading ------------------------------------------------------------
 
-    def get(self, mandate_id: str) -> Mandate:
+    def get(self, mandate_id: str, *, missing: str = "MANDATE_NOT_FOUND") -> Mandate:
         row = self.session.get(Mandate, mandate_id) if _is_uuid(mandate_id) else None
         if row is None:
-            raise MandateError(f"no mandate {mandate_id}", "MANDATE_NOT_FOUND")
+            raise MandateError(f"no mandate {mandate_id}", missing)
         return row
 
     def _lock(self, mandate_id: str, *, missing: str = "MANDATE_NOT_FOUND") -> Mandate:
@@ -435,10 +423,6 @@ def status_at(row: Mandate, at: datetime) -> str:
     if at >= row.not_after:
         return "expired"
     return "active"
-
-
-def _sorted(names: frozenset[str] | None) -> tuple[str, ...] | None:
-    return None if names is None else tuple(sorted(names))
 
 
 def _is_uuid(text: str) -> bool:
