@@ -549,7 +549,7 @@ def print_report(validate: Timing, chain: Timing, queries: list[QueryResult],
         print(f"  AC bytes at depths 0-{len(ac_sizes) - 1}: "
               f"{' / '.join(str(n) for n in ac_sizes)} (each level adds "
               f"{' / '.join(str(n) for n in steps)})")
-    print(f"MandateService.authority, {mandates:,} mandates over {CORPORATIONS:,} "
+    print(f"AuthorityQuery.find, {mandates:,} mandates over {CORPORATIONS:,} "
           "corporations, random principal and entity, action bid:")
     for q in queries:
         print(f"  authority ({q.backend:<10}) {q.timing.line(QUERY_TARGET_MS)}")

@@ -267,6 +267,30 @@ def test_every_refusal_of_the_mandate_endpoints_is_audited(client, app, pki, wor
     assert row.revoked_at is None
 
 
+def test_refusals_of_the_people_and_sign_in_views_are_audited(client, app, admin_token):
+    admin = bearer(admin_token)
+    refusals: list[tuple[str, Request, int, str, str]] = [
+        ("a role for nobody", lambda: client.post(
+            "/api/v1/role-assignments", headers=admin,
+            json={"person_id": "00000000-0000-4000-8000-000000000000", "role": "auditor"}),
+         404, "PERSON_NOT_FOUND", "people:request:refused"),
+        ("an unknown role", lambda: client.post(
+            "/api/v1/role-assignments", headers=admin,
+            json={"person_id": "x", "role": "king"}),
+         422, "VALIDATION_FAILED", "people:request:refused"),
+        ("removing a role assignment that does not exist", lambda: client.delete(
+            "/api/v1/role-assignments/nothing", headers=admin),
+         404, "ROLE_ASSIGNMENT_NOT_FOUND", "people:request:refused"),
+        ("a challenge answered with no proof", lambda: client.post(
+            "/api/v1/auth/challenges/nothing/response", json={}),
+         422, "VALIDATION_FAILED", "auth:request:refused"),
+    ]
+    for what, send, status, code, tag in refusals:
+        before = audit_events(app)
+        problem(send(), status, code)
+        assert audit_events(app)[len(before):] == [(tag, code)], what
+
+
 def test_a_refusal_the_service_records_is_audited_once(client, app, world):
     """A refusal the mandate service raised (recorded with its tag by the view) is not
     recorded a second time at the end of the request."""
