@@ -335,6 +335,7 @@ class _CRL(CRLFetcher):
         self._inner: dict[Any, CRLFetcher] = {}
 
     async def fetch(self, cert, *, use_deltas=None):  # type: ignore[no-untyped-def]
+        use_deltas = True if use_deltas is None else use_deltas  # the library's default
         key = (issuer_serial(cert), use_deltas)
         job = self._jobs.get(key)
         if job is None:
