@@ -242,3 +242,14 @@ def test_the_api_is_documented(client):
             "/api/v1/credentials/{credential_id}/revocation",
             "/api/v1/corporations/{corporate_number}/credentials"} <= set(paths)
     assert "post" in paths["/api/v1/credentials"] and "get" in paths["/api/v1/credentials"]
+
+
+def test_a_reissued_card_of_the_same_person_proves_them(client, app, pki, world):
+    """A new card carrying the four basic items proven at enrolment (the keyed digest
+    matches) is the person's own; the certificate names the person as that card does."""
+    reissued = new_card(pki, YAMADA)  # same name, birth date, sex and address
+    response = issue(client, world["token"], reissued.signing, world["a"].corporate_number)
+    assert response.status_code == 201, response.get_json()
+    certificate = x509.load_der_x509_certificate(
+        base64.b64decode(response.get_json()["certificate"]))
+    assert certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == YAMADA
