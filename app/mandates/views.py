@@ -35,6 +35,12 @@ from app.http.security import allow, current_caller
 from app.mandates.ac_status import AcStatus
 from app.mandates.authority import AuthorityQuery
 from app.mandates.document import ChainLine, MandateDocument, document_lines, jst_text, mandate_pdf
+from app.mandates.instruction_schema import (
+    GRANT_INSTRUCTION_SCHEMA,
+    SCHEMA_NAME,
+    SCHEMA_REF,
+    SchemaComponentsBlueprint,
+)
 from app.mandates.models import Mandate
 from app.mandates.publication import document_state, signed_document
 from app.mandates.service import REVOCATION_REASONS, MandateService, status_at
@@ -45,8 +51,10 @@ from delegation.chain import ChainVerdict
 from delegation.scope import ACTION_LABELS, E_APPLICATION_PREFIX, Purpose, ScopeError
 from signing import PadesLevel, PadesSpec
 
-blp = Blueprint("mandates", __name__, url_prefix="/api/v1",
-                description="Electronic powers of attorney (電子委任状): mandates and authority")
+blp = SchemaComponentsBlueprint(
+    "mandates", __name__, url_prefix="/api/v1",
+    description="Electronic powers of attorney (電子委任状): mandates and authority",
+    schemas={SCHEMA_NAME: GRANT_INSTRUCTION_SCHEMA})
 blp.before_request(guard_json_body)
 
 ac_blp = Blueprint("ac", __name__, url_prefix="/ac",
@@ -96,8 +104,9 @@ def _refused(tag: str, exc: DairiError, subject: str | None = None) -> None:
 
 class GrantRequestSchema(ma.Schema):
     instruction = Base64Bytes(required=True, metadata={
-        "description": "The grant instruction: canonical JSON (RFC 8785), exactly the "
-                       "bytes signed, with a fresh nonce and its creation time. Each is "
+        "description": f"The grant instruction ({SCHEMA_REF}): canonical JSON (RFC 8785), "
+                       "exactly the bytes signed, with a fresh nonce and its creation time "
+                       "(UTC, whole seconds, like 2026-04-01T09:00:00Z). Each is "
                        "accepted once (409 INSTRUCTION_REPLAYED) and only within "
                        "instruction_max_age_seconds of its creation (422 INSTRUCTION_STALE)"})
     signatures = Base64Bytes(required=True, metadata={
@@ -236,7 +245,13 @@ def grant(args: dict[str, Any]) -> dict[str, Any]:
     """Grant a mandate: a representative's grant (signed with the registration
     certificates, as many as joint representation requires) or a sub-delegation
     (signed by the parent's grantee with the signing key the parent names). The
-    attribute authority issues the mandate's AC."""
+    attribute authority issues the mandate's AC.
+
+    ``instruction`` is the base64 of the grant instruction's canonical JSON, whose
+    members (``type`` ``dairi-grant-instruction/2``, times in UTC whole seconds like
+    ``2026-04-01T09:00:00Z``) the schema ``GrantInstruction`` gives:
+    [#/components/schemas/GrantInstruction](#/components/schemas/GrantInstruction).
+    """
     caller = current_caller()
     try:
         row = _service().grant(args["instruction"], args["signatures"],
