@@ -86,6 +86,7 @@ def _people_and_documents(context: ServiceContext, settings: Settings, client: D
         employee = demo_credential(
             credentials, f"{DEMO_EMPLOYEE} {people.employee_person_id}",
             CredentialOwner(people.employee_person_id, people.corporate_number), context)
+        session.commit()  # services flush; whoever runs them commits
         yield (f"employee credential {employee.name!r} of 山田 太郎: key "
                f"{employee.key_ref}, certificate {employee.subject}")
 

@@ -92,6 +92,7 @@ def grant_demo_mandates(context: ServiceContext, people: DemoPeople, employee: C
     second = credentials.signing_credential(demo_credential(
         credentials, f"{SECOND_CREDENTIAL} {second_person}",
         CredentialOwner(second_person, people.corporate_number), context))
+    session.commit()  # the demo runs the service, so it ends the unit of work (services flush)
     session.close()
     yield (f"second employee 鈴木 花子 {done}: person {second_person}, "
            f"HSM key {second.key_ref}")
