@@ -203,6 +203,12 @@ def test_a_representative_reads_only_their_corporations_events(client, app, worl
             404, "MANDATE_NOT_FOUND")
     problem(client.get("/api/v1/audit/authority-report", query_string={"principal": A},
                        headers=world["b_rep"]), 403, "FORBIDDEN")
+    # Each refusal is in the log (the second FORBIDDEN of the same kind within the
+    # minute is counted on the first, as identical refusals are: app.audit_trail.log).
+    refusals = events(client, world["auditor"], tag="audit:access:refused")
+    assert [(e["details"]["code"], e["details"]["path"]) for e in refusals] == [
+        ("FORBIDDEN", "/api/v1/audit/events"),
+        ("MANDATE_NOT_FOUND", f"/api/v1/mandates/{world['root']}/history")]
 
 
 def test_employees_and_anonymous_callers_are_refused(client, world):

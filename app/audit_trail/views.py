@@ -45,6 +45,7 @@ from app.mandates.authority import Authority, AuthorityQuery
 from app.mandates.document import jst_text
 from app.mandates.models import Mandate
 from app.pdf_text import PageLayout, draw_pages, wrap
+from app.people.caller import CallerKind
 from app.people.models import Corporation, Role
 from audit import BREAK_KINDS
 from delegation.scope import ACTION_LABELS, E_APPLICATION_PREFIX, Purpose, ScopeError
@@ -84,7 +85,7 @@ def visible_corporations(caller: Caller) -> frozenset[str] | None:
     corporations they represent (not those they are only employed by)."""
     if caller.reads_all_corporations:
         return None
-    if caller.kind == "client":
+    if caller.kind is CallerKind.CLIENT:
         return caller.client_of
     return caller.representative_of
 
