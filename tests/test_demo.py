@@ -79,6 +79,7 @@ def test_the_demo_runs_twice_over_http_and_keeps_one_of_everything(
     own = (Path(app_settings.data_dir) / "demo-server.log").read_text()
     assert _served(own, "POST", "/api/v1/enrolments", 201) == 2, own[-3000:]
     assert _served(own, "POST", "/api/v1/mandates", 201) == 2, own[-3000:]
+    assert _served(own, "POST", "/api/v1/credentials", 201) == 2, own[-3000:]
     first = _state(app_settings.database_url)
     assert first["corporations"] == {DEMO_CORPORATION: "株式会社代理建設"}
     assert [name for name, _ in first["people"]] == [YAMADA, SUZUKI]
@@ -100,6 +101,7 @@ def test_the_demo_runs_twice_over_http_and_keeps_one_of_everything(
     assert _served(served, "POST", "/api/v1/enrolments", 201) == 1, served[-3000:]
     assert _served(served, "GET", "/api/v1/authority", 200) == 1, served[-3000:]
     assert '"POST /api/v1/mandates ' not in served, "no mandate is granted again"
+    assert '"POST /api/v1/credentials ' not in served, "no credential is issued again"
     assert _state(app_settings.database_url) == first
     assert DEV_CARD_CORPORATION not in first["corporations"]
 

@@ -3,13 +3,15 @@
 The demo is a client of the service over real HTTP: with ``--url`` of a running
 service, or else of ``dairi serve``'s gunicorn started on a free loopback port for
 the run (:mod:`app.dev.demo_server`). A representative and an employee log in with
-virtual cards (the employee enrols first); the representative grants the employee
-a mandate (電子委任状), which the employee sub-delegates to a second employee.
+virtual cards (the employee enrols first) and each employee obtains an HSM
+credential with a proof by the card's signing key; the representative grants the
+employee a mandate (電子委任状), which the employee sub-delegates to a second
+employee.
 
-Two steps have no HTTP API yet and run in this process on the same settings (so
-the same database and HSM token as the service): the employees' HSM credentials
-are issued, and the employee signs one Japanese bid at every baseline level, each
-validated with pyHanko before it is written. The bids carry no mandate: the
+What has no HTTP API yet runs in this process on the same settings (so the same
+database and HSM token as the service): the employee signs one Japanese bid at
+every baseline level, each validated with pyHanko before it is written, and signs
+the sub-delegation's instruction with the HSM key. The bids carry no mandate: the
 signing path (``SignatureService.sign_pdf``) takes none yet.
 
 Idempotent: a second run logs in with the cards it kept under ``out/cards``,
@@ -31,9 +33,16 @@ from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
 from app.context import ServiceContext, load_pem_certificates
-from app.credentials.service import CredentialOwner, CredentialService
-from app.dev.demo_login import DEMO_EMPLOYEE_NAME, DemoClient, DemoFailed, call, log_in_people
-from app.dev.demo_mandates import demo_credential, grant_demo_mandates
+from app.credentials.service import CredentialService
+from app.dev.demo_login import (
+    DEMO_EMPLOYEE_NAME,
+    DemoClient,
+    DemoFailed,
+    call,
+    employee_credential,
+    log_in_people,
+)
+from app.dev.demo_mandates import grant_demo_mandates
 from app.dev.demo_server import DemoServer
 from app.dev.sample_documents import bid_pdf
 from app.first_run import ensure_environment
@@ -82,12 +91,12 @@ def _people_and_documents(context: ServiceContext, settings: Settings, client: D
     with context.session_factory() as session:
         credentials = CredentialService(session, context.hsm, context.dev_pki)
         # The key belongs to the employee enrolled (a mandate may only certify its
-        # grantee's own credential); an earlier run's is used again.
-        employee = demo_credential(
-            credentials, f"{DEMO_EMPLOYEE} {people.employee_person_id}",
-            CredentialOwner(people.employee_person_id, people.corporate_number), context)
-        session.commit()  # services flush; whoever runs them commits
-        yield (f"employee credential {employee.name!r} of 山田 太郎: key "
+        # grantee's own credential), obtained over HTTP; an earlier run's is used again.
+        obtained, how = employee_credential(
+            client, people.employee_token, people.corporate_number, people.employee_signing,
+            f"{DEMO_EMPLOYEE} {people.employee_person_id}")
+        employee = credentials.get(obtained["id"])
+        yield (f"employee credential {employee.name!r} of 山田 太郎 {how} over HTTP: key "
                f"{employee.key_ref}, certificate {employee.subject}")
 
         bid = bid_pdf()
@@ -97,6 +106,9 @@ def _people_and_documents(context: ServiceContext, settings: Settings, client: D
         for level in PadesLevel:
             result, record = service.sign_pdf(employee.name, bid,
                                               PadesSpec(level=level, reason="入札"))
+            # The demo runs the service here, so it ends the unit of work (services
+            # flush); an open write would hold the SQLite lock the server needs.
+            session.commit()
             target = out / f"bid-{level.value}.pdf"
             target.write_bytes(result.pdf)
             yield f"{target}  {_check(result.pdf, roots)}  record {record.id}"

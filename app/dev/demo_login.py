@@ -124,6 +124,7 @@ class DemoPeople:
     representative_token: str
     employee_person_id: str
     employee_token: str
+    employee_signing: VirtualCard  # the JPKI signing certificate's key (署名用)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -145,18 +146,21 @@ def enrolled_employees(client: DemoClient, token: str, corporate_number: str
 
 
 def enrol_employee(client: DemoClient, pki: DevPki, representative_token: str,
-                   corporate_number: str, name: str, card_dir: Path) -> tuple[str, str, str]:
+                   corporate_number: str, name: str, card_dir: Path
+                   ) -> tuple[str, str, str, VirtualCard]:
     """The employee ``name`` of the corporation, logged in: (person id, access token,
-    what was done). An earlier run's card in ``card_dir`` logs in again; else an
-    employee of that name is re-bound to a new card (the same person: same basic
-    items), and only a corporation without one invites and enrols a new person."""
+    what was done, the card's signing key pair). An earlier run's card in ``card_dir``
+    logs in again; else an employee of that name is re-bound to a new card (the same
+    person: same basic items), and only a corporation without one invites and enrols a
+    new person."""
     kept = _saved(card_dir, MY_NUMBER)
     if kept is not None:
         try:
             token = _login(client, kept["authentication"])["access_token"]
             me = call(client, "GET", "/api/v1/me", 200, headers=bearer(token))["caller"]
             if corporate_number in me["employee_of"]:
-                return me["id"], token, "logged in again with the card of an earlier run"
+                return (me["id"], token, "logged in again with the card of an earlier run",
+                        kept["signing"])
         except DemoFailed:
             pass  # not (or no longer) enrolled here: a new card below
         shutil.rmtree(card_dir)
@@ -177,7 +181,24 @@ def enrol_employee(client: DemoClient, pki: DevPki, representative_token: str,
         "signing": _proof(card.signing, to_sign)})
     done = ("re-bound to a new My Number Card (enrolled by an earlier run)" if known
             else "enrolled with a My Number Card")
-    return enrolled["person_id"], _login(client, card.authentication)["access_token"], done
+    return (enrolled["person_id"], _login(client, card.authentication)["access_token"], done,
+            card.signing)
+
+
+def employee_credential(client: DemoClient, token: str, corporate_number: str,
+                        signing: VirtualCard, name: str) -> tuple[dict[str, Any], str]:
+    """The employee's HSM credential ``name``, over HTTP: an earlier run's that is still
+    active, or a new one obtained with a fresh proof by the card's JPKI signing key.
+    (The credential as the service shows it, what was done.)"""
+    own = call(client, "GET", "/api/v1/credentials", 200, headers=bearer(token),
+               params={"page_size": 200})
+    for credential in own["items"]:
+        if credential["name"] == name and credential["status"] == "active":
+            return credential, "obtained by an earlier run"
+    challenge_id, to_sign = _challenge(client, "credential")
+    return call(client, "POST", "/api/v1/credentials", 201, headers=bearer(token), json={
+        "corporate_number": corporate_number, "challenge_id": challenge_id,
+        "signing": _proof(signing, to_sign), "name": name}), "issued"
 
 
 def log_in_people(context: ServiceContext, client: DemoClient, out: Path
@@ -207,12 +228,12 @@ def log_in_people(context: ServiceContext, client: DemoClient, out: Path
     yield (f"representative 佐藤 一郎 logged in over HTTP ({client.url}) with a registration "
            f"certificate: 法人番号 {corporate_number}, token expires {rep['expires_at']}")
 
-    person_id, token, done = enrol_employee(client, pki, rep["access_token"], corporate_number,
-                                            DEMO_EMPLOYEE_NAME, cards / "employee")
+    person_id, token, done, signing = enrol_employee(
+        client, pki, rep["access_token"], corporate_number, DEMO_EMPLOYEE_NAME, cards / "employee")
     yield f"employee 山田 太郎 {done}: person {person_id}"
     me = call(client, "GET", "/api/v1/me", 200, headers=bearer(token))
     yield (f"employee logged in over HTTP with the JPKI authentication certificate: roles "
            f"{', '.join(me['caller']['roles'])} of {', '.join(me['caller']['employee_of'])}")
     yield f"virtual cards in {cards}/ (try `dairi dev card sign --card {cards / 'employee'}`)"
     return DemoPeople(client, corporate_number, representative, rep["access_token"],
-                      person_id, token)
+                      person_id, token, signing)

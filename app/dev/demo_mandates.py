@@ -20,7 +20,7 @@ from typing import Any
 
 from app.context import ServiceContext
 from app.credentials.models import Credential
-from app.credentials.service import CredentialError, CredentialOwner, CredentialService
+from app.credentials.service import CredentialService
 from app.dev.demo_login import (
     DEMO_CORPORATION,
     DEMO_REPRESENTATIVE,
@@ -29,6 +29,7 @@ from app.dev.demo_login import (
     b64,
     bearer,
     call,
+    employee_credential,
     enrol_employee,
 )
 from delegation.instruction import GrantInstruction
@@ -70,15 +71,6 @@ def _granted_before(people: DemoPeople, grantee_person_id: str, holder: SigningC
     return None
 
 
-def demo_credential(credentials: CredentialService, name: str, owner: CredentialOwner,
-                context: ServiceContext) -> Credential:
-    """The demo's HSM credential ``name`` of an earlier run, or a new one."""
-    try:
-        return credentials.get(name)
-    except CredentialError:
-        return credentials.issue(name, context.settings.default_key_algorithm, owner)
-
-
 def grant_demo_mandates(context: ServiceContext, people: DemoPeople, employee: Credential,
                         employee_name: str, out: Path) -> Iterator[str]:
     pki = context.dev_pki
@@ -86,16 +78,16 @@ def grant_demo_mandates(context: ServiceContext, people: DemoPeople, employee: C
     session = context.session_factory()
     credentials = CredentialService(session, context.hsm, pki)
     holder = credentials.signing_credential(employee)
-    second_person, second_token, done = enrol_employee(
+    second_person, second_token, done, second_signing = enrol_employee(
         people.client, pki, people.representative_token, people.corporate_number,
         SECOND_EMPLOYEE_NAME, out / "cards" / "second-employee")
-    second = credentials.signing_credential(demo_credential(
-        credentials, f"{SECOND_CREDENTIAL} {second_person}",
-        CredentialOwner(second_person, people.corporate_number), context))
-    session.commit()  # the demo runs the service, so it ends the unit of work (services flush)
+    obtained, how = employee_credential(
+        people.client, second_token, people.corporate_number, second_signing,
+        f"{SECOND_CREDENTIAL} {second_person}")
+    second = credentials.signing_credential(credentials.get(obtained["id"]))
     session.close()
     yield (f"second employee 鈴木 花子 {done}: person {second_person}, "
-           f"HSM key {second.key_ref}")
+           f"HSM credential {how} over HTTP (key {second.key_ref})")
 
     # Each instruction carries a fresh nonce and its creation time (the service accepts
     # it once, within instruction_max_age_seconds of that time).
