@@ -316,3 +316,85 @@ def admin_token(client, app, hsm, pki, world) -> str:
         session.add(RoleAssignment(person_id=admin.person_id, role=Role.ADMINISTRATOR.value,
                                    granted_by="test"))
     return admin.token
+
+
+# -- services never commit: the sign-in and enrolment services (issue 10 item 5) ---------
+
+
+def test_an_enrolment_whose_request_fails_at_its_end_is_not_half_done(
+        client, app, pki, world, monkeypatch):
+    """The invitation is not spent, nobody is enrolled and no event says so, so the
+    employee can simply enrol again with the same code."""
+    from helpers_auth import invite, new_card, try_enrol
+
+    from app.people.models import Invitation, Person
+
+    corp = world["a"]
+    code = invite(client, login(client, corp.representative), corp.corporate_number,
+                  name="途中\u3000失敗")["code"]
+    card = new_card(pki, "途中\u3000失敗")
+    enrolled = [t for t, _ in audit_events(app)].count("enrolment:person:enrolled")
+    monkeypatch.setitem(app.config, "PROPAGATE_EXCEPTIONS", False)  # as served: a 500
+    with failing_end_of_request(app, "/api/v1/enrolments") as failed:
+        response = try_enrol(client, code, card)
+    assert failed == ["/api/v1/enrolments"]
+    assert response.status_code == 500, response.get_data()[:300]
+    with app.extensions["dairi"].session_factory() as session:
+        assert session.scalars(select(Person).where(Person.name == "途中\u3000失敗")).all() == []
+        assert session.scalars(select(Invitation.used_at).where(
+            Invitation.name == "途中\u3000失敗")).all() == [None]
+    assert [t for t, _ in audit_events(app)].count("enrolment:person:enrolled") == enrolled
+    retried = try_enrol(client, code, card)
+    assert retried.status_code == 201, retried.get_json()
+    assert [t for t, _ in audit_events(app)].count("enrolment:person:enrolled") == enrolled + 1
+
+
+def test_a_challenge_whose_answer_failed_is_not_left_open(client, app, monkeypatch):
+    """The client never received it, so it must not hold one of max_open_challenges."""
+    from app.people.models import AuthChallenge
+
+    monkeypatch.setitem(app.config, "PROPAGATE_EXCEPTIONS", False)
+    with failing_end_of_request(app, "/api/v1/auth/challenges") as failed:
+        response = client.post("/api/v1/auth/challenges", json={"purpose": "login"})
+    assert failed == ["/api/v1/auth/challenges"] and response.status_code == 500
+    with app.extensions["dairi"].session_factory() as session:
+        assert session.scalars(select(AuthChallenge)).all() == []
+
+
+def test_a_refused_login_still_spends_its_challenge_and_counts(client, app, pki, world):
+    """The writes that must stand although the request is refused and rolled back."""
+    from helpers_auth import new_card, open_challenge, try_login
+
+    from app.http.ratelimit import RateLimitCounter
+
+    challenge = open_challenge(client)
+    stranger = new_card(pki, "未登録\u3000者")  # never enrolled: CERTIFICATE_NOT_ENROLLED
+    problem(try_login(client, stranger.authentication, challenge=challenge), 403,
+            "CERTIFICATE_NOT_ENROLLED")
+    # The right card cannot use the spent challenge.
+    problem(try_login(client, world["a"].representative, challenge=challenge), 409,
+            "CHALLENGE_REPLAYED")
+    with app.extensions["dairi"].session_factory() as session:
+        refused = session.scalars(select(RateLimitCounter.count).where(
+            RateLimitCounter.key.like("auth-refused:address:%"))).all()
+    assert refused == [2]  # the refused login and the replay
+
+
+def test_a_separate_transaction_refuses_to_commit_the_request_s_own_writes(app, world):
+    """The helper for writes that must stand commits only what it wraps; work the unit
+    of work has begun is not committed by it (a programming error, said loudly)."""
+    from app.unit_of_work import UnitOfWorkInterleaved, separate_transaction
+
+    corp = world["a"]
+    with app.extensions["dairi"].session_factory() as session:
+        row = session.get(Corporation, corp.corporate_number)
+        row.joint_representatives = 2
+        with pytest.raises(UnitOfWorkInterleaved), separate_transaction(session):
+            pass
+        session.rollback()
+        session.execute(Corporation.__table__.update().values(joint_representatives=3))
+        with pytest.raises(UnitOfWorkInterleaved), separate_transaction(session):
+            pass
+        session.rollback()
+    with app.extensions["dairi"].session_factory() as session:
+        assert session.get(Corporation, corp.corporate_number).joint_representatives == 1

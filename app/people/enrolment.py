@@ -174,7 +174,7 @@ class EnrolmentService:
             "enrolment:person:rebound" if rebind else "enrolment:person:enrolled",
             actor=f"person:{person.id}", subject=person.id,
             principal=invitation.corporate_number, details=details)
-        self.session.commit()
+        self.session.flush()  # the unit of work commits it, with the spent invitation
         return Enrolment(person, invitation.corporate_number, rebind)
 
     def _check_same_person(self, person: Person, authenticated: ValidatedCertificate,

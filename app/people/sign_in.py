@@ -21,7 +21,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app.audit_trail.log import AuditLog
-from app.http.ratelimit import RateLimited, enforce
+from app.http.ratelimit import enforce
 from app.people.identity_digest import bind_signing_certificate, enrolled_digest
 from app.people.models import (
     AccessToken,
@@ -34,6 +34,7 @@ from app.people.models import (
     Role,
 )
 from app.settings import Settings
+from app.unit_of_work import separate_transaction
 from dairi import DairiError
 from hsm import Hsm
 from identity.profiles import CertificateKind, certificate_kind
@@ -114,49 +115,52 @@ class AuthService:
         when ``max_open_challenges`` are open.
         """
         now = self.clock()
-        try:
+        # The hit counts even when it is refused (429) or no challenge is left (503): in
+        # a transaction of its own, which the refusal's rollback does not undo.
+        with separate_transaction(self.session):
             enforce(self.session, [f"challenge:{key}" for key in client_keys],
                     limit=self.settings.challenge_rate_per_minute,
                     window_seconds=CHALLENGE_RATE_WINDOW_SECONDS, now=now,
                     what="challenges from this client")
-        except RateLimited:
-            self.session.commit()  # the attempt counts
-            raise
-        self.session.execute(delete(AuthChallenge).where(AuthChallenge.expires_at <= now))
-        open_count = self.session.scalar(select(func.count()).select_from(AuthChallenge))
-        if (open_count or 0) >= self.settings.max_open_challenges:
-            self.session.commit()
-            raise AuthError("too many open challenges; retry shortly", "CHALLENGES_EXHAUSTED")
+            self.session.execute(delete(AuthChallenge).where(AuthChallenge.expires_at <= now))
+            open_count = self.session.scalar(select(func.count()).select_from(AuthChallenge))
+            if (open_count or 0) >= self.settings.max_open_challenges:
+                raise AuthError("too many open challenges; retry shortly",
+                                "CHALLENGES_EXHAUSTED")
         challenge = Challenge.new(purpose=purpose, service=self.settings.public_base_url, now=now,
                                   lifetime=timedelta(seconds=self.settings.challenge_seconds))
         row = AuthChallenge(nonce=challenge.nonce, purpose=purpose, client_key=client_keys[0],
                             issued_at=challenge.issued_at, expires_at=challenge.expires_at)
-        self.session.add(row)
-        self.session.commit()
+        self.session.add(row)  # the unit of work stores it with the answer that gives it
+        self.session.flush()
         return row, challenge
 
     def consume_challenge(self, challenge_id: str, purpose: str) -> Challenge:
-        """Mark the challenge used (committed at once) and return it.
+        """Mark the challenge used and return it. Spent in a transaction of its own
+        (:func:`app.unit_of_work.separate_transaction`), before anything else of the
+        request is written: a refused answer rolls the request back, yet the challenge
+        must stay spent, or it could be answered again.
 
         Raises ``CHALLENGE_NOT_FOUND``, ``CHALLENGE_PURPOSE_MISMATCH``,
         ``CHALLENGE_REPLAYED`` (already answered) or ``CHALLENGE_EXPIRED``.
         """
         now = self.clock()
-        row = self.session.execute(
-            select(AuthChallenge).where(AuthChallenge.id == challenge_id).with_for_update()
-        ).scalar_one_or_none()
-        if row is None:
-            raise AuthError("no such challenge (unknown, or expired and purged)",
-                            "CHALLENGE_NOT_FOUND")
-        if row.used_at is not None:
-            raise AuthError("the challenge was already answered", "CHALLENGE_REPLAYED")
-        if row.expires_at <= now:
-            raise AuthError("the challenge has expired; open a new one", "CHALLENGE_EXPIRED")
-        if row.purpose != purpose:
-            raise AuthError(f"the challenge was opened for {row.purpose}, not {purpose}",
-                            "CHALLENGE_PURPOSE_MISMATCH")
-        row.used_at = now
-        self.session.commit()
+        with separate_transaction(self.session):
+            row = self.session.execute(
+                select(AuthChallenge).where(AuthChallenge.id == challenge_id).with_for_update()
+            ).scalar_one_or_none()
+            if row is None:
+                raise AuthError("no such challenge (unknown, or expired and purged)",
+                                "CHALLENGE_NOT_FOUND")
+            if row.used_at is not None:
+                raise AuthError("the challenge was already answered", "CHALLENGE_REPLAYED")
+            if row.expires_at <= now:
+                raise AuthError("the challenge has expired; open a new one",
+                                "CHALLENGE_EXPIRED")
+            if row.purpose != purpose:
+                raise AuthError(f"the challenge was opened for {row.purpose}, not {purpose}",
+                                "CHALLENGE_PURPOSE_MISMATCH")
+            row.used_at = now
         return Challenge(row.nonce, row.purpose, self.settings.public_base_url, row.issued_at,
                          row.expires_at)
 
@@ -211,8 +215,9 @@ class AuthService:
                 self._upgrade_enrolment(person)
         except CertificateRefused as exc:
             if exc.code in {"REENROLL_REQUIRED", "CERTIFICATE_EXPIRED"}:
-                person.status = PersonStatus.REENROLL_REQUIRED.value
-                self.session.commit()
+                # Stands although the login is refused (and rolled back).
+                with separate_transaction(self.session):
+                    person.status = PersonStatus.REENROLL_REQUIRED.value
                 raise AuthError("the enrolled signing certificate is no longer valid "
                                 f"({exc.code}); enrol again with the new card",
                                 "REENROLL_REQUIRED") from exc
@@ -311,12 +316,13 @@ class AuthService:
         except CertificateRefused as exc:
             if exc.code == "REVOCATION_STATUS_UNAVAILABLE":
                 raise
-            self.revoke_token(row)
-            AuditLog(self.session).append(
-                "auth:token:revoked", actor="service", subject=row.id,
-                principal=row.corporate_number,
-                details={"reason": exc.code, "certificate_sha256": row.certificate_sha256})
-            self.session.commit()
+            # Ended and audited once, when found, although this request is refused.
+            with separate_transaction(self.session):
+                self.revoke_token(row)
+                AuditLog(self.session).append(
+                    "auth:token:revoked", actor="service", subject=row.id,
+                    principal=row.corporate_number,
+                    details={"reason": exc.code, "certificate_sha256": row.certificate_sha256})
             code = ("TOKEN_CERTIFICATE_REVOKED" if exc.code in {"CERTIFICATE_REVOKED",
                                                                 "REENROLL_REQUIRED"}
                     else "TOKEN_INVALID")

@@ -37,5 +37,5 @@ class SignatureService:
             signed_document_sha256=result.signed_document_sha256,
         )
         self._session.add(record)
-        self._session.commit()
+        self._session.flush()  # its id now; the caller's unit of work commits it
         return result, record
