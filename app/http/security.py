@@ -22,7 +22,7 @@ from app.audit_trail.log import append_refusal
 from app.http.problems import ProblemError
 from app.http.ratelimit import RateLimited, client_address, enforce
 from app.http.request_scope import current_context, get_session, refusal_recorded
-from app.people.caller import Caller, CallerKind
+from app.people.caller import Access, Caller, CallerKind, permits
 from app.people.models import GLOBAL_ROLES, AccessToken, Role
 from app.people.sign_in import AuthError, AuthService, roles_of
 from identity.corporate_number import validate_corporate_number
@@ -176,9 +176,12 @@ def allow(*roles: Role, scopes: Iterable[str] = (), corporation_arg: str | None 
     with any of ``scopes`` (registered for that corporation) call the view;
     everyone else gets 401/403.
 
-    The rule is appended to the view's OpenAPI description.
+    The rule is an :class:`app.people.caller.Access`, decided by
+    :func:`app.people.caller.permits` like every other permission; it is appended
+    to the view's OpenAPI description.
     """
     scope_set = frozenset(scopes)
+    access = Access(frozenset(roles), scope_set)
 
     def decorate(view: F) -> F:
         @functools.wraps(view)
@@ -191,10 +194,7 @@ def allow(*roles: Role, scopes: Iterable[str] = (), corporation_arg: str | None 
                 # A number no corporation can have is bad input (422
                 # CORPORATE_NUMBER_INVALID), said before permission would call it FORBIDDEN.
                 validate_corporate_number(corporation)
-            permitted = (caller.kind is CallerKind.CLIENT and bool(caller.scopes & scope_set)
-                         and (corporation is None or caller.may_read(corporation))) or (
-                any(caller.holds(r, corporation) for r in roles))
-            if not permitted:
+            if not permits(caller, access, corporation):
                 raise _refuse(403, "FORBIDDEN", "your roles do not allow this"
                               + (f" for corporation {corporation}" if corporation else ""),
                               actor=caller.actor)

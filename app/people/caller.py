@@ -4,8 +4,9 @@ One caller model: :class:`Caller` is a person, a representative (signed in with 
 commercial registration certificate) or an API client, with its roles and the
 corporations it belongs to. One permission check: :func:`permits` (and
 :func:`require`, which raises) decides what a caller may do with a corporation's data
-(read it, grant, revoke), for views and services alike. No Flask here: the HTTP layer
-(:mod:`app.http.security`) authenticates and builds the caller.
+(read it, grant, revoke), for views and services alike, and who may call an endpoint
+(:class:`Access`, which :func:`app.http.security.allow` states per endpoint). No Flask
+here: the HTTP layer (:mod:`app.http.security`) authenticates and builds the caller.
 """
 
 from __future__ import annotations
@@ -118,15 +119,34 @@ class Permission(enum.StrEnum):
     REVOKE = "revoke"
 
 
+@dataclass(frozen=True)
+class Access:
+    """Who may call one endpoint: holders of any of ``roles`` (a per-corporation role
+    for the corporation the request names, if it names one) or API clients with any of
+    ``scopes`` (that may read the corporation named, if one is)."""
+
+    roles: frozenset[Role] = frozenset()
+    scopes: frozenset[str] = frozenset()
+
+
 class Forbidden(DairiError):
     """The caller may not do this (403 ``FORBIDDEN`` unless a more specific code is given)."""
 
     code = "FORBIDDEN"
 
 
-def permits(caller: Caller, permission: Permission, corporation: str, *,
+def permits(caller: Caller, permission: Permission | Access, corporation: str | None, *,
             granted_by: Iterable[str] = ()) -> bool:
-    """Whether ``caller`` may do ``permission`` with ``corporation``'s (法人番号) data."""
+    """Whether ``caller`` may do ``permission`` with ``corporation``'s (法人番号) data,
+    or call an endpoint whose :class:`Access` is ``permission`` (for ``corporation``,
+    or None if the request names none)."""
+    if isinstance(permission, Access):
+        if caller.kind is CallerKind.CLIENT:
+            return bool(caller.scopes & permission.scopes) and (
+                corporation is None or permits(caller, Permission.READ, corporation))
+        return any(caller.holds(role, corporation) for role in permission.roles)
+    if corporation is None:
+        raise ValueError(f"{permission.value} needs the corporation it is for")
     administrator = caller.holds(Role.ADMINISTRATOR)
     if permission is Permission.READ:
         return caller.reads_all_corporations or corporation in caller.readable_corporations
