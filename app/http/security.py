@@ -25,6 +25,7 @@ from app.http.request_scope import current_context, get_session, refusal_recorde
 from app.people.caller import Access, Caller, CallerKind, permits
 from app.people.models import GLOBAL_ROLES, AccessToken, Role
 from app.people.sign_in import AuthError, AuthService, roles_of
+from app.unit_of_work import separate_transaction
 from identity.corporate_number import validate_corporate_number
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -55,17 +56,17 @@ def record_refused_attempt(tag: str, code: str, *, actor: str = "anonymous",
     # The request's transaction holds SQLite's write lock once begun: end it first.
     session.rollback()
     limited: RateLimited | None = None
-    try:
-        enforce(session, [f"auth-refused:address:{client_address()}",
-                          *(f"auth-refused:{key}" for key in keys)],
-                limit=context.settings.refused_auth_rate_per_minute,
-                window_seconds=REFUSED_ATTEMPT_WINDOW_SECONDS, now=context.clock(),
-                what="refused authentication attempts")
-    except RateLimited as exc:
-        limited = exc
-    append_refusal(session, tag, actor=actor, code=limited.code if limited else code,
-                   subject=subject, details=details)
-    session.commit()
+    with separate_transaction(session):
+        try:
+            enforce(session, [f"auth-refused:address:{client_address()}",
+                              *(f"auth-refused:{key}" for key in keys)],
+                    limit=context.settings.refused_auth_rate_per_minute,
+                    window_seconds=REFUSED_ATTEMPT_WINDOW_SECONDS, now=context.clock(),
+                    what="refused authentication attempts")
+        except RateLimited as exc:
+            limited = exc
+        append_refusal(session, tag, actor=actor, code=limited.code if limited else code,
+                       subject=subject, details=details)
     refusal_recorded()
     return limited
 
@@ -84,9 +85,9 @@ def _refuse(status: int, code: str, detail: str, *, actor: str = "anonymous",
     else:
         session = get_session()
         session.rollback()  # as above: end the request's transaction first
-        append_refusal(session, "auth:access:refused", actor=actor, code=code,
-                       details=details)
-        session.commit()
+        with separate_transaction(session):
+            append_refusal(session, "auth:access:refused", actor=actor, code=code,
+                           details=details)
         refusal_recorded()
     headers = {"WWW-Authenticate": 'Bearer realm="dairi"'} if status == 401 else None
     return ProblemError(code, detail=detail, headers=headers, **extra)
