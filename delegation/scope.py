@@ -79,12 +79,15 @@ def check_text(value: object, what: str, *, max_length: int = NAME_MAX_LENGTH,
     return value
 
 
-def check_count(value: object, what: str, *, minimum: int = 0) -> int:
-    """Return ``value`` if it is an integer from ``minimum`` to :data:`JSON_INTEGER_MAX`
-    (not a bool); raise ScopeError SCOPE_INVALID if not."""
-    if isinstance(value, bool) or not isinstance(value, int) \
-            or not minimum <= value <= JSON_INTEGER_MAX:
-        raise ScopeError(f"{what} must be an integer from {minimum} to {JSON_INTEGER_MAX}")
+def check_count(value: object, what: str, *, minimum: int = 0,
+                maximum: int | None = JSON_INTEGER_MAX) -> int:
+    """Return ``value`` if it is an integer from ``minimum`` to ``maximum`` (default
+    :data:`JSON_INTEGER_MAX`; None: no bound), not a bool; raise ScopeError SCOPE_INVALID
+    if not."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum \
+            or (maximum is not None and value > maximum):
+        bound = "" if maximum is None else f" to {maximum}"
+        raise ScopeError(f"{what} must be an integer from {minimum}{bound}")
     return value
 
 
@@ -181,7 +184,8 @@ class Purpose:
             if value is not None:
                 _names([value], what)
         if self.amount_jpy is not None:
-            check_count(self.amount_jpy, "amount_jpy")
+            # A purpose is asked, never certified: any amount is judged (and exceeds).
+            check_count(self.amount_jpy, "amount_jpy", maximum=None)
         object.__setattr__(self, "at", _utc(self.at, "at"))
 
 

@@ -379,3 +379,12 @@ def test_only_whole_second_scopes_are_certifiable() -> None:
         with pytest.raises(ScopeError) as exc:
             scope(**changes).check_certifiable()
         assert exc.value.code == "SCOPE_INVALID"
+
+
+def test_a_purpose_may_state_any_amount_and_is_judged_by_it() -> None:
+    """Only what a mandate certifies is bounded; an amount asked about is answered."""
+    huge = 10**20
+    assert scope(amount_limit_jpy=None).covers(purpose(amount_jpy=huge))
+    assert scope().uncovered(purpose(amount_jpy=huge)) == ("SCOPE_AMOUNT_EXCEEDED",)
+    with pytest.raises(ScopeError):
+        purpose(amount_jpy=-1)
