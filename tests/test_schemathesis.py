@@ -60,6 +60,9 @@ SEMANTIC_422 = {
     ("GET", "/api/v1/corporations/{corporate_number}"),
     ("GET", "/api/v1/corporations/{corporate_number}/employees"),
     ("POST", "/api/v1/corporations/{corporate_number}/invitations"),
+    ("GET", "/api/v1/corporations/{corporate_number}/credentials"),
+    # A card proof (DER certificate and signature) and a 法人番号 with its check digit.
+    ("POST", "/api/v1/credentials"),
 }
 
 
