@@ -23,6 +23,7 @@ run: setup
 	$(BIN)/dairi serve --host $(HOST) --port $(PORT)
 
 test: setup
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -32,6 +33,7 @@ typecheck: $(BIN)/.installed
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # requirements.lock: every runtime dependency pinned with its hashes, resolved from
 # pyproject.toml for any platform on Python >= 3.11. A re-run keeps the pins that still

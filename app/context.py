@@ -71,9 +71,11 @@ HSM_READINESS_SECONDS = 1.5
 
 def database_timeouts(settings: Settings) -> dict[str, float]:
     """The waiting bounds :func:`app.database.make_engine` takes, from the settings."""
-    return {"connect_timeout": settings.database_connect_timeout_seconds,
-            "statement_timeout": settings.database_statement_timeout_seconds,
-            "sqlite_busy_timeout": settings.sqlite_busy_timeout_seconds}
+    return {
+        "connect_timeout": settings.database_connect_timeout_seconds,
+        "statement_timeout": settings.database_statement_timeout_seconds,
+        "sqlite_busy_timeout": settings.sqlite_busy_timeout_seconds,
+    }
 
 
 class ReportingTimeStamper(HTTPTimeStamper):
@@ -105,16 +107,21 @@ class ServiceContext:
         # predate the fault it should see (a SQLite file opened before it became
         # read-only still writes). An in-memory database has only its one connection.
         self.probe_engine: Engine = (
-            self.engine if isinstance(self.engine.pool, StaticPool)
-            else make_engine(settings.database_url, poolclass=NullPool, **timeouts))
+            self.engine
+            if isinstance(self.engine.pool, StaticPool)
+            else make_engine(settings.database_url, poolclass=NullPool, **timeouts)
+        )
         # Truncates the SQLite WAL now and then (None on PostgreSQL).
         self.checkpointer = WalCheckpointer.for_engine(
-            self.engine, settings.sqlite_checkpoint_seconds,
-            restore_busy_ms=settings.sqlite_busy_timeout_seconds * 1000)
+            self.engine,
+            settings.sqlite_checkpoint_seconds,
+            restore_busy_ms=settings.sqlite_busy_timeout_seconds * 1000,
+        )
         # The one clock of the service; tests replace it to move time.
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.session_factory: sessionmaker[Session] = make_session_factory(
-            self.engine, lambda: self.clock())
+            self.engine, lambda: self.clock()
+        )
         # A commit that went through ends a database outage this process logged.
         event.listen(self.session_factory, "after_commit", database_works)
         self._lock = threading.Lock()
@@ -138,8 +145,7 @@ class ServiceContext:
                 result = "ok"
             except HsmError as exc:
                 if not exc.logged:  # an outage or a refused PIN is logged once at its source
-                    logger.warning("readiness: HSM check failed: %s (%s)", exc.code,
-                                   exc.message)
+                    logger.warning("readiness: HSM check failed: %s (%s)", exc.code, exc.message)
                 result = exc.code
             except Exception:  # a probe reports "not ready" rather than failing itself
                 logger.exception("readiness: unexpected error from the HSM check")
@@ -177,19 +183,25 @@ class ServiceContext:
                 data = path.read_bytes()
             except OSError as exc:
                 raise AttributeAuthorityUnavailable(
-                    f"aa_certificate_file {path} cannot be read", "AA_NOT_CONFIGURED") from exc
-            found = ([der for _, _, der in pem.unarmor(data, multiple=True)]
-                     if pem.detect(data) else [data])
+                    f"aa_certificate_file {path} cannot be read", "AA_NOT_CONFIGURED"
+                ) from exc
+            found = (
+                [der for _, _, der in pem.unarmor(data, multiple=True)]
+                if pem.detect(data)
+                else [data]
+            )
             if not found:
                 raise AttributeAuthorityUnavailable(
-                    f"no certificate in aa_certificate_file {path}", "AA_NOT_CONFIGURED")
+                    f"no certificate in aa_certificate_file {path}", "AA_NOT_CONFIGURED"
+                )
             return tuple(found)
         pki = self.dev_pki
         if pki is None:
             raise AttributeAuthorityUnavailable(
                 "no attribute authority is configured: set aa_key_label and "
                 "aa_certificate_file (or, in development mode, run `dairi dev pki`)",
-                "AA_NOT_CONFIGURED")
+                "AA_NOT_CONFIGURED",
+            )
         return (pki.aa_certificate.public_bytes(serialization.Encoding.DER),)
 
     @cached_property
@@ -217,8 +229,10 @@ class ServiceContext:
         """The circuit breaker of this process's OCSP/CRL responders (each gunicorn
         worker keeps its own: a dead responder costs each worker one time-out per
         interval)."""
-        return ResponderBreaker(failures_to_open=self.settings.revocation_breaker_failures,
-                                open_seconds=self.settings.revocation_breaker_seconds)
+        return ResponderBreaker(
+            failures_to_open=self.settings.revocation_breaker_failures,
+            open_seconds=self.settings.revocation_breaker_seconds,
+        )
 
     @cached_property
     def fetcher_backend(self) -> FetcherBackend:
@@ -236,8 +250,9 @@ class ServiceContext:
 
     @cached_property
     def validation_data(self) -> ValidationDataSource:
-        return ValidationDataSource(load_pem_certificates(self.settings.trust_dir),
-                                    self.fetcher_backend)
+        return ValidationDataSource(
+            load_pem_certificates(self.settings.trust_dir), self.fetcher_backend
+        )
 
     @cached_property
     def certificate_validator(self) -> CertificateValidator:
@@ -266,8 +281,11 @@ class ServiceContext:
             self._check_aa_key(key, certificate)
         base = self.settings.public_base_url
         return AttributeAuthority(
-            certificate, lambda data: self.hsm.sign(key, data),
-            ocsp_url=f"{base}/ac/ocsp", crl_url=f"{base}/ac/crl")
+            certificate,
+            lambda data: self.hsm.sign(key, data),
+            ocsp_url=f"{base}/ac/ocsp",
+            crl_url=f"{base}/ac/crl",
+        )
 
     def _check_aa_key(self, key: KeyRef, certificate_der: bytes) -> None:
         """The configured AA certificate must certify the configured HSM key."""
@@ -277,21 +295,25 @@ class ServiceContext:
             public_key = asn1_x509.Certificate.load(certificate_der).public_key.dump()
         except ValueError as exc:
             raise AttributeAuthorityUnavailable(
-                "aa_certificate_file does not hold an X.509 certificate",
-                "AA_NOT_CONFIGURED") from exc
+                "aa_certificate_file does not hold an X.509 certificate", "AA_NOT_CONFIGURED"
+            ) from exc
         if self.hsm.public_key_info(key) != public_key:
             raise AttributeAuthorityUnavailable(
                 f"aa_certificate_file does not certify the HSM key {self.settings.aa_key_label}",
-                "AA_NOT_CONFIGURED")
+                "AA_NOT_CONFIGURED",
+            )
 
     @cached_property
     def aa_credential(self) -> SigningCredential:
         """The AA's key as a signing credential: the service signs documents with it."""
         key = self.aa_key
         assert key is not None  # attribute_authority was obtained first
-        return SigningCredential(key, KeyAlgorithm.RSA_2048,
-                                 self.attribute_authority.certificate_der,
-                                 self.aa_certificates[1:])
+        return SigningCredential(
+            key,
+            KeyAlgorithm.RSA_2048,
+            self.attribute_authority.certificate_der,
+            self.aa_certificates[1:],
+        )
 
     @cached_property
     def pades_signer(self) -> PadesSigner:

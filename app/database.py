@@ -135,12 +135,18 @@ class BoundedPgConnection(psycopg.Connection):
             # The server may still act on what was sent: this connection is unusable.
             self.pgconn.finish()
             raise psycopg.OperationalError(
-                f"the database server did not answer within {bound:g} s") from exc
+                f"the database server did not answer within {bound:g} s"
+            ) from exc
 
 
-def make_engine(url: str | URL, *, sqlite_busy_timeout: float = SQLITE_BUSY_TIMEOUT_SECONDS,
-                connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
-                statement_timeout: float | None = None, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str | URL,
+    *,
+    sqlite_busy_timeout: float = SQLITE_BUSY_TIMEOUT_SECONDS,
+    connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+    statement_timeout: float | None = None,
+    **kwargs: Any,
+) -> Engine:
     """Create an engine for a SQLite or PostgreSQL URL.
 
     SQLite connections enforce foreign keys; a file database uses WAL (readers
@@ -206,8 +212,9 @@ def make_engine(url: str | URL, *, sqlite_busy_timeout: float = SQLITE_BUSY_TIME
     answer_timeout = statement_timeout + ANSWER_GRACE_SECONDS if statement_timeout else None
 
     @event.listens_for(engine, "do_connect")
-    def _bounded_connect(_dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]
-                         ) -> BoundedPgConnection:
+    def _bounded_connect(
+        _dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]
+    ) -> BoundedPgConnection:
         # libpq counts whole seconds and takes anything below 2 as 2.
         cparams.setdefault("connect_timeout", max(2, math.ceil(connect_timeout)))
         if statement_timeout:
@@ -225,8 +232,9 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def make_session_factory(engine: Engine, clock: Callable[[], datetime] = utc_now
-                         ) -> sessionmaker[Session]:
+def make_session_factory(
+    engine: Engine, clock: Callable[[], datetime] = utc_now
+) -> sessionmaker[Session]:
     """Sessions that keep loaded objects usable after ``commit``.
 
     ``clock`` is the service's one clock; it travels in ``session.info["clock"]``
@@ -270,13 +278,16 @@ def check_database_ready(engine: Engine, now: datetime, *, min_free_bytes: int =
     """
     free = sqlite_free_bytes(engine)
     if free is not None and free < min_free_bytes:
-        raise StorageFull(f"{free // (1024 * 1024)} MiB free beside the database, "
-                          f"below the {min_free_bytes // (1024 * 1024)} MiB required")
+        raise StorageFull(
+            f"{free // (1024 * 1024)} MiB free beside the database, "
+            f"below the {min_free_bytes // (1024 * 1024)} MiB required"
+        )
     with engine.connect() as connection:
         transaction = connection.begin()
         try:
             result = connection.execute(
-                update(ReadinessProbe).where(ReadinessProbe.id == 1).values(probed_at=now))
+                update(ReadinessProbe).where(ReadinessProbe.id == 1).values(probed_at=now)
+            )
         finally:
             transaction.rollback()
     if result.rowcount != 1:
@@ -296,9 +307,15 @@ class WalCheckpointer:
 
     RETRY_SECONDS = 5.0
 
-    def __init__(self, engine: Engine, interval: float, *, busy_ms: int = 100,
-                 restore_busy_ms: int = int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000),
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        interval: float,
+        *,
+        busy_ms: int = 100,
+        restore_busy_ms: int = int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._engine = engine
         self._interval = interval
         self._busy_ms = busy_ms

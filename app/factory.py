@@ -56,7 +56,8 @@ def create_app(settings: Settings | None = None, *, hsm: Hsm | None = None) -> F
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=settings.trusted_proxy_hops)
+            app.wsgi_app, x_for=settings.trusted_proxy_hops
+        )
 
     api = DairiApi(app)
     register_error_handlers(app)  # after the Api, so problem+json replaces its JSON errors

@@ -27,8 +27,9 @@ class SetupReport:
     leftover_so_pin_file: Path | None = None
 
 
-def ensure_environment(settings: Settings, context: ServiceContext | None = None, *,
-                       first_run: bool = False) -> SetupReport:
+def ensure_environment(
+    settings: Settings, context: ServiceContext | None = None, *, first_run: bool = False
+) -> SetupReport:
     """Make the embedded defaults ready: the SoftHSM token (when SoftHSM is the
     module), the database schema, and in development mode the development PKI.
 
@@ -45,17 +46,20 @@ def ensure_environment(settings: Settings, context: ServiceContext | None = None
         # Keys of an existing development PKI live in a token: a trace of one.
         also = [settings.pki_dir] if DevPki.exists(settings.pki_dir) else []
         if first_run:
-            token_created = ensure_softhsm_token(settings.softhsm2_conf,
-                                                 settings.hsm_token_label,
-                                                 settings.hsm_pin_file, also)
+            token_created = ensure_softhsm_token(
+                settings.softhsm2_conf, settings.hsm_token_label, settings.hsm_pin_file, also
+            )
         else:
-            require_softhsm_token(settings.softhsm2_conf, settings.hsm_token_label,
-                                  settings.hsm_pin_file, also)
+            require_softhsm_token(
+                settings.softhsm2_conf, settings.hsm_token_label, settings.hsm_pin_file, also
+            )
         if so_pin_file(settings.hsm_pin_file).exists():
             leftover = so_pin_file(settings.hsm_pin_file)
-            logger.warning("%s holds the SoftHSM SO PIN an earlier version kept; dairi does"
-                           " not need it: keep it offline with the token backup, or delete it",
-                           leftover)
+            logger.warning(
+                "%s holds the SoftHSM SO PIN an earlier version kept; dairi does"
+                " not need it: keep it offline with the token backup, or delete it",
+                leftover,
+            )
     migrate(settings.database_url)
     pki_created = False
     if settings.dev_mode:
@@ -63,8 +67,7 @@ def ensure_environment(settings: Settings, context: ServiceContext | None = None
             pki = DevPki(settings.pki_dir)
         else:
             context = context or ServiceContext(settings)
-            pki = DevPki.create(settings.pki_dir, context.hsm,
-                                base_url=settings.public_base_url)
+            pki = DevPki.create(settings.pki_dir, context.hsm, base_url=settings.public_base_url)
             pki_created = True
         # Every start: the anchors per purpose follow the PKI (and this code's layout).
         pki.export_trust(settings.trust_dir)

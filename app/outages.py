@@ -85,8 +85,13 @@ class OutageLog:
     changes (one dictionary look-up under a lock).
     """
 
-    def __init__(self, log: logging.Logger = logger, *, reminder_seconds: float = REMINDER_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        log: logging.Logger = logger,
+        *,
+        reminder_seconds: float = REMINDER_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._log = log
         self._reminder = reminder_seconds
         self._clock = clock
@@ -110,8 +115,13 @@ class OutageLog:
                 if now - outage.last_logged < self._reminder:
                     return
                 outage.last_logged = now
-                message = ("%s still unavailable after %.0f s (%d failures): %s", dependency,
-                           now - outage.started, outage.failures, reason)
+                message = (
+                    "%s still unavailable after %.0f s (%d failures): %s",
+                    dependency,
+                    now - outage.started,
+                    outage.failures,
+                    reason,
+                )
         self._log.error(*message)
 
     def recovered(self, dependency: str) -> None:
@@ -121,8 +131,12 @@ class OutageLog:
         with self._lock:
             outage = self._outages.pop(dependency, None)
         if outage is not None:
-            self._log.warning("%s recovered after %.1f s (%d failures)", dependency,
-                              self._clock() - outage.started, outage.failures)
+            self._log.warning(
+                "%s recovered after %.1f s (%d failures)",
+                dependency,
+                self._clock() - outage.started,
+                outage.failures,
+            )
 
     def down(self, dependency: str) -> bool:
         """Whether an outage of ``dependency`` is under way (as this process saw it)."""
@@ -154,7 +168,8 @@ def database_fault(exc: SQLAlchemyError) -> DatabaseUnavailable | None:
     # PostgreSQL classes 08 (connection), 57 (operator intervention, e.g. a cancelled
     # statement), 25006 (read-only transaction), 40P01/55P03 (lock not available).
     if isinstance(exc, DBAPIError) and (
-            sqlstate[:2] in {"08", "57"} or sqlstate in {"25006", "55P03"}):
+        sqlstate[:2] in {"08", "57"} or sqlstate in {"25006", "55P03"}
+    ):
         return DatabaseUnavailable(_driver_reason(exc))
     return None
 

@@ -44,15 +44,15 @@ from dairi import DairiError
 # IPA Gothic from Debian's fonts-ipafont-gothic (installed by `make`).
 JAPANESE_FONT = Path("/usr/share/fonts/opentype/ipafont-gothic/ipag.ttf")
 A4 = (0, 0, 595.28, 841.89)
-MARGIN = 56.7                 # 2 cm on every side, in points
-_PDF_EM = 1000                # glyph space units per em in PDF (ISO 32000-1, 9.2.4)
+MARGIN = 56.7  # 2 cm on every side, in points
+_PDF_EM = 1000  # glyph space units per em in PDF (ISO 32000-1, 9.2.4)
 
 
 # Where Debian's packages put a Japanese Gothic font, best first (issue 10 item 2).
 DEBIAN_JAPANESE_FONTS = (
-    JAPANESE_FONT,                                                    # fonts-ipafont-gothic
-    Path("/usr/share/fonts/truetype/fonts-japanese-gothic.ttf"),      # its alternatives link
-    Path("/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf"),    # fonts-ipaexfont-gothic
+    JAPANESE_FONT,  # fonts-ipafont-gothic
+    Path("/usr/share/fonts/truetype/fonts-japanese-gothic.ttf"),  # its alternatives link
+    Path("/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf"),  # fonts-ipaexfont-gothic
 )
 _PROBE = "電子委任状"  # a font that cannot draw these is no use for dairi's documents
 
@@ -79,8 +79,7 @@ def find_japanese_font(configured: str = "") -> Path:
     if configured:
         path = Path(configured)
         if not path.is_file() or not _draws_japanese(path):
-            raise FontNotFound(f"pdf_font_file {configured!r} is not a font with "
-                               "Japanese glyphs")
+            raise FontNotFound(f"pdf_font_file {configured!r} is not a font with Japanese glyphs")
         return path
     for path in DEBIAN_JAPANESE_FONTS:
         if path.is_file() and _draws_japanese(path):
@@ -91,12 +90,15 @@ def find_japanese_font(configured: str = "") -> Path:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             found = subprocess.run(  # noqa: S603 - fontconfig, fixed arguments
                 [fc_match, "--format=%{file}", "Gothic:lang=ja"],
-                capture_output=True, text=True, timeout=10, check=False)
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
             candidate = Path(found.stdout.strip()) if found.stdout.strip() else None
     if candidate is not None and candidate.is_file() and _draws_japanese(candidate):
         return candidate
-    raise FontNotFound("no Japanese font found: install fonts-ipafont-gothic or set "
-                       "pdf_font_file")
+    raise FontNotFound("no Japanese font found: install fonts-ipafont-gothic or set pdf_font_file")
 
 
 @functools.lru_cache(maxsize=4)
@@ -128,9 +130,14 @@ def measure(text: str, font_file: Path = JAPANESE_FONT) -> float:
     return sum(advances(text, font_file))
 
 
-def wrap(line: str, width_em: float, *, indent: str = "",
-         break_after: Sequence[str] = ("、，。", " 　・/"),
-         font_file: Path = JAPANESE_FONT) -> list[str]:
+def wrap(
+    line: str,
+    width_em: float,
+    *,
+    indent: str = "",
+    break_after: Sequence[str] = ("、，。", " 　・/"),
+    font_file: Path = JAPANESE_FONT,
+) -> list[str]:
     """Split ``line`` into pieces no wider than ``width_em``; continuations start with
     ``indent``. A piece preferably ends after a character of ``break_after[0]`` in its
     second half, else of ``break_after[1]``, and so on; otherwise the line is broken
@@ -185,10 +192,15 @@ class _ScaledFontFactory(FontEngineFactory):
     font_bytes: bytes
     font_size: int
 
-    def create_font_engine(self, writer: BasePdfFileWriter, obj_stream: ObjectStream | None = None
-                           ) -> GlyphAccumulator:
-        return GlyphAccumulator(writer=writer, font_handle=BytesIO(self.font_bytes),
-                                font_size=self.font_size, obj_stream=obj_stream)
+    def create_font_engine(
+        self, writer: BasePdfFileWriter, obj_stream: ObjectStream | None = None
+    ) -> GlyphAccumulator:
+        return GlyphAccumulator(
+            writer=writer,
+            font_handle=BytesIO(self.font_bytes),
+            font_size=self.font_size,
+            obj_stream=obj_stream,
+        )
 
 
 @dataclass(frozen=True)
@@ -209,7 +221,7 @@ class PageLayout:
     @property
     def lines_per_page(self) -> int:
         """How many lines fit between the top and bottom margins."""
-        usable = self.page[3] - 2 * self.margin - self.font_size   # the last line's body
+        usable = self.page[3] - 2 * self.margin - self.font_size  # the last line's body
         return int(usable // self.leading) + 1
 
 
@@ -217,11 +229,14 @@ def draw_pages(pages: Sequence[Sequence[str]], page_layout: PageLayout) -> bytes
     """A4 PDF bytes with one page per entry, its lines (already wrapped) from the top-left
     margin down, in the layout's font, embedded as a subset."""
     characters = "".join(sorted({c for page in pages for line in page for c in line}))
-    factory = _ScaledFontFactory(_font_for(str(page_layout.font_file), characters),
-                                 page_layout.font_size)
+    factory = _ScaledFontFactory(
+        _font_for(str(page_layout.font_file), characters), page_layout.font_size
+    )
     writer = PdfFileWriter()
     style = TextBoxStyle(
-        font=factory, font_size=page_layout.font_size, leading=page_layout.leading,
+        font=factory,
+        font_size=page_layout.font_size,
+        leading=page_layout.leading,
         box_layout_rule=layout.SimpleBoxLayoutRule(
             x_align=layout.AxisAlignment.ALIGN_MIN,
             y_align=layout.AxisAlignment.ALIGN_MAX,
@@ -230,21 +245,28 @@ def draw_pages(pages: Sequence[Sequence[str]], page_layout: PageLayout) -> bytes
     )
     _, _, page_width, page_height = page_layout.page
     margin = page_layout.margin
-    box = layout.BoxConstraints(width=page_width - 2 * margin,
-                                height=page_height - 2 * margin)
+    box = layout.BoxConstraints(width=page_width - 2 * margin, height=page_height - 2 * margin)
     for lines in pages:
         text = TextBox(style, writer, box=box)
         text.content = "\n".join(lines)
         form = writer.add_object(text.as_form_xobject())
-        resources = generic.DictionaryObject({
-            generic.pdf_name("/XObject"): generic.DictionaryObject(
-                {generic.pdf_name("/Text"): form}),
-        })
+        resources = generic.DictionaryObject(
+            {
+                generic.pdf_name("/XObject"): generic.DictionaryObject(
+                    {generic.pdf_name("/Text"): form}
+                ),
+            }
+        )
         contents = generic.StreamObject(
-            stream_data=b"q 1 0 0 1 %g %g cm /Text Do Q" % (margin, margin))
-        writer.insert_page(PageObject(contents=writer.add_object(contents),
-                                      media_box=page_layout.page,
-                                      resources=resources))
+            stream_data=b"q 1 0 0 1 %g %g cm /Text Do Q" % (margin, margin)
+        )
+        writer.insert_page(
+            PageObject(
+                contents=writer.add_object(contents),
+                media_box=page_layout.page,
+                resources=resources,
+            )
+        )
     out = BytesIO()
     writer.write(out)
     return out.getvalue()

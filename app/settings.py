@@ -120,9 +120,12 @@ class Settings:
     @property
     def policy_oids(self) -> PolicyOids:
         """The policy settings as the certificate validator takes them."""
-        return PolicyOids(frozenset(self.jpki_auth_policies), frozenset(self.jpki_sign_policies),
-                          frozenset(self.jpki_test_policies),
-                          frozenset(self.registration_policies))
+        return PolicyOids(
+            frozenset(self.jpki_auth_policies),
+            frozenset(self.jpki_sign_policies),
+            frozenset(self.jpki_test_policies),
+            frozenset(self.registration_policies),
+        )
 
     @property
     def aa_key(self) -> KeyRef | None:
@@ -158,9 +161,11 @@ def aa_key_ref(token_label: str, label: str) -> KeyRef:
         bytes.fromhex(parts[1])
         return KeyRef(token_label, parts[1].lower(), int(parts[2][1:]))
     except ValueError as exc:
-        raise SettingsError("aa_key_label must be a dairi key label "
-                            "(dairi:<key id in hex>:v<version>, as `dairi aa create-key` "
-                            "prints it)") from exc
+        raise SettingsError(
+            "aa_key_label must be a dairi key label "
+            "(dairi:<key id in hex>:v<version>, as `dairi aa create-key` "
+            "prints it)"
+        ) from exc
 
 
 def _path(value: str, base: Path) -> Path:
@@ -259,8 +264,12 @@ def load_settings(
     titles = _strings(raw["representative_titles"])
     if not titles:
         raise SettingsError("representative_titles must name at least one title")
-    policy_names = ("jpki_auth_policies", "jpki_sign_policies", "jpki_test_policies",
-                    "registration_policies")
+    policy_names = (
+        "jpki_auth_policies",
+        "jpki_sign_policies",
+        "jpki_test_policies",
+        "registration_policies",
+    )
     policies: dict[str, Any] = {name: _strings(raw[name]) for name in policy_names}
     try:
         PolicyOids(*(frozenset(policies[name]) for name in policy_names))
@@ -270,8 +279,7 @@ def load_settings(
         data_dir=data_dir,
         database_url=database_url,
         database_connect_timeout_seconds=_int(raw, "database_connect_timeout_seconds", 1, 300),
-        database_statement_timeout_seconds=_int(raw, "database_statement_timeout_seconds",
-                                                1, 3600),
+        database_statement_timeout_seconds=_int(raw, "database_statement_timeout_seconds", 1, 3600),
         sqlite_busy_timeout_seconds=_int(raw, "sqlite_busy_timeout_seconds", 1, 300),
         sqlite_checkpoint_seconds=_int(raw, "sqlite_checkpoint_seconds", 1, 86400),
         storage_min_free_mb=_int(raw, "storage_min_free_mb", 0),

@@ -82,8 +82,10 @@ def separate_transaction(session: Session) -> Iterator[Session]:
     second one: on SQLite a second would wait for the lock this one may hold.
     """
     if has_written(session):
-        raise UnitOfWorkInterleaved("a separate transaction cannot start after the unit "
-                                    "of work has written; it would commit that too")
+        raise UnitOfWorkInterleaved(
+            "a separate transaction cannot start after the unit "
+            "of work has written; it would commit that too"
+        )
     session.commit()
     try:
         yield session

@@ -17,8 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     verify = sub.add_parser("verify", help="verify an export directory")
     verify.add_argument("directory", type=Path)
-    verify.add_argument("--trust", type=Path, default=None,
-                        help="directory of PEM roots (audit.pem there pins the audit key)")
+    verify.add_argument(
+        "--trust",
+        type=Path,
+        default=None,
+        help="directory of PEM roots (audit.pem there pins the audit key)",
+    )
     verify.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     report = verify_export(args.directory, args.trust)
@@ -33,15 +37,21 @@ def format_report(report: dict, *, as_json: bool = False) -> str:
     lines = []
     first = report["first_break"]
     if report["intact"]:
-        lines.append(f"intact: {report['events']} events"
-                     f" ({report['first_sequence']}-{report['last_sequence']}),"
-                     f" {report['checkpoints_verified']} checkpoints verified,"
-                     f" last at {report['last_checkpoint']}; head {report['head_hash']}")
+        lines.append(
+            f"intact: {report['events']} events"
+            f" ({report['first_sequence']}-{report['last_sequence']}),"
+            f" {report['checkpoints_verified']} checkpoints verified,"
+            f" last at {report['last_checkpoint']}; head {report['head_hash']}"
+        )
     else:
-        lines.append(f"BROKEN at sequence {first['sequence']}: {first['kind']}"
-                     f" ({first['message']})")
-        lines += [f"  also: {b['sequence']} {b['kind']} ({b['message']})"
-                  for b in report["breaks"] if b != first]
+        lines.append(
+            f"BROKEN at sequence {first['sequence']}: {first['kind']} ({first['message']})"
+        )
+        lines += [
+            f"  also: {b['sequence']} {b['kind']} ({b['message']})"
+            for b in report["breaks"]
+            if b != first
+        ]
     lines += [f"note: {n}" for n in report["notes"]]
     return "\n".join(lines)
 

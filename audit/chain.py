@@ -44,23 +44,29 @@ class AuditEvent:
     previous_hash: str = GENESIS_HASH
 
     def canonical(self) -> bytes:
-        return rfc8785.dumps({
-            "sequence": self.sequence,
-            "occurred_at": self.occurred_at.isoformat(timespec="microseconds"),
-            "actor": self.actor,
-            "tag": self.tag,
-            "subject": self.subject,
-            "principal": self.principal,
-            "details": dict(self.details),
-            "previous_hash": self.previous_hash,
-        })
+        return rfc8785.dumps(
+            {
+                "sequence": self.sequence,
+                "occurred_at": self.occurred_at.isoformat(timespec="microseconds"),
+                "actor": self.actor,
+                "tag": self.tag,
+                "subject": self.subject,
+                "principal": self.principal,
+                "details": dict(self.details),
+                "previous_hash": self.previous_hash,
+            }
+        )
 
     def digest(self) -> str:
         return hashlib.sha256(self.canonical()).hexdigest()
 
 
-def verify_chain(events: Iterable[tuple[AuditEvent, str]], *, start_hash: str = GENESIS_HASH,
-                 start_sequence: int = 1) -> str:
+def verify_chain(
+    events: Iterable[tuple[AuditEvent, str]],
+    *,
+    start_hash: str = GENESIS_HASH,
+    start_sequence: int = 1,
+) -> str:
     """Check (event, stored hash) pairs in order; returns the head hash.
 
     Raises :class:`AuditChainBroken` naming the first sequence that does not hold.
@@ -68,10 +74,12 @@ def verify_chain(events: Iterable[tuple[AuditEvent, str]], *, start_hash: str = 
     previous, expected = start_hash, start_sequence
     for event, stored in events:
         if event.sequence != expected:
-            raise AuditChainBroken(f"expected event {expected}, found {event.sequence}",
-                                   event.sequence)
+            raise AuditChainBroken(
+                f"expected event {expected}, found {event.sequence}", event.sequence
+            )
         if event.previous_hash != previous or event.digest() != stored:
-            raise AuditChainBroken(f"event {event.sequence} does not match its hash",
-                                   event.sequence)
+            raise AuditChainBroken(
+                f"event {event.sequence} does not match its hash", event.sequence
+            )
         previous, expected = stored, expected + 1
     return previous

@@ -62,13 +62,15 @@ class CheckpointStatement:
     taken_at: datetime
 
     def canonical(self) -> bytes:
-        return rfc8785.dumps({
-            "type": STATEMENT_TYPE,
-            "version": STATEMENT_VERSION,
-            "sequence": self.sequence,
-            "head_hash": self.head_hash,
-            "taken_at": self.taken_at.astimezone(UTC).isoformat(timespec="microseconds"),
-        })
+        return rfc8785.dumps(
+            {
+                "type": STATEMENT_TYPE,
+                "version": STATEMENT_VERSION,
+                "sequence": self.sequence,
+                "head_hash": self.head_hash,
+                "taken_at": self.taken_at.astimezone(UTC).isoformat(timespec="microseconds"),
+            }
+        )
 
     @classmethod
     def parse(cls, data: bytes) -> CheckpointStatement:
@@ -76,13 +78,15 @@ class CheckpointStatement:
             raw = json.loads(data)
             if raw.get("type") != STATEMENT_TYPE or raw.get("version") != STATEMENT_VERSION:
                 raise ValueError("not a dairi audit checkpoint statement")
-            statement = cls(int(raw["sequence"]), str(raw["head_hash"]),
-                            datetime.fromisoformat(raw["taken_at"]))
+            statement = cls(
+                int(raw["sequence"]), str(raw["head_hash"]), datetime.fromisoformat(raw["taken_at"])
+            )
             if statement.taken_at.tzinfo is None or len(statement.head_hash) != 64:
                 raise ValueError("naive time or malformed hash")
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise CheckpointInvalid(f"unreadable checkpoint statement ({exc})",
-                                    "checkpoint_malformed") from exc
+            raise CheckpointInvalid(
+                f"unreadable checkpoint statement ({exc})", "checkpoint_malformed"
+            ) from exc
         return statement
 
 
@@ -110,20 +114,28 @@ class Checkpoint:
 def signature_value(signature_der: bytes) -> bytes:
     """The SignerInfo's signature value: what the checkpoint's time-stamp covers."""
     try:
-        return cms.ContentInfo.load(signature_der)["content"]["signer_infos"][0][
-            "signature"].native
+        return cms.ContentInfo.load(signature_der)["content"]["signer_infos"][0]["signature"].native
     except (ValueError, TypeError, KeyError, IndexError) as exc:
-        raise CheckpointInvalid("unreadable checkpoint signature", "checkpoint_malformed") \
-            from exc
+        raise CheckpointInvalid("unreadable checkpoint signature", "checkpoint_malformed") from exc
 
 
-def take_checkpoint(sequence: int, head_hash: str, taken_at: datetime, signer: CheckpointSigner,
-                    timestamp: Callable[[bytes], bytes] | None) -> Checkpoint:
+def take_checkpoint(
+    sequence: int,
+    head_hash: str,
+    taken_at: datetime,
+    signer: CheckpointSigner,
+    timestamp: Callable[[bytes], bytes] | None,
+) -> Checkpoint:
     """Sign the head and, with ``timestamp`` (SHA-256 digest → DER TimeStampToken),
     have the signature time-stamped."""
     statement = CheckpointStatement(sequence, head_hash, taken_at)
-    signature = sign_detached(statement.canonical(), signer.certificate_der, signer.chain_der,
-                              signer.sign, signing_time=taken_at)
+    signature = sign_detached(
+        statement.canonical(),
+        signer.certificate_der,
+        signer.chain_der,
+        signer.sign,
+        signing_time=taken_at,
+    )
     token = None
     if timestamp is not None:
         token = timestamp(hashlib.sha256(signature_value(signature)).digest())
@@ -148,8 +160,14 @@ class VerifiedCheckpoint:
     timestamped_at: datetime | None
 
 
-def verify_checkpoint(statement_bytes: bytes, signature_der: bytes, timestamp_der: bytes | None,
-                      trust: Trust, *, sequence_hint: int | None = None) -> VerifiedCheckpoint:
+def verify_checkpoint(
+    statement_bytes: bytes,
+    signature_der: bytes,
+    timestamp_der: bytes | None,
+    trust: Trust,
+    *,
+    sequence_hint: int | None = None,
+) -> VerifiedCheckpoint:
     """Check one checkpoint; raises :class:`CheckpointInvalid` with its kind and
     sequence (``sequence_hint`` when the statement cannot be read)."""
     try:
@@ -165,30 +183,42 @@ def verify_checkpoint(statement_bytes: bytes, signature_der: bytes, timestamp_de
         return error
 
     try:
-        signed = verify_signed_data(signature_der, detached=statement_bytes,
-                                    extra_certificates=trust.certificates_der)
+        signed = verify_signed_data(
+            signature_der, detached=statement_bytes, extra_certificates=trust.certificates_der
+        )
     except CmsInvalid as exc:
         kind = {"content": "checkpoint_altered", "malformed": "checkpoint_malformed"}.get(
-            exc.reason, "checkpoint_wrong_key")
+            exc.reason, "checkpoint_wrong_key"
+        )
         raise fail(exc.message, kind, exc) from exc
     timestamped_at = None
     if timestamp_der is not None:
         try:
-            stamp = verify_timestamp(timestamp_der, signed.signature, trust.roots_der,
-                                     trust.certificates_der)
+            stamp = verify_timestamp(
+                timestamp_der, signed.signature, trust.roots_der, trust.certificates_der
+            )
         except CmsInvalid as exc:
-            kind = ("checkpoint_timestamp_mismatch" if exc.reason == "imprint"
-                    else "checkpoint_timestamp_invalid")
+            kind = (
+                "checkpoint_timestamp_mismatch"
+                if exc.reason == "imprint"
+                else "checkpoint_timestamp_invalid"
+            )
             raise fail(exc.message, kind, exc) from exc
         timestamped_at = stamp.gen_time
     elif trust.require_timestamp:
         raise fail("no time-stamp token", "checkpoint_timestamp_missing")
     if trust.audit_certificates_der and signed.signer_der not in trust.audit_certificates_der:
-        raise fail("signed by a certificate that is not a trusted audit certificate",
-                   "checkpoint_wrong_key")
+        raise fail(
+            "signed by a certificate that is not a trusted audit certificate",
+            "checkpoint_wrong_key",
+        )
     try:
-        verify_path(signed.signer_der, signed.certificates_der, trust.roots_der,
-                    at=timestamped_at or statement.taken_at)
+        verify_path(
+            signed.signer_der,
+            signed.certificates_der,
+            trust.roots_der,
+            at=timestamped_at or statement.taken_at,
+        )
     except CmsInvalid as exc:
         raise fail(exc.message, "checkpoint_wrong_key", exc) from exc
     return VerifiedCheckpoint(statement, signed.signer_der, timestamped_at)

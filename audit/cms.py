@@ -27,7 +27,10 @@ from dairi import DairiError
 _HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
 _DER = Encoding.DER
 _CRYPTO_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
-    "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
 
 
 class CmsInvalid(DairiError):
@@ -53,8 +56,14 @@ def digest(algorithm: str, data: bytes) -> bytes:
         raise CmsInvalid(f"unsupported digest algorithm {algorithm}", "malformed") from None
 
 
-def sign_detached(data: bytes, certificate_der: bytes, chain_der: Sequence[bytes],
-                  sign: Callable[[bytes], bytes], *, signing_time: datetime) -> bytes:
+def sign_detached(
+    data: bytes,
+    certificate_der: bytes,
+    chain_der: Sequence[bytes],
+    sign: Callable[[bytes], bytes],
+    *,
+    signing_time: datetime,
+) -> bytes:
     """DER ContentInfo: a detached CMS SignedData over ``data`` (SHA-256, with
     content-type, signing-time, message-digest and signingCertificateV2 signed
     attributes), the signer certificate and ``chain_der`` included."""
@@ -62,32 +71,50 @@ def sign_detached(data: bytes, certificate_der: bytes, chain_der: Sequence[bytes
     algorithm = cert.public_key.algorithm
     if algorithm not in ("rsa", "ec"):
         raise CmsInvalid(f"unsupported key algorithm {algorithm}", "malformed")
-    signed_attrs = cms.CMSAttributes([
-        cms.CMSAttribute({"type": "content_type", "values": ["data"]}),
-        cms.CMSAttribute({"type": "signing_time",
-                          "values": [cms.Time(name="utc_time", value=signing_time)]}),
-        cms.CMSAttribute({"type": "message_digest", "values": [hashlib.sha256(data).digest()]}),
-        cms.CMSAttribute({"type": "signing_certificate_v2", "values": [
-            {"certs": [{"cert_hash": hashlib.sha256(certificate_der).digest()}]}]}),
-    ])
+    signed_attrs = cms.CMSAttributes(
+        [
+            cms.CMSAttribute({"type": "content_type", "values": ["data"]}),
+            cms.CMSAttribute(
+                {"type": "signing_time", "values": [cms.Time(name="utc_time", value=signing_time)]}
+            ),
+            cms.CMSAttribute({"type": "message_digest", "values": [hashlib.sha256(data).digest()]}),
+            cms.CMSAttribute(
+                {
+                    "type": "signing_certificate_v2",
+                    "values": [
+                        {"certs": [{"cert_hash": hashlib.sha256(certificate_der).digest()}]}
+                    ],
+                }
+            ),
+        ]
+    )
     signature = sign(signed_attrs.dump())
-    signer_info = cms.SignerInfo({
-        "version": "v1",
-        "sid": {"issuer_and_serial_number": {"issuer": cert.issuer,
-                                             "serial_number": cert.serial_number}},
-        "digest_algorithm": {"algorithm": "sha256"},
-        "signed_attrs": signed_attrs,
-        "signature_algorithm": {"algorithm": "sha256_rsa" if algorithm == "rsa"
-                                else "sha256_ecdsa"},
-        "signature": signature,
-    })
-    signed_data = cms.SignedData({
-        "version": "v1",
-        "digest_algorithms": [algos.DigestAlgorithm({"algorithm": "sha256"})],
-        "encap_content_info": {"content_type": "data"},
-        "certificates": [cert, *(x509.Certificate.load(der) for der in chain_der)],
-        "signer_infos": [signer_info],
-    })
+    signer_info = cms.SignerInfo(
+        {
+            "version": "v1",
+            "sid": {
+                "issuer_and_serial_number": {
+                    "issuer": cert.issuer,
+                    "serial_number": cert.serial_number,
+                }
+            },
+            "digest_algorithm": {"algorithm": "sha256"},
+            "signed_attrs": signed_attrs,
+            "signature_algorithm": {
+                "algorithm": "sha256_rsa" if algorithm == "rsa" else "sha256_ecdsa"
+            },
+            "signature": signature,
+        }
+    )
+    signed_data = cms.SignedData(
+        {
+            "version": "v1",
+            "digest_algorithms": [algos.DigestAlgorithm({"algorithm": "sha256"})],
+            "encap_content_info": {"content_type": "data"},
+            "certificates": [cert, *(x509.Certificate.load(der) for der in chain_der)],
+            "signer_infos": [signer_info],
+        }
+    )
     return cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
 
 
@@ -114,8 +141,12 @@ def _load_signed_data(der: bytes) -> cms.SignedData:
         raise CmsInvalid(f"not a CMS SignedData ({exc})", "malformed") from exc
 
 
-def _verify_raw(cert: x509.Certificate, signature_algorithm: algos.SignedDigestAlgorithm,
-                signature: bytes, data: bytes) -> None:
+def _verify_raw(
+    cert: x509.Certificate,
+    signature_algorithm: algos.SignedDigestAlgorithm,
+    signature: bytes,
+    data: bytes,
+) -> None:
     public = cx509.load_der_x509_certificate(cert.dump()).public_key()
     name = signature_algorithm.signature_algo
     hash_name = signature_algorithm.hash_algo
@@ -126,20 +157,27 @@ def _verify_raw(cert: x509.Certificate, signature_algorithm: algos.SignedDigestA
         if name == "rsassa_pkcs1v15" and isinstance(public, rsa.RSAPublicKey):
             public.verify(signature, data, padding.PKCS1v15(), hash_algorithm)
         elif name == "rsassa_pss" and isinstance(public, rsa.RSAPublicKey):
-            public.verify(signature, data, padding.PSS(padding.MGF1(hash_algorithm),
-                                                       padding.PSS.AUTO), hash_algorithm)
+            public.verify(
+                signature,
+                data,
+                padding.PSS(padding.MGF1(hash_algorithm), padding.PSS.AUTO),
+                hash_algorithm,
+            )
         elif name == "ecdsa" and isinstance(public, ec.EllipticCurvePublicKey):
             public.verify(signature, data, ec.ECDSA(hash_algorithm))
         else:
-            raise CmsInvalid(f"signature algorithm {name} does not fit the signer's key",
-                             "signature")
+            raise CmsInvalid(
+                f"signature algorithm {name} does not fit the signer's key", "signature"
+            )
     except InvalidSignature as exc:
-        raise CmsInvalid("the signature does not verify with the signer's key",
-                         "signature") from exc
+        raise CmsInvalid(
+            "the signature does not verify with the signer's key", "signature"
+        ) from exc
 
 
-def verify_signed_data(der: bytes, detached: bytes | None = None,
-                       extra_certificates: Iterable[bytes] = ()) -> SignedDataCheck:
+def verify_signed_data(
+    der: bytes, detached: bytes | None = None, extra_certificates: Iterable[bytes] = ()
+) -> SignedDataCheck:
     """Check the one signature of a SignedData over its content (``detached`` when
     the content is not encapsulated); raises :class:`CmsInvalid`. The signer's
     certificate is found among the SignedData's and ``extra_certificates``; whether
@@ -160,17 +198,16 @@ def verify_signed_data(der: bytes, detached: bytes | None = None,
         if not isinstance(encapsulated, core.OctetString | core.ParsableOctetString):
             raise CmsInvalid("unexpected encapsulated content", "malformed")
         content = bytes(encapsulated.contents)
-    certificates = [c.chosen for c in signed["certificates"] or []
-                    if c.name == "certificate"]
+    certificates = [c.chosen for c in signed["certificates"] or [] if c.name == "certificate"]
     certificates += [x509.Certificate.load(d) for d in extra_certificates]
     sid = info["sid"]
     if sid.name != "issuer_and_serial_number":
-        raise CmsInvalid("signer identified by key identifier, not issuer and serial",
-                         "malformed")
+        raise CmsInvalid("signer identified by key identifier, not issuer and serial", "malformed")
     issuer, serial = sid.chosen["issuer"].dump(), sid.chosen["serial_number"].native
     # Names compared as DER (asn1crypto's Name equality prepares strings: slow).
-    signer = next((c for c in certificates
-                   if c.serial_number == serial and c.issuer.dump() == issuer), None)
+    signer = next(
+        (c for c in certificates if c.serial_number == serial and c.issuer.dump() == issuer), None
+    )
     if signer is None:
         raise CmsInvalid("the signer's certificate is not included", "untrusted")
     attrs = info["signed_attrs"]
@@ -178,18 +215,29 @@ def verify_signed_data(der: bytes, detached: bytes | None = None,
         raise CmsInvalid("no signed attributes", "malformed")
     values = {a["type"].native: a["values"][0] for a in attrs}
     hash_name = info["digest_algorithm"]["algorithm"].native
-    if values.get("message_digest") is None or \
-            values["message_digest"].native != digest(hash_name, content):
+    if values.get("message_digest") is None or values["message_digest"].native != digest(
+        hash_name, content
+    ):
         raise CmsInvalid("the signed content is not this content", "content")
-    _verify_raw(signer, info["signature_algorithm"], info["signature"].native,
-                attrs.untag().dump())
+    _verify_raw(signer, info["signature_algorithm"], info["signature"].native, attrs.untag().dump())
     signing_time = values["signing_time"].native if "signing_time" in values else None
-    return SignedDataCheck(signer.dump(), tuple(c.dump() for c in certificates),
-                           info["signature"].native, content, signing_time)
+    return SignedDataCheck(
+        signer.dump(),
+        tuple(c.dump() for c in certificates),
+        info["signature"].native,
+        content,
+        signing_time,
+    )
 
 
-def verify_path(leaf_der: bytes, pool_der: Iterable[bytes], roots_der: Iterable[bytes], *,
-                at: datetime, purpose: str | None = None) -> tuple[bytes, ...]:
+def verify_path(
+    leaf_der: bytes,
+    pool_der: Iterable[bytes],
+    roots_der: Iterable[bytes],
+    *,
+    at: datetime,
+    purpose: str | None = None,
+) -> tuple[bytes, ...]:
     """The path leaf → … → a root of ``roots_der``, each certificate signed by the
     next and valid ``at``; issuers must be CAs. ``purpose="timeStamping"`` also
     requires that extended key usage in the leaf. Returns the path (leaf first);
@@ -208,8 +256,10 @@ def verify_path(leaf_der: bytes, pool_der: Iterable[bytes], roots_der: Iterable[
     path: list[cx509.Certificate] = []
     while True:
         if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
-            raise CmsInvalid(f"certificate {cert.subject.rfc4514_string()} is not valid"
-                             f" at {at.isoformat()}", "untrusted")
+            raise CmsInvalid(
+                f"certificate {cert.subject.rfc4514_string()} is not valid at {at.isoformat()}",
+                "untrusted",
+            )
         path.append(cert)
         if cert.public_bytes(_DER) in roots:
             return tuple(c.public_bytes(_DER) for c in path)
@@ -221,7 +271,8 @@ def verify_path(leaf_der: bytes, pool_der: Iterable[bytes], roots_der: Iterable[
                 continue
             try:
                 constraints = candidate.extensions.get_extension_for_class(
-                    cx509.BasicConstraints).value
+                    cx509.BasicConstraints
+                ).value
             except cx509.ExtensionNotFound:
                 continue
             if not constraints.ca:
@@ -235,8 +286,9 @@ def verify_path(leaf_der: bytes, pool_der: Iterable[bytes], roots_der: Iterable[
         if issuer is None:
             break
         cert = issuer
-    raise CmsInvalid(f"no path from {path[0].subject.rfc4514_string()} to a trusted root",
-                     "untrusted")
+    raise CmsInvalid(
+        f"no path from {path[0].subject.rfc4514_string()} to a trusted root", "untrusted"
+    )
 
 
 @dataclass(frozen=True)
@@ -246,8 +298,12 @@ class TimestampCheck:
     hash_algorithm: str
 
 
-def verify_timestamp(token_der: bytes, data: bytes, roots_der: Iterable[bytes],
-                     extra_certificates: Iterable[bytes] = ()) -> TimestampCheck:
+def verify_timestamp(
+    token_der: bytes,
+    data: bytes,
+    roots_der: Iterable[bytes],
+    extra_certificates: Iterable[bytes] = (),
+) -> TimestampCheck:
     """Check an RFC 3161 time-stamp token over ``data``: the TSA's signature, its
     path to a root (the TSA certificate with the timeStamping usage) and the
     message imprint. Raises :class:`CmsInvalid` (``imprint`` when it covers other data)."""
@@ -265,6 +321,7 @@ def verify_timestamp(token_der: bytes, data: bytes, roots_der: Iterable[bytes],
         raise CmsInvalid(f"malformed TSTInfo ({exc})", "malformed") from exc
     if hashed != digest(hash_name, data):
         raise CmsInvalid("the time-stamp token covers other data", "imprint")
-    verify_path(signed.signer_der, signed.certificates_der, roots_der, at=gen_time,
-                purpose="timeStamping")
+    verify_path(
+        signed.signer_der, signed.certificates_der, roots_der, at=gen_time, purpose="timeStamping"
+    )
     return TimestampCheck(gen_time, signed.signer_der, hash_name)

@@ -53,8 +53,7 @@ def read_pem_certificates(path: Path) -> list[bytes]:
     if not pem.detect(data):
         return []
     try:
-        return [der for kind, _, der in pem.unarmor(data, multiple=True)
-                if kind == "CERTIFICATE"]
+        return [der for kind, _, der in pem.unarmor(data, multiple=True) if kind == "CERTIFICATE"]
     except ValueError:
         return []
 
@@ -77,17 +76,30 @@ class ExportSummary:
     checkpoints: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {"directory": str(self.directory), "events": self.events,
-                "from": self.first_sequence, "to": self.last_sequence,
-                "head_hash": self.head_hash, "checkpoints": self.checkpoints}
+        return {
+            "directory": str(self.directory),
+            "events": self.events,
+            "from": self.first_sequence,
+            "to": self.last_sequence,
+            "head_hash": self.head_hash,
+            "checkpoints": self.checkpoints,
+        }
 
 
-def write_export(directory: Path, events: Iterable[AuditEvent], checkpoints: Sequence[Checkpoint],
-                 *, audit_certificates_der: Sequence[bytes], chain_der: Sequence[bytes],
-                 roots_der: Sequence[bytes], start_sequence: int = 1,
-                 anchor_hash: str = GENESIS_HASH, exported_at: datetime | None = None,
-                 retention_years: int | None = None,
-                 source: str = "dairi") -> ExportSummary:
+def write_export(
+    directory: Path,
+    events: Iterable[AuditEvent],
+    checkpoints: Sequence[Checkpoint],
+    *,
+    audit_certificates_der: Sequence[bytes],
+    chain_der: Sequence[bytes],
+    roots_der: Sequence[bytes],
+    start_sequence: int = 1,
+    anchor_hash: str = GENESIS_HASH,
+    exported_at: datetime | None = None,
+    retention_years: int | None = None,
+    source: str = "dairi",
+) -> ExportSummary:
     """Write an export of ``events`` (in sequence order, from ``start_sequence``,
     whose predecessor hashed to ``anchor_hash``) and ``checkpoints`` into
     ``directory``, which must be new or empty. The events are written as they
@@ -113,8 +125,11 @@ def write_export(directory: Path, events: Iterable[AuditEvent], checkpoints: Seq
         seq = checkpoint.statement.sequence
         stem = f"checkpoints/{seq:012d}"
         entry: dict[str, Any] = {
-            "sequence": seq, "statement": f"{stem}.json", "signature": f"{stem}.p7s",
-            "timestamp": f"{stem}.tst" if checkpoint.timestamp_der else None}
+            "sequence": seq,
+            "statement": f"{stem}.json",
+            "signature": f"{stem}.p7s",
+            "timestamp": f"{stem}.tst" if checkpoint.timestamp_der else None,
+        }
         (directory / entry["statement"]).write_bytes(checkpoint.statement_bytes)
         (directory / entry["signature"]).write_bytes(checkpoint.signature_der)
         if checkpoint.timestamp_der:
@@ -146,10 +161,10 @@ def write_export(directory: Path, events: Iterable[AuditEvent], checkpoints: Seq
             until = until.replace(year=until.year + retention_years)
         except ValueError:  # 29 February
             until = until.replace(year=until.year + retention_years, day=28)
-        manifest["retention"] = {"years": retention_years,
-                                 "keep_until": until.date().isoformat()}
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
-                                      encoding="utf-8")
+        manifest["retention"] = {"years": retention_years, "keep_until": until.date().isoformat()}
+    (directory / MANIFEST).write_text(
+        json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     return ExportSummary(directory, count, first, last, head, len(listed))
 
 
@@ -172,8 +187,9 @@ class _Lines:
                     sequence_now, previous = fields(line)
                 except (ValueError, TypeError, KeyError) as exc:
                     at = sequence + 1 if sequence is not None else None
-                    self.malformed = Break(at, "malformed",
-                                           f"line {number} of {EVENTS} is not an event ({exc})")
+                    self.malformed = Break(
+                        at, "malformed", f"line {number} of {EVENTS} is not an event ({exc})"
+                    )
                     return
                 sequence = sequence_now
                 # A plain tuple in Link's order (a million of them: no constructor call).
@@ -197,7 +213,7 @@ def _fields(line: bytes) -> tuple[int, str]:
         if s > 0:
             e = line.find(b",", s + 11)
             try:
-                return int(line[s + 11:e if e > 0 else -1]), line[p + 17:p + 81].decode()
+                return int(line[s + 11 : e if e > 0 else -1]), line[p + 17 : p + 81].decode()
             except ValueError:
                 pass
     event = json.loads(line)
@@ -233,11 +249,14 @@ def verify_export(directory: Path, trust_dir: Path | None = None) -> Verificatio
     try:
         manifest = _read_manifest(directory)
     except ExportError as exc:
-        return VerificationReport(False, 0, None, None, GENESIS_HASH, 0, None,
-                                  (Break(None, "malformed", exc.message),))
+        return VerificationReport(
+            False, 0, None, None, GENESIS_HASH, 0, None, (Break(None, "malformed", exc.message),)
+        )
     notes = []
-    offered = tuple(read_pem_certificates(directory / "certs" / "audit.pem")
-                    + read_pem_certificates(directory / "certs" / "chain.pem"))
+    offered = tuple(
+        read_pem_certificates(directory / "certs" / "audit.pem")
+        + read_pem_certificates(directory / "certs" / "chain.pem")
+    )
     if trust_dir is not None:
         base = trust_from_directory(trust_dir)
     else:
@@ -253,17 +272,37 @@ def verify_export(directory: Path, trust_dir: Path | None = None) -> Verificatio
         except OSError:
             return b""
 
-    stored = [StoredCheckpoint(int(c["sequence"]), read(c["statement"]) or b"",
-                               read(c["signature"]) or b"", read(c.get("timestamp")))
-              for c in manifest.get("checkpoints", [])]
+    stored = [
+        StoredCheckpoint(
+            int(c["sequence"]),
+            read(c["statement"]) or b"",
+            read(c["signature"]) or b"",
+            read(c.get("timestamp")),
+        )
+        for c in manifest.get("checkpoints", [])
+    ]
     if not (directory / EVENTS).is_file():
-        return VerificationReport(False, 0, None, None, GENESIS_HASH, 0, None,
-                                  (Break(None, "malformed", f"{EVENTS} is missing"),))
+        return VerificationReport(
+            False,
+            0,
+            None,
+            None,
+            GENESIS_HASH,
+            0,
+            None,
+            (Break(None, "malformed", f"{EVENTS} is missing"),),
+        )
     anchor, head = manifest["anchor"], manifest["head"]
     lines = _Lines(directory / EVENTS)
-    report = verify_log(lines, stored, trust, start_sequence=int(anchor["sequence"]) + 1,
-                        start_hash=str(anchor["hash"]),
-                        head=(int(head["sequence"]), str(head["hash"])), notes=notes)
+    report = verify_log(
+        lines,
+        stored,
+        trust,
+        start_sequence=int(anchor["sequence"]) + 1,
+        start_hash=str(anchor["hash"]),
+        head=(int(head["sequence"]), str(head["hash"])),
+        notes=notes,
+    )
     breaks = list(report.breaks)
     if lines.malformed is not None:
         breaks = [b for b in breaks if b.kind != "truncated"] + [lines.malformed]
@@ -271,8 +310,17 @@ def verify_export(directory: Path, trust_dir: Path | None = None) -> Verificatio
         for name, expected in manifest.get("files", {}).items():
             path = directory / name
             if not path.is_file() or _sha256_file(path) != expected:
-                breaks.append(Break(None, "manifest_mismatch",
-                                    f"{name} is not the file the manifest lists"))
-    return VerificationReport(not breaks, report.events, report.first_sequence,
-                              report.last_sequence, report.head_hash, report.checkpoints,
-                              report.last_checkpoint, tuple(breaks), report.notes)
+                breaks.append(
+                    Break(None, "manifest_mismatch", f"{name} is not the file the manifest lists")
+                )
+    return VerificationReport(
+        not breaks,
+        report.events,
+        report.first_sequence,
+        report.last_sequence,
+        report.head_hash,
+        report.checkpoints,
+        report.last_checkpoint,
+        tuple(breaks),
+        report.notes,
+    )

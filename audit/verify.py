@@ -109,9 +109,14 @@ def _renumbered(link: Link, sequence: int) -> str | None:
         return None
 
 
-def scan_chain(links: Iterable[Link | LinkTuple], *, start_sequence: int = 1,
-               start_hash: str = GENESIS_HASH, checkpoints: Mapping[int, str] | None = None,
-               head: tuple[int, str] | None = None) -> ChainScan:
+def scan_chain(
+    links: Iterable[Link | LinkTuple],
+    *,
+    start_sequence: int = 1,
+    start_hash: str = GENESIS_HASH,
+    checkpoints: Mapping[int, str] | None = None,
+    head: tuple[int, str] | None = None,
+) -> ChainScan:
     """Walk the links in order from ``start_sequence`` (whose predecessor hashed to
     ``start_hash``); stop at the first break and name it. ``checkpoints`` maps the
     sequence of each verified checkpoint to its signed head hash; ``head`` is the
@@ -123,9 +128,13 @@ def scan_chain(links: Iterable[Link | LinkTuple], *, start_sequence: int = 1,
     count = 0
 
     def broken(sequence: int | None, kind: str, message: str) -> ChainScan:
-        return ChainScan(count, start_sequence if count else None,
-                         expected - 1 if count else None, previous,
-                         Break(sequence, kind, message))
+        return ChainScan(
+            count,
+            start_sequence if count else None,
+            expected - 1 if count else None,
+            previous,
+            Break(sequence, kind, message),
+        )
 
     items = iter(links)
     nxt = next(items, None)
@@ -134,17 +143,23 @@ def scan_chain(links: Iterable[Link | LinkTuple], *, start_sequence: int = 1,
         if cur[0] == expected and cur[1] == previous:  # the common case, kept lean
             own = cur[2] if cur[3] is None else cur[3]
             if own != cur[2]:
-                return broken(expected, "edited",
-                              f"event {expected} does not hash to its stored hash")
+                return broken(
+                    expected, "edited", f"event {expected} does not hash to its stored hash"
+                )
             if expected in checkpoints:
                 if checkpoints[expected] != own:
                     if nxt is None or nxt[1] != own:
-                        return broken(expected, "edited",
-                                      f"event {expected} does not hash to the head its"
-                                      " checkpoint signed")
-                    return broken(last_checkpoint + 1, "rewritten",
-                                  f"events {last_checkpoint + 1}-{expected} link, but not to"
-                                  f" the head checkpoint {expected} signed")
+                        return broken(
+                            expected,
+                            "edited",
+                            f"event {expected} does not hash to the head its checkpoint signed",
+                        )
+                    return broken(
+                        last_checkpoint + 1,
+                        "rewritten",
+                        f"events {last_checkpoint + 1}-{expected} link, but not to"
+                        f" the head checkpoint {expected} signed",
+                    )
                 last_checkpoint = expected
             before_previous, previous = previous, own
             expected += 1
@@ -156,26 +171,42 @@ def scan_chain(links: Iterable[Link | LinkTuple], *, start_sequence: int = 1,
         if nxt is not None and nxt.previous_hash == previous:
             if cur.previous_hash in (nxt.witness, _renumbered(nxt, s)):
                 return broken(s, "swapped", f"events {s} and {s + 1} are in each other's place")
-            return broken(s, "inserted", f"event at {s} is not linked by the chain; the next"
-                          " one is")
+            return broken(
+                s, "inserted", f"event at {s} is not linked by the chain; the next one is"
+            )
         if before_previous is not None and cur.previous_hash == before_previous:
-            return broken(s - 1, "inserted",
-                          f"event {s - 1} is not linked by the chain; event {cur.sequence}"
-                          f" names the one before it")
+            return broken(
+                s - 1,
+                "inserted",
+                f"event {s - 1} is not linked by the chain; event {cur.sequence}"
+                f" names the one before it",
+            )
         if cur.sequence > s:
             return broken(s, "deleted", f"event {s} is missing (next found: {cur.sequence})")
         if cur.sequence < s:
             kind = "inserted" if cur.sequence == s - 1 else "swapped"
-            return broken(cur.sequence, kind,
-                          f"event {cur.sequence} appears again after event {s - 1}")
-        intact = (cur.digest == cur.stored if cur.stored is not None
-                  else nxt is None or nxt.previous_hash == cur.digest)
+            return broken(
+                cur.sequence, kind, f"event {cur.sequence} appears again after event {s - 1}"
+            )
+        intact = (
+            cur.digest == cur.stored
+            if cur.stored is not None
+            else nxt is None or nxt.previous_hash == cur.digest
+        )
         if not intact:
-            return broken(s, "deleted", f"event {s} is not the one the chain recorded there"
-                          " (the events after a removed one renumbered)")
+            return broken(
+                s,
+                "deleted",
+                f"event {s} is not the one the chain recorded there"
+                " (the events after a removed one renumbered)",
+            )
         if count == 0:
-            return broken(s, "edited", f"event {s} names another predecessor than the chain's"
-                          f" ({'genesis' if start_hash == GENESIS_HASH else 'the anchor'})")
+            return broken(
+                s,
+                "edited",
+                f"event {s} names another predecessor than the chain's"
+                f" ({'genesis' if start_hash == GENESIS_HASH else 'the anchor'})",
+            )
         return broken(s - 1, "edited", f"event {s - 1} does not hash to what event {s} recorded")
 
     last = expected - 1
@@ -184,12 +215,16 @@ def scan_chain(links: Iterable[Link | LinkTuple], *, start_sequence: int = 1,
         target = max([head[0] if head is not None else last, *beyond])
         return broken(last + 1, "truncated", f"the log ends at {last}, before {target}")
     if head is not None and head[0] < last and count:
-        return broken(head[0] + 1, "inserted",
-                      f"events after the recorded head {head[0]} (found up to {last})")
+        return broken(
+            head[0] + 1,
+            "inserted",
+            f"events after the recorded head {head[0]} (found up to {last})",
+        )
     if head is not None and head[0] == last and head[1] != previous and count:
         return broken(last, "edited", f"event {last} does not hash to the recorded head")
-    return ChainScan(count, start_sequence if count else None, last if count else None,
-                     previous, None)
+    return ChainScan(
+        count, start_sequence if count else None, last if count else None, previous, None
+    )
 
 
 @dataclass(frozen=True)
@@ -222,8 +257,11 @@ class VerificationReport:
             "head_hash": self.head_hash,
             "checkpoints_verified": self.checkpoints,
             "last_checkpoint": self.last_checkpoint,
-            "unprotected_events": (self.last_sequence - (self.last_checkpoint or 0)
-                                   if self.last_sequence is not None else 0),
+            "unprotected_events": (
+                self.last_sequence - (self.last_checkpoint or 0)
+                if self.last_sequence is not None
+                else 0
+            ),
             "first_break": first.as_dict() if first else None,
             "breaks": [b.as_dict() for b in self.breaks],
             "notes": list(self.notes),
@@ -240,52 +278,84 @@ class StoredCheckpoint:
     timestamp_der: bytes | None
 
 
-def verify_checkpoints(stored: Iterable[StoredCheckpoint], trust: Trust
-                       ) -> tuple[list[VerifiedCheckpoint], list[Break]]:
+def verify_checkpoints(
+    stored: Iterable[StoredCheckpoint], trust: Trust
+) -> tuple[list[VerifiedCheckpoint], list[Break]]:
     verified: list[VerifiedCheckpoint] = []
     breaks: list[Break] = []
     for item in stored:
         try:
-            checkpoint = verify_checkpoint(item.statement, item.signature_der,
-                                           item.timestamp_der, trust,
-                                           sequence_hint=item.sequence)
+            checkpoint = verify_checkpoint(
+                item.statement,
+                item.signature_der,
+                item.timestamp_der,
+                trust,
+                sequence_hint=item.sequence,
+            )
         except CheckpointInvalid as exc:
             breaks.append(Break(exc.sequence, exc.kind, exc.message))
             continue
         if checkpoint.statement.sequence != item.sequence:
-            breaks.append(Break(item.sequence, "checkpoint_altered",
-                                f"checkpoint filed as {item.sequence} states"
-                                f" {checkpoint.statement.sequence}"))
+            breaks.append(
+                Break(
+                    item.sequence,
+                    "checkpoint_altered",
+                    f"checkpoint filed as {item.sequence} states {checkpoint.statement.sequence}",
+                )
+            )
             continue
         verified.append(checkpoint)
     return verified, breaks
 
 
-def verify_log(links: Iterable[Link], stored_checkpoints: Iterable[StoredCheckpoint],
-               trust: Trust, *, start_sequence: int = 1, start_hash: str = GENESIS_HASH,
-               head: tuple[int, str] | None = None,
-               notes: Iterable[str] = ()) -> VerificationReport:
+def verify_log(
+    links: Iterable[Link],
+    stored_checkpoints: Iterable[StoredCheckpoint],
+    trust: Trust,
+    *,
+    start_sequence: int = 1,
+    start_hash: str = GENESIS_HASH,
+    head: tuple[int, str] | None = None,
+    notes: Iterable[str] = (),
+) -> VerificationReport:
     """Verify the checkpoints, then the chain against the verified ones."""
     verified, breaks = verify_checkpoints(stored_checkpoints, trust)
-    heads = {c.statement.sequence: c.statement.head_hash for c in verified
-             if c.statement.sequence >= start_sequence}
+    heads = {
+        c.statement.sequence: c.statement.head_hash
+        for c in verified
+        if c.statement.sequence >= start_sequence
+    }
     notes = list(notes)
     anchor = next((c for c in verified if c.statement.sequence == start_sequence - 1), None)
     if anchor is not None:
         if anchor.statement.head_hash != start_hash:
-            breaks.append(Break(start_sequence, "edited",
-                                f"the range's anchor is not the head checkpoint"
-                                f" {start_sequence - 1} signed"))
+            breaks.append(
+                Break(
+                    start_sequence,
+                    "edited",
+                    f"the range's anchor is not the head checkpoint {start_sequence - 1} signed",
+                )
+            )
         start_hash = anchor.statement.head_hash
     elif start_sequence > 1:
-        notes.append(f"the first event's predecessor ({start_sequence - 1}) is taken from the"
-                     " manifest: no checkpoint anchors it")
-    scan = scan_chain(links, start_sequence=start_sequence, start_hash=start_hash,
-                      checkpoints=heads, head=head)
+        notes.append(
+            f"the first event's predecessor ({start_sequence - 1}) is taken from the"
+            " manifest: no checkpoint anchors it"
+        )
+    scan = scan_chain(
+        links, start_sequence=start_sequence, start_hash=start_hash, checkpoints=heads, head=head
+    )
     if scan.broken is not None:
         breaks.append(scan.broken)
     covered = [s for s in heads if scan.last_sequence is not None and s <= scan.last_sequence]
     return VerificationReport(
-        intact=not breaks, events=scan.events, first_sequence=scan.first_sequence,
-        last_sequence=scan.last_sequence, head_hash=scan.head_hash, checkpoints=len(verified),
-        last_checkpoint=max(covered, default=None), breaks=tuple(breaks), notes=tuple(notes))
+        intact=not breaks,
+        events=scan.events,
+        first_sequence=scan.first_sequence,
+        last_sequence=scan.last_sequence,
+        head_hash=scan.head_hash,
+        checkpoints=len(verified),
+        last_checkpoint=max(covered, default=None),
+        breaks=tuple(breaks),
+        notes=tuple(notes),
+    )

@@ -66,8 +66,12 @@ def _make_credential(hsm: Hsm, pki: DevPki, name: str) -> SigningCredential:
     issued = pki.issue_employee_certificate(name, public_key)  # type: ignore[arg-type]
     certificate_der = issued.certificate.public_bytes(DER)
     hsm.store_certificate(ref, certificate_der)
-    return SigningCredential(ref, KeyAlgorithm.RSA_2048, certificate_der,
-                             tuple(c.public_bytes(DER) for c in issued.chain))
+    return SigningCredential(
+        ref,
+        KeyAlgorithm.RSA_2048,
+        certificate_der,
+        tuple(c.public_bytes(DER) for c in issued.chain),
+    )
 
 
 @contextlib.contextmanager
@@ -94,8 +98,7 @@ def bench_environment(module_path: str = SOFTHSM_MODULE) -> Iterator[BenchEnv]:
         write_softhsm_conf(conf, root / "tokens")
         with _environ("SOFTHSM2_CONF", str(conf)):
             ensure_softhsm_token(conf, TOKEN_LABEL, pin_file)
-            hsm = Hsm(HsmConfig(module_path, TOKEN_LABEL, pin_env=PIN_ENV,
-                                pin_file=str(pin_file)))
+            hsm = Hsm(HsmConfig(module_path, TOKEN_LABEL, pin_env=PIN_ENV, pin_file=str(pin_file)))
             try:
                 pki = DevPki.create(root / "pki", hsm, base_url="http://127.0.0.1:8080")
                 credential = _make_credential(hsm, pki, "山田 太郎")

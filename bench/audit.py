@@ -65,8 +65,12 @@ from hsm import KeyAlgorithm
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-TAGS = ("mandate:grant:issued", "signature:pades:created", "auth:login:refused",
-        "signature:sad:issued")
+TAGS = (
+    "mandate:grant:issued",
+    "signature:pades:created",
+    "auth:login:refused",
+    "signature:sad:issued",
+)
 
 
 def _audit_signer(env: BenchEnv) -> CheckpointSigner:
@@ -74,8 +78,11 @@ def _audit_signer(env: BenchEnv) -> CheckpointSigner:
     public_key = serialization.load_der_public_key(env.hsm.public_key_info(ref))
     cert = env.pki.cas["service-root"].issue(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dairi Bench Audit")]),
-        public_key, now=datetime.now(UTC) - timedelta(days=800),  # type: ignore[arg-type]
-        key_usage=end_entity_key_usage(non_repudiation=True), lifetime=timedelta(days=1825))
+        public_key,
+        now=datetime.now(UTC) - timedelta(days=800),  # type: ignore[arg-type]
+        key_usage=end_entity_key_usage(non_repudiation=True),
+        lifetime=timedelta(days=1825),
+    )
     return CheckpointSigner(cert.public_bytes(DER), (), lambda data: env.hsm.sign(ref, data))
 
 
@@ -97,16 +104,28 @@ def _events(count: int, every: int, on_head) -> Any:  # type: ignore[no-untyped-
     dumps = json.dumps
     for n in range(1, count + 1):
         at = (T0 + timedelta(milliseconds=n * 37)).isoformat(timespec="microseconds")
-        value = {"sequence": n, "occurred_at": at, "actor": f"person:{n % 977:08x}",
-                 "tag": TAGS[n % 4], "subject": f"mandate-{n % 50_000}",
-                 "principal": "7010001008844",
-                 "details": {"name": "山田\u3000太郎", "code": "MANDATE_EXPIRED", "n": n},
-                 "previous_hash": previous}
+        value = {
+            "sequence": n,
+            "occurred_at": at,
+            "actor": f"person:{n % 977:08x}",
+            "tag": TAGS[n % 4],
+            "subject": f"mandate-{n % 50_000}",
+            "principal": "7010001008844",
+            "details": {"name": "山田\u3000太郎", "code": "MANDATE_EXPIRED", "n": n},
+            "previous_hash": previous,
+        }
         line = dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
         if n % 10_000 == 1:
-            event = AuditEvent(n, T0 + timedelta(milliseconds=n * 37), value["actor"],
-                               value["tag"], value["subject"], value["principal"],
-                               value["details"], previous)
+            event = AuditEvent(
+                n,
+                T0 + timedelta(milliseconds=n * 37),
+                value["actor"],
+                value["tag"],
+                value["subject"],
+                value["principal"],
+                value["details"],
+                previous,
+            )
             assert event.canonical() == line, "json.dumps differs from RFC 8785 here"
         previous = hashlib.sha256(line).hexdigest()
         if n % every == 0 or n == count:
@@ -124,22 +143,31 @@ def bench_verification(env: BenchEnv, count: int, every: int, work: Path) -> dic
     checkpoints = []
 
     def on_head(sequence: int, head: str) -> None:
-        checkpoints.append(take_checkpoint(sequence, head, T0 + timedelta(
-            milliseconds=sequence * 37 + 5), signer, stamp))
+        checkpoints.append(
+            take_checkpoint(
+                sequence, head, T0 + timedelta(milliseconds=sequence * 37 + 5), signer, stamp
+            )
+        )
 
     started = time.perf_counter()
     directory = work / "export"
     root = env.pki.cas["service-root"].certificate.public_bytes(DER)
     # The checkpoints are signed while the events are generated (on_head); the list is
     # complete when write_export has consumed the generator, before it writes them.
-    write_export(directory, _events(count, every, on_head),  # type: ignore[arg-type]
-                 checkpoints, audit_certificates_der=[signer.certificate_der],
-                 chain_der=[], roots_der=[root])
+    write_export(
+        directory,
+        _events(count, every, on_head),  # type: ignore[arg-type]
+        checkpoints,
+        audit_certificates_der=[signer.certificate_der],
+        chain_der=[],
+        roots_der=[root],
+    )
     generated = time.perf_counter() - started
     trust = work / "trust"
     trust.mkdir()
-    (trust / "root.pem").write_bytes(env.pki.cas["service-root"].certificate.public_bytes(
-        serialization.Encoding.PEM))
+    (trust / "root.pem").write_bytes(
+        env.pki.cas["service-root"].certificate.public_bytes(serialization.Encoding.PEM)
+    )
 
     started = time.perf_counter()
     with (directory / "events.jsonl").open("rb") as f:
@@ -152,10 +180,14 @@ def bench_verification(env: BenchEnv, count: int, every: int, work: Path) -> dic
     seconds = time.perf_counter() - started
     if not report.intact or report.events != count:
         raise SystemExit(f"verification failed: {report.as_dict()}")
-    return {"events": count, "checkpoints": report.checkpoints, "seconds": round(seconds, 2),
-            "baseline_sha256_seconds": round(baseline, 2),
-            "file_mb": round((directory / "events.jsonl").stat().st_size / 1e6, 1),
-            "generate_seconds": round(generated, 1)}
+    return {
+        "events": count,
+        "checkpoints": report.checkpoints,
+        "seconds": round(seconds, 2),
+        "baseline_sha256_seconds": round(baseline, 2),
+        "file_mb": round((directory / "events.jsonl").stat().st_size / 1e6, 1),
+        "generate_seconds": round(generated, 1),
+    }
 
 
 def _run_threads(writers: int, seconds: float, work) -> int:  # type: ignore[no-untyped-def]
@@ -197,27 +229,36 @@ def bench_appends(url: str, writers: int, seconds: float) -> dict[str, Any]:
         engine = make_engine(schema_url, pool_size=writers + 2)
         factory = make_session_factory(engine)
         with engine.begin() as connection:
-            connection.execute(text("CREATE TABLE bench_raw (id BIGSERIAL PRIMARY KEY,"
-                                    " payload TEXT NOT NULL)"))
+            connection.execute(
+                text("CREATE TABLE bench_raw (id BIGSERIAL PRIMARY KEY, payload TEXT NOT NULL)")
+            )
 
         @contextlib.contextmanager
         def appender():  # type: ignore[no-untyped-def]
             with factory() as session:
+
                 def step() -> None:
                     with session.begin():
                         AuditLog(session).append(
-                            "signature:pades:created", actor="person:bench",
-                            subject="doc", principal="7010001008844",
-                            details={"name": "山田\u3000太郎"})
+                            "signature:pades:created",
+                            actor="person:bench",
+                            subject="doc",
+                            principal="7010001008844",
+                            details={"name": "山田\u3000太郎"},
+                        )
+
                 yield step
 
         @contextlib.contextmanager
         def raw_insert():  # type: ignore[no-untyped-def]
             with engine.connect() as connection:
+
                 def step() -> None:
                     with connection.begin():
-                        connection.execute(text("INSERT INTO bench_raw (payload) VALUES (:p)"),
-                                           {"p": "x" * 300})
+                        connection.execute(
+                            text("INSERT INTO bench_raw (payload) VALUES (:p)"), {"p": "x" * 300}
+                        )
+
                 yield step
 
         baseline = _run_threads(writers, seconds, raw_insert)
@@ -229,10 +270,14 @@ def bench_appends(url: str, writers: int, seconds: float) -> dict[str, Any]:
         engine.dispose()
     if not report.intact or report.events != appended:
         raise SystemExit(f"the chain after concurrent appends: {report.as_dict()}")
-    return {"writers": writers, "append_per_s": round(appended / seconds, 1),
-            "baseline_insert_per_s": round(baseline / seconds, 1),
-            "baseline_serial_insert_per_s": round(serial / seconds, 1),
-            "appended": appended, "chain_intact": report.intact}
+    return {
+        "writers": writers,
+        "append_per_s": round(appended / seconds, 1),
+        "baseline_insert_per_s": round(baseline / seconds, 1),
+        "baseline_serial_insert_per_s": round(serial / seconds, 1),
+        "appended": appended,
+        "chain_intact": report.intact,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,21 +292,28 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {}
     with bench_environment() as env, tempfile.TemporaryDirectory(prefix="dairi-audit-") as tmp:
         verification = bench_verification(env, args.events, args.checkpoint_every, Path(tmp))
-    print(f"verify {verification['events']} events, {verification['checkpoints']} checkpoints"
-          f" ({verification['file_mb']} MB): {verification['seconds']} s"
-          f" (baseline: SHA-256 of each line {verification['baseline_sha256_seconds']} s;"
-          f" target ≤ 30 s)")
-    result.update(events=verification["events"], seconds=verification["seconds"],
-                  baseline_sha256_seconds=verification["baseline_sha256_seconds"],
-                  checkpoints=verification["checkpoints"])
+    print(
+        f"verify {verification['events']} events, {verification['checkpoints']} checkpoints"
+        f" ({verification['file_mb']} MB): {verification['seconds']} s"
+        f" (baseline: SHA-256 of each line {verification['baseline_sha256_seconds']} s;"
+        f" target ≤ 30 s)"
+    )
+    result.update(
+        events=verification["events"],
+        seconds=verification["seconds"],
+        baseline_sha256_seconds=verification["baseline_sha256_seconds"],
+        checkpoints=verification["checkpoints"],
+    )
     appends = None
     if args.postgresql:
         appends = bench_appends(args.postgresql, args.writers, args.seconds)
-        print(f"append with {appends['writers']} writers on PostgreSQL:"
-              f" {appends['append_per_s']}/s (baseline: plain INSERT"
-              f" {appends['baseline_insert_per_s']}/s with {appends['writers']} writers,"
-              f" {appends['baseline_serial_insert_per_s']}/s with one); chain intact after"
-              f" {appends['appended']} appends")
+        print(
+            f"append with {appends['writers']} writers on PostgreSQL:"
+            f" {appends['append_per_s']}/s (baseline: plain INSERT"
+            f" {appends['baseline_insert_per_s']}/s with {appends['writers']} writers,"
+            f" {appends['baseline_serial_insert_per_s']}/s with one); chain intact after"
+            f" {appends['appended']} appends"
+        )
     result["append_per_s"] = appends["append_per_s"] if appends else None
     for key in ("baseline_insert_per_s", "baseline_serial_insert_per_s"):
         result[key] = appends[key] if appends else None

@@ -95,9 +95,22 @@ PRINCIPAL = corporate_number("010401012345")
 PRINCIPAL_NAME = "株式会社大理建設"
 REPRESENTATIVE = MandateParty("大理 一郎", "代表取締役", hashlib.sha256(b"registration").digest())
 PROCURING_ENTITIES = (
-    "国土交通省関東地方整備局", "国土交通省近畿地方整備局", "国土交通省中部地方整備局",
-    "国土交通省九州地方整備局", "防衛省", "農林水産省", "東京都", "大阪府", "神奈川県",
-    "愛知県", "福岡県", "北海道", "横浜市", "名古屋市", "京都市", "札幌市",
+    "国土交通省関東地方整備局",
+    "国土交通省近畿地方整備局",
+    "国土交通省中部地方整備局",
+    "国土交通省九州地方整備局",
+    "防衛省",
+    "農林水産省",
+    "東京都",
+    "大阪府",
+    "神奈川県",
+    "愛知県",
+    "福岡県",
+    "北海道",
+    "横浜市",
+    "名古屋市",
+    "京都市",
+    "札幌市",
 )
 ACTIONS = ("bid", "quote", "contract", "invoice", "e-application:*")
 
@@ -166,8 +179,11 @@ def build_chain(env: BenchEnv) -> AcChain:
     held by the bench credential (its key in the HSM), every AC signed by the HSM AA."""
     pki = env.pki
     aa = AttributeAuthority(
-        pki.aa_certificate.public_bytes(DER), lambda data: env.hsm.sign(pki.aa_key, data),
-        ocsp_url=f"{pki.base_url}/ac/ocsp/aa", crl_url=f"{pki.base_url}/ac/crl/aa.crl")
+        pki.aa_certificate.public_bytes(DER),
+        lambda data: env.hsm.sign(pki.aa_key, data),
+        ocsp_url=f"{pki.base_url}/ac/ocsp/aa",
+        crl_url=f"{pki.base_url}/ac/crl/aa.crl",
+    )
     holders = [_holder_certificate(env, name) for name in ("部長 次郎", "課長 三郎", "係長 四郎")]
     holders.append(env.credential.certificate_der)
     names = ["部長 次郎", "課長 三郎", "係長 四郎", "山田 太郎"]
@@ -187,18 +203,38 @@ def build_chain(env: BenchEnv) -> AcChain:
         serial = uuid.uuid4().int
         # The grant instruction each AC stands on, as grantors make them (fresh nonce,
         # creation time): the AC carries its digest.
-        scope = Scope(frozenset(actions), frozenset(entities), None, amount,
-                      now - timedelta(days=1), now + timedelta(days=days), max_depth)
+        scope = Scope(
+            frozenset(actions),
+            frozenset(entities),
+            None,
+            amount,
+            now - timedelta(days=1),
+            now + timedelta(days=days),
+            max_depth,
+        )
         instruction = GrantInstruction(
-            PRINCIPAL, PRINCIPAL_NAME, grantor.name, grantor.title, grantee.name,
-            grantee.certificate_sha256.hex(), scope, parent=parent, created_at=now)
+            PRINCIPAL,
+            PRINCIPAL_NAME,
+            grantor.name,
+            grantor.title,
+            grantee.name,
+            grantee.certificate_sha256.hex(),
+            scope,
+            parent=parent,
+            created_at=now,
+        )
         terms = MandateTerms(
-            principal_corporate_number=PRINCIPAL, principal_name=PRINCIPAL_NAME,
-            grantor=grantor, grantee=grantee, scope=scope,
-            instruction_digest=hashlib.sha256(instruction.canonical()).digest())
+            principal_corporate_number=PRINCIPAL,
+            principal_name=PRINCIPAL_NAME,
+            grantor=grantor,
+            grantee=grantee,
+            scope=scope,
+            instruction_digest=hashlib.sha256(instruction.canonical()).digest(),
+        )
         parent = str(uuid.UUID(int=serial))
-        acs.append(aa.issue(terms, holders[depth], serial_number=serial,
-                            ancestors=acs, depth=depth))
+        acs.append(
+            aa.issue(terms, holders[depth], serial_number=serial, ancestors=acs, depth=depth)
+        )
         serials.append(serial)
         grantor = MandateParty(grantee.name, None, grantee.certificate_sha256)
     purpose = Purpose("bid", PROCURING_ENTITIES[0], None, 50_000_000, now)
@@ -208,17 +244,22 @@ def build_chain(env: BenchEnv) -> AcChain:
 # -- baseline: pyhanko-certvalidator ------------------------------------------
 
 
-def ac_transport(env: BenchEnv, chain: AcChain
-                 ) -> Callable[[str, str, bytes | None], tuple[int, str, bytes]]:
+def ac_transport(
+    env: BenchEnv, chain: AcChain
+) -> Callable[[str, str, bytes | None], tuple[int, str, bytes]]:
     """The AA's OCSP responder answered in process (signed in the HSM); other URLs go to
     the dev PKI (the service root's OCSP for the AA certificate)."""
+
     def status_of(serial: int) -> tuple[str, datetime | None, str | None]:
         return ("good", None, None) if serial in chain.serials else ("unknown", None, None)
 
     def transport(method: str, url: str, body: bytes | None) -> tuple[int, str, bytes]:
         if url == chain.aa.ocsp_url and method == "POST":
-            return 200, "application/ocsp-response", chain.aa.ocsp_response(
-                body or b"", status_of, now=datetime.now(UTC))
+            return (
+                200,
+                "application/ocsp-response",
+                chain.aa.ocsp_response(body or b"", status_of, now=datetime.now(UTC)),
+            )
         return env.pki.serve_url(method, url, body)
 
     return transport
@@ -231,19 +272,25 @@ def bench_validate_ac(env: BenchEnv, chain: AcChain) -> Timing:
     certificate and the AA certificate arrive with each signature and are parsed per run.
     """
     trust_root = asn1_x509.Certificate.load(
-        env.pki.cas["service-root"].certificate.public_bytes(DER))
+        env.pki.cas["service-root"].certificate.public_bytes(DER)
+    )
     aa_der = chain.aa.certificate_der
     transport = ac_transport(env, chain)
 
     async def validate_once() -> None:
         context = ValidationContext(
-            trust_roots=[trust_root], other_certs=[asn1_x509.Certificate.load(aa_der)],
-            allow_fetching=True, fetcher_backend=TransportFetcherBackend(transport),
-            revocation_mode="require")
+            trust_roots=[trust_root],
+            other_certs=[asn1_x509.Certificate.load(aa_der)],
+            allow_fetching=True,
+            fetcher_backend=TransportFetcherBackend(transport),
+            revocation_mode="require",
+        )
         try:
             result = await async_validate_ac(
-                cms.AttributeCertificateV2.load(chain.leaf), context,
-                holder_cert=asn1_x509.Certificate.load(chain.holder_der))
+                cms.AttributeCertificateV2.load(chain.leaf),
+                context,
+                holder_cert=asn1_x509.Certificate.load(chain.holder_der),
+            )
         finally:
             await context.aclose()
         if result.aa_cert.dump() != aa_der:
@@ -270,9 +317,13 @@ def bench_chain(chain: AcChain) -> Timing:
     revoked: dict[int, datetime] = {}
 
     def evaluate() -> None:
-        verdict = reader.evaluate(chain.leaf, chain.purpose, principal=PRINCIPAL,
-                                  signer_certificate_der=chain.holder_der,
-                                  status_of=revoked.get)
+        verdict = reader.evaluate(
+            chain.leaf,
+            chain.purpose,
+            principal=PRINCIPAL,
+            signer_certificate_der=chain.holder_der,
+            status_of=revoked.get,
+        )
         if not verdict.holds:
             raise RuntimeError(f"the depth-3 chain does not hold: {verdict.codes()}")
 
@@ -311,8 +362,7 @@ def _sha(text_: str) -> str:
 
 def _subset(rng: random.Random, items: Sequence[str], most: int | None = None) -> frozenset[str]:
     ordered = sorted(items)
-    return frozenset(rng.sample(ordered, rng.randint(1, min(most or len(ordered),
-                                                            len(ordered)))))
+    return frozenset(rng.sample(ordered, rng.randint(1, min(most or len(ordered), len(ordered)))))
 
 
 def _root_scope(rng: random.Random, at: datetime) -> Scope:
@@ -323,8 +373,10 @@ def _root_scope(rng: random.Random, at: datetime) -> Scope:
         procuring_entities=None if rng.random() < 0.4 else _subset(rng, PROCURING_ENTITIES, 4),
         cases=None if rng.random() < 0.9 else frozenset({f"R8-{rng.randint(1, 999):03d}"}),
         amount_limit_jpy=None if rng.random() < 0.3 else rng.randint(1, 500) * 10_000_000,
-        not_before=not_before, not_after=not_before + timedelta(days=rng.randint(30, 1095)),
-        max_depth=rng.choice((0, 1, 2, 2)))
+        not_before=not_before,
+        not_after=not_before + timedelta(days=rng.randint(30, 1095)),
+        max_depth=rng.choice((0, 1, 2, 2)),
+    )
 
 
 def _child_scope(rng: random.Random, parent: Scope) -> Scope:
@@ -339,13 +391,16 @@ def _child_scope(rng: random.Random, parent: Scope) -> Scope:
         entities = _subset(rng, entities)
     limit = parent.amount_limit_jpy
     return Scope(
-        actions=_subset(rng, parent.actions), procuring_entities=entities,
+        actions=_subset(rng, parent.actions),
+        procuring_entities=entities,
         cases=parent.cases,
-        amount_limit_jpy=limit if limit is None or rng.random() < 0.5
+        amount_limit_jpy=limit
+        if limit is None or rng.random() < 0.5
         else max(1, limit // rng.randint(2, 10)),
         not_before=not_before.replace(microsecond=0),
         not_after=not_after.replace(microsecond=0),
-        max_depth=rng.randint(0, parent.max_depth - 1))
+        max_depth=rng.randint(0, parent.max_depth - 1),
+    )
 
 
 def generate(mandates: int, at: datetime, seed: int = SEED) -> Dataset:
@@ -362,23 +417,41 @@ def generate(mandates: int, at: datetime, seed: int = SEED) -> Dataset:
         number = corporate_number(f"0104{index + 1:08d}")
         name = f"株式会社ベンチ{index + 1:04d}"
         principals.append(number)
-        corporations.append({"corporate_number": number, "registered_number": number[1:],
-                             "name": name, "joint_representatives": 1, "created_at": at})
+        corporations.append(
+            {
+                "corporate_number": number,
+                "registered_number": number[1:],
+                "name": name,
+                "joint_representatives": 1,
+                "created_at": at,
+            }
+        )
         staff = []
         for n in range(max(8, per_corporation * 2 // 5)):
             person_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
             certificate_sha = _sha(f"signing {person_id}")
             staff.append((person_id, f"社員{n:03d} {index:04d}", certificate_sha))
-            people.append({
-                "id": person_id, "name": staff[-1][1], "status": "active",
-                "auth_certificate_sha256": _sha(f"auth {person_id}"),
-                "auth_certificate_der": placeholder, "signing_certificate_sha256": certificate_sha,
-                "signing_certificate_der": placeholder, "personal_data": None,
-                "enrolled_at": at - timedelta(days=1000), "rebound_at": None})
+            people.append(
+                {
+                    "id": person_id,
+                    "name": staff[-1][1],
+                    "status": "active",
+                    "auth_certificate_sha256": _sha(f"auth {person_id}"),
+                    "auth_certificate_der": placeholder,
+                    "signing_certificate_sha256": certificate_sha,
+                    "signing_certificate_der": placeholder,
+                    "personal_data": None,
+                    "enrolled_at": at - timedelta(days=1000),
+                    "rebound_at": None,
+                }
+            )
         representative_sha = _sha(f"registration {number}")
         grants: list[list[_Grant]] = [[], [], []]
-        remaining = per_corporation if index < CORPORATIONS - 1 \
+        remaining = (
+            per_corporation
+            if index < CORPORATIONS - 1
             else mandates - per_corporation * (CORPORATIONS - 1)
+        )
         for n in range(remaining):
             wanted = 0 if n == 0 else rng.choices((0, 1, 2), (40, 35, 25))[0]
             parents: list[_Grant] = []
@@ -389,8 +462,7 @@ def generate(mandates: int, at: datetime, seed: int = SEED) -> Dataset:
             parent = rng.choice(parents) if parents else None
             scope = _root_scope(rng, at) if parent is None else _child_scope(rng, parent.scope)
             taken = frozenset() if parent is None else parent.holders
-            person_id, person_name, person_sha = rng.choice(
-                [s for s in staff if s[0] not in taken])
+            person_id, person_name, person_sha = rng.choice([s for s in staff if s[0] not in taken])
             created_at = min(scope.not_before, at) - timedelta(days=1)
             revoked_at = None if parent is None else parent.row["revoked_at"]
             if revoked_at is None and rng.random() < 0.027:
@@ -399,27 +471,37 @@ def generate(mandates: int, at: datetime, seed: int = SEED) -> Dataset:
                 created_at = min(created_at, revoked_at - timedelta(seconds=1))
             mandate_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
             row = {
-                "id": mandate_id, "principal": number, "principal_name": name,
+                "id": mandate_id,
+                "principal": number,
+                "principal_name": name,
                 "parent_id": None if parent is None else parent.row["id"],
                 "depth": 0 if parent is None else parent.row["depth"] + 1,
                 "grantor_name": "代表 太郎" if parent is None else parent.row["grantee_name"],
                 "grantor_title": "代表取締役" if parent is None else None,
-                "grantor_certificate_sha256": representative_sha if parent is None
+                "grantor_certificate_sha256": representative_sha
+                if parent is None
                 else parent.row["grantee_certificate_sha256"],
-                "representative_certificates": None, "representative_revoked_at": None,
-                "grantee_person_id": person_id, "grantee_name": person_name,
+                "representative_certificates": None,
+                "representative_revoked_at": None,
+                "grantee_person_id": person_id,
+                "grantee_name": person_name,
                 "grantee_certificate_sha256": person_sha,
                 "grantee_certificate_der": placeholder,
                 "scope_json": json.dumps(scope.to_json(), ensure_ascii=False),
-                "not_before": scope.not_before, "not_after": scope.not_after,
-                "instruction": placeholder, "instruction_sha256": _sha(mandate_id),
-                "signatures": placeholder, "attribute_certificate": placeholder,
-                "status": (MandateStatus.ACTIVE if revoked_at is None
-                           else MandateStatus.REVOKED).value,
+                "not_before": scope.not_before,
+                "not_after": scope.not_after,
+                "instruction": placeholder,
+                "instruction_sha256": _sha(mandate_id),
+                "signatures": placeholder,
+                "attribute_certificate": placeholder,
+                "status": (
+                    MandateStatus.ACTIVE if revoked_at is None else MandateStatus.REVOKED
+                ).value,
                 "revoked_at": revoked_at,
                 "revoked_by": None if revoked_at is None else "bench",
                 "revocation_reason": None if revoked_at is None else "privilege_withdrawn",
-                "created_by": "bench", "created_at": created_at,
+                "created_by": "bench",
+                "created_at": created_at,
             }
             grants[row["depth"]].append(_Grant(row, scope, taken | {person_id}))
         rows.extend(g.row for level in grants for g in level)
@@ -431,11 +513,13 @@ def fill(engine: Engine, data: Dataset) -> float:
     """Insert the dataset with Core executemany in batches; returns the seconds taken."""
     start = time.perf_counter()
     with engine.begin() as connection:
-        for table, rows in ((Corporation.__table__, data.corporations),
-                            (Person.__table__, data.people),
-                            (Mandate.__table__, data.mandates)):
+        for table, rows in (
+            (Corporation.__table__, data.corporations),
+            (Person.__table__, data.people),
+            (Mandate.__table__, data.mandates),
+        ):
             for offset in range(0, len(rows), INSERT_BATCH):
-                connection.execute(insert(table), rows[offset:offset + INSERT_BATCH])
+                connection.execute(insert(table), rows[offset : offset + INSERT_BATCH])
     return time.perf_counter() - start
 
 
@@ -482,8 +566,10 @@ def bench_authority(backend: str, url: str, data: Dataset) -> QueryResult:
         engine.dispose()
     non_empty = sum(1 for c in counts if c)
     if non_empty < QUERY_ROUNDS // 10:
-        raise RuntimeError(f"{backend}: only {non_empty} of {QUERY_ROUNDS} authority queries "
-                           "found anyone; the bench would time empty answers")
+        raise RuntimeError(
+            f"{backend}: only {non_empty} of {QUERY_ROUNDS} authority queries "
+            "found anyone; the bench would time empty answers"
+        )
     return QueryResult(backend, fill_s, Timing.of(times), non_empty, sum(counts))
 
 
@@ -509,12 +595,14 @@ def postgresql_unreachable(server_url: str) -> str | None:
 def bench_databases(mandates: int, postgresql_url: str) -> list[QueryResult]:
     start = time.perf_counter()
     data = generate(mandates, whole_seconds_now())
-    print(f"generated {len(data.mandates):,} mandates ({len(data.people):,} people, "
-          f"{CORPORATIONS:,} corporations) in {time.perf_counter() - start:.1f} s: "
-          f"depth 0/1/2 = " + "/".join(
-              f"{data.share(lambda m, d=d: m['depth'] == d):.0%}" for d in range(3))
-          + f", revoked {data.share(lambda m: m['revoked_at'] is not None):.1%}, "
-          f"live at T {data.share(lambda m: m['not_before'] <= data.at < m['not_after']):.0%}")
+    print(
+        f"generated {len(data.mandates):,} mandates ({len(data.people):,} people, "
+        f"{CORPORATIONS:,} corporations) in {time.perf_counter() - start:.1f} s: "
+        f"depth 0/1/2 = "
+        + "/".join(f"{data.share(lambda m, d=d: m['depth'] == d):.0%}" for d in range(3))
+        + f", revoked {data.share(lambda m: m['revoked_at'] is not None):.1%}, "
+        f"live at T {data.share(lambda m: m['not_before'] <= data.at < m['not_after']):.0%}"
+    )
     results = []
     with sqlite_database() as url:
         results.append(bench_authority("sqlite", url, data))
@@ -535,50 +623,75 @@ def bench_databases(mandates: int, postgresql_url: str) -> list[QueryResult]:
 # -- output -------------------------------------------------------------------
 
 
-def print_report(validate: Timing, chain: Timing, queries: list[QueryResult],
-                 mandates: int, ac_sizes: Sequence[int] = ()) -> None:
-    print("baseline: pyhanko-certvalidator async_validate_ac, depth-3 leaf AC, fresh context, "
-          "OCSP required (AA answers in process, signs in SoftHSM):")
+def print_report(
+    validate: Timing,
+    chain: Timing,
+    queries: list[QueryResult],
+    mandates: int,
+    ac_sizes: Sequence[int] = (),
+) -> None:
+    print(
+        "baseline: pyhanko-certvalidator async_validate_ac, depth-3 leaf AC, fresh context, "
+        "OCSP required (AA answers in process, signs in SoftHSM):"
+    )
     print(f"  validate_ac             {validate.line()}")
     print("MandateChainReader.evaluate, depth-3 chain (4 ACs), AA path cached:")
     ratio = validate.median_ms / chain.median_ms
-    print(f"  chain_depth3            {chain.line(CHAIN_TARGET_MS)}   "
-          f"({ratio:.1f}x the baseline)")
+    print(f"  chain_depth3            {chain.line(CHAIN_TARGET_MS)}   ({ratio:.1f}x the baseline)")
     if ac_sizes:
         steps = [b - a for a, b in itertools.pairwise(ac_sizes)]
-        print(f"  AC bytes at depths 0-{len(ac_sizes) - 1}: "
-              f"{' / '.join(str(n) for n in ac_sizes)} (each level adds "
-              f"{' / '.join(str(n) for n in steps)})")
-    print(f"AuthorityQuery.find, {mandates:,} mandates over {CORPORATIONS:,} "
-          "corporations, random principal and entity, action bid:")
+        print(
+            f"  AC bytes at depths 0-{len(ac_sizes) - 1}: "
+            f"{' / '.join(str(n) for n in ac_sizes)} (each level adds "
+            f"{' / '.join(str(n) for n in steps)})"
+        )
+    print(
+        f"AuthorityQuery.find, {mandates:,} mandates over {CORPORATIONS:,} "
+        "corporations, random principal and entity, action bid:"
+    )
     for q in queries:
         print(f"  authority ({q.backend:<10}) {q.timing.line(QUERY_TARGET_MS)}")
-        print(f"    filled in {q.fill_s:.1f} s; {q.non_empty} of {q.timing.runs} queries "
-              f"found someone, {q.authorities / q.timing.runs:.1f} authorities per query")
+        print(
+            f"    filled in {q.fill_s:.1f} s; {q.non_empty} of {q.timing.runs} queries "
+            f"found someone, {q.authorities / q.timing.runs:.1f} authorities per query"
+        )
 
 
-def as_json(validate: Timing, chain: Timing, queries: list[QueryResult],
-            ac_sizes: Sequence[int] = ()) -> str:
+def as_json(
+    validate: Timing, chain: Timing, queries: list[QueryResult], ac_sizes: Sequence[int] = ()
+) -> str:
     by_backend = {q.backend: round(q.timing.median_ms, 2) for q in queries}
-    return json.dumps({
-        "validate_ac_ms": round(validate.median_ms, 2),
-        "chain_depth3_ms": round(chain.median_ms, 2),
-        "ac_bytes_by_depth": list(ac_sizes),
-        "authority_query_ms": {"sqlite": by_backend.get("sqlite"),
-                               "postgresql": by_backend.get("postgresql")},
-    })
+    return json.dumps(
+        {
+            "validate_ac_ms": round(validate.median_ms, 2),
+            "chain_depth3_ms": round(chain.median_ms, 2),
+            "ac_bytes_by_depth": list(ac_sizes),
+            "authority_query_ms": {
+                "sqlite": by_backend.get("sqlite"),
+                "postgresql": by_backend.get("postgresql"),
+            },
+        }
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON object (medians) as the last line")
-    parser.add_argument("--mandates", type=int, default=DEFAULT_MANDATES,
-                        help=f"mandate rows in the database (default {DEFAULT_MANDATES:,})")
-    parser.add_argument("--postgresql", metavar="URL",
-                        default=os.environ.get("TEST_DATABASE_URL") or DEFAULT_POSTGRESQL,
-                        help="PostgreSQL server for the authority query ('' to skip; "
-                             f"default TEST_DATABASE_URL or {DEFAULT_POSTGRESQL})")
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object (medians) as the last line"
+    )
+    parser.add_argument(
+        "--mandates",
+        type=int,
+        default=DEFAULT_MANDATES,
+        help=f"mandate rows in the database (default {DEFAULT_MANDATES:,})",
+    )
+    parser.add_argument(
+        "--postgresql",
+        metavar="URL",
+        default=os.environ.get("TEST_DATABASE_URL") or DEFAULT_POSTGRESQL,
+        help="PostgreSQL server for the authority query ('' to skip; "
+        f"default TEST_DATABASE_URL or {DEFAULT_POSTGRESQL})",
+    )
     args = parser.parse_args(argv)
     if args.mandates < CORPORATIONS:
         parser.error(f"--mandates must be at least {CORPORATIONS:,} (one per corporation)")

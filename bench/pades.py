@@ -83,8 +83,7 @@ def open_session(lib: pkcs11.lib, env: BenchEnv) -> pkcs11.Session:  # type: ign
 
 def raw_signatures_per_second(session: pkcs11.Session, env: BenchEnv) -> float:
     """Sign a 32-byte message with CKM_SHA256_RSA_PKCS for ~2 s or 500 signatures."""
-    key = session.get_key(object_class=ObjectClass.PRIVATE_KEY,
-                          id=env.credential.key_ref.cka_id)
+    key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, id=env.credential.key_ref.cka_id)
     message = bytes(range(32))
     for _ in range(5):  # warm-up
         key.sign(message, mechanism=Mechanism.SHA256_RSA_PKCS)
@@ -101,8 +100,9 @@ def raw_signatures_per_second(session: pkcs11.Session, env: BenchEnv) -> float:
 # -- the two signing paths --------------------------------------------------
 
 
-def naive_signer(session: pkcs11.Session, env: BenchEnv, level: PadesLevel
-                 ) -> Callable[[bytes], bytes]:
+def naive_signer(
+    session: pkcs11.Session, env: BenchEnv, level: PadesLevel
+) -> Callable[[bytes], bytes]:
     """pyHanko as its documentation shows it, built per request like a handler would.
 
     The PKCS#11 session is opened once, outside the timing: generous to the
@@ -115,10 +115,17 @@ def naive_signer(session: pkcs11.Session, env: BenchEnv, level: PadesLevel
     def sign(pdf: bytes) -> bytes:
         # The intermediate CA is not on the token: without ca_chain pyHanko would
         # leave it out of the CMS, unlike dairi; give it the same certificates.
-        signer = PKCS11Signer(session, key_id=key_id, cert_id=key_id,
-                              ca_chain=[asn1_x509.Certificate.load(c) for c in chain_der])
-        meta = {"field_name": "Signature1", "subfilter": SigSeedSubFilter.PADES,
-                "md_algorithm": "sha256"}
+        signer = PKCS11Signer(
+            session,
+            key_id=key_id,
+            cert_id=key_id,
+            ca_chain=[asn1_x509.Certificate.load(c) for c in chain_der],
+        )
+        meta = {
+            "field_name": "Signature1",
+            "subfilter": SigSeedSubFilter.PADES,
+            "md_algorithm": "sha256",
+        }
         if level.long_term:
             meta["embed_validation_info"] = True
             meta["use_pades_lta"] = level is PadesLevel.B_LTA
@@ -142,8 +149,7 @@ def naive_signer(session: pkcs11.Session, env: BenchEnv, level: PadesLevel
     return sign
 
 
-def dairi_signer(pades: PadesSigner, env: BenchEnv, level: PadesLevel
-                 ) -> Callable[[bytes], bytes]:
+def dairi_signer(pades: PadesSigner, env: BenchEnv, level: PadesLevel) -> Callable[[bytes], bytes]:
     spec = PadesSpec(level=level)
     return lambda pdf: pades.sign(pdf, env.credential, spec).pdf
 
@@ -179,8 +185,13 @@ def timed_ms(sign: Callable[[bytes], bytes], pdf: bytes) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def bench_level(level: PadesLevel, pdf: bytes, naive: Callable[[bytes], bytes],
-                dairi: Callable[[bytes], bytes], rounds: int) -> LevelResult:
+def bench_level(
+    level: PadesLevel,
+    pdf: bytes,
+    naive: Callable[[bytes], bytes],
+    dairi: Callable[[bytes], bytes],
+    rounds: int,
+) -> LevelResult:
     # Warm-up, not timed: one signature per path, checked. dairi's first call
     # validates the signer's and the TSA's certificates and caches the revocation
     # data within its validity (allowed by the issue); naive pyHanko has no cache.
@@ -190,8 +201,9 @@ def bench_level(level: PadesLevel, pdf: bytes, naive: Callable[[bytes], bytes],
     for _ in range(rounds):  # interleaved, so machine noise hits both paths alike
         naive_times.append(timed_ms(naive, pdf))
         dairi_times.append(timed_ms(dairi, pdf))
-    return LevelResult(level, round(statistics.median(naive_times), 1),
-                       round(statistics.median(dairi_times), 1))
+    return LevelResult(
+        level, round(statistics.median(naive_times), 1), round(statistics.median(dairi_times), 1)
+    )
 
 
 # -- output -----------------------------------------------------------------
@@ -202,8 +214,10 @@ def target_met(results: list[LevelResult]) -> bool:
 
 
 def print_report(raw_per_s: float, results: list[LevelResult], rounds: int) -> None:
-    print(f"raw PKCS#11 RSA-2048 (CKM_SHA256_RSA_PKCS): {raw_per_s:.0f} signatures/s "
-          f"({1000 / raw_per_s:.2f} ms/signature)")
+    print(
+        f"raw PKCS#11 RSA-2048 (CKM_SHA256_RSA_PKCS): {raw_per_s:.0f} signatures/s "
+        f"({1000 / raw_per_s:.2f} ms/signature)"
+    )
     print(f"PAdES, median of {rounds} signatures per path and level:")
     print(f"{'level':<7}{'naive ms':>10}{'dairi ms':>10}{'ratio':>8}")
     for r in results:
@@ -213,19 +227,32 @@ def print_report(raw_per_s: float, results: list[LevelResult], rounds: int) -> N
 
 
 def as_json(raw_per_s: float, results: list[LevelResult]) -> str:
-    return json.dumps({
-        "raw_sign_per_s": round(raw_per_s, 1),
-        "levels": {r.level.value: {"naive_ms": r.naive_ms, "dairi_ms": r.dairi_ms,
-                                   "ratio": round(r.ratio, 2)} for r in results},
-    })
+    return json.dumps(
+        {
+            "raw_sign_per_s": round(raw_per_s, 1),
+            "levels": {
+                r.level.value: {
+                    "naive_ms": r.naive_ms,
+                    "dairi_ms": r.dairi_ms,
+                    "ratio": round(r.ratio, 2),
+                }
+                for r in results
+            },
+        }
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON object (medians) as the last line")
-    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
-                        help=f"timed signatures per path and level (default {DEFAULT_ROUNDS})")
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object (medians) as the last line"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=DEFAULT_ROUNDS,
+        help=f"timed signatures per path and level (default {DEFAULT_ROUNDS})",
+    )
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -240,12 +267,20 @@ def run(env: BenchEnv, rounds: int) -> tuple[float, list[LevelResult]]:
     naive_session = open_session(lib, env)
     try:
         raw_per_s = raw_signatures_per_second(raw_session, env)
-        pades = PadesSigner(env.hsm, tsa=env.timestamp_authority(),
-                            validation_data=env.validation_data_source(),
-                            max_document_bytes=2_000_000)
+        pades = PadesSigner(
+            env.hsm,
+            tsa=env.timestamp_authority(),
+            validation_data=env.validation_data_source(),
+            max_document_bytes=2_000_000,
+        )
         results = [
-            bench_level(level, pdf, naive_signer(naive_session, env, level),
-                        dairi_signer(pades, env, level), rounds)
+            bench_level(
+                level,
+                pdf,
+                naive_signer(naive_session, env, level),
+                dairi_signer(pades, env, level),
+                rounds,
+            )
             for level in PadesLevel
         ]
     finally:

@@ -47,8 +47,9 @@ def utc_time(moment: datetime) -> x509.Time:
 def check_serial(serial: int, what: str) -> int:
     """``serial`` if it is a positive integer of at most 20 octets."""
     if type(serial) is not int or not 0 < serial < MAX_SERIAL:
-        raise MandateCertificateError(f"{what} must be a positive integer of at most 20 octets",
-                                      "MANDATE_TERMS_INVALID")
+        raise MandateCertificateError(
+            f"{what} must be a positive integer of at most 20 octets", "MANDATE_TERMS_INVALID"
+        )
     return serial
 
 
@@ -72,43 +73,62 @@ def build_crl(
 ) -> bytes:
     """A DER X.509 v2 CRL of attribute certificates issued by the AA named ``issuer_der``."""
     if type(number) is not int or not 0 <= number < MAX_SERIAL:
-        raise MandateCertificateError("the CRL number must be in 0..2^159",
-                                      "MANDATE_TERMS_INVALID")
+        raise MandateCertificateError("the CRL number must be in 0..2^159", "MANDATE_TERMS_INVALID")
     entries = []
     for serial, revoked_at, reason in sorted(revoked, key=lambda entry: entry[0]):
         if reason not in CRL_REASONS:
-            raise MandateCertificateError(f"unknown revocation reason {reason!r}",
-                                          "REVOCATION_REASON_INVALID")
-        entry = crl.RevokedCertificate({"user_certificate": check_serial(serial, "serial"),
-                                        "revocation_date": utc_time(revoked_at)})
+            raise MandateCertificateError(
+                f"unknown revocation reason {reason!r}", "REVOCATION_REASON_INVALID"
+            )
+        entry = crl.RevokedCertificate(
+            {
+                "user_certificate": check_serial(serial, "serial"),
+                "revocation_date": utc_time(revoked_at),
+            }
+        )
         if reason != "unspecified":  # RFC 5280 §5.3.1: omit rather than say unspecified
-            entry["crl_entry_extensions"] = [{"extn_id": "crl_reason",
-                                              "extn_value": crl.CRLReason(reason)}]
+            entry["crl_entry_extensions"] = [
+                {"extn_id": "crl_reason", "extn_value": crl.CRLReason(reason)}
+            ]
         entries.append(entry)
-    tbs = crl.TbsCertList({
-        "version": "v2",
-        "signature": {"algorithm": signature_algorithm},
-        "issuer": x509.Name.load(issuer_der),
-        "this_update": utc_time(this_update),
-        "next_update": utc_time(next_update),
-        "crl_extensions": [
-            {"extn_id": "crl_number", "extn_value": number},
-            {"extn_id": "authority_key_identifier", "extn_value": authority_key_identifier},
-            {"extn_id": "issuing_distribution_point", "critical": True,
-             "extn_value": crl.IssuingDistributionPoint({
-                 "distribution_point": {"full_name": [x509.GeneralName(
-                     name="uniform_resource_identifier", value=crl_url)]},
-                 "only_contains_attribute_certs": True,
-             })},
-        ],
-    })
+    tbs = crl.TbsCertList(
+        {
+            "version": "v2",
+            "signature": {"algorithm": signature_algorithm},
+            "issuer": x509.Name.load(issuer_der),
+            "this_update": utc_time(this_update),
+            "next_update": utc_time(next_update),
+            "crl_extensions": [
+                {"extn_id": "crl_number", "extn_value": number},
+                {"extn_id": "authority_key_identifier", "extn_value": authority_key_identifier},
+                {
+                    "extn_id": "issuing_distribution_point",
+                    "critical": True,
+                    "extn_value": crl.IssuingDistributionPoint(
+                        {
+                            "distribution_point": {
+                                "full_name": [
+                                    x509.GeneralName(
+                                        name="uniform_resource_identifier", value=crl_url
+                                    )
+                                ]
+                            },
+                            "only_contains_attribute_certs": True,
+                        }
+                    ),
+                },
+            ],
+        }
+    )
     if entries:  # RFC 5280 §5.1.2.6: absent when nothing is revoked
         tbs["revoked_certificates"] = entries
-    return crl.CertificateList({
-        "tbs_cert_list": tbs,
-        "signature_algorithm": {"algorithm": signature_algorithm},
-        "signature": sign(tbs.dump()),
-    }).dump()
+    return crl.CertificateList(
+        {
+            "tbs_cert_list": tbs,
+            "signature_algorithm": {"algorithm": signature_algorithm},
+            "signature": sign(tbs.dump()),
+        }
+    ).dump()
 
 
 def _unsuccessful(status: str) -> bytes:
@@ -133,30 +153,39 @@ def _read_request(request_der: bytes) -> tuple[list[ocsp.CertId], bytes | None]:
     return cert_ids, nonce
 
 
-def _single_response(cert_id: ocsp.CertId, state: str, revoked_at: datetime | None,
-                     reason: str | None, now: datetime, validity: timedelta
-                     ) -> ocsp.SingleResponse:
+def _single_response(
+    cert_id: ocsp.CertId,
+    state: str,
+    revoked_at: datetime | None,
+    reason: str | None,
+    now: datetime,
+    validity: timedelta,
+) -> ocsp.SingleResponse:
     if state not in STATES:
         raise ValueError(f"status_of returned {state!r}")
     if state == "revoked":
         if revoked_at is None or revoked_at.tzinfo is None:
             raise ValueError("a revoked status needs its (aware) revocation time")
         info: dict[str, object] = {
-            "revocation_time": revoked_at.astimezone(UTC).replace(microsecond=0)}
+            "revocation_time": revoked_at.astimezone(UTC).replace(microsecond=0)
+        }
         if reason is not None:
             if reason not in CRL_REASONS:
-                raise MandateCertificateError(f"unknown revocation reason {reason!r}",
-                                              "REVOCATION_REASON_INVALID")
+                raise MandateCertificateError(
+                    f"unknown revocation reason {reason!r}", "REVOCATION_REASON_INVALID"
+                )
             info["revocation_reason"] = reason
         status = ocsp.CertStatus(name="revoked", value=info)
     else:
         status = ocsp.CertStatus(name=state, value=core.Null())
-    return ocsp.SingleResponse({
-        "cert_id": cert_id,
-        "cert_status": status,
-        "this_update": now,
-        "next_update": now + validity,
-    })
+    return ocsp.SingleResponse(
+        {
+            "cert_id": cert_id,
+            "cert_status": status,
+            "this_update": now,
+            "next_update": now + validity,
+        }
+    )
 
 
 def build_ocsp_response(
@@ -186,34 +215,45 @@ def build_ocsp_response(
         algorithm = cert_id["hash_algorithm"]["algorithm"].native
         if algorithm not in known:
             return _unsuccessful("malformed_request")
-        if (cert_id["issuer_name_hash"].native,
-                cert_id["issuer_key_hash"].native) != known[algorithm]:
+        if (cert_id["issuer_name_hash"].native, cert_id["issuer_key_hash"].native) != known[
+            algorithm
+        ]:
             return _unsuccessful("unauthorized")
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     now = now.astimezone(UTC).replace(microsecond=0)
     responses = [
-        _single_response(cert_id, *status_of(mandate_serial(cert_id["serial_number"].native)),
-                         now, validity)
+        _single_response(
+            cert_id, *status_of(mandate_serial(cert_id["serial_number"].native)), now, validity
+        )
         for cert_id in cert_ids
     ]
-    data = ocsp.ResponseData({
-        "responder_id": ocsp.ResponderId(name="by_key", value=aa.public_key.sha1),
-        "produced_at": now,
-        "responses": responses,
-    })
+    data = ocsp.ResponseData(
+        {
+            "responder_id": ocsp.ResponderId(name="by_key", value=aa.public_key.sha1),
+            "produced_at": now,
+            "responses": responses,
+        }
+    )
     if nonce is not None and echo_nonce:
-        data["response_extensions"] = [{
-            "extn_id": "nonce", "critical": False,
-            "extn_value": core.ParsableOctetString(nonce),
-        }]
-    basic = ocsp.BasicOCSPResponse({
-        "tbs_response_data": data,
-        "signature_algorithm": {"algorithm": signature_algorithm},
-        "signature": sign(data.dump()),
-        "certs": [aa],
-    })
-    return ocsp.OCSPResponse({
-        "response_status": "successful",
-        "response_bytes": {"response_type": "basic_ocsp_response", "response": basic},
-    }).dump()
+        data["response_extensions"] = [
+            {
+                "extn_id": "nonce",
+                "critical": False,
+                "extn_value": core.ParsableOctetString(nonce),
+            }
+        ]
+    basic = ocsp.BasicOCSPResponse(
+        {
+            "tbs_response_data": data,
+            "signature_algorithm": {"algorithm": signature_algorithm},
+            "signature": sign(data.dump()),
+            "certs": [aa],
+        }
+    )
+    return ocsp.OCSPResponse(
+        {
+            "response_status": "successful",
+            "response_bytes": {"response_type": "basic_ocsp_response", "response": basic},
+        }
+    ).dump()

@@ -147,16 +147,19 @@ def _single_dir_name(names: x509.GeneralNames, what: str) -> x509.Name:
 def _targets(ext: x509.Extension | None) -> tuple[str, ...]:
     if ext is None:
         return ()
-    return tuple(target.chosen.native for targets in ext["extn_value"].parsed
-                 for target in targets if target.name == "target_name")
+    return tuple(
+        target.chosen.native
+        for targets in ext["extn_value"].parsed
+        for target in targets
+        if target.name == "target_name"
+    )
 
 
 def _provenance_of(ac: cms.AttributeCertificateV2) -> x509.Extension | None:
     return _extensions(ac["ac_info"]).get(asn1.PROVENANCE_EXTENSION)
 
 
-def parse_mandate_certificate(der: bytes, *, embedded_depth: int | None = None
-                              ) -> ParsedMandate:
+def parse_mandate_certificate(der: bytes, *, embedded_depth: int | None = None) -> ParsedMandate:
     """Parse a dairi mandate AC: a full one (with provenance), or with ``embedded_depth``
     the embedded form of an ancestor at that depth (no provenance, an embedded serial).
     Raises :class:`MandateCertificateError` (AC_MALFORMED)."""
@@ -184,10 +187,16 @@ def parse_mandate_certificate(der: bytes, *, embedded_depth: int | None = None
             if serial_number < EMBEDDED_SERIAL_OFFSET:
                 raise ValueError("an embedded ancestor has a mandate's serial")
             return ParsedMandate(
-                der=bytes(der), terms=terms, serial_number=serial_number - EMBEDDED_SERIAL_OFFSET,
-                issuer=aa_name.untag().dump(), holder_issuer=holder_issuer.untag().dump(),
-                holder_serial_number=holder["serial"].native, depth=embedded_depth,
-                ancestors=(), targets=_targets(extensions.get("target_information")))
+                der=bytes(der),
+                terms=terms,
+                serial_number=serial_number - EMBEDDED_SERIAL_OFFSET,
+                issuer=aa_name.untag().dump(),
+                holder_issuer=holder_issuer.untag().dump(),
+                holder_serial_number=holder["serial"].native,
+                depth=embedded_depth,
+                ancestors=(),
+                targets=_targets(extensions.get("target_information")),
+            )
         if asn1.PROVENANCE_EXTENSION not in extensions:
             raise ValueError("the provenance extension is missing")
         if serial_number >= EMBEDDED_SERIAL_OFFSET:
@@ -203,9 +212,14 @@ def parse_mandate_certificate(der: bytes, *, embedded_depth: int | None = None
             ac = cms.AttributeCertificateV2.load(ancestor, strict=True)
             ac["ac_info"]["serial_number"].native  # noqa: B018
         return ParsedMandate(
-            der=bytes(der), terms=terms, serial_number=serial_number,
-            issuer=aa_name.untag().dump(), holder_issuer=holder_issuer.untag().dump(),
-            holder_serial_number=holder["serial"].native, depth=depth, ancestors=ancestors,
+            der=bytes(der),
+            terms=terms,
+            serial_number=serial_number,
+            issuer=aa_name.untag().dump(),
+            holder_issuer=holder_issuer.untag().dump(),
+            holder_serial_number=holder["serial"].native,
+            depth=depth,
+            ancestors=ancestors,
             targets=_targets(extensions.get("target_information")),
         )
     except MandateCertificateError as exc:
@@ -222,8 +236,9 @@ class AttributeAuthority:
     ``ocsp_url`` / ``crl_url`` go into every AC's AIA and CRL distribution points.
     """
 
-    def __init__(self, certificate_der: bytes, sign: Callable[[bytes], bytes], *,
-                 ocsp_url: str, crl_url: str) -> None:
+    def __init__(
+        self, certificate_der: bytes, sign: Callable[[bytes], bytes], *, ocsp_url: str, crl_url: str
+    ) -> None:
         self.certificate_der = bytes(certificate_der)
         self._sign = sign
         self.ocsp_url = ocsp_url
@@ -249,7 +264,8 @@ class AttributeAuthority:
             self._public_key.verify(signature, tbs, padding.PKCS1v15(), hashes.SHA256())
         except InvalidSignature:
             raise MandateCertificateError(
-                "the signing key does not match the AA certificate", "AA_KEY_MISMATCH") from None
+                "the signing key does not match the AA certificate", "AA_KEY_MISMATCH"
+            ) from None
         return signature
 
     def _authority_key_identifier(self) -> x509.AuthorityKeyIdentifier:
@@ -258,22 +274,29 @@ class AttributeAuthority:
         # would never match a certificate without one: name that one by issuer+serial.
         if self._key_identifier is not None:
             return x509.AuthorityKeyIdentifier({"key_identifier": self._key_identifier})
-        return x509.AuthorityKeyIdentifier({
-            "authority_cert_issuer": _dir_names(x509.Name.load(self._aa_issuer_der)),
-            "authority_cert_serial_number": self._aa_serial,
-        })
+        return x509.AuthorityKeyIdentifier(
+            {
+                "authority_cert_issuer": _dir_names(x509.Name.load(self._aa_issuer_der)),
+                "authority_cert_serial_number": self._aa_serial,
+            }
+        )
 
     # -- issuance -----------------------------------------------------------
 
     def _issued_by_self(self, ac: cms.AttributeCertificateV2) -> bool:
         try:
-            self._public_key.verify(ac["signature"].native, ac["ac_info"].dump(),
-                                    padding.PKCS1v15(), hashes.SHA256())
+            self._public_key.verify(
+                ac["signature"].native, ac["ac_info"].dump(), padding.PKCS1v15(), hashes.SHA256()
+            )
         except InvalidSignature:
             return False
-        return (ac["signature_algorithm"]["algorithm"].native == SIGNATURE_ALGORITHM
-                and _single_dir_name(ac["ac_info"]["issuer"].chosen["issuer_name"],
-                                     "the AC issuer").untag().dump() == self._subject_der)
+        return (
+            ac["signature_algorithm"]["algorithm"].native == SIGNATURE_ALGORITHM
+            and _single_dir_name(ac["ac_info"]["issuer"].chosen["issuer_name"], "the AC issuer")
+            .untag()
+            .dump()
+            == self._subject_der
+        )
 
     def embedded_form(self, der: bytes, depth: int) -> bytes:
         """The form in which the mandate AC ``der`` (at ``depth``) is embedded in its
@@ -295,25 +318,37 @@ class AttributeAuthority:
             return bytes(der)
         mandate = parse_mandate_certificate(der)
         if mandate.depth != depth:
-            raise MandateCertificateError(f"ancestor {depth} is not at depth {depth}",
-                                          "PROVENANCE_INCONSISTENT")
+            raise MandateCertificateError(
+                f"ancestor {depth} is not at depth {depth}", "PROVENANCE_INCONSISTENT"
+            )
         if not self._issued_by_self(ac):
-            raise MandateCertificateError(f"ancestor {depth} was not issued by this AA",
-                                          "PROVENANCE_INCONSISTENT")
+            raise MandateCertificateError(
+                f"ancestor {depth} was not issued by this AA", "PROVENANCE_INCONSISTENT"
+            )
         info = ac["ac_info"].copy()
         info["serial_number"] = EMBEDDED_SERIAL_OFFSET + mandate.serial_number
-        info["extensions"] = [ext for ext in info["extensions"]
-                              if ext["extn_id"].native != asn1.PROVENANCE_EXTENSION]
+        info["extensions"] = [
+            ext for ext in info["extensions"] if ext["extn_id"].native != asn1.PROVENANCE_EXTENSION
+        ]
         tbs = info.dump(force=True)
-        return cms.AttributeCertificateV2({
-            "ac_info": cms.AttributeCertificateInfoV2.load(tbs),
-            "signature_algorithm": {"algorithm": SIGNATURE_ALGORITHM},
-            "signature": self._signed(tbs),
-        }).dump()
+        return cms.AttributeCertificateV2(
+            {
+                "ac_info": cms.AttributeCertificateInfoV2.load(tbs),
+                "signature_algorithm": {"algorithm": SIGNATURE_ALGORITHM},
+                "signature": self._signed(tbs),
+            }
+        ).dump()
 
-    def issue(self, terms: MandateTerms, holder_certificate_der: bytes, *, serial_number: int,
-              ancestors: Sequence[bytes] = (), depth: int = 0,
-              targets: Sequence[str] = ()) -> bytes:
+    def issue(
+        self,
+        terms: MandateTerms,
+        holder_certificate_der: bytes,
+        *,
+        serial_number: int,
+        ancestors: Sequence[bytes] = (),
+        depth: int = 0,
+        targets: Sequence[str] = (),
+    ) -> bytes:
         """A DER AttributeCertificateV2 certifying ``terms`` for the holder certificate.
 
         ``ancestors`` are the DER ACs above this one, root first, full or already in
@@ -324,74 +359,135 @@ class AttributeAuthority:
         """
         check_serial(serial_number, "serial_number")
         if serial_number >= EMBEDDED_SERIAL_OFFSET:
-            raise MandateCertificateError("serial_number is in the embedded forms' range",
-                                          "MANDATE_TERMS_INVALID")
+            raise MandateCertificateError(
+                "serial_number is in the embedded forms' range", "MANDATE_TERMS_INVALID"
+            )
         try:
             holder = x509.Certificate.load(bytes(holder_certificate_der), strict=True)
             holder_issuer, holder_serial = holder.issuer, holder.serial_number
         except _PARSE_ERRORS:
-            raise MandateCertificateError("the holder certificate is not DER X.509",
-                                          "HOLDER_CERTIFICATE_MALFORMED") from None
+            raise MandateCertificateError(
+                "the holder certificate is not DER X.509", "HOLDER_CERTIFICATE_MALFORMED"
+            ) from None
         if type(depth) is not int or depth != len(ancestors):
             raise MandateCertificateError(
                 f"depth {depth} does not match {len(ancestors)} ancestors",
-                "PROVENANCE_INCONSISTENT")
-        embedded = [self.embedded_form(ancestor, index)
-                    for index, ancestor in enumerate(ancestors)]
-        roles = cms.SetOfRoleSyntax([
-            cms.RoleSyntax({"role_name": x509.GeneralName(
-                name="uniform_resource_identifier", value=action_role_uri(action, depth))})
-            for action in terms.actions
-        ])
+                "PROVENANCE_INCONSISTENT",
+            )
+        embedded = [self.embedded_form(ancestor, index) for index, ancestor in enumerate(ancestors)]
+        roles = cms.SetOfRoleSyntax(
+            [
+                cms.RoleSyntax(
+                    {
+                        "role_name": x509.GeneralName(
+                            name="uniform_resource_identifier", value=action_role_uri(action, depth)
+                        )
+                    }
+                )
+                for action in terms.actions
+            ]
+        )
         extensions = [
             _ext("authority_key_identifier", self._authority_key_identifier()),
-            _ext("authority_information_access", [
-                {"access_method": "ocsp", "access_location": x509.GeneralName(
-                    name="uniform_resource_identifier", value=self.ocsp_url)}]),
-            _ext("crl_distribution_points", [{"distribution_point": {"full_name": [
-                x509.GeneralName(name="uniform_resource_identifier", value=self.crl_url)]}}]),
+            _ext(
+                "authority_information_access",
+                [
+                    {
+                        "access_method": "ocsp",
+                        "access_location": x509.GeneralName(
+                            name="uniform_resource_identifier", value=self.ocsp_url
+                        ),
+                    }
+                ],
+            ),
+            _ext(
+                "crl_distribution_points",
+                [
+                    {
+                        "distribution_point": {
+                            "full_name": [
+                                x509.GeneralName(
+                                    name="uniform_resource_identifier", value=self.crl_url
+                                )
+                            ]
+                        }
+                    }
+                ],
+            ),
         ]
         if isinstance(targets, str) or not all(
-                isinstance(t, str) and t and t.isascii() and not any(c.isspace() for c in t)
-                for t in targets):
-            raise MandateCertificateError("targets must be URIs or DNS names",
-                                          "MANDATE_TERMS_INVALID")
+            isinstance(t, str) and t and t.isascii() and not any(c.isspace() for c in t)
+            for t in targets
+        ):
+            raise MandateCertificateError(
+                "targets must be URIs or DNS names", "MANDATE_TERMS_INVALID"
+            )
         if targets:
             # RFC 5755 §4.3.2: targetInformation MUST be critical.
-            extensions.append(_ext("target_information", SequenceOfTargets([[
-                Target(name="target_name", value=_target_name(t)) for t in targets]]),
-                critical=True))
-        extensions.append(_ext(asn1.PROVENANCE_EXTENSION, asn1.Provenance({
-            "depth": depth,
-            "ancestors": [cms.AttributeCertificateV2.load(a) for a in embedded],
-        })))
-        info = cms.AttributeCertificateInfoV2({
-            "version": "v2",
-            "holder": {"base_certificate_id": {"issuer": _dir_names(holder_issuer),
-                                               "serial": holder_serial}},
-            "issuer": cms.AttCertIssuer(name="v2_form",
-                                        value={"issuer_name": _dir_names(self._subject())}),
-            "signature": {"algorithm": SIGNATURE_ALGORITHM},
-            "serial_number": serial_number,
-            "att_cert_validity_period": {"not_before_time": terms.not_before,
-                                         "not_after_time": terms.not_after},
-            "attributes": [
-                {"type": "role", "values": roles},
-                {"type": asn1.MANDATE_ATTRIBUTE, "values": [terms.to_asn1()]},
-            ],
-            "extensions": extensions,
-        })
+            extensions.append(
+                _ext(
+                    "target_information",
+                    SequenceOfTargets(
+                        [[Target(name="target_name", value=_target_name(t)) for t in targets]]
+                    ),
+                    critical=True,
+                )
+            )
+        extensions.append(
+            _ext(
+                asn1.PROVENANCE_EXTENSION,
+                asn1.Provenance(
+                    {
+                        "depth": depth,
+                        "ancestors": [cms.AttributeCertificateV2.load(a) for a in embedded],
+                    }
+                ),
+            )
+        )
+        info = cms.AttributeCertificateInfoV2(
+            {
+                "version": "v2",
+                "holder": {
+                    "base_certificate_id": {
+                        "issuer": _dir_names(holder_issuer),
+                        "serial": holder_serial,
+                    }
+                },
+                "issuer": cms.AttCertIssuer(
+                    name="v2_form", value={"issuer_name": _dir_names(self._subject())}
+                ),
+                "signature": {"algorithm": SIGNATURE_ALGORITHM},
+                "serial_number": serial_number,
+                "att_cert_validity_period": {
+                    "not_before_time": terms.not_before,
+                    "not_after_time": terms.not_after,
+                },
+                "attributes": [
+                    {"type": "role", "values": roles},
+                    {"type": asn1.MANDATE_ATTRIBUTE, "values": [terms.to_asn1()]},
+                ],
+                "extensions": extensions,
+            }
+        )
         tbs = info.dump()
-        return cms.AttributeCertificateV2({
-            "ac_info": info,
-            "signature_algorithm": {"algorithm": SIGNATURE_ALGORITHM},
-            "signature": self._signed(tbs),
-        }).dump()
+        return cms.AttributeCertificateV2(
+            {
+                "ac_info": info,
+                "signature_algorithm": {"algorithm": SIGNATURE_ALGORITHM},
+                "signature": self._signed(tbs),
+            }
+        ).dump()
 
     # -- status -------------------------------------------------------------
 
-    def crl(self, revoked: Iterable[tuple[int, datetime, str]], *, this_update: datetime,
-            next_update: datetime, number: int) -> bytes:
+    def crl(
+        self,
+        revoked: Iterable[tuple[int, datetime, str]],
+        *,
+        this_update: datetime,
+        next_update: datetime,
+        number: int,
+    ) -> bytes:
         """A DER AC CRL: (serial, revocation time, reason) entries, signed by the AA.
 
         Reasons are asn1crypto's CRLReason names, e.g. ``privilege_withdrawn``,
@@ -402,15 +498,26 @@ class AttributeAuthority:
         (REVOCATION_REASON_INVALID, MANDATE_TERMS_INVALID for a bad serial or number).
         """
         return build_crl(
-            revoked, issuer_der=self._subject_der,
-            authority_key_identifier=self._authority_key_identifier(), crl_url=self.crl_url,
-            sign=self._signed, signature_algorithm=SIGNATURE_ALGORITHM,
-            this_update=this_update, next_update=next_update, number=number)
+            revoked,
+            issuer_der=self._subject_der,
+            authority_key_identifier=self._authority_key_identifier(),
+            crl_url=self.crl_url,
+            sign=self._signed,
+            signature_algorithm=SIGNATURE_ALGORITHM,
+            this_update=this_update,
+            next_update=next_update,
+            number=number,
+        )
 
-    def ocsp_response(self, request_der: bytes,
-                      status_of: Callable[[int], tuple[str, datetime | None, str | None]], *,
-                      now: datetime, validity: timedelta = OCSP_VALIDITY,
-                      echo_nonce: bool = True) -> bytes:
+    def ocsp_response(
+        self,
+        request_der: bytes,
+        status_of: Callable[[int], tuple[str, datetime | None, str | None]],
+        *,
+        now: datetime,
+        validity: timedelta = OCSP_VALIDITY,
+        echo_nonce: bool = True,
+    ) -> bytes:
         """A DER OCSP response (RFC 6960) for AC serials, signed by the AA itself.
 
         ``status_of(serial)`` gives ("good" | "revoked" | "unknown", revocation time,
@@ -421,6 +528,12 @@ class AttributeAuthority:
         (RFC 8954 §2.1 lets a responder leave it out).
         """
         return build_ocsp_response(
-            request_der, status_of, aa_certificate_der=self.certificate_der,
-            sign=self._signed, signature_algorithm=SIGNATURE_ALGORITHM, now=now,
-            validity=validity, echo_nonce=echo_nonce)
+            request_der,
+            status_of,
+            aa_certificate_der=self.certificate_der,
+            sign=self._signed,
+            signature_algorithm=SIGNATURE_ALGORITHM,
+            now=now,
+            validity=validity,
+            echo_nonce=echo_nonce,
+        )

@@ -56,14 +56,15 @@ class HopVerdict:
         return not self.reasons
 
 
-def _own_reasons(ancestors: Sequence[Hop], hop: Hop, principal: str,
-                 at: datetime) -> list[str]:
+def _own_reasons(ancestors: Sequence[Hop], hop: Hop, principal: str, at: datetime) -> list[str]:
     """The rules between ``hop`` and its ancestors (not whether the ancestors hold)."""
     reasons: list[str] = []
     holders = {a.grantee_certificate_sha256 for a in ancestors}
     holders.add((ancestors[0] if ancestors else hop).grantor_certificate_sha256)
-    if hop.mandate_id in {a.mandate_id for a in ancestors} \
-            or hop.grantee_certificate_sha256 in holders:
+    if (
+        hop.mandate_id in {a.mandate_id for a in ancestors}
+        or hop.grantee_certificate_sha256 in holders
+    ):
         reasons.append("CHAIN_LOOP")
     if not hop.status.valid:
         reasons.append(hop.status.refusal or "AC_INVALID")
@@ -85,8 +86,9 @@ def _own_reasons(ancestors: Sequence[Hop], hop: Hop, principal: str,
     return reasons
 
 
-def judge_hop(ancestors: Sequence[Hop], hop: Hop, *, principal: str, at: datetime,
-              proposed: bool = False) -> HopVerdict:
+def judge_hop(
+    ancestors: Sequence[Hop], hop: Hop, *, principal: str, at: datetime, proposed: bool = False
+) -> HopVerdict:
     """Judge one hop under its ``ancestors`` (root first; none for a root) at ``at``.
 
     The one place the rules between hops are written. Reason codes, in this order for
@@ -116,12 +118,12 @@ def judge_hop(ancestors: Sequence[Hop], hop: Hop, *, principal: str, at: datetim
     then its own validity), so the first is the refusal's code.
     """
     reasons = _own_reasons(ancestors, hop, principal, at)
-    failing = [a for i, a in enumerate(ancestors)
-               if _own_reasons(ancestors[:i], a, principal, at)]
+    failing = [a for i, a in enumerate(ancestors) if _own_reasons(ancestors[:i], a, principal, at)]
     if failing:
         # A child cannot stand on a parent that does not.
-        revoked = any(a.status.revoked_at is not None and a.status.revoked_at <= at
-                      for a in failing)
+        revoked = any(
+            a.status.revoked_at is not None and a.status.revoked_at <= at for a in failing
+        )
         reasons.append("ANCESTOR_REVOKED" if proposed and revoked else "PARENT_INVALID")
     if proposed:
         if ancestors:
@@ -138,9 +140,17 @@ def judge_hop(ancestors: Sequence[Hop], hop: Hop, *, principal: str, at: datetim
 
 # A proposed hop's codes first by this order; others (the escalations) next; then the
 # hop's own expiry.
-PROPOSED_ORDER = ("CHAIN_LOOP", "PRINCIPAL_MISMATCH", "ANCESTOR_REVOKED", "PARENT_INVALID",
-                  "PARENT_NOT_YET_VALID", "PARENT_EXPIRED", "GRANTOR_NOT_REPRESENTATIVE",
-                  "REPRESENTATIVE_CERT_REVOKED", "GRANTOR_NOT_PARENT_GRANTEE")
+PROPOSED_ORDER = (
+    "CHAIN_LOOP",
+    "PRINCIPAL_MISMATCH",
+    "ANCESTOR_REVOKED",
+    "PARENT_INVALID",
+    "PARENT_NOT_YET_VALID",
+    "PARENT_EXPIRED",
+    "GRANTOR_NOT_REPRESENTATIVE",
+    "REPRESENTATIVE_CERT_REVOKED",
+    "GRANTOR_NOT_PARENT_GRANTEE",
+)
 
 
 def _proposed_rank(code: str) -> int:
@@ -168,8 +178,9 @@ class ChainVerdict:
         return tuple(seen)
 
 
-def evaluate_chain(chain: Sequence[Hop], purpose: Purpose, *, signer_certificate_sha256: str,
-                   principal: str) -> ChainVerdict:
+def evaluate_chain(
+    chain: Sequence[Hop], purpose: Purpose, *, signer_certificate_sha256: str, principal: str
+) -> ChainVerdict:
     """Judge ``chain`` (root first) for ``purpose`` at ``purpose.at``.
 
     Every hop is judged by :func:`judge_hop` under the hops before it (its codes);
@@ -179,8 +190,9 @@ def evaluate_chain(chain: Sequence[Hop], purpose: Purpose, *, signer_certificate
     if not chain:
         return ChainVerdict((), ("CHAIN_EMPTY",))
     at = purpose.at
-    verdicts = [judge_hop(chain[:index], hop, principal=principal, at=at)
-                for index, hop in enumerate(chain)]
+    verdicts = [
+        judge_hop(chain[:index], hop, principal=principal, at=at) for index, hop in enumerate(chain)
+    ]
     chain_reasons: list[str] = []
     leaf = chain[-1]
     if leaf.grantee_certificate_sha256 != signer_certificate_sha256:

@@ -86,11 +86,15 @@ class GrantInstruction:
             "type": INSTRUCTION_TYPE,
             "nonce": self.nonce,
             "created_at": self.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "principal": {"corporate_number": self.principal_corporate_number,
-                          "name": self.principal_name},
+            "principal": {
+                "corporate_number": self.principal_corporate_number,
+                "name": self.principal_name,
+            },
             "grantor": {"name": self.grantor_name, "title": self.grantor_title},
-            "grantee": {"name": self.grantee_name,
-                        "certificate_sha256": self.grantee_certificate_sha256},
+            "grantee": {
+                "name": self.grantee_name,
+                "certificate_sha256": self.grantee_certificate_sha256,
+            },
             "parent": self.parent,
             "scope": self.scope.to_json(),
         }
@@ -129,7 +133,8 @@ class GrantInstruction:
                 principal_corporate_number=number,
                 principal_name=_name(principal["name"], "principal.name", NAME_MAX_LENGTH),
                 grantor_name=_name(grantor["name"], "grantor.name", PARTY_NAME_MAX_LENGTH),
-                grantor_title=None if grantor.get("title") is None
+                grantor_title=None
+                if grantor.get("title") is None
                 else _name(grantor["title"], "grantor.title", TITLE_MAX_LENGTH),
                 grantee_name=_name(grantee["name"], "grantee.name", PARTY_NAME_MAX_LENGTH),
                 grantee_certificate_sha256=digest,
@@ -138,17 +143,21 @@ class GrantInstruction:
             )
             canonical = parsed.canonical()
         except (CorporateNumberError, ScopeError) as exc:
-            raise DelegationRefused(f"malformed grant instruction: {exc.message}",
-                                    "INSTRUCTION_MALFORMED") from exc
+            raise DelegationRefused(
+                f"malformed grant instruction: {exc.message}", "INSTRUCTION_MALFORMED"
+            ) from exc
         except RecursionError as exc:  # JSON nested deeper than the parser can follow
-            raise DelegationRefused("malformed grant instruction: nested too deep",
-                                    "INSTRUCTION_MALFORMED") from exc
+            raise DelegationRefused(
+                "malformed grant instruction: nested too deep", "INSTRUCTION_MALFORMED"
+            ) from exc
         except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
-            raise DelegationRefused(f"malformed grant instruction: {exc}",
-                                    "INSTRUCTION_MALFORMED") from exc
+            raise DelegationRefused(
+                f"malformed grant instruction: {exc}", "INSTRUCTION_MALFORMED"
+            ) from exc
         if canonical != data:
-            raise DelegationRefused("the instruction is not in canonical form (RFC 8785)",
-                                    "INSTRUCTION_MALFORMED")
+            raise DelegationRefused(
+                "the instruction is not in canonical form (RFC 8785)", "INSTRUCTION_MALFORMED"
+            )
         return parsed
 
 
@@ -189,10 +198,14 @@ def check_fresh(instruction: GrantInstruction, now: datetime, max_age: timedelta
     if age > max_age:
         raise DelegationRefused(
             f"the instruction was made {int(age.total_seconds())} s ago; grants are accepted "
-            f"for {int(max_age.total_seconds())} s after they are made", "INSTRUCTION_STALE")
+            f"for {int(max_age.total_seconds())} s after they are made",
+            "INSTRUCTION_STALE",
+        )
     if -age > FUTURE_SKEW:
-        raise DelegationRefused("the instruction's creation time is in the future; check "
-                                "the signing computer's clock", "INSTRUCTION_STALE")
+        raise DelegationRefused(
+            "the instruction's creation time is in the future; check the signing computer's clock",
+            "INSTRUCTION_STALE",
+        )
 
 
 @dataclass(frozen=True)
@@ -204,14 +217,16 @@ class InstructionSigner:
     signing_time: datetime | None
 
 
-def instruction_signers(instruction: bytes, signed_data_der: bytes
-                        ) -> tuple[InstructionSigner, ...]:
+def instruction_signers(
+    instruction: bytes, signed_data_der: bytes
+) -> tuple[InstructionSigner, ...]:
     """Check every SignerInfo of a detached CMS SignedData over ``instruction``.
 
     Raises ``INSTRUCTION_SIGNATURE_INVALID`` when the CMS is malformed, carries
     no signer, embeds other content, lacks a signer's certificate, or any
     signature or message digest does not match.
     """
+
     def refuse(why: str) -> DelegationRefused:
         return DelegationRefused(f"instruction signature: {why}", "INSTRUCTION_SIGNATURE_INVALID")
 
@@ -222,8 +237,11 @@ def instruction_signers(instruction: bytes, signed_data_der: bytes
         signed: cms.SignedData = content["content"]
         if signed["encap_content_info"]["content"].native is not None:
             raise refuse("the instruction must be detached, not embedded")
-        certs = [c.chosen for c in signed["certificates"] or []
-                 if isinstance(c.chosen, asn1_x509.Certificate)]
+        certs = [
+            c.chosen
+            for c in signed["certificates"] or []
+            if isinstance(c.chosen, asn1_x509.Certificate)
+        ]
         infos = list(signed["signer_infos"])
     except DelegationRefused:
         raise
@@ -237,8 +255,15 @@ def instruction_signers(instruction: bytes, signed_data_der: bytes
         if sid.name != "issuer_and_serial_number":
             raise refuse("signers must be named by issuer and serial number")
         wanted = sid.chosen
-        cert = next((c for c in certs if c.issuer == wanted["issuer"]
-                     and c.serial_number == wanted["serial_number"].native), None)
+        cert = next(
+            (
+                c
+                for c in certs
+                if c.issuer == wanted["issuer"]
+                and c.serial_number == wanted["serial_number"].native
+            ),
+            None,
+        )
         if cert is None:
             raise refuse("a signer's certificate is not in the CMS")
         algorithm = info["digest_algorithm"]["algorithm"].native
@@ -255,15 +280,21 @@ def instruction_signers(instruction: bytes, signed_data_der: bytes
         for attribute in info["signed_attrs"] or []:
             if attribute["type"].native == "signing_time":
                 signing_time = attribute["values"][0].native
-        found.append(InstructionSigner(cert.dump(), tuple(c.dump() for c in certs
-                                                          if c is not cert), signing_time))
+        found.append(
+            InstructionSigner(
+                cert.dump(), tuple(c.dump() for c in certs if c is not cert), signing_time
+            )
+        )
     return tuple(found)
 
 
-def check_representative_grant(instruction: GrantInstruction,
-                               corporations: Sequence[RegisteredCorporation], *,
-                               representative_titles: Sequence[str],
-                               required_signatures: int = 1) -> int:
+def check_representative_grant(
+    instruction: GrantInstruction,
+    corporations: Sequence[RegisteredCorporation],
+    *,
+    representative_titles: Sequence[str],
+    required_signatures: int = 1,
+) -> int:
     """The representative rules for a root grant, given each signer's (validated)
     registration certificate contents, in the signers' order. Returns the index of the
     signer the instruction names as its grantor.
@@ -281,45 +312,55 @@ def check_representative_grant(instruction: GrantInstruction,
             raise DelegationRefused(
                 f"a signer's certificate is for 法人番号 {corporation.corporate_number}, "
                 f"not the principal {instruction.principal_corporate_number}",
-                "REPRESENTATIVE_CORPORATION_MISMATCH")
+                "REPRESENTATIVE_CORPORATION_MISMATCH",
+            )
         if corporation.representative_title not in representative_titles:
             raise DelegationRefused(
                 f"the title {corporation.representative_title!r} is not a representative's",
-                "GRANTOR_NOT_REPRESENTATIVE")
+                "GRANTOR_NOT_REPRESENTATIVE",
+            )
     distinct = {"".join((c.representative_name or "").split()) for c in corporations}
     if len(distinct) < required_signatures:
         raise DelegationRefused(
             f"joint representation needs {required_signatures} representatives' signatures, "
-            f"found {len(distinct)}", "JOINT_REPRESENTATION_INCOMPLETE")
+            f"found {len(distinct)}",
+            "JOINT_REPRESENTATION_INCOMPLETE",
+        )
     for corporation in corporations:
         if not same_name(corporation.corporate_name, instruction.principal_name):
-            raise DelegationRefused("the principal's name is not the registered name "
-                                    f"{corporation.corporate_name!r}",
-                                    "PRINCIPAL_NAME_MISMATCH")
+            raise DelegationRefused(
+                f"the principal's name is not the registered name {corporation.corporate_name!r}",
+                "PRINCIPAL_NAME_MISMATCH",
+            )
     for index, corporation in enumerate(corporations):
         if same_name(corporation.representative_name or "", instruction.grantor_name):
             return index
-    raise DelegationRefused("the instruction's grantor is none of its signers",
-                            "GRANTOR_NOT_SIGNER")
+    raise DelegationRefused(
+        "the instruction's grantor is none of its signers", "GRANTOR_NOT_SIGNER"
+    )
 
 
-def check_sub_delegation_signers(instruction: GrantInstruction,
-                                 signers: Sequence[InstructionSigner]) -> InstructionSigner:
+def check_sub_delegation_signers(
+    instruction: GrantInstruction, signers: Sequence[InstructionSigner]
+) -> InstructionSigner:
     """A sub-delegation (復代理) is signed by its grantor alone, the parent's grantee:
     returns that signer. Raises ``SUBDELEGATION_MULTIPLE_SIGNERS``. Whether the signer
     is the parent's grantee is :func:`delegation.chain.judge_hop`'s rule
     (``GRANTOR_NOT_PARENT_GRANTEE``); whether the instruction names that signer as its
     grantor is :func:`check_sub_delegation_grantor`'s."""
     if len(signers) != 1:
-        raise DelegationRefused(f"a sub-delegation is signed by its grantor alone, not by "
-                                f"{len(signers)} signers", "SUBDELEGATION_MULTIPLE_SIGNERS")
+        raise DelegationRefused(
+            f"a sub-delegation is signed by its grantor alone, not by {len(signers)} signers",
+            "SUBDELEGATION_MULTIPLE_SIGNERS",
+        )
     return signers[0]
 
 
-def check_sub_delegation_grantor(instruction: GrantInstruction, parent_grantee_name: str
-                                 ) -> None:
+def check_sub_delegation_grantor(instruction: GrantInstruction, parent_grantee_name: str) -> None:
     """The instruction's grantor must be the parent's grantee who signed it:
     ``GRANTOR_NOT_SIGNER`` otherwise."""
     if not same_name(parent_grantee_name, instruction.grantor_name):
-        raise DelegationRefused("the instruction's grantor is not the parent's grantee who "
-                                "signed it", "GRANTOR_NOT_SIGNER")
+        raise DelegationRefused(
+            "the instruction's grantor is not the parent's grantee who signed it",
+            "GRANTOR_NOT_SIGNER",
+        )

@@ -81,8 +81,10 @@ class MandateParty:
         _text(self.name, "party name", PARTY_NAME_MAX_LENGTH)
         if self.title is not None:
             _text(self.title, "party title", TITLE_MAX_LENGTH)
-        if not isinstance(self.certificate_sha256, bytes) \
-                or len(self.certificate_sha256) != SHA256_SIZE:
+        if (
+            not isinstance(self.certificate_sha256, bytes)
+            or len(self.certificate_sha256) != SHA256_SIZE
+        ):
             raise _invalid("certificate_sha256 must be 32 bytes (SHA-256)")
 
     def to_asn1(self) -> asn1.Party:
@@ -93,8 +95,7 @@ class MandateParty:
 
     @classmethod
     def from_asn1(cls, value: asn1.Party) -> MandateParty:
-        return cls(value["name"].native, value["title"].native,
-                   value["certificate_digest"].native)
+        return cls(value["name"].native, value["title"].native, value["certificate_digest"].native)
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,10 @@ class MandateTerms:
             self.scope.check_certifiable()
         except ScopeError as exc:
             raise _invalid(exc.message) from None
-        if not isinstance(self.instruction_digest, bytes) \
-                or len(self.instruction_digest) != SHA256_SIZE:
+        if (
+            not isinstance(self.instruction_digest, bytes)
+            or len(self.instruction_digest) != SHA256_SIZE
+        ):
             raise _invalid("instruction_digest must be 32 bytes (SHA-256)")
 
     @property
@@ -165,14 +168,18 @@ class MandateTerms:
 
     def to_asn1(self) -> asn1.Mandate:
         """The ``Mandate`` attribute value (the validity window goes in the AC itself)."""
-        value = asn1.Mandate({
-            "principal": {"corporate_number": self.principal_corporate_number,
-                          "name": self.principal_name},
-            "grantor": self.grantor.to_asn1(),
-            "grantee": self.grantee.to_asn1(),
-            "actions": list(self.actions),
-            "instruction_digest": self.instruction_digest,
-        })
+        value = asn1.Mandate(
+            {
+                "principal": {
+                    "corporate_number": self.principal_corporate_number,
+                    "name": self.principal_name,
+                },
+                "grantor": self.grantor.to_asn1(),
+                "grantee": self.grantee.to_asn1(),
+                "actions": list(self.actions),
+                "instruction_digest": self.instruction_digest,
+            }
+        )
         if self.procuring_entities is not None:
             value["procuring_entities"] = list(self.procuring_entities)
         if self.cases is not None:
@@ -184,8 +191,9 @@ class MandateTerms:
         return value
 
     @classmethod
-    def from_asn1(cls, value: asn1.Mandate, *, not_before: datetime,
-                  not_after: datetime) -> MandateTerms:
+    def from_asn1(
+        cls, value: asn1.Mandate, *, not_before: datetime, not_after: datetime
+    ) -> MandateTerms:
         """Terms from a ``Mandate`` value and the AC's validity window.
 
         Raises :class:`MandateCertificateError` (MANDATE_TERMS_INVALID) for values
@@ -198,12 +206,15 @@ class MandateTerms:
         try:
             scope = Scope(
                 actions=_unrepeated(value["actions"].native, "actions") or frozenset(),
-                procuring_entities=_unrepeated(value["procuring_entities"].native,
-                                               "procuring entities"),
+                procuring_entities=_unrepeated(
+                    value["procuring_entities"].native, "procuring entities"
+                ),
                 cases=_unrepeated(value["cases"].native, "cases"),
                 amount_limit_jpy=value["amount_limit_jpy"].native,
-                not_before=_aware(not_before), not_after=_aware(not_after),
-                max_depth=max_depth)
+                not_before=_aware(not_before),
+                not_after=_aware(not_after),
+                max_depth=max_depth,
+            )
         except ScopeError as exc:
             raise _invalid(exc.message) from None
         return cls(
@@ -226,15 +237,17 @@ class MandateTerms:
             if isinstance(ac, bytes):
                 ac = cms.AttributeCertificateV2.load(ac, strict=True)
             info = ac["ac_info"]
-            mandates = [a for a in info["attributes"]
-                        if a["type"].native == asn1.MANDATE_ATTRIBUTE]
+            mandates = [a for a in info["attributes"] if a["type"].native == asn1.MANDATE_ATTRIBUTE]
             if len(mandates) != 1 or len(mandates[0]["values"]) != 1:
                 raise MandateCertificateError(
-                    "the AC must carry exactly one mandate attribute value")
+                    "the AC must carry exactly one mandate attribute value"
+                )
             validity = info["att_cert_validity_period"]
-            return cls.from_asn1(mandates[0]["values"][0],
-                                 not_before=validity["not_before_time"].native,
-                                 not_after=validity["not_after_time"].native)
+            return cls.from_asn1(
+                mandates[0]["values"][0],
+                not_before=validity["not_before_time"].native,
+                not_after=validity["not_after_time"].native,
+            )
         except MandateCertificateError as exc:
             raise MandateCertificateError(exc.message) from None  # AC_MALFORMED
         except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:

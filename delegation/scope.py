@@ -37,9 +37,15 @@ E_APPLICATION = "e-application"
 E_APPLICATION_PREFIX = "e-application:"
 E_APPLICATION_ANY = "e-application:*"
 BASE_ACTIONS = frozenset({BID, QUOTE, CONTRACT, INVOICE})
-ACTION_LABELS: Mapping[str, str] = MappingProxyType({
-    BID: "入札", QUOTE: "見積", CONTRACT: "契約", INVOICE: "請求", E_APPLICATION: "電子申請",
-})
+ACTION_LABELS: Mapping[str, str] = MappingProxyType(
+    {
+        BID: "入札",
+        QUOTE: "見積",
+        CONTRACT: "契約",
+        INVOICE: "請求",
+        E_APPLICATION: "電子申請",
+    }
+)
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{6})?Z")
 # Bounds of what a mandate may carry. Names fit the service's columns (300 characters);
 # a restriction lists at most NAMES_MAX names; integers stay within what RFC 8785
@@ -47,8 +53,17 @@ _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-
 NAME_MAX_LENGTH = 300
 NAMES_MAX = 100
 JSON_INTEGER_MAX = 2**53 - 1
-_JSON_KEYS = frozenset({"actions", "procuring_entities", "cases", "amount_limit_jpy",
-                        "not_before", "not_after", "max_depth"})
+_JSON_KEYS = frozenset(
+    {
+        "actions",
+        "procuring_entities",
+        "cases",
+        "amount_limit_jpy",
+        "not_before",
+        "not_after",
+        "max_depth",
+    }
+)
 
 
 class ScopeError(DairiError, ValueError):
@@ -57,8 +72,9 @@ class ScopeError(DairiError, ValueError):
     code = "SCOPE_INVALID"
 
 
-def check_text(value: object, what: str, *, max_length: int = NAME_MAX_LENGTH,
-               padded: bool = False) -> str:
+def check_text(
+    value: object, what: str, *, max_length: int = NAME_MAX_LENGTH, padded: bool = False
+) -> str:
     """Return ``value`` if it is a text a mandate may carry; raise ScopeError SCOPE_INVALID.
 
     The one rule for every name in a scope, an instruction and a mandate certificate: a
@@ -79,13 +95,18 @@ def check_text(value: object, what: str, *, max_length: int = NAME_MAX_LENGTH,
     return value
 
 
-def check_count(value: object, what: str, *, minimum: int = 0,
-                maximum: int | None = JSON_INTEGER_MAX) -> int:
+def check_count(
+    value: object, what: str, *, minimum: int = 0, maximum: int | None = JSON_INTEGER_MAX
+) -> int:
     """Return ``value`` if it is an integer from ``minimum`` to ``maximum`` (default
     :data:`JSON_INTEGER_MAX`; None: no bound), not a bool; raise ScopeError SCOPE_INVALID
     if not."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum \
-            or (maximum is not None and value > maximum):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
         bound = "" if maximum is None else f" to {maximum}"
         raise ScopeError(f"{what} must be an integer from {minimum}{bound}")
     return value
@@ -108,9 +129,13 @@ def validate_action(text: object) -> str:
         if text in BASE_ACTIONS or text == E_APPLICATION_ANY:
             return text
         if text.startswith(E_APPLICATION_PREFIX) and len(text) <= NAME_MAX_LENGTH:
-            proc = text[len(E_APPLICATION_PREFIX):]
-            if proc and proc.isprintable() and "*" not in proc \
-                    and not any(c.isspace() for c in proc):
+            proc = text[len(E_APPLICATION_PREFIX) :]
+            if (
+                proc
+                and proc.isprintable()
+                and "*" not in proc
+                and not any(c.isspace() for c in proc)
+            ):
                 return text
     raise ScopeError(f"unknown action: {text!r}", "SCOPE_ACTION_UNKNOWN")
 
@@ -238,7 +263,8 @@ class Scope:
             if mine is not None and (theirs is None or not theirs <= mine):
                 codes.append(code)
         if self.amount_limit_jpy is not None and (
-                other.amount_limit_jpy is None or other.amount_limit_jpy > self.amount_limit_jpy):
+            other.amount_limit_jpy is None or other.amount_limit_jpy > self.amount_limit_jpy
+        ):
             codes.append("SCOPE_AMOUNT_EXCEEDED")
         if other.not_before < self.not_before or other.not_after > self.not_after:
             codes.append("SCOPE_VALIDITY_EXCEEDED")
@@ -258,12 +284,23 @@ class Scope:
         cases = _meet(self.cases, other.cases)
         not_before = max(self.not_before, other.not_before)
         not_after = min(self.not_after, other.not_after)
-        if not actions or entities == frozenset() or cases == frozenset() \
-                or not_before >= not_after:
+        if (
+            not actions
+            or entities == frozenset()
+            or cases == frozenset()
+            or not_before >= not_after
+        ):
             return None
         limits = [x for x in (self.amount_limit_jpy, other.amount_limit_jpy) if x is not None]
-        return Scope(frozenset(actions), entities, cases, min(limits, default=None),
-                     not_before, not_after, min(self.max_depth, other.max_depth))
+        return Scope(
+            frozenset(actions),
+            entities,
+            cases,
+            min(limits, default=None),
+            not_before,
+            not_after,
+            min(self.max_depth, other.max_depth),
+        )
 
     def escalations_of(self, child: Scope) -> tuple[str, ...]:
         """Why ``child`` may not be granted as a sub-delegation of ``self``; () if it may.
@@ -290,13 +327,18 @@ class Scope:
         codes = []
         if not _action_granted(self.actions, purpose.action):
             codes.append("SCOPE_ACTION_NOT_GRANTED")
-        if self.procuring_entities is not None \
-                and purpose.procuring_entity not in self.procuring_entities:
+        if (
+            self.procuring_entities is not None
+            and purpose.procuring_entity not in self.procuring_entities
+        ):
             codes.append("SCOPE_ENTITY_NOT_GRANTED")
         if self.cases is not None and purpose.case not in self.cases:
             codes.append("SCOPE_CASE_NOT_GRANTED")
-        if self.amount_limit_jpy is not None and purpose.amount_jpy is not None \
-                and purpose.amount_jpy > self.amount_limit_jpy:
+        if (
+            self.amount_limit_jpy is not None
+            and purpose.amount_jpy is not None
+            and purpose.amount_jpy > self.amount_limit_jpy
+        ):
             codes.append("SCOPE_AMOUNT_EXCEEDED")
         if purpose.at < self.not_before:
             codes.append("MANDATE_NOT_YET_VALID")

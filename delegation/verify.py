@@ -76,14 +76,16 @@ class MandateChainReader:
                 return False
             if ac["signature_algorithm"]["algorithm"].native != "sha256_rsa":
                 return False
-            self._key.verify(ac["signature"].native, ac["ac_info"].dump(),
-                             padding.PKCS1v15(), hashes.SHA256())
+            self._key.verify(
+                ac["signature"].native, ac["ac_info"].dump(), padding.PKCS1v15(), hashes.SHA256()
+            )
             return True
         except (InvalidSignature, ValueError, TypeError, KeyError, IndexError):
             return False
 
-    def read(self, der: bytes, status_of: StatusLookup, *, embedded_depth: int | None = None
-             ) -> tuple[ParsedMandate, Hop]:
+    def read(
+        self, der: bytes, status_of: StatusLookup, *, embedded_depth: int | None = None
+    ) -> tuple[ParsedMandate, Hop]:
         """One AC and its hop (``AC_NOT_ISSUED_BY_AA`` in the hop's status if the AA did
         not sign it): a full AC, or with ``embedded_depth`` an ancestor's embedded form
         (its status asked by its mandate's serial). Raises
@@ -91,8 +93,11 @@ class MandateChainReader:
         mandate = parse_mandate_certificate(der, embedded_depth=embedded_depth)
         terms = mandate.terms
         valid = self.issued_by_aa(der)
-        status = HopStatus(valid=valid, refusal=None if valid else "AC_NOT_ISSUED_BY_AA",
-                           revoked_at=status_of(mandate.serial_number))
+        status = HopStatus(
+            valid=valid,
+            refusal=None if valid else "AC_NOT_ISSUED_BY_AA",
+            revoked_at=status_of(mandate.serial_number),
+        )
         return mandate, Hop(
             mandate_id=mandate_id_of(mandate.serial_number),
             principal=terms.principal_corporate_number,
@@ -104,9 +109,16 @@ class MandateChainReader:
             grantor_is_representative=mandate.depth == 0 and valid,
         )
 
-    def evaluate(self, leaf_der: bytes, purpose: Purpose, *, principal: str,
-                 signer_certificate_der: bytes, status_of: StatusLookup,
-                 representative_revoked_at: datetime | None = None) -> ChainVerdict:
+    def evaluate(
+        self,
+        leaf_der: bytes,
+        purpose: Purpose,
+        *,
+        principal: str,
+        signer_certificate_der: bytes,
+        status_of: StatusLookup,
+        representative_revoked_at: datetime | None = None,
+    ) -> ChainVerdict:
         """Whether the holder of ``signer_certificate_der`` may act for ``principal``
         (法人番号) for ``purpose`` through the chain ending in ``leaf_der`` (its
         ancestors read from its provenance extension). ``status_of(serial)`` gives
@@ -116,13 +128,17 @@ class MandateChainReader:
         leaf, leaf_hop = self.read(leaf_der, status_of)
         # Each ancestor is embedded bare, signed by the AA on its own: checked hop by hop
         # (the leaf's signature covers them all too).
-        hops = [self.read(a, status_of, embedded_depth=depth)[1]
-                for depth, a in enumerate(leaf.ancestors)] + [leaf_hop]
+        hops = [
+            self.read(a, status_of, embedded_depth=depth)[1]
+            for depth, a in enumerate(leaf.ancestors)
+        ] + [leaf_hop]
         if representative_revoked_at is not None:
             hops[0] = replace(hops[0], representative_revoked_at=representative_revoked_at)
         # The holder is the certificate named by issuer and serial, whose digest the
         # mandate also carries: both must match the signer.
-        signer = hashlib.sha256(signer_certificate_der).hexdigest() \
-            if leaf.is_held_by(signer_certificate_der) else ""
-        return evaluate_chain(hops, purpose, principal=principal,
-                              signer_certificate_sha256=signer)
+        signer = (
+            hashlib.sha256(signer_certificate_der).hexdigest()
+            if leaf.is_held_by(signer_certificate_der)
+            else ""
+        )
+        return evaluate_chain(hops, purpose, principal=principal, signer_certificate_sha256=signer)

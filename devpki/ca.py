@@ -69,9 +69,7 @@ class DevCA:
         self._lock = threading.Lock()
         self._state_mtime = 0
         self._state: dict[str, dict[str, dict[str, str]]] = {"issued": {}, "revoked": {}}
-        self.certificate = x509.load_pem_x509_certificate(
-            (directory / "cert.pem").read_bytes()
-        )
+        self.certificate = x509.load_pem_x509_certificate((directory / "cert.pem").read_bytes())
         self._key = serialization.load_pem_private_key(
             (directory / "key.pem").read_bytes(), password=None
         )
@@ -111,11 +109,14 @@ class DevCA:
             cert = builder.issuer_name(subject).sign(key, hashes.SHA256())
         else:
             cert = issuer.sign_builder(builder.issuer_name(issuer.certificate.subject), now=now)
-        write_private(directory / "key.pem", key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ))
+        write_private(
+            directory / "key.pem",
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
         (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _atomic_write(directory / "state.json", json.dumps({"issued": {}, "revoked": {}}))
         return cls(slug, directory, urls)
@@ -134,8 +135,11 @@ class DevCA:
             )
             .add_extension(
                 x509.CRLDistributionPoints(
-                    [x509.DistributionPoint([x509.UniformResourceIdentifier(self.urls.crl)],
-                                            None, None, None)]
+                    [
+                        x509.DistributionPoint(
+                            [x509.UniformResourceIdentifier(self.urls.crl)], None, None, None
+                        )
+                    ]
                 ),
                 critical=False,
             )
@@ -159,9 +163,11 @@ class DevCA:
         self._update_state(
             lambda s: s["issued"].__setitem__(
                 format(cert.serial_number, "x"),
-                {"subject": cert.subject.rfc4514_string(),
-                 "not_after": cert.not_valid_after_utc.isoformat(),
-                 "issued_at": now.isoformat()},
+                {
+                    "subject": cert.subject.rfc4514_string(),
+                    "not_after": cert.not_valid_after_utc.isoformat(),
+                    "issued_at": now.isoformat(),
+                },
             )
         )
         return cert
@@ -188,13 +194,13 @@ class DevCA:
             .not_valid_after(min(now + lifetime, self.certificate.not_valid_after_utc))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(key_usage, critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key),
-                           critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         )
         if extended_key_usage:
             critical = ExtendedKeyUsageOID.TIME_STAMPING in extended_key_usage
-            builder = builder.add_extension(x509.ExtendedKeyUsage(extended_key_usage),
-                                            critical=critical)
+            builder = builder.add_extension(
+                x509.ExtendedKeyUsage(extended_key_usage), critical=critical
+            )
         for ext, critical in extensions:
             builder = builder.add_extension(ext, critical=critical)
         return self.sign_builder(builder, now=now)
@@ -218,8 +224,11 @@ class DevCA:
         key = format(serial, "x")
         if key in self._state["revoked"]:
             entry = self._state["revoked"][key]
-            return ("revoked", datetime.fromisoformat(entry["time"]),
-                    REVOCATION_REASONS[entry["reason"]])
+            return (
+                "revoked",
+                datetime.fromisoformat(entry["time"]),
+                REVOCATION_REASONS[entry["reason"]],
+            )
         if key in self._state["issued"]:
             return ("good", None, None)
         return ("unknown", None, None)
@@ -280,17 +289,21 @@ class DevCA:
             "revoked": ocsp.OCSPCertStatus.REVOKED,
             "unknown": ocsp.OCSPCertStatus.UNKNOWN,
         }[state]
-        builder = ocsp.OCSPResponseBuilder().add_response_by_hash(
-            issuer_name_hash=issuer_name_hash,
-            issuer_key_hash=issuer_key_hash,
-            serial_number=serial,
-            algorithm=hash_algorithm,
-            cert_status=cert_status,
-            this_update=now,
-            next_update=now + OCSP_VALIDITY,
-            revocation_time=when,
-            revocation_reason=reason,
-        ).responder_id(ocsp.OCSPResponderEncoding.HASH, self.certificate)
+        builder = (
+            ocsp.OCSPResponseBuilder()
+            .add_response_by_hash(
+                issuer_name_hash=issuer_name_hash,
+                issuer_key_hash=issuer_key_hash,
+                serial_number=serial,
+                algorithm=hash_algorithm,
+                cert_status=cert_status,
+                this_update=now,
+                next_update=now + OCSP_VALIDITY,
+                revocation_time=when,
+                revocation_reason=reason,
+            )
+            .responder_id(ocsp.OCSPResponderEncoding.HASH, self.certificate)
+        )
         for ext in request.extensions:
             if isinstance(ext.value, x509.OCSPNonce):
                 builder = builder.add_extension(ext.value, critical=False)
@@ -331,9 +344,15 @@ class DevCA:
 
 def _ca_key_usage() -> x509.KeyUsage:
     return x509.KeyUsage(
-        digital_signature=False, content_commitment=False, key_encipherment=False,
-        data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-        encipher_only=False, decipher_only=False,
+        digital_signature=False,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
     )
 
 
@@ -341,9 +360,15 @@ def end_entity_key_usage(*, non_repudiation: bool, crl_sign: bool = False) -> x5
     """digitalSignature, plus nonRepudiation (contentCommitment) for signing certificates
     and cRLSign for an end entity that signs CRLs (the attribute authority)."""
     return x509.KeyUsage(
-        digital_signature=True, content_commitment=non_repudiation, key_encipherment=False,
-        data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=crl_sign,
-        encipher_only=False, decipher_only=False,
+        digital_signature=True,
+        content_commitment=non_repudiation,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=crl_sign,
+        encipher_only=False,
+        decipher_only=False,
     )
 
 

@@ -42,9 +42,13 @@ class VirtualCard:
     def sign_cms(self, data: bytes) -> bytes:
         """A detached CMS SignedData (SHA-256, signingCertificateV2) over ``data``, as
         card software makes for a grant instruction (pyHanko builds the CMS)."""
-        key = asn1_keys.PrivateKeyInfo.load(self.key.private_bytes(
-            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))
+        key = asn1_keys.PrivateKeyInfo.load(
+            self.key.private_bytes(
+                serialization.Encoding.DER,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
         cert = asn1_x509.Certificate.load(self.certificate.public_bytes(serialization.Encoding.DER))
         signer = SimpleSigner(cert, key, SimpleCertificateStore.from_certs([cert]))
         content = asyncio.run(signer.async_sign_general_data(data, "sha256", detached=True))
@@ -67,22 +71,35 @@ def _utf8_other_name(oid: str, text: str) -> x509.OtherName:
 # public descriptions of the cards; what matters for dairi is the shape (a critical
 # certificatePolicies with a qualifier, an extra extension to read past).
 JPKI_CPS_URI = "http://www.jpki.go.jp/cps.html"
-JPKI_ISSUER_ALT_OU = {"jpki-auth": "公的個人認証サービス利用者証明用",
-                      "jpki-sign": "公的個人認証サービス署名用"}
+JPKI_ISSUER_ALT_OU = {
+    "jpki-auth": "公的個人認証サービス利用者証明用",
+    "jpki-sign": "公的個人認証サービス署名用",
+}
 
 
 def _policies(oid: str) -> x509.CertificatePolicies:
-    return x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(oid),
-                                                            [JPKI_CPS_URI])])
+    return x509.CertificatePolicies(
+        [x509.PolicyInformation(x509.ObjectIdentifier(oid), [JPKI_CPS_URI])]
+    )
 
 
 def _jpki_extensions(slug: str, policy: str) -> list[tuple[x509.ExtensionType, bool]]:
     """certificatePolicies (critical, as on real cards) and the issuerAltName."""
-    issuer_alt = x509.IssuerAlternativeName([x509.DirectoryName(x509.Name([
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "公的個人認証サービス"),
-        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, JPKI_ISSUER_ALT_OU[slug]),
-    ]))])
+    issuer_alt = x509.IssuerAlternativeName(
+        [
+            x509.DirectoryName(
+                x509.Name(
+                    [
+                        x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "公的個人認証サービス"),
+                        x509.NameAttribute(
+                            NameOID.ORGANIZATIONAL_UNIT_NAME, JPKI_ISSUER_ALT_OU[slug]
+                        ),
+                    ]
+                )
+            )
+        ]
+    )
     return [(_policies(policy), True), (issuer_alt, False)]
 
 
@@ -110,36 +127,53 @@ def issue_my_number_card(
     now = pki.clock()
     serial = secrets.token_hex(8).upper()
     auth_key, sign_key = new_rsa_key(), new_rsa_key()
-    auth_policy = auth_policy or (profiles.JPKI_TEST_POLICY if test_card
-                                  else profiles.JPKI_AUTH_POLICY)
-    sign_policy = sign_policy or (profiles.JPKI_TEST_POLICY if test_card
-                                  else profiles.JPKI_SIGN_POLICY)
+    auth_policy = auth_policy or (
+        profiles.JPKI_TEST_POLICY if test_card else profiles.JPKI_AUTH_POLICY
+    )
+    sign_policy = sign_policy or (
+        profiles.JPKI_TEST_POLICY if test_card else profiles.JPKI_SIGN_POLICY
+    )
     auth = pki.ca_for_slug("jpki-auth").issue(
-        x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
-                   x509.NameAttribute(NameOID.COMMON_NAME, serial + "A")]),
-        auth_key.public_key(), now=now,
+        x509.Name(
+            [
+                x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+                x509.NameAttribute(NameOID.COMMON_NAME, serial + "A"),
+            ]
+        ),
+        auth_key.public_key(),
+        now=now,
         key_usage=end_entity_key_usage(non_repudiation=False),
         extensions=_jpki_extensions("jpki-auth", auth_policy),
     )
     name_flags = "0" * len(name.replace("\u3000", ""))
     address_flags = "0" * len(address)
     sign = pki.ca_for_slug("jpki-sign").issue(
-        x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
-                   x509.NameAttribute(NameOID.LOCALITY_NAME, prefecture),
-                   x509.NameAttribute(NameOID.LOCALITY_NAME, city),
-                   x509.NameAttribute(NameOID.COMMON_NAME, serial + "S")]),
-        sign_key.public_key(), now=now,
+        x509.Name(
+            [
+                x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+                x509.NameAttribute(NameOID.LOCALITY_NAME, prefecture),
+                x509.NameAttribute(NameOID.LOCALITY_NAME, city),
+                x509.NameAttribute(NameOID.COMMON_NAME, serial + "S"),
+            ]
+        ),
+        sign_key.public_key(),
+        now=now,
         key_usage=end_entity_key_usage(non_repudiation=True),
         extensions=[
             *_jpki_extensions("jpki-sign", sign_policy),
-            (x509.SubjectAlternativeName([
-                _utf8_other_name(profiles.JPKI_NAME, name),
-                _utf8_other_name(profiles.JPKI_NAME_FLAGS, name_flags),
-                _utf8_other_name(profiles.JPKI_SEX, sex),
-                _utf8_other_name(profiles.JPKI_BIRTH_DATE, birth_date),
-                _utf8_other_name(profiles.JPKI_ADDRESS, address),
-                _utf8_other_name(profiles.JPKI_ADDRESS_FLAGS, address_flags),
-            ]), False),
+            (
+                x509.SubjectAlternativeName(
+                    [
+                        _utf8_other_name(profiles.JPKI_NAME, name),
+                        _utf8_other_name(profiles.JPKI_NAME_FLAGS, name_flags),
+                        _utf8_other_name(profiles.JPKI_SEX, sex),
+                        _utf8_other_name(profiles.JPKI_BIRTH_DATE, birth_date),
+                        _utf8_other_name(profiles.JPKI_ADDRESS, address),
+                        _utf8_other_name(profiles.JPKI_ADDRESS_FLAGS, address_flags),
+                    ]
+                ),
+                False,
+            ),
         ],
     )
     return MyNumberCard(VirtualCard(auth_key, auth), VirtualCard(sign_key, sign))
@@ -190,25 +224,46 @@ def issue_representative_card(
     as real certificates write it."""
     key = new_rsa_key()
     representative_name = "".join(representative_name.split())
-    fields = {0: corporate_name, 1: registered_number, 2: head_office_address,
-              3: representative_name, 4: representative_title, 6: registry_office,
-              **(extra_fields or {})}
-    policies_jp = asn1_x509.CertificatePolicies(
-        [{"policy_identifier": policy}]).dump()
+    fields = {
+        0: corporate_name,
+        1: registered_number,
+        2: head_office_address,
+        3: representative_name,
+        4: representative_title,
+        6: registry_office,
+        **(extra_fields or {}),
+    }
+    policies_jp = asn1_x509.CertificatePolicies([{"policy_identifier": policy}]).dump()
     cert = pki.ca_for_slug("registrar").issue(
-        x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
-                   x509.NameAttribute(NameOID.COMMON_NAME, representative_name)]),
-        key.public_key(), now=pki.clock(),
+        x509.Name(
+            [
+                x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+                x509.NameAttribute(NameOID.COMMON_NAME, representative_name),
+            ]
+        ),
+        key.public_key(),
+        now=pki.clock(),
         key_usage=end_entity_key_usage(non_repudiation=True),
         extensions=[
-            (x509.UnrecognizedExtension(
-                x509.ObjectIdentifier(profiles.CERTIFICATE_POLICIES_JP), policies_jp), True),
-            (x509.UnrecognizedExtension(
-                x509.ObjectIdentifier(profiles.REGISTRAR), core.UTF8String(registrar).dump()),
-             True),
-            (x509.UnrecognizedExtension(
-                x509.ObjectIdentifier(profiles.REGISTERED_CORPORATION_INFO),
-                registered_corporation_info(fields)), True),
+            (
+                x509.UnrecognizedExtension(
+                    x509.ObjectIdentifier(profiles.CERTIFICATE_POLICIES_JP), policies_jp
+                ),
+                True,
+            ),
+            (
+                x509.UnrecognizedExtension(
+                    x509.ObjectIdentifier(profiles.REGISTRAR), core.UTF8String(registrar).dump()
+                ),
+                True,
+            ),
+            (
+                x509.UnrecognizedExtension(
+                    x509.ObjectIdentifier(profiles.REGISTERED_CORPORATION_INFO),
+                    registered_corporation_info(fields),
+                ),
+                True,
+            ),
         ],
     )
     return VirtualCard(key, cert)
@@ -221,8 +276,10 @@ MY_NUMBER = "my-number"
 REPRESENTATIVE = "representative"
 # role -> (certificate file, key file), per card kind
 CARD_FILES: dict[str, dict[str, tuple[str, str]]] = {
-    MY_NUMBER: {"authentication": ("auth-cert.pem", "auth-key.pem"),
-                "signing": ("sign-cert.pem", "sign-key.pem")},
+    MY_NUMBER: {
+        "authentication": ("auth-cert.pem", "auth-key.pem"),
+        "signing": ("sign-cert.pem", "sign-key.pem"),
+    },
     REPRESENTATIVE: {"representative": ("cert.pem", "key.pem")},
 }
 DEFAULT_ROLE = {MY_NUMBER: "authentication", REPRESENTATIVE: "representative"}
@@ -245,8 +302,9 @@ class SavedCard:
         """The key pair for ``name`` (default: authentication, or representative)."""
         name = name or DEFAULT_ROLE[self.kind]
         if name not in self.roles:
-            raise CardError(f"a {self.kind} card has no {name} certificate",
-                            "DEV_CARD_ROLE_UNKNOWN")
+            raise CardError(
+                f"a {self.kind} card has no {name} certificate", "DEV_CARD_ROLE_UNKNOWN"
+            )
         return self.roles[name]
 
 
@@ -254,8 +312,9 @@ def save_card(card: MyNumberCard | VirtualCard, directory: Path) -> SavedCard:
     """Write ``card`` to ``directory``: PEM certificates, PKCS#8 keys (mode 0600) and
     ``card.json``. Refuses a directory that already holds a card."""
     if isinstance(card, MyNumberCard):
-        saved = SavedCard(MY_NUMBER, {"authentication": card.authentication,
-                                      "signing": card.signing})
+        saved = SavedCard(
+            MY_NUMBER, {"authentication": card.authentication, "signing": card.signing}
+        )
     else:
         saved = SavedCard(REPRESENTATIVE, {"representative": card})
     if (directory / CARD_MANIFEST).exists():
@@ -265,18 +324,27 @@ def save_card(card: MyNumberCard | VirtualCard, directory: Path) -> SavedCard:
     for role, virtual in saved.roles.items():
         cert_file, key_file = files[role]
         (directory / cert_file).write_bytes(
-            virtual.certificate.public_bytes(serialization.Encoding.PEM))
-        write_private(directory / key_file, virtual.key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))
+            virtual.certificate.public_bytes(serialization.Encoding.PEM)
+        )
+        write_private(
+            directory / key_file,
+            virtual.key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
     manifest = {
         "version": 1,
         "kind": saved.kind,
-        "certificates": {role: {"certificate": cert_file, "key": key_file}
-                         for role, (cert_file, key_file) in files.items()},
+        "certificates": {
+            role: {"certificate": cert_file, "key": key_file}
+            for role, (cert_file, key_file) in files.items()
+        },
     }
     (directory / CARD_MANIFEST).write_text(
-        json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     return saved
 
 
@@ -292,11 +360,15 @@ def load_card(directory: Path) -> SavedCard:
             if role not in CARD_FILES[kind]:
                 raise CardError(f"unknown certificate role {role!r} in {directory}")
             certificate = x509.load_pem_x509_certificate(
-                _card_file(directory, names["certificate"]).read_bytes())
+                _card_file(directory, names["certificate"]).read_bytes()
+            )
             key = serialization.load_pem_private_key(
-                _card_file(directory, names["key"]).read_bytes(), password=None)
-            if not isinstance(key, rsa.RSAPrivateKey) \
-                    or key.public_key() != certificate.public_key():
+                _card_file(directory, names["key"]).read_bytes(), password=None
+            )
+            if (
+                not isinstance(key, rsa.RSAPrivateKey)
+                or key.public_key() != certificate.public_key()
+            ):
                 raise CardError(f"the {role} key in {directory} does not match its certificate")
             roles[role] = VirtualCard(key, certificate)
     except CardError:

@@ -57,8 +57,7 @@ class _OCSP(OCSPFetcher):
         tag = (issuer_serial(cert), authority.hashable)
         if tag in self._results:
             return self._results[tag]
-        request = format_ocsp_request(cert, authority, certid_hash_algo="sha1",
-                                      request_nonces=True)
+        request = format_ocsp_request(cert, authority, certid_hash_algo="sha1", request_nonces=True)
         urls = list(get_ocsp_urls(cert))
         if not urls:
             raise OCSPFetchError("No URLs to fetch OCSP responses from")
@@ -66,8 +65,7 @@ class _OCSP(OCSPFetcher):
         for url in urls:
             try:
                 _, content = _call(self.transport, "POST", url, request.dump())
-                response = process_ocsp_response_data(content, ocsp_request=request,
-                                                      ocsp_url=url)
+                response = process_ocsp_response_data(content, ocsp_request=request, ocsp_url=url)
             except Exception as exc:  # the next URL, then a fetch error
                 failure = exc
                 continue
@@ -148,8 +146,11 @@ def transport_fetchers(transport: Transport) -> Callable[[float, FetchLimits], F
     """A fetchers factory for :class:`RevocationFetcherBackend` that asks ``transport``."""
 
     def make(_timeout: float, _limits: FetchLimits) -> Fetchers:
-        return Fetchers(ocsp_fetcher=_OCSP(transport), crl_fetcher=_CRL(transport),
-                        cert_fetcher=_Certs(transport))
+        return Fetchers(
+            ocsp_fetcher=_OCSP(transport),
+            crl_fetcher=_CRL(transport),
+            cert_fetcher=_Certs(transport),
+        )
 
     return make
 
@@ -161,8 +162,17 @@ class TransportFetcherBackend(RevocationFetcherBackend):
     its HTTP backend).
     """
 
-    def __init__(self, transport: Transport, limits: FetchLimits = FetchLimits(),  # noqa: B008
-                 *, budget_seconds: float | None = None,
-                 breaker: ResponderBreaker | None = None) -> None:
-        super().__init__(budget_seconds=budget_seconds, breaker=breaker,
-                         fetchers=transport_fetchers(transport), limits=limits)
+    def __init__(
+        self,
+        transport: Transport,
+        limits: FetchLimits = FetchLimits(),  # noqa: B008
+        *,
+        budget_seconds: float | None = None,
+        breaker: ResponderBreaker | None = None,
+    ) -> None:
+        super().__init__(
+            budget_seconds=budget_seconds,
+            breaker=breaker,
+            fetchers=transport_fetchers(transport),
+            limits=limits,
+        )

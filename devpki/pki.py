@@ -42,26 +42,31 @@ def _name(*pairs: tuple[x509.ObjectIdentifier, str]) -> x509.Name:
 # Subject names of the CAs; the JPKI ones are the issuer names real cards carry.
 CA_SUBJECTS: dict[str, x509.Name] = {
     "jpki-auth": _name(
-        (NameOID.COUNTRY_NAME, "JP"), (NameOID.ORGANIZATION_NAME, "JPKI"),
+        (NameOID.COUNTRY_NAME, "JP"),
+        (NameOID.ORGANIZATION_NAME, "JPKI"),
         (NameOID.ORGANIZATIONAL_UNIT_NAME, "JPKI for user authentication"),
         (NameOID.ORGANIZATIONAL_UNIT_NAME, JPKI_AGENCY),
     ),
     "jpki-sign": _name(
-        (NameOID.COUNTRY_NAME, "JP"), (NameOID.ORGANIZATION_NAME, "JPKI"),
+        (NameOID.COUNTRY_NAME, "JP"),
+        (NameOID.ORGANIZATION_NAME, "JPKI"),
         (NameOID.ORGANIZATIONAL_UNIT_NAME, "JPKI for digital signature"),
         (NameOID.ORGANIZATIONAL_UNIT_NAME, JPKI_AGENCY),
     ),
     "registrar": _name(
-        (NameOID.COUNTRY_NAME, "JP"), (NameOID.ORGANIZATION_NAME, "Japanese Government"),
+        (NameOID.COUNTRY_NAME, "JP"),
+        (NameOID.ORGANIZATION_NAME, "Japanese Government"),
         (NameOID.ORGANIZATIONAL_UNIT_NAME, "Ministry of Justice"),
         (NameOID.COMMON_NAME, "Registrar of Tokyo Legal Affairs Bureau"),
     ),
     "service-root": _name(
-        (NameOID.COUNTRY_NAME, "JP"), (NameOID.ORGANIZATION_NAME, "dairi development"),
+        (NameOID.COUNTRY_NAME, "JP"),
+        (NameOID.ORGANIZATION_NAME, "dairi development"),
         (NameOID.COMMON_NAME, "dairi Development Root CA"),
     ),
     "employee-signing": _name(
-        (NameOID.COUNTRY_NAME, "JP"), (NameOID.ORGANIZATION_NAME, "dairi development"),
+        (NameOID.COUNTRY_NAME, "JP"),
+        (NameOID.ORGANIZATION_NAME, "dairi development"),
         (NameOID.COMMON_NAME, "dairi Development Employee Signing CA"),
     ),
 }
@@ -129,37 +134,55 @@ class DevPki:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         cas: dict[str, DevCA] = {}
         for slug in ROOTS:
-            cas[slug] = DevCA.create(slug, directory / slug, CA_SUBJECTS[slug],
-                                     urls_for(base_url, slug), now=now)
+            cas[slug] = DevCA.create(
+                slug, directory / slug, CA_SUBJECTS[slug], urls_for(base_url, slug), now=now
+            )
         cas["employee-signing"] = DevCA.create(
-            "employee-signing", directory / "employee-signing", CA_SUBJECTS["employee-signing"],
-            urls_for(base_url, "employee-signing"), now=now, issuer=cas["service-root"],
-            path_length=0, lifetime=timedelta(days=1825),
+            "employee-signing",
+            directory / "employee-signing",
+            CA_SUBJECTS["employee-signing"],
+            urls_for(base_url, "employee-signing"),
+            now=now,
+            issuer=cas["service-root"],
+            path_length=0,
+            lifetime=timedelta(days=1825),
         )
         root = cas["service-root"]
         service_org = (NameOID.ORGANIZATION_NAME, "dairi development")
 
         tsa_key = new_rsa_key()
         tsa_cert = root.issue(
-            _name((NameOID.COUNTRY_NAME, "JP"), service_org,
-                  (NameOID.COMMON_NAME, "dairi Development TSA")),
-            tsa_key.public_key(), now=now,
+            _name(
+                (NameOID.COUNTRY_NAME, "JP"),
+                service_org,
+                (NameOID.COMMON_NAME, "dairi Development TSA"),
+            ),
+            tsa_key.public_key(),
+            now=now,
             key_usage=end_entity_key_usage(non_repudiation=True),
             extended_key_usage=[ExtendedKeyUsageOID.TIME_STAMPING],
             lifetime=timedelta(days=1825),
         )
         (directory / "tsa").mkdir(exist_ok=True, mode=0o700)
         _write_cert(directory / "tsa" / "cert.pem", tsa_cert)
-        write_private(directory / "tsa" / "key.pem", tsa_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ))
+        write_private(
+            directory / "tsa" / "key.pem",
+            tsa_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
 
         aa_key = hsm.generate_key(KeyAlgorithm.RSA_2048)
         aa_cert = root.issue(
-            _name((NameOID.COUNTRY_NAME, "JP"), service_org,
-                  (NameOID.COMMON_NAME, "dairi Development Attribute Authority")),
-            _public_key(hsm, aa_key), now=now,
+            _name(
+                (NameOID.COUNTRY_NAME, "JP"),
+                service_org,
+                (NameOID.COMMON_NAME, "dairi Development Attribute Authority"),
+            ),
+            _public_key(hsm, aa_key),
+            now=now,
             # cRLSign: the AA signs the CRL of its attribute certificates (RFC 5755 §6),
             # and validators refuse a CRL whose issuer's keyUsage lacks it.
             key_usage=end_entity_key_usage(non_repudiation=True, crl_sign=True),
@@ -173,8 +196,11 @@ class DevPki:
             "version": 1,
             "base_url": base_url,
             "created_at": now.isoformat(),
-            "aa": {"token_label": aa_key.token_label, "key_id": aa_key.key_id,
-                   "version": aa_key.version},
+            "aa": {
+                "token_label": aa_key.token_label,
+                "key_id": aa_key.key_id,
+                "version": aa_key.version,
+            },
         }
         (directory / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         return cls(directory, clock)
@@ -197,13 +223,18 @@ class DevPki:
             written.append(_write_cert(directory / f"{slug}.pem", cert))
         written.append(_write_cert(directory / "aa.pem", self.aa_certificate))
         for purpose in ("tsa", "service"):
-            written.append(_write_cert(directory / f"{purpose}.pem",
-                                       self.cas["service-root"].certificate))
+            written.append(
+                _write_cert(directory / f"{purpose}.pem", self.cas["service-root"].certificate)
+            )
         return written
 
     def issue_employee_certificate(
-        self, subject_name: str, public_key: CertificatePublicKeyTypes, *,
-        corporate_name: str | None = None, corporate_number: str | None = None,
+        self,
+        subject_name: str,
+        public_key: CertificatePublicKeyTypes,
+        *,
+        corporate_name: str | None = None,
+        corporate_number: str | None = None,
     ) -> EndEntity:
         """Certify an employee signing key (digitalSignature + nonRepudiation).
 
@@ -215,9 +246,9 @@ class DevPki:
         if corporate_number is not None:
             employer.append((NameOID.ORGANIZATION_IDENTIFIER, f"NTRJP-{corporate_number}"))
         cert = ca.issue(
-            _name((NameOID.COUNTRY_NAME, "JP"), *employer,
-                  (NameOID.COMMON_NAME, subject_name)),
-            public_key, now=self.clock(),
+            _name((NameOID.COUNTRY_NAME, "JP"), *employer, (NameOID.COMMON_NAME, subject_name)),
+            public_key,
+            now=self.clock(),
             key_usage=end_entity_key_usage(non_repudiation=True),
         )
         return EndEntity(cert, (ca.certificate,))
@@ -230,6 +261,7 @@ class DevPki:
             raise PkiError("not a DER PKCS#10 certificate request") from exc
         if not request.is_signature_valid:
             raise PkiError("the certificate request's signature does not verify")
+
         def first(oid: x509.ObjectIdentifier) -> str | None:
             found = request.subject.get_attributes_for_oid(oid)
             return str(found[0].value) if found else None
@@ -237,12 +269,15 @@ class DevPki:
         # The employer as the request names it (dairi's CSRs do: 商号, NTRJP-法人番号).
         identifier = first(NameOID.ORGANIZATION_IDENTIFIER) or ""
         return self.issue_employee_certificate(
-            first(NameOID.COMMON_NAME) or "employee", request.public_key(),
+            first(NameOID.COMMON_NAME) or "employee",
+            request.public_key(),
             corporate_name=first(NameOID.ORGANIZATION_NAME),
-            corporate_number=identifier[6:] if identifier.startswith("NTRJP-") else None)
+            corporate_number=identifier[6:] if identifier.startswith("NTRJP-") else None,
+        )
 
-    def certify_attribute_authority(self, csr_der: bytes, *, common_name: str | None = None
-                                    ) -> EndEntity:
+    def certify_attribute_authority(
+        self, csr_der: bytes, *, common_name: str | None = None
+    ) -> EndEntity:
         """Act as the CA of a production attribute authority: certify the PKCS#10 request
         of an AA key made in an HSM (``dairi aa create-key``) under the service root, with
         the key usages an AA needs (digitalSignature and nonRepudiation for its ACs and
@@ -259,9 +294,13 @@ class DevPki:
         organization = str(orgs[0].value) if orgs else "dairi development"
         root = self.cas["service-root"]
         cert = root.issue(
-            _name((NameOID.COUNTRY_NAME, "JP"), (NameOID.ORGANIZATION_NAME, organization),
-                  (NameOID.COMMON_NAME, name)),
-            request.public_key(), now=self.clock(),
+            _name(
+                (NameOID.COUNTRY_NAME, "JP"),
+                (NameOID.ORGANIZATION_NAME, organization),
+                (NameOID.COMMON_NAME, name),
+            ),
+            request.public_key(),
+            now=self.clock(),
             key_usage=end_entity_key_usage(non_repudiation=True, crl_sign=True),
             lifetime=timedelta(days=825),
         )
@@ -287,8 +326,11 @@ class DevPki:
             if kind == "ca" and leaf.endswith(".cer") and method == "GET":
                 ca = self.cas.get(leaf[:-4])
                 if ca:
-                    return 200, "application/pkix-cert", ca.certificate.public_bytes(
-                        serialization.Encoding.DER)
+                    return (
+                        200,
+                        "application/pkix-cert",
+                        ca.certificate.public_bytes(serialization.Encoding.DER),
+                    )
             elif kind == "crl" and leaf.endswith(".crl") and method == "GET":
                 ca = self.cas.get(leaf[:-4])
                 if ca:

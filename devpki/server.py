@@ -35,8 +35,14 @@ logger = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 64 * 1024  # an OCSP or time-stamp request is a few hundred bytes
 
-_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed",
-            411: "Length Required", 413: "Payload Too Large", 500: "Internal Server Error"}
+_REASONS = {
+    200: "OK",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    411: "Length Required",
+    413: "Payload Too Large",
+    500: "Internal Server Error",
+}
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
@@ -48,8 +54,7 @@ class PkiWsgiApp:
         self.pki = pki
         self._lock = threading.Lock()
 
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse
-                 ) -> Iterable[bytes]:
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         path = str(environ.get("PATH_INFO", "/"))
         body: bytes | None = None
@@ -66,19 +71,25 @@ class PkiWsgiApp:
         try:
             with self._lock:
                 status, content_type, content = self.pki.serve(
-                    "GET" if method == "HEAD" else method, path, body)
+                    "GET" if method == "HEAD" else method, path, body
+                )
         except Exception:  # one bad request must not stop the responder
             logger.exception("development PKI: %s %s failed", method, path)
             return _answer(start_response, 500, "text/plain", b"internal error")
-        return _answer(start_response, status, content_type,
-                       b"" if method == "HEAD" else content)
+        return _answer(start_response, status, content_type, b"" if method == "HEAD" else content)
 
 
-def _answer(start_response: StartResponse, status: int, content_type: str, content: bytes
-            ) -> list[bytes]:
-    start_response(f"{status} {_REASONS.get(status, 'Error')}",
-                   [("Content-Type", content_type), ("Content-Length", str(len(content))),
-                    ("Cache-Control", "no-store")])
+def _answer(
+    start_response: StartResponse, status: int, content_type: str, content: bytes
+) -> list[bytes]:
+    start_response(
+        f"{status} {_REASONS.get(status, 'Error')}",
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(content))),
+            ("Cache-Control", "no-store"),
+        ],
+    )
     return [content]
 
 
@@ -94,17 +105,22 @@ class _QuietHandler(WSGIRequestHandler):
 
 def make_pki_server(pki: DevPki, host: str, port: int) -> WSGIServer:
     """A threaded WSGI server for ``pki`` bound to ``host:port`` (0: any free port)."""
-    return make_server(host, port, PkiWsgiApp(pki), server_class=_ThreadingServer,
-                       handler_class=_QuietHandler)
+    return make_server(
+        host, port, PkiWsgiApp(pki), server_class=_ThreadingServer, handler_class=_QuietHandler
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m devpki.server",
-        description="Serve the development PKI's CRLs, OCSP, CA certificates and TSA "
-                    "over HTTP.")
-    parser.add_argument("--data", required=True, type=Path,
-                        help="the development PKI's directory (as made by `dairi dev pki`)")
+        description="Serve the development PKI's CRLs, OCSP, CA certificates and TSA over HTTP.",
+    )
+    parser.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        help="the development PKI's directory (as made by `dairi dev pki`)",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", required=True, type=int)
     args = parser.parse_args(argv)
@@ -116,11 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     server = make_pki_server(pki, args.host, args.port)
     host, port = server.server_address[:2]
     if not pki.base_url.endswith(f":{port}"):
-        logger.warning("the PKI's certificates name %s, this server listens on port %s",
-                       pki.base_url, port)
+        logger.warning(
+            "the PKI's certificates name %s, this server listens on port %s", pki.base_url, port
+        )
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-    logger.info("development PKI served on http://%s:%s (base URL %s)", host, port,
-                pki.base_url)
+    logger.info("development PKI served on http://%s:%s (base URL %s)", host, port, pki.base_url)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:

@@ -71,12 +71,15 @@ class DevTsa:
         if not isinstance(digest, bytes) or len(digest) != _DIGEST_SIZES[algorithm]:
             return _rejection("bad_data_format", "message imprint has the wrong length")
         return tsp.TimeStampResp(
-            {"status": {"status": "granted"}, "time_stamp_token": self._token(request, want_certs,
-                                                                              nonce)}
+            {
+                "status": {"status": "granted"},
+                "time_stamp_token": self._token(request, want_certs, nonce),
+            }
         ).dump()
 
-    def _token(self, request: tsp.TimeStampReq, want_certs: bool, nonce: int | None
-               ) -> cms.ContentInfo:
+    def _token(
+        self, request: tsp.TimeStampReq, want_certs: bool, nonce: int | None
+    ) -> cms.ContentInfo:
         cert = x509.Certificate.load(self._cert_der)
         info = {
             "version": "v1",
@@ -100,11 +103,7 @@ class DevTsa:
                     {
                         "type": "signing_certificate_v2",
                         "values": [
-                            {
-                                "certs": [
-                                    {"cert_hash": hashlib.sha256(self._cert_der).digest()}
-                                ]
-                            }
+                            {"certs": [{"cert_hash": hashlib.sha256(self._cert_der).digest()}]}
                         ],
                     }
                 ),
@@ -138,8 +137,9 @@ class DevTsa:
         }
         if want_certs:
             signed_data["certificates"] = certificates
-        return cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(
-            signed_data)})
+        return cms.ContentInfo(
+            {"content_type": "signed_data", "content": cms.SignedData(signed_data)}
+        )
 
 
 class InProcessTimeStamper(TimeStamper):

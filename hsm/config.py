@@ -53,6 +53,4 @@ class HsmConfig:
                 pin = path.read_text(encoding="utf-8").strip()
                 if pin:
                     return pin
-        raise PinIncorrect(
-            f"no HSM user PIN configured (set {self.pin_env} or a PIN file)"
-        )
+        raise PinIncorrect(f"no HSM user PIN configured (set {self.pin_env} or a PIN file)")

@@ -20,9 +20,11 @@ from hsm.keys import KeyAlgorithm, KeyRef, SignatureScheme
 from hsm.session import SessionKeeper
 
 if TYPE_CHECKING:
+
     class _SigningKey(pkcs11.PrivateKey, pkcs11.SignMixin):
         """What get_key answers for a dairi private key: python-pkcs11 composes each
         object's class from its attributes, and CKA_SIGN (PRIVATE_KEY_TEMPLATE) adds sign()."""
+
 
 _HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
 _PSS_PARAMS = {
@@ -108,8 +110,14 @@ class Hsm:
             if probe is not None:
                 self._private_key(session, probe)
             else:
-                list(session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY,
-                                          Attribute.ID: b"dairi-readiness-probe"}))
+                list(
+                    session.get_objects(
+                        {
+                            Attribute.CLASS: ObjectClass.PRIVATE_KEY,
+                            Attribute.ID: b"dairi-readiness-probe",
+                        }
+                    )
+                )
 
     def unlock(self) -> bool:
         """Forget a refused login so that the next operation tries the PIN again;
@@ -124,9 +132,13 @@ class Hsm:
     def generate_key(self, algorithm: KeyAlgorithm, *, version: int = 1) -> KeyRef:
         """Generate a non-extractable key pair on the token and return its reference."""
         ref = KeyRef(self.config.token_label, secrets.token_hex(16), version)
-        attrs: dict[str, Any] = {"id": ref.cka_id, "label": ref.cka_label, "store": True,
-                                 "public_template": PUBLIC_KEY_TEMPLATE,
-                                 "private_template": PRIVATE_KEY_TEMPLATE}
+        attrs: dict[str, Any] = {
+            "id": ref.cka_id,
+            "label": ref.cka_label,
+            "store": True,
+            "public_template": PUBLIC_KEY_TEMPLATE,
+            "private_template": PRIVATE_KEY_TEMPLATE,
+        }
         with self._session() as session:
             if algorithm.is_rsa:
                 session.generate_keypair(KeyType.RSA, algorithm.rsa_bits, **attrs)
@@ -141,16 +153,18 @@ class Hsm:
 
     def _private_key(self, session: pkcs11.Session, ref: KeyRef) -> _SigningKey:
         try:
-            key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, id=ref.cka_id,
-                                  label=ref.cka_label)
+            key = session.get_key(
+                object_class=ObjectClass.PRIVATE_KEY, id=ref.cka_id, label=ref.cka_label
+            )
         except (pkcs11.NoSuchKey, pkcs11.MultipleObjectsReturned) as exc:
             raise KeyNotFound(f"no private key {ref} on the token") from exc
         return cast("_SigningKey", key)
 
     def _public_key(self, session: pkcs11.Session, ref: KeyRef) -> pkcs11.PublicKey:
         try:
-            key = session.get_key(object_class=ObjectClass.PUBLIC_KEY, id=ref.cka_id,
-                                  label=ref.cka_label)
+            key = session.get_key(
+                object_class=ObjectClass.PUBLIC_KEY, id=ref.cka_id, label=ref.cka_label
+            )
         except (pkcs11.NoSuchKey, pkcs11.MultipleObjectsReturned) as exc:
             raise KeyNotFound(f"no public key {ref} on the token") from exc
         return cast(pkcs11.PublicKey, key)
@@ -259,8 +273,11 @@ class Hsm:
             if scheme is SignatureScheme.RSA_PKCS1V15:
                 return key.sign(digest_info(digest, hash_algorithm), mechanism=Mechanism.RSA_PKCS)
             if scheme is SignatureScheme.RSA_PSS:
-                return key.sign(digest, mechanism=Mechanism.RSA_PKCS_PSS,
-                                mechanism_param=_PSS_PARAMS[hash_algorithm])
+                return key.sign(
+                    digest,
+                    mechanism=Mechanism.RSA_PKCS_PSS,
+                    mechanism_param=_PSS_PARAMS[hash_algorithm],
+                )
             raw = key.sign(digest, mechanism=Mechanism.ECDSA)
         return encode_ecdsa_signature(raw)
 
@@ -275,8 +292,12 @@ class Hsm:
         """Hash ``data`` in software and sign the digest (see :meth:`sign_digest`)."""
         if hash_algorithm not in _HASHES:
             raise UnsupportedScheme(f"unsupported hash {hash_algorithm}")
-        return self.sign_digest(ref, _HASHES[hash_algorithm](data).digest(),
-                                hash_algorithm=hash_algorithm, scheme=scheme)
+        return self.sign_digest(
+            ref,
+            _HASHES[hash_algorithm](data).digest(),
+            hash_algorithm=hash_algorithm,
+            scheme=scheme,
+        )
 
     # -- secret keys (HMAC) ---------------------------------------------------
 
@@ -292,24 +313,35 @@ class Hsm:
         with self._session() as session:
             ids = self._secret_key_ids(session, label)
             if not ids:
-                session.generate_key(KeyType.GENERIC_SECRET, 256, id=secrets.token_bytes(16),
-                                     label=label, store=True, template=SECRET_KEY_TEMPLATE,
-                                     mechanism=Mechanism.GENERIC_SECRET_KEY_GEN)
+                session.generate_key(
+                    KeyType.GENERIC_SECRET,
+                    256,
+                    id=secrets.token_bytes(16),
+                    label=label,
+                    store=True,
+                    template=SECRET_KEY_TEMPLATE,
+                    mechanism=Mechanism.GENERIC_SECRET_KEY_GEN,
+                )
                 ids = self._secret_key_ids(session, label)
         return min(ids).hex()
 
     @staticmethod
     def _secret_key_ids(session: pkcs11.Session, label: str) -> list[bytes]:
-        return [bytes(key[Attribute.ID]) for key in session.get_objects(
-            {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: label})]
+        return [
+            bytes(key[Attribute.ID])
+            for key in session.get_objects(
+                {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: label}
+            )
+        ]
 
     def hmac_sha256(self, label: str, key_id: str, data: bytes) -> bytes:
         """HMAC-SHA256 of ``data`` computed inside the token with the secret key
         (``label``, ``key_id``); raises :class:`KeyNotFound` when it is not there."""
         with self._session() as session:
             try:
-                key = session.get_key(object_class=ObjectClass.SECRET_KEY,
-                                      id=bytes.fromhex(key_id), label=label)
+                key = session.get_key(
+                    object_class=ObjectClass.SECRET_KEY, id=bytes.fromhex(key_id), label=label
+                )
             except (pkcs11.NoSuchKey, pkcs11.MultipleObjectsReturned) as exc:
                 raise KeyNotFound(f"no secret key {label}/{key_id} on the token") from exc
             # SECRET_KEY_TEMPLATE sets CKA_SIGN, so python-pkcs11 gives the key sign()

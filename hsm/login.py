@@ -62,7 +62,8 @@ class LoginGate:
                 error = PinIncorrect(
                     f"token {self.config.token_label!r} refused this user PIN at {refused_at};"
                     " no login is tried until the PIN file changes or an operator runs"
-                    " `dairi hsm unlock`")
+                    " `dairi hsm unlock`"
+                )
                 error.logged = True  # logged once, when the token refused it
                 raise error
             pin = self.config.read_pin()
@@ -77,15 +78,16 @@ class LoginGate:
                 logger.warning(
                     "HSM: token %r refused the user PIN (%s); no further login will be tried"
                     " until the PIN file changes or `dairi hsm unlock`",
-                    self.config.token_label, type(exc).__name__)
-                error = PinIncorrect(
-                    f"token {self.config.token_label!r} refused the user PIN")
+                    self.config.token_label,
+                    type(exc).__name__,
+                )
+                error = PinIncorrect(f"token {self.config.token_label!r} refused the user PIN")
                 error.logged = True
                 raise error from exc
             except pkcs11.PKCS11Error as exc:
                 raise HsmUnavailable(
-                    f"cannot open a session on {self.config.token_label!r}"
-                    f" ({type(exc).__name__})") from exc
+                    f"cannot open a session on {self.config.token_label!r} ({type(exc).__name__})"
+                ) from exc
             finally:
                 del pin
             self._clear()
@@ -148,16 +150,22 @@ class LoginGate:
     def _record(self, source: str) -> None:
         path = self._file
         if path is not None:
-            record = {"pin_source": source, "refused_at": datetime.now(UTC).isoformat(),
-                      "token_label": self.config.token_label}
+            record = {
+                "pin_source": source,
+                "refused_at": datetime.now(UTC).isoformat(),
+                "token_label": self.config.token_label,
+            }
             try:
                 tmp = path.with_name(path.name + ".tmp")
                 tmp.write_text(json.dumps(record) + "\n", encoding="utf-8")
                 os.replace(tmp, path)
                 return
             except OSError:
-                logger.warning("HSM: cannot write the login record %s; this process alone"
-                               " will not retry the PIN", path)
+                logger.warning(
+                    "HSM: cannot write the login record %s; this process alone"
+                    " will not retry the PIN",
+                    path,
+                )
         self._refused_here = source
 
     def _clear(self) -> None:

@@ -45,10 +45,18 @@ MAX_RETRY_SECONDS = 4.0
 
 # Answers that say the session or the token is gone, not that the request was wrong.
 _LOST = (
-    pkcs11.SessionClosed, pkcs11.SessionHandleInvalid, pkcs11.DeviceRemoved,
-    pkcs11.DeviceError, pkcs11.DeviceMemory, pkcs11.GeneralError, pkcs11.FunctionFailed,
-    pkcs11.TokenNotPresent, pkcs11.TokenNotRecognised, pkcs11.ObjectHandleInvalid,
-    pkcs11.KeyHandleInvalid, pkcs11.UserNotLoggedIn,
+    pkcs11.SessionClosed,
+    pkcs11.SessionHandleInvalid,
+    pkcs11.DeviceRemoved,
+    pkcs11.DeviceError,
+    pkcs11.DeviceMemory,
+    pkcs11.GeneralError,
+    pkcs11.FunctionFailed,
+    pkcs11.TokenNotPresent,
+    pkcs11.TokenNotRecognised,
+    pkcs11.ObjectHandleInvalid,
+    pkcs11.KeyHandleInvalid,
+    pkcs11.UserNotLoggedIn,
 )
 
 
@@ -57,7 +65,8 @@ def is_lost(exc: pkcs11.PKCS11Error) -> bool:
     # python-pkcs11 raises the bare PKCS11Error for CKR_CRYPTOKI_NOT_INITIALIZED (the
     # library was finalised under this session).
     return isinstance(exc, _LOST) or (
-        type(exc) is pkcs11.PKCS11Error and "not initialized" in str(exc))
+        type(exc) is pkcs11.PKCS11Error and "not initialized" in str(exc)
+    )
 
 
 class _Library:
@@ -139,8 +148,7 @@ class SessionKeeper:
     present and the key is not.
     """
 
-    def __init__(self, config: HsmConfig, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, config: HsmConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.gate = LoginGate(config)
         self._library = _Library.of(config.module_path)
@@ -169,9 +177,12 @@ class SessionKeeper:
                 raise
             except pkcs11.PKCS11Error as exc:
                 if is_lost(exc):
-                    raise self._fail(HsmUnavailable(
-                        f"the session on token {self.config.token_label!r} was lost"
-                        f" ({type(exc).__name__})")) from exc
+                    raise self._fail(
+                        HsmUnavailable(
+                            f"the session on token {self.config.token_label!r} was lost"
+                            f" ({type(exc).__name__})"
+                        )
+                    ) from exc
                 raise HsmError(f"PKCS#11 operation failed: {type(exc).__name__}") from exc
 
     def confirm_token(self) -> None:
@@ -206,13 +217,16 @@ class SessionKeeper:
         if outage is not None and now < outage.retry_at:
             error = HsmUnavailable(
                 f"token {self.config.token_label!r} is unavailable; next attempt in"
-                f" {outage.retry_at - now:.1f} s")
+                f" {outage.retry_at - now:.1f} s"
+            )
             error.logged = True
             error.retry_after = max(1, math.ceil(outage.retry_at - now))
             raise error
         # Re-initialise after a failure unless another keeper here has done so since.
-        reinitialise = (self._reinitialise_from is not None
-                        and self._reinitialise_from == self._library.generation)
+        reinitialise = (
+            self._reinitialise_from is not None
+            and self._reinitialise_from == self._library.generation
+        )
         try:
             lib = self._library.load(reinitialise=reinitialise)
             token = self._find_token(lib)
@@ -221,9 +235,12 @@ class SessionKeeper:
             raise self._fail(exc) from exc.__cause__
         self._reinitialise_from = None
         if self._outage is not None:
-            logger.warning("HSM: token %r is available again after %.1f s (%d failed attempts)",
-                           self.config.token_label, now - self._outage.since,
-                           self._outage.failures)
+            logger.warning(
+                "HSM: token %r is available again after %.1f s (%d failed attempts)",
+                self.config.token_label,
+                now - self._outage.since,
+                self._outage.failures,
+            )
             self._outage = None
         return session
 
@@ -249,9 +266,12 @@ class SessionKeeper:
         self._reinitialise_from = self._library.generation
         if self._outage is None:
             self._outage = _Outage(since=now)
-            logger.warning("HSM: %s; requests get 503 HSM_UNAVAILABLE, retrying every"
-                           " %.1f-%.0f s", error.message, FIRST_RETRY_SECONDS,
-                           MAX_RETRY_SECONDS)
+            logger.warning(
+                "HSM: %s; requests get 503 HSM_UNAVAILABLE, retrying every %.1f-%.0f s",
+                error.message,
+                FIRST_RETRY_SECONDS,
+                MAX_RETRY_SECONDS,
+            )
         outage = self._outage
         outage.failures += 1
         delay = min(MAX_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2 ** (outage.failures - 1))

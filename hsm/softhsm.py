@@ -61,8 +61,11 @@ def token_labels(conf_path: Path) -> set[str]:
     shown = subprocess.run(  # noqa: S603 - fixed argv, no shell
         [SOFTHSM_UTIL, "--show-slots"], env=env, capture_output=True, text=True, check=False
     )
-    return {line.split(":", 1)[1].strip() for line in shown.stdout.splitlines()
-            if line.strip().startswith("Label:")} - {""}
+    return {
+        line.split(":", 1)[1].strip()
+        for line in shown.stdout.splitlines()
+        if line.strip().startswith("Label:")
+    } - {""}
 
 
 def traces_of_a_token(conf_path: Path, pin_file: Path, also: Iterable[Path] = ()) -> list[Path]:
@@ -75,8 +78,9 @@ def traces_of_a_token(conf_path: Path, pin_file: Path, also: Iterable[Path] = ()
     return found
 
 
-def require_softhsm_token(conf_path: Path, label: str, pin_file: Path,
-                          also: Iterable[Path] = ()) -> None:
+def require_softhsm_token(
+    conf_path: Path, label: str, pin_file: Path, also: Iterable[Path] = ()
+) -> None:
     """Check that the token ``label`` is present; never creates one.
 
     Raises :class:`TokenMissing` (``HSM_TOKEN_MISSING``): on a fresh data directory
@@ -88,12 +92,15 @@ def require_softhsm_token(conf_path: Path, label: str, pin_file: Path,
     traces = traces_of_a_token(conf_path, pin_file, also)
     if traces:
         raise _missing(conf_path, label, traces)
-    raise TokenMissing(f"there is no SoftHSM token {label!r} yet: run `dairi init` once to"
-                       " create it (with its PIN file) on this fresh data directory")
+    raise TokenMissing(
+        f"there is no SoftHSM token {label!r} yet: run `dairi init` once to"
+        " create it (with its PIN file) on this fresh data directory"
+    )
 
 
-def ensure_softhsm_token(conf_path: Path, label: str, pin_file: Path,
-                         also: Iterable[Path] = ()) -> bool:
+def ensure_softhsm_token(
+    conf_path: Path, label: str, pin_file: Path, also: Iterable[Path] = ()
+) -> bool:
     """The explicit first-run step: create the SoftHSM token ``label`` unless it exists.
 
     Creates it only when nothing of an earlier token is left (see
@@ -133,8 +140,7 @@ def ensure_softhsm_token(conf_path: Path, label: str, pin_file: Path,
 INIT_TOKEN_SECONDS = 30.0
 
 
-def _init_token_at_a_terminal(label: str, so_pin: str, user_pin: str,
-                              env: dict[str, str]) -> int:
+def _init_token_at_a_terminal(label: str, so_pin: str, user_pin: str, env: dict[str, str]) -> int:
     """Run ``softhsm2-util --init-token`` and type the PINs at its prompts.
 
     softhsm2-util takes PINs from its arguments or from a terminal only (it stops at
@@ -148,8 +154,13 @@ def _init_token_at_a_terminal(label: str, so_pin: str, user_pin: str,
     try:
         child = subprocess.Popen(  # noqa: S603 - fixed argv, no shell, no secrets
             [SOFTHSM_UTIL, "--init-token", "--free", "--label", label],
-            stdin=terminal, stdout=terminal, stderr=terminal, env=env,
-            close_fds=True, start_new_session=True)
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+            env=env,
+            close_fds=True,
+            start_new_session=True,
+        )
     finally:
         os.close(terminal)
     try:
@@ -184,7 +195,8 @@ def _missing(conf_path: Path, label: str, traces: list[Path]) -> TokenMissing:
         f"the SoftHSM token {label!r} is not in the token directory of {conf_path}, but an"
         f" earlier token left {', '.join(str(p) for p in traces)}: mount or restore that"
         " token directory (a backup goes together with its PIN file). dairi never creates"
-        " a new token over an earlier one's PIN.")
+        " a new token over an earlier one's PIN."
+    )
 
 
 def _write_secret(path: Path, value: str) -> None:

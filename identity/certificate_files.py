@@ -46,8 +46,9 @@ def load_certificate(data: bytes) -> bytes:
     der = data
     if pem.detect(data):
         try:
-            blocks = [body for kind, _, body in pem.unarmor(data, multiple=True)
-                      if kind == "CERTIFICATE"]
+            blocks = [
+                body for kind, _, body in pem.unarmor(data, multiple=True) if kind == "CERTIFICATE"
+            ]
         except (ValueError, TypeError) as exc:
             raise CertificateMalformed("the PEM armour is broken") from exc
         if not blocks:
@@ -64,8 +65,7 @@ def load_certificate(data: bytes) -> bytes:
     return der
 
 
-def describe_certificate(der: bytes,
-                         policies: PolicyOids = DEFAULT_POLICY_OIDS) -> dict[str, Any]:
+def describe_certificate(der: bytes, policies: PolicyOids = DEFAULT_POLICY_OIDS) -> dict[str, Any]:
     """What dairi reads from ``der``: common fields, plus the JPKI personal data or
     the registered corporation depending on ``kind`` (by the ``policies`` configured).
 

@@ -17,11 +17,15 @@ def check_digit(registered_number: str) -> int:
     9 − (Σ_{n=1..12} P_n·Q_n mod 9), P_n the n-th digit from the right, Q_n = 1
     for odd n and 2 for even n.
     """
-    if len(registered_number) != 12 or not registered_number.isascii() \
-            or not registered_number.isdigit():
+    if (
+        len(registered_number) != 12
+        or not registered_number.isascii()
+        or not registered_number.isdigit()
+    ):
         raise CorporateNumberError("a 会社法人等番号 is exactly 12 ASCII digits")
-    total = sum(int(d) * (1 if n % 2 else 2)
-                for n, d in enumerate(reversed(registered_number), start=1))
+    total = sum(
+        int(d) * (1 if n % 2 else 2) for n, d in enumerate(reversed(registered_number), start=1)
+    )
     return 9 - total % 9
 
 

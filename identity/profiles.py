@@ -35,11 +35,17 @@ CERTIFICATE_POLICIES_JP = "1.2.392.100300.1.1.1"
 REGISTRAR = "1.2.392.100300.1.1.2"
 REGISTERED_CORPORATION_INFO = "1.2.392.100300.1.1.3"
 REGISTRATION_POLICY = "1.2.392.100300.1.3.4"
-REGISTRATION_EXTENSIONS = frozenset({CERTIFICATE_POLICIES_JP, REGISTRAR,
-                                     REGISTERED_CORPORATION_INFO})
+REGISTRATION_EXTENSIONS = frozenset(
+    {CERTIFICATE_POLICIES_JP, REGISTRAR, REGISTERED_CORPORATION_INFO}
+)
 # registeredCorporationInfo fields are DirectoryString (RFC 5280): any of its five.
-DIRECTORY_STRING_TYPES = (core.UTF8String, core.PrintableString, core.TeletexString,
-                          core.BMPString, core.UniversalString)
+DIRECTORY_STRING_TYPES = (
+    core.UTF8String,
+    core.PrintableString,
+    core.TeletexString,
+    core.BMPString,
+    core.UniversalString,
+)
 
 # Era codes of the birth date (E of EYYYYMMDD) and the day each era began.
 ERAS: dict[str, tuple[str, date]] = {
@@ -80,9 +86,12 @@ class PolicyOids:
 
     def __post_init__(self) -> None:
         # Named as the settings that fill them, so a refusal at start-up says which.
-        sets = {"jpki_auth_policies": self.jpki_auth, "jpki_sign_policies": self.jpki_sign,
-                "jpki_test_policies": self.jpki_test,
-                "registration_policies": self.registration}
+        sets = {
+            "jpki_auth_policies": self.jpki_auth,
+            "jpki_sign_policies": self.jpki_sign,
+            "jpki_test_policies": self.jpki_test,
+            "registration_policies": self.registration,
+        }
         for name, oids in sets.items():
             if not oids and name != "jpki_test_policies":
                 raise ValueError(f"{name}: at least one policy OID is needed")
@@ -91,11 +100,14 @@ class PolicyOids:
                     raise ValueError(f"{name}: {oid!r} is not a dotted-decimal OID")
         real = self.jpki_auth | self.jpki_sign | self.registration
         if self.jpki_test & real:
-            raise ValueError("a test-card policy cannot also be accepted as a real one "
-                             "(allow_test_cards lets test cards in)")
+            raise ValueError(
+                "a test-card policy cannot also be accepted as a real one "
+                "(allow_test_cards lets test cards in)"
+            )
         if self.jpki_auth & self.jpki_sign:
-            raise ValueError("one policy OID cannot name both JPKI certificates "
-                             "(authentication and signing)")
+            raise ValueError(
+                "one policy OID cannot name both JPKI certificates (authentication and signing)"
+            )
 
 
 DEFAULT_POLICY_OIDS = PolicyOids()
@@ -211,8 +223,9 @@ def policy_oids(cert: x509.Certificate) -> tuple[str, ...]:
         raise CertificateMalformed("certificatePolicies is not DER") from exc
 
 
-def certificate_kind(cert: x509.Certificate,
-                     policies: PolicyOids = DEFAULT_POLICY_OIDS) -> CertificateKind:
+def certificate_kind(
+    cert: x509.Certificate, policies: PolicyOids = DEFAULT_POLICY_OIDS
+) -> CertificateKind:
     """Classify by policy OID (and, for registration, its private extension).
 
     Raises :class:`CertificateMalformed` when those extensions are not DER.
@@ -284,7 +297,7 @@ def registered_corporation(cert: x509.Certificate) -> RegisteredCorporation:
         pointer = 0
         while pointer < len(body):
             size = parser.peek(body[pointer:])
-            class_, method, tag, _, inner_der, _ = parser.parse(body[pointer:pointer + size])
+            class_, method, tag, _, inner_der, _ = parser.parse(body[pointer : pointer + size])
             pointer += size
             if class_ != 2 or method != 1:  # [n] EXPLICIT
                 raise ProfileError("registeredCorporationInfo field is not EXPLICIT-tagged")
@@ -309,7 +322,8 @@ def registered_corporation(cert: x509.Certificate) -> RegisteredCorporation:
             policies = tuple(
                 p["policy_identifier"].dotted
                 for p in x509.CertificatePolicies.load(
-                    extensions[CERTIFICATE_POLICIES_JP]["extn_value"].contents)
+                    extensions[CERTIFICATE_POLICIES_JP]["extn_value"].contents
+                )
             )
     except (ValueError, TypeError) as exc:
         raise CertificateMalformed("registrar or certificatePoliciesJP is not DER") from exc
@@ -340,10 +354,12 @@ def basic_items_document(data: JpkiPersonalData) -> bytes:
 
     The result is personal data: hash it, never store or log it.
     """
-    return rfc8785.dumps({
-        "type": BASIC_ITEMS_TYPE,
-        "name": "".join(data.name.split()),
-        "birth_date": data.birth_date.text() if data.birth_date else None,
-        "sex": _DOCUMENT_SEX.get(data.sex, data.sex) if data.sex else None,
-        "address": data.address,
-    })
+    return rfc8785.dumps(
+        {
+            "type": BASIC_ITEMS_TYPE,
+            "name": "".join(data.name.split()),
+            "birth_date": data.birth_date.text() if data.birth_date else None,
+            "sex": _DOCUMENT_SEX.get(data.sex, data.sex) if data.sex else None,
+            "address": data.address,
+        }
+    )

@@ -50,8 +50,14 @@ class Challenge:
     context: tuple[tuple[str, object], ...] = ()
 
     @classmethod
-    def new(cls, *, purpose: str, service: str, now: datetime,
-            lifetime: timedelta = MAX_CHALLENGE_LIFETIME) -> Challenge:
+    def new(
+        cls,
+        *,
+        purpose: str,
+        service: str,
+        now: datetime,
+        lifetime: timedelta = MAX_CHALLENGE_LIFETIME,
+    ) -> Challenge:
         """A fresh challenge of 32 random bytes, valid for ``lifetime`` (at most 120 s)."""
         if lifetime > MAX_CHALLENGE_LIFETIME or lifetime <= timedelta(0):
             raise ValueError("a challenge lives more than 0 and at most 120 seconds")

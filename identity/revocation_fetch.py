@@ -90,8 +90,13 @@ class ResponderBreaker:
     Thread-safe; meant to be shared by every check of one process.
     """
 
-    def __init__(self, *, failures_to_open: int = 1, open_seconds: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        failures_to_open: int = 1,
+        open_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if failures_to_open < 1 or open_seconds <= 0:
             raise ValueError("failures_to_open must be >= 1 and open_seconds > 0")
         self.failures_to_open = failures_to_open
@@ -139,8 +144,12 @@ class ResponderBreaker:
             entry.open_until = self._clock() + self.open_seconds
             entry.trial = False
         if not was_open:  # one log line per outage, not one per request
-            logger.warning("revocation responder %s failed (%s); skipped for %s s, "
-                           "then tried again", url, reason, self.open_seconds)
+            logger.warning(
+                "revocation responder %s failed (%s); skipped for %s s, then tried again",
+                url,
+                reason,
+                self.open_seconds,
+            )
 
     def released(self, url: str) -> None:
         """A request to ``url`` ended without proving anything either way (it was cut
@@ -159,8 +168,11 @@ def _ocsp_urls(cert: Any) -> list[str]:
 
 
 def _crl_urls(cert: Any) -> list[str]:
-    return [url for point in get_relevant_crl_dps(cert, use_deltas=True)
-            for url in enumerate_delivery_point_urls(point)]
+    return [
+        url
+        for point in get_relevant_crl_dps(cert, use_deltas=True)
+        for url in enumerate_delivery_point_urls(point)
+    ]
 
 
 class _Check:
@@ -195,9 +207,14 @@ class _Check:
             asyncio.get_running_loop().set_default_executor(_shared_executor())
             self.detached = True
 
-    async def guarded(self, urls: list[str], fetch: Callable[[], Awaitable[T]],
-                      error: Callable[[str], Exception], *,
-                      answered: Callable[[T], bool] = lambda _: True) -> T:
+    async def guarded(
+        self,
+        urls: list[str],
+        fetch: Callable[[], Awaitable[T]],
+        error: Callable[[str], Exception],
+        *,
+        answered: Callable[[T], bool] = lambda _: True,
+    ) -> T:
         """``fetch()`` (one of pyhanko-certvalidator's own fetches, which asks ``urls``)
         within the check's budget and the responders' breaker. Raises ``error(...)`` —
         the fetch error pyhanko-certvalidator expects of that fetcher — when the budget
@@ -205,8 +222,7 @@ class _Check:
         self._detach_requests()
         remaining = self.remaining()
         if remaining is not None and remaining <= 0:
-            raise error(f"revocation budget of {self.budget} s spent; {', '.join(urls)} "
-                        "not asked")
+            raise error(f"revocation budget of {self.budget} s spent; {', '.join(urls)} not asked")
         breaker = self.breaker
         admitted = [u for u in urls if breaker.admit(u)] if breaker is not None else urls
         if urls and not admitted:
@@ -306,8 +322,10 @@ def _shared_executor() -> _DetachedExecutor:
     global _EXECUTOR
     with _EXECUTOR_LOCK:
         if _EXECUTOR is None or _EXECUTOR[0] != os.getpid():
-            _EXECUTOR = (os.getpid(), _DetachedExecutor(max_workers=32,
-                                                        thread_name_prefix="revocation-fetch"))
+            _EXECUTOR = (
+                os.getpid(),
+                _DetachedExecutor(max_workers=32, thread_name_prefix="revocation-fetch"),
+            )
         return _EXECUTOR[1]
 
 
@@ -339,9 +357,14 @@ class _CRL(CRLFetcher):
         key = (issuer_serial(cert), use_deltas)
         job = self._jobs.get(key)
         if job is None:
-            job = asyncio.ensure_future(self.check.guarded(
-                _crl_urls(cert), lambda: self._fetch(key, cert, use_deltas),
-                CRLFetchError, answered=bool))
+            job = asyncio.ensure_future(
+                self.check.guarded(
+                    _crl_urls(cert),
+                    lambda: self._fetch(key, cert, use_deltas),
+                    CRLFetchError,
+                    answered=bool,
+                )
+            )
             self._jobs[key] = job
         return await asyncio.shield(job)
 
@@ -381,8 +404,11 @@ class _OCSP(OCSPFetcher):
         and if the CRL arrives first this fetch gives up (an ``OCSPFetchError``) so
         that the validator goes on to the CRL at once; the OCSP request itself runs
         on, bounded by the budget, and still tells the breaker how it ended."""
-        job = asyncio.ensure_future(self.check.guarded(
-            _ocsp_urls(cert), lambda: self._fetch(cert, authority), OCSPFetchError))
+        job = asyncio.ensure_future(
+            self.check.guarded(
+                _ocsp_urls(cert), lambda: self._fetch(cert, authority), OCSPFetchError
+            )
+        )
         hedge = self.check.hedge_seconds
         if hedge is None or not get_relevant_crl_dps(cert, use_deltas=True):
             return await job
@@ -466,11 +492,15 @@ class RevocationFetcherBackend(FetcherBackend):
     breaker; ``hedge_seconds=None`` no early CRL.
     """
 
-    def __init__(self, *, budget_seconds: float | None = 4.0,
-                 breaker: ResponderBreaker | None = None,
-                 hedge_seconds: float | None = HEDGE_SECONDS,
-                 fetchers: FetchersFactory = requests_fetchers,
-                 limits: FetchLimits = FetchLimits()) -> None:  # noqa: B008
+    def __init__(
+        self,
+        *,
+        budget_seconds: float | None = 4.0,
+        breaker: ResponderBreaker | None = None,
+        hedge_seconds: float | None = HEDGE_SECONDS,
+        fetchers: FetchersFactory = requests_fetchers,
+        limits: FetchLimits = FetchLimits(),  # noqa: B008 - frozen, shared
+    ) -> None:
         if budget_seconds is not None and budget_seconds <= 0:
             raise ValueError("budget_seconds must be positive")
         self.budget_seconds = budget_seconds
@@ -487,8 +517,11 @@ class RevocationFetcherBackend(FetcherBackend):
             return self.fetchers(timeout, self.limits)
 
         crl = _CRL(make, check)
-        return Fetchers(ocsp_fetcher=_OCSP(make, crl, check), crl_fetcher=crl,
-                        cert_fetcher=_Certs(make(check.request_timeout()).cert_fetcher, check))
+        return Fetchers(
+            ocsp_fetcher=_OCSP(make, crl, check),
+            crl_fetcher=crl,
+            cert_fetcher=_Certs(make(check.request_timeout()).cert_fetcher, check),
+        )
 
     async def close(self) -> None:
         return None

@@ -77,8 +77,8 @@ class TrustStore:
             try:
                 certificates = x509.load_pem_x509_certificates(pem_file.read_bytes())
             except ValueError as exc:
-                raise TrustStoreError(f"{pem_file.name} holds no readable PEM certificate"
-                                      ) from exc
+                raise TrustStoreError(f"{pem_file.name} holds no readable PEM certificate") from exc
             anchors[purpose] = tuple(
-                c.public_bytes(serialization.Encoding.DER) for c in certificates)
+                c.public_bytes(serialization.Encoding.DER) for c in certificates
+            )
         return cls(anchors)

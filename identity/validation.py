@@ -72,9 +72,16 @@ class CertificateRefused(DairiError):
 
     code = INVALID
 
-    def __init__(self, message: str, code: str | None = None, *, reason: str | None = None,
-                 revocation_source: str | None = None, detail: str | None = None,
-                 revoked_at: datetime | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        code: str | None = None,
+        *,
+        reason: str | None = None,
+        revocation_source: str | None = None,
+        detail: str | None = None,
+        revoked_at: datetime | None = None,
+    ) -> None:
         super().__init__(message, code)
         self.reason = reason
         self.revocation_source = revocation_source
@@ -136,27 +143,35 @@ class _Certificates(core.SequenceOf):
 
 # What a redacted certificate keeps: where its status is published and which issuer
 # key signed it. Nothing that names or describes the holder.
-_STATUS_EXTENSIONS = frozenset({"authority_key_identifier", "authority_information_access",
-                                "crl_distribution_points", "freshest_crl"})
+_STATUS_EXTENSIONS = frozenset(
+    {
+        "authority_key_identifier",
+        "authority_information_access",
+        "crl_distribution_points",
+        "freshest_crl",
+    }
+)
 
 
 def _redacted(cert: asn1_x509.Certificate) -> asn1_x509.Certificate:
     tbs = cert["tbs_certificate"]
     kept = [ext for ext in tbs["extensions"] if ext["extn_id"].native in _STATUS_EXTENSIONS]
-    return asn1_x509.Certificate({
-        "tbs_certificate": {
-            "version": tbs["version"].native,
-            "serial_number": tbs["serial_number"].native,
-            "signature": tbs["signature"].copy(),
-            "issuer": tbs["issuer"].copy(),
-            "validity": tbs["validity"].copy(),
-            "subject": asn1_x509.Name.build({}),
-            "subject_public_key_info": tbs["subject_public_key_info"].copy(),
-            "extensions": [ext.copy() for ext in kept],
-        },
-        "signature_algorithm": cert["signature_algorithm"].copy(),
-        "signature_value": b"",
-    })
+    return asn1_x509.Certificate(
+        {
+            "tbs_certificate": {
+                "version": tbs["version"].native,
+                "serial_number": tbs["serial_number"].native,
+                "signature": tbs["signature"].copy(),
+                "issuer": tbs["issuer"].copy(),
+                "validity": tbs["validity"].copy(),
+                "subject": asn1_x509.Name.build({}),
+                "subject_public_key_info": tbs["subject_public_key_info"].copy(),
+                "extensions": [ext.copy() for ext in kept],
+            },
+            "signature_algorithm": cert["signature_algorithm"].copy(),
+            "signature_value": b"",
+        }
+    )
 
 
 def load_status_reference(reference: bytes) -> list[asn1_x509.Certificate]:
@@ -165,8 +180,14 @@ def load_status_reference(reference: bytes) -> list[asn1_x509.Certificate]:
     try:
         certs = list(_Certificates.load(bytes(reference), strict=True))
         for cert in certs:
-            _ = (cert.issuer.human_friendly, cert.serial_number, cert.not_valid_after,
-                 cert.authority_key_identifier, cert.ocsp_urls, cert.crl_distribution_points)
+            _ = (
+                cert.issuer.human_friendly,
+                cert.serial_number,
+                cert.not_valid_after,
+                cert.authority_key_identifier,
+                cert.ocsp_urls,
+                cert.crl_distribution_points,
+            )
     except (ValueError, TypeError) as exc:
         raise CertificateRefused("the status reference is not DER", MALFORMED) from exc
     if not certs:
@@ -189,14 +210,18 @@ _Kind, _DS, _NR = profiles.CertificateKind, "digital_signature", "non_repudiatio
 def _profiles(policies: profiles.PolicyOids) -> dict[TrustPurpose, _Profile]:
     """The profile of each purpose, with the configured policy OIDs."""
     return {
-        TrustPurpose.JPKI_AUTH: _Profile(_Kind.JPKI_AUTH, policies.jpki_auth,
-                                         frozenset({_DS}), test_cards=True),
-        TrustPurpose.JPKI_SIGN: _Profile(_Kind.JPKI_SIGN, policies.jpki_sign,
-                                         frozenset({_DS, _NR}), test_cards=True),
-        TrustPurpose.REGISTRAR: _Profile(_Kind.CORPORATE_REGISTRATION, policies.registration,
-                                         frozenset({_DS, _NR})),
-        TrustPurpose.TSA: _Profile(_Kind.OTHER, None, frozenset({_DS}),
-                                   frozenset({"time_stamping"})),
+        TrustPurpose.JPKI_AUTH: _Profile(
+            _Kind.JPKI_AUTH, policies.jpki_auth, frozenset({_DS}), test_cards=True
+        ),
+        TrustPurpose.JPKI_SIGN: _Profile(
+            _Kind.JPKI_SIGN, policies.jpki_sign, frozenset({_DS, _NR}), test_cards=True
+        ),
+        TrustPurpose.REGISTRAR: _Profile(
+            _Kind.CORPORATE_REGISTRATION, policies.registration, frozenset({_DS, _NR})
+        ),
+        TrustPurpose.TSA: _Profile(
+            _Kind.OTHER, None, frozenset({_DS}), frozenset({"time_stamping"})
+        ),
         TrustPurpose.SERVICE: _Profile(_Kind.OTHER, None, frozenset({_DS})),
     }
 
@@ -210,8 +235,14 @@ def _load(der: bytes, what: str = "the certificate") -> asn1_x509.Certificate:
     try:
         crypto_x509.load_der_x509_certificate(bytes(der))
         cert = asn1_x509.Certificate.load(bytes(der), strict=True)
-        _ = (cert.subject.human_friendly, cert.issuer.human_friendly, cert.serial_number,
-             cert.critical_extensions, cert.key_usage_value, cert.certificate_policies_value)
+        _ = (
+            cert.subject.human_friendly,
+            cert.issuer.human_friendly,
+            cert.serial_number,
+            cert.critical_extensions,
+            cert.key_usage_value,
+            cert.certificate_policies_value,
+        )
     except (ValueError, TypeError) as exc:
         raise CertificateRefused(f"{what} is not a DER X.509 certificate", MALFORMED) from exc
     return cert
@@ -229,8 +260,10 @@ def _policies(cert: asn1_x509.Certificate, purpose: TrustPurpose) -> set[str]:
     if purpose is not TrustPurpose.REGISTRAR:
         return set(profiles.policy_oids(cert))
     if _extension(cert, profiles.REGISTERED_CORPORATION_INFO) is None:
-        raise CertificateRefused("not a commercial-registration certificate "
-                                 "(no registeredCorporationInfo)", POLICY_MISMATCH)
+        raise CertificateRefused(
+            "not a commercial-registration certificate (no registeredCorporationInfo)",
+            POLICY_MISMATCH,
+        )
     raw = _extension(cert, profiles.CERTIFICATE_POLICIES_JP)
     if raw is None:
         return set()
@@ -277,8 +310,13 @@ def _revocation_source(exc: pv.RevokedError, context: ValidationContext | None) 
                 if entry["revocation_date"].native == when:
                     return "crl"
     message = str(exc)
-    return ("ocsp" if message.startswith("OCSP response indicates")
-            else "crl" if message.startswith("CRL indicates") else None)
+    return (
+        "ocsp"
+        if message.startswith("OCSP response indicates")
+        else "crl"
+        if message.startswith("CRL indicates")
+        else None
+    )
 
 
 def _next_updates(context: ValidationContext) -> list[datetime]:
@@ -322,12 +360,19 @@ class CertificateValidator:
         self._max_age = cache_max_age
         self._lock = threading.Lock()
         # (sha256 of the DER, or b"status:" + sha256 of a status reference; purpose)
-        self._cache: dict[tuple[bytes, TrustPurpose],
-                          tuple[datetime, ValidatedCertificate | CertificateStatus]] = {}
+        self._cache: dict[
+            tuple[bytes, TrustPurpose], tuple[datetime, ValidatedCertificate | CertificateStatus]
+        ] = {}
 
-    def validate_now(self, certificate_der: bytes, purpose: TrustPurpose, *,
-                     intermediates: Iterable[bytes] = (),
-                     at: datetime | None = None, fresh: bool = False) -> ValidatedCertificate:
+    def validate_now(
+        self,
+        certificate_der: bytes,
+        purpose: TrustPurpose,
+        *,
+        intermediates: Iterable[bytes] = (),
+        at: datetime | None = None,
+        fresh: bool = False,
+    ) -> ValidatedCertificate:
         """:meth:`validate` from synchronous code (no running event loop).
 
         A cached verdict is returned without starting an event loop: this is what
@@ -337,12 +382,19 @@ class CertificateValidator:
             hit = self._cached((hashlib.sha256(certificate_der).digest(), TrustPurpose(purpose)))
             if hit is not None:
                 return hit
-        return asyncio.run(self.validate(certificate_der, purpose, intermediates=intermediates,
-                                         at=at, fresh=fresh))
+        return asyncio.run(
+            self.validate(certificate_der, purpose, intermediates=intermediates, at=at, fresh=fresh)
+        )
 
-    async def validate(self, certificate_der: bytes, purpose: TrustPurpose, *,
-                       intermediates: Iterable[bytes] = (),
-                       at: datetime | None = None, fresh: bool = False) -> ValidatedCertificate:
+    async def validate(
+        self,
+        certificate_der: bytes,
+        purpose: TrustPurpose,
+        *,
+        intermediates: Iterable[bytes] = (),
+        at: datetime | None = None,
+        fresh: bool = False,
+    ) -> ValidatedCertificate:
         """Validate ``certificate_der`` for ``purpose`` now (or at ``at``, never cached).
 
         A good verdict is cached until the earliest of ``cache_max_age``, the
@@ -360,23 +412,29 @@ class CertificateValidator:
         if at is None and not fresh and (hit := self._cached(key)) is not None:
             return hit
         try:
-            return await self._validate(cert, certificate_der, key, purpose,
-                                        intermediates=intermediates, at=at)
+            return await self._validate(
+                cert, certificate_der, key, purpose, intermediates=intermediates, at=at
+            )
         except CertificateRefused as exc:
             if at is None and exc.code != REVOCATION_UNAVAILABLE:
                 self._forget(key)  # known bad now: no earlier good answer may be served
             raise
 
-    async def _validate(self, cert: asn1_x509.Certificate, certificate_der: bytes,
-                        key: tuple[bytes, TrustPurpose], purpose: TrustPurpose, *,
-                        intermediates: Iterable[bytes], at: datetime | None
-                        ) -> ValidatedCertificate:
+    async def _validate(
+        self,
+        cert: asn1_x509.Certificate,
+        certificate_der: bytes,
+        key: tuple[bytes, TrustPurpose],
+        purpose: TrustPurpose,
+        *,
+        intermediates: Iterable[bytes],
+        at: datetime | None,
+    ) -> ValidatedCertificate:
         profile = self._profiles[purpose]
         test_card = self._check_policy(cert, purpose, profile)
         anchors = self._trust.anchors_for(purpose)
         if not anchors:
-            raise CertificateRefused(f"no trust anchor is configured for {purpose}",
-                                     ISSUER_UNKNOWN)
+            raise CertificateRefused(f"no trust anchor is configured for {purpose}", ISSUER_UNKNOWN)
         others = [_load(d, "an intermediate certificate") for d in intermediates]
         moment = at or self._clock()
         context = self._context([asn1_x509.Certificate.load(a) for a in anchors], others, moment)
@@ -387,36 +445,57 @@ class CertificateValidator:
             refusal.detail = _scrub(str(exc), cert)
             raise refusal from None
         except pv.PathBuildingError as exc:
-            raise CertificateRefused(f"no path to a {purpose} trust anchor", ISSUER_UNKNOWN,
-                                     detail=_scrub(str(exc), cert)) from None
+            raise CertificateRefused(
+                f"no path to a {purpose} trust anchor",
+                ISSUER_UNKNOWN,
+                detail=_scrub(str(exc), cert),
+            ) from None
         finally:
             await context.aclose()
         _check_key_usage(cert, profile)
         result = ValidatedCertificate(
-            der=bytes(certificate_der), sha256=key[0].hex(), purpose=purpose,
-            kind=profile.kind if profile.policies
+            der=bytes(certificate_der),
+            sha256=key[0].hex(),
+            purpose=purpose,
+            kind=profile.kind
+            if profile.policies
             else profiles.certificate_kind(cert, self._policy_oids),
-            subject=cert.subject.human_friendly, issuer=cert.issuer.human_friendly,
-            serial_number=cert.serial_number, not_before=cert.not_valid_before,
+            subject=cert.subject.human_friendly,
+            issuer=cert.issuer.human_friendly,
+            serial_number=cert.serial_number,
+            not_before=cert.not_valid_before,
             not_after=cert.not_valid_after,
             path=tuple(c.dump() for c in reversed(list(path.iter_certs(include_root=True)))),
             personal_data=_coded(profiles.jpki_personal_data, cert)
-            if purpose is TrustPurpose.JPKI_SIGN else None,
+            if purpose is TrustPurpose.JPKI_SIGN
+            else None,
             corporation=_coded(profiles.registered_corporation, cert)
-            if purpose is TrustPurpose.REGISTRAR else None,
-            validated_at=moment, test_card=test_card,
+            if purpose is TrustPurpose.REGISTRAR
+            else None,
+            validated_at=moment,
+            test_card=test_card,
         )
         if at is None:
-            self._store(key, result, min([moment + self._max_age, result.not_after,
-                                          *_next_updates(context)]))
+            self._store(
+                key,
+                result,
+                min([moment + self._max_age, result.not_after, *_next_updates(context)]),
+            )
         return result
 
-    def _context(self, anchors: list[asn1_x509.Certificate],
-                 others: list[asn1_x509.Certificate], moment: datetime) -> ValidationContext:
+    def _context(
+        self,
+        anchors: list[asn1_x509.Certificate],
+        others: list[asn1_x509.Certificate],
+        moment: datetime,
+    ) -> ValidationContext:
         """A validation context: revocation required, fetched online or offline CRLs."""
         return ValidationContext(
-            trust_roots=anchors, other_certs=others, moment=moment,
-            time_tolerance=CLOCK_TOLERANCE, allow_fetching=not self._offline,
+            trust_roots=anchors,
+            other_certs=others,
+            moment=moment,
+            time_tolerance=CLOCK_TOLERANCE,
+            allow_fetching=not self._offline,
             fetcher_backend=self._backend,
             crls=list(self._crls() if callable(self._crls) else self._crls),
             revocation_mode="require",
@@ -424,8 +503,9 @@ class CertificateValidator:
 
     # -- status by reference (no certificate kept) ---------------------------------
 
-    def check_status_now(self, reference: bytes, purpose: TrustPurpose, *,
-                         fresh: bool = False) -> CertificateStatus:
+    def check_status_now(
+        self, reference: bytes, purpose: TrustPurpose, *, fresh: bool = False
+    ) -> CertificateStatus:
         """:meth:`check_status` from synchronous code (no running event loop)."""
         if not fresh:
             hit = self._cached(self._status_key(reference, TrustPurpose(purpose)))
@@ -433,8 +513,9 @@ class CertificateValidator:
                 return hit
         return asyncio.run(self.check_status(reference, purpose, fresh=fresh))
 
-    async def check_status(self, reference: bytes, purpose: TrustPurpose, *,
-                           fresh: bool = False) -> CertificateStatus:
+    async def check_status(
+        self, reference: bytes, purpose: TrustPurpose, *, fresh: bool = False
+    ) -> CertificateStatus:
         """Whether a certificate validated earlier for ``purpose`` still stands, from
         its :meth:`ValidatedCertificate.status_reference` alone: its issuer is still
         an anchor of the purpose, it (and each CA certificate between) is within its
@@ -464,28 +545,35 @@ class CertificateValidator:
                 self._forget(key)
             raise
 
-    async def _check_status(self, reference: bytes, purpose: TrustPurpose,
-                            key: tuple[bytes, TrustPurpose]) -> CertificateStatus:
+    async def _check_status(
+        self, reference: bytes, purpose: TrustPurpose, key: tuple[bytes, TrustPurpose]
+    ) -> CertificateStatus:
         leaf, *cas = load_status_reference(reference)
         top = cas[-1] if cas else leaf
-        anchor = next((a for a in map(asn1_x509.Certificate.load,
-                                      self._trust.anchors_for(purpose))
-                       if a.subject == top.issuer and top.authority_key_identifier
-                       in (None, a.key_identifier)), None)
+        anchor = next(
+            (
+                a
+                for a in map(asn1_x509.Certificate.load, self._trust.anchors_for(purpose))
+                if a.subject == top.issuer
+                and top.authority_key_identifier in (None, a.key_identifier)
+            ),
+            None,
+        )
         if anchor is None:
-            raise CertificateRefused(f"the issuer is not a {purpose} trust anchor",
-                                     ISSUER_UNKNOWN)
+            raise CertificateRefused(f"the issuer is not a {purpose} trust anchor", ISSUER_UNKNOWN)
         moment = self._clock()
         chain = [*reversed(cas), leaf]  # from the anchor down, as RFC 5280 walks a path
         for cert in chain:
             which = "the certificate" if cert is leaf else "a CA certificate"
             if moment > cert.not_valid_after + CLOCK_TOLERANCE:
                 raise CertificateRefused(
-                    f"{which} expired {cert.not_valid_after:%Y-%m-%d %H:%M:%SZ}", EXPIRED)
+                    f"{which} expired {cert.not_valid_after:%Y-%m-%d %H:%M:%SZ}", EXPIRED
+                )
             if moment < cert.not_valid_before - CLOCK_TOLERANCE:
                 raise CertificateRefused(
                     f"{which} is not valid until {cert.not_valid_before:%Y-%m-%d %H:%M:%SZ}",
-                    NOT_YET_VALID)
+                    NOT_YET_VALID,
+                )
         context = self._context([anchor], list(cas), moment)
         path = ValidationPath(CertTrustAnchor(anchor), interm=list(reversed(cas)), leaf=leaf)
         try:
@@ -499,16 +587,20 @@ class CertificateValidator:
         finally:
             await context.aclose()
         result = CertificateStatus(leaf.serial_number, leaf.issuer.human_friendly, moment)
-        self._store(key, result, min([moment + self._max_age, leaf.not_valid_after,
-                                      *_next_updates(context)]))
+        self._store(
+            key,
+            result,
+            min([moment + self._max_age, leaf.not_valid_after, *_next_updates(context)]),
+        )
         return result
 
     @staticmethod
     def _status_key(reference: bytes, purpose: TrustPurpose) -> tuple[bytes, TrustPurpose]:
         return (b"status:" + hashlib.sha256(reference).digest(), purpose)
 
-    def _check_policy(self, cert: asn1_x509.Certificate, purpose: TrustPurpose,
-                      profile: _Profile) -> bool:
+    def _check_policy(
+        self, cert: asn1_x509.Certificate, purpose: TrustPurpose, profile: _Profile
+    ) -> bool:
         """Whether accepted as a test card; raises ``CERTIFICATE_POLICY_MISMATCH``."""
         if profile.policies is None:
             return False
@@ -518,41 +610,61 @@ class CertificateValidator:
         if profile.test_cards and found & self._policy_oids.jpki_test:
             if self._allow_test_cards:
                 return True
-            raise CertificateRefused("JPKI test-card certificates are not accepted",
-                                     POLICY_MISMATCH)
+            raise CertificateRefused(
+                "JPKI test-card certificates are not accepted", POLICY_MISMATCH
+            )
         raise CertificateRefused(
             f"certificate policy is not the {purpose} policy "
-            f"(found: {', '.join(sorted(found)) or 'none'})", POLICY_MISMATCH)
+            f"(found: {', '.join(sorted(found)) or 'none'})",
+            POLICY_MISMATCH,
+        )
 
-    def _refusal(self, exc: pv.ValidationError, cert: asn1_x509.Certificate,
-                 purpose: TrustPurpose, context: ValidationContext | None = None
-                 ) -> CertificateRefused:
+    def _refusal(
+        self,
+        exc: pv.ValidationError,
+        cert: asn1_x509.Certificate,
+        purpose: TrustPurpose,
+        context: ValidationContext | None = None,
+    ) -> CertificateRefused:
         """Map a pyhanko-certvalidator failure to a coded refusal."""
         which = "the certificate" if getattr(exc, "is_ee_cert", True) else "a CA certificate"
         if isinstance(exc, pv.RevokedError):
             reason = exc.reason.native or "unspecified"
             source = _revocation_source(exc, context)
             when = exc.revocation_dt.strftime("%Y-%m-%d %H:%M:%SZ")
-            if (purpose is TrustPurpose.JPKI_SIGN and exc.is_ee_cert
-                    and reason == "affiliation_changed"):
+            if (
+                purpose is TrustPurpose.JPKI_SIGN
+                and exc.is_ee_cert
+                and reason == "affiliation_changed"
+            ):
                 return CertificateRefused(
                     f"the JPKI signing certificate was revoked at {when} because the holder's "
                     "registered details changed: re-enrol with the new signing certificate",
-                    REENROLL_REQUIRED, reason=reason, revocation_source=source,
-                    revoked_at=exc.revocation_dt)
-            return CertificateRefused(f"{which} was revoked at {when} ({reason})", REVOKED,
-                                      reason=reason, revocation_source=source,
-                                      revoked_at=exc.revocation_dt)
+                    REENROLL_REQUIRED,
+                    reason=reason,
+                    revocation_source=source,
+                    revoked_at=exc.revocation_dt,
+                )
+            return CertificateRefused(
+                f"{which} was revoked at {when} ({reason})",
+                REVOKED,
+                reason=reason,
+                revocation_source=source,
+                revoked_at=exc.revocation_dt,
+            )
         if isinstance(exc, pv.InsufficientRevinfoError):
             mode = "offline CRLs" if self._offline else "OCSP or CRL"
-            return CertificateRefused(f"no usable revocation status for {which} ({mode})",
-                                      REVOCATION_UNAVAILABLE)
+            return CertificateRefused(
+                f"no usable revocation status for {which} ({mode})", REVOCATION_UNAVAILABLE
+            )
         if isinstance(exc, pv.ExpiredError):
             return CertificateRefused(
-                f"{which} expired {exc.expired_dt:%Y-%m-%d %H:%M:%SZ}", EXPIRED)
+                f"{which} expired {exc.expired_dt:%Y-%m-%d %H:%M:%SZ}", EXPIRED
+            )
         if isinstance(exc, pv.NotYetValidError):
             return CertificateRefused(
-                f"{which} is not valid until {exc.valid_from:%Y-%m-%d %H:%M:%SZ}", NOT_YET_VALID)
+                f"{which} is not valid until {exc.valid_from:%Y-%m-%d %H:%M:%SZ}", NOT_YET_VALID
+            )
         if isinstance(exc, pv.InvalidCertificateError):  # self-signed, not an anchor
             return CertificateRefused(f"no path to a {purpose} trust anchor", ISSUER_UNKNOWN)
         return CertificateRefused(f"path validation failed: {_scrub(str(exc), cert)}", INVALID)
@@ -566,8 +678,12 @@ class CertificateValidator:
         with self._lock:
             self._cache.pop(key, None)
 
-    def _store(self, key: tuple[bytes, TrustPurpose],
-               result: ValidatedCertificate | CertificateStatus, expires_at: datetime) -> None:
+    def _store(
+        self,
+        key: tuple[bytes, TrustPurpose],
+        result: ValidatedCertificate | CertificateStatus,
+        expires_at: datetime,
+    ) -> None:
         if self._max_age <= timedelta(0):
             return
         now = self._clock()
@@ -587,8 +703,9 @@ def _check_key_usage(cert: asn1_x509.Certificate, profile: _Profile) -> None:
         eku = cert.extended_key_usage_value
         missing |= profile.extended_key_usage - (set(eku.native) if eku else set())
     if missing:
-        raise CertificateRefused(f"key usage lacks {', '.join(sorted(missing))}",
-                                 KEY_USAGE_MISMATCH)
+        raise CertificateRefused(
+            f"key usage lacks {', '.join(sorted(missing))}", KEY_USAGE_MISMATCH
+        )
 
 
 def _coded(parse: Callable[[asn1_x509.Certificate], T], cert: asn1_x509.Certificate) -> T:

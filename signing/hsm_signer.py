@@ -64,17 +64,22 @@ class _SignedAttributes(SignedAttributeProviderSpec):
     caller that needs them adds their providers here.
     """
 
-    def __init__(self, signing_cert: x509.Certificate,
-                 mechanism: Callable[[str], algos.SignedDigestAlgorithm] | None) -> None:
+    def __init__(
+        self,
+        signing_cert: x509.Certificate,
+        mechanism: Callable[[str], algos.SignedDigestAlgorithm] | None,
+    ) -> None:
         self.signing_cert = signing_cert
         self.mechanism = mechanism
 
-    def signed_attr_providers(self, data_digest: bytes, digest_algorithm: str
-                              ) -> Iterator[CMSAttributeProvider]:
+    def signed_attr_providers(
+        self, data_digest: bytes, digest_algorithm: str
+    ) -> Iterator[CMSAttributeProvider]:
         yield _CachedSigningCertificateV2(self.signing_cert)
         if self.mechanism is not None:
             yield CMSAlgorithmProtectionProvider(
-                digest_algo=digest_algorithm, signature_algo=self.mechanism(digest_algorithm))
+                digest_algo=digest_algorithm, signature_algo=self.mechanism(digest_algorithm)
+            )
 
 
 class HsmSigner(Signer):
@@ -96,15 +101,17 @@ class HsmSigner(Signer):
         self._scheme = scheme
         self._size = credential.algorithm.signature_size
         self.signed_attr_prov_spec = _SignedAttributes(
-            self.signing_cert, None if pdf else self.get_signature_mechanism_for_digest)
+            self.signing_cert, None if pdf else self.get_signature_mechanism_for_digest
+        )
 
-
-    async def async_sign_raw(self, data: bytes, digest_algorithm: str, dry_run: bool = False
-                             ) -> bytes:
+    async def async_sign_raw(
+        self, data: bytes, digest_algorithm: str, dry_run: bool = False
+    ) -> bytes:
         if dry_run:
             return bytes(self._size)
-        return self._hsm.sign(self._key_ref, data, hash_algorithm=digest_algorithm,
-                              scheme=self._scheme)
+        return self._hsm.sign(
+            self._key_ref, data, hash_algorithm=digest_algorithm, scheme=self._scheme
+        )
 
 
 def sign_detached(hsm: Hsm, credential: SigningCredential, data: bytes) -> bytes:

@@ -148,13 +148,13 @@ class PadesSigner:
         self._validation = validation_data
         self._max_bytes = max_document_bytes
 
-    def sign(self, document: bytes, credential: SigningCredential, spec: PadesSpec
-             ) -> PadesResult:
+    def sign(self, document: bytes, credential: SigningCredential, spec: PadesSpec) -> PadesResult:
         """Sign ``document``; raises a :class:`SigningError` (or an ``hsm`` error)."""
         return asyncio.run(self.async_sign(document, credential, spec))
 
-    async def async_sign(self, document: bytes, credential: SigningCredential, spec: PadesSpec
-                         ) -> PadesResult:
+    async def async_sign(
+        self, document: bytes, credential: SigningCredential, spec: PadesSpec
+    ) -> PadesResult:
         writer = check_pdf(document, self._max_bytes)
         level = spec.level
         if level.timestamped and self._tsa is None:
@@ -184,8 +184,9 @@ class PadesSigner:
             location=spec.location,
             contact_info=spec.contact_info,
         )
-        pdf_signer = signers.PdfSigner(meta, signer=HsmSigner(self._hsm, credential),
-                                       timestamper=timestamper)
+        pdf_signer = signers.PdfSigner(
+            meta, signer=HsmSigner(self._hsm, credential), timestamper=timestamper
+        )
         reserved = self._bytes_reserved(credential, level, tsa_data)
         output = BytesIO()
         try:
@@ -193,12 +194,16 @@ class PadesSigner:
             if level.long_term:
                 assert signer_data is not None and tsa_data is not None
                 assert timestamper is not None  # long-term levels are timestamped
-                await self._add_long_term_data(output, signer_data.merged(tsa_data),
-                                               archival=level is PadesLevel.B_LTA,
-                                               timestamper=timestamper)
+                await self._add_long_term_data(
+                    output,
+                    signer_data.merged(tsa_data),
+                    archival=level is PadesLevel.B_LTA,
+                    timestamper=timestamper,
+                )
         except TimestampRequestError as exc:
             raise TimestampFailed(
-                f"the time-stamping authority refused or failed ({_root_cause(exc)})") from exc
+                f"the time-stamping authority refused or failed ({_root_cause(exc)})"
+            ) from exc
         except PyHankoSigningError as exc:
             raise SigningError(f"pyHanko could not sign: {exc}") from exc
         signed = output.getvalue()
@@ -211,8 +216,9 @@ class PadesSigner:
         )
 
     @staticmethod
-    def _bytes_reserved(credential: SigningCredential, level: PadesLevel,
-                        tsa_data: ValidationData | None) -> int:
+    def _bytes_reserved(
+        credential: SigningCredential, level: PadesLevel, tsa_data: ValidationData | None
+    ) -> int:
         size = (
             len(credential.certificate_der)
             + sum(map(len, credential.chain_der))
@@ -222,17 +228,20 @@ class PadesSigner:
         if level.timestamped:
             # The signature timestamp token carries the TSA certificate (maybe its chain).
             size += _TIMESTAMP_TOKEN_OVERHEAD + (
-                sum(map(len, tsa_data.certs)) if tsa_data else 4096)
+                sum(map(len, tsa_data.certs)) if tsa_data else 4096
+            )
         return 2 * size  # hex encoding in /Contents
 
     @staticmethod
-    async def _add_long_term_data(output: BytesIO, data: ValidationData, *, archival: bool,
-                                  timestamper: TimeStamper) -> None:
+    async def _add_long_term_data(
+        output: BytesIO, data: ValidationData, *, archival: bool, timestamper: TimeStamper
+    ) -> None:
         """B-LT: a DSS revision; B-LTA: DSS and document timestamp in one revision."""
         output.seek(0)
         if not archival:
-            DocumentSecurityStore.add_dss(output, sig_contents=None, force_write=True,
-                                          **data.as_asn1())
+            DocumentSecurityStore.add_dss(
+                output, sig_contents=None, force_write=True, **data.as_asn1()
+            )
             return
         writer = IncrementalPdfFileWriter(output)
         DocumentSecurityStore.supply_dss_in_writer(writer, sig_contents=None, **data.as_asn1())

@@ -135,8 +135,11 @@ class ValidationDataSource:
         """
         others = tuple(other_certs_der)
         key = hashlib.sha256(
-            certificate_der + b"|" + ",".join(sorted(key_usage)).encode()
-            + b"|" + ",".join(sorted(extended_key_usage or ())).encode()
+            certificate_der
+            + b"|"
+            + ",".join(sorted(key_usage)).encode()
+            + b"|"
+            + ",".join(sorted(extended_key_usage or ())).encode()
         ).digest()
         hit = self._cached(key)
         if hit is not None:
@@ -195,8 +198,9 @@ class ValidationDataSource:
             with self._lock:
                 self._tsa_certs[tsa.name] = known
         cert, others = known
-        return await self.collect(cert, others, key_usage=frozenset(),
-                                  extended_key_usage=frozenset({"time_stamping"}))
+        return await self.collect(
+            cert, others, key_usage=frozenset(), extended_key_usage=frozenset({"time_stamping"})
+        )
 
 
 def _tsa_certificates(token) -> tuple[bytes, tuple[bytes, ...]]:  # type: ignore[no-untyped-def]
@@ -204,7 +208,8 @@ def _tsa_certificates(token) -> tuple[bytes, tuple[bytes, ...]]:  # type: ignore
     sid = signed_data["signer_infos"][0]["sid"].chosen
     certs = [c.chosen for c in signed_data["certificates"]]
     signer = next(
-        c for c in certs
+        c
+        for c in certs
         if c.issuer == sid["issuer"] and c.serial_number == sid["serial_number"].native
     )
     return signer.dump(), tuple(c.dump() for c in certs if c is not signer)

@@ -31,7 +31,8 @@ def world(client, hsm, pki) -> dict:
     a = new_corporation(pki, name="株式会社大理建設")
     b = new_corporation(pki, name="株式会社ビー")
     return {
-        "a": a, "b": b,
+        "a": a,
+        "b": b,
         "yamada": new_employee(client, hsm, pki, a, "山田\u3000太郎"),
         "suzuki": new_employee(client, hsm, pki, a, "鈴木\u3000花子"),
         "tanaka": new_employee(client, hsm, pki, b, "田中\u3000三郎"),

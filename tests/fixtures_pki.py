@@ -26,13 +26,18 @@ def pki(hsm: Hsm, base_settings: Settings) -> DevPki:
     return created
 
 
-def make_credential(hsm: Hsm, pki: DevPki, name: str,
-                    algorithm: KeyAlgorithm = KeyAlgorithm.RSA_2048) -> SigningCredential:
+def make_credential(
+    hsm: Hsm, pki: DevPki, name: str, algorithm: KeyAlgorithm = KeyAlgorithm.RSA_2048
+) -> SigningCredential:
     ref = hsm.generate_key(algorithm)
     public_key = serialization.load_der_public_key(hsm.public_key_info(ref))
     issued = pki.issue_employee_certificate(name, public_key)  # type: ignore[arg-type]
-    return SigningCredential(ref, algorithm, issued.certificate.public_bytes(DER),
-                             tuple(c.public_bytes(DER) for c in issued.chain))
+    return SigningCredential(
+        ref,
+        algorithm,
+        issued.certificate.public_bytes(DER),
+        tuple(c.public_bytes(DER) for c in issued.chain),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -51,8 +56,9 @@ def dev_tsa(pki: DevPki) -> TimestampAuthority:
 
 
 @pytest.fixture(scope="session")
-def pades_signer(hsm: Hsm, pki: DevPki, trust_roots: list[bytes],
-                 dev_tsa: TimestampAuthority) -> PadesSigner:
+def pades_signer(
+    hsm: Hsm, pki: DevPki, trust_roots: list[bytes], dev_tsa: TimestampAuthority
+) -> PadesSigner:
     return PadesSigner(
         hsm,
         tsa=dev_tsa,

@@ -45,8 +45,9 @@ def open_challenge(client: FlaskClient, purpose: str = "login") -> dict:
 def try_login(client: FlaskClient, card: VirtualCard, *, challenge: dict | None = None):
     challenge = challenge or open_challenge(client)
     to_sign = base64.b64decode(challenge["to_sign"])
-    return client.post(f"/api/v1/auth/challenges/{challenge['id']}/response",
-                       json=proof(card, to_sign))
+    return client.post(
+        f"/api/v1/auth/challenges/{challenge['id']}/response", json=proof(card, to_sign)
+    )
 
 
 def login(client: FlaskClient, card: VirtualCard) -> str:
@@ -63,42 +64,60 @@ class Corp:
     name: str = "株式会社テスト商事"
 
 
-def new_corporation(pki: DevPki, *, title: str = "代表取締役", name: str = "株式会社テスト商事"
-                    ) -> Corp:
+def new_corporation(
+    pki: DevPki, *, title: str = "代表取締役", name: str = "株式会社テスト商事"
+) -> Corp:
     registered = f"0110010{next(_numbers):05d}"
     card = issue_representative_card(
-        pki, corporate_name=name, registered_number=registered,
+        pki,
+        corporate_name=name,
+        registered_number=registered,
         head_office_address="東京都千代田区丸の内一丁目1番1号",
-        representative_name="佐藤\u3000一郎", representative_title=title)
+        representative_name="佐藤\u3000一郎",
+        representative_title=title,
+    )
     return Corp(corporate_number(registered), registered, card, name)
 
 
 def new_card(pki: DevPki, name: str = "山田\u3000太郎") -> MyNumberCard:
-    return issue_my_number_card(pki, name=name, birth_date="419900115", sex="1",
-                                address="東京都千代田区霞が関一丁目1番1号",
-                                prefecture="東京都", city="千代田区")
+    return issue_my_number_card(
+        pki,
+        name=name,
+        birth_date="419900115",
+        sex="1",
+        address="東京都千代田区霞が関一丁目1番1号",
+        prefecture="東京都",
+        city="千代田区",
+    )
 
 
 def invite(client: FlaskClient, token: str, corporate_number: str, **body: str) -> dict:
-    response = client.post(f"/api/v1/corporations/{corporate_number}/invitations",
-                           json=body, headers=bearer(token))
+    response = client.post(
+        f"/api/v1/corporations/{corporate_number}/invitations", json=body, headers=bearer(token)
+    )
     assert response.status_code == 201, response.get_json()
     return response.get_json()
 
 
-def try_enrol(client: FlaskClient, code: str, card: MyNumberCard, *,
-              signing: VirtualCard | None = None):
+def try_enrol(
+    client: FlaskClient, code: str, card: MyNumberCard, *, signing: VirtualCard | None = None
+):
     challenge = open_challenge(client, "enrolment")
     to_sign = base64.b64decode(challenge["to_sign"])
-    return client.post("/api/v1/enrolments", json={
-        "invitation_code": code, "challenge_id": challenge["id"],
-        "authentication": proof(card.authentication, to_sign),
-        "signing": proof(signing or card.signing, to_sign),
-    })
+    return client.post(
+        "/api/v1/enrolments",
+        json={
+            "invitation_code": code,
+            "challenge_id": challenge["id"],
+            "authentication": proof(card.authentication, to_sign),
+            "signing": proof(signing or card.signing, to_sign),
+        },
+    )
 
 
-def enrolled_employee(client: FlaskClient, pki: DevPki, corp: Corp,
-                      name: str = "山田\u3000太郎") -> tuple[MyNumberCard, str, str]:
+def enrolled_employee(
+    client: FlaskClient, pki: DevPki, corp: Corp, name: str = "山田\u3000太郎"
+) -> tuple[MyNumberCard, str, str]:
     """A new employee of ``corp``: (card, person id, access token)."""
     rep = login(client, corp.representative)
     code = invite(client, rep, corp.corporate_number, name=name)["code"]

@@ -18,8 +18,10 @@ def bid_scope(days: int = 30, **changes: object) -> Scope:
     fields: dict[str, object] = {
         "actions": frozenset({BID}),
         "procuring_entities": frozenset({"国土交通省関東地方整備局"}),
-        "cases": None, "amount_limit_jpy": 100_000_000,
-        "not_before": now - timedelta(minutes=1), "not_after": now + timedelta(days=days),
+        "cases": None,
+        "amount_limit_jpy": 100_000_000,
+        "not_before": now - timedelta(minutes=1),
+        "not_after": now + timedelta(days=days),
         "max_depth": 1,
     }
     fields.update(changes)

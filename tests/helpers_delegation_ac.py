@@ -33,8 +33,11 @@ from identity.corporate_number import corporate_number
 
 DER = serialization.Encoding.DER
 SERIALS = itertools.count(0x1000)
-CRL_ONLY = CertRevTrustPolicy(RevocationCheckingPolicy(
-    RevocationCheckingRule.CRL_REQUIRED, RevocationCheckingRule.CRL_REQUIRED))
+CRL_ONLY = CertRevTrustPolicy(
+    RevocationCheckingPolicy(
+        RevocationCheckingRule.CRL_REQUIRED, RevocationCheckingRule.CRL_REQUIRED
+    )
+)
 
 
 def sha256(data: bytes) -> bytes:
@@ -62,15 +65,29 @@ def make_terms(grantee_der: bytes, **changes: object) -> MandateTerms:
     }
     fields.update(changes)
     scope = {key: fields.pop(key) for key in _SCOPE_FIELDS}
-    return MandateTerms(**fields, scope=Scope(  # type: ignore[arg-type]
-        actions=_set(scope["actions"]),
-        procuring_entities=_set(scope["procuring_entities"]), cases=_set(scope["cases"]),
-        amount_limit_jpy=scope["amount_limit_jpy"], max_depth=scope["max_depth"],
-        not_before=scope["not_before"], not_after=scope["not_after"]))
+    return MandateTerms(
+        **fields,
+        scope=Scope(  # type: ignore[arg-type]
+            actions=_set(scope["actions"]),
+            procuring_entities=_set(scope["procuring_entities"]),
+            cases=_set(scope["cases"]),
+            amount_limit_jpy=scope["amount_limit_jpy"],
+            max_depth=scope["max_depth"],
+            not_before=scope["not_before"],
+            not_after=scope["not_after"],
+        ),
+    )
 
 
-_SCOPE_FIELDS = ("actions", "procuring_entities", "cases", "amount_limit_jpy", "max_depth",
-                 "not_before", "not_after")
+_SCOPE_FIELDS = (
+    "actions",
+    "procuring_entities",
+    "cases",
+    "amount_limit_jpy",
+    "max_depth",
+    "not_before",
+    "not_after",
+)
 
 
 def _set(names: object) -> object:
@@ -94,7 +111,9 @@ class AcEndpoints:
 
     def revoke(self, ac_der: bytes, reason: str = "privilege_withdrawn") -> None:
         self.revoked[parse_mandate_certificate(ac_der).serial_number] = (
-            now() - timedelta(minutes=1), reason)
+            now() - timedelta(minutes=1),
+            reason,
+        )
 
     def status_of(self, serial: int) -> tuple[str, datetime | None, str | None]:
         if serial in self.revoked:
@@ -102,15 +121,21 @@ class AcEndpoints:
         return ("good", None, None) if serial in self.issued else ("unknown", None, None)
 
     def crl(self) -> bytes:
-        return self.aa.crl([(s, t, r) for s, (t, r) in self.revoked.items()],
-                           this_update=now() - timedelta(minutes=1),
-                           next_update=now() + timedelta(hours=1), number=len(self.revoked))
+        return self.aa.crl(
+            [(s, t, r) for s, (t, r) in self.revoked.items()],
+            this_update=now() - timedelta(minutes=1),
+            next_update=now() + timedelta(hours=1),
+            number=len(self.revoked),
+        )
 
     def transport(self, method: str, url: str, body: bytes | None) -> tuple[int, str, bytes]:
         if url == self.aa.ocsp_url and method == "POST":
             self.hits["ocsp"] += 1
-            return 200, "application/ocsp-response", self.aa.ocsp_response(
-                body or b"", self.status_of, now=now())
+            return (
+                200,
+                "application/ocsp-response",
+                self.aa.ocsp_response(body or b"", self.status_of, now=now()),
+            )
         if url == self.aa.crl_url and method == "GET":
             self.hits["crl"] += 1
             return 200, "application/pkix-crl", self.crl()
@@ -118,8 +143,11 @@ class AcEndpoints:
 
     def context(self, **kwargs: object) -> ValidationContext:
         options: dict[str, object] = {
-            "trust_roots": [asn1_x509.Certificate.load(
-                self.pki.cas["service-root"].certificate.public_bytes(DER))],
+            "trust_roots": [
+                asn1_x509.Certificate.load(
+                    self.pki.cas["service-root"].certificate.public_bytes(DER)
+                )
+            ],
             "other_certs": [asn1_x509.Certificate.load(self.aa.certificate_der)],
             "allow_fetching": True,
             "fetcher_backend": TransportFetcherBackend(self.transport),
@@ -133,26 +161,38 @@ def validate(ac_der: bytes, holder_der: bytes, context: ValidationContext):
     async def run():
         try:
             return await async_validate_ac(
-                cms.AttributeCertificateV2.load(ac_der), context,
-                holder_cert=asn1_x509.Certificate.load(holder_der))
+                cms.AttributeCertificateV2.load(ac_der),
+                context,
+                holder_cert=asn1_x509.Certificate.load(holder_der),
+            )
         finally:
             await context.aclose()
+
     return asyncio.run(run())
 
 
 def hsm_aa(hsm, pki, certificate_der: bytes, slug: str = "aa") -> AttributeAuthority:
     return AttributeAuthority(
-        certificate_der, lambda data: hsm.sign(pki.aa_key, data),
-        ocsp_url=f"{pki.base_url}/ac/ocsp/{slug}", crl_url=f"{pki.base_url}/ac/crl/{slug}.crl")
+        certificate_der,
+        lambda data: hsm.sign(pki.aa_key, data),
+        ocsp_url=f"{pki.base_url}/ac/ocsp/{slug}",
+        crl_url=f"{pki.base_url}/ac/crl/{slug}.crl",
+    )
 
 
 def other_name_aa(hsm, pki) -> AttributeAuthority:
     """The AA key certified once more, under another name: an AA that is not dairi's."""
     public_key = serialization.load_der_public_key(hsm.public_key_info(pki.aa_key))
     cert = pki.cas["service-root"].issue(
-        x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
-                   x509.NameAttribute(NameOID.ORGANIZATION_NAME, "dairi development"),
-                   x509.NameAttribute(NameOID.COMMON_NAME, "dairi Test AA under another name")]),
-        public_key, now=datetime.now(UTC),
-        key_usage=end_entity_key_usage(non_repudiation=True, crl_sign=True))  # type: ignore[arg-type]
+        x509.Name(
+            [
+                x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "dairi development"),
+                x509.NameAttribute(NameOID.COMMON_NAME, "dairi Test AA under another name"),
+            ]
+        ),
+        public_key,
+        now=datetime.now(UTC),
+        key_usage=end_entity_key_usage(non_repudiation=True, crl_sign=True),
+    )  # type: ignore[arg-type]
     return hsm_aa(hsm, pki, cert.public_bytes(DER), slug="aa-other")

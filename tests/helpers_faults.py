@@ -63,8 +63,9 @@ def audit_chain_intact(database_url: str) -> int:
     try:
         with make_session_factory(engine)() as session:
             AuditLog(session).verify()
-            sequences = list(session.scalars(
-                sql_select(AuditRecord.sequence).order_by(AuditRecord.sequence)))
+            sequences = list(
+                session.scalars(sql_select(AuditRecord.sequence).order_by(AuditRecord.sequence))
+            )
     finally:
         engine.dispose()
     assert sequences == list(range(1, len(sequences) + 1))
@@ -101,8 +102,11 @@ def immutable(*paths: Path) -> Iterator[None]:
 def small_tmpfs(path: Path, size_mb: int) -> Iterator[Path]:
     """A tmpfs of ``size_mb`` MiB mounted on ``path`` (skips the test if not allowed)."""
     path.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0700",
-                             "tmpfs", str(path)], capture_output=True, text=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0700", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         pytest.skip(f"mounting a tmpfs is not permitted here: {result.stderr.strip()}")
     try:
@@ -270,8 +274,9 @@ class FakeTsa:
         server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
         server.daemon_threads = True
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        )
         self._thread.start()
 
     def _unlisten(self) -> None:

@@ -51,22 +51,34 @@ class Install:
     def env(self) -> dict[str, str]:
         """The environment of a ``dairi`` command on this installation; nothing of the
         test session's token or settings leaks in."""
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("DAIRI_") and k != "SOFTHSM2_CONF"}
-        env.update({
-            "DAIRI_DATA_DIR": str(self.root),
-            "DAIRI_DATABASE_URL": self.database_url,
-            "DAIRI_HSM_TOKEN_LABEL": self.token_label,
-            "DAIRI_HSM_PIN_FILE": str(self.pin_file),
-            "DAIRI_SOFTHSM2_CONF": str(self.conf),
-            "DAIRI_PKI_DIR": str(self.root / "pki"),
-            "DAIRI_TRUST_DIR": str(self.root / "pki" / "trust"),
-        })
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("DAIRI_") and k != "SOFTHSM2_CONF"
+        }
+        env.update(
+            {
+                "DAIRI_DATA_DIR": str(self.root),
+                "DAIRI_DATABASE_URL": self.database_url,
+                "DAIRI_HSM_TOKEN_LABEL": self.token_label,
+                "DAIRI_HSM_PIN_FILE": str(self.pin_file),
+                "DAIRI_SOFTHSM2_CONF": str(self.conf),
+                "DAIRI_PKI_DIR": str(self.root / "pki"),
+                "DAIRI_TRUST_DIR": str(self.root / "pki" / "trust"),
+            }
+        )
         return env
 
     def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([DAIRI, *args], env=self.env(), cwd=PROJECT_DIR,
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            [DAIRI, *args],
+            env=self.env(),
+            cwd=PROJECT_DIR,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def init(self) -> Install:
         """``dairi init``: token, PIN file, database and development PKI."""
@@ -80,10 +92,15 @@ class Install:
     def settings(self, base: Settings) -> Settings:
         """Settings naming this installation (for LiveServer and direct database reads)."""
         return base.replace(
-            data_dir=self.root, database_url=self.database_url,
-            hsm_module=SOFTHSM_MODULE, hsm_token_label=self.token_label,
-            hsm_pin_file=self.pin_file, softhsm2_conf=self.conf,
-            pki_dir=self.root / "pki", trust_dir=self.root / "pki" / "trust")
+            data_dir=self.root,
+            database_url=self.database_url,
+            hsm_module=SOFTHSM_MODULE,
+            hsm_token_label=self.token_label,
+            hsm_pin_file=self.pin_file,
+            softhsm2_conf=self.conf,
+            pki_dir=self.root / "pki",
+            trust_dir=self.root / "pki" / "trust",
+        )
 
     def server_env(self) -> dict[str, str]:
         """Extra environment for LiveServer: SoftHSM reads this installation's tokens."""

@@ -48,18 +48,31 @@ class PkiServer:
     def start(self) -> PkiServer:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "devpki.server", "--data", str(self.directory),
-             "--port", str(self.port)],
-            cwd=PROJECT_DIR, env={**os.environ, "PYTHONPATH": str(PROJECT_DIR)},
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "devpki.server",
+                "--data",
+                str(self.directory),
+                "--port",
+                str(self.port),
+            ],
+            cwd=PROJECT_DIR,
+            env={**os.environ, "PYTHONPATH": str(PROJECT_DIR)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         deadline = time.monotonic() + self.startup_seconds
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"PKI server exited at start:\n{self.log()}")
             try:
-                if requests.get(self.url + "/pki/ca/service-root.cer", timeout=1
-                                ).status_code == 200:
+                if (
+                    requests.get(self.url + "/pki/ca/service-root.cer", timeout=1).status_code
+                    == 200
+                ):
                     return self
             except requests.RequestException:
                 pass
@@ -91,8 +104,12 @@ class PkiServer:
     def __enter__(self) -> PkiServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
 

@@ -35,9 +35,15 @@ def free_port() -> int:
 class LiveServer:
     """``dairi serve`` in a subprocess; ``url`` is its base URL once started."""
 
-    def __init__(self, settings: Settings, *, workers: int = 2,
-                 env: dict[str, str] | None = None, startup_seconds: float = 90.0,
-                 set_public_base_url: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        workers: int = 2,
+        env: dict[str, str] | None = None,
+        startup_seconds: float = 90.0,
+        set_public_base_url: bool = True,
+    ) -> None:
         self.settings = settings
         # False: leave DAIRI_PUBLIC_BASE_URL unset, so the served process derives it
         # from the address ``dairi serve`` binds (what a newcomer's ``make run`` does).
@@ -60,14 +66,26 @@ class LiveServer:
 
     def command(self) -> list[str]:
         """What is run: ``dairi serve`` (set-up, then gunicorn)."""
-        return [DAIRI, "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                "--workers", str(self.workers)]
+        return [
+            DAIRI,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+        ]
 
     def start(self) -> LiveServer:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            self.command(), env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            self.command(),
+            env=self.environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         deadline = time.monotonic() + self.startup_seconds
         while time.monotonic() < deadline:
@@ -101,6 +119,10 @@ class LiveServer:
     def __enter__(self) -> LiveServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

@@ -68,16 +68,20 @@ def tsa_requests(monkeypatch) -> list[int]:
 
 
 def revoke(client, corp, mandate_id: str) -> None:
-    response = client.post(f"/api/v1/mandates/{mandate_id}/revocation", json={},
-                           headers=bearer(login(client, corp.representative)))
+    response = client.post(
+        f"/api/v1/mandates/{mandate_id}/revocation",
+        json={},
+        headers=bearer(login(client, corp.representative)),
+    )
     assert response.status_code == 200, response.get_json()
 
 
 def crl_of(der: bytes) -> tuple[int, set[int], datetime, datetime]:
     """(CRL number, revoked serials, thisUpdate, nextUpdate)."""
     tbs = asn1_crl.CertificateList.load(der)["tbs_cert_list"]
-    number = next(e["extn_value"].native for e in tbs["crl_extensions"]
-                  if e["extn_id"].native == "crl_number")
+    number = next(
+        e["extn_value"].native for e in tbs["crl_extensions"] if e["extn_id"].native == "crl_number"
+    )
     serials = {e["user_certificate"].native for e in tbs["revoked_certificates"]}
     return number, serials, tbs["this_update"].native, tbs["next_update"].native
 
@@ -90,8 +94,9 @@ def ocsp_request(client, mandate: dict) -> bytes:
 
     aa = asn1_x509.Certificate.load(pem.unarmor(client.get("/ac/aa.pem").data)[2])
     ac = cms.AttributeCertificateV2.load(base64.b64decode(mandate["attribute_certificate"]))
-    return format_ocsp_request(ac, AuthorityWithCert(aa), certid_hash_algo="sha1",
-                               request_nonces=True).dump()
+    return format_ocsp_request(
+        ac, AuthorityWithCert(aa), certid_hash_algo="sha1", request_nonces=True
+    ).dump()
 
 
 def ocsp_status(response_der: bytes) -> tuple[str, datetime]:
@@ -145,20 +150,25 @@ def test_fifty_ocsp_requests_for_one_serial_sign_once(client, app, chain, aa_sig
     child = chain["child"]
     requests_ = [ocsp_request(client, child) for _ in range(50)]
     assert len(set(requests_)) == 50  # every request carries its own nonce
-    answers = [client.post("/ac/ocsp", data=r, content_type="application/ocsp-request")
-               for r in requests_]
+    answers = [
+        client.post("/ac/ocsp", data=r, content_type="application/ocsp-request") for r in requests_
+    ]
     assert {ocsp_status(a.data)[0] for a in answers} == {"good"}
     assert len(aa_signatures) <= 1
 
     # A revocation is reflected at once, not when the cached answer ages out.
     revoke(client, chain["a"], child["id"])
     signed = len(aa_signatures)
-    status, _ = ocsp_status(client.post("/ac/ocsp", data=ocsp_request(client, child),
-                                        content_type="application/ocsp-request").data)
+    status, _ = ocsp_status(
+        client.post(
+            "/ac/ocsp", data=ocsp_request(client, child), content_type="application/ocsp-request"
+        ).data
+    )
     assert status == "revoked"
     for _ in range(20):
-        client.post("/ac/ocsp", data=ocsp_request(client, child),
-                    content_type="application/ocsp-request")
+        client.post(
+            "/ac/ocsp", data=ocsp_request(client, child), content_type="application/ocsp-request"
+        )
     assert len(aa_signatures) == signed + 1
 
 
@@ -174,8 +184,7 @@ def test_an_ocsp_answer_is_renewed_after_its_window(client, app, chain, aa_signa
 def test_serials_the_aa_never_issued_are_not_signed_for(client, app, chain, aa_signatures):
     request = ocsp.OCSPRequest.load(ocsp_request(client, chain["root"]))
     request["tbs_request"]["request_list"][0]["req_cert"]["serial_number"] = 123456789
-    response = client.post("/ac/ocsp", data=request.dump(),
-                           content_type="application/ocsp-request")
+    response = client.post("/ac/ocsp", data=request.dump(), content_type="application/ocsp-request")
     assert ocsp.OCSPResponse.load(response.data)["response_status"].native == "unauthorized"
     assert aa_signatures == []
 
@@ -183,8 +192,7 @@ def test_serials_the_aa_never_issued_are_not_signed_for(client, app, chain, aa_s
 # -- the signed 電子委任状 ------------------------------------------------------------
 
 
-def test_the_document_is_signed_once_per_status(client, app, chain, aa_signatures,
-                                                tsa_requests):
+def test_the_document_is_signed_once_per_status(client, app, chain, aa_signatures, tsa_requests):
     child, suzuki = chain["child"], chain["suzuki"]
     url = f"/api/v1/mandates/{child['id']}/document"
     first = client.get(url, headers=bearer(suzuki.token))
@@ -211,8 +219,7 @@ def test_the_document_is_signed_once_per_status(client, app, chain, aa_signature
 # -- across gunicorn workers ----------------------------------------------------------
 
 
-def test_two_workers_serve_one_crl_and_see_revocations_at_once(client, app, app_settings,
-                                                               chain):
+def test_two_workers_serve_one_crl_and_see_revocations_at_once(client, app, app_settings, chain):
     child = chain["child"]
     request = ocsp_request(client, child)  # the nonce does not matter to the answer
 
@@ -220,8 +227,12 @@ def test_two_workers_serve_one_crl_and_see_revocations_at_once(client, app, app_
         # A new connection per request, so either worker may answer.
         with requests.Session() as http:
             crl = http.get(url + "/ac/crl", timeout=30)
-            answer = http.post(url + "/ac/ocsp", data=request, timeout=30,
-                               headers={"Content-Type": "application/ocsp-request"})
+            answer = http.post(
+                url + "/ac/ocsp",
+                data=request,
+                timeout=30,
+                headers={"Content-Type": "application/ocsp-request"},
+            )
         assert crl.status_code == 200 and answer.status_code == 200
         return crl.content, ocsp_status(answer.content)[0]
 

@@ -43,8 +43,13 @@ def _append(ctx, first: int, last: int) -> None:  # type: ignore[no-untyped-def]
     with ctx.session_factory() as session, session.begin():
         log = AuditLog(session)
         for n in range(first, last + 1):
-            log.append("mandate:grant:issued", actor=f"person:{n % 5}", subject=f"m-{n}",
-                       principal="7010001008844", details={"n": n})
+            log.append(
+                "mandate:grant:issued",
+                actor=f"person:{n % 5}",
+                subject=f"m-{n}",
+                principal="7010001008844",
+                details={"n": n},
+            )
 
 
 @pytest.fixture
@@ -72,8 +77,9 @@ def execute(ctx, sql: str, **params) -> None:  # type: ignore[no-untyped-def]
 
 def row_hash(ctx, sequence: int) -> str:  # type: ignore[no-untyped-def]
     with ctx.engine.connect() as connection:
-        return connection.scalar(text("SELECT hash FROM audit_events WHERE sequence = :s"),
-                                 {"s": sequence})
+        return connection.scalar(
+            text("SELECT hash FROM audit_events WHERE sequence = :s"), {"s": sequence}
+        )
 
 
 def test_intact_chain_and_checkpoints_verify(ctx) -> None:
@@ -93,7 +99,10 @@ def test_intact_chain_and_checkpoints_verify(ctx) -> None:
     # What GET /api/v1/audit/verification answers.
     answer = verification(ctx, ctx.session_factory, from_start=False)
     assert (answer["intact"], answer["checked_from"], answer["first_sequence"]) == (
-        True, "checkpoint", 21)
+        True,
+        "checkpoint",
+        21,
+    )
     assert verification(ctx, ctx.session_factory, from_start=True)["events"] == 30
     # The same head is not signed twice.
     _append(ctx, 31, 31)
@@ -112,13 +121,30 @@ def test_online_inserted_event(ctx) -> None:
     # Room is made at 15 (the rest renumbered), a forged event linked to 14 put there.
     execute(ctx, "UPDATE audit_events SET sequence = sequence + 1000 WHERE sequence >= 15")
     execute(ctx, "UPDATE audit_events SET sequence = sequence - 999 WHERE sequence > 1000")
-    forged = AuditEvent(15, ctx.clock(), "person:forger", "mandate:grant:issued", "m-x",
-                        "7010001008844", {"forged": True}, row_hash(ctx, 14))
+    forged = AuditEvent(
+        15,
+        ctx.clock(),
+        "person:forger",
+        "mandate:grant:issued",
+        "m-x",
+        "7010001008844",
+        {"forged": True},
+        row_hash(ctx, 14),
+    )
     with ctx.session_factory() as session, session.begin():
-        session.add(AuditRecord(sequence=15, occurred_at=forged.occurred_at,
-                                actor=forged.actor, tag=forged.tag, subject=forged.subject,
-                                principal=forged.principal, details='{"forged": true}',
-                                previous_hash=forged.previous_hash, hash=forged.digest()))
+        session.add(
+            AuditRecord(
+                sequence=15,
+                occurred_at=forged.occurred_at,
+                actor=forged.actor,
+                tag=forged.tag,
+                subject=forged.subject,
+                principal=forged.principal,
+                details='{"forged": true}',
+                previous_hash=forged.previous_hash,
+                hash=forged.digest(),
+            )
+        )
     assert verdict(ctx) == (15, "inserted")
 
 
@@ -160,15 +186,22 @@ def _statement(ctx, sequence: int) -> CheckpointStatement:  # type: ignore[no-un
         return CheckpointStatement.parse(session.get(AuditCheckpoint, sequence).statement)
 
 
-def test_online_checkpoint_signed_with_another_key(ctx, employee, hsm, base_settings,
-                                                   tmp_path) -> None:
+def test_online_checkpoint_signed_with_another_key(
+    ctx, employee, hsm, base_settings, tmp_path
+) -> None:
     statement = _statement(ctx, 20)
-    other = CheckpointSigner(employee.certificate_der, employee.chain_der,
-                             lambda data: hsm.sign(employee.key_ref, data))
-    forged = sign_checkpoint(20, statement.head_hash, statement.taken_at, other,
-                             dev_timestamp(ctx.dev_pki))
-    execute(ctx, "UPDATE audit_checkpoints SET signature_der = :s, timestamp_der = :t"
-            " WHERE sequence = 20", s=forged.signature_der, t=forged.timestamp_der)
+    other = CheckpointSigner(
+        employee.certificate_der, employee.chain_der, lambda data: hsm.sign(employee.key_ref, data)
+    )
+    forged = sign_checkpoint(
+        20, statement.head_hash, statement.taken_at, other, dev_timestamp(ctx.dev_pki)
+    )
+    execute(
+        ctx,
+        "UPDATE audit_checkpoints SET signature_der = :s, timestamp_der = :t WHERE sequence = 20",
+        s=forged.signature_der,
+        t=forged.timestamp_der,
+    )
     # The employee key chains to the service root too: the service pins the audit
     # certificates of its own key.
     assert verdict(ctx) == (20, "checkpoint_wrong_key")
@@ -177,15 +210,18 @@ def test_online_checkpoint_signed_with_another_key(ctx, employee, hsm, base_sett
 def test_online_checkpoint_with_an_altered_head(ctx) -> None:
     statement = _statement(ctx, 20)
     altered = CheckpointStatement(20, row_hash(ctx, 19), statement.taken_at)
-    execute(ctx, "UPDATE audit_checkpoints SET statement = :s, head_hash = :h"
-            " WHERE sequence = 20", s=altered.canonical(), h=altered.head_hash)
+    execute(
+        ctx,
+        "UPDATE audit_checkpoints SET statement = :s, head_hash = :h WHERE sequence = 20",
+        s=altered.canonical(),
+        h=altered.head_hash,
+    )
     assert verdict(ctx) == (20, "checkpoint_altered")
 
 
 def test_online_checkpoint_time_stamp_over_other_data(ctx) -> None:
     token = dev_timestamp(ctx.dev_pki)(b"\x01" * 32)
-    execute(ctx, "UPDATE audit_checkpoints SET timestamp_der = :t WHERE sequence = 20",
-            t=token)
+    execute(ctx, "UPDATE audit_checkpoints SET timestamp_der = :t WHERE sequence = 20", t=token)
     assert verdict(ctx) == (20, "checkpoint_timestamp_mismatch")
 
 
@@ -223,8 +259,9 @@ def test_export_and_verify_through_the_command_line(ctx, cli_env, tmp_path) -> N
     assert json.loads(online.output)["intact"] is True
 
     # A range: anchored by the checkpoint at 10, covered by the one at 20.
-    part = runner.invoke(main, ["audit", "export", str(tmp_path / "part"), "--from", "11",
-                                "--to", "20"])
+    part = runner.invoke(
+        main, ["audit", "export", str(tmp_path / "part"), "--from", "11", "--to", "20"]
+    )
     assert part.exit_code == 0, part.output
     report = verify_export(tmp_path / "part", ctx.settings.trust_dir)
     assert report.intact and (report.first_sequence, report.last_sequence) == (11, 20)
@@ -240,13 +277,13 @@ def test_export_and_verify_through_the_command_line(ctx, cli_env, tmp_path) -> N
     # A refusal: the export directory must be new or empty.
     again = runner.invoke(main, ["audit", "export", str(tmp_path / "all")])
     assert again.exit_code == 2 and "error AUDIT_EXPORT_FAILED" in again.output
-    bad = runner.invoke(main, ["audit", "export", str(tmp_path / "x"), "--from", "9",
-                               "--to", "3"])
+    bad = runner.invoke(main, ["audit", "export", str(tmp_path / "x"), "--from", "9", "--to", "3"])
     assert bad.exit_code == 2 and "error INPUT_INVALID" in bad.output
 
 
 def test_events_of_enrolment_and_login_carry_no_personal_data_beyond_names(
-        app_settings, hsm, pki, monkeypatch):
+    app_settings, hsm, pki, monkeypatch
+):
     """The employee's card carries birth date 1990-01-15 (JPKI 419900115), sex 1 and
     the address 東京都千代田区霞が関一丁目1番1号 (tests/helpers_auth.new_card); the
     service keeps them (keep_personal_data), the audit trail does not."""
@@ -262,16 +299,30 @@ def test_events_of_enrolment_and_login_carry_no_personal_data_beyond_names(
     ctx = app.extensions["dairi"]
     assert ctx.settings.keep_personal_data
     with ctx.engine.connect() as connection:
-        rows = connection.execute(text(
-            "SELECT tag, actor, subject, principal, details FROM audit_events")).all()
-        kept = connection.execute(text(
-            "SELECT personal_data FROM people WHERE personal_data IS NOT NULL")).scalars().all()
+        rows = connection.execute(
+            text("SELECT tag, actor, subject, principal, details FROM audit_events")
+        ).all()
+        kept = (
+            connection.execute(
+                text("SELECT personal_data FROM people WHERE personal_data IS NOT NULL")
+            )
+            .scalars()
+            .all()
+        )
     assert any("霞が関" in value for value in kept)  # the service did keep them
     tags = {row.tag for row in rows}
     assert any("enrol" in tag for tag in tags) and any("login" in tag for tag in tags), tags
     text_of_events = "\n".join(" ".join(str(v) for v in row) for row in rows)
-    for value in ("419900115", "19900115", "1990-01-15", "1990/01/15", "平成2年",
-                  "霞が関", "一丁目1番1号", "丸の内"):
+    for value in (
+        "419900115",
+        "19900115",
+        "1990-01-15",
+        "1990/01/15",
+        "平成2年",
+        "霞が関",
+        "一丁目1番1号",
+        "丸の内",
+    ):
         assert value not in text_of_events, value
 
     def keys(value):  # type: ignore[no-untyped-def]
@@ -282,6 +333,7 @@ def test_events_of_enrolment_and_login_carry_no_personal_data_beyond_names(
         elif isinstance(value, list):
             for inner in value:
                 yield from keys(inner)
+
     found = {k.lower() for row in rows for k in keys(json.loads(row.details))}
     personal = re.compile(r"birth|sex|gender|address|住所|生年月日|性別")
     assert not [k for k in found if personal.search(k)], found
@@ -294,23 +346,39 @@ def test_the_service_never_deletes_or_rewrites_audit_events_or_checkpoints() -> 
 
     import app as package
 
-    pattern = re.compile(r"(?i)(delete\s+from|update)\s+audit_(events|checkpoints)\b|"
-                         r"delete\(\s*(AuditRecord|AuditCheckpoint)\b|"
-                         r"update\(\s*(AuditRecord|AuditCheckpoint)\b|"
-                         r"session\.delete\(\s*(record|checkpoint)\b")
-    offending = [f"{path}:{n}" for path in Path(package.__file__).parent.rglob("*.py")
-                 for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-                 if pattern.search(line)]
+    pattern = re.compile(
+        r"(?i)(delete\s+from|update)\s+audit_(events|checkpoints)\b|"
+        r"delete\(\s*(AuditRecord|AuditCheckpoint)\b|"
+        r"update\(\s*(AuditRecord|AuditCheckpoint)\b|"
+        r"session\.delete\(\s*(record|checkpoint)\b"
+    )
+    offending = [
+        f"{path}:{n}"
+        for path in Path(package.__file__).parent.rglob("*.py")
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if pattern.search(line)
+    ]
     assert offending == []
 
 
 def test_the_production_audit_key_is_made_in_the_token_with_a_request_for_the_ca(
-        cli_env, app, hsm, tmp_path) -> None:
+    cli_env, app, hsm, tmp_path
+) -> None:
     from cryptography import x509
 
     out = tmp_path / "audit.csr"
-    made = CliRunner().invoke(main, ["audit", "key-request", str(out), "--common-name",
-                                     "Example Audit", "--organization", "Example K.K."])
+    made = CliRunner().invoke(
+        main,
+        [
+            "audit",
+            "key-request",
+            str(out),
+            "--common-name",
+            "Example Audit",
+            "--organization",
+            "Example K.K.",
+        ],
+    )
     assert made.exit_code == 0, made.output
     key_id = re.search(r'audit_key_id = "([0-9a-f]{32})"', made.output)[1]
     request = x509.load_pem_x509_csr(out.read_bytes())
@@ -322,7 +390,8 @@ def test_the_production_audit_key_is_made_in_the_token_with_a_request_for_the_ca
 
 
 def test_checkpoints_are_signed_by_the_configured_production_audit_key(
-        app_settings, hsm, pki, tmp_path) -> None:
+    app_settings, hsm, pki, tmp_path
+) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
@@ -335,13 +404,17 @@ def test_checkpoints_are_signed_by_the_configured_production_audit_key(
     public_key = serialization.load_der_public_key(hsm.public_key_info(ref))
     cert = pki.cas["service-root"].issue(
         x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Production Audit")]),
-        public_key, now=datetime.now(UTC), key_usage=end_entity_key_usage(non_repudiation=True))
+        public_key,
+        now=datetime.now(UTC),
+        key_usage=end_entity_key_usage(non_repudiation=True),
+    )
     cert_file = tmp_path / "audit-cert.pem"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     migrate(app_settings.database_url)
-    context = ServiceContext(app_settings.replace(audit_key_id=ref.key_id,
-                                                  audit_certificate_file=str(cert_file)),
-                             hsm=hsm)
+    context = ServiceContext(
+        app_settings.replace(audit_key_id=ref.key_id, audit_certificate_file=str(cert_file)),
+        hsm=hsm,
+    )
     try:
         _append(context, 1, 3)
         row = take_checkpoint(context)
@@ -350,9 +423,10 @@ def test_checkpoints_are_signed_by_the_configured_production_audit_key(
         assert report.intact and report.checkpoints == 1, report.as_dict()
     finally:
         context.engine.dispose()
-    missing = ServiceContext(app_settings.replace(audit_key_id=ref.key_id,
-                                                  audit_certificate_file=str(tmp_path / "no")),
-                             hsm=hsm)
+    missing = ServiceContext(
+        app_settings.replace(audit_key_id=ref.key_id, audit_certificate_file=str(tmp_path / "no")),
+        hsm=hsm,
+    )
     try:
         with pytest.raises(AuditKeyUnavailable):
             take_checkpoint(missing)

@@ -27,8 +27,9 @@ REQUESTS = 240
 
 def _refused(url: str, n: int) -> int:
     # Each request carries a different unknown token: a distinct refusal, audited.
-    response = requests.get(url + "/api/v1/me",
-                            headers={"Authorization": f"Bearer dairi_at_unknown{n}"}, timeout=30)
+    response = requests.get(
+        url + "/api/v1/me", headers={"Authorization": f"Bearer dairi_at_unknown{n}"}, timeout=30
+    )
     return response.status_code
 
 
@@ -49,10 +50,13 @@ def test_concurrent_refusals_are_each_audited_in_one_intact_chain(app, app_setti
             with session.begin():
                 fold_refusals(session, open_windows=True)
             AuditLog(session).verify()  # raises on a broken chain
-            rows = session.scalars(select(AuditRecord).where(
-                AuditRecord.tag == "auth:access:refused")).all()
-            sequences = [r.sequence for r in session.scalars(
-                select(AuditRecord).order_by(AuditRecord.sequence))]
+            rows = session.scalars(
+                select(AuditRecord).where(AuditRecord.tag == "auth:access:refused")
+            ).all()
+            sequences = [
+                r.sequence
+                for r in session.scalars(select(AuditRecord).order_by(AuditRecord.sequence))
+            ]
     finally:
         engine.dispose()
     # A refusal may be folded into an earlier one with a count (same source, same code).

@@ -56,10 +56,15 @@ def pristine(tmp_path_factory, signer, stamp, pki) -> Path:
     chain = build_chain(EVENTS)
     directory = tmp_path_factory.mktemp("export") / "audit"
     root = pki.cas["service-root"].certificate.public_bytes(DER)
-    write_export(directory, (e for e, _ in chain), checkpoints_at(chain, CHECKPOINTS, signer,
-                                                                  stamp),
-                 audit_certificates_der=[signer.certificate_der], chain_der=[],
-                 roots_der=[root], retention_years=10)
+    write_export(
+        directory,
+        (e for e, _ in chain),
+        checkpoints_at(chain, CHECKPOINTS, signer, stamp),
+        audit_certificates_der=[signer.certificate_der],
+        chain_der=[],
+        roots_der=[root],
+        retention_years=10,
+    )
     return directory
 
 
@@ -90,6 +95,7 @@ def event(line: bytes) -> dict:
 
 def canonical(value: dict) -> bytes:
     import rfc8785
+
     return rfc8785.dumps(value) + b"\n"
 
 
@@ -110,8 +116,7 @@ def reseal_manifest(export: Path) -> None:
         manifest["files"][name] = _sha256_file(export / name)
     rows = lines(export)
     if rows:
-        manifest["head"] = {"sequence": event(rows[-1])["sequence"],
-                            "hash": line_hash(rows[-1])}
+        manifest["head"] = {"sequence": event(rows[-1])["sequence"], "hash": line_hash(rows[-1])}
     (export / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -134,8 +139,16 @@ def test_export_verifies_intact(pristine: Path, trust: Path) -> None:
     rows = lines(pristine)
     assert [event(r)["sequence"] for r in rows] == list(range(1, 31))
     assert all(event(b)["previous_hash"] == line_hash(a) for a, b in itertools.pairwise(rows))
-    assert set(event(rows[0])) == {"sequence", "occurred_at", "actor", "tag", "subject",
-                                   "principal", "details", "previous_hash"}
+    assert set(event(rows[0])) == {
+        "sequence",
+        "occurred_at",
+        "actor",
+        "tag",
+        "subject",
+        "principal",
+        "details",
+        "previous_hash",
+    }
 
 
 def test_the_command_line_exits_0_intact_1_broken(export: Path, trust: Path) -> None:
@@ -226,28 +239,36 @@ def test_swapped_events_renumbered_in_place(export: Path, trust: Path) -> None:
     assert verdict(export, trust) == (15, "swapped")
 
 
-def test_truncated_after_the_last_checkpoint(tmp_path: Path, signer, stamp, pki,
-                                             trust: Path) -> None:
+def test_truncated_after_the_last_checkpoint(
+    tmp_path: Path, signer, stamp, pki, trust: Path
+) -> None:
     # Checkpoints at 10 and 20; the events to 30 are covered only by the manifest's head.
     chain = build_chain(EVENTS)
     export = tmp_path / "audit"
-    write_export(export, (e for e, _ in chain), checkpoints_at(chain, [10, 20], signer, stamp),
-                 audit_certificates_der=[signer.certificate_der], chain_der=[],
-                 roots_der=[pki.cas["service-root"].certificate.public_bytes(DER)])
+    write_export(
+        export,
+        (e for e, _ in chain),
+        checkpoints_at(chain, [10, 20], signer, stamp),
+        audit_certificates_der=[signer.certificate_der],
+        chain_der=[],
+        roots_der=[pki.cas["service-root"].certificate.public_bytes(DER)],
+    )
     assert verify_export(export, trust).intact
     write_lines(export, lines(export)[:25])
     assert verdict(export, trust) == (26, "truncated")
 
 
 def test_truncated_below_a_checkpoint_even_with_the_manifest_rewritten(
-        export: Path, trust: Path) -> None:
+    export: Path, trust: Path
+) -> None:
     write_lines(export, lines(export)[:17])
     reseal_manifest(export)  # the manifest now says the log ends at 17
     assert verdict(export, trust) == (18, "truncated")
 
 
 def test_chain_recomputed_after_an_edit_disagrees_with_the_checkpoint(
-        export: Path, trust: Path) -> None:
+    export: Path, trust: Path
+) -> None:
     rows = lines(export)
     value = event(rows[14])
     value["details"]["n"] = 999
@@ -258,8 +279,14 @@ def test_chain_recomputed_after_an_edit_disagrees_with_the_checkpoint(
     assert verdict(export, trust) == (11, "rewritten")
 
 
-def _replace_checkpoint(export: Path, sequence: int, *, statement: bytes | None = None,
-                        signature: bytes | None = None, token: bytes | None = None) -> None:
+def _replace_checkpoint(
+    export: Path,
+    sequence: int,
+    *,
+    statement: bytes | None = None,
+    signature: bytes | None = None,
+    token: bytes | None = None,
+) -> None:
     stem = export / "checkpoints" / f"{sequence:012d}"
     for data, suffix in ((statement, ".json"), (signature, ".p7s"), (token, ".tst")):
         if data is not None:
@@ -271,40 +298,49 @@ def _foreign_signer(common_name: str) -> CheckpointSigner:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now.replace(year=now.year - 1))
-            .not_valid_after(now.replace(year=now.year + 1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    return CheckpointSigner(cert.public_bytes(DER), (),
-                            lambda data: key.sign(data, padding.PKCS1v15(), hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now.replace(year=now.year - 1))
+        .not_valid_after(now.replace(year=now.year + 1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return CheckpointSigner(
+        cert.public_bytes(DER), (), lambda data: key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    )
 
 
 def test_checkpoint_signed_with_another_key(export: Path, trust: Path, stamp) -> None:
-    statement = CheckpointStatement.parse(
-        (export / "checkpoints" / f"{20:012d}.json").read_bytes())
-    forged = take_checkpoint(20, statement.head_hash, statement.taken_at,
-                             _foreign_signer("dairi Test Audit"), stamp)
+    statement = CheckpointStatement.parse((export / "checkpoints" / f"{20:012d}.json").read_bytes())
+    forged = take_checkpoint(
+        20, statement.head_hash, statement.taken_at, _foreign_signer("dairi Test Audit"), stamp
+    )
     _replace_checkpoint(export, 20, signature=forged.signature_der, token=forged.timestamp_der)
     assert verdict(export, trust) == (20, "checkpoint_wrong_key")
 
 
 def test_checkpoint_signed_by_a_trusted_key_that_is_not_the_audit_key(
-        export: Path, trust: Path, tmp_path: Path, stamp, employee, hsm, signer) -> None:
+    export: Path, trust: Path, tmp_path: Path, stamp, employee, hsm, signer
+) -> None:
     # The employee key chains to the same root, so only a pinned audit certificate
     # (audit.pem in the verifier's trust directory) refuses it.
-    statement = CheckpointStatement.parse(
-        (export / "checkpoints" / f"{20:012d}.json").read_bytes())
-    other = CheckpointSigner(employee.certificate_der, employee.chain_der,
-                             lambda data: hsm.sign(employee.key_ref, data))
+    statement = CheckpointStatement.parse((export / "checkpoints" / f"{20:012d}.json").read_bytes())
+    other = CheckpointSigner(
+        employee.certificate_der, employee.chain_der, lambda data: hsm.sign(employee.key_ref, data)
+    )
     forged = take_checkpoint(20, statement.head_hash, statement.taken_at, other, stamp)
     _replace_checkpoint(export, 20, signature=forged.signature_der, token=forged.timestamp_der)
     pinned = tmp_path / "trust"
     shutil.copytree(trust, pinned)
     (pinned / "audit.pem").write_bytes(
         x509.load_der_x509_certificate(signer.certificate_der).public_bytes(
-            serialization.Encoding.PEM))
+            serialization.Encoding.PEM
+        )
+    )
     assert verify_export(export.parent / "audit", trust).intact  # unpinned: trusted chain
     assert verdict(export, pinned) == (20, "checkpoint_wrong_key")
 
@@ -329,33 +365,83 @@ def test_checkpoint_time_stamp_from_another_checkpoint(export: Path, trust: Path
 
 
 def test_a_changed_file_the_chain_does_not_cover_is_a_manifest_mismatch(
-        export: Path, trust: Path) -> None:
+    export: Path, trust: Path
+) -> None:
     path = export / "certs" / "chain.pem"
     path.write_bytes(path.read_bytes() + b"\n")
     assert verdict(export, trust) == (None, "manifest_mismatch")
 
 
 def test_openssl_verifies_the_checkpoint_signature_and_time_stamp(
-        pristine: Path, pki, tmp_path: Path) -> None:
+    pristine: Path, pki, tmp_path: Path
+) -> None:
     root_pem = tmp_path / "root.pem"
-    root_pem.write_bytes(pki.cas["service-root"].certificate.public_bytes(
-        serialization.Encoding.PEM))
+    root_pem.write_bytes(
+        pki.cas["service-root"].certificate.public_bytes(serialization.Encoding.PEM)
+    )
     stem = pristine / "checkpoints" / f"{20:012d}"
     cms = subprocess.run(
-        ["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", f"{stem}.p7s",
-         "-content", f"{stem}.json", "-CAfile", str(root_pem), "-purpose", "any",
-         "-out", "/dev/null"], capture_output=True, text=True)
+        [
+            "openssl",
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            f"{stem}.p7s",
+            "-content",
+            f"{stem}.json",
+            "-CAfile",
+            str(root_pem),
+            "-purpose",
+            "any",
+            "-out",
+            "/dev/null",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert cms.returncode == 0, cms.stderr
     assert "Verification successful" in cms.stderr
-    digest = __import__("hashlib").sha256(
-        signature_value((stem.with_suffix(".p7s")).read_bytes())).hexdigest()
+    digest = (
+        __import__("hashlib")
+        .sha256(signature_value((stem.with_suffix(".p7s")).read_bytes()))
+        .hexdigest()
+    )
     ts = subprocess.run(
-        ["openssl", "ts", "-verify", "-digest", digest, "-in", f"{stem}.tst", "-token_in",
-         "-CAfile", str(root_pem)], capture_output=True, text=True)
+        [
+            "openssl",
+            "ts",
+            "-verify",
+            "-digest",
+            digest,
+            "-in",
+            f"{stem}.tst",
+            "-token_in",
+            "-CAfile",
+            str(root_pem),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert ts.returncode == 0, ts.stdout + ts.stderr
     assert "Verification: OK" in ts.stdout
     # and refuses the token for another signature
     other = subprocess.run(
-        ["openssl", "ts", "-verify", "-digest", "00" * 32, "-in", f"{stem}.tst", "-token_in",
-         "-CAfile", str(root_pem)], capture_output=True, text=True)
+        [
+            "openssl",
+            "ts",
+            "-verify",
+            "-digest",
+            "00" * 32,
+            "-in",
+            f"{stem}.tst",
+            "-token_in",
+            "-CAfile",
+            str(root_pem),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert other.returncode != 0

@@ -29,8 +29,9 @@ ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 def cli_env(base_settings, softhsm_dir, pki, tmp_path_factory):
     """Settings for the CLI through DAIRI_* variables, on the session's token and PKI."""
     data = tmp_path_factory.mktemp("cli-cards")
-    env = cli_environment(base_settings.replace(
-        data_dir=data, database_url=f"sqlite:///{data / 'dairi.db'}"))
+    env = cli_environment(
+        base_settings.replace(data_dir=data, database_url=f"sqlite:///{data / 'dairi.db'}")
+    )
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
@@ -63,10 +64,25 @@ def my_number_dir(cli_env, tmp_path_factory):
 @pytest.fixture(scope="module")
 def representative_dir(cli_env, tmp_path_factory):
     out = tmp_path_factory.mktemp("cards") / "representative"
-    result = run("dev", "card", "create", "--kind", "representative", "--out", str(out),
-                 "--corporate-name", "株式会社テスト物産", "--registered-number", "120901007402",
-                 "--representative-name", "鈴木\u3000花子", "--title", "代表執行役",
-                 "--registry-office", "大阪法務局")
+    result = run(
+        "dev",
+        "card",
+        "create",
+        "--kind",
+        "representative",
+        "--out",
+        str(out),
+        "--corporate-name",
+        "株式会社テスト物産",
+        "--registered-number",
+        "120901007402",
+        "--representative-name",
+        "鈴木\u3000花子",
+        "--title",
+        "代表執行役",
+        "--registry-office",
+        "大阪法務局",
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -97,8 +113,10 @@ def test_inspect_jpki_signing_certificate(my_number_dir):
     assert info["policies"] == [JPKI_SIGN_POLICY]
     assert info["key_usage"] == ["digitalSignature", "nonRepudiation"]
     assert info["subject"].startswith("C=JP, L=東京都, L=千代田区, CN=")
-    assert info["issuer"] == ("C=JP, O=JPKI, OU=JPKI for digital signature, "
-                              "OU=Japan Agency for Local Authority Information Systems")
+    assert info["issuer"] == (
+        "C=JP, O=JPKI, OU=JPKI for digital signature, "
+        "OU=Japan Agency for Local Authority Information Systems"
+    )
     assert ISO_UTC.match(info["not_before"]) and ISO_UTC.match(info["not_after"])
     assert int(info["serial_number"], 16) > 0
 
@@ -113,13 +131,35 @@ def test_inspect_jpki_authentication_certificate_has_no_personal_data(my_number_
 
 def test_my_number_options_reach_the_certificate(cli_env, tmp_path):
     out = tmp_path / "card"
-    result = run("dev", "card", "create", "--kind", "my-number", "--out", str(out),
-                 "--name", "田中\u3000次郎", "--birth-date", "520200229", "--sex", "2",
-                 "--address", "大阪府大阪市北区1番", "--prefecture", "大阪府", "--city", "大阪市")
+    result = run(
+        "dev",
+        "card",
+        "create",
+        "--kind",
+        "my-number",
+        "--out",
+        str(out),
+        "--name",
+        "田中\u3000次郎",
+        "--birth-date",
+        "520200229",
+        "--sex",
+        "2",
+        "--address",
+        "大阪府大阪市北区1番",
+        "--prefecture",
+        "大阪府",
+        "--city",
+        "大阪市",
+    )
     assert result.exit_code == 0, result.output
     info = inspect_json(out / "sign-cert.pem")
-    assert (info["name"], info["sex"], info["birth_date"], info["birth_era"]) == \
-        ("田中\u3000次郎", "2", "2020-02-29", "令和")
+    assert (info["name"], info["sex"], info["birth_date"], info["birth_era"]) == (
+        "田中\u3000次郎",
+        "2",
+        "2020-02-29",
+        "令和",
+    )
     assert info["subject"].startswith("C=JP, L=大阪府, L=大阪市, CN=")
 
 
@@ -144,20 +184,37 @@ def test_representative_card_and_inspection(representative_dir):
 
 def test_a_card_of_unknown_birth_era_and_sex_is_made_and_read_raw(cli_env, tmp_path):
     out = tmp_path / "card"
-    result = run("dev", "card", "create", "--kind", "my-number", "--out", str(out),
-                 "--birth-date", "019800000", "--sex", "3")
+    result = run(
+        "dev",
+        "card",
+        "create",
+        "--kind",
+        "my-number",
+        "--out",
+        str(out),
+        "--birth-date",
+        "019800000",
+        "--sex",
+        "3",
+    )
     assert result.exit_code == 0, result.output
     info = inspect_json(out / "sign-cert.pem")
-    assert (info["sex"], info["birth_date"], info["birth_date_raw"], info["birth_era"]) == \
-        ("3", None, "019800000", "不明")
+    assert (info["sex"], info["birth_date"], info["birth_date_raw"], info["birth_era"]) == (
+        "3",
+        None,
+        "019800000",
+        "不明",
+    )
 
 
 def test_default_representative_card_has_the_documented_corporate_number(cli_env, tmp_path):
     result = run("dev", "card", "create", "--kind", "representative", "--out", str(tmp_path / "r"))
     assert result.exit_code == 0, result.output
     info = inspect_json(tmp_path / "r" / "cert.pem")
-    assert (info["registered_number"], info["corporate_number"]) == \
-        ("011001098993", "4011001098993")
+    assert (info["registered_number"], info["corporate_number"]) == (
+        "011001098993",
+        "4011001098993",
+    )
     assert info["representative_title"] == "代表取締役"
 
 
@@ -166,7 +223,7 @@ def test_human_readable_inspection_is_aligned(representative_dir):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     width = len("registration_policies")  # the longest key
-    assert all(line[width:width + 2] == "  " for line in lines)
+    assert all(line[width : width + 2] == "  " for line in lines)
     assert any(re.match(r"^corporate_number +2120901007402$", line) for line in lines)
     assert any(re.match(r"^other_fields +-$", line) for line in lines)
 
@@ -197,13 +254,27 @@ def test_a_key_file_is_not_a_certificate(my_number_dir):
 
 def test_malformed_registered_number_keeps_its_code(cli_env, pki, tmp_path):
     bad = issue_representative_card(
-        pki, corporate_name="株式会社不正", registered_number="01100109899",
-        head_office_address="東京都", representative_name="某", representative_title="代表取締役")
+        pki,
+        corporate_name="株式会社不正",
+        registered_number="01100109899",
+        head_office_address="東京都",
+        representative_name="某",
+        representative_title="代表取締役",
+    )
     save_card(bad, tmp_path / "bad")
     result = run("cert", "inspect", str(tmp_path / "bad" / "cert.pem"))
     assert result.exit_code == 2 and "error CORPORATE_NUMBER_INVALID" in result.output
-    refused = run("dev", "card", "create", "--kind", "representative", "--out",
-                  str(tmp_path / "refused"), "--registered-number", "01100109899X")
+    refused = run(
+        "dev",
+        "card",
+        "create",
+        "--kind",
+        "representative",
+        "--out",
+        str(tmp_path / "refused"),
+        "--registered-number",
+        "01100109899X",
+    )
     assert refused.exit_code == 2 and "error CORPORATE_NUMBER_INVALID" in refused.output
     assert not (tmp_path / "refused").exists()
 
@@ -217,8 +288,15 @@ def test_an_existing_card_is_not_overwritten(my_number_dir):
 
 def test_sign_with_the_authentication_key_by_default(my_number_dir):
     data = b"challenge \x00\xff bytes"
-    result = run("dev", "card", "sign", "--card", str(my_number_dir),
-                 "--data-base64", base64.b64encode(data).decode())
+    result = run(
+        "dev",
+        "card",
+        "sign",
+        "--card",
+        str(my_number_dir),
+        "--data-base64",
+        base64.b64encode(data).decode(),
+    )
     assert result.exit_code == 0, result.output
     signature = result.stdout.strip()
     auth_pem = (my_number_dir / "auth-cert.pem").read_bytes()
@@ -232,8 +310,18 @@ def test_sign_with_the_authentication_key_by_default(my_number_dir):
 def test_sign_json_with_the_signing_key_from_a_file(my_number_dir, tmp_path):
     data_file = tmp_path / "data.bin"
     data_file.write_bytes(b'{"challenge":"abc"}')
-    result = run("dev", "card", "sign", "--card", str(my_number_dir), "--certificate", "signing",
-                 "--data-file", str(data_file), "--json")
+    result = run(
+        "dev",
+        "card",
+        "sign",
+        "--card",
+        str(my_number_dir),
+        "--certificate",
+        "signing",
+        "--data-file",
+        str(data_file),
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
     assert set(answer) == {"certificate", "signature"}
@@ -246,13 +334,30 @@ def test_sign_json_with_the_signing_key_from_a_file(my_number_dir, tmp_path):
 
 def test_representative_card_signs_with_its_key(representative_dir):
     data = b"representative proof"
-    result = run("dev", "card", "sign", "--card", str(representative_dir), "--json",
-                 "--data-base64", base64.b64encode(data).decode())
+    result = run(
+        "dev",
+        "card",
+        "sign",
+        "--card",
+        str(representative_dir),
+        "--json",
+        "--data-base64",
+        base64.b64encode(data).decode(),
+    )
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
     verify((representative_dir / "cert.pem").read_bytes(), answer["signature"], data)
-    missing = run("dev", "card", "sign", "--card", str(representative_dir),
-                  "--certificate", "signing", "--data-base64", "AAAA")
+    missing = run(
+        "dev",
+        "card",
+        "sign",
+        "--card",
+        str(representative_dir),
+        "--certificate",
+        "signing",
+        "--data-base64",
+        "AAAA",
+    )
     assert missing.exit_code == 2 and "error DEV_CARD_ROLE_UNKNOWN" in missing.output
 
 
@@ -267,8 +372,17 @@ def test_sign_needs_exactly_one_data_source(my_number_dir, tmp_path):
     data_file = tmp_path / "d"
     data_file.write_bytes(b"x")
     neither = run("dev", "card", "sign", "--card", str(my_number_dir))
-    both = run("dev", "card", "sign", "--card", str(my_number_dir), "--data-base64", "eA==",
-               "--data-file", str(data_file))
+    both = run(
+        "dev",
+        "card",
+        "sign",
+        "--card",
+        str(my_number_dir),
+        "--data-base64",
+        "eA==",
+        "--data-file",
+        str(data_file),
+    )
     assert neither.exit_code == 2 and both.exit_code == 2
 
 
@@ -290,9 +404,16 @@ def test_inspection_classifies_by_the_configured_policies(cli_env, pki, tmp_path
     from devpki.cards import issue_my_number_card
 
     other = "1.2.392.200149.8.5.1.3.99"  # invented: a policy not in the defaults
-    card = issue_my_number_card(pki, name="山田\u3000太郎", birth_date="419900115", sex="1",
-                                address="東京都", prefecture="東京都", city="千代田区",
-                                auth_policy=other)
+    card = issue_my_number_card(
+        pki,
+        name="山田\u3000太郎",
+        birth_date="419900115",
+        sex="1",
+        address="東京都",
+        prefecture="東京都",
+        city="千代田区",
+        auth_policy=other,
+    )
     save_card(card, tmp_path / "c")
     assert inspect_json(tmp_path / "c" / "auth-cert.pem")["kind"] == "other"
     monkeypatch.setenv("DAIRI_JPKI_AUTH_POLICIES", f"{JPKI_AUTH_POLICY},{other}")

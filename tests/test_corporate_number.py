@@ -18,8 +18,17 @@ def test_published_numbers_are_valid(number):
     assert corporate_number(number[1:]) == number
 
 
-@pytest.mark.parametrize("bad", ["", "01100109899", "0110010989931", "01100109899a",
-                                 "０１１００１０９８９９３", "01100109899 "])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "01100109899",
+        "0110010989931",
+        "01100109899a",
+        "０１１００１０９８９９３",
+        "01100109899 ",
+    ],
+)
 def test_registered_numbers_must_be_12_ascii_digits(bad):
     with pytest.raises(CorporateNumberError) as info:
         check_digit(bad)
@@ -37,8 +46,9 @@ def test_any_wrong_check_digit_is_refused(registered, shift):
         validate_corporate_number(wrong)
 
 
-@given(st.text(alphabet="0123456789", min_size=12, max_size=12), st.integers(0, 11),
-       st.integers(1, 9))
+@given(
+    st.text(alphabet="0123456789", min_size=12, max_size=12), st.integers(0, 11), st.integers(1, 9)
+)
 def test_a_single_changed_digit_changes_the_check_digit_or_is_caught(registered, pos, delta):
     # The weights 1 and 2 are both invertible mod 9, so changing one digit by
     # anything but 9 changes the sum mod 9 — except 0<->9 at a weight-1 place.

@@ -19,10 +19,10 @@ def chain(depth: int = 3, **leaf_changes) -> list[Hop]:
     holders = [REP, A, B, C][: depth + 1]
     hops = []
     for i in range(depth):
-        scope = bid_scope(days=30 - i, max_depth=depth - 1 - i,
-                          amount_limit_jpy=100_000_000 - i)
-        hops.append(Hop(f"m{i}", CORP, holders[i], holders[i + 1], scope,
-                        grantor_is_representative=i == 0))
+        scope = bid_scope(days=30 - i, max_depth=depth - 1 - i, amount_limit_jpy=100_000_000 - i)
+        hops.append(
+            Hop(f"m{i}", CORP, holders[i], holders[i + 1], scope, grantor_is_representative=i == 0)
+        )
     if leaf_changes:
         from dataclasses import replace
 
@@ -31,15 +31,21 @@ def chain(depth: int = 3, **leaf_changes) -> list[Hop]:
 
 
 def purpose(**changes) -> Purpose:
-    fields = dict(action=BID, procuring_entity=ENTITY, case="R8-関東-001",
-                  amount_jpy=50_000_000, at=datetime.now(UTC))
+    fields = dict(
+        action=BID,
+        procuring_entity=ENTITY,
+        case="R8-関東-001",
+        amount_jpy=50_000_000,
+        at=datetime.now(UTC),
+    )
     fields.update(changes)
     return Purpose(**fields)
 
 
 def codes(hops, p=None, signer=C):
-    return evaluate_chain(hops, p or purpose(), signer_certificate_sha256=signer,
-                          principal=CORP).codes()
+    return evaluate_chain(
+        hops, p or purpose(), signer_certificate_sha256=signer, principal=CORP
+    ).codes()
 
 
 def test_a_depth_three_chain_within_scope_holds():
@@ -52,8 +58,7 @@ def test_each_refusal_has_its_code():
     assert codes(hops, signer=B) == ("HOLDER_MISMATCH",)
     assert codes(hops, purpose(action=QUOTE)) == ("SCOPE_ACTION_NOT_GRANTED",)
     assert codes(hops, purpose(amount_jpy=10**12)) == ("SCOPE_AMOUNT_EXCEEDED",)
-    assert codes(hops, purpose(at=datetime.now(UTC) + timedelta(days=60))) == (
-        "MANDATE_EXPIRED",)
+    assert codes(hops, purpose(at=datetime.now(UTC) + timedelta(days=60))) == ("MANDATE_EXPIRED",)
     assert codes([]) == ("CHAIN_EMPTY",)
 
 
@@ -109,17 +114,29 @@ NOW = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 
 def fixed_chain() -> list[Hop]:
     """REP -> A -> B at fixed times: m0 (depth 2, 1000 JPY) and m1 (depth 1, 500 JPY)."""
+
     def window(days: int, depth: int, amount: int):
-        return bid_scope(days=1, not_before=NOW - timedelta(days=1),
-                         not_after=NOW + timedelta(days=days), max_depth=depth,
-                         amount_limit_jpy=amount)
-    return [Hop("m0", CORP, REP, A, window(30, 2, 1000), grantor_is_representative=True),
-            Hop("m1", CORP, A, B, window(20, 1, 500))]
+        return bid_scope(
+            days=1,
+            not_before=NOW - timedelta(days=1),
+            not_after=NOW + timedelta(days=days),
+            max_depth=depth,
+            amount_limit_jpy=amount,
+        )
+
+    return [
+        Hop("m0", CORP, REP, A, window(30, 2, 1000), grantor_is_representative=True),
+        Hop("m1", CORP, A, B, window(20, 1, 500)),
+    ]
 
 
 def proposed(grantor: str = B, grantee: str = C, **scope_changes) -> Hop:
-    fields = dict(not_before=NOW - timedelta(hours=1), not_after=NOW + timedelta(days=10),
-                  max_depth=0, amount_limit_jpy=100)
+    fields = dict(
+        not_before=NOW - timedelta(hours=1),
+        not_after=NOW + timedelta(days=10),
+        max_depth=0,
+        amount_limit_jpy=100,
+    )
     fields.update(scope_changes)
     return Hop("new", CORP, grantor, grantee, bid_scope(**fields))
 
@@ -141,46 +158,52 @@ def test_each_condition_of_a_proposed_hop_has_its_own_code():
 
     chain_ = fixed_chain()
     assert judged(chain_, proposed(grantor=A)) == ("GRANTOR_NOT_PARENT_GRANTEE",)
-    assert judged(chain_, replace(proposed(), principal="2120901007402")) == (
-        "PRINCIPAL_MISMATCH",)
+    assert judged(chain_, replace(proposed(), principal="2120901007402")) == ("PRINCIPAL_MISMATCH",)
     assert judged(chain_, proposed(grantee=A)) == ("CHAIN_LOOP",)  # back to an ancestor
     assert judged(chain_, proposed(grantee=REP)) == ("CHAIN_LOOP",)  # to the representative
     assert judged(chain_, proposed(amount_limit_jpy=501)) == ("SCOPE_AMOUNT_EXCEEDED",)
     assert judged(chain_, proposed(amount_limit_jpy=None)) == ("SCOPE_AMOUNT_EXCEEDED",)
     assert judged(chain_, proposed(max_depth=1)) == ("DEPTH_EXCEEDED",)
     assert judged(chain_, proposed(not_after=NOW + timedelta(days=21))) == (
-        "SCOPE_VALIDITY_EXCEEDED",)
+        "SCOPE_VALIDITY_EXCEEDED",
+    )
     assert judged(chain_, proposed(procuring_entities=None)) == ("SCOPE_ENTITY_NOT_GRANTED",)
     leaf = replace(chain_[1], scope=replace(chain_[1].scope, max_depth=0))
     assert judged([chain_[0], leaf], proposed()) == ("SUBDELEGATION_NOT_ALLOWED",)
     # Time: the hop's own window already over, the parent's not begun or over.
-    assert judged(chain_, proposed(not_before=NOW - timedelta(hours=2),
-                                   not_after=NOW - timedelta(hours=1))) == ("MANDATE_EXPIRED",)
+    assert judged(
+        chain_, proposed(not_before=NOW - timedelta(hours=2), not_after=NOW - timedelta(hours=1))
+    ) == ("MANDATE_EXPIRED",)
     assert judged(chain_, proposed(), at=NOW - timedelta(days=2)) == ("PARENT_NOT_YET_VALID",)
     late = NOW + timedelta(days=20)
     assert judged(chain_, proposed(not_after=late), at=late) == (
-        "PARENT_EXPIRED", "MANDATE_EXPIRED")
+        "PARENT_EXPIRED",
+        "MANDATE_EXPIRED",
+    )
 
 
 def test_a_proposed_hop_under_a_failing_ancestor_is_refused_with_its_cause():
     from dataclasses import replace
 
     chain_ = fixed_chain()
-    revoked = [replace(chain_[0], status=HopStatus(revoked_at=NOW - timedelta(seconds=1))),
-               chain_[1]]
+    revoked = [
+        replace(chain_[0], status=HopStatus(revoked_at=NOW - timedelta(seconds=1))),
+        chain_[1],
+    ]
     assert judged(revoked, proposed()) == ("ANCESTOR_REVOKED",)
     # A revocation after the grant's time does not count.
-    later = [replace(chain_[0], status=HopStatus(revoked_at=NOW + timedelta(seconds=1))),
-             chain_[1]]
+    later = [replace(chain_[0], status=HopStatus(revoked_at=NOW + timedelta(seconds=1))), chain_[1]]
     assert judged(later, proposed()) == ()
-    rep_revoked = [replace(chain_[0], representative_revoked_at=NOW - timedelta(days=1)),
-                   chain_[1]]
+    rep_revoked = [replace(chain_[0], representative_revoked_at=NOW - timedelta(days=1)), chain_[1]]
     assert judged(rep_revoked, proposed()) == ("PARENT_INVALID",)
     root = Hop("r", CORP, REP, A, bid_scope())
     assert judged([], root) == ("GRANTOR_NOT_REPRESENTATIVE",)
-    assert judged([], replace(root, grantor_is_representative=True,
-                              representative_revoked_at=NOW - timedelta(days=1))) == (
-        "REPRESENTATIVE_CERT_REVOKED",)
+    assert judged(
+        [],
+        replace(
+            root, grantor_is_representative=True, representative_revoked_at=NOW - timedelta(days=1)
+        ),
+    ) == ("REPRESENTATIVE_CERT_REVOKED",)
 
 
 def test_chain_evaluation_gives_each_stored_hop_the_verdict_judge_hop_gives():
@@ -192,27 +215,40 @@ def test_chain_evaluation_gives_each_stored_hop_the_verdict_judge_hop_gives():
     p = purpose(at=NOW, amount_jpy=10, case=None)
     verdict = evaluate_chain(hops, p, signer_certificate_sha256=C, principal=CORP)
     assert [h.reasons for h in verdict.hops] == [(), (), ("SCOPE_AMOUNT_EXCEEDED",)]
-    assert [judge_hop(hops[:i], h, principal=CORP, at=NOW) for i, h in enumerate(hops)] \
-        == list(verdict.hops)
+    assert [judge_hop(hops[:i], h, principal=CORP, at=NOW) for i, h in enumerate(hops)] == list(
+        verdict.hops
+    )
     # A stored hop under a revoked ancestor reads PARENT_INVALID (the ancestor says why).
     hops[0] = replace(hops[0], status=HopStatus(revoked_at=NOW - timedelta(seconds=1)))
     verdict = evaluate_chain(hops, p, signer_certificate_sha256=C, principal=CORP)
     assert [h.reasons for h in verdict.hops] == [
-        ("MANDATE_REVOKED",), ("PARENT_INVALID",), ("SCOPE_AMOUNT_EXCEEDED", "PARENT_INVALID")]
+        ("MANDATE_REVOKED",),
+        ("PARENT_INVALID",),
+        ("SCOPE_AMOUNT_EXCEEDED", "PARENT_INVALID"),
+    ]
 
 
 def test_a_proposed_hop_lists_the_chains_state_before_the_signer_and_the_scope():
     """The first code is the refusal's: the parent's state first, then who signed, then
     the scope, then the hop's own validity (the order the service always answered in)."""
     late = NOW + timedelta(days=20)
-    assert judged(fixed_chain(), proposed(grantor=A, amount_limit_jpy=501,
-                                          not_after=late + timedelta(days=1)), at=late) == (
-        "PARENT_EXPIRED", "GRANTOR_NOT_PARENT_GRANTEE", "SCOPE_AMOUNT_EXCEEDED",
-        "SCOPE_VALIDITY_EXCEEDED")
+    assert judged(
+        fixed_chain(),
+        proposed(grantor=A, amount_limit_jpy=501, not_after=late + timedelta(days=1)),
+        at=late,
+    ) == (
+        "PARENT_EXPIRED",
+        "GRANTOR_NOT_PARENT_GRANTEE",
+        "SCOPE_AMOUNT_EXCEEDED",
+        "SCOPE_VALIDITY_EXCEEDED",
+    )
     from dataclasses import replace
 
     chain_ = fixed_chain()
     chain_[0] = replace(chain_[0], status=HopStatus(revoked_at=NOW - timedelta(seconds=1)))
-    assert judged(chain_, proposed(grantor=A, not_after=NOW - timedelta(seconds=1),
-                                   not_before=NOW - timedelta(hours=1))) == (
-        "ANCESTOR_REVOKED", "GRANTOR_NOT_PARENT_GRANTEE", "MANDATE_EXPIRED")
+    assert judged(
+        chain_,
+        proposed(
+            grantor=A, not_after=NOW - timedelta(seconds=1), not_before=NOW - timedelta(hours=1)
+        ),
+    ) == ("ANCESTOR_REVOKED", "GRANTOR_NOT_PARENT_GRANTEE", "MANDATE_EXPIRED")

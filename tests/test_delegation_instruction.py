@@ -20,17 +20,23 @@ TITLES = ("代表取締役", "代表執行役", "支配人")
 
 
 def instruction_for(corp, grantee_sha256: str = "ab" * 32, **changes) -> GrantInstruction:
-    fields = dict(principal_corporate_number=corp.corporate_number,
-                  principal_name="株式会社テスト商事", grantor_name="佐藤\u3000一郎",
-                  grantor_title="代表取締役", grantee_name="山田\u3000太郎",
-                  grantee_certificate_sha256=grantee_sha256, scope=bid_scope())
+    fields = dict(
+        principal_corporate_number=corp.corporate_number,
+        principal_name="株式会社テスト商事",
+        grantor_name="佐藤\u3000一郎",
+        grantor_title="代表取締役",
+        grantee_name="山田\u3000太郎",
+        grantee_certificate_sha256=grantee_sha256,
+        scope=bid_scope(),
+    )
     fields.update(changes)
     return GrantInstruction(**fields)
 
 
 def corporation_of(card):
-    return registered_corporation(asn1_x509.Certificate.load(
-        card.certificate.public_bytes(serialization.Encoding.DER)))
+    return registered_corporation(
+        asn1_x509.Certificate.load(card.certificate.public_bytes(serialization.Encoding.DER))
+    )
 
 
 def test_an_instruction_round_trips_through_its_canonical_bytes(pki):
@@ -42,10 +48,15 @@ def test_an_instruction_round_trips_through_its_canonical_bytes(pki):
     assert b" " not in data.replace("\u3000".encode(), b"")  # RFC 8785: no whitespace
 
 
-@pytest.mark.parametrize("data", [
-    b"not json", b"[]", b'{"type": "dairi-grant-instruction/1"}', "\ud800".encode("utf-8",
-                                                                                   "surrogatepass"),
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"not json",
+        b"[]",
+        b'{"type": "dairi-grant-instruction/1"}',
+        "\ud800".encode("utf-8", "surrogatepass"),
+    ],
+)
 def test_malformed_instructions_are_refused(data):
     with pytest.raises(DelegationRefused) as caught:
         GrantInstruction.parse(data)
@@ -77,7 +88,8 @@ def test_the_grantors_cms_signature_names_the_signer(pki):
     signers = instruction_signers(data, sign_instruction(corp.representative, data))
     assert len(signers) == 1
     assert signers[0].certificate_der == corp.representative.certificate.public_bytes(
-        serialization.Encoding.DER)
+        serialization.Encoding.DER
+    )
 
 
 def test_a_signature_over_other_bytes_or_garbage_is_refused(pki):
@@ -98,37 +110,63 @@ def test_representative_rules(pki):
 
     def refused(corporations, required=1):
         with pytest.raises(DelegationRefused) as caught:
-            check_representative_grant(instruction, corporations, representative_titles=TITLES,
-                                       required_signatures=required)
+            check_representative_grant(
+                instruction,
+                corporations,
+                representative_titles=TITLES,
+                required_signatures=required,
+            )
         return caught.value.code
 
-    assert refused([corporation_of(other.representative)]) == \
-        "REPRESENTATIVE_CORPORATION_MISMATCH"
+    assert refused([corporation_of(other.representative)]) == "REPRESENTATIVE_CORPORATION_MISMATCH"
     from devpki.cards import issue_representative_card
 
     same_corp_director = issue_representative_card(
-        pki, corporate_name="株式会社テスト商事", registered_number=corp.registered_number,
-        head_office_address="東京都", representative_name="高橋\u3000二郎",
-        representative_title="取締役")
+        pki,
+        corporate_name="株式会社テスト商事",
+        registered_number=corp.registered_number,
+        head_office_address="東京都",
+        representative_name="高橋\u3000二郎",
+        representative_title="取締役",
+    )
     assert refused([corporation_of(same_corp_director)]) == "GRANTOR_NOT_REPRESENTATIVE"
     assert refused([rep], required=2) == "JOINT_REPRESENTATION_INCOMPLETE"
     assert refused([rep, rep], required=2) == "JOINT_REPRESENTATION_INCOMPLETE"
     second = issue_representative_card(
-        pki, corporate_name="株式会社テスト商事", registered_number=corp.registered_number,
-        head_office_address="東京都", representative_name="鈴木\u3000花子",
-        representative_title="代表取締役")
-    assert check_representative_grant(instruction, [corporation_of(second), rep],
-                                      representative_titles=TITLES, required_signatures=2) == 1
+        pki,
+        corporate_name="株式会社テスト商事",
+        registered_number=corp.registered_number,
+        head_office_address="東京都",
+        representative_name="鈴木\u3000花子",
+        representative_title="代表取締役",
+    )
+    assert (
+        check_representative_grant(
+            instruction,
+            [corporation_of(second), rep],
+            representative_titles=TITLES,
+            required_signatures=2,
+        )
+        == 1
+    )
     # The instruction's names must be the registration's (spaces aside).
-    for changes, code in ((dict(principal_name="株式会社テスト商店"), "PRINCIPAL_NAME_MISMATCH"),
-                          (dict(grantor_name="鈴木\u3000花子"), "GRANTOR_NOT_SIGNER")):
+    for changes, code in (
+        (dict(principal_name="株式会社テスト商店"), "PRINCIPAL_NAME_MISMATCH"),
+        (dict(grantor_name="鈴木\u3000花子"), "GRANTOR_NOT_SIGNER"),
+    ):
         with pytest.raises(DelegationRefused) as caught:
-            check_representative_grant(instruction_for(corp, **changes), [rep],
-                                       representative_titles=TITLES)
+            check_representative_grant(
+                instruction_for(corp, **changes), [rep], representative_titles=TITLES
+            )
         assert caught.value.code == code
-    assert check_representative_grant(instruction_for(corp, grantor_name="佐藤一郎",
-                                                      principal_name="株式会社 テスト商事"),
-                                      [rep], representative_titles=TITLES) == 0
+    assert (
+        check_representative_grant(
+            instruction_for(corp, grantor_name="佐藤一郎", principal_name="株式会社 テスト商事"),
+            [rep],
+            representative_titles=TITLES,
+        )
+        == 0
+    )
 
 
 def test_every_instruction_carries_a_fresh_nonce_and_its_creation_time(pki):
@@ -174,26 +212,28 @@ def _reparsed(corp, edit) -> str:
     try:
         data = rfc8785.dumps(doc)
     except rfc8785.IntegerDomainError:  # what RFC 8785 cannot write, a client still can
-        data = json.dumps(doc, ensure_ascii=False, separators=(",", ":"),
-                          sort_keys=True).encode()
+        data = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
     with pytest.raises(DelegationRefused) as caught:
         GrantInstruction.parse(data)
     assert caught.value.code == "INSTRUCTION_MALFORMED"
     return caught.value.message
 
 
-@pytest.mark.parametrize(("edit", "says"), [
-    # What the attribute authority would not certify is refused when the instruction is
-    # read (issue 10.3): before, these passed parse and failed only at AC issuance.
-    (lambda d: d["scope"].update(amount_limit_jpy=0), "amount_limit_jpy"),
-    (lambda d: d["scope"].update(cases=["R8-\u0007"]), "control characters"),
-    (lambda d: d["principal"].update(name="株式会社\u0000テスト商事"), "principal.name"),
-    (lambda d: d["grantor"].update(name="佐藤\u200b一郎"), "grantor.name"),
-    (lambda d: d["grantee"].update(name="山田" * 101), "grantee.name"),
-    (lambda d: d["grantor"].update(title="代" * 101), "grantor.title"),
-    (lambda d: d["scope"].update(not_after="2030-01-01T00:00:00.500000Z"), "whole seconds"),
-    (lambda d: d["scope"].update(max_depth=2**53 - 1 + 1), "max_depth"),
-])
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        # What the attribute authority would not certify is refused when the instruction is
+        # read (issue 10.3): before, these passed parse and failed only at AC issuance.
+        (lambda d: d["scope"].update(amount_limit_jpy=0), "amount_limit_jpy"),
+        (lambda d: d["scope"].update(cases=["R8-\u0007"]), "control characters"),
+        (lambda d: d["principal"].update(name="株式会社\u0000テスト商事"), "principal.name"),
+        (lambda d: d["grantor"].update(name="佐藤\u200b一郎"), "grantor.name"),
+        (lambda d: d["grantee"].update(name="山田" * 101), "grantee.name"),
+        (lambda d: d["grantor"].update(title="代" * 101), "grantor.title"),
+        (lambda d: d["scope"].update(not_after="2030-01-01T00:00:00.500000Z"), "whole seconds"),
+        (lambda d: d["scope"].update(max_depth=2**53 - 1 + 1), "max_depth"),
+    ],
+)
 def test_what_a_mandate_cannot_carry_is_malformed_at_parse(pki, edit, says):
     corp = new_corporation(pki)
     assert says in _reparsed(corp, edit)
@@ -204,9 +244,11 @@ def test_bytes_other_than_the_canonical_form_are_malformed(pki):
 
     corp = new_corporation(pki)
     doc = instruction_for(corp).to_json()
-    for data in (json.dumps(doc).encode(), json.dumps(doc, ensure_ascii=False,
-                                                        separators=(",", ":")).encode(),
-                 instruction_for(corp).canonical() + b"\n"):
+    for data in (
+        json.dumps(doc).encode(),
+        json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode(),
+        instruction_for(corp).canonical() + b"\n",
+    ):
         with pytest.raises(DelegationRefused) as caught:
             GrantInstruction.parse(data)
         assert caught.value.code == "INSTRUCTION_MALFORMED"

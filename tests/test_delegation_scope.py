@@ -45,9 +45,15 @@ amounts = st.none() | st.sampled_from([1, 1000, 5000, 10_000])
 @st.composite
 def scopes(draw: st.DrawFn) -> Scope:
     start = draw(st.integers(0, 4))
-    return Scope(draw(st.frozensets(st.sampled_from(ACTIONS), min_size=1)), draw(names(ENTITIES)),
-                 draw(names(CASES)), draw(amounts), h(start),
-                 h(start + draw(st.integers(1, 4))), draw(st.integers(0, 3)))
+    return Scope(
+        draw(st.frozensets(st.sampled_from(ACTIONS), min_size=1)),
+        draw(names(ENTITIES)),
+        draw(names(CASES)),
+        draw(amounts),
+        h(start),
+        h(start + draw(st.integers(1, 4))),
+        draw(st.integers(0, 3)),
+    )
 
 
 def _within(draw: st.DrawFn, pool: frozenset[str] | None, universe: list[str]):
@@ -63,34 +69,54 @@ def narrower(draw: st.DrawFn, s: Scope) -> Scope:
     if lo >= hi:
         lo, hi = s.not_before, s.not_after
     amount = s.amount_limit_jpy
-    return Scope(draw(st.frozensets(st.sampled_from(sorted(pool)), min_size=1)),
-                 _within(draw, s.procuring_entities, ENTITIES), _within(draw, s.cases, CASES),
-                 draw(amounts if amount is None else st.integers(1, amount)),
-                 lo, hi, draw(st.integers(0, s.max_depth)))
+    return Scope(
+        draw(st.frozensets(st.sampled_from(sorted(pool)), min_size=1)),
+        _within(draw, s.procuring_entities, ENTITIES),
+        _within(draw, s.cases, CASES),
+        draw(amounts if amount is None else st.integers(1, amount)),
+        lo,
+        hi,
+        draw(st.integers(0, s.max_depth)),
+    )
 
 
 @st.composite
 def wider(draw: st.DrawFn, s: Scope) -> Scope:
     """A scope containing ``s``."""
+
     def grow(pool: frozenset[str] | None, universe: list[str]) -> frozenset[str] | None:
         if pool is None or draw(st.booleans()):
             return None
         return pool | draw(st.frozensets(st.sampled_from(universe)))
+
     amount = s.amount_limit_jpy
-    return Scope(s.actions | draw(st.frozensets(st.sampled_from(ACTIONS))),
-                 grow(s.procuring_entities, ENTITIES), grow(s.cases, CASES),
-                 None if amount is None else draw(st.none() | st.integers(amount, amount + 10)),
-                 s.not_before - timedelta(hours=draw(st.integers(0, 2))),
-                 s.not_after + timedelta(hours=draw(st.integers(0, 2))),
-                 s.max_depth + draw(st.integers(0, 2)))
+    return Scope(
+        s.actions | draw(st.frozensets(st.sampled_from(ACTIONS))),
+        grow(s.procuring_entities, ENTITIES),
+        grow(s.cases, CASES),
+        None if amount is None else draw(st.none() | st.integers(amount, amount + 10)),
+        s.not_before - timedelta(hours=draw(st.integers(0, 2))),
+        s.not_after + timedelta(hours=draw(st.integers(0, 2))),
+        s.max_depth + draw(st.integers(0, 2)),
+    )
 
 
 @st.composite
 def tweak(draw: st.DrawFn, s: Scope) -> Scope:
     """``s`` with one dimension taken from another scope."""
     o = draw(scopes())
-    key = draw(st.sampled_from(["actions", "procuring_entities", "cases", "amount_limit_jpy",
-                                "max_depth", "not_before"]))
+    key = draw(
+        st.sampled_from(
+            [
+                "actions",
+                "procuring_entities",
+                "cases",
+                "amount_limit_jpy",
+                "max_depth",
+                "not_before",
+            ]
+        )
+    )
     if key == "not_before":
         return replace(s, not_before=o.not_before, not_after=o.not_after)
     return replace(s, **{key: getattr(o, key)})
@@ -104,9 +130,13 @@ pairs = scopes().flatmap(lambda a: st.tuples(st.just(a), related(a)))
 
 
 purposes = st.builds(
-    Purpose, st.sampled_from([BID, QUOTE, CONTRACT, INVOICE, *PROCS]),
-    st.none() | st.sampled_from(ENTITIES), st.none() | st.sampled_from(CASES),
-    st.none() | st.integers(0, 12_000), st.integers(-1, 10).map(h))
+    Purpose,
+    st.sampled_from([BID, QUOTE, CONTRACT, INVOICE, *PROCS]),
+    st.none() | st.sampled_from(ENTITIES),
+    st.none() | st.sampled_from(CASES),
+    st.none() | st.integers(0, 12_000),
+    st.integers(-1, 10).map(h),
+)
 
 
 @st.composite
@@ -117,9 +147,13 @@ def purpose_for(draw: st.DrawFn, s: Scope) -> Purpose:
         action = draw(st.sampled_from(PROCS))
     pick = lambda pool: draw(st.sampled_from(sorted(pool))) if pool else None  # noqa: E731
     hours = int((s.not_after - s.not_before) / timedelta(hours=1))
-    return Purpose(action, pick(s.procuring_entities), pick(s.cases),
-                   draw(st.none() | st.integers(0, s.amount_limit_jpy or 12_000)),
-                   s.not_before + timedelta(hours=draw(st.integers(0, hours - 1))))
+    return Purpose(
+        action,
+        pick(s.procuring_entities),
+        pick(s.cases),
+        draw(st.none() | st.integers(0, s.amount_limit_jpy or 12_000)),
+        s.not_before + timedelta(hours=draw(st.integers(0, hours - 1))),
+    )
 
 
 @given(scopes())
@@ -171,7 +205,8 @@ def test_contains_iff_intersection_is_the_other(ab: tuple[Scope, Scope]) -> None
 
 @given(st.data())
 def test_coverage_is_monotone_and_intersection_covers_exactly_the_common(
-        data: st.DataObject) -> None:
+    data: st.DataObject,
+) -> None:
     a = data.draw(scopes())
     b = data.draw(related(a))
     p = data.draw(purposes | purpose_for(b))
@@ -199,7 +234,8 @@ def test_json_round_trip(a: Scope) -> None:
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
-    max_leaves=10)
+    max_leaves=10,
+)
 
 
 @given(st.data())
@@ -218,26 +254,48 @@ def test_from_json_raises_only_scope_error(data: st.DataObject) -> None:
 
 # -- examples ---------------------------------------------------------------------------
 
+
 def scope(**kw: object) -> Scope:
     base: dict[str, object] = dict(
-        actions={BID, QUOTE}, procuring_entities={KANTO}, cases={CASE1},
-        amount_limit_jpy=50_000_000, not_before=h(0), not_after=h(24 * 365), max_depth=1)
+        actions={BID, QUOTE},
+        procuring_entities={KANTO},
+        cases={CASE1},
+        amount_limit_jpy=50_000_000,
+        not_before=h(0),
+        not_after=h(24 * 365),
+        max_depth=1,
+    )
     return Scope(**{**base, **kw})  # type: ignore[arg-type]
 
 
 def purpose(**kw: object) -> Purpose:
-    base: dict[str, object] = dict(action=BID, procuring_entity=KANTO, case=CASE1,
-                                   amount_jpy=12_000_000, at=h(10))
+    base: dict[str, object] = dict(
+        action=BID, procuring_entity=KANTO, case=CASE1, amount_jpy=12_000_000, at=h(10)
+    )
     return Purpose(**{**base, **kw})  # type: ignore[arg-type]
 
 
 def test_actions_and_labels() -> None:
     assert [ACTION_LABELS[a] for a in (BID, QUOTE, CONTRACT, INVOICE, "e-application")] == [
-        "入札", "見積", "契約", "請求", "電子申請"]
+        "入札",
+        "見積",
+        "契約",
+        "請求",
+        "電子申請",
+    ]
     assert validate_action(PROCS[0]) == PROCS[0]
     assert validate_action(E_APPLICATION_ANY) == E_APPLICATION_ANY
-    for bad in ("sign", "BID", "e-application:", "e-application:a b", "e-application:a*",
-                "e-application:\u3000", "", None, 3):
+    for bad in (
+        "sign",
+        "BID",
+        "e-application:",
+        "e-application:a b",
+        "e-application:a*",
+        "e-application:\u3000",
+        "",
+        None,
+        3,
+    ):
         with pytest.raises(ScopeError) as exc:
             validate_action(bad)
         assert exc.value.code == "SCOPE_ACTION_UNKNOWN"
@@ -253,17 +311,32 @@ def test_wildcard_absorbs_specific_procedures() -> None:
     assert s.covers(purpose(action=PROCS[2]))
 
 
-@pytest.mark.parametrize("kw", [
-    dict(actions=set()), dict(actions="bid"), dict(procuring_entities=set()),
-    dict(cases=frozenset()), dict(cases={" R8-関東-001"}), dict(amount_limit_jpy=-1),
-    dict(amount_limit_jpy=True), dict(amount_limit_jpy=1.5), dict(not_after=h(0)),
-    dict(not_before=datetime(2026, 4, 1)), dict(max_depth=-1), dict(max_depth=None),
-    # One validator for every scope field (issue 10.3): what a mandate AC cannot carry.
-    dict(amount_limit_jpy=0), dict(amount_limit_jpy=2**53), dict(max_depth=2**53),
-    dict(cases={"R8-\x00関東"}), dict(procuring_entities={"防衛省\u200b"}),
-    dict(cases={"R8\n001"}), dict(cases={"x" * 301}),
-    dict(cases={f"R8-{n:03d}" for n in range(101)}),
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(actions=set()),
+        dict(actions="bid"),
+        dict(procuring_entities=set()),
+        dict(cases=frozenset()),
+        dict(cases={" R8-関東-001"}),
+        dict(amount_limit_jpy=-1),
+        dict(amount_limit_jpy=True),
+        dict(amount_limit_jpy=1.5),
+        dict(not_after=h(0)),
+        dict(not_before=datetime(2026, 4, 1)),
+        dict(max_depth=-1),
+        dict(max_depth=None),
+        # One validator for every scope field (issue 10.3): what a mandate AC cannot carry.
+        dict(amount_limit_jpy=0),
+        dict(amount_limit_jpy=2**53),
+        dict(max_depth=2**53),
+        dict(cases={"R8-\x00関東"}),
+        dict(procuring_entities={"防衛省\u200b"}),
+        dict(cases={"R8\n001"}),
+        dict(cases={"x" * 301}),
+        dict(cases={f"R8-{n:03d}" for n in range(101)}),
+    ],
+)
 def test_invalid_scopes(kw: dict[str, object]) -> None:
     with pytest.raises(ScopeError) as exc:
         scope(**kw)
@@ -273,18 +346,30 @@ def test_invalid_scopes(kw: dict[str, object]) -> None:
 def test_escalation_codes() -> None:
     parent = scope(max_depth=2)
     assert parent.escalations_of(scope(max_depth=1)) == ()
-    assert scope(max_depth=0).escalations_of(scope(max_depth=0)) == (
-        "SUBDELEGATION_NOT_ALLOWED",)
+    assert scope(max_depth=0).escalations_of(scope(max_depth=0)) == ("SUBDELEGATION_NOT_ALLOWED",)
     assert parent.escalations_of(scope(max_depth=2)) == ("DEPTH_EXCEEDED",)
-    child = scope(actions={BID, CONTRACT}, procuring_entities=None, cases={CASE1, CASES[1]},
-                  amount_limit_jpy=None, not_after=h(24 * 366), max_depth=0)
+    child = scope(
+        actions={BID, CONTRACT},
+        procuring_entities=None,
+        cases={CASE1, CASES[1]},
+        amount_limit_jpy=None,
+        not_after=h(24 * 366),
+        max_depth=0,
+    )
     assert parent.escalations_of(child) == (
-        "SCOPE_ACTION_NOT_GRANTED", "SCOPE_ENTITY_NOT_GRANTED", "SCOPE_CASE_NOT_GRANTED",
-        "SCOPE_AMOUNT_EXCEEDED", "SCOPE_VALIDITY_EXCEEDED")
+        "SCOPE_ACTION_NOT_GRANTED",
+        "SCOPE_ENTITY_NOT_GRANTED",
+        "SCOPE_CASE_NOT_GRANTED",
+        "SCOPE_AMOUNT_EXCEEDED",
+        "SCOPE_VALIDITY_EXCEEDED",
+    )
     assert scope(max_depth=0).escalations_of(child)[:2] == (
-        "SUBDELEGATION_NOT_ALLOWED", "SCOPE_ACTION_NOT_GRANTED")
+        "SUBDELEGATION_NOT_ALLOWED",
+        "SCOPE_ACTION_NOT_GRANTED",
+    )
     assert parent.escalations_of(scope(not_before=h(-1), max_depth=0)) == (
-        "SCOPE_VALIDITY_EXCEEDED",)
+        "SCOPE_VALIDITY_EXCEEDED",
+    )
 
 
 def test_uncovered_codes() -> None:
@@ -298,15 +383,25 @@ def test_uncovered_codes() -> None:
     assert s.uncovered(purpose(at=h(-1))) == ("MANDATE_NOT_YET_VALID",)
     assert s.uncovered(purpose(at=h(24 * 365))) == ("MANDATE_EXPIRED",)
     assert s.uncovered(purpose(action=INVOICE, procuring_entity=None, case=None, at=h(-1))) == (
-        "SCOPE_ACTION_NOT_GRANTED", "SCOPE_ENTITY_NOT_GRANTED", "SCOPE_CASE_NOT_GRANTED",
-        "MANDATE_NOT_YET_VALID")
+        "SCOPE_ACTION_NOT_GRANTED",
+        "SCOPE_ENTITY_NOT_GRANTED",
+        "SCOPE_CASE_NOT_GRANTED",
+        "MANDATE_NOT_YET_VALID",
+    )
     assert s.covers(purpose(amount_jpy=None))  # no amount stated: the limit does not apply
     anyone = scope(procuring_entities=None, cases=None, amount_limit_jpy=None)
     assert anyone.covers(purpose(procuring_entity=None, case=None, amount_jpy=10**15))
 
 
-@pytest.mark.parametrize("kw", [dict(action=E_APPLICATION_ANY), dict(amount_jpy=-5),
-                                dict(case=""), dict(at=datetime(2026, 4, 1))])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(action=E_APPLICATION_ANY),
+        dict(amount_jpy=-5),
+        dict(case=""),
+        dict(at=datetime(2026, 4, 1)),
+    ],
+)
 def test_invalid_purposes(kw: dict[str, object]) -> None:
     with pytest.raises(ScopeError):
         purpose(**kw)
@@ -323,25 +418,47 @@ def test_intersection_examples() -> None:
 
 def test_json_example_with_utc_normalisation() -> None:
     jst = timezone(timedelta(hours=9))
-    s = scope(actions={QUOTE, BID, E_APPLICATION_ANY}, cases=None,
-              not_before=datetime(2026, 4, 1, 9, tzinfo=jst),
-              not_after=h(1) + timedelta(microseconds=5))
+    s = scope(
+        actions={QUOTE, BID, E_APPLICATION_ANY},
+        cases=None,
+        not_before=datetime(2026, 4, 1, 9, tzinfo=jst),
+        not_after=h(1) + timedelta(microseconds=5),
+    )
     assert s.not_before.tzinfo is UTC and s.not_before == h(0)
     assert s.to_json() == {
-        "actions": [BID, E_APPLICATION_ANY, QUOTE], "procuring_entities": [KANTO],
-        "cases": None, "amount_limit_jpy": 50_000_000, "not_before": "2026-04-01T00:00:00Z",
-        "not_after": "2026-04-01T01:00:00.000005Z", "max_depth": 1}
+        "actions": [BID, E_APPLICATION_ANY, QUOTE],
+        "procuring_entities": [KANTO],
+        "cases": None,
+        "amount_limit_jpy": 50_000_000,
+        "not_before": "2026-04-01T00:00:00Z",
+        "not_after": "2026-04-01T01:00:00.000005Z",
+        "max_depth": 1,
+    }
     assert Scope.from_json(s.to_json()) == s
     with pytest.raises(ScopeError):
         Scope.from_json({k: v for k, v in s.to_json().items() if k != "cases"})
 
 
-@pytest.mark.parametrize("change", [
-    {"extra": 1}, {"actions": "bid"}, {"actions": [1]}, {"cases": []}, {"cases": "R8"},
-    {"amount_limit_jpy": "100"}, {"max_depth": 1.0}, {"not_before": "2026-04-01T00:00:00+09:00"},
-    {"not_before": "2026-04-01"}, {"not_before": 0}, {"not_after": "2026-02-30T00:00:00Z"},
-    {"not_after": "２０２６-04-01T00:00:00Z"}, None, [], "{}",
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"extra": 1},
+        {"actions": "bid"},
+        {"actions": [1]},
+        {"cases": []},
+        {"cases": "R8"},
+        {"amount_limit_jpy": "100"},
+        {"max_depth": 1.0},
+        {"not_before": "2026-04-01T00:00:00+09:00"},
+        {"not_before": "2026-04-01"},
+        {"not_before": 0},
+        {"not_after": "2026-02-30T00:00:00Z"},
+        {"not_after": "２０２６-04-01T00:00:00Z"},
+        None,
+        [],
+        "{}",
+    ],
+)
 def test_from_json_rejects(change: object) -> None:
     doc = {**scope().to_json(), **change} if isinstance(change, dict) else change
     with pytest.raises(ScopeError) as exc:
@@ -353,8 +470,12 @@ def test_from_json_rejects(change: object) -> None:
 
 
 def test_the_bounds_of_a_scope_are_inclusive() -> None:
-    s = scope(amount_limit_jpy=1, max_depth=2**53 - 1, cases={"x" * 300},
-              procuring_entities={f"庁{n}" for n in range(100)})
+    s = scope(
+        amount_limit_jpy=1,
+        max_depth=2**53 - 1,
+        cases={"x" * 300},
+        procuring_entities={f"庁{n}" for n in range(100)},
+    )
     assert s.amount_limit_jpy == 1 and s.max_depth == 9007199254740991
     assert scope(amount_limit_jpy=2**53 - 1).amount_limit_jpy == 9007199254740991
     # Full-width spaces inside a name are a name's, not a control character.
@@ -365,8 +486,16 @@ def test_check_text_refuses_each_kind_of_bad_text() -> None:
     from delegation.scope import check_text
 
     assert check_text("  山田\u3000太郎 ", "name", padded=True) == "  山田\u3000太郎 "
-    for bad, padded in ((" x", False), ("", True), ("\u3000", True), ("a\tb", True),
-                        ("a\u202eb", True), ("a\ue000", True), (7, True), ("y" * 11, True)):
+    for bad, padded in (
+        (" x", False),
+        ("", True),
+        ("\u3000", True),
+        ("a\tb", True),
+        ("a\u202eb", True),
+        ("a\ue000", True),
+        (7, True),
+        ("y" * 11, True),
+    ):
         with pytest.raises(ScopeError) as exc:
             check_text(bad, "name", padded=padded, max_length=10)
         assert exc.value.code == "SCOPE_INVALID", bad
@@ -374,8 +503,10 @@ def test_check_text_refuses_each_kind_of_bad_text() -> None:
 
 def test_only_whole_second_scopes_are_certifiable() -> None:
     scope().check_certifiable()
-    for changes in (dict(not_before=h(0) + timedelta(microseconds=1)),
-                    dict(not_after=h(24) + timedelta(milliseconds=500))):
+    for changes in (
+        dict(not_before=h(0) + timedelta(microseconds=1)),
+        dict(not_after=h(24) + timedelta(milliseconds=500)),
+    ):
         with pytest.raises(ScopeError) as exc:
             scope(**changes).check_certifiable()
         assert exc.value.code == "SCOPE_INVALID"

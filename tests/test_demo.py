@@ -39,8 +39,13 @@ CASE = "令和8年度 第42号 庁舎清掃業務委託"
 
 
 def _demo(out: Path, env: dict[str, str], *args: str) -> str:
-    result = subprocess.run([DAIRI, "demo", "--out", str(out), *args], capture_output=True,
-                            text=True, timeout=900, env={**os.environ, **env})
+    result = subprocess.run(
+        [DAIRI, "demo", "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, **env},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -51,15 +56,21 @@ def _state(database_url: str) -> dict[str, object]:
     try:
         with Session(engine) as session:
             return {
-                "corporations": {c.corporate_number: c.name
-                                 for c in session.scalars(select(Corporation))},
+                "corporations": {
+                    c.corporate_number: c.name for c in session.scalars(select(Corporation))
+                },
                 "people": sorted((p.name, p.id) for p in session.scalars(select(Person))),
-                "employments": sorted((e.person_id, e.corporate_number, e.ended_at)
-                                      for e in session.scalars(select(Employment))),
-                "mandates": sorted((m.depth, m.id, m.parent_id, m.grantee_person_id,
-                                    m.revoked_at) for m in session.scalars(select(Mandate))),
-                "credentials": sorted((c.name, c.status)
-                                      for c in session.scalars(select(Credential))),
+                "employments": sorted(
+                    (e.person_id, e.corporate_number, e.ended_at)
+                    for e in session.scalars(select(Employment))
+                ),
+                "mandates": sorted(
+                    (m.depth, m.id, m.parent_id, m.grantee_person_id, m.revoked_at)
+                    for m in session.scalars(select(Mandate))
+                ),
+                "credentials": sorted(
+                    (c.name, c.status) for c in session.scalars(select(Credential))
+                ),
             }
     finally:
         engine.dispose()
@@ -72,7 +83,8 @@ def _served(log: str, method: str, path: str, status: int) -> int:
 
 
 def test_the_demo_runs_twice_over_http_and_keeps_one_of_everything(
-        app, client, app_settings, cli_env, tmp_path):
+    app, client, app_settings, cli_env, tmp_path
+):
     out = tmp_path / "demo"
     _demo(out, cli_env)
     # It drove the service it started over HTTP: that process's access log has the calls.
@@ -84,8 +96,10 @@ def test_the_demo_runs_twice_over_http_and_keeps_one_of_everything(
     assert first["corporations"] == {DEMO_CORPORATION: "株式会社代理建設"}
     assert [name for name, _ in first["people"]] == [YAMADA, SUZUKI]
     people = {name: person_id for name, person_id in first["people"]}
-    [(root_depth, root, no_parent, root_grantee, root_revoked),
-     (leaf_depth, leaf, parent, leaf_grantee, leaf_revoked)] = first["mandates"]
+    [
+        (root_depth, root, no_parent, root_grantee, root_revoked),
+        (leaf_depth, leaf, parent, leaf_grantee, leaf_revoked),
+    ] = first["mandates"]
     assert (root_depth, leaf_depth) == (0, 1)
     assert (no_parent, parent, root_revoked, leaf_revoked) == (None, root, None, None)
     assert (root_grantee, leaf_grantee) == (people[YAMADA], people[SUZUKI])
@@ -107,18 +121,29 @@ def test_the_demo_runs_twice_over_http_and_keeps_one_of_everything(
 
     # The service, asked over HTTP with the representative's card the demo kept.
     token = login(client, load_card(out / "cards" / "representative").role())
-    employees = client.get(f"/api/v1/corporations/{DEMO_CORPORATION}/employees",
-                           headers=bearer(token)).get_json()
+    employees = client.get(
+        f"/api/v1/corporations/{DEMO_CORPORATION}/employees", headers=bearer(token)
+    ).get_json()
     assert sorted(e["name"] for e in employees["items"]) == [YAMADA, SUZUKI]
-    who = client.get("/api/v1/authority", headers=bearer(token), query_string={
-        "principal": DEMO_CORPORATION, "action": "bid",
-        "procuring_entity": "国土交通省 関東地方整備局", "case": CASE})
+    who = client.get(
+        "/api/v1/authority",
+        headers=bearer(token),
+        query_string={
+            "principal": DEMO_CORPORATION,
+            "action": "bid",
+            "procuring_entity": "国土交通省 関東地方整備局",
+            "case": CASE,
+        },
+    )
     assert who.status_code == 200, who.get_json()
-    assert sorted((a["grantee"]["name"], len(a["chain"]))
-                  for a in who.get_json()["authorities"]) == [(YAMADA, 1), (SUZUKI, 2)]
+    assert sorted(
+        (a["grantee"]["name"], len(a["chain"])) for a in who.get_json()["authorities"]
+    ) == [(YAMADA, 1), (SUZUKI, 2)]
     _judge_outputs(out)
-    assert sorted(p.name for p in (out / "mandates").glob("*.der")) == \
-        [f"0-{root}.der", f"1-{leaf}.der"]
+    assert sorted(p.name for p in (out / "mandates").glob("*.der")) == [
+        f"0-{root}.der",
+        f"1-{leaf}.der",
+    ]
 
 
 def _judge_outputs(out: Path) -> None:
@@ -129,11 +154,15 @@ def _judge_outputs(out: Path) -> None:
     # published anchors, nothing fetched) and timestamp, and the PAdES level's parts.
     roots = list(load_certs_from_pemder(sorted(str(p) for p in (out / "trust").glob("*.pem"))))
     for level, timestamped, dss, document_timestamps in (
-            ("B-B", False, False, 0), ("B-T", True, False, 0), ("B-LT", True, True, 0),
-            ("B-LTA", True, True, 1)):
+        ("B-B", False, False, 0),
+        ("B-T", True, False, 0),
+        ("B-LT", True, True, 0),
+        ("B-LTA", True, True, 1),
+    ):
         path = out / f"bid-{level}.pdf"
-        shown = subprocess.run(["pdfsig", str(path)], capture_output=True, text=True,
-                               timeout=60).stdout
+        shown = subprocess.run(
+            ["pdfsig", str(path)], capture_output=True, text=True, timeout=60
+        ).stdout
         first = shown.split("Signature #2:")[0]
         assert "Signature Validation: Signature is Valid." in first, shown
         assert "Signer Certificate Common Name: 山田　太郎" in first, shown
@@ -141,17 +170,20 @@ def _judge_outputs(out: Path) -> None:
         with path.open("rb") as f:
             reader = PdfFileReader(f)
             [signature] = reader.embedded_regular_signatures
-            status = validate_pdf_signature(signature, ValidationContext(
-                trust_roots=roots, allow_fetching=False))
+            status = validate_pdf_signature(
+                signature, ValidationContext(trust_roots=roots, allow_fetching=False)
+            )
             assert status.intact and status.valid and status.trusted, status.pretty_print_details()
-            assert (status.timestamp_validity is not None
-                    and status.timestamp_validity.valid) == timestamped, level
+            assert (
+                status.timestamp_validity is not None and status.timestamp_validity.valid
+            ) == timestamped, level
             assert ("/DSS" in reader.root) == dss, level
             assert len(reader.embedded_timestamp_signatures) == document_timestamps, level
     # The 電子委任状 is signed by the attribute authority, whole document.
     [document] = (out / "mandates").glob("*.pdf")
-    shown = subprocess.run(["pdfsig", str(document)], capture_output=True, text=True,
-                           timeout=60).stdout
+    shown = subprocess.run(
+        ["pdfsig", str(document)], capture_output=True, text=True, timeout=60
+    ).stdout
     assert "Signature Validation: Signature is Valid." in shown, shown
     assert "Total document signed" in shown, shown
     assert "Attribute Authority" in shown, shown
@@ -160,7 +192,9 @@ def _judge_outputs(out: Path) -> None:
     assert [p.name[0] for p in acs] == ["0", "1"]
     leaf = parse_mandate_certificate(acs[1].read_bytes())
     [embedded] = leaf.ancestors  # the root, embedded bare (issue 10 item 12)
-    assert parse_mandate_certificate(embedded, embedded_depth=0).serial_number == \
-        parse_mandate_certificate(acs[0].read_bytes()).serial_number
+    assert (
+        parse_mandate_certificate(embedded, embedded_depth=0).serial_number
+        == parse_mandate_certificate(acs[0].read_bytes()).serial_number
+    )
     assert leaf.terms.grantee.name == "鈴木\u3000花子"
     assert (out / "trust" / "aa.pem").is_file()

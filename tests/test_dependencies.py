@@ -46,10 +46,13 @@ def _modules_used(directories: list[str]) -> dict[str, set[str]]:
                     names = [alias.name for alias in node.names]
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                     names = [node.module]
-                elif (isinstance(node, ast.Call) and node.args
-                      and isinstance(node.args[0], ast.Constant)
-                      and isinstance(node.args[0].value, str)
-                      and getattr(node.func, "id", getattr(node.func, "attr", "")) == "files"):
+                elif (
+                    isinstance(node, ast.Call)
+                    and node.args
+                    and isinstance(node.args[0], ast.Constant)
+                    and isinstance(node.args[0].value, str)
+                    and getattr(node.func, "id", getattr(node.func, "attr", "")) == "files"
+                ):
                     names = [node.args[0].value]
                 else:
                     continue
@@ -73,8 +76,7 @@ def _distributions(used: dict[str, set[str]]) -> dict[str, set[str]]:
 
 def test_what_the_service_imports_is_declared_and_what_it_declares_is_used() -> None:
     used = _distributions(_modules_used(list(FIRST_PARTY)))
-    undeclared = {name: sorted(files)[:3] for name, files in used.items()
-                  if name not in RUNTIME}
+    undeclared = {name: sorted(files)[:3] for name, files in used.items() if name not in RUNTIME}
     assert undeclared == {}, "imported by the service but not in [project] dependencies"
     unused = sorted(set(RUNTIME) - set(used))
     assert unused == [], "declared in [project] dependencies but imported nowhere"
@@ -82,10 +84,14 @@ def test_what_the_service_imports_is_declared_and_what_it_declares_is_used() -> 
 
 def test_what_the_tests_and_benchmarks_import_is_declared() -> None:
     used = _distributions(_modules_used(["tests", "bench"]))
-    undeclared = {name: sorted(files)[:3] for name, files in used.items()
-                  if name not in RUNTIME and name not in TEST}
-    assert undeclared == {}, "imported by tests or bench but declared neither at run time " \
-                             "nor in the test extra"
+    undeclared = {
+        name: sorted(files)[:3]
+        for name, files in used.items()
+        if name not in RUNTIME and name not in TEST
+    }
+    assert undeclared == {}, (
+        "imported by tests or bench but declared neither at run time nor in the test extra"
+    )
 
 
 def _locked() -> dict[str, tuple[Version, int]]:
@@ -106,8 +112,11 @@ def _locked() -> dict[str, tuple[Version, int]]:
 def test_the_lock_pins_every_runtime_dependency_within_its_range_with_hashes() -> None:
     locked = _locked()
     assert set(RUNTIME) <= set(locked), "not in requirements.lock: run `make lock`"
-    outside = {name: str(locked[name][0]) for name, requirement in RUNTIME.items()
-               if not requirement.specifier.contains(locked[name][0], prereleases=True)}
+    outside = {
+        name: str(locked[name][0])
+        for name, requirement in RUNTIME.items()
+        if not requirement.specifier.contains(locked[name][0], prereleases=True)
+    }
     assert outside == {}, "pinned outside pyproject.toml's range: run `make lock`"
     assert [name for name, (_, hashes) in locked.items() if hashes == 0] == []
     # nothing of the test tools leaks into what a deployment installs

@@ -59,22 +59,28 @@ def test_attribute_authority_is_an_end_entity_whose_key_is_in_the_hsm(hsm, pki):
 
 
 def _ocsp_request(cert: x509.Certificate, issuer: x509.Certificate) -> bytes:
-    return (ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1())
-            .build().public_bytes(serialization.Encoding.DER))
+    return (
+        ocsp.OCSPRequestBuilder()
+        .add_certificate(cert, issuer, hashes.SHA1())
+        .build()
+        .public_bytes(serialization.Encoding.DER)
+    )
 
 
 def test_ocsp_answers_good_then_revoked_with_reason(hsm, pki):
     ca = pki.cas["employee-signing"]
     credential = make_credential(hsm, pki, "高橋 次郎")
     cert = x509.load_der_x509_certificate(credential.certificate_der)
-    status, ctype, body = pki.serve("POST", "/pki/ocsp/employee-signing",
-                                    _ocsp_request(cert, ca.certificate))
+    status, ctype, body = pki.serve(
+        "POST", "/pki/ocsp/employee-signing", _ocsp_request(cert, ca.certificate)
+    )
     assert (status, ctype) == (200, "application/ocsp-response")
     response = ocsp.load_der_ocsp_response(body)
     assert response.certificate_status is ocsp.OCSPCertStatus.GOOD
     response.responses  # noqa: B018
-    ca.certificate.public_key().verify(response.signature, response.tbs_response_bytes,
-                                       padding.PKCS1v15(), hashes.SHA256())
+    ca.certificate.public_key().verify(
+        response.signature, response.tbs_response_bytes, padding.PKCS1v15(), hashes.SHA256()
+    )
 
     ca.revoke(cert.serial_number, x509.ReasonFlags.affiliation_changed, now=pki.clock())
     response = ocsp.load_der_ocsp_response(
@@ -94,14 +100,19 @@ def test_ocsp_answers_good_then_revoked_with_reason(hsm, pki):
 
 
 def test_ocsp_refuses_malformed_and_foreign_requests(hsm, pki):
-    malformed = ocsp.load_der_ocsp_response(pki.serve("POST", "/pki/ocsp/jpki-auth",
-                                                      b"\x30\x03garbage")[2])
+    malformed = ocsp.load_der_ocsp_response(
+        pki.serve("POST", "/pki/ocsp/jpki-auth", b"\x30\x03garbage")[2]
+    )
     assert malformed.response_status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
     credential = make_credential(hsm, pki, "伊藤 三郎")
     cert = x509.load_der_x509_certificate(credential.certificate_der)
-    foreign = ocsp.load_der_ocsp_response(pki.serve(
-        "POST", "/pki/ocsp/jpki-auth",
-        _ocsp_request(cert, pki.cas["employee-signing"].certificate))[2])
+    foreign = ocsp.load_der_ocsp_response(
+        pki.serve(
+            "POST",
+            "/pki/ocsp/jpki-auth",
+            _ocsp_request(cert, pki.cas["employee-signing"].certificate),
+        )[2]
+    )
     assert foreign.response_status is ocsp.OCSPResponseStatus.UNAUTHORIZED
 
 
@@ -112,11 +123,17 @@ def test_revoking_an_unknown_serial_is_refused(pki):
 
 def test_tsa_grants_tokens_over_the_imprint(pki):
     digest = hashlib.sha256(b"bid").digest()
-    request = tsp.TimeStampReq({
-        "version": 1,
-        "message_imprint": {"hash_algorithm": {"algorithm": "sha256"}, "hashed_message": digest},
-        "nonce": 4242, "cert_req": True,
-    })
+    request = tsp.TimeStampReq(
+        {
+            "version": 1,
+            "message_imprint": {
+                "hash_algorithm": {"algorithm": "sha256"},
+                "hashed_message": digest,
+            },
+            "nonce": 4242,
+            "cert_req": True,
+        }
+    )
     status, ctype, body = pki.serve("POST", "/pki/tsa", request.dump())
     assert (status, ctype) == (200, "application/timestamp-reply")
     response = tsp.TimeStampResp.load(body)
@@ -133,12 +150,30 @@ def test_tsa_grants_tokens_over_the_imprint(pki):
     ("body", "fail_info"),
     [
         (b"not der at all", "bad_data_format"),
-        (tsp.TimeStampReq({"version": 1, "message_imprint": {
-            "hash_algorithm": {"algorithm": "md5"}, "hashed_message": b"0" * 16}}).dump(),
-         "bad_alg"),
-        (tsp.TimeStampReq({"version": 1, "message_imprint": {
-            "hash_algorithm": {"algorithm": "sha256"}, "hashed_message": b"short"}}).dump(),
-         "bad_data_format"),
+        (
+            tsp.TimeStampReq(
+                {
+                    "version": 1,
+                    "message_imprint": {
+                        "hash_algorithm": {"algorithm": "md5"},
+                        "hashed_message": b"0" * 16,
+                    },
+                }
+            ).dump(),
+            "bad_alg",
+        ),
+        (
+            tsp.TimeStampReq(
+                {
+                    "version": 1,
+                    "message_imprint": {
+                        "hash_algorithm": {"algorithm": "sha256"},
+                        "hashed_message": b"short",
+                    },
+                }
+            ).dump(),
+            "bad_data_format",
+        ),
     ],
 )
 def test_tsa_rejects_bad_requests(pki, body, fail_info):

@@ -64,10 +64,15 @@ class Endless(io.RawIOBase):
 def _chunked(client, path: str, content_type: str, stream: io.RawIOBase):
     # The test client wants a seekable body; the stream goes in as the server's input.
     # gunicorn de-chunks a body and marks its stream as ending (wsgi.input_terminated).
-    return client.post(path, headers={"Content-Type": content_type,
-                                      "Transfer-Encoding": "chunked"},
-                       environ_overrides={"wsgi.input": stream, "CONTENT_LENGTH": "",
-                                          "wsgi.input_terminated": True})
+    return client.post(
+        path,
+        headers={"Content-Type": content_type, "Transfer-Encoding": "chunked"},
+        environ_overrides={
+            "wsgi.input": stream,
+            "CONTENT_LENGTH": "",
+            "wsgi.input_terminated": True,
+        },
+    )
 
 
 def _assert_problem(response, status: int, code: str) -> dict:
@@ -85,9 +90,16 @@ def _ocsp_request(pki) -> bytes:
 
 
 def _tsa_query() -> bytes:
-    return tsp.TimeStampReq({"version": 1, "message_imprint": {
-        "hash_algorithm": {"algorithm": "sha256"}, "hashed_message": b"\x01" * 32},
-        "cert_req": True}).dump()
+    return tsp.TimeStampReq(
+        {
+            "version": 1,
+            "message_imprint": {
+                "hash_algorithm": {"algorithm": "sha256"},
+                "hashed_message": b"\x01" * 32,
+            },
+            "cert_req": True,
+        }
+    ).dump()
 
 
 # -- body caps through the test client ------------------------------------------
@@ -95,7 +107,8 @@ def _tsa_query() -> bytes:
 
 @pytest.mark.parametrize(("path", "content_type", "cap"), CAPPED)
 def test_a_chunked_body_past_the_cap_is_refused_after_cap_plus_one_bytes(
-        client, pki, path, content_type, cap):
+    client, pki, path, content_type, cap
+):
     body = Endless(HUGE)
     _assert_problem(_chunked(client, path, content_type, body), 413, "PAYLOAD_TOO_LARGE")
     assert body.consumed <= cap + 1
@@ -104,8 +117,15 @@ def test_a_chunked_body_past_the_cap_is_refused_after_cap_plus_one_bytes(
 @pytest.mark.parametrize(("path", "content_type", "cap"), CAPPED)
 def test_a_declared_length_past_the_cap_is_refused_unread(client, pki, path, content_type, cap):
     body = Endless(cap + 1)
-    response = client.post(path, headers={"Content-Type": content_type}, environ_overrides={
-        "wsgi.input": body, "CONTENT_LENGTH": str(cap + 1), "wsgi.input_terminated": True})
+    response = client.post(
+        path,
+        headers={"Content-Type": content_type},
+        environ_overrides={
+            "wsgi.input": body,
+            "CONTENT_LENGTH": str(cap + 1),
+            "wsgi.input_terminated": True,
+        },
+    )
     _assert_problem(response, 413, "PAYLOAD_TOO_LARGE")
     assert body.consumed == 0
 
@@ -114,20 +134,26 @@ def test_a_json_body_of_exactly_the_cap_is_read_one_byte_more_is_not(client, pki
     cap = 64 * KIB
     document = b'{"purpose": "login"}'
     exact = Endless(cap - len(document))  # JSON allows trailing white space
-    response = _chunked(client, "/api/v1/auth/challenges", "application/json",
-                        _Concat(document, exact))
+    response = _chunked(
+        client, "/api/v1/auth/challenges", "application/json", _Concat(document, exact)
+    )
     assert response.status_code == 201, response.get_json()
     over = _Concat(document, Endless(cap - len(document) + 1))
-    _assert_problem(_chunked(client, "/api/v1/auth/challenges", "application/json", over),
-                    413, "PAYLOAD_TOO_LARGE")
+    _assert_problem(
+        _chunked(client, "/api/v1/auth/challenges", "application/json", over),
+        413,
+        "PAYLOAD_TOO_LARGE",
+    )
 
 
 def test_chunked_protocol_requests_within_the_cap_are_answered(client, pki):
-    response = _chunked(client, "/pki/ocsp/service-root", "application/ocsp-request",
-                        io.BytesIO(_ocsp_request(pki)))
+    response = _chunked(
+        client, "/pki/ocsp/service-root", "application/ocsp-request", io.BytesIO(_ocsp_request(pki))
+    )
     assert response.status_code == 200
     assert ocsp.load_der_ocsp_response(response.data).certificate_status is (
-        ocsp.OCSPCertStatus.GOOD)
+        ocsp.OCSPCertStatus.GOOD
+    )
     reply = _chunked(client, "/pki/tsa", "application/timestamp-query", io.BytesIO(_tsa_query()))
     assert tsp.TimeStampResp.load(reply.data)["status"]["status"].native == "granted"
 
@@ -152,8 +178,12 @@ def _upload_chunked(port: int, path: str, content_type: str, total: int):
     """Send ``total`` bytes as a chunked body while reading the answer; returns the
     answer and how many bytes had been handed to the socket when it came."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-    sock.sendall((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}"
-                  "\r\nTransfer-Encoding: chunked\r\n\r\n").encode())
+    sock.sendall(
+        (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}"
+            "\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ).encode()
+    )
     piece = 64 * KIB
     chunk = b"%x\r\n" % piece + b"x" * piece + b"\r\n"
     sent = [0]
@@ -184,11 +214,16 @@ def _upload_chunked(port: int, path: str, content_type: str, total: int):
 
 def test_the_served_process_refuses_large_chunked_bodies(app, app_settings, pki):
     with LiveServer(app_settings, workers=2) as server:
-        answers = {path: _upload_chunked(server.port, path, content_type, 27 * 1024 * KIB)
-                   for path, content_type, _ in CAPPED}
+        answers = {
+            path: _upload_chunked(server.port, path, content_type, 27 * 1024 * KIB)
+            for path, content_type, _ in CAPPED
+        }
         ocsp_answer = requests.post(  # a generator body goes out chunked
-            server.url + "/pki/ocsp/service-root", data=iter([_ocsp_request(pki)]),
-            headers={"Content-Type": "application/ocsp-request"}, timeout=30)
+            server.url + "/pki/ocsp/service-root",
+            data=iter([_ocsp_request(pki)]),
+            headers={"Content-Type": "application/ocsp-request"},
+            timeout=30,
+        )
         healthy = requests.get(server.url + "/healthz", timeout=10).status_code
         log = server.log()
     for path, (status, content_type, body, sent) in answers.items():
@@ -198,7 +233,8 @@ def test_the_served_process_refuses_large_chunked_bodies(app, app_settings, pki)
         assert sent < 20 * 1024 * KIB, (path, sent)
     assert ocsp_answer.status_code == 200
     assert ocsp.load_der_ocsp_response(ocsp_answer.content).certificate_status is (
-        ocsp.OCSPCertStatus.GOOD)
+        ocsp.OCSPCertStatus.GOOD
+    )
     assert healthy == 200
     assert "Traceback" not in log
 
@@ -207,8 +243,15 @@ def test_the_served_process_refuses_large_chunked_bodies(app, app_settings, pki)
 
 
 def test_every_response_forbids_content_sniffing(client, pki):
-    for path in ["/healthz", "/docs", "/openapi.json", "/no/such/page", "/pki/crl/jpki-sign.crl",
-                 "/ac/aa.pem", "/api/v1/me"]:
+    for path in [
+        "/healthz",
+        "/docs",
+        "/openapi.json",
+        "/no/such/page",
+        "/pki/crl/jpki-sign.crl",
+        "/ac/aa.pem",
+        "/api/v1/me",
+    ]:
         response = client.get(path)
         assert response.headers.get("X-Content-Type-Options") == "nosniff", path
     posted = client.post("/api/v1/auth/challenges", json={"purpose": "login"})
@@ -221,8 +264,11 @@ def test_api_answers_are_never_stored(client, pki):
     challenge = client.post("/api/v1/auth/challenges", json={"purpose": "login"})
     logged_in = try_login(client, corp.representative)
     token = logged_in.get_json()["access_token"]
-    invitation = client.post(f"/api/v1/corporations/{corp.corporate_number}/invitations",
-                             json={"name": "山田\u3000太郎"}, headers=bearer(token))
+    invitation = client.post(
+        f"/api/v1/corporations/{corp.corporate_number}/invitations",
+        json={"name": "山田\u3000太郎"},
+        headers=bearer(token),
+    )
     assert invitation.status_code == 201 and invitation.get_json()["code"]
     refused = client.get("/api/v1/me", headers=bearer("dairi_at_nonsense"))
     me = client.get("/api/v1/me", headers=bearer(token))
@@ -317,8 +363,9 @@ def test_hsts_only_when_the_public_url_is_https(app_settings, hsm):
 # -- the control socket -------------------------------------------------------------
 
 
-def test_serve_keeps_its_control_socket_in_the_data_directory(app, app_settings, pki,
-                                                              tmp_path_factory):
+def test_serve_keeps_its_control_socket_in_the_data_directory(
+    app, app_settings, pki, tmp_path_factory
+):
     home = tmp_path_factory.mktemp("home")
     env = {"HOME": str(home), "XDG_RUNTIME_DIR": ""}
     with LiveServer(app_settings, workers=1, env=env):

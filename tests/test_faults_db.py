@@ -52,8 +52,11 @@ RECOVERY_SECONDS = 10
 # A request meeting a dead database is answered within this many seconds (the time-outs
 # below are 2 s to connect and 1 s per statement; the rest is room for a loaded machine).
 ANSWER_SECONDS = 15
-TIMEOUTS = {"DAIRI_DATABASE_CONNECT_TIMEOUT_SECONDS": "2",
-            "DAIRI_DATABASE_STATEMENT_TIMEOUT_SECONDS": "1", **SERVER_ENV}
+TIMEOUTS = {
+    "DAIRI_DATABASE_CONNECT_TIMEOUT_SECONDS": "2",
+    "DAIRI_DATABASE_STATEMENT_TIMEOUT_SECONDS": "1",
+    **SERVER_ENV,
+}
 
 
 def _settings(base_settings: Settings, tmp_path: Path, database: Path) -> Settings:
@@ -77,7 +80,8 @@ def _assert_unavailable(response: requests.Response, code: str) -> None:
 
 
 def test_read_only_sqlite_is_503_not_ready_and_recovers_without_a_restart(
-        base_settings, pki, tmp_path):
+    base_settings, pki, tmp_path
+):
     database = tmp_path / "db" / "dairi.db"
     settings = _settings(base_settings, tmp_path, database)
     with LiveServer(settings, workers=2, env=SERVER_ENV) as server:
@@ -121,14 +125,22 @@ def test_a_database_that_never_answers_is_a_prompt_503(base_settings, pki, tmp_p
             gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable))
             assert gunicorn
             # The argv of `dairi serve` (app/cli/main.py) after its set-up step.
-            return [gunicorn, "--config", "python:app.serving.gunicorn_conf", "--workers",
-                    str(self.workers), "--bind", f"127.0.0.1:{self.port}",
-                    "app.serving.wsgi:application"]
+            return [
+                gunicorn,
+                "--config",
+                "python:app.serving.gunicorn_conf",
+                "--workers",
+                str(self.workers),
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "app.serving.wsgi:application",
+            ]
 
     with SilentDatabase() as silent:
         settings = base_settings.replace(data_dir=tmp_path, database_url=silent.url())
-        with ServedApp(settings, workers=2, env={"DAIRI_DATABASE_URL": silent.url(),
-                                                 **TIMEOUTS}) as server:
+        with ServedApp(
+            settings, workers=2, env={"DAIRI_DATABASE_URL": silent.url(), **TIMEOUTS}
+        ) as server:
             start = time.monotonic()
             ready = requests.get(server.url + "/readyz", timeout=ANSWER_SECONDS + 10)
             ready_seconds = time.monotonic() - start
@@ -146,8 +158,10 @@ def test_a_database_that_never_answers_is_a_prompt_503(base_settings, pki, tmp_p
     for response, _ in answers:
         _assert_unavailable(response, "DATABASE_UNAVAILABLE")
     slowest = max(seconds for _, seconds in answers)
-    print(f"silent database: /readyz {ready_seconds:.1f} s, slowest request {slowest:.1f} s "
-          "(2 workers, 4 concurrent requests)")
+    print(
+        f"silent database: /readyz {ready_seconds:.1f} s, slowest request {slowest:.1f} s "
+        "(2 workers, 4 concurrent requests)"
+    )
     assert ready_seconds < ANSWER_SECONDS
     # Two requests queue behind each worker: each waits for the one before it.
     assert slowest < 2 * ANSWER_SECONDS
@@ -172,8 +186,11 @@ def test_postgresql_that_stops_answering_is_503_and_recovers(base_settings, pki,
                 relay.stall()
                 start = time.monotonic()
                 with ThreadPoolExecutor(max_workers=2) as pool:
-                    during = list(pool.map(
-                        lambda _: refused(server.url, timeout=ANSWER_SECONDS + 10), range(4)))
+                    during = list(
+                        pool.map(
+                            lambda _: refused(server.url, timeout=ANSWER_SECONDS + 10), range(4)
+                        )
+                    )
                 stalled_seconds = time.monotonic() - start
                 for response in during:
                     _assert_unavailable(response, "DATABASE_UNAVAILABLE")
@@ -182,15 +199,16 @@ def test_postgresql_that_stops_answering_is_503_and_recovers(base_settings, pki,
                 assert ready.json()["checks"]["database"] == "DATABASE_UNAVAILABLE"
 
                 relay.resume()
-                took = wait_until(lambda: refused(server.url).status_code == 401,
-                                  RECOVERY_SECONDS)
+                took = wait_until(lambda: refused(server.url).status_code == 401, RECOVERY_SECONDS)
                 with ThreadPoolExecutor(max_workers=4) as pool:
                     after = list(pool.map(lambda _: refused(server.url).status_code, range(20)))
                 assert after == [401] * 20
                 assert _ready(server.url).status_code == 200
                 log = server.log()
-        print(f"stalled PostgreSQL: 4 requests answered in {stalled_seconds:.1f} s; "
-              f"recovered {took:.2f} s after it answered again")
+        print(
+            f"stalled PostgreSQL: 4 requests answered in {stalled_seconds:.1f} s; "
+            f"recovered {took:.2f} s after it answered again"
+        )
         assert stalled_seconds < 2 * ANSWER_SECONDS
         assert tracebacks(log) == 0, log[-3000:]
         assert "database recovered" in log
@@ -201,8 +219,9 @@ def test_full_disk_is_503_storage_full_not_ready_and_recovers(base_settings, pki
     with small_tmpfs(tmp_path / "disk", 16) as disk:
         database = disk / "dairi.db"
         settings = _settings(base_settings, tmp_path, database)
-        with LiveServer(settings, workers=2, env={"DAIRI_STORAGE_MIN_FREE_MB": "1",
-                                                         **SERVER_ENV}) as server:
+        with LiveServer(
+            settings, workers=2, env={"DAIRI_STORAGE_MIN_FREE_MB": "1", **SERVER_ENV}
+        ) as server:
             assert refused(server.url).status_code == 401
             assert _ready(server.url).status_code == 200
 
@@ -241,8 +260,9 @@ def test_the_sqlite_wal_is_truncated_while_the_service_runs(base_settings, pki, 
     database = tmp_path / "db" / "dairi.db"
     wal = database.with_name("dairi.db-wal")
     settings = _settings(base_settings, tmp_path, database)
-    with LiveServer(settings, workers=2,
-                    env={"DAIRI_SQLITE_CHECKPOINT_SECONDS": "2", **SERVER_ENV}) as server:
+    with LiveServer(
+        settings, workers=2, env={"DAIRI_SQLITE_CHECKPOINT_SECONDS": "2", **SERVER_ENV}
+    ) as server:
         with ThreadPoolExecutor(max_workers=8) as pool:
             assert set(pool.map(lambda _: refused(server.url).status_code, range(300))) == {401}
         # Grow the WAL further from outside, as another writer would.

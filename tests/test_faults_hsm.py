@@ -82,8 +82,9 @@ def database_url(tmp_path: Path) -> str:
     return url
 
 
-def test_token_directory_removed_then_restored(install: Install, base_settings, tmp_path,
-                                               database_url):
+def test_token_directory_removed_then_restored(
+    install: Install, base_settings, tmp_path, database_url
+):
     settings = install.settings(base_settings).replace(database_url=database_url)
     with LiveServer(settings, workers=2, env=install.server_env()) as server:
         client = Client(server.url)
@@ -97,8 +98,9 @@ def test_token_directory_removed_then_restored(install: Install, base_settings, 
         install.tokens.mkdir(mode=0o700)
         try:
             # /readyz tells the truth within its cache time (1.5 s), on every worker.
-            told = wait_until(lambda: {r.status_code for r in client.burst("ready")} == {503},
-                              timeout=10)
+            told = wait_until(
+                lambda: {r.status_code for r in client.burst("ready")} == {503}, timeout=10
+            )
             assert told < 1.5 + 3  # the cache time, plus slack for a loaded machine
             fault_started = time.monotonic()
             seen: list[requests.Response] = []
@@ -176,8 +178,14 @@ print(json.dumps(seen))
 def test_the_library_tells_a_vanished_token_from_a_missing_key(install: Install):
     # hsm alone, in a process of its own: no app, no HTTP, the real SoftHSM.
     env = install.env() | install.server_env()
-    done = subprocess.run([sys.executable, "-c", _OUTAGE_IN_ONE_PROCESS, str(install.tokens)],
-                          env=env, capture_output=True, text=True, timeout=120, cwd=PROJECT_DIR)
+    done = subprocess.run(
+        [sys.executable, "-c", _OUTAGE_IN_ONE_PROCESS, str(install.tokens)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PROJECT_DIR,
+    )
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["before"] == 256
@@ -197,19 +205,22 @@ def c_logins(spy_log: Path) -> int:
 
 
 @pytest.mark.skipif(not Path(SPY_MODULE).exists(), reason="opensc-pkcs11 (pkcs11-spy) missing")
-def test_a_refused_pin_is_tried_once_and_reported(install: Install, base_settings, tmp_path,
-                                                  database_url):
+def test_a_refused_pin_is_tried_once_and_reported(
+    install: Install, base_settings, tmp_path, database_url
+):
     spy_log = tmp_path / "pkcs11-spy.log"
     wrong = tmp_path / "wrong-pin"
     wrong.write_text("not-the-pin-4711\n")
     wrong.chmod(0o600)
     # Every PKCS#11 call of the server goes through pkcs11-spy to SoftHSM and is logged.
-    settings = install.settings(base_settings).replace(hsm_module=SPY_MODULE,
-                                                       hsm_pin_file=wrong,
-                                                       database_url=database_url)
-    env = install.server_env() | {"DAIRI_HSM_MODULE": SPY_MODULE,
-                                  "PKCS11SPY": "/usr/lib/softhsm/libsofthsm2.so",
-                                  "PKCS11SPY_OUTPUT": str(spy_log)}
+    settings = install.settings(base_settings).replace(
+        hsm_module=SPY_MODULE, hsm_pin_file=wrong, database_url=database_url
+    )
+    env = install.server_env() | {
+        "DAIRI_HSM_MODULE": SPY_MODULE,
+        "PKCS11SPY": "/usr/lib/softhsm/libsofthsm2.so",
+        "PKCS11SPY_OUTPUT": str(spy_log),
+    }
     with LiveServer(settings, workers=2, env=env) as server:
         client = Client(server.url)
         answers = []
@@ -253,13 +264,16 @@ def pkcs11_calls(spy_log: Path, name: str) -> int:
 
 
 @pytest.mark.skipif(not Path(SPY_MODULE).exists(), reason="opensc-pkcs11 (pkcs11-spy) missing")
-def test_readiness_is_a_real_pkcs11_round_trip_cached_per_worker(install: Install,
-                                                                 base_settings, tmp_path):
+def test_readiness_is_a_real_pkcs11_round_trip_cached_per_worker(
+    install: Install, base_settings, tmp_path
+):
     spy_log = tmp_path / "pkcs11-spy.log"
     settings = install.settings(base_settings).replace(hsm_module=SPY_MODULE)
-    env = install.server_env() | {"DAIRI_HSM_MODULE": SPY_MODULE,
-                                  "PKCS11SPY": "/usr/lib/softhsm/libsofthsm2.so",
-                                  "PKCS11SPY_OUTPUT": str(spy_log)}
+    env = install.server_env() | {
+        "DAIRI_HSM_MODULE": SPY_MODULE,
+        "PKCS11SPY": "/usr/lib/softhsm/libsofthsm2.so",
+        "PKCS11SPY_OUTPUT": str(spy_log),
+    }
     with LiveServer(settings, workers=2, env=env) as server:
         client = Client(server.url)
         started = time.monotonic()
@@ -274,4 +288,3 @@ def test_readiness_is_a_real_pkcs11_round_trip_cached_per_worker(install: Instal
         time.sleep(1.6)
         assert client.ready().status_code == 200
         assert pkcs11_calls(spy_log, "C_FindObjectsInit") > searches
-

@@ -65,8 +65,7 @@ class HealthProbe:
 
 
 def open_challenge(url: str) -> dict:
-    response = requests.post(url + "/api/v1/auth/challenges", json={"purpose": "login"},
-                             timeout=30)
+    response = requests.post(url + "/api/v1/auth/challenges", json={"purpose": "login"}, timeout=30)
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -74,8 +73,9 @@ def open_challenge(url: str) -> dict:
 def timed_login(url: str, corp: Corp, challenge: dict) -> tuple[float, requests.Response]:
     body = proof(corp.representative, base64.b64decode(challenge["to_sign"]))
     started = time.monotonic()
-    response = requests.post(f"{url}/api/v1/auth/challenges/{challenge['id']}/response",
-                             json=body, timeout=90)
+    response = requests.post(
+        f"{url}/api/v1/auth/challenges/{challenge['id']}/response", json=body, timeout=90
+    )
     return time.monotonic() - started, response
 
 
@@ -89,25 +89,37 @@ def assert_unavailable(response: requests.Response) -> None:
 # Not a database fault: SQLite only, whatever TEST_DATABASE_URL says.
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_hanging_responder_neither_stalls_logins_nor_the_service(
-        app, app_settings, hsm, tmp_path: Path):
+    app, app_settings, hsm, tmp_path: Path
+):
     with Responder(hang=True) as hanging:
         pki = DevPki.create(tmp_path / "hanging-pki", hsm, base_url=hanging.url)
         pki.export_trust(tmp_path / "trust")
         corporations = [new_corporation(pki) for _ in range(12)]
-        env = {"DAIRI_DEV_MODE": "false", "DAIRI_TRUST_DIR": str(tmp_path / "trust"),
-               "DAIRI_REVOCATION_BUDGET_SECONDS": str(BUDGET),
-               "DAIRI_REVOCATION_BREAKER_SECONDS": "300",
-               "DAIRI_CHALLENGE_RATE_PER_MINUTE": "1000",
-               "DAIRI_REFUSED_AUTH_RATE_PER_MINUTE": "1000"}
-        with LiveServer(app_settings, workers=2, env=env) as server, \
-                HealthProbe(server.url) as health:
+        env = {
+            "DAIRI_DEV_MODE": "false",
+            "DAIRI_TRUST_DIR": str(tmp_path / "trust"),
+            "DAIRI_REVOCATION_BUDGET_SECONDS": str(BUDGET),
+            "DAIRI_REVOCATION_BREAKER_SECONDS": "300",
+            "DAIRI_CHALLENGE_RATE_PER_MINUTE": "1000",
+            "DAIRI_REFUSED_AUTH_RATE_PER_MINUTE": "1000",
+        }
+        with (
+            LiveServer(app_settings, workers=2, env=env) as server,
+            HealthProbe(server.url) as health,
+        ):
             challenges = [open_challenge(server.url) for _ in range(6)]
             with ThreadPoolExecutor(max_workers=6) as pool:
-                burst = list(pool.map(lambda pair: timed_login(server.url, *pair),
-                                      zip(corporations[:6], challenges, strict=True)))
+                burst = list(
+                    pool.map(
+                        lambda pair: timed_login(server.url, *pair),
+                        zip(corporations[:6], challenges, strict=True),
+                    )
+                )
             asked_in_burst = len(hanging.received)
-            later = [timed_login(server.url, corp, open_challenge(server.url))
-                     for corp in corporations[6:]]
+            later = [
+                timed_login(server.url, corp, open_challenge(server.url))
+                for corp in corporations[6:]
+            ]
             asked_later = len(hanging.received) - asked_in_burst
             time.sleep(0.5)  # a few more probes after the logins
         log = server.log()

@@ -39,28 +39,43 @@ ANSWER_SECONDS = 15
 RECOVERY_SECONDS = 10
 
 
-def test_a_hanging_or_refusing_tsa_is_a_prompt_503_and_documents_come_back(
-        app, client, hsm, pki):
+def test_a_hanging_or_refusing_tsa_is_a_prompt_503_and_documents_come_back(app, client, hsm, pki):
     corp = new_corporation(pki)
     grantee = new_employee(client, hsm, pki, corp, "山田\u3000太郎")
     # Three mandates (distinct amounts: distinct instructions), one per phase, so no
     # answer can come from a cache of an earlier document.
-    mandates = [root_grant(client, corp, grantee, scope(amount_limit_jpy=amount))["id"]
-                for amount in (1_000_000, 2_000_000, 3_000_000)]
+    mandates = [
+        root_grant(client, corp, grantee, scope(amount_limit_jpy=amount))["id"]
+        for amount in (1_000_000, 2_000_000, 3_000_000)
+    ]
     # Fresh documents (each needs a time-stamp) to let every worker see the TSA again.
-    probes = [root_grant(client, corp, grantee, scope(amount_limit_jpy=amount))["id"]
-              for amount in range(4_000_000, 10_000_000, 1_000_000)]
+    probes = [
+        root_grant(client, corp, grantee, scope(amount_limit_jpy=amount))["id"]
+        for amount in range(4_000_000, 10_000_000, 1_000_000)
+    ]
     headers = bearer(login(client, corp.representative))
     settings = app.extensions["dairi"].settings
 
-    with FakeTsa(pki.tsa.respond) as tsa, LiveServer(settings, workers=2, env={
-            "DAIRI_TSA_URL": tsa.url, "DAIRI_TSA_TIMEOUT_SECONDS": str(TSA_TIMEOUT_SECONDS),
-            **SERVER_ENV}) as server:
+    with (
+        FakeTsa(pki.tsa.respond) as tsa,
+        LiveServer(
+            settings,
+            workers=2,
+            env={
+                "DAIRI_TSA_URL": tsa.url,
+                "DAIRI_TSA_TIMEOUT_SECONDS": str(TSA_TIMEOUT_SECONDS),
+                **SERVER_ENV,
+            },
+        ) as server,
+    ):
 
         def document(mandate_id: str) -> tuple[requests.Response, float]:
             start = time.monotonic()
-            response = requests.get(f"{server.url}/api/v1/mandates/{mandate_id}/document",
-                                    headers=headers, timeout=ANSWER_SECONDS + 30)
+            response = requests.get(
+                f"{server.url}/api/v1/mandates/{mandate_id}/document",
+                headers=headers,
+                timeout=ANSWER_SECONDS + 30,
+            )
             return response, time.monotonic() - start
 
         def ok(mandate_id: str) -> bool:
@@ -78,8 +93,7 @@ def test_a_hanging_or_refusing_tsa_is_a_prompt_503_and_documents_come_back(
             hung = pool.submit(document, mandates[1])
             time.sleep(0.3)
             # Meanwhile a write elsewhere (a refusal's audit event) still gets through.
-            write = pool.submit(lambda: (time.monotonic(), refused(server.url),
-                                         time.monotonic()))
+            write = pool.submit(lambda: (time.monotonic(), refused(server.url), time.monotonic()))
             response, seconds = hung.result()
             began, write_response, ended = write.result()
         _assert_tsa_unavailable(response)
@@ -116,12 +130,15 @@ def test_a_hanging_or_refusing_tsa_is_a_prompt_503_and_documents_come_back(
         wait_until(recovery_logged, RECOVERY_SECONDS, interval=0.2)
         log = server.log()
 
-    print(f"TSA hanging: 503 after {hang_seconds:.1f} s (a write meanwhile took "
-          f"{write_seconds:.1f} s), back {recovered_hang:.2f} s after it answered; "
-          f"TSA refusing: 503 after {refused_seconds:.2f} s, back {recovered_refused:.2f} s")
+    print(
+        f"TSA hanging: 503 after {hang_seconds:.1f} s (a write meanwhile took "
+        f"{write_seconds:.1f} s), back {recovered_hang:.2f} s after it answered; "
+        f"TSA refusing: 503 after {refused_seconds:.2f} s, back {recovered_refused:.2f} s"
+    )
     assert tracebacks(log) == 0, log[-3000:]
-    outage_lines = [line for line in log.splitlines()
-                    if "time-stamping authority unavailable" in line]
+    outage_lines = [
+        line for line in log.splitlines() if "time-stamping authority unavailable" in line
+    ]
     assert 1 <= len(outage_lines) <= 4, log[-3000:]
     assert "time-stamping authority recovered" in log
 

@@ -63,9 +63,11 @@ class CountedFetches:
 
 
 def chain_reasons(client, mandate_id: str, token: str) -> list[list[str]]:
-    response = client.get(f"/api/v1/mandates/{mandate_id}/chain",
-                          query_string={"action": "bid", "procuring_entity": ENTITY},
-                          headers=bearer(token))
+    response = client.get(
+        f"/api/v1/mandates/{mandate_id}/chain",
+        query_string={"action": "bid", "procuring_entity": ENTITY},
+        headers=bearer(token),
+    )
     assert response.status_code == 200, response.get_json()
     return [h["reasons"] for h in response.get_json()["hops"]]
 
@@ -89,17 +91,25 @@ def _edited(a, yamada, edit) -> bytes:
     return rfc8785.dumps(doc)
 
 
-@pytest.mark.parametrize("edit", [
-    pytest.param(lambda d: d["scope"].update(amount_limit_jpy=0), id="amount-limit-0"),
-    pytest.param(lambda d: d["scope"].update(procuring_entities=["国土交通省\u0000"]),
-                 id="control-character-in-entity"),
-    pytest.param(lambda d: d["principal"].update(name="株式会社大理建設\u200b"),
-                 id="format-character-in-principal"),
-    pytest.param(lambda d: d["grantor"].update(name="佐藤" * 101), id="grantor-too-long"),
-    pytest.param(lambda d: d["scope"].update(cases=["R8-" + "1" * 300]), id="case-too-long"),
-])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda d: d["scope"].update(amount_limit_jpy=0), id="amount-limit-0"),
+        pytest.param(
+            lambda d: d["scope"].update(procuring_entities=["国土交通省\u0000"]),
+            id="control-character-in-entity",
+        ),
+        pytest.param(
+            lambda d: d["principal"].update(name="株式会社大理建設\u200b"),
+            id="format-character-in-principal",
+        ),
+        pytest.param(lambda d: d["grantor"].update(name="佐藤" * 101), id="grantor-too-long"),
+        pytest.param(lambda d: d["scope"].update(cases=["R8-" + "1" * 300]), id="case-too-long"),
+    ],
+)
 def test_what_the_aa_cannot_certify_is_refused_before_any_revocation_fetch(
-        client, app, world, edit):
+    client, app, world, edit
+):
     """Before issue 10.3 these passed the instruction's checks, had every certificate
     validated (OCSP and CRL fetched fresh) and failed only at AC issuance."""
     a, yamada = world["a"], world["yamada"]
@@ -107,32 +117,42 @@ def test_what_the_aa_cannot_certify_is_refused_before_any_revocation_fetch(
     data = _edited(a, yamada, edit)
     before = mandate_count(app)
     with CountedFetches(app) as fetches:
-        response = post_grant(client, token, data, sign_instruction(a.representative, data),
-                              yamada)
+        response = post_grant(client, token, data, sign_instruction(a.representative, data), yamada)
     problem(response, 422, "INSTRUCTION_MALFORMED")
     assert fetches.urls == []
     assert mandate_count(app) == before
 
 
 def test_a_grant_whose_validity_has_ended_is_refused_before_any_revocation_fetch(
-        client, app, world):
+    client, app, world
+):
     a, yamada = world["a"], world["yamada"]
     token = login(client, a.representative)
     ended = scope(not_before=now() - timedelta(days=2), not_after=now() - timedelta(days=1))
     with CountedFetches(app) as fetches:
-        problem(try_root_grant(client, a, yamada, ended, token=token), 422,
-                "MANDATE_EXPIRED")
+        problem(try_root_grant(client, a, yamada, ended, token=token), 422, "MANDATE_EXPIRED")
     assert fetches.urls == []
 
 
 def test_an_escalating_sub_delegation_is_refused_before_any_revocation_fetch(
-        client, app, hsm, world):
+    client, app, hsm, world
+):
     a, yamada, suzuki = world["a"], world["yamada"], world["suzuki"]
     root = root_grant(client, a, yamada)
     with CountedFetches(app) as fetches:
-        problem(try_sub_grant(client, hsm, a, root, yamada, suzuki,
-                              scope(max_depth=0, amount_limit_jpy=100_000_001)), 403,
-                "SCOPE_AMOUNT_EXCEEDED")
+        problem(
+            try_sub_grant(
+                client,
+                hsm,
+                a,
+                root,
+                yamada,
+                suzuki,
+                scope(max_depth=0, amount_limit_jpy=100_000_001),
+            ),
+            403,
+            "SCOPE_AMOUNT_EXCEEDED",
+        )
     assert fetches.urls == []
     # The same grant within its parent fetches as a grant must (fresh status).
     with CountedFetches(app) as fetches:
@@ -148,33 +168,52 @@ def test_a_root_grant_naming_a_grantor_who_did_not_sign(client, app, world):
     """The representative signed, but the instruction names someone else as grantor."""
     a, yamada = world["a"], world["yamada"]
     before = mandate_count(app)
-    problem(try_root_grant(client, a, yamada, scope(), grantor_name="高橋\u3000二郎"), 403,
-            "GRANTOR_NOT_SIGNER")
+    problem(
+        try_root_grant(client, a, yamada, scope(), grantor_name="高橋\u3000二郎"),
+        403,
+        "GRANTOR_NOT_SIGNER",
+    )
     assert mandate_count(app) == before
 
 
 def test_a_sub_delegation_naming_a_grantor_other_than_its_signer(client, app, hsm, world):
     a, yamada, suzuki = world["a"], world["yamada"], world["suzuki"]
     root = root_grant(client, a, yamada)
-    data = instruction(a, suzuki, scope(max_depth=0), parent=root["id"],
-                       grantor_name="高橋\u3000二郎", grantor_title=None)
+    data = instruction(
+        a,
+        suzuki,
+        scope(max_depth=0),
+        parent=root["id"],
+        grantor_name="高橋\u3000二郎",
+        grantor_title=None,
+    )
     before = mandate_count(app)
-    problem(post_grant(client, yamada.token, data,
-                       sign_detached(hsm, yamada.credential, data), suzuki), 403,
-            "GRANTOR_NOT_SIGNER")
+    problem(
+        post_grant(client, yamada.token, data, sign_detached(hsm, yamada.credential, data), suzuki),
+        403,
+        "GRANTOR_NOT_SIGNER",
+    )
     assert mandate_count(app) == before
 
 
 def test_a_sub_delegation_signed_by_more_than_its_grantor(client, app, hsm, world):
     a, yamada, suzuki = world["a"], world["yamada"], world["suzuki"]
     root = root_grant(client, a, yamada)
-    data = instruction(a, suzuki, scope(max_depth=0), parent=root["id"],
-                       grantor_name=yamada.name, grantor_title=None)
-    both = merged(sign_detached(hsm, yamada.credential, data),
-                  sign_instruction(a.representative, data))
+    data = instruction(
+        a,
+        suzuki,
+        scope(max_depth=0),
+        parent=root["id"],
+        grantor_name=yamada.name,
+        grantor_title=None,
+    )
+    both = merged(
+        sign_detached(hsm, yamada.credential, data), sign_instruction(a.representative, data)
+    )
     before = mandate_count(app)
-    problem(post_grant(client, yamada.token, data, both, suzuki), 403,
-            "SUBDELEGATION_MULTIPLE_SIGNERS")
+    problem(
+        post_grant(client, yamada.token, data, both, suzuki), 403, "SUBDELEGATION_MULTIPLE_SIGNERS"
+    )
     assert mandate_count(app) == before
 
 
@@ -187,25 +226,30 @@ def test_a_sub_delegation_back_to_its_own_grantor_is_refused(client, app, hsm, w
     a, yamada = world["a"], world["yamada"]
     root = root_grant(client, a, yamada)
     before = mandate_count(app)
-    problem(try_sub_grant(client, hsm, a, root, yamada, yamada, scope(max_depth=0)), 403,
-            "CHAIN_LOOP")
+    problem(
+        try_sub_grant(client, hsm, a, root, yamada, yamada, scope(max_depth=0)), 403, "CHAIN_LOOP"
+    )
     assert mandate_count(app) == before
 
 
 def test_a_sub_delegation_under_a_revoked_representatives_grant_is_refused(
-        client, app, hsm, pki, world):
+    client, app, hsm, pki, world
+):
     """The root's representative lost the registration certificate (not for renewal)
     after the grant: the chain no longer holds (REPRESENTATIVE_CERT_REVOKED on the root),
     so no sub-delegation is granted under it (PARENT_INVALID), as the chain would say."""
     a, yamada, suzuki = world["a"], world["yamada"], world["suzuki"]
     root = root_grant(client, a, yamada)
-    pki.ca_for_slug("registrar").revoke(a.representative.certificate.serial_number,
-                                        x509.ReasonFlags.key_compromise, now=now())
+    pki.ca_for_slug("registrar").revoke(
+        a.representative.certificate.serial_number, x509.ReasonFlags.key_compromise, now=now()
+    )
     window = app.extensions["dairi"].settings.revocation_cache_seconds
     move_clock(app, timedelta(seconds=window + 1))  # past any cached status
-    assert chain_reasons(client, root["id"], yamada.token) == [
-        ["REPRESENTATIVE_CERT_REVOKED"]]
+    assert chain_reasons(client, root["id"], yamada.token) == [["REPRESENTATIVE_CERT_REVOKED"]]
     before = mandate_count(app)
-    problem(try_sub_grant(client, hsm, a, root, yamada, suzuki, scope(max_depth=0)), 403,
-            "PARENT_INVALID")
+    problem(
+        try_sub_grant(client, hsm, a, root, yamada, suzuki, scope(max_depth=0)),
+        403,
+        "PARENT_INVALID",
+    )
     assert mandate_count(app) == before

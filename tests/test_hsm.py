@@ -30,14 +30,14 @@ from hsm import (
 )
 
 
-def verify(hsm: Hsm, ref: KeyRef, signature: bytes, data: bytes,
-           scheme: SignatureScheme) -> None:
+def verify(hsm: Hsm, ref: KeyRef, signature: bytes, data: bytes, scheme: SignatureScheme) -> None:
     public = serialization.load_der_public_key(hsm.public_key_info(ref))
     if scheme is SignatureScheme.RSA_PKCS1V15:
         public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
     elif scheme is SignatureScheme.RSA_PSS:
-        public.verify(signature, data, padding.PSS(padding.MGF1(hashes.SHA256()), 32),
-                      hashes.SHA256())
+        public.verify(
+            signature, data, padding.PSS(padding.MGF1(hashes.SHA256()), 32), hashes.SHA256()
+        )
     else:
         public.verify(signature, data, ec.ECDSA(hashes.SHA256()))
 
@@ -78,9 +78,12 @@ def test_scheme_must_fit_the_key(hsm, keys):
 
 def test_private_keys_cannot_leave_the_token(hsm, keys):
     with hsm._session() as session:
-        wrapping = session.generate_key(KeyType.AES, 256, store=False,
-                                        template={Attribute.WRAP: True,
-                                                  Attribute.EXTRACTABLE: False})
+        wrapping = session.generate_key(
+            KeyType.AES,
+            256,
+            store=False,
+            template={Attribute.WRAP: True, Attribute.EXTRACTABLE: False},
+        )
         for ref in keys.values():
             key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, id=ref.cka_id)
             assert key[Attribute.SENSITIVE] is True
@@ -89,12 +92,12 @@ def test_private_keys_cannot_leave_the_token(hsm, keys):
             assert key[Attribute.NEVER_EXTRACTABLE] is True
             assert key[Attribute.TOKEN] is True
             assert key[Attribute.PRIVATE] is True
-            secret = (Attribute.PRIVATE_EXPONENT if key.key_type == KeyType.RSA
-                      else Attribute.VALUE)
+            secret = Attribute.PRIVATE_EXPONENT if key.key_type == KeyType.RSA else Attribute.VALUE
             with pytest.raises(pkcs11.AttributeSensitive):
                 key[secret]
-            with pytest.raises((pkcs11.KeyUnextractable, pkcs11.MechanismInvalid,
-                                pkcs11.KeyNotWrappable)):
+            with pytest.raises(
+                (pkcs11.KeyUnextractable, pkcs11.MechanismInvalid, pkcs11.KeyNotWrappable)
+            ):
                 wrapping.wrap_key(key, mechanism=pkcs11.Mechanism.AES_KEY_WRAP_PAD)
             # Nor can the flags be relaxed afterwards.
             with pytest.raises(pkcs11.PKCS11Error):
@@ -154,8 +157,9 @@ def test_unknown_key_is_refused(hsm):
 
 
 def test_missing_token_is_refused(base_settings):
-    config = HsmConfig(base_settings.hsm_module, "no-such-token",
-                       pin_file=str(base_settings.hsm_pin_file))
+    config = HsmConfig(
+        base_settings.hsm_module, "no-such-token", pin_file=str(base_settings.hsm_pin_file)
+    )
     with pytest.raises(TokenNotFound) as info:
         Hsm(config).check()
     # Not mounted, gone or mislabelled look alike through PKCS#11: the one outage code.
@@ -165,8 +169,9 @@ def test_missing_token_is_refused(base_settings):
 
 def test_missing_pin_is_refused(base_settings, monkeypatch):
     monkeypatch.delenv("DAIRI_HSM_PIN", raising=False)
-    config = HsmConfig(base_settings.hsm_module, base_settings.hsm_token_label,
-                       pin_file="/nonexistent/pin")
+    config = HsmConfig(
+        base_settings.hsm_module, base_settings.hsm_token_label, pin_file="/nonexistent/pin"
+    )
     with pytest.raises(PinIncorrect):
         Hsm(config).check()
 
@@ -181,10 +186,19 @@ def test_wrong_pin_is_refused_and_not_echoed(base_settings, softhsm_dir: Path):
         "except PinIncorrect as e:\n"
         "    print(e.code, e.message)\n"
     )
-    env = dict(os.environ, DAIRI_HSM_PIN="987654321-wrong",
-               SOFTHSM2_CONF=str(softhsm_dir / "softhsm2.conf"))
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=60, cwd=Path(__file__).parent.parent)
+    env = dict(
+        os.environ,
+        DAIRI_HSM_PIN="987654321-wrong",
+        SOFTHSM2_CONF=str(softhsm_dir / "softhsm2.conf"),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parent.parent,
+    )
     assert done.stdout.startswith("HSM_PIN_INCORRECT"), done.stderr
     assert "987654321" not in done.stdout + done.stderr
 
@@ -195,8 +209,9 @@ def test_csr_is_signed_by_the_token_key(hsm, keys):
 
     for algorithm in (KeyAlgorithm.RSA_2048, KeyAlgorithm.EC_P256):
         ref = keys[algorithm]
-        der = build_csr(hsm, ref, asn1_x509.Name.build({"common_name": "山田 太郎",
-                                                          "country_name": "JP"}))
+        der = build_csr(
+            hsm, ref, asn1_x509.Name.build({"common_name": "山田 太郎", "country_name": "JP"})
+        )
         request = x509.load_der_x509_csr(der)
         assert request.is_signature_valid
         assert request.public_key().public_bytes(

@@ -27,9 +27,15 @@ def asn1(cert):
 
 @pytest.fixture(scope="module")
 def card(pki):
-    return issue_my_number_card(pki, name="山田\u3000太郎", birth_date="319800401", sex="1",
-                                address="東京都千代田区霞が関一丁目1番1号",
-                                prefecture="東京都", city="千代田区")
+    return issue_my_number_card(
+        pki,
+        name="山田\u3000太郎",
+        birth_date="319800401",
+        sex="1",
+        address="東京都千代田区霞が関一丁目1番1号",
+        prefecture="東京都",
+        city="千代田区",
+    )
 
 
 def test_my_number_card_certificates_are_classified_and_parsed(card):
@@ -46,14 +52,17 @@ def test_my_number_card_certificates_are_classified_and_parsed(card):
     assert "霞が関" not in repr(data) and "1980" not in repr(data)
 
 
-@pytest.mark.parametrize("text", [
-    "519200101",  # 大正 date under the 令和 code
-    "420190501",  # 令和 began that day: the 平成 code is wrong
-    "519890107",  # still 昭和
-    "719800401",  # unknown era
-    "31980041",  # too short
-    "319800231",  # no such day
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "519200101",  # 大正 date under the 令和 code
+        "420190501",  # 令和 began that day: the 平成 code is wrong
+        "519890107",  # still 昭和
+        "719800401",  # unknown era
+        "31980041",  # too short
+        "319800231",  # no such day
+    ],
+)
 def test_birth_dates_outside_their_era_are_refused(text):
     with pytest.raises(ProfileError):
         BirthDate.parse(text)
@@ -67,10 +76,14 @@ def test_era_boundaries():
 
 def test_registration_certificate_is_parsed_with_its_corporate_number(pki):
     rep = issue_representative_card(
-        pki, corporate_name="株式会社サンプル商事", registered_number="011001098993",
+        pki,
+        corporate_name="株式会社サンプル商事",
+        registered_number="011001098993",
         head_office_address="東京都千代田区丸の内一丁目1番1号",
-        representative_name="佐藤 一郎", representative_title="代表取締役",
-        extra_fields={7: "unknown field kept"})
+        representative_name="佐藤 一郎",
+        representative_title="代表取締役",
+        extra_fields={7: "unknown field kept"},
+    )
     cert = asn1(rep.certificate)
     assert certificate_kind(cert) is CertificateKind.CORPORATE_REGISTRATION
     info = registered_corporation(cert)
@@ -82,36 +95,56 @@ def test_registration_certificate_is_parsed_with_its_corporate_number(pki):
     assert info.registrar == "東京法務局登記官"
     assert info.policies == (REGISTRATION_POLICY,)
     assert info.other_fields == {7: "unknown field kept"}
-    critical = {ext["extn_id"].dotted for ext in cert["tbs_certificate"]["extensions"]
-                if ext["critical"].native}
+    critical = {
+        ext["extn_id"].dotted
+        for ext in cert["tbs_certificate"]["extensions"]
+        if ext["critical"].native
+    }
     assert "1.2.392.100300.1.1.3" in critical
 
 
-@pytest.mark.parametrize("number", ["01100109899", "0110010989930", "01100109899X",
-                                    "０１１００１０９８９９３"])
+@pytest.mark.parametrize(
+    "number", ["01100109899", "0110010989930", "01100109899X", "０１１００１０９８９９３"]
+)
 def test_registration_numbers_of_wrong_length_or_characters_are_refused(pki, number):
     rep = issue_representative_card(
-        pki, corporate_name="株式会社不正", registered_number=number,
-        head_office_address="東京都", representative_name="誰か", representative_title="代表取締役")
+        pki,
+        corporate_name="株式会社不正",
+        registered_number=number,
+        head_office_address="東京都",
+        representative_name="誰か",
+        representative_title="代表取締役",
+    )
     with pytest.raises((CorporateNumberError, ProfileError)) as info:
         registered_corporation(asn1(rep.certificate))
     assert info.value.code in {"CORPORATE_NUMBER_INVALID", "CERTIFICATE_PROFILE_INVALID"}
 
 
 def test_test_cards_carry_the_test_policy(pki):
-    test_card = issue_my_number_card(pki, name="試験\u3000花子", birth_date="420000101",
-                                     sex="2", address="大阪府", prefecture="大阪府",
-                                     city="大阪市", test_card=True)
+    test_card = issue_my_number_card(
+        pki,
+        name="試験\u3000花子",
+        birth_date="420000101",
+        sex="2",
+        address="大阪府",
+        prefecture="大阪府",
+        city="大阪市",
+        test_card=True,
+    )
     assert certificate_kind(asn1(test_card.signing.certificate)) is CertificateKind.OTHER
 
 
 # -- issue 10 item 11: profiles as wide as real cards ---------------------------------
 
-@pytest.mark.parametrize(("text", "value"), [
-    ("019800401", date(1980, 4, 1)),  # era unknown, the Gregorian date known
-    ("019800000", None),  # month and day unknown
-    ("000000000", None),  # nothing known
-])
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("019800401", date(1980, 4, 1)),  # era unknown, the Gregorian date known
+        ("019800000", None),  # month and day unknown
+        ("000000000", None),  # nothing known
+    ],
+)
 def test_a_birth_date_of_unknown_era_is_accepted_and_kept_raw(text, value):
     birth = BirthDate.parse(text)
     assert (birth.value, birth.era, birth.raw) == (value, "不明", text)
@@ -126,23 +159,39 @@ def test_a_birth_date_of_unknown_era_is_still_nine_ascii_digits(text):
 @pytest.fixture(scope="module")
 def unknown_card(pki):
     """A holder whose era of birth and sex the register does not know (不明)."""
-    return issue_my_number_card(pki, name="不明\u3000太郎", birth_date="019800000", sex="3",
-                                address="東京都千代田区霞が関一丁目1番1号",
-                                prefecture="東京都", city="千代田区")
+    return issue_my_number_card(
+        pki,
+        name="不明\u3000太郎",
+        birth_date="019800000",
+        sex="3",
+        address="東京都千代田区霞が関一丁目1番1号",
+        prefecture="東京都",
+        city="千代田区",
+    )
 
 
 def test_sex_and_birth_date_of_unknown_value_are_read_raw(card, unknown_card):
     data = jpki_personal_data(asn1(unknown_card.signing.certificate))
     assert data.sex == "3"
-    assert (data.birth_date.value, data.birth_date.era, data.birth_date.raw) == \
-        (None, "不明", "019800000")
+    assert (data.birth_date.value, data.birth_date.era, data.birth_date.raw) == (
+        None,
+        "不明",
+        "019800000",
+    )
     assert jpki_personal_data(asn1(card.signing.certificate)).sex == "1"
 
 
 def test_sexes_other_than_the_jpki_codes_are_refused(pki):
     for sex in ("4", "male", ""):
-        cert = issue_my_number_card(pki, name="山田\u3000太郎", birth_date="319800401", sex=sex,
-                                    address="東京都", prefecture="東京都", city="千代田区")
+        cert = issue_my_number_card(
+            pki,
+            name="山田\u3000太郎",
+            birth_date="319800401",
+            sex=sex,
+            address="東京都",
+            prefecture="東京都",
+            city="千代田区",
+        )
         with pytest.raises(ProfileError):
             jpki_personal_data(asn1(cert.signing.certificate))
 
@@ -163,20 +212,31 @@ def test_the_basic_items_digest_of_known_values_is_unchanged():
     document of known values is what it was (bytes written out here, not computed)."""
     from identity.profiles import JpkiPersonalData, basic_items_document
 
-    items = JpkiPersonalData(name="山田\u3000太郎", sex="1",
-                             birth_date=BirthDate.parse("419900115"), address="東京都")
-    assert basic_items_document(items) == (
-        '{"address":"東京都","birth_date":"1990-01-15","name":"山田太郎","sex":"male",'
-        '"type":"dairi-jpki-basic-items/1"}').encode()
-    unknown = JpkiPersonalData(name="山田\u3000太郎", sex="3",
-                               birth_date=BirthDate.parse("019900100"), address="東京都")
-    assert basic_items_document(unknown) == (
-        '{"address":"東京都","birth_date":"019900100","name":"山田太郎","sex":"3",'
-        '"type":"dairi-jpki-basic-items/1"}').encode()
+    items = JpkiPersonalData(
+        name="山田\u3000太郎", sex="1", birth_date=BirthDate.parse("419900115"), address="東京都"
+    )
+    assert (
+        basic_items_document(items)
+        == (
+            '{"address":"東京都","birth_date":"1990-01-15","name":"山田太郎","sex":"male",'
+            '"type":"dairi-jpki-basic-items/1"}'
+        ).encode()
+    )
+    unknown = JpkiPersonalData(
+        name="山田\u3000太郎", sex="3", birth_date=BirthDate.parse("019900100"), address="東京都"
+    )
+    assert (
+        basic_items_document(unknown)
+        == (
+            '{"address":"東京都","birth_date":"019900100","name":"山田太郎","sex":"3",'
+            '"type":"dairi-jpki-basic-items/1"}'
+        ).encode()
+    )
 
 
-def test_unknown_values_are_stored_raw_when_personal_data_is_kept(app, app_settings, hsm, pki,
-                                                                   unknown_card):
+def test_unknown_values_are_stored_raw_when_personal_data_is_kept(
+    app, app_settings, hsm, pki, unknown_card
+):
     import json
 
     from helpers_auth import invite, login, new_corporation, try_enrol
@@ -189,8 +249,9 @@ def test_unknown_values_are_stored_raw_when_personal_data_is_kept(app, app_setti
     try:
         client = keeping.test_client()
         corp = new_corporation(pki)
-        code = invite(client, login(client, corp.representative), corp.corporate_number,
-                      name="不明\u3000太郎")["code"]
+        code = invite(
+            client, login(client, corp.representative), corp.corporate_number, name="不明\u3000太郎"
+        )["code"]
         response = try_enrol(client, code, unknown_card)
         assert response.status_code == 201, response.get_json()
         with keeping.extensions["dairi"].session_factory() as session:
@@ -202,8 +263,9 @@ def test_unknown_values_are_stored_raw_when_personal_data_is_kept(app, app_setti
 
 
 def _extension(cert, name):
-    return next(ext for ext in asn1(cert)["tbs_certificate"]["extensions"]
-                if ext["extn_id"].native == name)
+    return next(
+        ext for ext in asn1(cert)["tbs_certificate"]["extensions"] if ext["extn_id"].native == name
+    )
 
 
 @pytest.mark.parametrize("role", ["authentication", "signing"])
@@ -214,10 +276,10 @@ def test_development_jpki_certificates_look_like_real_ones(card, role):
     cert = getattr(card, role).certificate
     policies = _extension(cert, "certificate_policies")
     assert policies["critical"].native is True
-    qualifiers = [q for p in policies["extn_value"].parsed
-                  for q in (p["policy_qualifiers"] or [])]
-    assert [q["policy_qualifier_id"].native for q in qualifiers] == \
-        ["certification_practice_statement"]
+    qualifiers = [q for p in policies["extn_value"].parsed for q in (p["policy_qualifiers"] or [])]
+    assert [q["policy_qualifier_id"].native for q in qualifiers] == [
+        "certification_practice_statement"
+    ]
     assert qualifiers[0]["qualifier"].native.startswith("http")
     alt = _extension(cert, "issuer_alt_name")["extn_value"].parsed
     assert [n.name for n in alt] == ["directory_name"]
@@ -226,9 +288,13 @@ def test_development_jpki_certificates_look_like_real_ones(card, role):
 
 def test_development_registration_certificates_write_names_without_spaces(pki):
     rep = issue_representative_card(
-        pki, corporate_name="株式会社サンプル商事", registered_number="011001098993",
+        pki,
+        corporate_name="株式会社サンプル商事",
+        registered_number="011001098993",
         head_office_address="東京都千代田区丸の内一丁目1番1号",
-        representative_name="佐藤\u3000一郎", representative_title="代表取締役")
+        representative_name="佐藤\u3000一郎",
+        representative_title="代表取締役",
+    )
     cert = asn1(rep.certificate)
     assert registered_corporation(cert).representative_name == "佐藤一郎"
     assert cert.subject.native["common_name"] == "佐藤一郎"
@@ -244,10 +310,19 @@ def _registration_certificate(pki, info_der: bytes):
 
     key = new_rsa_key()
     return pki.ca_for_slug("registrar").issue(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]), key.public_key(),
-        now=pki.clock(), key_usage=end_entity_key_usage(non_repudiation=True),
-        extensions=[(x509.UnrecognizedExtension(
-            x509.ObjectIdentifier(REGISTERED_CORPORATION_INFO), info_der), True)])
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]),
+        key.public_key(),
+        now=pki.clock(),
+        key_usage=end_entity_key_usage(non_repudiation=True),
+        extensions=[
+            (
+                x509.UnrecognizedExtension(
+                    x509.ObjectIdentifier(REGISTERED_CORPORATION_INFO), info_der
+                ),
+                True,
+            )
+        ],
+    )
 
 
 def _tlv(tag: int, content: bytes) -> bytes:
@@ -269,16 +344,24 @@ def test_registration_fields_are_read_in_every_directory_string_type(pki):
     ]
     der = _tlv(0x30, b"".join(fields))
     info = registered_corporation(asn1(_registration_certificate(pki, der)))
-    assert (info.corporate_name, info.registered_number, info.head_office_address,
-            info.representative_name, info.representative_title, info.registry_office) == \
-        (name, "011001098993", "東京都", "佐藤一郎", "代表取締役", "Tokyo Legal Affairs Bureau")
+    assert (
+        info.corporate_name,
+        info.registered_number,
+        info.head_office_address,
+        info.representative_name,
+        info.representative_title,
+        info.registry_office,
+    ) == (name, "011001098993", "東京都", "佐藤一郎", "代表取締役", "Tokyo Legal Affairs Bureau")
 
 
-@pytest.mark.parametrize("inner", [
-    _tlv(0x02, b"\x01"),  # INTEGER
-    _tlv(0x16, b"ia5"),  # IA5String: not a DirectoryString type
-    _tlv(0x1E, b"\x00"),  # BMPString of an odd number of bytes
-])
+@pytest.mark.parametrize(
+    "inner",
+    [
+        _tlv(0x02, b"\x01"),  # INTEGER
+        _tlv(0x16, b"ia5"),  # IA5String: not a DirectoryString type
+        _tlv(0x1E, b"\x00"),  # BMPString of an odd number of bytes
+    ],
+)
 def test_registration_fields_of_other_types_are_refused(pki, inner):
     der = _tlv(0x30, _tlv(0xA0, inner) + _tlv(0xA1, _tlv(0x13, b"011001098993")))
     with pytest.raises(ProfileError):
@@ -298,15 +381,18 @@ def test_policy_oid_settings_default_to_todays_values(base_settings):
     assert base_settings.registration_policies == ("1.2.392.100300.1.3.4",)
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"jpki_auth_policies": ""}, "jpki_auth_policies"),
-    ({"jpki_sign_policies": "1.2.392.x"}, "jpki_sign_policies"),
-    ({"registration_policies": "urn:policy"}, "registration_policies"),
-    # a test-card policy taken as a real one would let test cards in without allow_test_cards
-    ({"jpki_auth_policies": "1.2.392.200149.8.5.1.3.30,1.2.392.200149.8.5.1.0.20"}, "test"),
-    # one policy for both JPKI certificates would blur authentication and signing
-    ({"jpki_sign_policies": "1.2.392.200149.8.5.1.3.30"}, "both"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"jpki_auth_policies": ""}, "jpki_auth_policies"),
+        ({"jpki_sign_policies": "1.2.392.x"}, "jpki_sign_policies"),
+        ({"registration_policies": "urn:policy"}, "registration_policies"),
+        # a test-card policy taken as a real one would let test cards in without allow_test_cards
+        ({"jpki_auth_policies": "1.2.392.200149.8.5.1.3.30,1.2.392.200149.8.5.1.0.20"}, "test"),
+        # one policy for both JPKI certificates would blur authentication and signing
+        ({"jpki_sign_policies": "1.2.392.200149.8.5.1.3.30"}, "both"),
+    ],
+)
 def test_policy_oid_settings_are_checked_at_start(base_settings, changes, message):
     from app.settings import SettingsError, load_settings
 
@@ -321,9 +407,13 @@ def configured_app(app, app_settings, hsm):
     and one more registration policy configured."""
     from app.factory import create_app
 
-    configured = create_app(app_settings.replace(
-        jpki_auth_policies=("1.2.392.200149.8.5.1.3.30", SMARTPHONE_AUTH),
-        registration_policies=("1.2.392.100300.1.3.4", OTHER_REGISTRATION)), hsm=hsm)
+    configured = create_app(
+        app_settings.replace(
+            jpki_auth_policies=("1.2.392.200149.8.5.1.3.30", SMARTPHONE_AUTH),
+            registration_policies=("1.2.392.100300.1.3.4", OTHER_REGISTRATION),
+        ),
+        hsm=hsm,
+    )
     configured.config["TESTING"] = True
     yield configured
     configured.extensions["dairi"].engine.dispose()
@@ -332,16 +422,23 @@ def configured_app(app, app_settings, hsm):
 def test_a_configured_jpki_policy_is_accepted_over_http(client, configured_app, pki):
     from helpers_auth import invite, login, new_corporation, try_enrol, try_login
 
-    card = issue_my_number_card(pki, name="山田\u3000太郎", birth_date="419900115", sex="1",
-                                address="東京都", prefecture="東京都", city="千代田区",
-                                auth_policy=SMARTPHONE_AUTH)
+    card = issue_my_number_card(
+        pki,
+        name="山田\u3000太郎",
+        birth_date="419900115",
+        sex="1",
+        address="東京都",
+        prefecture="東京都",
+        city="千代田区",
+        auth_policy=SMARTPHONE_AUTH,
+    )
     refused = try_login(client, card.authentication)  # the default policy set
-    assert (refused.status_code, refused.get_json()["code"]) == \
-        (403, "CERTIFICATE_POLICY_MISMATCH")
+    assert (refused.status_code, refused.get_json()["code"]) == (403, "CERTIFICATE_POLICY_MISMATCH")
     other = configured_app.test_client()
     corp = new_corporation(pki)
-    code = invite(other, login(other, corp.representative), corp.corporate_number,
-                  name="山田\u3000太郎")["code"]
+    code = invite(
+        other, login(other, corp.representative), corp.corporate_number, name="山田\u3000太郎"
+    )["code"]
     response = try_enrol(other, code, card)
     assert response.status_code == 201, response.get_json()
     assert login(other, card.authentication)
@@ -351,29 +448,44 @@ def test_a_configured_registration_policy_is_accepted_over_http(client, configur
     from helpers_auth import login, try_login
 
     rep = issue_representative_card(
-        pki, corporate_name="株式会社サンプル商事", registered_number="011001098993",
-        head_office_address="東京都", representative_name="佐藤一郎",
-        representative_title="代表取締役", policy=OTHER_REGISTRATION)
+        pki,
+        corporate_name="株式会社サンプル商事",
+        registered_number="011001098993",
+        head_office_address="東京都",
+        representative_name="佐藤一郎",
+        representative_title="代表取締役",
+        policy=OTHER_REGISTRATION,
+    )
     refused = try_login(client, rep)
-    assert (refused.status_code, refused.get_json()["code"]) == \
-        (403, "CERTIFICATE_POLICY_MISMATCH")
+    assert (refused.status_code, refused.get_json()["code"]) == (403, "CERTIFICATE_POLICY_MISMATCH")
     assert login(configured_app.test_client(), rep)
 
 
 def test_a_configured_test_card_policy_is_refused_unless_test_cards_are_allowed(
-        app, app_settings, hsm, pki):
+    app, app_settings, hsm, pki
+):
     from helpers_auth import try_login
 
     from app.factory import create_app
 
     test_policy = "1.2.392.200149.8.5.1.0.99"  # invented
-    card = issue_my_number_card(pki, name="試験\u3000花子", birth_date="420000101", sex="2",
-                                address="東京都", prefecture="東京都", city="千代田区",
-                                auth_policy=test_policy)
-    for allow, expected in ((False, "CERTIFICATE_POLICY_MISMATCH"),
-                            (True, "CERTIFICATE_NOT_ENROLLED")):  # past the policy check
-        other = create_app(app_settings.replace(jpki_test_policies=(test_policy,),
-                                                allow_test_cards=allow), hsm=hsm)
+    card = issue_my_number_card(
+        pki,
+        name="試験\u3000花子",
+        birth_date="420000101",
+        sex="2",
+        address="東京都",
+        prefecture="東京都",
+        city="千代田区",
+        auth_policy=test_policy,
+    )
+    for allow, expected in (
+        (False, "CERTIFICATE_POLICY_MISMATCH"),
+        (True, "CERTIFICATE_NOT_ENROLLED"),
+    ):  # past the policy check
+        other = create_app(
+            app_settings.replace(jpki_test_policies=(test_policy,), allow_test_cards=allow), hsm=hsm
+        )
         other.config["TESTING"] = True
         try:
             response = try_login(other.test_client(), card.authentication)
@@ -384,8 +496,10 @@ def test_a_configured_test_card_policy_is_refused_unless_test_cards_are_allowed(
 
 # -- 支配人 is not a default representative title ------------------------------------
 
+
 def test_a_manager_is_not_a_representative_by_default_but_may_be_configured(
-        client, app, app_settings, hsm, pki):
+    client, app, app_settings, hsm, pki
+):
     """A 支配人's authority is limited to one 営業所's business, so the defaults do not
     make one a representative; an installation may still list the title."""
     from helpers_auth import login, new_corporation, try_login
@@ -396,8 +510,10 @@ def test_a_manager_is_not_a_representative_by_default_but_may_be_configured(
     corp = new_corporation(pki, title="支配人")
     refused = try_login(client, corp.representative)
     assert (refused.status_code, refused.get_json()["code"]) == (403, "NOT_A_REPRESENTATIVE")
-    configured = create_app(app_settings.replace(
-        representative_titles=(*app_settings.representative_titles, "支配人")), hsm=hsm)
+    configured = create_app(
+        app_settings.replace(representative_titles=(*app_settings.representative_titles, "支配人")),
+        hsm=hsm,
+    )
     configured.config["TESTING"] = True
     try:
         assert login(configured.test_client(), corp.representative)

@@ -59,6 +59,7 @@ def _line(lines: list[str], label: str) -> str:
 
 # --- reading the PDF back (no text-extraction package needed) ---------------------------
 
+
 def _to_unicode(font) -> dict[int, str]:
     """CID -> text from the font's ToUnicode CMap (bfchar and bfrange entries)."""
     cmap = font["/ToUnicode"].data.decode("ascii")
@@ -95,13 +96,15 @@ def _pdf_pages(pdf: bytes) -> list[list[str]]:
         lines = []
         for array in re.findall(r"\[(.*?)\]\s*TJ", content, re.S):
             glyphs = "".join(re.findall(r"<([0-9a-fA-F]*)>", array))
-            lines.append("".join(to_unicode[int(glyphs[i:i + 4], 16)]
-                                 for i in range(0, len(glyphs), 4)))
+            lines.append(
+                "".join(to_unicode[int(glyphs[i : i + 4], 16)] for i in range(0, len(glyphs), 4))
+            )
         pages.append(lines)
     return pages
 
 
 # --- the PDF ------------------------------------------------------------------------------
+
 
 def test_pdf_is_a4_with_an_embedded_japanese_font():
     reader = PdfFileReader(BytesIO(mandate_pdf(_document())))
@@ -113,7 +116,7 @@ def test_pdf_is_a4_with_an_embedded_japanese_font():
     assert font["/Subtype"] == "/Type0"
     assert str(font["/BaseFont"]).endswith("IPAGothic-Identity-H")
     descriptor = font["/DescendantFonts"][0]["/FontDescriptor"]
-    assert len(descriptor["/FontFile2"].data) > 1000     # the glyph subset is embedded
+    assert len(descriptor["/FontFile2"].data) > 1000  # the glyph subset is embedded
 
 
 def _pdftotext(pdf: bytes, tmp_path) -> list[str]:
@@ -121,22 +124,36 @@ def _pdftotext(pdf: bytes, tmp_path) -> list[str]:
     that where a line wraps is not part of what is compared."""
     path = tmp_path / "document.pdf"
     path.write_bytes(pdf)
-    out = subprocess.run(["pdftotext", "-enc", "UTF-8", str(path), "-"], check=True,
-                         capture_output=True, timeout=60).stdout.decode()
+    out = subprocess.run(
+        ["pdftotext", "-enc", "UTF-8", str(path), "-"], check=True, capture_output=True, timeout=60
+    ).stdout.decode()
     return [re.sub(r"\s+", "", page) for page in out.split("\f") if page.strip()]
 
 
 # The fixture's facts as a reader must find them, written by hand (times in 日本時間:
 # 2026-03-31 15:00Z is 4月1日 0時, 2026-11-21 01:00Z is 10時, issued 00:30Z is 9時30分).
 READER_SEES = (
-    "電子委任状", "委任状番号:m-0002", "委任者（法人）:株式会社大理建設",
-    "法人番号:1234567890123", "委任者:佐藤次郎（部長）", "受任者:山田花子（課長）",
-    "委任事項:入札、見積、電子申請（建設業許可申請）", "調達機関:国土交通省関東地方整備局",
-    "案件:令和8年度第42号庁舎清掃業務委託", "金額上限:金100,000,000円",
-    "2026年04月01日00:00", "2026年11月21日10:00", "再委任:不可", "状態:有効",
-    "【委任の連鎖】", "大理一郎（代表取締役）→佐藤次郎（部長）", "m-0001",
-    "佐藤次郎（部長）→山田花子（課長）", "属性証明書シリアル番号:7f3a09c2e4b1",
-    "指図書SHA-256:" + "ab" * 32, "本書はdairiが発行し、電子署名を付しています。",
+    "電子委任状",
+    "委任状番号:m-0002",
+    "委任者（法人）:株式会社大理建設",
+    "法人番号:1234567890123",
+    "委任者:佐藤次郎（部長）",
+    "受任者:山田花子（課長）",
+    "委任事項:入札、見積、電子申請（建設業許可申請）",
+    "調達機関:国土交通省関東地方整備局",
+    "案件:令和8年度第42号庁舎清掃業務委託",
+    "金額上限:金100,000,000円",
+    "2026年04月01日00:00",
+    "2026年11月21日10:00",
+    "再委任:不可",
+    "状態:有効",
+    "【委任の連鎖】",
+    "大理一郎（代表取締役）→佐藤次郎（部長）",
+    "m-0001",
+    "佐藤次郎（部長）→山田花子（課長）",
+    "属性証明書シリアル番号:7f3a09c2e4b1",
+    "指図書SHA-256:" + "ab" * 32,
+    "本書はdairiが発行し、電子署名を付しています。",
     "2026年04月01日09:30",
 )
 
@@ -154,13 +171,21 @@ def test_pdf_shows_exactly_the_document_lines(tmp_path):
     document = _document()
     shown = _pdf_pages(mandate_pdf(document))
     # Our reader of the PDF agrees with poppler's, page by page.
-    assert ["".join(re.sub(r"\s+", "", line) for line in page) for page in shown] == \
-        _pdftotext(mandate_pdf(document), tmp_path)
+    assert ["".join(re.sub(r"\s+", "", line) for line in page) for page in shown] == _pdftotext(
+        mandate_pdf(document), tmp_path
+    )
     text = "\n".join(shown[0])
-    for needle in ("電子委任状", "委任状番号: m-0002", "委任者（法人）: 株式会社大理建設",
-                   "受任者: 山田 花子（課長）", "金額上限: 金 100,000,000 円", "再委任: 不可",
-                   "【委任の連鎖】", "指図書 SHA-256: " + "ab" * 32,
-                   "本書は dairi が発行し、電子署名を付しています。"):
+    for needle in (
+        "電子委任状",
+        "委任状番号: m-0002",
+        "委任者（法人）: 株式会社大理建設",
+        "受任者: 山田 花子（課長）",
+        "金額上限: 金 100,000,000 円",
+        "再委任: 不可",
+        "【委任の連鎖】",
+        "指図書 SHA-256: " + "ab" * 32,
+        "本書は dairi が発行し、電子署名を付しています。",
+    ):
         assert needle in text
 
 
@@ -186,14 +211,15 @@ def test_many_procuring_entities_flow_onto_further_pages(tmp_path):
     assert all(joined.count(f"第{i}事務所") == 1 for i in range(60))
     assert many[0][0] == f"電子委任状　（1 / {len(many)} ページ）"
     for number, page in enumerate(many[1:], start=2):
-        assert page[0] == \
-            f"電子委任状（続き） 委任状番号: m-0002　（{number} / {len(many)} ページ）"
+        assert (
+            page[0] == f"電子委任状（続き） 委任状番号: m-0002　（{number} / {len(many)} ページ）"
+        )
         assert len(page) <= LINES_PER_PAGE
     # nothing lost: the wrapped pieces join back into the full list, in order
-    flat = many[0] + [line for page in many[1:] for line in page[1:]]   # without headings
+    flat = many[0] + [line for page in many[1:] for line in page[1:]]  # without headings
     start = next(i for i, line in enumerate(flat) if line.startswith("調達機関: "))
     listed = flat[start]
-    for line in flat[start + 1:]:
+    for line in flat[start + 1 :]:
         if not line.startswith(CONTINUATION_INDENT):
             break
         listed += line.removeprefix(CONTINUATION_INDENT)
@@ -203,10 +229,13 @@ def test_many_procuring_entities_flow_onto_further_pages(tmp_path):
 
 # --- the lines -------------------------------------------------------------------------------
 
+
 def test_lines_show_times_in_jst():
     lines = document_lines(_document())
-    assert _line(lines, "有効期間") == \
-        "有効期間: 2026年04月01日 00:00 から 2026年11月21日 10:00 まで（日本時間）"
+    assert (
+        _line(lines, "有効期間")
+        == "有効期間: 2026年04月01日 00:00 から 2026年11月21日 10:00 まで（日本時間）"
+    )
     assert lines[-1].endswith("発行日時: 2026年04月01日 09:30（日本時間）")
 
 
@@ -215,7 +244,7 @@ def test_jst_text_converts_any_offset_and_shows_seconds_only_when_set():
     assert jst_text(datetime(2026, 1, 1, 7, 5, tzinfo=pacific)) == "2026年01月02日 00:05"
     assert jst_text(datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC)) == "2026年01月01日 09:00:30"
     with pytest.raises(ValueError):
-        jst_text(datetime(2026, 1, 1))   # naive: refused
+        jst_text(datetime(2026, 1, 1))  # naive: refused
 
 
 def test_lines_for_limited_scope():
@@ -235,9 +264,15 @@ def test_lines_for_limited_scope():
 
 
 def test_lines_for_unlimited_scope():
-    lines = document_lines(_document(procuring_entities=None, cases=None,
-                                     amount_limit_jpy=None, max_depth=0,
-                                     status="失効（2026-11-21 10:00 JST）"))
+    lines = document_lines(
+        _document(
+            procuring_entities=None,
+            cases=None,
+            amount_limit_jpy=None,
+            max_depth=0,
+            status="失効（2026-11-21 10:00 JST）",
+        )
+    )
     assert _line(lines, "調達機関") == "調達機関: 制限なし"
     assert _line(lines, "案件") == "案件: 制限なし"
     assert _line(lines, "金額上限") == "金額上限: 制限なし"
@@ -248,7 +283,7 @@ def test_lines_for_unlimited_scope():
 def test_chain_lines_in_order_with_this_mandate_marked():
     lines = document_lines(_document())
     start = lines.index("【委任の連鎖】")
-    assert lines[start + 1:start + 3] == [
+    assert lines[start + 1 : start + 3] == [
         "第0段 大理 一郎（代表取締役） → 佐藤 次郎（部長） [有効]（委任状番号 m-0001）",
         "第1段 佐藤 次郎（部長） → 山田 花子（課長） [有効]（委任状番号 m-0002）　← 本書",
     ]
@@ -256,19 +291,22 @@ def test_chain_lines_in_order_with_this_mandate_marked():
 
 
 def test_long_chain_spans_pages_in_order():
-    chain = tuple(ChainLine(i, f"m-{i:04d}", f"委任者{i}", f"受任者{i}",
-                            "失効" if i % 7 == 3 else "有効") for i in range(70))
+    chain = tuple(
+        ChainLine(i, f"m-{i:04d}", f"委任者{i}", f"受任者{i}", "失効" if i % 7 == 3 else "有効")
+        for i in range(70)
+    )
     pages = document_pages(_document(mandate_id="m-0069", chain=chain))
     assert len(pages) >= 3
     assert all(len(page) <= LINES_PER_PAGE for page in pages)
     shown = [line for page in pages for line in page if line.startswith("第")]
-    assert [int(line[1:line.index("段")]) for line in shown] == list(range(70))
+    assert [int(line[1 : line.index("段")]) for line in shown] == list(range(70))
     assert shown[3] == "第3段 委任者3 → 受任者3 [失効]（委任状番号 m-0003）"
     assert shown[-1].endswith("← 本書")
     assert sum(line.endswith("← 本書") for line in shown) == 1
 
 
 # --- wrapping -------------------------------------------------------------------------------
+
 
 def test_short_line_is_not_wrapped():
     assert wrap_line("状態: 有効") == ["状態: 有効"]

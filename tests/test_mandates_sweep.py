@@ -37,21 +37,33 @@ def events(app, tag: str) -> list[dict]:
     with app.extensions["dairi"].session_factory() as session:
         log = AuditLog(session)
         log.verify()
-        return [{"subject": r.subject, "actor": r.actor, **json.loads(r.details)}
-                for r in log.events() if r.tag == tag]
+        return [
+            {"subject": r.subject, "actor": r.actor, **json.loads(r.details)}
+            for r in log.events()
+            if r.tag == tag
+        ]
 
 
 def authority(client, corp, token: str) -> list[str]:
-    response = client.get("/api/v1/authority", headers=bearer(token), query_string={
-        "principal": corp.corporate_number, "action": "bid", "procuring_entity": ENTITY})
+    response = client.get(
+        "/api/v1/authority",
+        headers=bearer(token),
+        query_string={
+            "principal": corp.corporate_number,
+            "action": "bid",
+            "procuring_entity": ENTITY,
+        },
+    )
     assert response.status_code == 200, response.get_json()
     return [a["mandate_id"] for a in response.get_json()["authorities"]]
 
 
-@pytest.mark.parametrize("reason", [x509.ReasonFlags.key_compromise,
-                                    x509.ReasonFlags.cessation_of_operation])
-def test_the_sweep_records_a_representatives_revocation(client, app, hsm, pki, world,
-                                                        cli_env, reason):
+@pytest.mark.parametrize(
+    "reason", [x509.ReasonFlags.key_compromise, x509.ReasonFlags.cessation_of_operation]
+)
+def test_the_sweep_records_a_representatives_revocation(
+    client, app, hsm, pki, world, cli_env, reason
+):
     a, yamada, suzuki = world["a"], world["yamada"], world["suzuki"]
     root = root_grant(client, a, yamada, scope(max_depth=1))
     child = sub_grant(client, hsm, a, root, yamada, suzuki)
@@ -62,8 +74,9 @@ def test_the_sweep_records_a_representatives_revocation(client, app, hsm, pki, w
     assert recorded(app, root["id"]) is None
 
     revoked_at = now()
-    pki.ca_for_slug("registrar").revoke(a.representative.certificate.serial_number, reason,
-                                        now=revoked_at)
+    pki.ca_for_slug("registrar").revoke(
+        a.representative.certificate.serial_number, reason, now=revoked_at
+    )
     output = sweep_cli()
     assert "representatives revoked  1" in output and root["id"] in output
     # Recorded with the CRL's revocation time (whole seconds), not the sweep's.
@@ -77,8 +90,11 @@ def test_the_sweep_records_a_representatives_revocation(client, app, hsm, pki, w
     # The authority query, which reads only what is recorded, leaves both out now...
     assert authority(client, a, rep_token) == []
     # ... and the chain fails from that time on.
-    verdict = client.get(f"/api/v1/mandates/{child['id']}/chain", headers=bearer(suzuki.token),
-                         query_string={"action": "bid", "procuring_entity": ENTITY})
+    verdict = client.get(
+        f"/api/v1/mandates/{child['id']}/chain",
+        headers=bearer(suzuki.token),
+        query_string={"action": "bid", "procuring_entity": ENTITY},
+    )
     assert verdict.get_json()["holds"] is False
     assert verdict.get_json()["hops"][0]["reasons"] == ["REPRESENTATIVE_CERT_REVOKED"]
 
@@ -87,12 +103,12 @@ def test_the_sweep_records_a_representatives_revocation(client, app, hsm, pki, w
     assert len(events(app, "mandate:representative-revoked")) == 1
 
 
-def test_a_renewed_representative_certificate_is_not_recorded(client, app, pki, world,
-                                                               cli_env):
+def test_a_renewed_representative_certificate_is_not_recorded(client, app, pki, world, cli_env):
     a, yamada = world["a"], world["yamada"]
     root = root_grant(client, a, yamada)
-    pki.ca_for_slug("registrar").revoke(a.representative.certificate.serial_number,
-                                        x509.ReasonFlags.superseded, now=now())
+    pki.ca_for_slug("registrar").revoke(
+        a.representative.certificate.serial_number, x509.ReasonFlags.superseded, now=now()
+    )
     assert "representatives revoked  0" in sweep_cli()
     assert recorded(app, root["id"]) is None
     assert events(app, "mandate:representative-revoked") == []

@@ -35,8 +35,11 @@ def refusals(app) -> list[tuple[str, str | None]]:
     with app.extensions["dairi"].session_factory() as session:
         log = AuditLog(session)
         log.verify()
-        return [(r.tag, json.loads(r.details).get("code")) for r in log.events()
-                if r.tag.endswith(":refused")]
+        return [
+            (r.tag, json.loads(r.details).get("code"))
+            for r in log.events()
+            if r.tag.endswith(":refused")
+        ]
 
 
 def mandate_count(app) -> int:
@@ -44,32 +47,36 @@ def mandate_count(app) -> int:
         return len(session.query(Mandate).all())
 
 
-
-
 # -- a root representative revoked after the grant ------------------------------
 
 
 def chain(client, mandate: dict, token: str) -> dict:
-    response = client.get(f"/api/v1/mandates/{mandate['id']}/chain",
-                          query_string={"action": "bid", "procuring_entity": ENTITY},
-                          headers=bearer(token))
+    response = client.get(
+        f"/api/v1/mandates/{mandate['id']}/chain",
+        query_string={"action": "bid", "procuring_entity": ENTITY},
+        headers=bearer(token),
+    )
     assert response.status_code == 200, response.get_json()
     return response.get_json()
 
 
-@pytest.mark.parametrize(("reason", "holds"), [
-    pytest.param(x509.ReasonFlags.key_compromise, False),
-    pytest.param(x509.ReasonFlags.cessation_of_operation, False),
-    # DESIGN: a representative's certificate renewed (superseded) does not end
-    # the mandates they granted.
-    (x509.ReasonFlags.superseded, True),
-])
+@pytest.mark.parametrize(
+    ("reason", "holds"),
+    [
+        pytest.param(x509.ReasonFlags.key_compromise, False),
+        pytest.param(x509.ReasonFlags.cessation_of_operation, False),
+        # DESIGN: a representative's certificate renewed (superseded) does not end
+        # the mandates they granted.
+        (x509.ReasonFlags.superseded, True),
+    ],
+)
 def test_a_representative_revoked_after_the_grant(client, app, pki, world, reason, holds):
     a, yamada = world["a"], world["yamada"]
     root = root_grant(client, a, yamada)
     assert chain(client, root, yamada.token)["holds"] is True
-    pki.ca_for_slug("registrar").revoke(a.representative.certificate.serial_number, reason,
-                                        now=now())
+    pki.ca_for_slug("registrar").revoke(
+        a.representative.certificate.serial_number, reason, now=now()
+    )
     # Past the revocation cache window, so the check cannot be answered from the cache.
     window = app.extensions["dairi"].settings.revocation_cache_seconds
     move_clock(app, timedelta(seconds=window + 1))
@@ -79,19 +86,24 @@ def test_a_representative_revoked_after_the_grant(client, app, pki, world, reaso
     assert [h["reasons"] for h in verdict["hops"]] == [expected]
 
 
-@pytest.mark.parametrize(("reason", "holds"), [
-    (x509.ReasonFlags.key_compromise, False),
-    (x509.ReasonFlags.cessation_of_operation, False),
-    (x509.ReasonFlags.superseded, True),
-])
+@pytest.mark.parametrize(
+    ("reason", "holds"),
+    [
+        (x509.ReasonFlags.key_compromise, False),
+        (x509.ReasonFlags.cessation_of_operation, False),
+        (x509.ReasonFlags.superseded, True),
+    ],
+)
 def test_a_representative_revoked_after_the_grant_fails_the_chain_from_then_on(
-        client, app, pki, world, reason, holds):
+    client, app, pki, world, reason, holds
+):
     """Once the sweep has recorded the revocation, later queries fail, and it is
     audited once; a renewal (superseded) never fails the chain."""
     a, yamada = world["a"], world["yamada"]
     root = root_grant(client, a, yamada)
-    pki.ca_for_slug("registrar").revoke(a.representative.certificate.serial_number,
-                                        reason, now=now())
+    pki.ca_for_slug("registrar").revoke(
+        a.representative.certificate.serial_number, reason, now=now()
+    )
     window = app.extensions["dairi"].settings.revocation_cache_seconds
     move_clock(app, timedelta(seconds=window + 1))
     from app.mandates.sweep import sweep
@@ -99,8 +111,7 @@ def test_a_representative_revoked_after_the_grant_fails_the_chain_from_then_on(
 
     context = app.extensions["dairi"]
     with unit_of_work(context.session_factory) as session:  # the sweep records it
-        sweep(session, context.certificate_validator, context.attribute_authority,
-              context.clock)
+        sweep(session, context.certificate_validator, context.attribute_authority, context.clock)
     move_clock(app, timedelta(seconds=window + 2))
     verdict = chain(client, root, yamada.token)
     assert verdict["holds"] is holds, verdict
@@ -121,9 +132,17 @@ def test_an_instruction_not_in_canonical_form_is_refused(client, app, world):
     loose = json.dumps(json.loads(data), ensure_ascii=False, indent=1).encode()
     assert json.loads(loose) == json.loads(data) and loose != data
     before = mandate_count(app)
-    problem(post_grant(client, login(client, a.representative), loose,
-                       sign_instruction(a.representative, loose), yamada), 422,
-            "INSTRUCTION_MALFORMED")
+    problem(
+        post_grant(
+            client,
+            login(client, a.representative),
+            loose,
+            sign_instruction(a.representative, loose),
+            yamada,
+        ),
+        422,
+        "INSTRUCTION_MALFORMED",
+    )
     assert mandate_count(app) == before
     assert ("mandate:grant:refused", "INSTRUCTION_MALFORMED") in refusals(app)
 
@@ -140,9 +159,17 @@ def test_validity_with_fractions_of_a_second_is_refused(client, app, world, fiel
 
     data = rfc8785.dumps(doc)
     before = mandate_count(app)
-    problem(post_grant(client, login(client, a.representative), data,
-                       sign_instruction(a.representative, data), yamada), 422,
-            "INSTRUCTION_MALFORMED")
+    problem(
+        post_grant(
+            client,
+            login(client, a.representative),
+            data,
+            sign_instruction(a.representative, data),
+            yamada,
+        ),
+        422,
+        "INSTRUCTION_MALFORMED",
+    )
     assert mandate_count(app) == before
 
 
@@ -151,8 +178,11 @@ def test_validity_with_fractions_of_a_second_is_refused(client, app, world, fiel
 
 def test_principal_name_not_the_registered_name(client, app, world):
     a, yamada = world["a"], world["yamada"]
-    problem(try_root_grant(client, a, yamada, scope(), principal_name="株式会社大理建築"),
-            403, "PRINCIPAL_NAME_MISMATCH")
+    problem(
+        try_root_grant(client, a, yamada, scope(), principal_name="株式会社大理建築"),
+        403,
+        "PRINCIPAL_NAME_MISMATCH",
+    )
     assert ("mandate:grant:refused", "PRINCIPAL_NAME_MISMATCH") in refusals(app)
 
 
@@ -161,29 +191,42 @@ def test_a_root_grant_submitted_by_someone_not_its_representative(client, app, w
     a, yamada, suzuki = world["a"], world["yamada"], world["suzuki"]
     data = instruction(a, yamada, scope())
     before = mandate_count(app)
-    problem(post_grant(client, suzuki.token, data, sign_instruction(a.representative, data),
-                       yamada), 403, "SUBMITTER_NOT_REPRESENTATIVE")
+    problem(
+        post_grant(client, suzuki.token, data, sign_instruction(a.representative, data), yamada),
+        403,
+        "SUBMITTER_NOT_REPRESENTATIVE",
+    )
     assert mandate_count(app) == before
 
 
 def test_a_sub_delegation_under_another_corporations_mandate(client, app, hsm, world):
     """The instruction names A as principal, but its parent is B's mandate."""
-    a, b, yamada, suzuki, tanaka = (world[k] for k in ("a", "b", "yamada", "suzuki",
-                                                        "tanaka"))
+    a, b, yamada, suzuki, tanaka = (world[k] for k in ("a", "b", "yamada", "suzuki", "tanaka"))
     theirs = root_grant(client, b, tanaka)
-    data = instruction(a, suzuki, scope(max_depth=0), parent=theirs["id"],
-                       grantor_name=yamada.name, grantor_title=None)
+    data = instruction(
+        a,
+        suzuki,
+        scope(max_depth=0),
+        parent=theirs["id"],
+        grantor_name=yamada.name,
+        grantor_title=None,
+    )
     before = mandate_count(app)
-    problem(post_grant(client, yamada.token, data,
-                       sign_detached(hsm, yamada.credential, data), suzuki), 403,
-            "PRINCIPAL_MISMATCH")
+    problem(
+        post_grant(client, yamada.token, data, sign_detached(hsm, yamada.credential, data), suzuki),
+        403,
+        "PRINCIPAL_MISMATCH",
+    )
     assert mandate_count(app) == before
 
 
 def test_a_signer_of_another_corporation(client, world):
     a, b, yamada = world["a"], world["b"], world["yamada"]
-    problem(try_root_grant(client, a, yamada, scope(), signers=(b.representative,)), 403,
-            "REPRESENTATIVE_CORPORATION_MISMATCH")
+    problem(
+        try_root_grant(client, a, yamada, scope(), signers=(b.representative,)),
+        403,
+        "REPRESENTATIVE_CORPORATION_MISMATCH",
+    )
 
 
 # -- revocation status unavailable on a grant -----------------------------------

@@ -62,21 +62,35 @@ def test_a_failure_after_a_long_quiet_spell_is_a_new_outage(caplog):
         clock.now += 120  # no success seen (nothing time-stamped), no failure either
         outages.failed("time-stamping authority", "the TSA refused")
     assert [r.getMessage() for r in caplog.records] == [
-        "time-stamping authority unavailable: the TSA refused"] * 2
+        "time-stamping authority unavailable: the TSA refused"
+    ] * 2
 
 
 def test_outage_codes_are_503():
-    for code in ("DATABASE_UNAVAILABLE", "STORAGE_FULL", "TIMESTAMP_FAILED",
-                 "VALIDATION_DATA_UNAVAILABLE", "SIGNING_FAILED"):
+    for code in (
+        "DATABASE_UNAVAILABLE",
+        "STORAGE_FULL",
+        "TIMESTAMP_FAILED",
+        "VALIDATION_DATA_UNAVAILABLE",
+        "SIGNING_FAILED",
+    ):
         assert problem(code).status == 503
 
 
 def test_new_settings_have_defaults_and_bounds():
     settings = load_settings(env={})
-    assert (settings.database_connect_timeout_seconds, settings.database_statement_timeout_seconds,
-            settings.sqlite_busy_timeout_seconds, settings.tsa_timeout_seconds) == (5, 5, 10, 5)
-    assert load_settings(env={"DAIRI_DATABASE_STATEMENT_TIMEOUT_SECONDS": "2"}
-                         ).database_statement_timeout_seconds == 2
+    assert (
+        settings.database_connect_timeout_seconds,
+        settings.database_statement_timeout_seconds,
+        settings.sqlite_busy_timeout_seconds,
+        settings.tsa_timeout_seconds,
+    ) == (5, 5, 10, 5)
+    assert (
+        load_settings(
+            env={"DAIRI_DATABASE_STATEMENT_TIMEOUT_SECONDS": "2"}
+        ).database_statement_timeout_seconds
+        == 2
+    )
     with pytest.raises(ValueError, match="database_connect_timeout_seconds"):
         load_settings(env={"DAIRI_DATABASE_CONNECT_TIMEOUT_SECONDS": "0"})
 
@@ -93,8 +107,10 @@ def _hold_the_write_lock(url: str):
 
 def test_a_lock_held_past_the_time_outs_is_503_database_unavailable(app_settings, hsm):
     migrate(app_settings.database_url)
-    app = create_app(app_settings.replace(database_statement_timeout_seconds=1,
-                                          sqlite_busy_timeout_seconds=1), hsm=hsm)
+    app = create_app(
+        app_settings.replace(database_statement_timeout_seconds=1, sqlite_busy_timeout_seconds=1),
+        hsm=hsm,
+    )
     client = app.test_client()
     engine, connection, transaction = _hold_the_write_lock(app_settings.database_url)
     try:
@@ -173,8 +189,7 @@ def test_postgresql_statements_are_bounded_and_the_url_options_kept(_):
 def test_a_postgresql_that_stops_answering_is_abandoned_and_its_connection_dropped(_):
     server = make_url(os.environ["TEST_DATABASE_URL"])
     with SilentDatabase((server.host or "127.0.0.1", server.port or 5432)) as relay:
-        url = server.set(host="127.0.0.1", port=relay.port).render_as_string(
-            hide_password=False)
+        url = server.set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False)
         engine = make_engine(url, connect_timeout=2, statement_timeout=1)
         try:
             connection = engine.connect()

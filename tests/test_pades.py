@@ -82,8 +82,11 @@ def test_b_lt_validates_offline_from_its_dss(signed, trust_roots, pki):
     (sig,) = signatures(pdf)
     # Revocation is required and fetching is off: only the DSS can satisfy it.
     context = dss.as_validation_context(
-        {"trust_roots": [asn1_x509.Certificate.load(r) for r in trust_roots],
-         "allow_fetching": False, "revocation_mode": "hard-fail"}
+        {
+            "trust_roots": [asn1_x509.Certificate.load(r) for r in trust_roots],
+            "allow_fetching": False,
+            "revocation_mode": "hard-fail",
+        }
     )
     status = validate_pdf_signature(sig, context)
     assert status.bottom_line and status.timestamp_validity.trusted
@@ -99,12 +102,16 @@ def test_b_lta_ends_with_a_document_timestamp(signed, trust_roots):
     sig, doc_ts = signatures(pdf)
     assert doc_ts.sig_object["/Type"] == "/DocTimeStamp"
     assert len(list(_dss(pdf).ocsps)) >= 2
-    ts_status = validate_pdf_timestamp(doc_ts, offline_context(trust_roots,
-                                                               revocation_mode="soft-fail"))
+    ts_status = validate_pdf_timestamp(
+        doc_ts, offline_context(trust_roots, revocation_mode="soft-fail")
+    )
     assert ts_status.intact and ts_status.valid and ts_status.trusted
     context = _dss(pdf).as_validation_context(
-        {"trust_roots": [asn1_x509.Certificate.load(r) for r in trust_roots],
-         "allow_fetching": False, "revocation_mode": "hard-fail"}
+        {
+            "trust_roots": [asn1_x509.Certificate.load(r) for r in trust_roots],
+            "allow_fetching": False,
+            "revocation_mode": "hard-fail",
+        }
     )
     assert validate_pdf_signature(sig, context).bottom_line
 
@@ -143,16 +150,18 @@ def test_ec_p256_credentials_sign_too(pades_signer, hsm, pki, bid, trust_roots):
     assert status.md_algorithm == "sha256"
 
 
-def test_threads_signing_at_once_all_produce_valid_signatures(pades_signer, employee, bid,
-                                                                trust_roots):
+def test_threads_signing_at_once_all_produce_valid_signatures(
+    pades_signer, employee, bid, trust_roots
+):
     outputs: list[bytes] = []
     errors: list[BaseException] = []
 
     def work() -> None:
         try:
             for _ in range(3):
-                outputs.append(pades_signer.sign(bid, employee,
-                                                 PadesSpec(level=PadesLevel.B_LT)).pdf)
+                outputs.append(
+                    pades_signer.sign(bid, employee, PadesSpec(level=PadesLevel.B_LT)).pdf
+                )
         except BaseException as exc:
             errors.append(exc)
 
@@ -170,6 +179,7 @@ def test_threads_signing_at_once_all_produce_valid_signatures(pades_signer, empl
 
 # --- refusals --------------------------------------------------------------
 
+
 def _encrypted(bid: bytes) -> bytes:
     writer = copy_into_new_writer(PdfFileReader(BytesIO(bid)))
     writer.encrypt("owner-secret", "user-secret")
@@ -181,26 +191,37 @@ def _encrypted(bid: bytes) -> bytes:
 @pytest.mark.parametrize(
     ("make", "error", "code"),
     [
-        (lambda bid: b"PK\x03\x04 this is a zip file, not a PDF", DocumentNotPdf,
-         "DOCUMENT_NOT_PDF"),
+        (
+            lambda bid: b"PK\x03\x04 this is a zip file, not a PDF",
+            DocumentNotPdf,
+            "DOCUMENT_NOT_PDF",
+        ),
         (lambda bid: b"", DocumentNotPdf, "DOCUMENT_NOT_PDF"),
         (lambda bid: bid[: len(bid) // 2], DocumentMalformed, "DOCUMENT_MALFORMED"),
-        (lambda bid: b"%PDF-1.7\n garbage garbage\n%%EOF\n", DocumentMalformed,
-         "DOCUMENT_MALFORMED"),
+        (
+            lambda bid: b"%PDF-1.7\n garbage garbage\n%%EOF\n",
+            DocumentMalformed,
+            "DOCUMENT_MALFORMED",
+        ),
         (_encrypted, DocumentEncrypted, "DOCUMENT_ENCRYPTED"),
         (lambda bid: bid + b" " * 2_000_000, DocumentTooLarge, "DOCUMENT_TOO_LARGE"),
     ],
 )
-def test_unsignable_documents_are_refused_with_a_stable_code(pades_signer, employee, bid,
-                                                             make, error, code):
+def test_unsignable_documents_are_refused_with_a_stable_code(
+    pades_signer, employee, bid, make, error, code
+):
     with pytest.raises(error) as info:
         pades_signer.sign(make(bid), employee, PadesSpec(level=PadesLevel.B_B))
     assert info.value.code == code
 
 
 def test_unknown_key_is_refused(pades_signer, employee, bid, hsm):
-    ghost = SigningCredential(KeyRef(hsm.config.token_label, "ab" * 16),
-                              employee.algorithm, employee.certificate_der, employee.chain_der)
+    ghost = SigningCredential(
+        KeyRef(hsm.config.token_label, "ab" * 16),
+        employee.algorithm,
+        employee.certificate_der,
+        employee.chain_der,
+    )
     with pytest.raises(KeyNotFound):
         pades_signer.sign(bid, ghost, PadesSpec(level=PadesLevel.B_B))
 
@@ -210,8 +231,9 @@ def test_revoked_signer_certificate_is_refused_before_the_key_is_used(
 ):
     credential = make_credential(hsm, pki, "退職 済")
     serial = x509.load_der_x509_certificate(credential.certificate_der).serial_number
-    pki.cas["employee-signing"].revoke(serial, x509.ReasonFlags.affiliation_changed,
-                                       now=pki.clock())
+    pki.cas["employee-signing"].revoke(
+        serial, x509.ReasonFlags.affiliation_changed, now=pki.clock()
+    )
     used = []
     monkeypatch.setattr(Hsm, "sign", lambda *a, **k: used.append(a))
     with pytest.raises(SignerCertificateRevoked) as info:

@@ -78,14 +78,22 @@ def pages_of(pdf: bytes, tmp_path: Path) -> list[Page]:
     """Each page's size and words with their boxes (top-left origin), as poppler sees them."""
     source = tmp_path / "in.pdf"
     source.write_bytes(pdf)
-    out = subprocess.run([_tool("pdftotext"), "-bbox", str(source), "-"], check=True,
-                         capture_output=True, timeout=60).stdout
+    out = subprocess.run(
+        [_tool("pdftotext"), "-bbox", str(source), "-"], check=True, capture_output=True, timeout=60
+    ).stdout
     root = ET.fromstring(out)
     pages = []
     for page, sizes in zip(root.iter(f"{XHTML}page"), _font_sizes(pdf), strict=True):
-        words = tuple(Word(w.text or "", float(w.get("xMin")), float(w.get("yMin")),
-                           float(w.get("xMax")), float(w.get("yMax")))
-                      for w in page.iter(f"{XHTML}word"))
+        words = tuple(
+            Word(
+                w.text or "",
+                float(w.get("xMin")),
+                float(w.get("yMin")),
+                float(w.get("xMax")),
+                float(w.get("yMax")),
+            )
+            for w in page.iter(f"{XHTML}word")
+        )
         pages.append(Page(float(page.get("width")), float(page.get("height")), words, sizes))
     return pages
 
@@ -95,7 +103,7 @@ def assert_readable(pages: list[Page]) -> None:
     assert pages
     for number, page in enumerate(pages, start=1):
         assert page.words, f"page {number} shows no text"
-        assert len(page.font_sizes) == 1, page.font_sizes   # one size: the em is known
+        assert len(page.font_sizes) == 1, page.font_sizes  # one size: the em is known
         [size] = page.font_sizes
         for word in page.words:
             where = f"page {number}: {word.text!r} at {word}"
@@ -118,15 +126,20 @@ def compact(text: str) -> str:
 
 # --- the sample bid --------------------------------------------------------------------------
 
+
 def test_sample_bid_is_readable(tmp_path):
     pages = pages_of(bid_pdf(), tmp_path)
     assert len(pages) == 1
     assert_readable(pages)
     text = shown_text(pages)
-    for needle in ("入札書", "件名:令和8年度第42号庁舎清掃業務委託",
-                   "発注機関:国土交通省関東地方整備局", "入札金額:金12,345,000円（税抜）",
-                   "上記のとおり、入札説明書及び契約条項を承諾のうえ入札します。",
-                   "入札者:株式会社サンプル商事"):
+    for needle in (
+        "入札書",
+        "件名:令和8年度第42号庁舎清掃業務委託",
+        "発注機関:国土交通省関東地方整備局",
+        "入札金額:金12,345,000円（税抜）",
+        "上記のとおり、入札説明書及び契約条項を承諾のうえ入札します。",
+        "入札者:株式会社サンプル商事",
+    ):
         assert needle in text
 
 
@@ -141,16 +154,23 @@ def test_a_long_bid_line_wraps_inside_the_margins(tmp_path):
 
 # --- the 電子委任状 ------------------------------------------------------------------------
 
+
 def _document(**changes: object) -> MandateDocument:
     fields: dict[str, object] = {
         "mandate_id": "0b7e1c52-6a8d-4f7e-9a43-2f5d8c1e9b70",
-        "principal_name": "株式会社大理建設", "principal_corporate_number": "1234567890123",
-        "grantor": "佐藤 次郎（部長）", "grantee": "山田 花子（課長）",
-        "actions": ("入札", "見積"), "procuring_entities": ("国土交通省関東地方整備局",),
-        "cases": None, "amount_limit_jpy": 100_000_000,
+        "principal_name": "株式会社大理建設",
+        "principal_corporate_number": "1234567890123",
+        "grantor": "佐藤 次郎（部長）",
+        "grantee": "山田 花子（課長）",
+        "actions": ("入札", "見積"),
+        "procuring_entities": ("国土交通省関東地方整備局",),
+        "cases": None,
+        "amount_limit_jpy": 100_000_000,
         "not_before": datetime(2026, 3, 31, 15, 0, tzinfo=UTC),
         "not_after": datetime(2026, 11, 21, 1, 0, tzinfo=UTC),
-        "max_depth": 0, "status": "有効", "attribute_certificate_serial": "7f3a09c2e4b1",
+        "max_depth": 0,
+        "status": "有効",
+        "attribute_certificate_serial": "7f3a09c2e4b1",
         "instruction_sha256": "ab" * 32,
         "chain": (ChainLine(0, "m-0001", "大理 一郎（代表取締役）", "佐藤 次郎（部長）", "有効"),),
         "issued_at": datetime(2026, 4, 1, 0, 30, tzinfo=UTC),
@@ -165,13 +185,21 @@ def test_long_serial_digest_and_names_wrap_inside_the_margins(tmp_path):
     serial = "0123456789abcdef" * 12
     digest = "f" * 64 + "e" * 64
     grantee = "山田 花子（" + "¥✓" * 40 + "）"
-    pages = pages_of(mandate_pdf(_document(attribute_certificate_serial=serial,
-                                           instruction_sha256=digest, grantee=grantee)),
-                     tmp_path)
+    pages = pages_of(
+        mandate_pdf(
+            _document(
+                attribute_certificate_serial=serial, instruction_sha256=digest, grantee=grantee
+            )
+        ),
+        tmp_path,
+    )
     assert_readable(pages)
     text = shown_text(pages)
-    for needle in ("属性証明書シリアル番号: " + serial, "指図書 SHA-256: " + digest,
-                   "受任者: " + grantee):
+    for needle in (
+        "属性証明書シリアル番号: " + serial,
+        "指図書 SHA-256: " + digest,
+        "受任者: " + grantee,
+    ):
         assert compact(needle) in text
 
 
@@ -192,8 +220,9 @@ def _document_pdf(client, depth_two) -> bytes:
     from helpers_auth import bearer
 
     leaf = depth_two["chain"][-1]
-    response = client.get(f"/api/v1/mandates/{leaf['id']}/document",
-                          headers=bearer(depth_two["tanaka"].token))
+    response = client.get(
+        f"/api/v1/mandates/{leaf['id']}/document", headers=bearer(depth_two["tanaka"].token)
+    )
     assert response.status_code == 200, response.get_json()
     assert response.content_type == "application/pdf"
     return response.data
@@ -205,16 +234,21 @@ def test_mandate_document_of_a_depth_two_chain_is_readable(client, depth_two, tm
     assert_readable(pages)
     text = shown_text(pages)
     root, child, leaf = depth_two["chain"]
-    serial = format(int(leaf["id"].replace("-", ""), 16), "x")   # the AC serial is the id
-    for needle in ("電子委任状", f"委任状番号: {leaf['id']}",
-                   "委任者（法人）: 株式会社大理建設工業", "受任者: 田中 三郎", "有効期間:",
-                   "【委任の連鎖】",
-                   f"第0段 佐藤 一郎（代表取締役） → 山田 太郎 [有効]（委任状番号 {root['id']}）",
-                   f"第1段 山田 太郎 → 鈴木 花子 [有効]（委任状番号 {child['id']}）",
-                   f"第2段 鈴木 花子 → 田中 三郎 [有効]（委任状番号 {leaf['id']}）　← 本書",
-                   f"属性証明書シリアル番号: {serial}",
-                   f"指図書 SHA-256: {leaf['instruction_sha256']}",
-                   "本書は dairi が発行し、電子署名を付しています。"):
+    serial = format(int(leaf["id"].replace("-", ""), 16), "x")  # the AC serial is the id
+    for needle in (
+        "電子委任状",
+        f"委任状番号: {leaf['id']}",
+        "委任者（法人）: 株式会社大理建設工業",
+        "受任者: 田中 三郎",
+        "有効期間:",
+        "【委任の連鎖】",
+        f"第0段 佐藤 一郎（代表取締役） → 山田 太郎 [有効]（委任状番号 {root['id']}）",
+        f"第1段 山田 太郎 → 鈴木 花子 [有効]（委任状番号 {child['id']}）",
+        f"第2段 鈴木 花子 → 田中 三郎 [有効]（委任状番号 {leaf['id']}）　← 本書",
+        f"属性証明書シリアル番号: {serial}",
+        f"指図書 SHA-256: {leaf['instruction_sha256']}",
+        "本書は dairi が発行し、電子署名を付しています。",
+    ):
         assert compact(needle) in text, needle
 
 
@@ -224,22 +258,23 @@ def test_signed_mandate_document_passes_pdfsig_and_qpdf(client, depth_two, tmp_p
     qpdf = shutil.which("qpdf")
     if qpdf is None:
         pytest.fail("qpdf is missing: install Debian's qpdf (make system-packages)")
-    checked = subprocess.run([qpdf, "--check", str(path)], capture_output=True, text=True,
-                             timeout=60)
+    checked = subprocess.run(
+        [qpdf, "--check", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "No syntax or stream encoding errors found" in checked.stdout
-    signed = subprocess.run([_tool("pdfsig"), str(path)], capture_output=True, text=True,
-                            timeout=60)
+    signed = subprocess.run(
+        [_tool("pdfsig"), str(path)], capture_output=True, text=True, timeout=60
+    )
     assert "Signature Validation: Signature is Valid." in signed.stdout, signed.stdout
     assert "ETSI.CAdES.detached" in signed.stdout
 
 
-def test_documents_signed_by_an_older_renderer_are_drawn_again(client, depth_two,
-                                                                monkeypatch):
+def test_documents_signed_by_an_older_renderer_are_drawn_again(client, depth_two, monkeypatch):
     # The service keeps each signed 電子委任状 until what it says changes; a document
     # drawn before a change of the drawing (such as this issue's) must not be served on.
     first = _document_pdf(client, depth_two)
-    assert _document_pdf(client, depth_two) == first      # kept: one signature per state
+    assert _document_pdf(client, depth_two) == first  # kept: one signature per state
     monkeypatch.setattr(mandate_document, "RENDERING", mandate_document.RENDERING + "+next")
     again = _document_pdf(client, depth_two)
     assert again != first

@@ -59,8 +59,7 @@ def _enrol_and_login(client, pki) -> str:
     return person_id
 
 
-def test_without_keep_personal_data_no_address_or_birth_date_reaches_the_database(
-        client, app, pki):
+def test_without_keep_personal_data_no_address_or_birth_date_reaches_the_database(client, app, pki):
     person_id = _enrol_and_login(client, pki)
     stored = _stored_bytes(app, _database_file(app))
     assert "山田\u3000太郎".encode() in stored  # the name is kept
@@ -96,6 +95,7 @@ def test_with_keep_personal_data_the_items_are_kept(keeping_app, pki):
 
 # -- the status reference: revocation without the certificate ---------------------------
 
+
 class Clock:
     def __init__(self) -> None:
         self.now = datetime.now(UTC)
@@ -112,20 +112,31 @@ def trust(pki, tmp_path) -> TrustStore:
 
 @pytest.fixture
 def signing(pki):
-    card = issue_my_number_card(pki, name="山田\u3000花子", birth_date="419900515", sex="2",
-                                address="大阪府大阪市北区梅田一丁目2番3号",
-                                prefecture="大阪府", city="大阪市北区")
+    card = issue_my_number_card(
+        pki,
+        name="山田\u3000花子",
+        birth_date="419900515",
+        sex="2",
+        address="大阪府大阪市北区梅田一丁目2番3号",
+        prefecture="大阪府",
+        city="大阪市北区",
+    )
     return card.signing.certificate
 
 
 def _validator(pki, trust, clock=None, **kwargs) -> CertificateValidator:
-    return CertificateValidator(trust, fetcher_backend=TransportFetcherBackend(pki.serve_url),
-                                clock=clock or Clock(), **kwargs)
+    return CertificateValidator(
+        trust,
+        fetcher_backend=TransportFetcherBackend(pki.serve_url),
+        clock=clock or Clock(),
+        **kwargs,
+    )
 
 
 def test_the_status_reference_carries_no_personal_data(pki, trust, signing):
-    validated = _validator(pki, trust).validate_now(signing.public_bytes(DER),
-                                                    TrustPurpose.JPKI_SIGN)
+    validated = _validator(pki, trust).validate_now(
+        signing.public_bytes(DER), TrustPurpose.JPKI_SIGN
+    )
     reference = validated.status_reference()
     for needle in ("大阪".encode(), "花子".encode(), b"419900515"):
         assert needle not in reference
@@ -139,11 +150,13 @@ def test_the_status_reference_carries_no_personal_data(pki, trust, signing):
 def test_revocation_is_found_from_the_reference_by_ocsp(pki, trust, signing):
     clock = Clock()
     validator = _validator(pki, trust, clock, cache_max_age=OCSP_VALIDITY * 3)
-    reference = validator.validate_now(signing.public_bytes(DER),
-                                       TrustPurpose.JPKI_SIGN).status_reference()
+    reference = validator.validate_now(
+        signing.public_bytes(DER), TrustPurpose.JPKI_SIGN
+    ).status_reference()
     validator.check_status_now(reference, TrustPurpose.JPKI_SIGN)
-    pki.ca_for_slug("jpki-sign").revoke(signing.serial_number,
-                                        x509.ReasonFlags.affiliation_changed, now=pki.clock())
+    pki.ca_for_slug("jpki-sign").revoke(
+        signing.serial_number, x509.ReasonFlags.affiliation_changed, now=pki.clock()
+    )
     clock.now += OCSP_VALIDITY - timedelta(minutes=1)
     validator.check_status_now(reference, TrustPurpose.JPKI_SIGN)  # cached good answer
     with pytest.raises(CertificateRefused) as fresh:
@@ -155,11 +168,13 @@ def test_revocation_is_found_from_the_reference_by_ocsp(pki, trust, signing):
 def test_the_reference_cache_ends_at_the_ocsp_next_update(pki, trust, signing):
     clock = Clock()
     validator = _validator(pki, trust, clock, cache_max_age=OCSP_VALIDITY * 3)
-    reference = validator.validate_now(signing.public_bytes(DER),
-                                       TrustPurpose.JPKI_SIGN).status_reference()
+    reference = validator.validate_now(
+        signing.public_bytes(DER), TrustPurpose.JPKI_SIGN
+    ).status_reference()
     validator.check_status_now(reference, TrustPurpose.JPKI_SIGN)
-    pki.ca_for_slug("jpki-sign").revoke(signing.serial_number,
-                                        x509.ReasonFlags.key_compromise, now=pki.clock())
+    pki.ca_for_slug("jpki-sign").revoke(
+        signing.serial_number, x509.ReasonFlags.key_compromise, now=pki.clock()
+    )
     clock.now += OCSP_VALIDITY + timedelta(minutes=1)
     with pytest.raises(CertificateRefused) as refused:
         validator.check_status_now(reference, TrustPurpose.JPKI_SIGN)
@@ -169,11 +184,13 @@ def test_the_reference_cache_ends_at_the_ocsp_next_update(pki, trust, signing):
 def test_revocation_is_found_from_the_reference_in_an_offline_crl(pki, trust, signing):
     ca = pki.ca_for_slug("jpki-sign")
     online = _validator(pki, trust)
-    reference = online.validate_now(signing.public_bytes(DER),
-                                    TrustPurpose.JPKI_SIGN).status_reference()
+    reference = online.validate_now(
+        signing.public_bytes(DER), TrustPurpose.JPKI_SIGN
+    ).status_reference()
     crls: list[bytes] = [ca.crl(now=pki.clock())]
-    offline = CertificateValidator(trust, offline=True, offline_crls=lambda: crls,
-                                   cache_max_age=timedelta(0))
+    offline = CertificateValidator(
+        trust, offline=True, offline_crls=lambda: crls, cache_max_age=timedelta(0)
+    )
     offline.check_status_now(reference, TrustPurpose.JPKI_SIGN)
     ca.revoke(signing.serial_number, x509.ReasonFlags.affiliation_changed, now=pki.clock())
     crls[:] = [ca.crl(now=pki.clock())]
@@ -183,11 +200,13 @@ def test_revocation_is_found_from_the_reference_in_an_offline_crl(pki, trust, si
 
 
 def test_the_reference_expires_with_the_certificate_and_needs_a_trusted_issuer(
-        pki, trust, signing, tmp_path):
+    pki, trust, signing, tmp_path
+):
     clock = Clock()
     validator = _validator(pki, trust, clock)
-    reference = validator.validate_now(signing.public_bytes(DER),
-                                       TrustPurpose.JPKI_SIGN).status_reference()
+    reference = validator.validate_now(
+        signing.public_bytes(DER), TrustPurpose.JPKI_SIGN
+    ).status_reference()
     clock.now = signing.not_valid_after_utc + timedelta(days=1)
     with pytest.raises(CertificateRefused) as expired:
         validator.check_status_now(reference, TrustPurpose.JPKI_SIGN)
@@ -205,10 +224,15 @@ def test_login_still_sees_the_signing_certificate_revoked_without_its_der(client
     corp = new_corporation(pki)
     card, person_id, _ = enrolled_employee(client, pki, corp)
     with app.extensions["dairi"].session_factory() as session:
-        assert session.scalar(select(Person.signing_certificate_der)
-                              .where(Person.id == person_id)) is None
-    pki.ca_for_slug("jpki-sign").revoke(card.signing.certificate.serial_number,
-                                        x509.ReasonFlags.affiliation_changed, now=pki.clock())
+        assert (
+            session.scalar(select(Person.signing_certificate_der).where(Person.id == person_id))
+            is None
+        )
+    pki.ca_for_slug("jpki-sign").revoke(
+        card.signing.certificate.serial_number,
+        x509.ReasonFlags.affiliation_changed,
+        now=pki.clock(),
+    )
     move_clock(app, timedelta(minutes=6))
     response = try_login(client, card.authentication)
     assert response.status_code == 403 and response.get_json()["code"] == "REENROLL_REQUIRED"

@@ -41,16 +41,23 @@ def served(hsm: Hsm, tmp_path_factory: pytest.TempPathFactory):
 
 
 def card(pki: DevPki) -> MyNumberCard:
-    return issue_my_number_card(pki, name="山田\u3000太郎", birth_date="419900115", sex="1",
-                                address="東京都千代田区霞が関一丁目1番1号",
-                                prefecture="東京都", city="千代田区")
+    return issue_my_number_card(
+        pki,
+        name="山田\u3000太郎",
+        birth_date="419900115",
+        sex="1",
+        address="東京都千代田区霞が関一丁目1番1号",
+        prefecture="東京都",
+        city="千代田区",
+    )
 
 
 def validator(pki: DevPki, **backend: object) -> CertificateValidator:
     return CertificateValidator(
         TrustStore.from_directory(pki.directory / "trust"),
         fetcher_backend=RevocationFetcherBackend(budget_seconds=4, **backend),  # type: ignore[arg-type]
-        cache_max_age=timedelta(0))
+        cache_max_age=timedelta(0),
+    )
 
 
 def write_pem(path: Path, cert: x509.Certificate) -> str:
@@ -58,13 +65,27 @@ def write_pem(path: Path, cert: x509.Certificate) -> str:
     return str(path)
 
 
-def openssl_ocsp(tmp_path: Path, issuer: x509.Certificate, cert: x509.Certificate,
-                 url: str) -> str:
+def openssl_ocsp(tmp_path: Path, issuer: x509.Certificate, cert: x509.Certificate, url: str) -> str:
     result = subprocess.run(
-        ["openssl", "ocsp", "-issuer", write_pem(tmp_path / "issuer.pem", issuer),
-         "-cert", write_pem(tmp_path / "cert.pem", cert), "-url", url,
-         "-CAfile", write_pem(tmp_path / "ca.pem", issuer), "-timeout", "10"],
-        capture_output=True, text=True, timeout=30, check=False)
+        [
+            "openssl",
+            "ocsp",
+            "-issuer",
+            write_pem(tmp_path / "issuer.pem", issuer),
+            "-cert",
+            write_pem(tmp_path / "cert.pem", cert),
+            "-url",
+            url,
+            "-CAfile",
+            write_pem(tmp_path / "ca.pem", issuer),
+            "-timeout",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     return result.stdout + result.stderr
 
 
@@ -74,7 +95,8 @@ def test_the_certificates_name_the_servers_port(served):
     aia = issued.extensions.get_extension_for_oid(ExtensionOID.AUTHORITY_INFORMATION_ACCESS)
     dps = issued.extensions.get_extension_for_oid(ExtensionOID.CRL_DISTRIBUTION_POINTS)
     urls = [d.access_location.value for d in aia.value] + [
-        n.value for point in dps.value for n in point.full_name or ()]
+        n.value for point in dps.value for n in point.full_name or ()
+    ]
     assert urls and all(u.startswith(f"http://127.0.0.1:{server.port}/pki/") for u in urls)
 
 
@@ -103,8 +125,10 @@ def test_crl_over_http_lists_a_revocation(served):
     assert crl.is_signature_valid(ca.certificate.public_key())  # type: ignore[arg-type]
     entry = crl.get_revoked_certificate_by_serial_number(issued.serial_number)
     assert entry is not None
-    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason \
+    assert (
+        entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
         is x509.ReasonFlags.affiliation_changed
+    )
 
 
 def test_time_stamp_over_http_verifies_with_openssl(served, tmp_path):
@@ -117,19 +141,48 @@ def test_time_stamp_over_http_verifies_with_openssl(served, tmp_path):
     assert abs(info["gen_time"].native - datetime.now(UTC)) < timedelta(minutes=1)
     (tmp_path / "token.der").write_bytes(token.dump())
     result = subprocess.run(
-        ["openssl", "ts", "-verify", "-digest", digest.hex(), "-token_in",
-         "-in", str(tmp_path / "token.der"),
-         "-CAfile", write_pem(tmp_path / "root.pem", pki.roots()["service-root"]),
-         "-untrusted", write_pem(tmp_path / "tsa.pem", pki.tsa_certificate)],
-        capture_output=True, text=True, timeout=30, check=False)
+        [
+            "openssl",
+            "ts",
+            "-verify",
+            "-digest",
+            digest.hex(),
+            "-token_in",
+            "-in",
+            str(tmp_path / "token.der"),
+            "-CAfile",
+            write_pem(tmp_path / "root.pem", pki.roots()["service-root"]),
+            "-untrusted",
+            write_pem(tmp_path / "tsa.pem", pki.tsa_certificate),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert "Verification: OK" in result.stdout, result.stdout + result.stderr
     # a digest that was not stamped does not verify
     other = hashlib.sha256(b"something else").hexdigest()
     result = subprocess.run(
-        ["openssl", "ts", "-verify", "-digest", other, "-token_in",
-         "-in", str(tmp_path / "token.der"), "-CAfile", str(tmp_path / "root.pem"),
-         "-untrusted", str(tmp_path / "tsa.pem")],
-        capture_output=True, text=True, timeout=30, check=False)
+        [
+            "openssl",
+            "ts",
+            "-verify",
+            "-digest",
+            other,
+            "-token_in",
+            "-in",
+            str(tmp_path / "token.der"),
+            "-CAfile",
+            str(tmp_path / "root.pem"),
+            "-untrusted",
+            str(tmp_path / "tsa.pem"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert "Verification: OK" not in result.stdout
 
 
@@ -137,12 +190,15 @@ def test_requests_the_server_refuses(served):
     _, server = served
     assert requests.get(f"{server.url}/pki/crl/nope.crl", timeout=5).status_code == 404
     assert requests.get(f"{server.url}/pki/tsa", timeout=5).status_code == 404
-    assert requests.post(f"{server.url}/pki/tsa", data=b"x" * 70_000,
-                         timeout=5).status_code == 413
+    assert requests.post(f"{server.url}/pki/tsa", data=b"x" * 70_000, timeout=5).status_code == 413
     assert requests.delete(f"{server.url}/pki/tsa", timeout=5).status_code == 405
     # a malformed time-stamp request is answered as a TSA does: a rejection
-    answer = requests.post(f"{server.url}/pki/tsa", data=b"\x30\x00", timeout=5,
-                           headers={"Content-Type": "application/timestamp-query"})
+    answer = requests.post(
+        f"{server.url}/pki/tsa",
+        data=b"\x30\x00",
+        timeout=5,
+        headers={"Content-Type": "application/timestamp-query"},
+    )
     assert answer.status_code == 200
     status = tsp.PKIStatusInfo.load(core.Sequence.load(answer.content)[0].dump())
     assert status["status"].native == "rejection"
@@ -155,10 +211,15 @@ def test_validator_over_http_good_revoked_and_server_stopped(served, tmp_path):
     online = validator(pki, breaker=breaker)
     auth = holder.authentication.certificate.public_bytes(DER)
     signing = holder.signing.certificate.public_bytes(DER)
-    assert online.validate_now(auth, TrustPurpose.JPKI_AUTH).serial_number \
+    assert (
+        online.validate_now(auth, TrustPurpose.JPKI_AUTH).serial_number
         == holder.authentication.certificate.serial_number
-    pki.ca_for_slug("jpki-sign").revoke(holder.signing.certificate.serial_number,
-                                        x509.ReasonFlags.affiliation_changed, now=pki.clock())
+    )
+    pki.ca_for_slug("jpki-sign").revoke(
+        holder.signing.certificate.serial_number,
+        x509.ReasonFlags.affiliation_changed,
+        now=pki.clock(),
+    )
     with pytest.raises(CertificateRefused) as refused:
         online.validate_now(signing, TrustPurpose.JPKI_SIGN)
     assert refused.value.code == "REENROLL_REQUIRED"
@@ -175,5 +236,7 @@ def test_validator_over_http_good_revoked_and_server_stopped(served, tmp_path):
         server.start()
     assert requests.get(f"{server.url}/pki/ca/jpki-auth.cer", timeout=5).status_code == 200
     fresh = validator(pki)
-    assert fresh.validate_now(auth, TrustPurpose.JPKI_AUTH).serial_number \
+    assert (
+        fresh.validate_now(auth, TrustPurpose.JPKI_AUTH).serial_number
         == holder.authentication.certificate.serial_number
+    )

@@ -31,10 +31,19 @@ SOURCE_PACKAGES = ("app", "dairi", "hsm", "identity", "delegation", "signing", "
 
 # Upper-case literals in the source that are not error codes: environment variables,
 # WSGI keys, SQLite result names. A new one goes here; a new code goes into the catalogue.
-NOT_CODES = frozenset({
-    "CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING", "PATH_INFO", "REQUEST_METHOD",
-    "DATABASE_URL", "SOFTHSM2_CONF", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_READONLY",
-})
+NOT_CODES = frozenset(
+    {
+        "CONTENT_LENGTH",
+        "HTTP_TRANSFER_ENCODING",
+        "PATH_INFO",
+        "REQUEST_METHOD",
+        "DATABASE_URL",
+        "SOFTHSM2_CONF",
+        "SQLITE_CANTOPEN",
+        "SQLITE_IOERR",
+        "SQLITE_READONLY",
+    }
+)
 # The shape of a code: upper-case words joined by underscores.
 MULTI_WORD_CODE = re.compile(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$")
 CODE = re.compile(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*$")
@@ -63,7 +72,8 @@ def code_literals(tree: ast.AST) -> set[tuple[str, int]]:
     skipped: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
             skipped.update(id(c) for c in ast.walk(node.value))
     for node in ast.walk(tree):
         candidates: list[ast.Constant] = []
@@ -78,16 +88,26 @@ def code_literals(tree: ast.AST) -> set[tuple[str, int]]:
             strings = _strings(node.args)
             if name in CODE_FIRST and strings:
                 candidates.append(strings[0])
-            if name.endswith(("Error", "Refused", "Unavailable", "Invalid", "Malformed")) \
-                    and len(node.args) > 1:
+            if (
+                name.endswith(("Error", "Refused", "Unavailable", "Invalid", "Malformed"))
+                and len(node.args) > 1
+            ):
                 candidates += _strings([node.args[1]])
             for before, after in zip(node.args, node.args[1:], strict=False):
-                if isinstance(before, ast.Constant) and isinstance(before.value, int) \
-                        and 400 <= before.value < 600:
+                if (
+                    isinstance(before, ast.Constant)
+                    and isinstance(before.value, int)
+                    and 400 <= before.value < 600
+                ):
                     candidates += _strings([after])
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
-                and MULTI_WORD_CODE.match(node.value) and id(node) not in skipped \
-                and not node.value.startswith("DAIRI_") and node.value not in NOT_CODES:
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and MULTI_WORD_CODE.match(node.value)
+            and id(node) not in skipped
+            and not node.value.startswith("DAIRI_")
+            and node.value not in NOT_CODES
+        ):
             candidates.append(node)
         found.update((c.value, c.lineno) for c in candidates if CODE.match(c.value))
     return found
@@ -129,7 +149,8 @@ def test_every_code_literal_in_the_source_is_catalogued():
     missing = {code: where for code, where in source_codes().items() if code not in CATALOGUE}
     assert not missing, (
         "codes raised but not in dairi/problems.py CATALOGUE (add them with a status and "
-        f"a description, or to NOT_CODES here if they are not error codes): {missing}")
+        f"a description, or to NOT_CODES here if they are not error codes): {missing}"
+    )
 
 
 def test_every_catalogued_code_is_answered_somewhere():
@@ -149,10 +170,16 @@ def test_the_ast_walk_finds_codes_in_every_position():
         '__all__ = ["EXPORTED_NAME"]\n'
         'os.environ.get("DAIRI_HSM_PIN")\n'
         'environ.get("PATH_INFO")\n'
-        'request("GET", url)\n')
+        'request("GET", url)\n'
+    )
     assert {code for code, _ in code_literals(tree)} == {
-        "CLASS_CODE", "SECOND_ARGUMENT", "FIRST_ARGUMENT", "FORBIDDEN", "KEYWORD",
-        "VERDICT_REASON"}
+        "CLASS_CODE",
+        "SECOND_ARGUMENT",
+        "FIRST_ARGUMENT",
+        "FORBIDDEN",
+        "KEYWORD",
+        "VERDICT_REASON",
+    }
 
 
 def test_no_raise_site_states_a_status():
@@ -162,10 +189,16 @@ def test_no_raise_site_states_a_status():
     for package in SOURCE_PACKAGES:
         for path in sorted((PROJECT_DIR / package).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                if isinstance(node, ast.Call) and _name(node.func) in CODE_FIRST \
-                        and node.args and not (isinstance(node.args[0], ast.Constant)
-                                               and isinstance(node.args[0].value, str)) \
-                        and not isinstance(node.args[0], ast.Attribute | ast.Name):
+                if (
+                    isinstance(node, ast.Call)
+                    and _name(node.func) in CODE_FIRST
+                    and node.args
+                    and not (
+                        isinstance(node.args[0], ast.Constant)
+                        and isinstance(node.args[0].value, str)
+                    )
+                    and not isinstance(node.args[0], ast.Attribute | ast.Name)
+                ):
                     stated.append(f"{path.relative_to(PROJECT_DIR)}:{node.lineno}")
     assert stated == []
 
@@ -181,29 +214,39 @@ def test_each_werkzeug_http_error_has_its_code():
         assert problem(HTTP_ERROR_CODES[status]).status == status
 
 
-@pytest.mark.parametrize(("code", "status"), [
-    # Each fell back to the default 400 before the catalogue (issue 10.4); the first
-    # three were mapped since, AA_KEY_MISMATCH was not.
-    ("CLIENT_NOT_FOUND", 404),
-    ("TIMESTAMP_FAILED", 503),
-    ("VALIDATION_DATA_UNAVAILABLE", 503),
-    ("AA_KEY_MISMATCH", 503),
-    # The suffix rule said 422 for *_INVALID; the table said 403: the table was meant.
-    ("CERTIFICATE_INVALID", 403),
-    ("INSTRUCTION_SIGNATURE_INVALID", 422),
-    ("DOCUMENT_NOT_PDF", 422),
-    ("HSM_KEY_NOT_FOUND", 404),
-    ("HSM_PIN_INCORRECT", 503),
-    ("RATE_LIMITED", 429),
-])
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        # Each fell back to the default 400 before the catalogue (issue 10.4); the first
+        # three were mapped since, AA_KEY_MISMATCH was not.
+        ("CLIENT_NOT_FOUND", 404),
+        ("TIMESTAMP_FAILED", 503),
+        ("VALIDATION_DATA_UNAVAILABLE", 503),
+        ("AA_KEY_MISMATCH", 503),
+        # The suffix rule said 422 for *_INVALID; the table said 403: the table was meant.
+        ("CERTIFICATE_INVALID", 403),
+        ("INSTRUCTION_SIGNATURE_INVALID", 422),
+        ("DOCUMENT_NOT_PDF", 422),
+        ("HSM_KEY_NOT_FOUND", 404),
+        ("HSM_PIN_INCORRECT", 503),
+        ("RATE_LIMITED", 429),
+    ],
+)
 def test_statuses_users_rely_on(code: str, status: int):
     assert problem(code).status == status
 
 
 def test_the_outage_codes_are_503_with_retry():
-    for code in ("DATABASE_UNAVAILABLE", "STORAGE_FULL", "TIMESTAMP_FAILED",
-                 "VALIDATION_DATA_UNAVAILABLE", "SIGNING_FAILED", "HSM_UNAVAILABLE",
-                 "REVOCATION_STATUS_UNAVAILABLE", "AA_KEY_MISMATCH"):
+    for code in (
+        "DATABASE_UNAVAILABLE",
+        "STORAGE_FULL",
+        "TIMESTAMP_FAILED",
+        "VALIDATION_DATA_UNAVAILABLE",
+        "SIGNING_FAILED",
+        "HSM_UNAVAILABLE",
+        "REVOCATION_STATUS_UNAVAILABLE",
+        "AA_KEY_MISMATCH",
+    ):
         assert problem(code).status == 503 and problem(code).retryable
 
 
@@ -211,7 +254,11 @@ def test_problem_error_is_a_dairi_error_with_its_catalogued_status():
     error = ProblemError("ROLE_ALREADY_ASSIGNED", detail="the person holds that role", name="x")
     assert isinstance(error, DairiError)
     assert (error.code, error.status, error.detail, error.extra) == (
-        "ROLE_ALREADY_ASSIGNED", 409, "the person holds that role", {"name": "x"})
+        "ROLE_ALREADY_ASSIGNED",
+        409,
+        "the person holds that role",
+        {"name": "x"},
+    )
 
 
 # -- over HTTP --------------------------------------------------------------------
@@ -229,9 +276,13 @@ def test_the_catalogue_is_published(client, app):
     base = app.extensions["dairi"].settings.public_base_url
     for entry in listed:
         expected = CATALOGUE[entry["code"]]
-        assert entry == {"code": expected.code, "status": expected.status,
-                         "title": expected.title, "description": expected.description,
-                         "type": f"{base}/api/v1/problems/{expected.code}"}
+        assert entry == {
+            "code": expected.code,
+            "status": expected.status,
+            "title": expected.title,
+            "description": expected.description,
+            "type": f"{base}/api/v1/problems/{expected.code}",
+        }
 
 
 def test_every_type_resolves_to_its_entry(client, app):
@@ -254,8 +305,10 @@ def test_an_unknown_code_is_not_found(client):
 
 
 def test_a_browser_following_a_type_gets_the_docs_row(client):
-    response = client.get("/api/v1/problems/TOKEN_EXPIRED",
-                          headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    response = client.get(
+        "/api/v1/problems/TOKEN_EXPIRED",
+        headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"},
+    )
     assert response.status_code == 303
     assert response.headers["Location"].endswith("/docs/problems#TOKEN_EXPIRED")
 
@@ -304,8 +357,11 @@ def _probe(app: Flask, error: Exception) -> Flask:
 
 def test_a_domain_error_with_an_uncatalogued_code_is_a_server_fault(app, caplog):
     # Before the catalogue any unknown code was a 400 (the caller's fault).
-    response = _probe(app, DairiError("secret-ish detail", "NOT_IN_THE_CATALOGUE")
-                      ).test_client().get("/_catalogue_probe/raise")
+    response = (
+        _probe(app, DairiError("secret-ish detail", "NOT_IN_THE_CATALOGUE"))
+        .test_client()
+        .get("/_catalogue_probe/raise")
+    )
     assert response.status_code == 500
     assert response.get_json()["code"] == "INTERNAL_ERROR"
     assert "secret-ish" not in response.get_data(as_text=True)
@@ -322,7 +378,9 @@ def test_an_aa_key_mismatch_is_the_services_fault(app, pki):
     context.__dict__["attribute_authority"] = AttributeAuthority(
         real.certificate_der,
         lambda data: impostor.sign(data, padding.PKCS1v15(), hashes.SHA256()),
-        ocsp_url=real.ocsp_url, crl_url=real.crl_url)
+        ocsp_url=real.ocsp_url,
+        crl_url=real.crl_url,
+    )
     response = app.test_client().get("/ac/crl")
     assert response.status_code == 503, response.get_data()
     body = response.get_json()

@@ -27,9 +27,15 @@ def sources() -> list[Path]:
 @pytest.mark.parametrize("path", sources(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_override_of_library_internals(path: Path):
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    defined = {node.name for node in ast.walk(tree)
-               if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)}
+    defined = {
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+    }
     assert not defined & PINS, f"{path} overrides {sorted(defined & PINS)}"
-    frames = [node for node in ast.walk(tree)
-              if isinstance(node, ast.Attribute) and node.attr in {"tb_frame", "tb_next"}]
+    frames = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and node.attr in {"tb_frame", "tb_next"}
+    ]
     assert not frames, f"{path} walks a traceback (line {frames[0].lineno})"

@@ -41,8 +41,6 @@ from app.people.models import AuthChallenge
 WINDOW = 60  # seconds: the challenge and refused-attempt limits count per minute
 
 
-
-
 def pin_clock(app, at: datetime) -> None:
     app.extensions["dairi"].clock = lambda: at
 
@@ -71,11 +69,15 @@ def refused_events(application, tag: str = "auth:access:refused") -> list[dict]:
     with application.extensions["dairi"].session_factory() as session:
         log = AuditLog(session)
         log.verify()  # raises on a broken chain
-        return [{"sequence": r.sequence, "actor": r.actor, **json.loads(r.details)}
-                for r in log.events() if r.tag == tag]
+        return [
+            {"sequence": r.sequence, "actor": r.actor, **json.loads(r.details)}
+            for r in log.events()
+            if r.tag == tag
+        ]
 
 
 # -- item 8: refusals cannot flood the audit log ---------------------------------
+
 
 def test_500_anonymous_refusals_from_one_address_are_a_handful_of_counted_events(make_app):
     limit = 50
@@ -86,8 +88,9 @@ def test_500_anonymous_refusals_from_one_address_are_a_handful_of_counted_events
     statuses = Counter()
     for n in range(500):
         # Paths differ: a refusal is "identical" by source, tag and code, not by path.
-        response = client.get(f"/api/v1/mandates/{n:08d}",
-                              environ_base={"REMOTE_ADDR": "192.0.2.7"})
+        response = client.get(
+            f"/api/v1/mandates/{n:08d}", environ_base={"REMOTE_ADDR": "192.0.2.7"}
+        )
         statuses[response.status_code] += 1
         if response.status_code == 429:
             body = problem(response, 429, "RATE_LIMITED")
@@ -97,12 +100,17 @@ def test_500_anonymous_refusals_from_one_address_are_a_handful_of_counted_events
     before_fold = refused_events(application)
     # The first of each kind is recorded at once; the rest wait for the window's end.
     assert [(e["code"], e.get("count", 1)) for e in before_fold] == [
-        ("UNAUTHENTICATED", 1), ("RATE_LIMITED", 1)]
+        ("UNAUTHENTICATED", 1),
+        ("RATE_LIMITED", 1),
+    ]
 
     # The window ends; the next refusal (from anyone) folds the counts into the chain.
     pin_clock(application, start + timedelta(seconds=WINDOW))
-    problem(client.get("/api/v1/me", environ_base={"REMOTE_ADDR": "198.51.100.1"}), 401,
-            "UNAUTHENTICATED")
+    problem(
+        client.get("/api/v1/me", environ_base={"REMOTE_ADDR": "198.51.100.1"}),
+        401,
+        "UNAUTHENTICATED",
+    )
     events = [e for e in refused_events(application) if e.get("source") == "192.0.2.7"]
     assert len(events) <= 4, events
     by_code = Counter()
@@ -118,12 +126,17 @@ def test_distinct_refusals_are_still_recorded_each(make_app):
     client = application.test_client()
     problem(client.get("/api/v1/me"), 401, "UNAUTHENTICATED")
     problem(client.get("/api/v1/me", headers=bearer("dairi_at_nope")), 401, "TOKEN_INVALID")
-    problem(client.get("/api/v1/me", environ_base={"REMOTE_ADDR": "203.0.113.9"}), 401,
-            "UNAUTHENTICATED")
+    problem(
+        client.get("/api/v1/me", environ_base={"REMOTE_ADDR": "203.0.113.9"}),
+        401,
+        "UNAUTHENTICATED",
+    )
     events = refused_events(application)
     assert [(e["code"], e["source"]) for e in events] == [
-        ("UNAUTHENTICATED", "127.0.0.1"), ("TOKEN_INVALID", "127.0.0.1"),
-        ("UNAUTHENTICATED", "203.0.113.9")]
+        ("UNAUTHENTICATED", "127.0.0.1"),
+        ("TOKEN_INVALID", "127.0.0.1"),
+        ("UNAUTHENTICATED", "203.0.113.9"),
+    ]
 
 
 def test_a_valid_token_still_works_from_an_address_over_its_refusal_limit(make_app, pki):
@@ -135,8 +148,9 @@ def test_a_valid_token_still_works_from_an_address_over_its_refusal_limit(make_a
     problem(client.get("/api/v1/me"), 429, "RATE_LIMITED")
     assert client.get("/api/v1/me", headers=bearer(token)).status_code == 200
     # Another address is not affected.
-    problem(client.get("/api/v1/me", environ_base={"REMOTE_ADDR": "10.1.1.1"}), 401,
-            "UNAUTHENTICATED")
+    problem(
+        client.get("/api/v1/me", environ_base={"REMOTE_ADDR": "10.1.1.1"}), 401, "UNAUTHENTICATED"
+    )
 
 
 def test_refused_logins_count_against_the_address_and_the_certificate(make_app, pki):
@@ -149,8 +163,11 @@ def test_refused_logins_count_against_the_address_and_the_certificate(make_app, 
         challenge = client.post("/api/v1/auth/challenges", json={}, environ_base=env)
         assert challenge.status_code == 201, challenge.get_json()
         body = {"certificate": b64(der(stranger)), "signature": b64(b"\0" * 256)}
-        return client.post(f"/api/v1/auth/challenges/{challenge.get_json()['id']}/response",
-                           json=body, environ_base=env)
+        return client.post(
+            f"/api/v1/auth/challenges/{challenge.get_json()['id']}/response",
+            json=body,
+            environ_base=env,
+        )
 
     # One certificate from three addresses: its third refusal is over the limit.
     problem(bad_login("10.2.0.1"), 403, "SIGNATURE_INVALID")
@@ -164,11 +181,15 @@ def test_refused_logins_count_against_the_address_and_the_certificate(make_app, 
 
 # -- item 10: the limits hold and cannot be side-stepped ---------------------------
 
+
 def test_forwarded_for_is_ignored_without_trusted_proxies(make_app):
     client = make_app(challenge_rate_per_minute=2).test_client()
-    statuses = [client.post("/api/v1/auth/challenges", json={},
-                            headers={"X-Forwarded-For": f"10.9.9.{n}"}).status_code
-                for n in range(3)]
+    statuses = [
+        client.post(
+            "/api/v1/auth/challenges", json={}, headers={"X-Forwarded-For": f"10.9.9.{n}"}
+        ).status_code
+        for n in range(3)
+    ]
     assert statuses == [201, 201, 429]
 
 
@@ -177,8 +198,9 @@ def test_forwarded_for_is_honoured_through_one_trusted_proxy(make_app):
     client = application.test_client()
 
     def post(forwarded: str) -> int:
-        return client.post("/api/v1/auth/challenges", json={},
-                           headers={"X-Forwarded-For": forwarded}).status_code
+        return client.post(
+            "/api/v1/auth/challenges", json={}, headers={"X-Forwarded-For": forwarded}
+        ).status_code
 
     # Behind the proxy every request comes from its address; the clients differ.
     assert [post(f"10.9.9.{n}") for n in range(3)] == [201, 201, 201]
@@ -202,8 +224,12 @@ def test_two_tokens_of_one_representative_share_one_bucket(make_app, pki):
     assert first != second
 
     def post(token: str, address: str):
-        return client.post("/api/v1/auth/challenges", json={}, headers=bearer(token),
-                           environ_base={"REMOTE_ADDR": address})
+        return client.post(
+            "/api/v1/auth/challenges",
+            json={},
+            headers=bearer(token),
+            environ_base={"REMOTE_ADDR": address},
+        )
 
     # Fresh addresses each time: only the representative's own bucket can refuse.
     assert post(first, "10.3.1.1").status_code == 201
@@ -222,11 +248,18 @@ def test_two_tokens_of_one_employee_share_one_bucket(make_app, pki):
     second = login(client, card.authentication)
 
     def post(token: str, address: str):
-        return client.post("/api/v1/auth/challenges", json={}, headers=bearer(token),
-                           environ_base={"REMOTE_ADDR": address})
+        return client.post(
+            "/api/v1/auth/challenges",
+            json={},
+            headers=bearer(token),
+            environ_base={"REMOTE_ADDR": address},
+        )
 
-    assert [post(t, f"10.4.1.{n}").status_code
-            for n, t in enumerate((first, second, first))] == [201, 201, 201]
+    assert [post(t, f"10.4.1.{n}").status_code for n, t in enumerate((first, second, first))] == [
+        201,
+        201,
+        201,
+    ]
     problem(post(second, "10.4.1.9"), 429, "RATE_LIMITED")
 
 
@@ -292,12 +325,18 @@ PROCESSES, PER_PROCESS, LIMIT = 4, 12, 10
 
 def test_the_challenge_limit_holds_across_workers_and_client_processes(app, app_settings):
     settings = app_settings
-    with LiveServer(settings, workers=2,
-                    env={"DAIRI_CHALLENGE_RATE_PER_MINUTE": str(LIMIT)}) as server:
+    with LiveServer(
+        settings, workers=2, env={"DAIRI_CHALLENGE_RATE_PER_MINUTE": str(LIMIT)}
+    ) as server:
         start = time.time() + 2.0  # every client process is up and waiting by then
-        clients = [subprocess.Popen([sys.executable, "-c", CLIENT, server.url, str(start),
-                                     str(PER_PROCESS)], stdout=subprocess.PIPE, text=True)
-                   for _ in range(PROCESSES)]
+        clients = [
+            subprocess.Popen(
+                [sys.executable, "-c", CLIENT, server.url, str(start), str(PER_PROCESS)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(PROCESSES)
+        ]
         results = []
         for process in clients:
             out, _ = process.communicate(timeout=120)
@@ -311,7 +350,8 @@ def test_the_challenge_limit_holds_across_workers_and_client_processes(app, app_
     for status, expires_at, _ in results:
         if status == 201:
             issued = datetime.fromisoformat(expires_at) - timedelta(
-                seconds=settings.challenge_seconds)
+                seconds=settings.challenge_seconds
+            )
             granted[int(issued.timestamp()) // WINDOW] += 1
     assert granted and max(granted.values()) <= LIMIT, granted
     # Not vacuous: the burst (48 requests) filled at least one window to the limit.

@@ -34,16 +34,18 @@ NAME = "山田\u3000太郎"
 GENUINE = {"birth_date": "419900115", "sex": "1", "address": "東京都千代田区霞が関一丁目1番1号"}
 
 
-
-
-
-
 def card_with(pki, **changes: str):
     """A card for ``NAME`` whose items are the genuine ones except ``changes``."""
     items = {**GENUINE, **changes}
-    return issue_my_number_card(pki, name=NAME, birth_date=items["birth_date"],
-                                sex=items["sex"], address=items["address"],
-                                prefecture="大阪府", city="大阪市北区")
+    return issue_my_number_card(
+        pki,
+        name=NAME,
+        birth_date=items["birth_date"],
+        sex=items["sex"],
+        address=items["address"],
+        prefecture="大阪府",
+        city="大阪市北区",
+    )
 
 
 def rebind_invitation(client, corp, person_id: str) -> str:
@@ -53,14 +55,17 @@ def rebind_invitation(client, corp, person_id: str) -> str:
     return invitation["code"]
 
 
-@pytest.mark.parametrize("changes", [
-    {"birth_date": "319851103", "sex": "2", "address": "大阪府大阪市北区梅田一丁目2番3号"},
-    {"birth_date": "419900116"},
-    {"sex": "2"},
-    {"address": "東京都千代田区霞が関一丁目1番2号"},
-], ids=["all-three", "birth-date", "sex", "address"])
-def test_a_same_name_card_with_other_items_cannot_take_over_an_enrolment(
-        client, app, pki, changes):
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"birth_date": "319851103", "sex": "2", "address": "大阪府大阪市北区梅田一丁目2番3号"},
+        {"birth_date": "419900116"},
+        {"sex": "2"},
+        {"address": "東京都千代田区霞が関一丁目1番2号"},
+    ],
+    ids=["all-three", "birth-date", "sex", "address"],
+)
+def test_a_same_name_card_with_other_items_cannot_take_over_an_enrolment(client, app, pki, changes):
     corp = new_corporation(pki)
     card, person_id, victim_token = enrolled_employee(client, pki, corp)
     code = rebind_invitation(client, corp, person_id)
@@ -98,23 +103,29 @@ def test_a_genuine_reissued_card_rebinds_and_ends_every_old_token(client, app, p
     assert "enrolment:person:rebound" in [tag for tag, _ in audit_codes(app)]
 
 
-def test_a_moved_person_rebinds_with_the_surviving_authentication_certificate(
-        client, app, pki):
+def test_a_moved_person_rebinds_with_the_surviving_authentication_certificate(client, app, pki):
     """The authentication certificate survives a move; the signing certificate is
     revoked (affiliationChanged) and reissued with the new address. Proving the
     enrolled authentication key is proof of continuity, so the new items are taken."""
     corp = new_corporation(pki)
     card, person_id, _ = enrolled_employee(client, pki, corp)
-    pki.ca_for_slug("jpki-sign").revoke(card.signing.certificate.serial_number,
-                                        x509.ReasonFlags.affiliation_changed, now=pki.clock())
+    pki.ca_for_slug("jpki-sign").revoke(
+        card.signing.certificate.serial_number,
+        x509.ReasonFlags.affiliation_changed,
+        now=pki.clock(),
+    )
     move_clock(app, timedelta(minutes=6))
     problem(try_login(client, card.authentication), 403, "REENROLL_REQUIRED")
     code = rebind_invitation(client, corp, person_id)
     moved = card_with(pki, address="大阪府大阪市北区梅田一丁目2番3号")
     response = try_enrol(client, code, card, signing=moved.signing)
     assert response.status_code == 201, response.get_json()
-    assert client.get("/api/v1/me", headers=bearer(login(client, card.authentication))
-                      ).get_json()["caller"]["id"] == person_id
+    assert (
+        client.get("/api/v1/me", headers=bearer(login(client, card.authentication))).get_json()[
+            "caller"
+        ]["id"]
+        == person_id
+    )
     # From now on the moved address is what a reissued card must match.
     code = rebind_invitation(client, corp, person_id)
     problem(try_enrol(client, code, new_card(pki)), 403, "REBIND_IDENTITY_MISMATCH")
@@ -133,8 +144,11 @@ def test_a_holder_of_a_global_role_is_never_rebound_through_an_invitation(client
     _, admin_id, admin_token = enrolled_employee(client, pki, corp, "管理\u3000者")
     _grant(app, admin_id, Role.ADMINISTRATOR)
     rep = login(client, corp.representative)
-    response = client.post(f"/api/v1/corporations/{corp.corporate_number}/invitations",
-                           json={"person_id": admin_id}, headers=bearer(rep))
+    response = client.post(
+        f"/api/v1/corporations/{corp.corporate_number}/invitations",
+        json={"person_id": admin_id},
+        headers=bearer(rep),
+    )
     problem(response, 403, "REBIND_NOT_PERMITTED")
     assert ("enrolment:invitation:refused", "REBIND_NOT_PERMITTED") in audit_codes(app)
     # A role granted after the invitation was issued is caught when it is redeemed,
@@ -149,7 +163,8 @@ def test_a_holder_of_a_global_role_is_never_rebound_through_an_invitation(client
 
 
 def test_a_legacy_enrolment_without_a_digest_is_checked_against_its_stored_certificate(
-        client, app, pki):
+    client, app, pki
+):
     """Rows enrolled before migration 0005 hold the signing certificate and no digest:
     the digest is computed from it when first needed (here: a re-bind), and the
     certificate is then dropped."""
@@ -159,7 +174,8 @@ def test_a_legacy_enrolment_without_a_digest_is_checked_against_its_stored_certi
         person = session.get(Person, person_id)
         person.identity_digest = person.identity_key_id = None
         person.signing_certificate_der = card.signing.certificate.public_bytes(
-            serialization.Encoding.DER)
+            serialization.Encoding.DER
+        )
     code = rebind_invitation(client, corp, person_id)
     problem(try_enrol(client, code, card_with(pki, sex="2")), 403, "REBIND_IDENTITY_MISMATCH")
     code = rebind_invitation(client, corp, person_id)
@@ -179,7 +195,8 @@ def test_a_legacy_enrolment_is_upgraded_at_login(client, app, pki):
         person.identity_digest = person.identity_key_id = None
         person.signing_certificate_status_ref = None
         person.signing_certificate_der = card.signing.certificate.public_bytes(
-            serialization.Encoding.DER)
+            serialization.Encoding.DER
+        )
     login(client, card.authentication)
     with app.extensions["dairi"].session_factory() as session:
         person = session.get(Person, person_id)

@@ -38,14 +38,25 @@ DER = serialization.Encoding.DER
 def root_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A root CA on disk; each test issues from it with its own responder URLs."""
     directory = tmp_path_factory.mktemp("revocation-root")
-    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, "dairi test revocation root")])
-    ca = DevCA.create("root", directory / "root", name,
-                      CaUrls("http://127.0.0.1:9/ca.cer", "http://127.0.0.1:9/root.crl",
-                             "http://127.0.0.1:9/ocsp"), now=utcnow())
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "dairi test revocation root"),
+        ]
+    )
+    ca = DevCA.create(
+        "root",
+        directory / "root",
+        name,
+        CaUrls(
+            "http://127.0.0.1:9/ca.cer", "http://127.0.0.1:9/root.crl", "http://127.0.0.1:9/ocsp"
+        ),
+        now=utcnow(),
+    )
     (directory / "trust").mkdir()
     (directory / "trust" / "service.pem").write_bytes(
-        ca.certificate.public_bytes(serialization.Encoding.PEM))
+        ca.certificate.public_bytes(serialization.Encoding.PEM)
+    )
     return directory
 
 
@@ -60,24 +71,31 @@ def ca_with(root_dir: Path, *, ocsp: str, crl: str) -> DevCA:
 
 
 def issue(ca: DevCA) -> bytes:
-    cert = ca.issue(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "end entity")]),
-                    new_rsa_key().public_key(), now=utcnow(),
-                    key_usage=end_entity_key_usage(non_repudiation=False))
+    cert = ca.issue(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "end entity")]),
+        new_rsa_key().public_key(),
+        now=utcnow(),
+        key_usage=end_entity_key_usage(non_repudiation=False),
+    )
     return cert.public_bytes(DER)
 
 
 @pytest.fixture
-def make_context(base_settings: Settings, root_dir: Path, hsm, tmp_path: Path
-                 ) -> Iterator[Callable[..., ServiceContext]]:
+def make_context(
+    base_settings: Settings, root_dir: Path, hsm, tmp_path: Path
+) -> Iterator[Callable[..., ServiceContext]]:
     """A production-mode ServiceContext (HTTP fetchers) with the given revocation settings."""
     made: list[ServiceContext] = []
 
     def make(**changes: object) -> ServiceContext:
         settings = base_settings.replace(
-            dev_mode=False, data_dir=tmp_path, trust_dir=root_dir / "trust",
+            dev_mode=False,
+            data_dir=tmp_path,
+            trust_dir=root_dir / "trust",
             database_url=f"sqlite:///{tmp_path / 'unused.db'}",
             revocation_cache_seconds=0,  # every check asks the responders
-            **changes)
+            **changes,
+        )
         context = ServiceContext(settings, hsm=hsm)
         made.append(context)
         return context
@@ -87,16 +105,18 @@ def make_context(base_settings: Settings, root_dir: Path, hsm, tmp_path: Path
         context.engine.dispose()
 
 
-def timed_check(context: ServiceContext, certificate: bytes, bound: float
-                ) -> tuple[float, ValidatedCertificate | CertificateRefused]:
+def timed_check(
+    context: ServiceContext, certificate: bytes, bound: float
+) -> tuple[float, ValidatedCertificate | CertificateRefused]:
     """One certificate check in a thread; fails the test if it is still running after
     ``bound`` seconds (so an unbounded check cannot stall the suite)."""
     outcome: list[ValidatedCertificate | CertificateRefused] = []
 
     def run() -> None:
         try:
-            outcome.append(context.certificate_validator.validate_now(
-                certificate, TrustPurpose.SERVICE))
+            outcome.append(
+                context.certificate_validator.validate_now(certificate, TrustPurpose.SERVICE)
+            )
         except CertificateRefused as exc:
             outcome.append(exc)
 
@@ -110,8 +130,7 @@ def timed_check(context: ServiceContext, certificate: bytes, bound: float
 
 
 def unavailable(result: object) -> bool:
-    return (isinstance(result, CertificateRefused)
-            and result.code == "REVOCATION_STATUS_UNAVAILABLE")
+    return isinstance(result, CertificateRefused) and result.code == "REVOCATION_STATUS_UNAVAILABLE"
 
 
 def wait_for(predicate: Callable[[], bool], seconds: float = 15.0) -> None:
@@ -164,8 +183,9 @@ def test_a_failed_responder_is_skipped_for_the_interval_then_tried_once(root_dir
     root = root_ca(root_dir)
     with Responder(root, hang=True) as ocsp_server, Responder(root) as crl_server:
         ca = ca_with(root_dir, ocsp=ocsp_server.url + "/ocsp", crl=crl_server.url + "/root.crl")
-        context = make_context(revocation_budget_seconds=2, revocation_breaker_seconds=3,
-                               revocation_breaker_failures=1)
+        context = make_context(
+            revocation_budget_seconds=2, revocation_breaker_seconds=3, revocation_breaker_failures=1
+        )
         breaker = context.revocation_breaker
         ocsp_url = ocsp_server.url + "/ocsp"
         _, result = timed_check(context, issue(ca), 2 + SLACK)

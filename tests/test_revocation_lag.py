@@ -35,28 +35,32 @@ from identity.validation import CertificateRefused, CertificateValidator
 DER = serialization.Encoding.DER
 
 
-
-
-
-
 def window(app) -> timedelta:
     return timedelta(seconds=app.extensions["dairi"].settings.revocation_cache_seconds)
 
 
 # -- grants check fresh ----------------------------------------------------------
 
+
 def test_a_grant_signed_right_after_the_registration_certificate_is_revoked_is_refused(
-        client, app, hsm, pki):
+    client, app, hsm, pki
+):
     corp = new_corporation(pki)
     grantee = new_employee(client, hsm, pki, corp, "山田\u3000太郎")
     token = login(client, corp.representative)  # the validator's cache is warm now
-    pki.ca_for_slug("registrar").revoke(corp.representative.certificate.serial_number,
-                                        x509.ReasonFlags.key_compromise, now=pki.clock())
+    pki.ca_for_slug("registrar").revoke(
+        corp.representative.certificate.serial_number,
+        x509.ReasonFlags.key_compromise,
+        now=pki.clock(),
+    )
     # A login inside the cache window still succeeds (the documented lag) ...
     assert try_login(client, corp.representative).status_code == 201
     # ... but the grant it would sign is checked fresh and refused.
-    problem(try_root_grant(client, corp, grantee, scope(), token=token), 403,
-            "REPRESENTATIVE_CERT_REVOKED")
+    problem(
+        try_root_grant(client, corp, grantee, scope(), token=token),
+        403,
+        "REPRESENTATIVE_CERT_REVOKED",
+    )
     assert ("mandate:grant:refused", "REPRESENTATIVE_CERT_REVOKED") in audit_codes(app)
 
 
@@ -66,21 +70,29 @@ def test_a_sub_delegation_signed_with_a_revoked_certificate_is_refused(client, a
     suzuki = new_employee(client, hsm, pki, corp, "鈴木\u3000花子")
     parent = root_grant(client, corp, yamada)  # validates (and caches) yamada's certificate
     revoked = x509.load_der_x509_certificate(yamada.certificate)
-    pki.ca_for_slug("employee-signing").revoke(revoked.serial_number,
-                                                x509.ReasonFlags.key_compromise,
-                                                now=pki.clock())
-    problem(try_sub_grant(client, hsm, corp, parent, yamada, suzuki, scope(max_depth=0)),
-            403, "CERTIFICATE_REVOKED")
+    pki.ca_for_slug("employee-signing").revoke(
+        revoked.serial_number, x509.ReasonFlags.key_compromise, now=pki.clock()
+    )
+    problem(
+        try_sub_grant(client, hsm, corp, parent, yamada, suzuki, scope(max_depth=0)),
+        403,
+        "CERTIFICATE_REVOKED",
+    )
 
 
 # -- tokens follow their certificate ---------------------------------------------------
 
+
 def test_a_token_stops_working_once_its_authentication_certificate_is_known_revoked(
-        client, app, pki):
+    client, app, pki
+):
     corp = new_corporation(pki)
     card, _, token = enrolled_employee(client, pki, corp)
-    pki.ca_for_slug("jpki-auth").revoke(card.authentication.certificate.serial_number,
-                                        x509.ReasonFlags.key_compromise, now=pki.clock())
+    pki.ca_for_slug("jpki-auth").revoke(
+        card.authentication.certificate.serial_number,
+        x509.ReasonFlags.key_compromise,
+        now=pki.clock(),
+    )
     assert client.get("/api/v1/me", headers=bearer(token)).status_code == 200  # in the window
     move_clock(app, window(app) + timedelta(seconds=1))
     problem(client.get("/api/v1/me", headers=bearer(token)), 401, "TOKEN_CERTIFICATE_REVOKED")
@@ -92,14 +104,17 @@ def test_a_token_stops_working_once_its_authentication_certificate_is_known_revo
 
 
 def test_a_representative_token_stops_working_once_the_registration_certificate_is_revoked(
-        client, app, pki):
+    client, app, pki
+):
     corp = new_corporation(pki)
     token = login(client, corp.representative)
     other = new_corporation(pki)
     other_token = login(client, other.representative)
-    pki.ca_for_slug("registrar").revoke(corp.representative.certificate.serial_number,
-                                        x509.ReasonFlags.cessation_of_operation,
-                                        now=pki.clock())
+    pki.ca_for_slug("registrar").revoke(
+        corp.representative.certificate.serial_number,
+        x509.ReasonFlags.cessation_of_operation,
+        now=pki.clock(),
+    )
     move_clock(app, window(app) + timedelta(seconds=1))
     problem(client.get("/api/v1/me", headers=bearer(token)), 401, "TOKEN_CERTIFICATE_REVOKED")
     assert client.get("/api/v1/me", headers=bearer(other_token)).status_code == 200
@@ -121,7 +136,8 @@ def test_a_token_for_a_certificate_no_longer_enrolled_is_refused(client, app, pk
 
 
 def test_a_token_fails_closed_but_is_not_ended_while_revocation_status_is_unavailable(
-        client, app, pki):
+    client, app, pki
+):
     """Past the cache window the token's certificate must be checked again; if no
     revocation source answers, the request is a 503 (the service cannot vouch for the
     certificate) and the token lives on for when the sources are back."""
@@ -129,8 +145,9 @@ def test_a_token_fails_closed_but_is_not_ended_while_revocation_status_is_unavai
     _, _, token = enrolled_employee(client, pki, corp)
     validator = app.extensions["dairi"].certificate_validator
     working = validator._backend
-    validator._backend = TransportFetcherBackend(lambda method, url, body: (503, "text/plain",
-                                                                            b"down"))
+    validator._backend = TransportFetcherBackend(
+        lambda method, url, body: (503, "text/plain", b"down")
+    )
     try:
         move_clock(app, window(app) + timedelta(seconds=1))
         response = client.get("/api/v1/me", headers=bearer(token))
@@ -142,6 +159,7 @@ def test_a_token_fails_closed_but_is_not_ended_while_revocation_status_is_unavai
 
 
 # -- the cache and nextUpdate --------------------------------------------------------
+
 
 class Clock:
     def __init__(self) -> None:
@@ -159,13 +177,20 @@ def trust(pki, tmp_path) -> TrustStore:
 
 def test_a_cached_good_answer_is_never_served_past_the_ocsp_next_update(pki, trust):
     clock = Clock()
-    validator = CertificateValidator(trust, fetcher_backend=TransportFetcherBackend(pki.serve_url),
-                                     clock=clock, cache_max_age=OCSP_VALIDITY * 3)
+    validator = CertificateValidator(
+        trust,
+        fetcher_backend=TransportFetcherBackend(pki.serve_url),
+        clock=clock,
+        cache_max_age=OCSP_VALIDITY * 3,
+    )
     card = new_card(pki)
     cert = card.authentication.certificate.public_bytes(DER)
     first = validator.validate_now(cert, TrustPurpose.JPKI_AUTH)
-    pki.ca_for_slug("jpki-auth").revoke(card.authentication.certificate.serial_number,
-                                        x509.ReasonFlags.key_compromise, now=pki.clock())
+    pki.ca_for_slug("jpki-auth").revoke(
+        card.authentication.certificate.serial_number,
+        x509.ReasonFlags.key_compromise,
+        now=pki.clock(),
+    )
     clock.now += OCSP_VALIDITY - timedelta(minutes=1)  # the answer is still current
     assert validator.validate_now(cert, TrustPurpose.JPKI_AUTH) is first
     clock.now += timedelta(minutes=2)  # past the OCSP answer's nextUpdate
@@ -176,16 +201,20 @@ def test_a_cached_good_answer_is_never_served_past_the_ocsp_next_update(pki, tru
 
 def test_a_fresh_check_bypasses_the_cache_and_refreshes_it(pki, trust):
     clock = Clock()
-    validator = CertificateValidator(trust, fetcher_backend=TransportFetcherBackend(pki.serve_url),
-                                     clock=clock)
+    validator = CertificateValidator(
+        trust, fetcher_backend=TransportFetcherBackend(pki.serve_url), clock=clock
+    )
     card = new_card(pki)
     cert = card.authentication.certificate.public_bytes(DER)
     first = validator.validate_now(cert, TrustPurpose.JPKI_AUTH)
     again = validator.validate_now(cert, TrustPurpose.JPKI_AUTH, fresh=True)
     assert again is not first and again.sha256 == first.sha256
     assert validator.validate_now(cert, TrustPurpose.JPKI_AUTH) is again  # cached anew
-    pki.ca_for_slug("jpki-auth").revoke(card.authentication.certificate.serial_number,
-                                        x509.ReasonFlags.key_compromise, now=pki.clock())
+    pki.ca_for_slug("jpki-auth").revoke(
+        card.authentication.certificate.serial_number,
+        x509.ReasonFlags.key_compromise,
+        now=pki.clock(),
+    )
     clock.now = datetime.now(UTC)  # after the revocation, however slow the machine
     assert validator.validate_now(cert, TrustPurpose.JPKI_AUTH) is again  # in the window
     with pytest.raises(CertificateRefused) as refused:
@@ -198,16 +227,19 @@ def test_a_fresh_check_bypasses_the_cache_and_refreshes_it(pki, trust):
 
 # -- the served process ------------------------------------------------------------------
 
+
 class LiveClient:
     """The few calls of a Flask test client the helpers make, sent to a live server."""
 
     def __init__(self, url: str) -> None:
         self.url = url
 
-    def open(self, path: str, *, method: str, json: object = None,
-             headers: dict[str, str] | None = None) -> LiveResponse:
-        return LiveResponse(requests.request(method, self.url + path, json=json,
-                                             headers=headers, timeout=60))
+    def open(
+        self, path: str, *, method: str, json: object = None, headers: dict[str, str] | None = None
+    ) -> LiveResponse:
+        return LiveResponse(
+            requests.request(method, self.url + path, json=json, headers=headers, timeout=60)
+        )
 
     def post(self, path: str, **kwargs: object) -> LiveResponse:
         return self.open(path, method="POST", **kwargs)  # type: ignore[arg-type]
@@ -233,7 +265,8 @@ CACHE_SECONDS = 3
 
 
 def test_revocation_reaches_grants_at_once_and_tokens_within_the_window_when_served(
-        client, app, app_settings, hsm, pki):
+    client, app, app_settings, hsm, pki
+):
     """Against ``dairi serve`` (two gunicorn workers, each with its own cache), the
     certificate revoked in the development PKI's state (as ``dairi`` would) is seen by
     the next grant at once and ends the representative's and the employee's tokens
@@ -251,17 +284,24 @@ def test_revocation_reaches_grants_at_once_and_tokens_within_the_window_when_ser
         for token in (rep_token, employee_token):
             assert live.get("/api/v1/me", headers=bearer(token)).status_code == 200
         revoked_at = time.monotonic()
-        pki.ca_for_slug("registrar").revoke(corp.representative.certificate.serial_number,
-                                            x509.ReasonFlags.key_compromise, now=pki.clock())
-        pki.ca_for_slug("jpki-auth").revoke(card.authentication.certificate.serial_number,
-                                            x509.ReasonFlags.key_compromise, now=pki.clock())
+        pki.ca_for_slug("registrar").revoke(
+            corp.representative.certificate.serial_number,
+            x509.ReasonFlags.key_compromise,
+            now=pki.clock(),
+        )
+        pki.ca_for_slug("jpki-auth").revoke(
+            card.authentication.certificate.serial_number,
+            x509.ReasonFlags.key_compromise,
+            now=pki.clock(),
+        )
         # The grant is refused at once. Which check says so depends on the clock: within
         # the token's cache window the grant's own validation of the representative's
         # certificate refuses it (403); on a loaded machine the window may already have
         # passed since the /me above, and the token check refuses first (401).
         refused = try_root_grant(live, corp, grantee, scope(), token=rep_token)  # type: ignore[arg-type]
         assert (refused.status_code, refused.get_json()["code"]) in {
-            (403, "REPRESENTATIVE_CERT_REVOKED"), (401, "TOKEN_CERTIFICATE_REVOKED")
+            (403, "REPRESENTATIVE_CERT_REVOKED"),
+            (401, "TOKEN_CERTIFICATE_REVOKED"),
         }, refused.get_data()
         ended: dict[str, float] = {}
         if refused.status_code == 401:  # the token check ended the representative's token

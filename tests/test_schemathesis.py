@@ -38,8 +38,13 @@ MAX_EXAMPLES = 20
 # a runaway (it tolerates a machine loaded by other work several times over).
 RUNAWAY_SECONDS = 480
 
-ALL_SCOPES = ["employees:read", "mandates:read", "authority:read", "signatures:verify",
-              "audit:read"]
+ALL_SCOPES = [
+    "employees:read",
+    "mandates:read",
+    "authority:read",
+    "signatures:verify",
+    "audit:read",
+]
 LOGOUT = "/api/v1/auth/logout"
 # Public endpoints that never read credentials: exercised once, anonymously.
 PUBLIC_PATHS = r"^/(healthz|readyz|pki/.*|ac/.*|api/v1/problems(/.*)?)$"
@@ -82,9 +87,12 @@ def app_settings(base_settings: Settings, db_url: str, tmp_path: Path) -> Settin
     """Rate limits out of the way: every identity runs from one address within a
     minute, and thousands of 429s would stand in for the answers under test (the
     limits have their own tests; a 429 is still a documented answer here)."""
-    return base_settings.replace(database_url=db_url, data_dir=tmp_path,
-                                 challenge_rate_per_minute=1_000_000,
-                                 refused_auth_rate_per_minute=1_000_000)
+    return base_settings.replace(
+        database_url=db_url,
+        data_dir=tmp_path,
+        challenge_rate_per_minute=1_000_000,
+        refused_auth_rate_per_minute=1_000_000,
+    )
 
 
 @dataclass(frozen=True)
@@ -97,53 +105,86 @@ class Finding:
     detail: str
 
     def __str__(self) -> str:
-        return (f"[{self.identity}] {self.operation}: {self.check} — {self.title} "
-                f"(HTTP {self.status})\n    {self.detail}")
+        return (
+            f"[{self.identity}] {self.operation}: {self.check} — {self.title} "
+            f"(HTTP {self.status})\n    {self.detail}"
+        )
 
 
 def config_for(headers: dict[str, str], *, logout: bool) -> SchemathesisConfig:
     """``logout``: only the logout operation (it ends the session the others need),
     else every operation but it; with credentials, not the public endpoints."""
     operations: list[dict[str, object]] = [
-        {"include-method": method, "include-path": path,
-         "checks": {"positive_data_acceptance": {
-             "expected-statuses": ["2xx", "3xx", 401, 403, 404, 409, 422, 429]}}}
-        for method, path in sorted(SEMANTIC_422)]
-    operations.append({("exclude-path" if logout else "include-path"): LOGOUT,
-                       "enabled": False})
+        {
+            "include-method": method,
+            "include-path": path,
+            "checks": {
+                "positive_data_acceptance": {
+                    "expected-statuses": ["2xx", "3xx", 401, 403, 404, 409, 422, 429]
+                }
+            },
+        }
+        for method, path in sorted(SEMANTIC_422)
+    ]
+    operations.append({("exclude-path" if logout else "include-path"): LOGOUT, "enabled": False})
     if headers:
         operations.append({"include-path-regex": PUBLIC_PATHS, "enabled": False})
-    return SchemathesisConfig.from_dict({
-        "seed": SEED,
-        "continue-on-failure": True,
-        "headers": headers,
-        "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True,
-                       "no-shrink": True},
-        "phases": {"stateful": {"enabled": False}},
-        # A schema-violating body over the size cap is refused as such: 413 is a rejection.
-        "checks": {"negative_data_rejection": {"expected-statuses": [
-            400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]},
-                   # Off: schemathesis 4.32.5's probe without credentials passes
-                   # max_redirects to werkzeug's EnvironBuilder on a WSGI app (TypeError).
-                   # tests/test_newcomer.py checks instead that an operation declares a
-                   # security scheme exactly when it answers an anonymous caller 401.
-                   "ignored_auth": {"enabled": False}},
-        "operations": operations,
-    })
+    return SchemathesisConfig.from_dict(
+        {
+            "seed": SEED,
+            "continue-on-failure": True,
+            "headers": headers,
+            "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "no-shrink": True},
+            "phases": {"stateful": {"enabled": False}},
+            # A schema-violating body over the size cap is refused as such: 413 is a rejection.
+            "checks": {
+                "negative_data_rejection": {
+                    "expected-statuses": [
+                        400,
+                        401,
+                        403,
+                        404,
+                        405,
+                        406,
+                        409,
+                        413,
+                        415,
+                        422,
+                        428,
+                        429,
+                    ]
+                },
+                # Off: schemathesis 4.32.5's probe without credentials passes
+                # max_redirects to werkzeug's EnvironBuilder on a WSGI app (TypeError).
+                # tests/test_newcomer.py checks instead that an operation declares a
+                # security scheme exactly when it answers an anonymous caller 401.
+                "ignored_auth": {"enabled": False},
+            },
+            "operations": operations,
+        }
+    )
 
 
-def run(app, identity: str, headers: dict[str, str], *, logout: bool) -> tuple[
-        list[Finding], int]:
+def run(app, identity: str, headers: dict[str, str], *, logout: bool) -> tuple[list[Finding], int]:
     """One schemathesis run; (findings, requests made). ``logout`` runs only the
     logout operation (it ends the session the other operations need), else all but it."""
-    schema = schemathesis.openapi.from_wsgi("/openapi.json", app,
-                                            config=config_for(headers, logout=logout))
+    schema = schemathesis.openapi.from_wsgi(
+        "/openapi.json", app, config=config_for(headers, logout=logout)
+    )
     findings: list[Finding] = []
     requests = 0
     for event in from_schema(schema).execute():
         if isinstance(event, events.NonFatalError | events.FatalError):
-            findings.append(Finding(identity, getattr(event, "label", "-"), "engine",
-                                    "error", None, repr(event)[:500]))
+            findings.append(
+                Finding(
+                    identity,
+                    getattr(event, "label", "-"),
+                    "engine",
+                    "error",
+                    None,
+                    repr(event)[:500],
+                )
+            )
         if not isinstance(event, events.ScenarioFinished):
             continue
         recorder = event.recorder
@@ -157,13 +198,24 @@ def run(app, identity: str, headers: dict[str, str], *, logout: bool) -> tuple[
                 interaction = recorder.interactions.get(case_id)
                 response = interaction.response if interaction else None
                 failure = check.failure_info.failure
-                findings.append(Finding(
-                    identity, case.operation.label, check.name, failure.title,
-                    response.status_code if response else None,
-                    (failure.message.replace("\n", " ")[:300] + " | request "
-                     + f"{case.path_parameters} {case.query} {str(case.body)[:200]}"
-                     + " | response " + (response.content or b"")[:300].decode(
-                         "utf-8", "replace") if response else "")))
+                findings.append(
+                    Finding(
+                        identity,
+                        case.operation.label,
+                        check.name,
+                        failure.title,
+                        response.status_code if response else None,
+                        (
+                            failure.message.replace("\n", " ")[:300]
+                            + " | request "
+                            + f"{case.path_parameters} {case.query} {str(case.body)[:200]}"
+                            + " | response "
+                            + (response.content or b"")[:300].decode("utf-8", "replace")
+                            if response
+                            else ""
+                        ),
+                    )
+                )
     return findings, requests
 
 
@@ -177,13 +229,22 @@ def identities(client, app, hsm, pki) -> dict[str, dict[str, str]]:
     admin_card, admin_person, _ = enrolled_employee(client, pki, corp, "管理\u3000者")
     auditor_card, auditor_person, _ = enrolled_employee(client, pki, corp, "監査\u3000人")
     with app.extensions["dairi"].session_factory() as session, session.begin():
-        session.add(RoleAssignment(person_id=admin_person, role=Role.ADMINISTRATOR.value,
-                                   granted_by="test"))
-        session.add(RoleAssignment(person_id=auditor_person, role=Role.AUDITOR.value,
-                                   granted_by="test"))
+        session.add(
+            RoleAssignment(person_id=admin_person, role=Role.ADMINISTRATOR.value, granted_by="test")
+        )
+        session.add(
+            RoleAssignment(person_id=auditor_person, role=Role.AUDITOR.value, granted_by="test")
+        )
     admin = bearer(login(client, admin_card.authentication))
-    created = client.post("/api/v1/clients", headers=admin, json={
-        "name": "調達システム", "scopes": ALL_SCOPES, "corporations": [corp.corporate_number]})
+    created = client.post(
+        "/api/v1/clients",
+        headers=admin,
+        json={
+            "name": "調達システム",
+            "scopes": ALL_SCOPES,
+            "corporations": [corp.corporate_number],
+        },
+    )
     assert created.status_code == 201, created.get_json()
     body = created.get_json()
     pair = f"{body['client_id']}:{body['client_secret']}".encode()
@@ -217,7 +278,8 @@ def test_the_api_conforms_to_its_openapi_document(app, identities):
     print(f"schemathesis: {sum(made.values())} requests in {elapsed:.1f} s {made}")
     unique = {(f.identity, f.operation, f.check, f.title): f for f in findings}
     assert not unique, f"{len(findings)} failures, {len(unique)} distinct:\n" + "\n".join(
-        str(f) for f in unique.values())
+        str(f) for f in unique.values()
+    )
     assert min(made.values()) > 500  # every identity really exercised the API
     assert elapsed < RUNAWAY_SECONDS
 
@@ -239,24 +301,28 @@ def test_a_listed_client_secret_is_documented_as_null(client):
 
 
 def test_an_unknown_client_is_not_found(client, app, identities):
-    response = client.delete("/api/v1/clients/dairi_client_unknown",
-                             headers=identities["administrator"])
+    response = client.delete(
+        "/api/v1/clients/dairi_client_unknown", headers=identities["administrator"]
+    )
     assert response.status_code == 404, response.get_json()
     assert response.get_json()["code"] == "CLIENT_NOT_FOUND"
 
 
 def test_binary_answers_are_documented_with_their_content_types(client):
     spec = client.get("/openapi.json").get_json()
-    expected = {("get", "/pki/ca/{name}.cer"): "application/pkix-cert",
-                ("get", "/pki/crl/{name}.crl"): "application/pkix-crl",
-                ("post", "/pki/ocsp/{name}"): "application/ocsp-response",
-                ("post", "/pki/tsa"): "application/timestamp-reply",
-                ("get", "/ac/crl"): "application/pkix-crl",
-                ("post", "/ac/ocsp"): "application/ocsp-response",
-                ("get", "/api/v1/mandates/{mandate_id}/document"): "application/pdf"}
+    expected = {
+        ("get", "/pki/ca/{name}.cer"): "application/pkix-cert",
+        ("get", "/pki/crl/{name}.crl"): "application/pkix-crl",
+        ("post", "/pki/ocsp/{name}"): "application/ocsp-response",
+        ("post", "/pki/tsa"): "application/timestamp-reply",
+        ("get", "/ac/crl"): "application/pkix-crl",
+        ("post", "/ac/ocsp"): "application/ocsp-response",
+        ("get", "/api/v1/mandates/{mandate_id}/document"): "application/pdf",
+    }
     for (method, path), content_type in expected.items():
-        assert list(spec["paths"][path][method]["responses"]["200"]["content"]) == [
-            content_type], path
+        assert list(spec["paths"][path][method]["responses"]["200"]["content"]) == [content_type], (
+            path
+        )
 
 
 def test_an_action_is_documented_as_it_is_checked(client, identities):
@@ -266,13 +332,17 @@ def test_an_action_is_documented_as_it_is_checked(client, identities):
     pattern = re.compile(parameters["action"]["schema"]["pattern"])
     for action in ("errors", "e-application:*", "e-application:", "bid ", "e-application:a b"):
         assert not pattern.match(action)
-        response = client.get("/api/v1/authority", query_string={
-            "principal": "9000000000000", "action": action},
-            headers=identities["administrator"])
+        response = client.get(
+            "/api/v1/authority",
+            query_string={"principal": "9000000000000", "action": action},
+            headers=identities["administrator"],
+        )
         assert response.status_code == 422, (action, response.get_json())
     for action in ("bid", "contract", "e-application:950A010002005000", "e-application:申請"):
         assert pattern.match(action)
-        response = client.get("/api/v1/authority", query_string={
-            "principal": "9000000000000", "action": action},
-            headers=identities["administrator"])
+        response = client.get(
+            "/api/v1/authority",
+            query_string={"principal": "9000000000000", "action": action},
+            headers=identities["administrator"],
+        )
         assert response.status_code == 200, (action, response.get_json())

@@ -18,7 +18,8 @@ from live_server import LiveServer
 # [2026-11-30 09:00:00 +0000] [1234] [INFO] app.serving: …
 LINE = re.compile(
     r"^\[\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} [+-]\d{4}\] \[(\d+)\] \[(INFO|WARNING)\] "
-    r"app\.serving\.gunicorn_conf: worker ready: dairi ")
+    r"app\.serving\.gunicorn_conf: worker ready: dairi "
+)
 
 
 def test_each_worker_logs_that_it_is_ready_with_time_process_and_level(app_settings):

@@ -47,6 +47,7 @@ def owner(client, pki) -> CredentialOwner:
 
 # --- /pki over HTTP ----------------------------------------------------------
 
+
 def test_crl_and_ca_certificate_are_served(client, pki):
     response = client.get("/pki/crl/jpki-sign.crl")
     assert response.status_code == 200
@@ -60,17 +61,26 @@ def test_crl_and_ca_certificate_are_served(client, pki):
 def test_ocsp_and_tsa_answer_over_http(client, pki):
     ca = pki.cas["service-root"].certificate
     request = ocsp.OCSPRequestBuilder().add_certificate(pki.tsa_certificate, ca, hashes.SHA1())
-    response = client.post("/pki/ocsp/service-root",
-                           data=request.build().public_bytes(serialization.Encoding.DER),
-                           content_type="application/ocsp-request")
+    response = client.post(
+        "/pki/ocsp/service-root",
+        data=request.build().public_bytes(serialization.Encoding.DER),
+        content_type="application/ocsp-request",
+    )
     assert response.status_code == 200
     assert ocsp.load_der_ocsp_response(response.data).certificate_status is (
-        ocsp.OCSPCertStatus.GOOD)
-    query = tsp.TimeStampReq({"version": 1, "message_imprint": {
-        "hash_algorithm": {"algorithm": "sha256"}, "hashed_message": b"\x01" * 32},
-        "cert_req": True})
-    reply = client.post("/pki/tsa", data=query.dump(),
-                        content_type="application/timestamp-query")
+        ocsp.OCSPCertStatus.GOOD
+    )
+    query = tsp.TimeStampReq(
+        {
+            "version": 1,
+            "message_imprint": {
+                "hash_algorithm": {"algorithm": "sha256"},
+                "hashed_message": b"\x01" * 32,
+            },
+            "cert_req": True,
+        }
+    )
+    reply = client.post("/pki/tsa", data=query.dump(), content_type="application/timestamp-query")
     assert tsp.TimeStampResp.load(reply.data)["status"]["status"].native == "granted"
 
 
@@ -80,20 +90,25 @@ def test_unknown_pki_paths_are_problem_json(client, pki):
     assert response.content_type == "application/problem+json"
     assert response.json["code"] == "NOT_FOUND"
     assert client.post("/pki/ocsp/jpki-auth", data=b"x" * 70_000).json["code"] == (
-        "PAYLOAD_TOO_LARGE")
+        "PAYLOAD_TOO_LARGE"
+    )
 
 
 # --- credentials -------------------------------------------------------------
 
+
 def test_issue_creates_an_active_credential_with_its_certificate_on_the_token(
-        context, session, hsm, owner):
+    context, session, hsm, owner
+):
     service = CredentialService(session, hsm, context.dev_pki)
     created = service.issue("田中 一郎", KeyAlgorithm.EC_P256, owner)
     assert created.status == CredentialStatus.ACTIVE
     # The certificate names the person as enrolled, and the employer.
     assert "CN=田中\u3000一郎" in created.subject and "O=株式会社大理建設" in created.subject
-    assert (created.person_id, created.corporate_number) == (owner.person_id,
-                                                             owner.corporate_number)
+    assert (created.person_id, created.corporate_number) == (
+        owner.person_id,
+        owner.corporate_number,
+    )
     signing = service.signing_credential(service.get("田中 一郎"))
     assert signing.key_ref in hsm.list_keys()
     assert len(signing.chain_der) == 1
@@ -126,11 +141,15 @@ def test_external_ca_path_csr_then_import(context, session, hsm, pki, owner):
     assert info.value.code == "CREDENTIAL_NOT_ACTIVE"
 
     # A certificate for some other key is refused.
-    other = pki.certify_csr(CredentialService(session, hsm, None).request(
-        "別人", KeyAlgorithm.RSA_2048, subject, owner)[1])
+    other = pki.certify_csr(
+        CredentialService(session, hsm, None).request(
+            "別人", KeyAlgorithm.RSA_2048, subject, owner
+        )[1]
+    )
     with pytest.raises(CredentialError) as info:
-        service.import_certificate("外部 太郎", other.certificate.public_bytes(
-            serialization.Encoding.DER), [])
+        service.import_certificate(
+            "外部 太郎", other.certificate.public_bytes(serialization.Encoding.DER), []
+        )
     assert info.value.code == "CERTIFICATE_KEY_MISMATCH"
 
     issued = pki.certify_csr(csr)
@@ -148,8 +167,9 @@ def test_unknown_credential(context, session, hsm):
 
 
 def test_a_signature_is_recorded_with_its_key_reference(context, session, hsm, bid, owner):
-    CredentialService(session, hsm, context.dev_pki).issue("記録 花子", KeyAlgorithm.RSA_2048,
-                                                           owner)
+    CredentialService(session, hsm, context.dev_pki).issue(
+        "記録 花子", KeyAlgorithm.RSA_2048, owner
+    )
     service = SignatureService(session, context)
     result, record = service.sign_pdf("記録 花子", bid, PadesSpec(level=PadesLevel.B_T))
     stored = session.get(SignatureRecord, record.id)
@@ -165,6 +185,7 @@ def test_a_signature_is_recorded_with_its_key_reference(context, session, hsm, b
 
 # --- command line --------------------------------------------------------------
 
+
 def test_cli_issues_signs_and_reports_coded_errors(cli_env, tmp_path, bid, owner):
     runner = CliRunner()
     person = ["--person", owner.person_id, "--corporation", owner.corporate_number]
@@ -174,19 +195,40 @@ def test_cli_issues_signs_and_reports_coded_errors(cli_env, tmp_path, bid, owner
     listed = runner.invoke(main, ["credential", "list"])
     assert f"{owner.person_id}@{owner.corporate_number}" in listed.output
     # Only an enrolled employee of that corporation gets a credential.
-    stranger = runner.invoke(main, ["credential", "issue", "--name", "cli-other",
-                                    "--person", owner.person_id,
-                                    "--corporation", "4011001098993"])
+    stranger = runner.invoke(
+        main,
+        [
+            "credential",
+            "issue",
+            "--name",
+            "cli-other",
+            "--person",
+            owner.person_id,
+            "--corporation",
+            "4011001098993",
+        ],
+    )
     assert stranger.exit_code == 2 and "error PERSON_NOT_EMPLOYEE" in stranger.output
     source = tmp_path / "bid.pdf"
     source.write_bytes(bid)
-    signed = runner.invoke(main, ["sign-pdf", "--credential", "cli-user", "--level", "B-LT",
-                                  str(source), str(tmp_path / "signed.pdf")])
+    signed = runner.invoke(
+        main,
+        [
+            "sign-pdf",
+            "--credential",
+            "cli-user",
+            "--level",
+            "B-LT",
+            str(source),
+            str(tmp_path / "signed.pdf"),
+        ],
+    )
     assert signed.exit_code == 0, signed.output
     assert PdfFileReader(BytesIO((tmp_path / "signed.pdf").read_bytes())).embedded_signatures
 
-    missing = runner.invoke(main, ["sign-pdf", "--credential", "nobody", str(source),
-                                   str(tmp_path / "x.pdf")])
+    missing = runner.invoke(
+        main, ["sign-pdf", "--credential", "nobody", str(source), str(tmp_path / "x.pdf")]
+    )
     assert missing.exit_code == 2
     assert "error CREDENTIAL_UNKNOWN" in missing.output
     assert not (tmp_path / "x.pdf").exists()
@@ -195,22 +237,37 @@ def test_cli_issues_signs_and_reports_coded_errors(cli_env, tmp_path, bid, owner
 def test_cli_external_ca_round_trip(cli_env, tmp_path, pki, owner):
     runner = CliRunner()
     csr_file = tmp_path / "req.pem"
-    requested = runner.invoke(main, ["credential", "request", "--name", "ext-user",
-                                     "--person", owner.person_id,
-                                     "--corporation", owner.corporate_number,
-                                     "--out", str(csr_file)])
+    requested = runner.invoke(
+        main,
+        [
+            "credential",
+            "request",
+            "--name",
+            "ext-user",
+            "--person",
+            owner.person_id,
+            "--corporation",
+            owner.corporate_number,
+            "--out",
+            str(csr_file),
+        ],
+    )
     assert requested.exit_code == 0, requested.output
     (_, _, csr_der) = pem.unarmor(csr_file.read_bytes())
     issued = pki.certify_csr(csr_der)
     cert_file = tmp_path / "cert.pem"
-    cert_file.write_bytes(issued.certificate.public_bytes(serialization.Encoding.PEM)
-                          + issued.chain[0].public_bytes(serialization.Encoding.PEM))
-    imported = runner.invoke(main, ["credential", "import", "--name", "ext-user",
-                                    "--cert", str(cert_file)])
+    cert_file.write_bytes(
+        issued.certificate.public_bytes(serialization.Encoding.PEM)
+        + issued.chain[0].public_bytes(serialization.Encoding.PEM)
+    )
+    imported = runner.invoke(
+        main, ["credential", "import", "--name", "ext-user", "--cert", str(cert_file)]
+    )
     assert imported.exit_code == 0, imported.output
     assert "active" in imported.output
     garbage = tmp_path / "garbage.pem"
     garbage.write_bytes(b"not a certificate")
-    bad = runner.invoke(main, ["credential", "import", "--name", "ext-user",
-                               "--cert", str(garbage)])
+    bad = runner.invoke(
+        main, ["credential", "import", "--name", "ext-user", "--cert", str(garbage)]
+    )
     assert bad.exit_code == 2 and "CERTIFICATE_INVALID" in bad.output

@@ -55,7 +55,8 @@ def test_a_second_init_leaves_the_pin_file_untouched(initialised: Install):
 
 @pytest.mark.parametrize("command", [["init"], ["serve", "--port", "0"], ["credential", "list"]])
 def test_an_empty_token_directory_beside_a_pin_file_stops_with_token_missing(
-        initialised: Install, tmp_path: Path, command: list[str]):
+    initialised: Install, tmp_path: Path, command: list[str]
+):
     # The volume holding the token is not mounted: the directory is there, empty.
     pin = initialised.pin_file.read_bytes()
     away = tmp_path / "tokens.away"
@@ -77,7 +78,8 @@ def test_an_empty_token_directory_beside_a_pin_file_stops_with_token_missing(
 
 
 def test_a_missing_token_directory_beside_a_pin_file_stops_with_token_missing(
-        initialised: Install, tmp_path: Path):
+    initialised: Install, tmp_path: Path
+):
     pin = initialised.pin_file.read_bytes()
     away = tmp_path / "tokens.away"
     shutil.move(initialised.tokens, away)
@@ -106,9 +108,15 @@ def test_a_leftover_so_pin_file_alone_is_a_trace_of_an_earlier_token(data: Insta
 
 
 def test_serve_on_a_fresh_directory_creates_no_token(data: Install):
-    process = subprocess.Popen([DAIRI, "serve", "--port", "0"], env=data.env(),
-                               cwd=PROJECT_DIR, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [DAIRI, "serve", "--port", "0"],
+        env=data.env(),
+        cwd=PROJECT_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         stdout, stderr = process.communicate(timeout=60)
     except subprocess.TimeoutExpired:

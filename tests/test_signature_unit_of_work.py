@@ -37,14 +37,17 @@ def test_a_signing_command_that_fails_after_signing_records_nothing(app, hsm, bi
     context = app.extensions["dairi"]
     with unit_of_work(context.session_factory) as session:
         CredentialService(session, hsm, context.dev_pki).issue(
-            "署名 次郎", KeyAlgorithm.RSA_2048, owner)
+            "署名 次郎", KeyAlgorithm.RSA_2048, owner
+        )
     with pytest.raises(Injected), unit_of_work(context.session_factory) as session:
         _, record = SignatureService(session, context).sign_pdf(
-            "署名 次郎", bid, PadesSpec(level=PadesLevel.B_B))
+            "署名 次郎", bid, PadesSpec(level=PadesLevel.B_B)
+        )
         assert record.id  # known before the unit of work ends
         raise Injected("writing the signed file failed")
     assert records(context) == 0
     with unit_of_work(context.session_factory) as session:
-        SignatureService(session, context).sign_pdf("署名 次郎", bid,
-                                                    PadesSpec(level=PadesLevel.B_B))
+        SignatureService(session, context).sign_pdf(
+            "署名 次郎", bid, PadesSpec(level=PadesLevel.B_B)
+        )
     assert records(context) == 1

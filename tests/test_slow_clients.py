@@ -79,15 +79,15 @@ def _closed_by_server(sock: socket.socket, deadline: float) -> bool:
 
 
 def test_healthz_answers_while_ten_slow_clients_hold_connections(app, app_settings, pki):
-    env = {"DAIRI_HTTP_IDLE_TIMEOUT_SECONDS": str(IDLE_SECONDS),
-           "DAIRI_HTTP_RECEIVE_TIMEOUT_SECONDS": str(RECEIVE_SECONDS)}
+    env = {
+        "DAIRI_HTTP_IDLE_TIMEOUT_SECONDS": str(IDLE_SECONDS),
+        "DAIRI_HTTP_RECEIVE_TIMEOUT_SECONDS": str(RECEIVE_SECONDS),
+    }
     with LiveServer(app_settings, workers=2, env=env) as server:
         stop = threading.Event()
-        slow = [_open(server.port, PARTIAL_REQUESTS[i % len(PARTIAL_REQUESTS)])
-                for i in range(7)]
+        slow = [_open(server.port, PARTIAL_REQUESTS[i % len(PARTIAL_REQUESTS)]) for i in range(7)]
         trickled = [_open(server.port, b"") for _ in range(3)]
-        senders = [threading.Thread(target=_trickle, args=(s, stop), daemon=True)
-                   for s in trickled]
+        senders = [threading.Thread(target=_trickle, args=(s, stop), daemon=True) for s in trickled]
         for sender in senders:
             sender.start()
         opened = time.monotonic()
@@ -150,15 +150,23 @@ def test_a_body_still_arriving_does_not_hold_the_process_lock(app):
     lock = threading.Lock()
     arrive = threading.Event()
     stalled = _StalledBody(b'{"purpose": "login"}', arrive)
-    upload, uploaded = _in_thread(lambda: app.test_client().post(
-        "/api/v1/auth/challenges", headers={"Content-Type": "application/json",
-                                            "Transfer-Encoding": "chunked"},
-        environ_overrides={"wsgi.input": stalled, "CONTENT_LENGTH": "",
-                           "wsgi.input_terminated": True, SERIALISE_KEY: lock}))
+    upload, uploaded = _in_thread(
+        lambda: app.test_client().post(
+            "/api/v1/auth/challenges",
+            headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+            environ_overrides={
+                "wsgi.input": stalled,
+                "CONTENT_LENGTH": "",
+                "wsgi.input_terminated": True,
+                SERIALISE_KEY: lock,
+            },
+        )
+    )
     try:
         time.sleep(0.2)  # the upload is now waiting for its body
-        other, answered = _in_thread(lambda: app.test_client().get(
-            "/openapi.json", environ_overrides={SERIALISE_KEY: lock}))
+        other, answered = _in_thread(
+            lambda: app.test_client().get("/openapi.json", environ_overrides={SERIALISE_KEY: lock})
+        )
         other.join(10)
         assert answered and answered[0].status_code == 200
     finally:
@@ -170,10 +178,12 @@ def test_a_body_still_arriving_does_not_hold_the_process_lock(app):
 def test_requests_run_one_at_a_time_but_liveness_answers_meanwhile(app):
     lock = threading.Lock()
     with lock:  # a request of this process is running
-        waiting, answered = _in_thread(lambda: app.test_client().get(
-            "/openapi.json", environ_overrides={SERIALISE_KEY: lock}))
-        probe, liveness = _in_thread(lambda: app.test_client().get(
-            "/healthz", environ_overrides={SERIALISE_KEY: lock}))
+        waiting, answered = _in_thread(
+            lambda: app.test_client().get("/openapi.json", environ_overrides={SERIALISE_KEY: lock})
+        )
+        probe, liveness = _in_thread(
+            lambda: app.test_client().get("/healthz", environ_overrides={SERIALISE_KEY: lock})
+        )
         probe.join(10)
         assert liveness and liveness[0].status_code == 200
         waiting.join(0.5)
@@ -202,8 +212,9 @@ def test_the_heartbeat_reports_when_the_running_request_started():
         worker.tmp.close()
 
 
-def test_new_requests_go_to_an_idle_worker_not_behind_a_slow_request(app, app_settings, hsm,
-                                                                     tmp_path):
+def test_new_requests_go_to_an_idle_worker_not_behind_a_slow_request(
+    app, app_settings, hsm, tmp_path
+):
     """A login held by a hanging revocation responder keeps one worker's application
     busy for the revocation budget; meanwhile new connections are taken by the other
     worker, as sync workers would. (Were they shared out blindly, about half would wait
@@ -213,16 +224,24 @@ def test_new_requests_go_to_an_idle_worker_not_behind_a_slow_request(app, app_se
         pki = DevPki.create(tmp_path / "hanging-pki", hsm, base_url=hanging.url)
         pki.export_trust(tmp_path / "trust")
         corp = new_corporation(pki)
-        env = {"DAIRI_DEV_MODE": "false", "DAIRI_TRUST_DIR": str(tmp_path / "trust"),
-               "DAIRI_REVOCATION_BUDGET_SECONDS": str(budget),
-               "DAIRI_REVOCATION_BREAKER_FAILURES": "100"}
+        env = {
+            "DAIRI_DEV_MODE": "false",
+            "DAIRI_TRUST_DIR": str(tmp_path / "trust"),
+            "DAIRI_REVOCATION_BUDGET_SECONDS": str(budget),
+            "DAIRI_REVOCATION_BREAKER_FAILURES": "100",
+        }
         with LiveServer(app_settings, workers=2, env=env) as server:
-            challenge = requests.post(server.url + "/api/v1/auth/challenges",
-                                      json={"purpose": "login"}, timeout=30).json()
+            challenge = requests.post(
+                server.url + "/api/v1/auth/challenges", json={"purpose": "login"}, timeout=30
+            ).json()
             body = proof(corp.representative, base64.b64decode(challenge["to_sign"]))
-            login, answer = _in_thread(lambda: requests.post(
-                f"{server.url}/api/v1/auth/challenges/{challenge['id']}/response",
-                json=body, timeout=60))
+            login, answer = _in_thread(
+                lambda: requests.post(
+                    f"{server.url}/api/v1/auth/challenges/{challenge['id']}/response",
+                    json=body,
+                    timeout=60,
+                )
+            )
             while not hanging.received:  # the login now waits for the responder
                 time.sleep(0.05)
             started = time.monotonic()
@@ -230,8 +249,9 @@ def test_new_requests_go_to_an_idle_worker_not_behind_a_slow_request(app, app_se
             while time.monotonic() - started < budget - 1.5:
                 began = time.monotonic()
                 # A new connection each time, as a client without keep-alive makes.
-                reply = requests.get(server.url + "/openapi.json", timeout=30,
-                                     headers={"Connection": "close"})
+                reply = requests.get(
+                    server.url + "/openapi.json", timeout=30, headers={"Connection": "close"}
+                )
                 latencies.append(time.monotonic() - began)
                 assert reply.status_code == 200
             still_waiting = not answer

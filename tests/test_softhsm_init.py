@@ -50,8 +50,9 @@ def test_the_pins_never_appear_on_softhsm2_utils_command_line(tmp_path, recorded
     assert "--pin" not in init[0].split() and "--so-pin" not in init[0].split()
 
 
-def test_the_token_created_without_argv_pins_opens_with_the_pin_file(tmp_path, recorded_argv,
-                                                                     base_settings):
+def test_the_token_created_without_argv_pins_opens_with_the_pin_file(
+    tmp_path, recorded_argv, base_settings
+):
     conf = tmp_path / "softhsm2.conf"
     write_softhsm_conf(conf, tmp_path / "tokens")
     pin_file = tmp_path / "user-pin"
@@ -64,10 +65,15 @@ def test_the_token_created_without_argv_pins_opens_with_the_pin_file(tmp_path, r
         "lib = pkcs11.lib(sys.argv[1])\n"
         "token = lib.get_token(token_label='argv-open')\n"
         "with token.open(user_pin=sys.argv[2]) as session:\n"
-        "    print('logged-in', token.label)\n")
+        "    print('logged-in', token.label)\n"
+    )
     done = subprocess.run(
         [sys.executable, "-c", probe, base_settings.hsm_module, pin_file.read_text().strip()],
-        env=dict(os.environ, SOFTHSM2_CONF=str(conf)), capture_output=True, text=True,
-        timeout=60, check=False)
+        env=dict(os.environ, SOFTHSM2_CONF=str(conf)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["logged-in", "argv-open"]

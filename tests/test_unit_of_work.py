@@ -80,7 +80,8 @@ def failing_end_of_request(app: Flask, path: str) -> Iterator[list[str]]:
 
 
 def test_a_grant_whose_answer_fails_leaves_neither_mandate_nor_audit_event(
-        client, app, world, monkeypatch):
+    client, app, world, monkeypatch
+):
     a, yamada = world["a"], world["yamada"]
     before = audit_events(app)
 
@@ -95,11 +96,12 @@ def test_a_grant_whose_answer_fails_leaves_neither_mandate_nor_audit_event(
     after = audit_events(app)
     assert ("mandate:granted", None) not in after
     # Only the login that made the token was recorded meanwhile.
-    assert [t for t, _ in after[len(before):]] == ["auth:login:succeeded"]
+    assert [t for t, _ in after[len(before) :]] == ["auth:login:succeeded"]
 
 
 def test_a_revocation_failing_at_the_end_of_its_request_is_not_stored(
-        client, app, world, monkeypatch):
+    client, app, world, monkeypatch
+):
     a, yamada = world["a"], world["yamada"]
     root = root_grant(client, a, yamada)
     token = login(client, a.representative)
@@ -163,10 +165,12 @@ def test_the_statement_counter_sees_writes(client, app, world):
     assert root["id"] and "INSERT mandates" in seen and "INSERT audit_events" in seen
 
 
-@pytest.mark.parametrize("reason", [x509.ReasonFlags.key_compromise,
-                                    x509.ReasonFlags.cessation_of_operation])
+@pytest.mark.parametrize(
+    "reason", [x509.ReasonFlags.key_compromise, x509.ReasonFlags.cessation_of_operation]
+)
 def test_reading_a_chain_writes_nothing_even_when_its_representative_was_revoked(
-        client, app, pki, world, reason):
+    client, app, pki, world, reason
+):
     a, yamada = world["a"], world["yamada"]
     root = root_grant(client, a, yamada)
     url = f"/api/v1/mandates/{root['id']}/chain"
@@ -175,8 +179,9 @@ def test_reading_a_chain_writes_nothing_even_when_its_representative_was_revoked
         held = client.get(url, query_string=query, headers=bearer(yamada.token))
     assert held.status_code == 200 and held.get_json()["holds"] is True
     assert seen == []
-    pki.ca_for_slug("registrar").revoke(a.representative.certificate.serial_number, reason,
-                                        now=now())
+    pki.ca_for_slug("registrar").revoke(
+        a.representative.certificate.serial_number, reason, now=now()
+    )
     window = app.extensions["dairi"].settings.revocation_cache_seconds
     move_clock(app, timedelta(seconds=window + 1))
     with writes(app) as seen:
@@ -184,8 +189,7 @@ def test_reading_a_chain_writes_nothing_even_when_its_representative_was_revoked
     # The verdict has it (checked now), though nothing recorded it.
     assert verdict.status_code == 200
     assert verdict.get_json()["holds"] is False
-    assert [h["reasons"] for h in verdict.get_json()["hops"]] == [
-        ["REPRESENTATIVE_CERT_REVOKED"]]
+    assert [h["reasons"] for h in verdict.get_json()["hops"]] == [["REPRESENTATIVE_CERT_REVOKED"]]
     assert seen == []
     assert mandates(app)[root["id"]].representative_revoked_at is None
     assert "mandate:representative-revoked" not in [t for t, _ in audit_events(app)]
@@ -201,8 +205,12 @@ def test_reading_a_document_writes_only_its_signed_copy_once(client, app, hsm, w
     assert response.status_code == 200 and response.data.startswith(b"%PDF")
     # The documented exception: the signed rendering is kept, in its own transaction.
     assert first == ["INSERT signed_mandate_documents"]
-    for getter in (url, f"/api/v1/mandates/{child['id']}",
-                   f"/api/v1/mandates/{child['id']}/chain", "/api/v1/mandates"):
+    for getter in (
+        url,
+        f"/api/v1/mandates/{child['id']}",
+        f"/api/v1/mandates/{child['id']}/chain",
+        "/api/v1/mandates",
+    ):
         with writes(app) as seen:
             assert client.get(getter, headers=bearer(suzuki.token)).status_code == 200
         assert seen == [], getter
@@ -221,46 +229,104 @@ def test_every_refusal_of_the_mandate_endpoints_is_audited(client, app, pki, wor
     mine = bearer(yamada.token)
     refusals: list[tuple[str, Request, int, str, str]] = [
         # (what, request, status, code, audit tag) — written by hand from the API.
-        ("another corporation's mandate", lambda: client.get(
-            f"/api/v1/mandates/{root['id']}", headers=other),
-         404, "MANDATE_NOT_FOUND", "mandate:read:refused"),
-        ("another corporation's chain", lambda: client.get(
-            f"/api/v1/mandates/{root['id']}/chain", headers=other),
-         404, "MANDATE_NOT_FOUND", "mandate:chain:refused"),
-        ("another corporation's document", lambda: client.get(
-            f"/api/v1/mandates/{root['id']}/document", headers=other),
-         404, "MANDATE_NOT_FOUND", "mandate:document:refused"),
-        ("revoking another corporation's mandate", lambda: client.post(
-            f"/api/v1/mandates/{root['id']}/revocation", headers=other, json={}),
-         404, "MANDATE_NOT_FOUND", "mandate:revocation:refused"),
-        ("a mandate that does not exist", lambda: client.get(
-            "/api/v1/mandates/00000000-0000-4000-8000-000000000000", headers=mine),
-         404, "MANDATE_NOT_FOUND", "mandate:read:refused"),
-        ("another corporation's mandates listed", lambda: client.get(
-            "/api/v1/mandates", query_string={"principal": b.corporate_number},
-            headers=mine), 403, "FORBIDDEN", "mandate:list:refused"),
-        ("another corporation's authority", lambda: client.get(
-            "/api/v1/authority", query_string={"principal": b.corporate_number,
-                                                "action": "bid"}, headers=mine),
-         403, "FORBIDDEN", "mandate:authority:refused"),
-        ("a grant without its fields", lambda: client.post(
-            "/api/v1/mandates", headers=mine, json={}),
-         422, "VALIDATION_FAILED", "mandate:grant:refused"),
-        ("a list with an unknown status", lambda: client.get(
-            "/api/v1/mandates", query_string={"status": "sleeping"}, headers=mine),
-         422, "VALIDATION_FAILED", "mandate:list:refused"),
-        ("an unknown revocation reason", lambda: client.post(
-            f"/api/v1/mandates/{root['id']}/revocation", headers=mine,
-            json={"reason": "bored"}),
-         422, "VALIDATION_FAILED", "mandate:revocation:refused"),
-        ("an authority query without an action", lambda: client.get(
-            "/api/v1/authority", query_string={"principal": a.corporate_number},
-            headers=mine), 422, "VALIDATION_FAILED", "mandate:authority:refused"),
+        (
+            "another corporation's mandate",
+            lambda: client.get(f"/api/v1/mandates/{root['id']}", headers=other),
+            404,
+            "MANDATE_NOT_FOUND",
+            "mandate:read:refused",
+        ),
+        (
+            "another corporation's chain",
+            lambda: client.get(f"/api/v1/mandates/{root['id']}/chain", headers=other),
+            404,
+            "MANDATE_NOT_FOUND",
+            "mandate:chain:refused",
+        ),
+        (
+            "another corporation's document",
+            lambda: client.get(f"/api/v1/mandates/{root['id']}/document", headers=other),
+            404,
+            "MANDATE_NOT_FOUND",
+            "mandate:document:refused",
+        ),
+        (
+            "revoking another corporation's mandate",
+            lambda: client.post(
+                f"/api/v1/mandates/{root['id']}/revocation", headers=other, json={}
+            ),
+            404,
+            "MANDATE_NOT_FOUND",
+            "mandate:revocation:refused",
+        ),
+        (
+            "a mandate that does not exist",
+            lambda: client.get(
+                "/api/v1/mandates/00000000-0000-4000-8000-000000000000", headers=mine
+            ),
+            404,
+            "MANDATE_NOT_FOUND",
+            "mandate:read:refused",
+        ),
+        (
+            "another corporation's mandates listed",
+            lambda: client.get(
+                "/api/v1/mandates", query_string={"principal": b.corporate_number}, headers=mine
+            ),
+            403,
+            "FORBIDDEN",
+            "mandate:list:refused",
+        ),
+        (
+            "another corporation's authority",
+            lambda: client.get(
+                "/api/v1/authority",
+                query_string={"principal": b.corporate_number, "action": "bid"},
+                headers=mine,
+            ),
+            403,
+            "FORBIDDEN",
+            "mandate:authority:refused",
+        ),
+        (
+            "a grant without its fields",
+            lambda: client.post("/api/v1/mandates", headers=mine, json={}),
+            422,
+            "VALIDATION_FAILED",
+            "mandate:grant:refused",
+        ),
+        (
+            "a list with an unknown status",
+            lambda: client.get(
+                "/api/v1/mandates", query_string={"status": "sleeping"}, headers=mine
+            ),
+            422,
+            "VALIDATION_FAILED",
+            "mandate:list:refused",
+        ),
+        (
+            "an unknown revocation reason",
+            lambda: client.post(
+                f"/api/v1/mandates/{root['id']}/revocation", headers=mine, json={"reason": "bored"}
+            ),
+            422,
+            "VALIDATION_FAILED",
+            "mandate:revocation:refused",
+        ),
+        (
+            "an authority query without an action",
+            lambda: client.get(
+                "/api/v1/authority", query_string={"principal": a.corporate_number}, headers=mine
+            ),
+            422,
+            "VALIDATION_FAILED",
+            "mandate:authority:refused",
+        ),
     ]
     for what, send, status, code, tag in refusals:
         before = audit_events(app)
         problem(send(), status, code)
-        new = audit_events(app)[len(before):]
+        new = audit_events(app)[len(before) :]
         assert new == [(tag, code)], (what, new)
     # Nothing of a refused request stays, and the mandate is as it was.
     row = mandates(app)[root["id"]]
@@ -270,25 +336,45 @@ def test_every_refusal_of_the_mandate_endpoints_is_audited(client, app, pki, wor
 def test_refusals_of_the_people_and_sign_in_views_are_audited(client, app, admin_token):
     admin = bearer(admin_token)
     refusals: list[tuple[str, Request, int, str, str]] = [
-        ("a role for nobody", lambda: client.post(
-            "/api/v1/role-assignments", headers=admin,
-            json={"person_id": "00000000-0000-4000-8000-000000000000", "role": "auditor"}),
-         404, "PERSON_NOT_FOUND", "people:request:refused"),
-        ("an unknown role", lambda: client.post(
-            "/api/v1/role-assignments", headers=admin,
-            json={"person_id": "x", "role": "king"}),
-         422, "VALIDATION_FAILED", "people:request:refused"),
-        ("removing a role assignment that does not exist", lambda: client.delete(
-            "/api/v1/role-assignments/nothing", headers=admin),
-         404, "ROLE_ASSIGNMENT_NOT_FOUND", "people:request:refused"),
-        ("a challenge answered with no proof", lambda: client.post(
-            "/api/v1/auth/challenges/nothing/response", json={}),
-         422, "VALIDATION_FAILED", "auth:request:refused"),
+        (
+            "a role for nobody",
+            lambda: client.post(
+                "/api/v1/role-assignments",
+                headers=admin,
+                json={"person_id": "00000000-0000-4000-8000-000000000000", "role": "auditor"},
+            ),
+            404,
+            "PERSON_NOT_FOUND",
+            "people:request:refused",
+        ),
+        (
+            "an unknown role",
+            lambda: client.post(
+                "/api/v1/role-assignments", headers=admin, json={"person_id": "x", "role": "king"}
+            ),
+            422,
+            "VALIDATION_FAILED",
+            "people:request:refused",
+        ),
+        (
+            "removing a role assignment that does not exist",
+            lambda: client.delete("/api/v1/role-assignments/nothing", headers=admin),
+            404,
+            "ROLE_ASSIGNMENT_NOT_FOUND",
+            "people:request:refused",
+        ),
+        (
+            "a challenge answered with no proof",
+            lambda: client.post("/api/v1/auth/challenges/nothing/response", json={}),
+            422,
+            "VALIDATION_FAILED",
+            "auth:request:refused",
+        ),
     ]
     for what, send, status, code, tag in refusals:
         before = audit_events(app)
         problem(send(), status, code)
-        assert audit_events(app)[len(before):] == [(tag, code)], what
+        assert audit_events(app)[len(before) :] == [(tag, code)], what
 
 
 def test_a_refusal_the_service_records_is_audited_once(client, app, world):
@@ -297,13 +383,21 @@ def test_a_refusal_the_service_records_is_audited_once(client, app, world):
     a, yamada = world["a"], world["yamada"]
     root = root_grant(client, a, yamada)
     token = login(client, a.representative)
-    assert client.post(f"/api/v1/mandates/{root['id']}/revocation", headers=bearer(token),
-                       json={}).status_code == 200
+    assert (
+        client.post(
+            f"/api/v1/mandates/{root['id']}/revocation", headers=bearer(token), json={}
+        ).status_code
+        == 200
+    )
     before = audit_events(app)
-    problem(client.post(f"/api/v1/mandates/{root['id']}/revocation", headers=bearer(token),
-                        json={}), 409, "MANDATE_ALREADY_REVOKED")
-    assert audit_events(app)[len(before):] == [
-        ("mandate:revocation:refused", "MANDATE_ALREADY_REVOKED")]
+    problem(
+        client.post(f"/api/v1/mandates/{root['id']}/revocation", headers=bearer(token), json={}),
+        409,
+        "MANDATE_ALREADY_REVOKED",
+    )
+    assert audit_events(app)[len(before) :] == [
+        ("mandate:revocation:refused", "MANDATE_ALREADY_REVOKED")
+    ]
 
 
 @pytest.fixture
@@ -313,8 +407,11 @@ def admin_token(client, app, hsm, pki, world) -> str:
 
     admin = new_employee(client, hsm, pki, world["a"], "管理\u3000者")
     with app.extensions["dairi"].session_factory() as session, session.begin():
-        session.add(RoleAssignment(person_id=admin.person_id, role=Role.ADMINISTRATOR.value,
-                                   granted_by="test"))
+        session.add(
+            RoleAssignment(
+                person_id=admin.person_id, role=Role.ADMINISTRATOR.value, granted_by="test"
+            )
+        )
     return admin.token
 
 
@@ -322,7 +419,8 @@ def admin_token(client, app, hsm, pki, world) -> str:
 
 
 def test_an_enrolment_whose_request_fails_at_its_end_is_not_half_done(
-        client, app, pki, world, monkeypatch):
+    client, app, pki, world, monkeypatch
+):
     """The invitation is not spent, nobody is enrolled and no event says so, so the
     employee can simply enrol again with the same code."""
     from helpers_auth import invite, new_card, try_enrol
@@ -330,8 +428,9 @@ def test_an_enrolment_whose_request_fails_at_its_end_is_not_half_done(
     from app.people.models import Invitation, Person
 
     corp = world["a"]
-    code = invite(client, login(client, corp.representative), corp.corporate_number,
-                  name="途中\u3000失敗")["code"]
+    code = invite(
+        client, login(client, corp.representative), corp.corporate_number, name="途中\u3000失敗"
+    )["code"]
     card = new_card(pki, "途中\u3000失敗")
     enrolled = [t for t, _ in audit_events(app)].count("enrolment:person:enrolled")
     monkeypatch.setitem(app.config, "PROPAGATE_EXCEPTIONS", False)  # as served: a 500
@@ -341,8 +440,9 @@ def test_an_enrolment_whose_request_fails_at_its_end_is_not_half_done(
     assert response.status_code == 500, response.get_data()[:300]
     with app.extensions["dairi"].session_factory() as session:
         assert session.scalars(select(Person).where(Person.name == "途中\u3000失敗")).all() == []
-        assert session.scalars(select(Invitation.used_at).where(
-            Invitation.name == "途中\u3000失敗")).all() == [None]
+        assert session.scalars(
+            select(Invitation.used_at).where(Invitation.name == "途中\u3000失敗")
+        ).all() == [None]
     assert [t for t, _ in audit_events(app)].count("enrolment:person:enrolled") == enrolled
     retried = try_enrol(client, code, card)
     assert retried.status_code == 201, retried.get_json()
@@ -369,14 +469,21 @@ def test_a_refused_login_still_spends_its_challenge_and_counts(client, app, pki,
 
     challenge = open_challenge(client)
     stranger = new_card(pki, "未登録\u3000者")  # never enrolled: CERTIFICATE_NOT_ENROLLED
-    problem(try_login(client, stranger.authentication, challenge=challenge), 403,
-            "CERTIFICATE_NOT_ENROLLED")
+    problem(
+        try_login(client, stranger.authentication, challenge=challenge),
+        403,
+        "CERTIFICATE_NOT_ENROLLED",
+    )
     # The right card cannot use the spent challenge.
-    problem(try_login(client, world["a"].representative, challenge=challenge), 409,
-            "CHALLENGE_REPLAYED")
+    problem(
+        try_login(client, world["a"].representative, challenge=challenge), 409, "CHALLENGE_REPLAYED"
+    )
     with app.extensions["dairi"].session_factory() as session:
-        refused = session.scalars(select(RateLimitCounter.count).where(
-            RateLimitCounter.key.like("auth-refused:address:%"))).all()
+        refused = session.scalars(
+            select(RateLimitCounter.count).where(
+                RateLimitCounter.key.like("auth-refused:address:%")
+            )
+        ).all()
     assert refused == [2]  # the refused login and the replay
 
 

@@ -59,8 +59,7 @@ from devpki.ca import end_entity_key_usage
 from hsm import KeyAlgorithm, KeyRef, SignatureScheme
 
 DER = serialization.Encoding.DER
-_SIGNERS: weakref.WeakKeyDictionary[ServiceContext, CheckpointSigner] = \
-    weakref.WeakKeyDictionary()
+_SIGNERS: weakref.WeakKeyDictionary[ServiceContext, CheckpointSigner] = weakref.WeakKeyDictionary()
 
 
 class AuditKeyUnavailable(DairiError):
@@ -77,8 +76,10 @@ def _dev_audit_key(ctx: ServiceContext) -> tuple[KeyRef, bytes]:
     """The development audit key and certificate, made once per PKI directory."""
     pki = ctx.dev_pki
     if pki is None:
-        raise AuditKeyUnavailable("no audit key: set audit_key_id and audit_certificate_file"
-                                  " (or run in development mode with its PKI)")
+        raise AuditKeyUnavailable(
+            "no audit key: set audit_key_id and audit_certificate_file"
+            " (or run in development mode with its PKI)"
+        )
     directory = ctx.settings.pki_dir / "audit"
     directory.mkdir(mode=0o700, exist_ok=True)
     with (directory / ".lock").open("w") as lock:
@@ -88,20 +89,30 @@ def _dev_audit_key(ctx: ServiceContext) -> tuple[KeyRef, bytes]:
             ref = ctx.hsm.generate_key(KeyAlgorithm.RSA_2048)
             public_key = serialization.load_der_public_key(ctx.hsm.public_key_info(ref))
             cert = pki.cas["service-root"].issue(
-                x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
-                           x509.NameAttribute(NameOID.ORGANIZATION_NAME, "dairi development"),
-                           x509.NameAttribute(NameOID.COMMON_NAME,
-                                              "dairi Development Audit")]),
-                public_key, now=datetime.now(UTC),  # type: ignore[arg-type]
+                x509.Name(
+                    [
+                        x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "dairi development"),
+                        x509.NameAttribute(NameOID.COMMON_NAME, "dairi Development Audit"),
+                    ]
+                ),
+                public_key,  # type: ignore[arg-type]
+                now=datetime.now(UTC),
                 key_usage=end_entity_key_usage(non_repudiation=True),
-                lifetime=timedelta(days=1825))
+                lifetime=timedelta(days=1825),
+            )
             ctx.hsm.store_certificate(ref, cert.public_bytes(DER))
             cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-            key_file.write_text(json.dumps({"token_label": ref.token_label,
-                                            "key_id": ref.key_id, "version": ref.version}))
+            key_file.write_text(
+                json.dumps(
+                    {"token_label": ref.token_label, "key_id": ref.key_id, "version": ref.version}
+                )
+            )
         key = json.loads(key_file.read_text())
-        return (KeyRef(key["token_label"], key["key_id"], key["version"]),
-                read_pem_certificates(cert_file)[0])
+        return (
+            KeyRef(key["token_label"], key["key_id"], key["version"]),
+            read_pem_certificates(cert_file)[0],
+        )
 
 
 def audit_signer(ctx: ServiceContext) -> CheckpointSigner:
@@ -114,18 +125,21 @@ def audit_signer(ctx: ServiceContext) -> CheckpointSigner:
     if settings.audit_key_id:
         certs = read_pem_certificates(Path(settings.audit_certificate_file))
         if not certs:
-            raise AuditKeyUnavailable(f"no certificate in audit_certificate_file"
-                                      f" {settings.audit_certificate_file!r}")
+            raise AuditKeyUnavailable(
+                f"no certificate in audit_certificate_file {settings.audit_certificate_file!r}"
+            )
         ref = KeyRef(settings.hsm_token_label, settings.audit_key_id)
         certificate, chain = certs[0], tuple(certs[1:])
     else:
         ref, certificate = _dev_audit_key(ctx)
     public_key = x509.load_der_x509_certificate(certificate).public_key()
-    scheme = (SignatureScheme.ECDSA if isinstance(public_key, ec.EllipticCurvePublicKey)
-              else SignatureScheme.RSA_PKCS1V15)
+    scheme = (
+        SignatureScheme.ECDSA
+        if isinstance(public_key, ec.EllipticCurvePublicKey)
+        else SignatureScheme.RSA_PKCS1V15
+    )
     hsm = ctx.hsm
-    signer = CheckpointSigner(certificate, chain,
-                              lambda data: hsm.sign(ref, data, scheme=scheme))
+    signer = CheckpointSigner(certificate, chain, lambda data: hsm.sign(ref, data, scheme=scheme))
     _SIGNERS[ctx] = signer
     return signer
 
@@ -139,8 +153,10 @@ def _timestamp(ctx: ServiceContext):  # type: ignore[no-untyped-def]
         try:
             return asyncio.run(tsa.make_timestamper().async_timestamp(digest, "sha256")).dump()
         except Exception as exc:  # the TSA refused, failed or timed out
-            raise TimestampUnavailable(f"the TSA did not time-stamp the checkpoint"
-                                       f" ({type(exc).__name__})") from exc
+            raise TimestampUnavailable(
+                f"the TSA did not time-stamp the checkpoint ({type(exc).__name__})"
+            ) from exc
+
     return stamp
 
 
@@ -149,8 +165,9 @@ def _head(session: Session) -> AuditHead:
 
 
 def last_checkpoint(session: Session) -> AuditCheckpoint | None:
-    return session.scalars(select(AuditCheckpoint).order_by(
-        AuditCheckpoint.sequence.desc()).limit(1)).first()
+    return session.scalars(
+        select(AuditCheckpoint).order_by(AuditCheckpoint.sequence.desc()).limit(1)
+    ).first()
 
 
 def checkpoint_due(session: Session, interval_seconds: int, now: datetime) -> bool:
@@ -171,8 +188,9 @@ def take_checkpoint(ctx: ServiceContext, *, if_due: bool = False) -> AuditCheckp
     signer, stamp = audit_signer(ctx), _timestamp(ctx)
     with ctx.session_factory() as session:
         now = ctx.clock()
-        if if_due and not checkpoint_due(session, ctx.settings.audit_checkpoint_interval_seconds,
-                                         now):
+        if if_due and not checkpoint_due(
+            session, ctx.settings.audit_checkpoint_interval_seconds, now
+        ):
             return None
         head = _head(session)
         if head.sequence == 0:
@@ -182,10 +200,15 @@ def take_checkpoint(ctx: ServiceContext, *, if_due: bool = False) -> AuditCheckp
             return existing
         sequence, head_hash = head.sequence, head.hash
     signed = sign_checkpoint(sequence, head_hash, now, signer, stamp)
-    row = AuditCheckpoint(sequence=sequence, head_hash=head_hash, taken_at=now,
-                          statement=signed.statement_bytes, signature_der=signed.signature_der,
-                          timestamp_der=signed.timestamp_der,
-                          signer_certificate_der=signer.certificate_der)
+    row = AuditCheckpoint(
+        sequence=sequence,
+        head_hash=head_hash,
+        taken_at=now,
+        statement=signed.statement_bytes,
+        signature_der=signed.signature_der,
+        timestamp_der=signed.timestamp_der,
+        signer_certificate_der=signer.certificate_der,
+    )
     with ctx.session_factory() as session:
         try:
             with session.begin():
@@ -197,11 +220,18 @@ def take_checkpoint(ctx: ServiceContext, *, if_due: bool = False) -> AuditCheckp
         return stored
 
 
-def list_checkpoints(session: Session, *, after: int = 0, limit: int = 100
-                     ) -> list[AuditCheckpoint]:
+def list_checkpoints(
+    session: Session, *, after: int = 0, limit: int = 100
+) -> list[AuditCheckpoint]:
     """Checkpoints in sequence order after ``after`` (a cursor), at most ``limit``."""
-    return list(session.scalars(select(AuditCheckpoint).where(AuditCheckpoint.sequence > after)
-                                .order_by(AuditCheckpoint.sequence).limit(limit)))
+    return list(
+        session.scalars(
+            select(AuditCheckpoint)
+            .where(AuditCheckpoint.sequence > after)
+            .order_by(AuditCheckpoint.sequence)
+            .limit(limit)
+        )
+    )
 
 
 def trust_for(ctx: ServiceContext) -> Trust:
@@ -231,25 +261,38 @@ def _page(source: Reader) -> Iterator[Session]:
 
 def _links(source: Reader, after: int, until: int, batch: int = 5000) -> Iterator[Link]:
     """Every event in (``after``, ``until``] as a link, read in keyset pages."""
-    columns = (AuditRecord.sequence, AuditRecord.occurred_at, AuditRecord.actor,
-               AuditRecord.tag, AuditRecord.subject, AuditRecord.principal,
-               AuditRecord.details, AuditRecord.previous_hash, AuditRecord.hash)
+    columns = (
+        AuditRecord.sequence,
+        AuditRecord.occurred_at,
+        AuditRecord.actor,
+        AuditRecord.tag,
+        AuditRecord.subject,
+        AuditRecord.principal,
+        AuditRecord.details,
+        AuditRecord.previous_hash,
+        AuditRecord.hash,
+    )
     while True:
         with _page(source) as session:
-            rows = session.execute(select(*columns).where(
-                AuditRecord.sequence > after, AuditRecord.sequence <= until)
-                .order_by(AuditRecord.sequence).limit(batch)).all()
+            rows = session.execute(
+                select(*columns)
+                .where(AuditRecord.sequence > after, AuditRecord.sequence <= until)
+                .order_by(AuditRecord.sequence)
+                .limit(batch)
+            ).all()
         for seq, at, actor, tag, subject, principal, details, previous, stored in rows:
-            event = AuditEvent(seq, at, actor, tag, subject, principal, json.loads(details),
-                               previous)
+            event = AuditEvent(
+                seq, at, actor, tag, subject, principal, json.loads(details), previous
+            )
             yield Link(seq, previous, event.digest(), stored)
         if len(rows) < batch:
             return
         after = rows[-1][0]
 
 
-def verify_database(source: Reader, trust: Trust, *, from_checkpoint: bool = False
-                    ) -> VerificationReport:
+def verify_database(
+    source: Reader, trust: Trust, *, from_checkpoint: bool = False
+) -> VerificationReport:
     """The chain in the database checked now: every checkpoint (signature, key,
     time-stamp), then the events from the start — or, with ``from_checkpoint``, from
     the last checkpoint that verifies — against their stored hashes, the checkpoints
@@ -267,8 +310,10 @@ def verify_database(source: Reader, trust: Trust, *, from_checkpoint: bool = Fal
         # a checkpoint is of a head already committed, and the head row moves with
         # each event in one transaction. A row beyond the head read after it was
         # written behind the head's back; the scan goes one past the head to see it.
-        stored = [c.stored() for c in session.scalars(
-            select(AuditCheckpoint).order_by(AuditCheckpoint.sequence))]
+        stored = [
+            c.stored()
+            for c in session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.sequence))
+        ]
         beyond = session.scalar(select(func.max(AuditRecord.sequence))) or 0
         head = _head(session)
         head_at = (head.sequence, head.hash)
@@ -278,12 +323,17 @@ def verify_database(source: Reader, trust: Trust, *, from_checkpoint: bool = Fal
         if good and good[0].statement.sequence <= head_at[0]:
             start, start_hash = good[0].statement.sequence + 1, good[0].statement.head_hash
     until = head_at[0] + 1 if beyond > head_at[0] else head_at[0]
-    return verify_log(_links(source, start - 1, until), stored, trust, start_sequence=start,
-                      start_hash=start_hash, head=head_at)
+    return verify_log(
+        _links(source, start - 1, until),
+        stored,
+        trust,
+        start_sequence=start,
+        start_hash=start_hash,
+        head=head_at,
+    )
 
 
-def _roots_for(certificates: list[bytes], pool: list[bytes], roots: list[bytes]
-               ) -> list[bytes]:
+def _roots_for(certificates: list[bytes], pool: list[bytes], roots: list[bytes]) -> list[bytes]:
     found: list[bytes] = []
     for der in certificates:
         with contextlib.suppress(CmsInvalid, ValueError):
@@ -293,8 +343,9 @@ def _roots_for(certificates: list[bytes], pool: list[bytes], roots: list[bytes]
     return found
 
 
-def export_audit(ctx: ServiceContext, directory: Path, *, first: int | None = None,
-                 last: int | None = None) -> ExportSummary:
+def export_audit(
+    ctx: ServiceContext, directory: Path, *, first: int | None = None, last: int | None = None
+) -> ExportSummary:
     """Write the offline proof of events ``first``-``last`` (default: all) to
     ``directory``. Open refusal windows are folded into the chain first and, when
     the export runs to the head, the head is checkpointed, so every exported event
@@ -309,13 +360,21 @@ def export_audit(ctx: ServiceContext, directory: Path, *, first: int | None = No
         last = min(last if last is not None else head.sequence, head.sequence)
         anchor = GENESIS_HASH
         if first > 1:
-            anchor = session.scalar(select(AuditRecord.hash).where(
-                AuditRecord.sequence == first - 1)) or GENESIS_HASH
-        rows = list(session.scalars(select(AuditCheckpoint).where(
-            AuditCheckpoint.sequence >= first - 1, AuditCheckpoint.sequence <= last)
-            .order_by(AuditCheckpoint.sequence)))
-        checkpoints = [Checkpoint(CheckpointStatement.parse(c.statement), c.signature_der,
-                                  c.timestamp_der) for c in rows]
+            anchor = (
+                session.scalar(select(AuditRecord.hash).where(AuditRecord.sequence == first - 1))
+                or GENESIS_HASH
+            )
+        rows = list(
+            session.scalars(
+                select(AuditCheckpoint)
+                .where(AuditCheckpoint.sequence >= first - 1, AuditCheckpoint.sequence <= last)
+                .order_by(AuditCheckpoint.sequence)
+            )
+        )
+        checkpoints = [
+            Checkpoint(CheckpointStatement.parse(c.statement), c.signature_der, c.timestamp_der)
+            for c in rows
+        ]
         signers = list(dict.fromkeys(c.signer_certificate_der for c in rows))
     chain = list(audit_signer(ctx).chain_der) if checkpoints else []
     tsa_certs = _token_certificates([c.timestamp_der for c in checkpoints if c.timestamp_der])
@@ -326,18 +385,32 @@ def export_audit(ctx: ServiceContext, directory: Path, *, first: int | None = No
         after = first - 1
         while after < last:
             with ctx.session_factory() as session:  # a short transaction per page
-                page = [r.event() for r in session.scalars(select(AuditRecord).where(
-                    AuditRecord.sequence > after, AuditRecord.sequence <= last)
-                    .order_by(AuditRecord.sequence).limit(5000))]
+                page = [
+                    r.event()
+                    for r in session.scalars(
+                        select(AuditRecord)
+                        .where(AuditRecord.sequence > after, AuditRecord.sequence <= last)
+                        .order_by(AuditRecord.sequence)
+                        .limit(5000)
+                    )
+                ]
             if not page:
                 return
             yield from page
             after = page[-1].sequence
 
     return write_export(
-        directory, events(), checkpoints, audit_certificates_der=signers, chain_der=chain,
-        roots_der=roots, start_sequence=first, anchor_hash=anchor, exported_at=ctx.clock(),
-        retention_years=ctx.settings.audit_retention_years)
+        directory,
+        events(),
+        checkpoints,
+        audit_certificates_der=signers,
+        chain_der=chain,
+        roots_der=roots,
+        start_sequence=first,
+        anchor_hash=anchor,
+        exported_at=ctx.clock(),
+        retention_years=ctx.settings.audit_retention_years,
+    )
 
 
 def _token_certificates(tokens: list[bytes]) -> list[bytes]:

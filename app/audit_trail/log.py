@@ -41,9 +41,16 @@ class AuditLog:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def append(self, tag: str, *, actor: str, subject: str | None = None,
-               principal: str | None = None, details: Mapping[str, Any] | None = None,
-               at: datetime | None = None) -> AuditEvent:
+    def append(
+        self,
+        tag: str,
+        *,
+        actor: str,
+        subject: str | None = None,
+        principal: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> AuditEvent:
         """Add one event in the session's transaction (the caller commits).
 
         The head row (made by the migrations) is locked first: on PostgreSQL by
@@ -55,22 +62,31 @@ class AuditLog:
             select(AuditHead).where(AuditHead.id == 1).with_for_update()
         ).scalar_one()
         when = at or session_clock(self.session)()
-        event = AuditEvent(head.sequence + 1, when, actor, tag, subject,
-                           principal, dict(details or {}), head.hash)
+        event = AuditEvent(
+            head.sequence + 1, when, actor, tag, subject, principal, dict(details or {}), head.hash
+        )
         digest = event.digest()
-        self.session.add(AuditRecord(
-            sequence=event.sequence, occurred_at=event.occurred_at, actor=actor, tag=tag,
-            subject=subject, principal=principal,
-            details=json.dumps(event.details, ensure_ascii=False, sort_keys=True),
-            previous_hash=event.previous_hash, hash=digest,
-        ))
+        self.session.add(
+            AuditRecord(
+                sequence=event.sequence,
+                occurred_at=event.occurred_at,
+                actor=actor,
+                tag=tag,
+                subject=subject,
+                principal=principal,
+                details=json.dumps(event.details, ensure_ascii=False, sort_keys=True),
+                previous_hash=event.previous_hash,
+                hash=digest,
+            )
+        )
         head.sequence, head.hash = event.sequence, digest
         self.session.flush()
         return event
 
     def events(self, after: int = 0) -> Iterator[AuditRecord]:
         yield from self.session.scalars(
-            select(AuditRecord).where(AuditRecord.sequence > after).order_by(AuditRecord.sequence))
+            select(AuditRecord).where(AuditRecord.sequence > after).order_by(AuditRecord.sequence)
+        )
 
     def verify(self) -> str:
         """The head hash, if every stored event hashes to itself; raises AuditChainBroken."""
@@ -81,10 +97,17 @@ def _iso(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
-def append_refusal(session: Session, tag: str, *, actor: str, code: str,
-                   subject: str | None = None, principal: str | None = None,
-                   details: Mapping[str, Any] | None = None,
-                   source: str | None = None) -> AuditEvent | None:
+def append_refusal(
+    session: Session,
+    tag: str,
+    *,
+    actor: str,
+    code: str,
+    subject: str | None = None,
+    principal: str | None = None,
+    details: Mapping[str, Any] | None = None,
+    source: str | None = None,
+) -> AuditEvent | None:
     """Record one refusal in the session's transaction (the caller commits).
 
     ``source`` is the client's address (by default the current request's). The
@@ -97,24 +120,41 @@ def append_refusal(session: Session, tag: str, *, actor: str, code: str,
     window = Window.around(now, REFUSAL_WINDOW_SECONDS)
     kind = [tag, actor, source, code, subject, principal]
     digest = hashlib.sha256(json.dumps(kind, ensure_ascii=False).encode()).hexdigest()
-    count = count_hit(session, RefusalWindow.__table__,
-                      {"kind_sha256": digest, "window_start": window.start},
-                      {"window_end": window.end, "tag": tag, "actor": actor, "source": source,
-                       "code": code, "subject": subject, "principal": principal})
+    count = count_hit(
+        session,
+        RefusalWindow.__table__,
+        {"kind_sha256": digest, "window_start": window.start},
+        {
+            "window_end": window.end,
+            "tag": tag,
+            "actor": actor,
+            "source": source,
+            "code": code,
+            "subject": subject,
+            "principal": principal,
+        },
+    )
     if count > 1:
         return None
     event = AuditLog(session).append(
-        tag, actor=actor, subject=subject, principal=principal,
-        details={"code": code, **dict(details or {}), "source": source})
-    session.execute(update(RefusalWindow).where(
-        RefusalWindow.kind_sha256 == digest, RefusalWindow.window_start == window.start
-    ).values(first_sequence=event.sequence))
+        tag,
+        actor=actor,
+        subject=subject,
+        principal=principal,
+        details={"code": code, **dict(details or {}), "source": source},
+    )
+    session.execute(
+        update(RefusalWindow)
+        .where(RefusalWindow.kind_sha256 == digest, RefusalWindow.window_start == window.start)
+        .values(first_sequence=event.sequence)
+    )
     fold_refusals(session, now)
     return event
 
 
-def fold_refusals(session: Session, now: datetime | None = None, *,
-                  open_windows: bool = False) -> int:
+def fold_refusals(
+    session: Session, now: datetime | None = None, *, open_windows: bool = False
+) -> int:
     """Fold the counts of windows ended by ``now`` (default: the session's clock)
     into the chain, one event each with ``details.count``, and drop their rows, in
     the session's transaction (the caller commits). Returns the events appended.
@@ -126,30 +166,57 @@ def fold_refusals(session: Session, now: datetime | None = None, *,
     neither fold a row twice nor deadlock.
     """
     now = now or session_clock(session)()
-    query = select(RefusalWindow).order_by(RefusalWindow.window_start,
-                                           RefusalWindow.kind_sha256).with_for_update()
+    query = (
+        select(RefusalWindow)
+        .order_by(RefusalWindow.window_start, RefusalWindow.kind_sha256)
+        .with_for_update()
+    )
     if not open_windows:
         query = query.where(RefusalWindow.window_end <= now.timestamp())
     log = AuditLog(session)
     appended = 0
     for row in session.scalars(query).all():
         if row.count > 1:
-            log.append(row.tag, actor=row.actor, subject=row.subject, principal=row.principal,
-                       details={"code": row.code, "count": row.count - 1, "source": row.source,
-                                "first_sequence": row.first_sequence,
-                                "window": {"start": _iso(row.window_start),
-                                           "end": _iso(row.window_end)}})
+            log.append(
+                row.tag,
+                actor=row.actor,
+                subject=row.subject,
+                principal=row.principal,
+                details={
+                    "code": row.code,
+                    "count": row.count - 1,
+                    "source": row.source,
+                    "first_sequence": row.first_sequence,
+                    "window": {"start": _iso(row.window_start), "end": _iso(row.window_end)},
+                },
+            )
             appended += 1
         session.delete(row)
     session.flush()
     return appended
 
 
-def record_refusal(session_factory: sessionmaker[Session], tag: str, *, actor: str, code: str,
-                   subject: str | None = None, principal: str | None = None,
-                   details: Mapping[str, Any] | None = None, source: str | None = None) -> None:
+def record_refusal(
+    session_factory: sessionmaker[Session],
+    tag: str,
+    *,
+    actor: str,
+    code: str,
+    subject: str | None = None,
+    principal: str | None = None,
+    details: Mapping[str, Any] | None = None,
+    source: str | None = None,
+) -> None:
     """Record a refusal (:func:`append_refusal`) in a transaction of its own: the
     refused one has rolled back, or never wrote."""
     with session_factory() as session, session.begin():
-        append_refusal(session, tag, actor=actor, code=code, subject=subject,
-                       principal=principal, details=details, source=source)
+        append_refusal(
+            session,
+            tag,
+            actor=actor,
+            code=code,
+            subject=subject,
+            principal=principal,
+            details=details,
+            source=source,
+        )

@@ -30,8 +30,16 @@ class AuditRecord(Base):
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
     def event(self) -> AuditEvent:
-        return AuditEvent(self.sequence, self.occurred_at, self.actor, self.tag, self.subject,
-                          self.principal, json.loads(self.details), self.previous_hash)
+        return AuditEvent(
+            self.sequence,
+            self.occurred_at,
+            self.actor,
+            self.tag,
+            self.subject,
+            self.principal,
+            json.loads(self.details),
+            self.previous_hash,
+        )
 
 
 class AuditHead(Base):
@@ -78,14 +86,19 @@ class AuditCheckpoint(Base):
     signer_certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
 
     def stored(self) -> StoredCheckpoint:
-        return StoredCheckpoint(self.sequence, self.statement, self.signature_der,
-                                self.timestamp_der)
+        return StoredCheckpoint(
+            self.sequence, self.statement, self.signature_der, self.timestamp_der
+        )
 
     def as_dict(self) -> dict[str, object]:
         """What the auditor API lists (the DER blobs in base64)."""
-        return {"sequence": self.sequence, "head_hash": self.head_hash,
-                "taken_at": self.taken_at.isoformat(),
-                "statement": self.statement.decode(),
-                "signature": base64.b64encode(self.signature_der).decode(),
-                "timestamp_token": (base64.b64encode(self.timestamp_der).decode()
-                                    if self.timestamp_der else None)}
+        return {
+            "sequence": self.sequence,
+            "head_hash": self.head_hash,
+            "taken_at": self.taken_at.isoformat(),
+            "statement": self.statement.decode(),
+            "signature": base64.b64encode(self.signature_der).decode(),
+            "timestamp_token": (
+                base64.b64encode(self.timestamp_der).decode() if self.timestamp_der else None
+            ),
+        }

@@ -24,17 +24,25 @@ from app.audit_trail.checkpoints import (
 )
 from app.context import ServiceContext
 
-__all__ = ["export_audit", "list_checkpoints", "take_checkpoint", "trust_for", "verification",
-           "verify_database"]
+__all__ = [
+    "export_audit",
+    "list_checkpoints",
+    "take_checkpoint",
+    "trust_for",
+    "verification",
+    "verify_database",
+]
 
 
-def verification(ctx: ServiceContext, source: Session | sessionmaker[Session], *,
-                 from_start: bool) -> dict[str, Any]:
+def verification(
+    ctx: ServiceContext, source: Session | sessionmaker[Session], *, from_start: bool
+) -> dict[str, Any]:
     """The verdict as a dict. ``source``: the request's session (all read in its
     transaction) or ``ctx.session_factory`` (pages in short transactions of their
     own; on SQLite only once the request's session holds no transaction)."""
     report = verify_database(source, trust_for(ctx), from_checkpoint=not from_start)
     result = report.as_dict()
-    result["checked_from"] = ("start" if from_start or report.first_sequence in (None, 1)
-                              else "checkpoint")
+    result["checked_from"] = (
+        "start" if from_start or report.first_sequence in (None, 1) else "checkpoint"
+    )
     return result

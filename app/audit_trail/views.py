@@ -50,9 +50,13 @@ from app.people.models import Corporation, Role
 from audit import BREAK_KINDS
 from delegation.scope import ACTION_LABELS, E_APPLICATION_PREFIX, Purpose, ScopeError
 
-blp = Blueprint("audit", __name__, url_prefix="/api/v1",
-                description="The audit trail: events, checkpoints, verification, mandate "
-                            "histories and authority reports")
+blp = Blueprint(
+    "audit",
+    __name__,
+    url_prefix="/api/v1",
+    description="The audit trail: events, checkpoints, verification, mandate "
+    "histories and authority reports",
+)
 blp.before_request(guard_json_body)
 
 AUDIT_READERS = (Role.AUDITOR, Role.ADMINISTRATOR, Role.REPRESENTATIVE)
@@ -97,8 +101,9 @@ def _principals(caller: Caller, principal: str | None) -> frozenset[str] | None:
     if principal is None:
         return visible
     if visible is not None and principal not in visible:
-        raise ProblemError("FORBIDDEN",
-                           detail=f"not allowed to read the audit trail of {principal}")
+        raise ProblemError(
+            "FORBIDDEN", detail=f"not allowed to read the audit trail of {principal}"
+        )
     return frozenset({principal})
 
 
@@ -116,8 +121,7 @@ def decode_cursor(cursor: str | None) -> int:
         return 0
     found = _CURSOR.match(cursor)
     if found is None:
-        raise ProblemError("CURSOR_INVALID",
-                           detail="cursor is not one this service returned")
+        raise ProblemError("CURSOR_INVALID", detail="cursor is not one this service returned")
     return int(found.group(1))
 
 
@@ -125,34 +129,56 @@ def decode_cursor(cursor: str | None) -> int:
 
 
 def cursor_field() -> ma.fields.String:
-    return ma.fields.String(validate=ma.validate.Regexp(
-        _CURSOR, error="Not a cursor this service returned."), metadata={
-        "description": "Opaque: next_cursor of the page before (absent: from the first)"})
+    return ma.fields.String(
+        validate=ma.validate.Regexp(_CURSOR, error="Not a cursor this service returned."),
+        metadata={"description": "Opaque: next_cursor of the page before (absent: from the first)"},
+    )
 
 
 class CursorArgs(ma.Schema):
     cursor = cursor_field()
     page_size = ma.fields.Integer(
-        load_default=DEFAULT_PAGE_SIZE, validate=ma.validate.Range(min=1, max=MAX_PAGE_SIZE),
-        metadata={"description": f"Events per page, at most {MAX_PAGE_SIZE}"})
+        load_default=DEFAULT_PAGE_SIZE,
+        validate=ma.validate.Range(min=1, max=MAX_PAGE_SIZE),
+        metadata={"description": f"Events per page, at most {MAX_PAGE_SIZE}"},
+    )
 
 
 class EventQuerySchema(CursorArgs):
-    principal = corporate_number_field(metadata={
-        "description": "Events of this corporation (法人番号)"})
-    actor = ma.fields.String(validate=ma.validate.Length(min=1, max=100), metadata={
-        "description": "Who acted, e.g. person:<id>, representative:<token id>, "
-                       "client:<id>, service"})
-    tag = ma.fields.String(validate=[ma.validate.Length(min=1, max=101), ma.validate.Regexp(
-        _TAG_FILTER, error="A tag, or a tag prefix ending in *.")], metadata={
-        "description": "source:subject:action, e.g. mandate:granted; a trailing * matches "
-                       "a prefix (mandate:*)"})
-    subject = ma.fields.String(validate=ma.validate.Length(min=1, max=100), metadata={
-        "description": "The id the event is about (a mandate, person, token ...)"})
-    from_ = Moment(data_key="from", metadata={
-        "description": "Events at or after this time (ISO 8601 with offset)"})
-    to = Moment(metadata={"description": "Events before this time (ISO 8601 with offset); "
-                                         "a range that ends before it starts holds none"})
+    principal = corporate_number_field(
+        metadata={"description": "Events of this corporation (法人番号)"}
+    )
+    actor = ma.fields.String(
+        validate=ma.validate.Length(min=1, max=100),
+        metadata={
+            "description": "Who acted, e.g. person:<id>, representative:<token id>, "
+            "client:<id>, service"
+        },
+    )
+    tag = ma.fields.String(
+        validate=[
+            ma.validate.Length(min=1, max=101),
+            ma.validate.Regexp(_TAG_FILTER, error="A tag, or a tag prefix ending in *."),
+        ],
+        metadata={
+            "description": "source:subject:action, e.g. mandate:granted; a trailing * matches "
+            "a prefix (mandate:*)"
+        },
+    )
+    subject = ma.fields.String(
+        validate=ma.validate.Length(min=1, max=100),
+        metadata={"description": "The id the event is about (a mandate, person, token ...)"},
+    )
+    from_ = Moment(
+        data_key="from",
+        metadata={"description": "Events at or after this time (ISO 8601 with offset)"},
+    )
+    to = Moment(
+        metadata={
+            "description": "Events before this time (ISO 8601 with offset); "
+            "a range that ends before it starts holds none"
+        }
+    )
 
 
 class EventSchema(ma.Schema):
@@ -169,19 +195,27 @@ class EventSchema(ma.Schema):
 
 class EventPageSchema(ma.Schema):
     items = ma.fields.List(ma.fields.Nested(EventSchema))
-    next_cursor = ma.fields.String(allow_none=True, metadata={
-        "description": "Pass as cursor for the events after these (also once more are "
-                       "appended); null only when no event has been returned yet"})
-    has_more = ma.fields.Boolean(metadata={
-        "description": "Whether more matching events exist now after this page"})
+    next_cursor = ma.fields.String(
+        allow_none=True,
+        metadata={
+            "description": "Pass as cursor for the events after these (also once more are "
+            "appended); null only when no event has been returned yet"
+        },
+    )
+    has_more = ma.fields.Boolean(
+        metadata={"description": "Whether more matching events exist now after this page"}
+    )
     page_size = ma.fields.Integer()
 
 
 class HistoryEventSchema(EventSchema):
-    relation = ma.fields.String(metadata={
-        "description": "mandate (about this mandate), cascade (revoked with an ancestor), "
-                       "sub-delegation (a mandate granted under it), signature (made "
-                       "under it) or mentioned"})
+    relation = ma.fields.String(
+        metadata={
+            "description": "mandate (about this mandate), cascade (revoked with an ancestor), "
+            "sub-delegation (a mandate granted under it), signature (made "
+            "under it) or mentioned"
+        }
+    )
 
 
 class HistoryPageSchema(EventPageSchema):
@@ -193,13 +227,19 @@ class CheckpointSchema(ma.Schema):
     sequence = ma.fields.Integer()
     head_hash = ma.fields.String()
     taken_at = ma.fields.String(metadata={"description": "ISO 8601, UTC"})
-    statement = ma.fields.String(metadata={
-        "description": "The signed statement: RFC 8785 JSON of type, version, sequence, "
-                       "head_hash, taken_at"})
-    signature = ma.fields.String(metadata={
-        "description": "Detached CMS SignedData over the statement, base64 DER"})
-    timestamp_token = ma.fields.String(allow_none=True, metadata={
-        "description": "RFC 3161 token over the signature value, base64 DER"})
+    statement = ma.fields.String(
+        metadata={
+            "description": "The signed statement: RFC 8785 JSON of type, version, sequence, "
+            "head_hash, taken_at"
+        }
+    )
+    signature = ma.fields.String(
+        metadata={"description": "Detached CMS SignedData over the statement, base64 DER"}
+    )
+    timestamp_token = ma.fields.String(
+        allow_none=True,
+        metadata={"description": "RFC 3161 token over the signature value, base64 DER"},
+    )
 
 
 class CheckpointPageSchema(ma.Schema):
@@ -210,10 +250,14 @@ class CheckpointPageSchema(ma.Schema):
 
 
 class VerificationQuerySchema(ma.Schema):
-    from_ = ma.fields.String(data_key="from", load_default="checkpoint",
-                             validate=ma.validate.OneOf(["checkpoint", "start"]), metadata={
-                                 "description": "checkpoint: from the last checkpoint "
-                                                "(default); start: the whole chain"})
+    from_ = ma.fields.String(
+        data_key="from",
+        load_default="checkpoint",
+        validate=ma.validate.OneOf(["checkpoint", "start"]),
+        metadata={
+            "description": "checkpoint: from the last checkpoint (default); start: the whole chain"
+        },
+    )
 
 
 class BreakSchema(ma.Schema):
@@ -225,18 +269,23 @@ class BreakSchema(ma.Schema):
 
 class VerificationSchema(ma.Schema):
     intact = ma.fields.Boolean()
-    checked_from = ma.fields.String(metadata={
-        "description": "start, or checkpoint (from the one after the last checkpoint)"})
+    checked_from = ma.fields.String(
+        metadata={"description": "start, or checkpoint (from the one after the last checkpoint)"}
+    )
     events = ma.fields.Integer(metadata={"description": "Events checked"})
     first_sequence = ma.fields.Integer(allow_none=True)
     last_sequence = ma.fields.Integer(allow_none=True)
     head_hash = ma.fields.String()
     checkpoints_verified = ma.fields.Integer()
     last_checkpoint = ma.fields.Integer(allow_none=True)
-    unprotected_events = ma.fields.Integer(metadata={
-        "description": "Events after the last checkpoint"})
-    first_break = ma.fields.Nested(BreakSchema, allow_none=True, metadata={
-        "description": "The lowest sequence that does not hold, and how; null if intact"})
+    unprotected_events = ma.fields.Integer(
+        metadata={"description": "Events after the last checkpoint"}
+    )
+    first_break = ma.fields.Nested(
+        BreakSchema,
+        allow_none=True,
+        metadata={"description": "The lowest sequence that does not hold, and how; null if intact"},
+    )
     breaks = ma.fields.List(ma.fields.Nested(BreakSchema))
     notes = ma.fields.List(ma.fields.String())
 
@@ -250,19 +299,26 @@ class ReportQuerySchema(ma.Schema):
     action = action_field()
     procuring_entity = ma.fields.String(validate=ma.validate.Length(min=1, max=300))
     case = ma.fields.String(validate=ma.validate.Length(min=1, max=300))
-    format = ma.fields.String(validate=ma.validate.OneOf(["json", "csv", "pdf"]), metadata={
-        "description": "Overrides Accept: json, csv (text/csv) or pdf (application/pdf)"})
+    format = ma.fields.String(
+        validate=ma.validate.OneOf(["json", "csv", "pdf"]),
+        metadata={"description": "Overrides Accept: json, csv (text/csv) or pdf (application/pdf)"},
+    )
 
 
 class ReportSchema(ma.Schema):
     principal = ma.fields.Dict(metadata={"description": "corporate_number, name"})
     at = ma.fields.DateTime()
     range = ma.fields.Dict(metadata={"description": "from, to of the signatures"})
-    authorities = ma.fields.List(ma.fields.Dict(), metadata={
-        "description": "Who could act at ``at``: grantee, leaf mandate, the chain (root "
-                       "first) and the purposes (action, entity, case) it held for"})
-    signatures = ma.fields.List(ma.fields.Dict(), metadata={
-        "description": "Signature events of the principal in the range"})
+    authorities = ma.fields.List(
+        ma.fields.Dict(),
+        metadata={
+            "description": "Who could act at ``at``: grantee, leaf mandate, the chain (root "
+            "first) and the purposes (action, entity, case) it held for"
+        },
+    )
+    signatures = ma.fields.List(
+        ma.fields.Dict(), metadata={"description": "Signature events of the principal in the range"}
+    )
     signatures_truncated = ma.fields.Boolean()
 
 
@@ -270,23 +326,38 @@ class ReportSchema(ma.Schema):
 
 
 def event_json(row: AuditRecord) -> dict[str, Any]:
-    return {"sequence": row.sequence, "occurred_at": row.occurred_at, "actor": row.actor,
-            "tag": row.tag, "subject": row.subject, "principal": row.principal,
-            "details": json.loads(row.details), "previous_hash": row.previous_hash,
-            "hash": row.hash}
+    return {
+        "sequence": row.sequence,
+        "occurred_at": row.occurred_at,
+        "actor": row.actor,
+        "tag": row.tag,
+        "subject": row.subject,
+        "principal": row.principal,
+        "details": json.loads(row.details),
+        "previous_hash": row.previous_hash,
+        "hash": row.hash,
+    }
 
 
 def _page(session: Session, query: Any, after: int, size: int) -> tuple[list[AuditRecord], bool]:
-    rows = list(session.scalars(query.where(AuditRecord.sequence > after)
-                                .order_by(AuditRecord.sequence).limit(size + 1)))
+    rows = list(
+        session.scalars(
+            query.where(AuditRecord.sequence > after).order_by(AuditRecord.sequence).limit(size + 1)
+        )
+    )
     return rows[:size], len(rows) > size
 
 
-def _page_json(rows: Sequence[AuditRecord], more: bool, after: int, size: int,
-               items: list[dict[str, Any]]) -> dict[str, Any]:
+def _page_json(
+    rows: Sequence[AuditRecord], more: bool, after: int, size: int, items: list[dict[str, Any]]
+) -> dict[str, Any]:
     last = rows[-1].sequence if rows else after
-    return {"items": items, "next_cursor": encode_cursor(last) if last else None,
-            "has_more": more, "page_size": size}
+    return {
+        "items": items,
+        "next_cursor": encode_cursor(last) if last else None,
+        "has_more": more,
+        "page_size": size,
+    }
 
 
 @blp.route("/audit/events", methods=["GET"])
@@ -306,8 +377,11 @@ def events(args: dict[str, Any]) -> dict[str, Any]:
         query = query.where(AuditRecord.actor == args["actor"])
     if "tag" in args:
         tag: str = args["tag"]
-        query = query.where(AuditRecord.tag.startswith(tag[:-1], autoescape=True)
-                            if tag.endswith("*") else AuditRecord.tag == tag)
+        query = query.where(
+            AuditRecord.tag.startswith(tag[:-1], autoescape=True)
+            if tag.endswith("*")
+            else AuditRecord.tag == tag
+        )
     if "subject" in args:
         query = query.where(AuditRecord.subject == args["subject"])
     if args.get("from_") is not None:
@@ -352,10 +426,15 @@ def mandate_history(args: dict[str, Any], mandate_id: str) -> dict[str, Any]:
     if row is None or (visible is not None and row.principal not in visible):
         raise ProblemError("MANDATE_NOT_FOUND", detail=f"no mandate {mandate_id}")
     # Its own events, and its principal's events that name it in their details.
-    query = select(AuditRecord).where(or_(
-        AuditRecord.subject == row.id,
-        and_(AuditRecord.principal == row.principal,
-             AuditRecord.details.contains(json.dumps(row.id), autoescape=True))))
+    query = select(AuditRecord).where(
+        or_(
+            AuditRecord.subject == row.id,
+            and_(
+                AuditRecord.principal == row.principal,
+                AuditRecord.details.contains(json.dumps(row.id), autoescape=True),
+            ),
+        )
+    )
     after = decode_cursor(args.get("cursor"))
     size = args["page_size"]
     rows, more = _page(session, query, after, size)
@@ -373,7 +452,8 @@ def mandate_history(args: dict[str, Any], mandate_id: str) -> dict[str, Any]:
 class CheckpointQuerySchema(ma.Schema):
     cursor = cursor_field()
     page_size = ma.fields.Integer(
-        load_default=DEFAULT_PAGE_SIZE, validate=ma.validate.Range(min=1, max=MAX_PAGE_SIZE))
+        load_default=DEFAULT_PAGE_SIZE, validate=ma.validate.Range(min=1, max=MAX_PAGE_SIZE)
+    )
 
 
 @blp.route("/audit/checkpoints", methods=["GET"])
@@ -390,9 +470,12 @@ def checkpoints(args: dict[str, Any]) -> dict[str, Any]:
     rows = audit_service.list_checkpoints(get_session(), after=after, limit=size + 1)
     shown = rows[:size]
     last = shown[-1].sequence if shown else after
-    return {"items": [c.as_dict() for c in shown],
-            "next_cursor": encode_cursor(last) if last else None,
-            "has_more": len(rows) > size, "page_size": size}
+    return {
+        "items": [c.as_dict() for c in shown],
+        "next_cursor": encode_cursor(last) if last else None,
+        "has_more": len(rows) > size,
+        "page_size": size,
+    }
 
 
 @blp.route("/audit/verification", methods=["GET"])
@@ -409,8 +492,9 @@ def verification(args: dict[str, Any]) -> dict[str, Any]:
     # the whole scan, which reads pages in short transactions of its own instead.
     get_session().rollback()
     context = current_context()
-    report = audit_service.verification(context, context.session_factory,
-                                        from_start=args["from_"] == "start")
+    report = audit_service.verification(
+        context, context.session_factory, from_start=args["from_"] == "start"
+    )
     for found in (report.get("first_break"), *report.get("breaks", ())):
         if found is not None:
             found["description"] = BREAK_KINDS.get(found["kind"], found["kind"])
@@ -431,43 +515,62 @@ class ReportLine:
 def _purposes(session: Session, principal: str, at: datetime) -> list[Purpose]:
     """Every (action, entity, case) a mandate of ``principal`` live at ``at`` names; a
     wildcard e-application stands for one procedure."""
-    rows = session.scalars(select(Mandate).where(
-        Mandate.principal == principal, Mandate.not_before <= at, Mandate.not_after > at,
-        or_(Mandate.revoked_at.is_(None), Mandate.revoked_at > at))).all()
+    rows = session.scalars(
+        select(Mandate).where(
+            Mandate.principal == principal,
+            Mandate.not_before <= at,
+            Mandate.not_after > at,
+            or_(Mandate.revoked_at.is_(None), Mandate.revoked_at > at),
+        )
+    ).all()
     found: dict[tuple[str, str | None, str | None], Purpose] = {}
     for row in rows:
         scope = row.scope
         for action in sorted(scope.actions):
             concrete = action.replace("*", "any")
-            for entity in sorted(scope.procuring_entities) if scope.procuring_entities \
-                    is not None else [None]:
+            for entity in (
+                sorted(scope.procuring_entities) if scope.procuring_entities is not None else [None]
+            ):
                 for case in sorted(scope.cases) if scope.cases is not None else [None]:
                     key = (concrete, entity, case)
                     if key not in found:
                         found[key] = Purpose(concrete, entity, case, None, at)
     if len(found) > MAX_REPORT_PURPOSES:
-        raise ProblemError("REPORT_TOO_LARGE", detail=(
-            f"the live mandates name more than {MAX_REPORT_PURPOSES} purposes: name an "
-            "action (and procuring_entity, case)"))
+        raise ProblemError(
+            "REPORT_TOO_LARGE",
+            detail=(
+                f"the live mandates name more than {MAX_REPORT_PURPOSES} purposes: name an "
+                "action (and procuring_entity, case)"
+            ),
+        )
     return [found[k] for k in sorted(found, key=lambda k: (k[0], k[1] or "", k[2] or ""))]
 
 
-def who_could_act(query: AuthorityQuery, principal: str, purposes: Iterable[Purpose]
-                  ) -> list[ReportLine]:
+def who_could_act(
+    query: AuthorityQuery, principal: str, purposes: Iterable[Purpose]
+) -> list[ReportLine]:
     """The authority query for each purpose, by leaf mandate."""
     lines: dict[str, ReportLine] = {}
     for purpose in purposes:
         for found in query.find(principal, purpose):
             line = lines.setdefault(found.mandate.id, ReportLine(found, []))
             line.purposes.append(purpose)
-    return sorted(lines.values(), key=lambda line: (line.authority.grantee_name,
-                                                    line.authority.mandate.depth,
-                                                    line.authority.mandate.id))
+    return sorted(
+        lines.values(),
+        key=lambda line: (
+            line.authority.grantee_name,
+            line.authority.mandate.depth,
+            line.authority.mandate.id,
+        ),
+    )
 
 
 def _purpose_json(purpose: Purpose) -> dict[str, Any]:
-    return {"action": purpose.action, "procuring_entity": purpose.procuring_entity,
-            "case": purpose.case}
+    return {
+        "action": purpose.action,
+        "procuring_entity": purpose.procuring_entity,
+        "case": purpose.case,
+    }
 
 
 def _report(args: dict[str, Any]) -> dict[str, Any]:
@@ -477,39 +580,58 @@ def _report(args: dict[str, Any]) -> dict[str, Any]:
     at = args.get("at") or context.clock()
     if "action" in args:
         try:
-            purposes = [Purpose(args["action"], args.get("procuring_entity"), args.get("case"),
-                                None, at)]
+            purposes = [
+                Purpose(args["action"], args.get("procuring_entity"), args.get("case"), None, at)
+            ]
         except ScopeError as exc:
             raise ProblemError(exc.code, detail=exc.message) from None
     else:
         purposes = _purposes(session, principal, at)
     lines = who_could_act(AuthorityQuery(session), principal, purposes)
     corporation = session.get(Corporation, principal)
-    query = select(AuditRecord).where(AuditRecord.principal == principal,
-                                      AuditRecord.tag.startswith("signature:"))
+    query = select(AuditRecord).where(
+        AuditRecord.principal == principal, AuditRecord.tag.startswith("signature:")
+    )
     if args.get("from_") is not None:
         query = query.where(AuditRecord.occurred_at >= args["from_"])
     if args.get("to") is not None:
         query = query.where(AuditRecord.occurred_at < args["to"])
-    signatures = list(session.scalars(query.order_by(AuditRecord.sequence)
-                                      .limit(MAX_REPORT_SIGNATURES + 1)))
+    signatures = list(
+        session.scalars(query.order_by(AuditRecord.sequence).limit(MAX_REPORT_SIGNATURES + 1))
+    )
     return {
-        "principal": {"corporate_number": principal,
-                      "name": corporation.name if corporation is not None else None},
+        "principal": {
+            "corporate_number": principal,
+            "name": corporation.name if corporation is not None else None,
+        },
         "at": at,
         "range": {"from": args.get("from_"), "to": args.get("to")},
-        "authorities": [{
-            "grantee": {"person_id": line.authority.grantee_person_id,
-                        "name": line.authority.grantee_name,
-                        "certificate_sha256": line.authority.grantee_certificate_sha256},
-            "mandate_id": line.authority.mandate.id,
-            "chain": [{"mandate_id": m.id, "depth": m.depth, "grantor": m.grantor_name,
-                       "grantor_title": m.grantor_title, "grantee": m.grantee_name}
-                      for m in line.authority.chain],
-            "purposes": [_purpose_json(p) for p in line.purposes],
-        } for line in lines],
-        "signatures": [{**event_json(r), "mandate_id": json.loads(r.details).get("mandate_id")}
-                       for r in signatures[:MAX_REPORT_SIGNATURES]],
+        "authorities": [
+            {
+                "grantee": {
+                    "person_id": line.authority.grantee_person_id,
+                    "name": line.authority.grantee_name,
+                    "certificate_sha256": line.authority.grantee_certificate_sha256,
+                },
+                "mandate_id": line.authority.mandate.id,
+                "chain": [
+                    {
+                        "mandate_id": m.id,
+                        "depth": m.depth,
+                        "grantor": m.grantor_name,
+                        "grantor_title": m.grantor_title,
+                        "grantee": m.grantee_name,
+                    }
+                    for m in line.authority.chain
+                ],
+                "purposes": [_purpose_json(p) for p in line.purposes],
+            }
+            for line in lines
+        ],
+        "signatures": [
+            {**event_json(r), "mandate_id": json.loads(r.details).get("mandate_id")}
+            for r in signatures[:MAX_REPORT_SIGNATURES]
+        ],
         "signatures_truncated": len(signatures) > MAX_REPORT_SIGNATURES,
     }
 
@@ -524,8 +646,9 @@ def _format(args: dict[str, Any]) -> str:
         return "json"
     best = request.accept_mimetypes.best_match(list(_FORMATS.values()))
     if best is None:
-        raise ProblemError("NOT_ACCEPTABLE", detail="the report is application/json, "
-                           "text/csv or application/pdf")
+        raise ProblemError(
+            "NOT_ACCEPTABLE", detail="the report is application/json, text/csv or application/pdf"
+        )
     return next(name for name, mime in _FORMATS.items() if mime == best)
 
 
@@ -533,9 +656,17 @@ def _format(args: dict[str, Any]) -> str:
 @allow(*AUDIT_READERS, scopes=AUDIT_SCOPES)
 @blp.arguments(ReportQuerySchema, location="query")
 @blp.response(200, ReportSchema)
-@blp.doc(responses={"200": {"content": {
-    "application/json": {"schema": {"$ref": "#/components/schemas/Report"}},
-    "text/csv": {"schema": BINARY}, "application/pdf": {"schema": BINARY}}}})
+@blp.doc(
+    responses={
+        "200": {
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/Report"}},
+                "text/csv": {"schema": BINARY},
+                "application/pdf": {"schema": BINARY},
+            }
+        }
+    }
+)
 def authority_report(args: dict[str, Any]) -> Any:
     """Who could act for the corporation at ``at`` (default now) and through which
     chains (every purpose its live mandates name, or the one given), and the signatures
@@ -546,18 +677,37 @@ def authority_report(args: dict[str, Any]) -> Any:
     report = _report(args)
     number = args["principal"]
     if kind == "csv":
-        return Response(report_csv(report), mimetype="text/csv", headers={
-            "Content-Disposition": f'attachment; filename="authority-{number}.csv"'})
+        return Response(
+            report_csv(report),
+            mimetype="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="authority-{number}.csv"'},
+        )
     if kind == "pdf":
-        return Response(report_pdf(report, current_context().clock()),
-                        mimetype="application/pdf", headers={
-                            "Content-Disposition": f'inline; filename="authority-{number}.pdf"'})
+        return Response(
+            report_pdf(report, current_context().clock()),
+            mimetype="application/pdf",
+            headers={"Content-Disposition": f'inline; filename="authority-{number}.pdf"'},
+        )
     return report
 
 
-CSV_COLUMNS = ("record", "principal", "at", "grantee_name", "grantee_person_id", "mandate_id",
-               "depth", "chain_mandate_ids", "chain", "purposes", "sequence", "occurred_at",
-               "tag", "actor", "subject")
+CSV_COLUMNS = (
+    "record",
+    "principal",
+    "at",
+    "grantee_name",
+    "grantee_person_id",
+    "mandate_id",
+    "depth",
+    "chain_mandate_ids",
+    "chain",
+    "purposes",
+    "sequence",
+    "occurred_at",
+    "tag",
+    "actor",
+    "subject",
+)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -575,14 +725,14 @@ def _chain_text(chain: list[dict[str, Any]]) -> str:
     if not chain:
         return ""
     first = chain[0]
-    grantor = first["grantor"] + (f"（{first['grantor_title']}）" if first["grantor_title"]
-                                  else "")
+    grantor = first["grantor"] + (f"（{first['grantor_title']}）" if first["grantor_title"] else "")
     return " → ".join([grantor, *(hop["grantee"] for hop in chain)])
 
 
 def _purposes_text(purposes: list[dict[str, Any]]) -> str:
-    return "; ".join("/".join(p[k] or "*" for k in ("action", "procuring_entity", "case"))
-                     for p in purposes)
+    return "; ".join(
+        "/".join(p[k] or "*" for k in ("action", "procuring_entity", "case")) for p in purposes
+    )
 
 
 def report_csv(report: dict[str, Any]) -> bytes:
@@ -593,15 +743,51 @@ def report_csv(report: dict[str, Any]) -> bytes:
     writer.writerow(CSV_COLUMNS)
     number = report["principal"]["corporate_number"]
     for a in report["authorities"]:
-        writer.writerow([_cell(v) for v in (
-            "authority", number, report["at"], a["grantee"]["name"], a["grantee"]["person_id"],
-            a["mandate_id"], a["chain"][-1]["depth"],
-            " > ".join(hop["mandate_id"] for hop in a["chain"]), _chain_text(a["chain"]),
-            _purposes_text(a["purposes"]), None, None, None, None, None)])
+        writer.writerow(
+            [
+                _cell(v)
+                for v in (
+                    "authority",
+                    number,
+                    report["at"],
+                    a["grantee"]["name"],
+                    a["grantee"]["person_id"],
+                    a["mandate_id"],
+                    a["chain"][-1]["depth"],
+                    " > ".join(hop["mandate_id"] for hop in a["chain"]),
+                    _chain_text(a["chain"]),
+                    _purposes_text(a["purposes"]),
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                )
+            ]
+        )
     for s in report["signatures"]:
-        writer.writerow([_cell(v) for v in (
-            "signature", number, None, None, None, s["mandate_id"], None, None, None, None,
-            s["sequence"], s["occurred_at"], s["tag"], s["actor"], s["subject"])])
+        writer.writerow(
+            [
+                _cell(v)
+                for v in (
+                    "signature",
+                    number,
+                    None,
+                    None,
+                    None,
+                    s["mandate_id"],
+                    None,
+                    None,
+                    None,
+                    None,
+                    s["sequence"],
+                    s["occurred_at"],
+                    s["tag"],
+                    s["actor"],
+                    s["subject"],
+                )
+            ]
+        )
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
@@ -613,7 +799,7 @@ _INDENT = "　　"
 
 def _action_label(action: str) -> str:
     if action.startswith(E_APPLICATION_PREFIX):
-        return ACTION_LABELS["e-application"] + f"（{action[len(E_APPLICATION_PREFIX):]}）"
+        return ACTION_LABELS["e-application"] + f"（{action[len(E_APPLICATION_PREFIX) :]}）"
     return ACTION_LABELS.get(action, action)
 
 
@@ -622,13 +808,15 @@ def report_lines(report: dict[str, Any], issued_at: datetime) -> list[str]:
     principal = report["principal"]
     start, end = report["range"]["from"], report["range"]["to"]
     lines = [
-        REPORT_TITLE, "",
+        REPORT_TITLE,
+        "",
         f"法人番号: {principal['corporate_number']}",
         f"法人名: {principal['name'] or '（未登録）'}",
         f"基準日時: {jst_text(report['at'])}（日本時間）",
         f"署名の期間: {jst_text(start) if start else '指定なし'} から "
         f"{jst_text(end) if end else '指定なし'} まで（日本時間）",
-        "", "【基準日時に代理できた者と委任の連鎖】",
+        "",
+        "【基準日時に代理できた者と委任の連鎖】",
     ]
     if not report["authorities"]:
         lines.append("（該当なし）")
@@ -637,22 +825,30 @@ def report_lines(report: dict[str, Any], issued_at: datetime) -> list[str]:
         lines.append(f"{_INDENT}連鎖: {_chain_text(a['chain'])}")
         lines.append(f"{_INDENT}委任状の連鎖: " + " → ".join(h["mandate_id"] for h in a["chain"]))
         purposes = "、".join(
-            _action_label(p["action"]) + "（" + "・".join(
-                v for v in (p["procuring_entity"], p["case"]) if v) + "）"
-            if p["procuring_entity"] or p["case"] else _action_label(p["action"])
-            for p in a["purposes"])
+            _action_label(p["action"])
+            + "（"
+            + "・".join(v for v in (p["procuring_entity"], p["case"]) if v)
+            + "）"
+            if p["procuring_entity"] or p["case"]
+            else _action_label(p["action"])
+            for p in a["purposes"]
+        )
         lines.append(f"{_INDENT}委任事項: {purposes}")
     lines += ["", "【期間内の署名】"]
     if not report["signatures"]:
         lines.append("（該当なし）")
     for s in report["signatures"]:
-        lines.append(f"・{jst_text(s['occurred_at'])} {s['tag']} 実行者 {s['actor']}"
-                     + (f" 委任状番号 {s['mandate_id']}" if s["mandate_id"] else "")
-                     + f"（記録番号 {s['sequence']}）")
+        lines.append(
+            f"・{jst_text(s['occurred_at'])} {s['tag']} 実行者 {s['actor']}"
+            + (f" 委任状番号 {s['mandate_id']}" if s["mandate_id"] else "")
+            + f"（記録番号 {s['sequence']}）"
+        )
     if report["signatures_truncated"]:
         lines.append(f"（先頭の {MAX_REPORT_SIGNATURES} 件のみ）")
-    lines += ["", f"本書は dairi の監査記録から作成しました。作成日時: {jst_text(issued_at)}"
-                  "（日本時間）"]
+    lines += [
+        "",
+        f"本書は dairi の監査記録から作成しました。作成日時: {jst_text(issued_at)}（日本時間）",
+    ]
     return lines
 
 
@@ -660,14 +856,19 @@ def report_pdf(report: dict[str, Any], issued_at: datetime) -> bytes:
     """The report as an A4 PDF in IPA Gothic, wrapped to the margins, paged."""
     # Fewer than fit (as the 電子委任状 does), one of them the heading of a long report.
     per_page = REPORT_LAYOUT.lines_per_page - 5
-    wrapped = [piece for line in report_lines(report, issued_at)
-               for piece in wrap(line, REPORT_LAYOUT.line_width_em, indent=_INDENT,
-                                 font_file=REPORT_LAYOUT.font_file)]
-    pages = [wrapped[i:i + per_page] for i in range(0, len(wrapped), per_page)] or [[]]
+    wrapped = [
+        piece
+        for line in report_lines(report, issued_at)
+        for piece in wrap(
+            line, REPORT_LAYOUT.line_width_em, indent=_INDENT, font_file=REPORT_LAYOUT.font_file
+        )
+    ]
+    pages = [wrapped[i : i + per_page] for i in range(0, len(wrapped), per_page)] or [[]]
     if len(pages) > 1:
         for number, page in enumerate(pages, start=1):
-            page.insert(0, f"{REPORT_TITLE} {principal_line(report)}（{number} / "
-                           f"{len(pages)} ページ）")
+            page.insert(
+                0, f"{REPORT_TITLE} {principal_line(report)}（{number} / {len(pages)} ページ）"
+            )
     return draw_pages(pages, REPORT_LAYOUT)
 
 

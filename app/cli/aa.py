@@ -20,12 +20,22 @@ def aa_group() -> None:
 
 
 @aa_group.command("create-key")
-@click.option("--csr", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="where to write the certificate request (PEM)")
+@click.option(
+    "--csr",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="where to write the certificate request (PEM)",
+)
 @click.option("--common-name", default="dairi Attribute Authority", show_default=True)
 @click.option("--organization", default=None, help="O= of the request's subject")
-@click.option("--algorithm", type=click.Choice(["rsa-2048", "rsa-3072"]), default="rsa-2048",
-              show_default=True, help="the AA signs with RSA PKCS#1 v1.5")
+@click.option(
+    "--algorithm",
+    type=click.Choice(["rsa-2048", "rsa-3072"]),
+    default="rsa-2048",
+    show_default=True,
+    help="the AA signs with RSA PKCS#1 v1.5",
+)
 @coded_errors
 def create_key(out: Path, common_name: str, organization: str | None, algorithm: str) -> None:
     """Generate the AA's key in the HSM and write a PKCS#10 request for a CA.
@@ -50,5 +60,5 @@ def create_key(out: Path, common_name: str, organization: str | None, algorithm:
     finally:
         hsm.close()
     out.write_bytes(pem.armor("CERTIFICATE REQUEST", der))
-    click.echo(f"aa_key_label = \"{ref.cka_label}\"")
+    click.echo(f'aa_key_label = "{ref.cka_label}"')
     click.echo(f"request       {out}")

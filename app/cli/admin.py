@@ -28,41 +28,67 @@ def admin() -> None:
 
 
 @admin.command("create")
-@click.option("--auth-cert", "auth_cert", required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="JPKI authentication certificate (PEM or DER)")
-@click.option("--sign-cert", "sign_cert", required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="JPKI signing certificate of the same card (PEM or DER)")
+@click.option(
+    "--auth-cert",
+    "auth_cert",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JPKI authentication certificate (PEM or DER)",
+)
+@click.option(
+    "--sign-cert",
+    "sign_cert",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JPKI signing certificate of the same card (PEM or DER)",
+)
 @coded_errors
 def admin_create(auth_cert: Path, sign_cert: Path) -> None:
     """Make the holder of these My Number Card certificates an administrator."""
     context = service_context(load_cli_settings())
     validator = context.certificate_validator
-    authenticated = validator.validate_now(load_certificate(auth_cert.read_bytes()),
-                                           TrustPurpose.JPKI_AUTH)
-    signed = validator.validate_now(load_certificate(sign_cert.read_bytes()),
-                                    TrustPurpose.JPKI_SIGN)
+    authenticated = validator.validate_now(
+        load_certificate(auth_cert.read_bytes()), TrustPurpose.JPKI_AUTH
+    )
+    signed = validator.validate_now(
+        load_certificate(sign_cert.read_bytes()), TrustPurpose.JPKI_SIGN
+    )
     assert signed.personal_data is not None
     with unit_of_work(context.session_factory) as session:
         person = session.scalar(
-            select(Person).where(Person.auth_certificate_sha256 == authenticated.sha256))
+            select(Person).where(Person.auth_certificate_sha256 == authenticated.sha256)
+        )
         if person is None:
-            person = Person(name=signed.personal_data.name,
-                            auth_certificate_sha256=authenticated.sha256,
-                            auth_certificate_der=authenticated.der)
+            person = Person(
+                name=signed.personal_data.name,
+                auth_certificate_sha256=authenticated.sha256,
+                auth_certificate_der=authenticated.der,
+            )
             bind_signing_certificate(
-                person, signed, identity_digest(context.hsm, signed.personal_data),
-                keep_personal_data=context.settings.keep_personal_data)
+                person,
+                signed,
+                identity_digest(context.hsm, signed.personal_data),
+                keep_personal_data=context.settings.keep_personal_data,
+            )
             session.add(person)
             session.flush()
-        held = session.scalar(select(RoleAssignment).where(
-            RoleAssignment.person_id == person.id, RoleAssignment.role == Role.ADMINISTRATOR))
+        held = session.scalar(
+            select(RoleAssignment).where(
+                RoleAssignment.person_id == person.id, RoleAssignment.role == Role.ADMINISTRATOR
+            )
+        )
         if held is None:
-            session.add(RoleAssignment(person_id=person.id, role=Role.ADMINISTRATOR.value,
-                                       granted_by="cli"))
-            AuditLog(session).append("role:assignment:granted", actor="cli", subject=person.id,
-                                     details={"role": Role.ADMINISTRATOR.value})
+            session.add(
+                RoleAssignment(person_id=person.id, role=Role.ADMINISTRATOR.value, granted_by="cli")
+            )
+            AuditLog(session).append(
+                "role:assignment:granted",
+                actor="cli",
+                subject=person.id,
+                details={"role": Role.ADMINISTRATOR.value},
+            )
         person_id, name = person.id, person.name
-    click.echo(f"administrator {name} (person {person_id})"
-               f"{'' if held is None else ' already held the role'}")
+    click.echo(
+        f"administrator {name} (person {person_id})"
+        f"{'' if held is None else ' already held the role'}"
+    )

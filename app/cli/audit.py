@@ -34,8 +34,12 @@ def audit_group() -> None:
 
 
 @audit_group.command("checkpoint")
-@click.option("--if-due", "if_due", is_flag=True,
-              help="only when audit_checkpoint_interval_seconds has passed and the head moved")
+@click.option(
+    "--if-due",
+    "if_due",
+    is_flag=True,
+    help="only when audit_checkpoint_interval_seconds has passed and the head moved",
+)
 @coded_errors
 def checkpoint(if_due: bool) -> None:
     """Sign the chain's head with the audit key and have the TSA time-stamp it."""
@@ -47,19 +51,24 @@ def checkpoint(if_due: bool) -> None:
     if row is None:
         click.echo("no checkpoint taken (empty log, or none due)")
         return
-    click.echo(f"checkpoint {row.sequence} {row.head_hash} {row.taken_at.isoformat()}"
-               f"{' time-stamped' if row.timestamp_der else ''}")
+    click.echo(
+        f"checkpoint {row.sequence} {row.head_hash} {row.taken_at.isoformat()}"
+        f"{' time-stamped' if row.timestamp_der else ''}"
+    )
 
 
 @audit_group.command("key-request")
 @click.argument("csr_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--common-name", "common_name", default="dairi Audit", show_default=True)
 @click.option("--organization", default=None, help="O= of the subject")
-@click.option("--algorithm", type=click.Choice(["rsa-2048", "rsa-3072", "ec-p256"]),
-              default="rsa-2048", show_default=True)
+@click.option(
+    "--algorithm",
+    type=click.Choice(["rsa-2048", "rsa-3072", "ec-p256"]),
+    default="rsa-2048",
+    show_default=True,
+)
 @coded_errors
-def key_request(csr_file: Path, common_name: str, organization: str | None,
-                algorithm: str) -> None:
+def key_request(csr_file: Path, common_name: str, organization: str | None, algorithm: str) -> None:
     """Production: generate the audit key in the token and write a PKCS#10 request
     (PEM) for the service CA. Then set audit_key_id to the id printed and
     audit_certificate_file to the certificate the CA returns (with its issuers)."""
@@ -80,7 +89,7 @@ def key_request(csr_file: Path, common_name: str, organization: str | None,
     finally:
         context.close()
     csr_file.write_bytes(pem.armor("CERTIFICATE REQUEST", der))
-    click.echo(f"audit_key_id = \"{ref.key_id}\"")
+    click.echo(f'audit_key_id = "{ref.key_id}"')
     click.echo(f"request       {csr_file}")
 
 
@@ -98,23 +107,38 @@ def export(directory: Path, first: int | None, last: int | None) -> None:
         summary = export_audit(context, directory, first=first, last=last)
     finally:
         context.close()
-    click.echo(f"exported events {summary.first_sequence}-{summary.last_sequence}"
-               f" ({summary.events}) and {summary.checkpoints} checkpoints to {directory}")
+    click.echo(
+        f"exported events {summary.first_sequence}-{summary.last_sequence}"
+        f" ({summary.events}) and {summary.checkpoints} checkpoints to {directory}"
+    )
 
 
 @audit_group.command("verify")
-@click.argument("directory", required=False,
-                type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--trust", "trust_dir", type=click.Path(exists=True, file_okay=False,
-                                                      path_type=Path),
-              help="your own roots (PEM files; audit.pem there pins the audit key)")
+@click.argument(
+    "directory", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@click.option(
+    "--trust",
+    "trust_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="your own roots (PEM files; audit.pem there pins the audit key)",
+)
 @click.option("--online", is_flag=True, help="verify the database instead of an export")
-@click.option("--from-checkpoint", "from_checkpoint", is_flag=True,
-              help="online: start at the last checkpoint that verifies")
+@click.option(
+    "--from-checkpoint",
+    "from_checkpoint",
+    is_flag=True,
+    help="online: start at the last checkpoint that verifies",
+)
 @click.option("--json", "as_json", is_flag=True)
 @coded_errors
-def verify(directory: Path | None, trust_dir: Path | None, online: bool,
-           from_checkpoint: bool, as_json: bool) -> None:
+def verify(
+    directory: Path | None,
+    trust_dir: Path | None,
+    online: bool,
+    from_checkpoint: bool,
+    as_json: bool,
+) -> None:
     """Exit 0 when intact; 1 with the first broken sequence and the kind of break."""
     if online == (directory is not None):
         fail("INPUT_INVALID", "give an export DIR or --online, not both")
@@ -124,8 +148,9 @@ def verify(directory: Path | None, trust_dir: Path | None, online: bool,
         context = service_context(load_cli_settings())
         try:
             with context.session_factory() as session:
-                report = verify_database(session, trust_for(context),
-                                         from_checkpoint=from_checkpoint)
+                report = verify_database(
+                    session, trust_for(context), from_checkpoint=from_checkpoint
+                )
         finally:
             context.close()
     click.echo(format_report(report.as_dict(), as_json=as_json))

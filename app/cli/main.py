@@ -43,25 +43,36 @@ def init() -> None:
     settings = load_cli_settings()
     report = ensure_environment(settings, first_run=True)
     click.echo(f"data directory  {settings.data_dir}")
-    click.echo(f"HSM token       {settings.hsm_token_label}"
-               f"{' (created)' if report.token_created else ''}")
+    click.echo(
+        f"HSM token       {settings.hsm_token_label}{' (created)' if report.token_created else ''}"
+    )
     if report.token_created:
-        click.echo(f"HSM user PIN    {settings.hsm_pin_file} (back it up with the token"
-                   " directory; the SO PIN was not kept)")
+        click.echo(
+            f"HSM user PIN    {settings.hsm_pin_file} (back it up with the token"
+            " directory; the SO PIN was not kept)"
+        )
     if report.leftover_so_pin_file is not None:
-        click.echo(f"note            {report.leftover_so_pin_file} holds an SO PIN an earlier"
-                   " version kept; dairi does not need it: store it offline or delete it")
+        click.echo(
+            f"note            {report.leftover_so_pin_file} holds an SO PIN an earlier"
+            " version kept; dairi does not need it: store it offline or delete it"
+        )
     click.echo(f"database        {settings.database_url.split('@')[-1]}")
     if settings.dev_mode:
-        click.echo(f"development PKI {settings.pki_dir}"
-                   f"{' (created)' if report.pki_created else ''}")
+        click.echo(
+            f"development PKI {settings.pki_dir}{' (created)' if report.pki_created else ''}"
+        )
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int,
-              help="gunicorn worker processes (PKCS#11 is opened in each after fork)")
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=int,
+    help="gunicorn worker processes (PKCS#11 is opened in each after fork)",
+)
 @coded_errors
 def serve(host: str, port: int, workers: int) -> None:
     """Set up what is missing, then serve the API with gunicorn.
@@ -77,8 +88,18 @@ def serve(host: str, port: int, workers: int) -> None:
     # No --preload: each worker imports the app and logs in to the HSM after fork.
     # app.serving.gunicorn_conf: threaded workers with bounded reads (slow clients), the
     # application one request at a time per worker, the control socket in data_dir.
-    argv = [gunicorn, "--config", "python:app.serving.gunicorn_conf", "--workers", str(workers),
-            "--bind", f"{host}:{port}", "--access-logfile", "-", "app.serving.wsgi:application"]
+    argv = [
+        gunicorn,
+        "--config",
+        "python:app.serving.gunicorn_conf",
+        "--workers",
+        str(workers),
+        "--bind",
+        f"{host}:{port}",
+        "--access-logfile",
+        "-",
+        "app.serving.wsgi:application",
+    ]
     os.execv(gunicorn, argv)  # noqa: S606 - fixed argv, replaces this process
 
 
@@ -139,10 +160,15 @@ def credential() -> None:
     """Employee signing credentials (keys in the HSM)."""
 
 
-_PERSON = click.option("--person", "person_id", required=True,
-                       help="the owner: an enrolled employee's person id")
-_CORPORATION = click.option("--corporation", "corporate_number", required=True,
-                            help="the 法人番号 the owner is employed by and signs for")
+_PERSON = click.option(
+    "--person", "person_id", required=True, help="the owner: an enrolled employee's person id"
+)
+_CORPORATION = click.option(
+    "--corporation",
+    "corporate_number",
+    required=True,
+    help="the 法人番号 the owner is employed by and signs for",
+)
 
 
 @credential.command("issue")
@@ -151,18 +177,24 @@ _CORPORATION = click.option("--corporation", "corporate_number", required=True,
 @_CORPORATION
 @click.option("--algorithm", type=click.Choice(ALGORITHMS), default=None)
 @coded_errors
-def credential_issue(name: str, person_id: str, corporate_number: str,
-                     algorithm: str | None) -> None:
+def credential_issue(
+    name: str, person_id: str, corporate_number: str, algorithm: str | None
+) -> None:
     """Generate a key in the HSM for an enrolled employee and certify it with the
     development employee-signing CA (the certificate names the person as enrolled)."""
     settings = load_cli_settings()
     context = service_context(settings)
     with unit_of_work(context.session_factory) as session:
         service = CredentialService(session, context.hsm, context.dev_pki)
-        created = service.issue(name, KeyAlgorithm(algorithm or settings.default_key_algorithm),
-                                CredentialOwner(person_id, corporate_number))
-        click.echo(f"{created.id}  {created.name}  {created.algorithm}  {created.key_ref}"
-                   f"  {created.status}  {created.subject}")
+        created = service.issue(
+            name,
+            KeyAlgorithm(algorithm or settings.default_key_algorithm),
+            CredentialOwner(person_id, corporate_number),
+        )
+        click.echo(
+            f"{created.id}  {created.name}  {created.algorithm}  {created.key_ref}"
+            f"  {created.status}  {created.subject}"
+        )
 
 
 @credential.command("request")
@@ -170,11 +202,17 @@ def credential_issue(name: str, person_id: str, corporate_number: str,
 @_PERSON
 @_CORPORATION
 @click.option("--algorithm", type=click.Choice(ALGORITHMS), default=None)
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="where to write the PKCS#10 request (PEM)")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="where to write the PKCS#10 request (PEM)",
+)
 @coded_errors
-def credential_request(name: str, person_id: str, corporate_number: str,
-                       algorithm: str | None, out: Path) -> None:
+def credential_request(
+    name: str, person_id: str, corporate_number: str, algorithm: str | None, out: Path
+) -> None:
     """Generate a key in the HSM for an enrolled employee and write a CSR for an
     external CA (subject: the person as enrolled, 商号, NTRJP-法人番号)."""
     from asn1crypto import pem
@@ -185,19 +223,30 @@ def credential_request(name: str, person_id: str, corporate_number: str,
     with unit_of_work(context.session_factory) as session:
         service = CredentialService(session, context.hsm, context.dev_pki)
         created, csr = service.request(
-            name, KeyAlgorithm(algorithm or settings.default_key_algorithm),
-            service.employee_subject(owner), owner)
+            name,
+            KeyAlgorithm(algorithm or settings.default_key_algorithm),
+            service.employee_subject(owner),
+            owner,
+        )
     out.write_bytes(pem.armor("CERTIFICATE REQUEST", csr))
     click.echo(f"{created.id}  {created.name}  pending; CSR written to {out}")
 
 
 @credential.command("import")
 @click.option("--name", required=True, help="credential name or id")
-@click.option("--cert", "cert_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              required=True, help="the certificate (PEM or DER)")
-@click.option("--chain", "chain_file", type=click.Path(exists=True, dir_okay=False,
-                                                        path_type=Path),
-              help="issuing CA certificates (PEM)")
+@click.option(
+    "--cert",
+    "cert_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="the certificate (PEM or DER)",
+)
+@click.option(
+    "--chain",
+    "chain_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="issuing CA certificates (PEM)",
+)
 @coded_errors
 def credential_import(name: str, cert_file: Path, chain_file: Path | None) -> None:
     """Attach the certificate an external CA returned for a pending credential."""
@@ -228,27 +277,38 @@ def credential_list() -> None:
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
 @coded_errors
-def sign_pdf(credential_name: str, level: str, reason: str | None, source: Path,
-             target: Path) -> None:
+def sign_pdf(
+    credential_name: str, level: str, reason: str | None, source: Path, target: Path
+) -> None:
     """Sign a PDF locally with a credential (operator tool; the API adds JPKI and mandates)."""
     from app.signatures.service import SignatureService
 
     context = service_context(load_cli_settings())
     with unit_of_work(context.session_factory) as session:
         result, record = SignatureService(session, context).sign_pdf(
-            credential_name, source.read_bytes(), PadesSpec(level=PadesLevel(level),
-                                                            reason=reason))
+            credential_name, source.read_bytes(), PadesSpec(level=PadesLevel(level), reason=reason)
+        )
     target.write_bytes(result.pdf)
-    click.echo(f"{target}  {result.level}  sha256={result.signed_document_sha256}"
-               f"  record={record.id}")
+    click.echo(
+        f"{target}  {result.level}  sha256={result.signed_document_sha256}  record={record.id}"
+    )
 
 
 @main.command()
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("demo-out"), show_default=True)
-@click.option("--url", default=None, metavar="URL",
-              help="A running service to drive (same settings: database, HSM token); "
-                   "default: serve one on a free loopback port for the run")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo-out"),
+    show_default=True,
+)
+@click.option(
+    "--url",
+    default=None,
+    metavar="URL",
+    help="A running service to drive (same settings: database, HSM token); "
+    "default: serve one on a free loopback port for the run",
+)
 @coded_errors
 def demo(out: Path, url: str | None) -> None:
     """The newcomer's tour over HTTP on the embedded defaults (writes signed bids,

@@ -26,8 +26,9 @@ def mandates_sweep() -> None:
     """
     context = service_context(load_cli_settings())
     with unit_of_work(context.session_factory) as session:
-        report = sweep(session, context.certificate_validator, context.attribute_authority,
-                       context.clock)
+        report = sweep(
+            session, context.certificate_validator, context.attribute_authority, context.clock
+        )
     click.echo(f"roots checked            {report.roots_checked}")
     click.echo(f"representatives revoked  {len(report.representative_revoked)}")
     for mandate_id in report.representative_revoked:

@@ -57,7 +57,8 @@ class Credential(Base):
     # Null only on rows made before owners were recorded; such a key holds no mandate.
     person_id: Mapped[str | None] = mapped_column(ForeignKey("people.id"), index=True)
     corporate_number: Mapped[str | None] = mapped_column(
-        ForeignKey("corporations.corporate_number"))
+        ForeignKey("corporations.corporate_number")
+    )
     # When and why the certificate was revoked (RFC 5280 reason name), if it was.
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     revocation_reason: Mapped[str | None] = mapped_column(String(32))
@@ -67,5 +68,3 @@ class Credential(Base):
     @property
     def key_ref(self) -> KeyRef:
         return KeyRef(self.token_label, self.key_id, self.key_version)
-
-

@@ -46,8 +46,9 @@ class CredentialError(DairiError):
 def _validate_name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > MAX_NAME_LENGTH:
-        raise CredentialError(f"a credential name has 1 to {MAX_NAME_LENGTH} characters",
-                              "CREDENTIAL_NAME_INVALID")
+        raise CredentialError(
+            f"a credential name has 1 to {MAX_NAME_LENGTH} characters", "CREDENTIAL_NAME_INVALID"
+        )
     return name
 
 
@@ -101,8 +102,9 @@ class CredentialService:
     def list(self) -> list[Credential]:
         return list(self._session.scalars(select(Credential).order_by(Credential.created_at)))
 
-    def owned(self, *, person_id: str | None = None, corporate_number: str | None = None
-              ) -> Sequence[Credential]:
+    def owned(
+        self, *, person_id: str | None = None, corporate_number: str | None = None
+    ) -> Sequence[Credential]:
         """The credentials of a person and/or a corporation, oldest first."""
         query = select(Credential).order_by(Credential.created_at, Credential.id)
         if person_id is not None:
@@ -119,8 +121,7 @@ class CredentialService:
         must be asked). Raises ``CREDENTIAL_ALREADY_REVOKED`` or, for a destroyed key,
         ``CREDENTIAL_NOT_ACTIVE``."""
         if credential.status == CredentialStatus.REVOKED:
-            raise CredentialError("the credential is revoked already",
-                                  "CREDENTIAL_ALREADY_REVOKED")
+            raise CredentialError("the credential is revoked already", "CREDENTIAL_ALREADY_REVOKED")
         if credential.status == CredentialStatus.DESTROYED:
             raise CredentialError("the credential's key was destroyed", "CREDENTIAL_NOT_ACTIVE")
         at_ca = False
@@ -137,8 +138,14 @@ class CredentialService:
         self._session.flush()
         return at_ca
 
-    def issue(self, name: str, algorithm: KeyAlgorithm, owner: CredentialOwner, *,
-              common_name: str | None = None) -> Credential:
+    def issue(
+        self,
+        name: str,
+        algorithm: KeyAlgorithm,
+        owner: CredentialOwner,
+        *,
+        common_name: str | None = None,
+    ) -> Credential:
         """Generate a key for ``owner`` and certify it with the development
         employee-signing CA; the certificate names the person (``common_name``: the
         name on the JPKI signing certificate just proven; default: as enrolled), the
@@ -149,20 +156,26 @@ class CredentialService:
         ``CREDENTIAL_NAME_INVALID`` / ``CREDENTIAL_NAME_TAKEN``.
         """
         if self._pki is None:
-            raise CredentialError("no development PKI: use `credential request` and a real CA",
-                                  "DEV_PKI_UNAVAILABLE")
+            raise CredentialError(
+                "no development PKI: use `credential request` and a real CA", "DEV_PKI_UNAVAILABLE"
+            )
         pki = self._pki
         employee = self._employee(owner)
         return self._create(
-            name, algorithm, owner,
+            name,
+            algorithm,
+            owner,
             lambda ref: pki.issue_employee_certificate(
-                common_name or employee.name, self._public_key(ref),
+                common_name or employee.name,
+                self._public_key(ref),
                 corporate_name=employee.corporation_name,
-                corporate_number=owner.corporate_number),
+                corporate_number=owner.corporate_number,
+            ),
         )
 
-    def request(self, name: str, algorithm: KeyAlgorithm, subject: asn1_x509.Name,
-                owner: CredentialOwner) -> tuple[Credential, bytes]:
+    def request(
+        self, name: str, algorithm: KeyAlgorithm, subject: asn1_x509.Name, owner: CredentialOwner
+    ) -> tuple[Credential, bytes]:
         """Generate a key for ``owner`` and return a CSR for a real CA; the credential
         stays pending. Raises as :meth:`issue` does (but needs no development PKI)."""
         csrs: list[bytes] = []
@@ -178,32 +191,36 @@ class CredentialService:
         """The subject a CSR for ``owner`` asks for: the person as enrolled, the 商号
         and ``NTRJP-<法人番号>``."""
         employee = self._employee(owner)
-        return asn1_x509.Name.build({
-            "country_name": "JP", "organization_name": employee.corporation_name,
-            "organization_identifier": f"NTRJP-{owner.corporate_number}",
-            "common_name": employee.name})
+        return asn1_x509.Name.build(
+            {
+                "country_name": "JP",
+                "organization_name": employee.corporation_name,
+                "organization_identifier": f"NTRJP-{owner.corporate_number}",
+                "common_name": employee.name,
+            }
+        )
 
     # Sequence, not list: in this class body `list` names the method above, so mypy read
     # `list[bytes]` as an invalid type and checked no caller of chain_der (issue 10.7).
-    def import_certificate(self, name_or_id: str, certificate_der: bytes,
-                           chain_der: Sequence[bytes]) -> Credential:
+    def import_certificate(
+        self, name_or_id: str, certificate_der: bytes, chain_der: Sequence[bytes]
+    ) -> Credential:
         """Attach the certificate a CA returned; it must certify this credential's key."""
         credential = self.get(name_or_id)
         if credential.status == CredentialStatus.DESTROYED:
             raise CredentialError("the credential's key was destroyed", "CREDENTIAL_NOT_ACTIVE")
         cert = x509.load_der_x509_certificate(certificate_der)
-        spki = cert.public_key().public_bytes(DER,
-                                              serialization.PublicFormat.SubjectPublicKeyInfo)
+        spki = cert.public_key().public_bytes(DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         if spki != self._hsm.public_key_info(credential.key_ref):
-            raise CredentialError("the certificate is for another key",
-                                  "CERTIFICATE_KEY_MISMATCH")
+            raise CredentialError("the certificate is for another key", "CERTIFICATE_KEY_MISMATCH")
         try:
             usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
         except x509.ExtensionNotFound:
             usage = None
         if usage is None or not (usage.digital_signature or usage.content_commitment):
-            raise CredentialError("the certificate does not allow signing",
-                                  "CERTIFICATE_KEY_USAGE_INVALID")
+            raise CredentialError(
+                "the certificate does not allow signing", "CERTIFICATE_KEY_USAGE_INVALID"
+            )
         self._hsm.store_certificate(credential.key_ref, certificate_der)
         credential.certificate_der = certificate_der
         credential.certificate_sha256 = hashlib.sha256(certificate_der).hexdigest()
@@ -216,11 +233,16 @@ class CredentialService:
     def signing_credential(self, credential: Credential) -> SigningCredential:
         """The signing view of an active credential; raises ``CREDENTIAL_NOT_ACTIVE``."""
         if credential.status != CredentialStatus.ACTIVE or credential.certificate_der is None:
-            raise CredentialError(f"credential {credential.name!r} is {credential.status}",
-                                  "CREDENTIAL_NOT_ACTIVE")
+            raise CredentialError(
+                f"credential {credential.name!r} is {credential.status}", "CREDENTIAL_NOT_ACTIVE"
+            )
         chain = read_certificates(credential.chain_pem.encode()) if credential.chain_pem else []
-        return SigningCredential(credential.key_ref, KeyAlgorithm(credential.algorithm),
-                                 credential.certificate_der, tuple(chain))
+        return SigningCredential(
+            credential.key_ref,
+            KeyAlgorithm(credential.algorithm),
+            credential.certificate_der,
+            tuple(chain),
+        )
 
     # -- internals ----------------------------------------------------------
 
@@ -233,18 +255,31 @@ class CredentialService:
         if person is None:
             raise CredentialError(f"no person {owner.person_id}", "PERSON_NOT_FOUND")
         corporation = self._session.get(Corporation, owner.corporate_number)
-        employed = corporation is not None and self._session.scalars(
-            select(Employment.id).where(Employment.person_id == owner.person_id,
-                                        Employment.corporate_number == owner.corporate_number,
-                                        Employment.ended_at.is_(None))).first()
+        employed = (
+            corporation is not None
+            and self._session.scalars(
+                select(Employment.id).where(
+                    Employment.person_id == owner.person_id,
+                    Employment.corporate_number == owner.corporate_number,
+                    Employment.ended_at.is_(None),
+                )
+            ).first()
+        )
         if not employed:
-            raise CredentialError(f"person {owner.person_id} is not an enrolled employee of "
-                                  f"{owner.corporate_number}", "PERSON_NOT_EMPLOYEE")
+            raise CredentialError(
+                f"person {owner.person_id} is not an enrolled employee of {owner.corporate_number}",
+                "PERSON_NOT_EMPLOYEE",
+            )
         assert corporation is not None
         return _Employee(person.name, corporation.name)
 
-    def _create(self, name: str, algorithm: KeyAlgorithm, owner: CredentialOwner,
-                certify: Callable[[KeyRef], EndEntity | None]) -> Credential:
+    def _create(
+        self,
+        name: str,
+        algorithm: KeyAlgorithm,
+        owner: CredentialOwner,
+        certify: Callable[[KeyRef], EndEntity | None],
+    ) -> Credential:
         name = _validate_name(name)
         if self._session.scalars(select(Credential.id).where(Credential.name == name)).first():
             raise CredentialError(f"a credential named {name!r} exists", "CREDENTIAL_NAME_TAKEN")
@@ -252,10 +287,15 @@ class CredentialService:
         try:
             issued = certify(ref)
             credential = Credential(
-                name=name, algorithm=algorithm.value, token_label=ref.token_label,
-                key_id=ref.key_id, key_version=ref.version,
-                status=CredentialStatus.PENDING.value, subject=name,
-                person_id=owner.person_id, corporate_number=owner.corporate_number,
+                name=name,
+                algorithm=algorithm.value,
+                token_label=ref.token_label,
+                key_id=ref.key_id,
+                key_version=ref.version,
+                status=CredentialStatus.PENDING.value,
+                subject=name,
+                person_id=owner.person_id,
+                corporate_number=owner.corporate_number,
             )
             if isinstance(issued, EndEntity):
                 cert_der = issued.certificate.public_bytes(DER)
@@ -274,8 +314,9 @@ class CredentialService:
             with contextlib.suppress(HsmError):
                 self._hsm.destroy_key(ref)
             if isinstance(exc, IntegrityError):
-                raise CredentialError(f"a credential named {name!r} exists",
-                                      "CREDENTIAL_NAME_TAKEN") from exc
+                raise CredentialError(
+                    f"a credential named {name!r} exists", "CREDENTIAL_NAME_TAKEN"
+                ) from exc
             raise
         return credential
 

@@ -41,52 +41,78 @@ from hsm import KeyAlgorithm
 from identity.trust import TrustPurpose
 from identity.validation import ValidatedCertificate
 
-blp = Blueprint("credentials", __name__, url_prefix="/api/v1",
-                description="Employee signing credentials: a key in the HSM and its "
-                            "certificate naming the person and the corporation")
+blp = Blueprint(
+    "credentials",
+    __name__,
+    url_prefix="/api/v1",
+    description="Employee signing credentials: a key in the HSM and its "
+    "certificate naming the person and the corporation",
+)
 blp.before_request(guard_json_body)
 audit_refusals(blp.name, "credential:request:refused")
 
 CORPORATION = "corporate_number"
 # RFC 5280 reasons an owner, representative or administrator may give.
-REVOCATION_REASONS = (x509.ReasonFlags.unspecified, x509.ReasonFlags.key_compromise,
-                      x509.ReasonFlags.affiliation_changed, x509.ReasonFlags.superseded,
-                      x509.ReasonFlags.cessation_of_operation)
+REVOCATION_REASONS = (
+    x509.ReasonFlags.unspecified,
+    x509.ReasonFlags.key_compromise,
+    x509.ReasonFlags.affiliation_changed,
+    x509.ReasonFlags.superseded,
+    x509.ReasonFlags.cessation_of_operation,
+)
 
 
 # -- schemas ------------------------------------------------------------------
 
 
 class CredentialIssueRequestSchema(ma.Schema):
-    corporate_number = corporate_number_field(required=True, metadata={
-        "description": "The 法人番号 of the corporation the caller is employed by and "
-                       "signs for (the certificate's organizationIdentifier NTRJP-…)"})
-    challenge_id = ma.fields.String(required=True, validate=ma.validate.Length(max=36),
-                                    metadata={"description": "A challenge of purpose "
-                                                             "`credential`, unanswered"})
-    signing = ma.fields.Nested(ProofSchema, required=True, metadata={
-        "description": "The JPKI signing certificate (署名用) and its signature over the "
-                       "challenge's to_sign"})
-    name = ma.fields.String(validate=ma.validate.Length(min=1, max=200), metadata={
-        "description": "A label for the credential, unique (default: made up)"})
-    algorithm = ma.fields.String(validate=ma.validate.OneOf([a.value for a in KeyAlgorithm]),
-                                 metadata={"description": "Default: the service's"})
+    corporate_number = corporate_number_field(
+        required=True,
+        metadata={
+            "description": "The 法人番号 of the corporation the caller is employed by and "
+            "signs for (the certificate's organizationIdentifier NTRJP-…)"
+        },
+    )
+    challenge_id = ma.fields.String(
+        required=True,
+        validate=ma.validate.Length(max=36),
+        metadata={"description": "A challenge of purpose `credential`, unanswered"},
+    )
+    signing = ma.fields.Nested(
+        ProofSchema,
+        required=True,
+        metadata={
+            "description": "The JPKI signing certificate (署名用) and its signature over the "
+            "challenge's to_sign"
+        },
+    )
+    name = ma.fields.String(
+        validate=ma.validate.Length(min=1, max=200),
+        metadata={"description": "A label for the credential, unique (default: made up)"},
+    )
+    algorithm = ma.fields.String(
+        validate=ma.validate.OneOf([a.value for a in KeyAlgorithm]),
+        metadata={"description": "Default: the service's"},
+    )
 
 
 class CredentialSchema(ma.Schema):
     id = ma.fields.String()
     name = ma.fields.String()
-    status = ma.fields.String(metadata={"description": "pending, active, suspended, "
-                                                       "revoked or destroyed"})
+    status = ma.fields.String(
+        metadata={"description": "pending, active, suspended, revoked or destroyed"}
+    )
     algorithm = ma.fields.String()
     subject = ma.fields.String(metadata={"description": "RFC 4514 subject of the certificate"})
     person_id = ma.fields.String(allow_none=True)
     corporate_number = ma.fields.String(allow_none=True)
-    certificate = Base64Bytes(attribute="certificate_der", allow_none=True,
-                              metadata={"description": "DER, base64"})
+    certificate = Base64Bytes(
+        attribute="certificate_der", allow_none=True, metadata={"description": "DER, base64"}
+    )
     certificate_sha256 = ma.fields.String(allow_none=True)
-    chain_pem = ma.fields.String(allow_none=True, metadata={
-        "description": "The issuing CA certificates, PEM, issuer first"})
+    chain_pem = ma.fields.String(
+        allow_none=True, metadata={"description": "The issuing CA certificates, PEM, issuer first"}
+    )
     created_at = ma.fields.DateTime()
     revoked_at = ma.fields.DateTime(allow_none=True)
     revocation_reason = ma.fields.String(allow_none=True)
@@ -100,15 +126,20 @@ class CredentialPageSchema(ma.Schema):
 
 
 class CredentialRevocationRequestSchema(ma.Schema):
-    reason = ma.fields.String(load_default=x509.ReasonFlags.unspecified.value,
-                              validate=ma.validate.OneOf([r.value for r in REVOCATION_REASONS]),
-                              metadata={"description": "RFC 5280 reason"})
+    reason = ma.fields.String(
+        load_default=x509.ReasonFlags.unspecified.value,
+        validate=ma.validate.OneOf([r.value for r in REVOCATION_REASONS]),
+        metadata={"description": "RFC 5280 reason"},
+    )
 
 
 class CredentialRevocationSchema(CredentialSchema):
-    revoked_at_ca = ma.fields.Boolean(metadata={
-        "description": "Whether the issuing CA revoked the certificate (false: an outside "
-                       "CA, whose operator must be asked)"})
+    revoked_at_ca = ma.fields.Boolean(
+        metadata={
+            "description": "Whether the issuing CA revoked the certificate (false: an outside "
+            "CA, whose operator must be asked)"
+        }
+    )
 
 
 # -- helpers ------------------------------------------------------------------
@@ -119,28 +150,43 @@ def _service() -> CredentialService:
     return CredentialService(get_session(), context.hsm, context.dev_pki)
 
 
-def _refused(tag: str, exc: DairiError, *, subject: str | None = None,
-             principal: str | None = None) -> None:
+def _refused(
+    tag: str, exc: DairiError, *, subject: str | None = None, principal: str | None = None
+) -> None:
     get_session().rollback()
-    record_refusal(current_context().session_factory, tag, actor=current_caller().actor,
-                   code=exc.code, subject=subject, principal=principal)
+    record_refusal(
+        current_context().session_factory,
+        tag,
+        actor=current_caller().actor,
+        code=exc.code,
+        subject=subject,
+        principal=principal,
+    )
     refusal_recorded()
 
 
 def _readable(caller: Caller, credential: Credential) -> bool:
     """The owner, a representative of its corporation, an auditor or an administrator."""
-    return (caller.person_id is not None and caller.person_id == credential.person_id) or (
-        caller.reads_all_corporations and caller.kind is not CallerKind.CLIENT) or (
-        credential.corporate_number is not None
-        and caller.holds(Role.REPRESENTATIVE, credential.corporate_number))
+    return (
+        (caller.person_id is not None and caller.person_id == credential.person_id)
+        or (caller.reads_all_corporations and caller.kind is not CallerKind.CLIENT)
+        or (
+            credential.corporate_number is not None
+            and caller.holds(Role.REPRESENTATIVE, credential.corporate_number)
+        )
+    )
 
 
 def _may_revoke(caller: Caller, credential: Credential) -> bool:
     """The owner, a representative of its corporation, or an administrator."""
-    return (caller.person_id is not None and caller.person_id == credential.person_id) or (
-        caller.holds(Role.ADMINISTRATOR)) or (
-        credential.corporate_number is not None
-        and caller.holds(Role.REPRESENTATIVE, credential.corporate_number))
+    return (
+        (caller.person_id is not None and caller.person_id == credential.person_id)
+        or (caller.holds(Role.ADMINISTRATOR))
+        or (
+            credential.corporate_number is not None
+            and caller.holds(Role.REPRESENTATIVE, credential.corporate_number)
+        )
+    )
 
 
 def _visible(credential_id: str) -> Credential:
@@ -153,8 +199,12 @@ def _visible(credential_id: str) -> Credential:
 
 def _page(rows: list[Credential], args: dict[str, Any]) -> dict[str, Any]:
     start = (args["page"] - 1) * args["page_size"]
-    return {"items": rows[start:start + args["page_size"]], "page": args["page"],
-            "page_size": args["page_size"], "total": len(rows)}
+    return {
+        "items": rows[start : start + args["page_size"]],
+        "page": args["page"],
+        "page_size": args["page_size"],
+        "total": len(rows),
+    }
 
 
 def _same_person(person: Person, signed: ValidatedCertificate) -> None:
@@ -165,11 +215,15 @@ def _same_person(person: Person, signed: ValidatedCertificate) -> None:
         return
     hsm = current_context().hsm
     enrolled = enrolled_digest(hsm, person)
-    if enrolled is not None and signed.personal_data is not None and identity_digest(
-            hsm, signed.personal_data, key_id=enrolled.key_id).matches(enrolled):
+    if (
+        enrolled is not None
+        and signed.personal_data is not None
+        and identity_digest(hsm, signed.personal_data, key_id=enrolled.key_id).matches(enrolled)
+    ):
         return
-    raise AuthError("the signing certificate is not the card of the person logged in",
-                    "CARD_OF_ANOTHER_PERSON")
+    raise AuthError(
+        "the signing certificate is not the card of the person logged in", "CARD_OF_ANOTHER_PERSON"
+    )
 
 
 # -- views --------------------------------------------------------------------
@@ -196,8 +250,9 @@ def issue(args: dict[str, Any]) -> Credential:
     corporate_number = args["corporate_number"]
     try:
         proof = card_proof(args["signing"])
-        auth = AuthService(session, context.settings, context.certificate_validator,
-                           context.clock, hsm=context.hsm)
+        auth = AuthService(
+            session, context.settings, context.certificate_validator, context.clock, hsm=context.hsm
+        )
         challenge = auth.consume_challenge(args["challenge_id"], ChallengePurpose.CREDENTIAL)
         signed = auth.check_proof(challenge, proof, TrustPurpose.JPKI_SIGN)
         person = session.get(Person, caller.person_id)
@@ -207,19 +262,32 @@ def issue(args: dict[str, Any]) -> Credential:
         assert signed.personal_data is not None  # the JPKI_SIGN profile always parses it
         algorithm = KeyAlgorithm(args.get("algorithm") or context.settings.default_key_algorithm)
         name = args.get("name") or f"{person.id} {corporate_number} {secrets.token_hex(4)}"
-        credential = _service().issue(name, algorithm,
-                                      CredentialOwner(person.id, corporate_number),
-                                      common_name=signed.personal_data.name)
+        credential = _service().issue(
+            name,
+            algorithm,
+            CredentialOwner(person.id, corporate_number),
+            common_name=signed.personal_data.name,
+        )
     except DairiError as exc:
-        _refused("credential:issuance:refused", exc, subject=args["challenge_id"],
-                 principal=corporate_number)
+        _refused(
+            "credential:issuance:refused",
+            exc,
+            subject=args["challenge_id"],
+            principal=corporate_number,
+        )
         raise
-    AuditLog(session).append("credential:key:issued", actor=caller.actor, subject=credential.id,
-                             principal=corporate_number,
-                             details={"algorithm": credential.algorithm,
-                                      "key_id": credential.key_id,
-                                      "certificate_sha256": credential.certificate_sha256,
-                                      "jpki_signing_certificate_sha256": signed.sha256})
+    AuditLog(session).append(
+        "credential:key:issued",
+        actor=caller.actor,
+        subject=credential.id,
+        principal=corporate_number,
+        details={
+            "algorithm": credential.algorithm,
+            "key_id": credential.key_id,
+            "certificate_sha256": credential.certificate_sha256,
+            "jpki_signing_certificate_sha256": signed.sha256,
+        },
+    )
     return credential
 
 
@@ -265,17 +333,33 @@ def revoke(args: dict[str, Any], credential_id: str) -> dict[str, Any]:
     reason = x509.ReasonFlags(args["reason"])
     try:
         if not _may_revoke(caller, credential):
-            raise AuthError("only the owner, a representative of the corporation or an "
-                            "administrator revokes a credential", "FORBIDDEN")
+            raise AuthError(
+                "only the owner, a representative of the corporation or an "
+                "administrator revokes a credential",
+                "FORBIDDEN",
+            )
         at_ca = _service().revoke(credential, reason, current_context().clock())
     except DairiError as exc:
-        _refused("credential:revocation:refused", exc, subject=credential_id,
-                 principal=credential.corporate_number)
+        _refused(
+            "credential:revocation:refused",
+            exc,
+            subject=credential_id,
+            principal=credential.corporate_number,
+        )
         raise
-    AuditLog(session).append("credential:certificate:revoked", actor=caller.actor,
-                             subject=credential.id, principal=credential.corporate_number,
-                             details={"reason": reason.value, "revoked_at_ca": at_ca,
-                                      "certificate_sha256": credential.certificate_sha256})
-    shown = {field.attribute or name: getattr(credential, field.attribute or name)
-             for name, field in CredentialSchema().fields.items()}
+    AuditLog(session).append(
+        "credential:certificate:revoked",
+        actor=caller.actor,
+        subject=credential.id,
+        principal=credential.corporate_number,
+        details={
+            "reason": reason.value,
+            "revoked_at_ca": at_ca,
+            "certificate_sha256": credential.certificate_sha256,
+        },
+    )
+    shown = {
+        field.attribute or name: getattr(credential, field.attribute or name)
+        for name, field in CredentialSchema().fields.items()
+    }
     return {**shown, "revoked_at_ca": at_ca}

@@ -60,8 +60,9 @@ def run_demo(settings: Settings, out: Path, url: str | None = None) -> Iterator[
     try:
         ensure_environment(settings, context)
         out.mkdir(parents=True, exist_ok=True)
-        yield (f"HSM token {settings.hsm_token_label!r} ready, development PKI in "
-               f"{settings.pki_dir}")
+        yield (
+            f"HSM token {settings.hsm_token_label!r} ready, development PKI in {settings.pki_dir}"
+        )
         if url is not None:
             yield from _tour(context, DemoClient(url), out)
             return
@@ -84,8 +85,9 @@ def _tour(context: ServiceContext, client: DemoClient, out: Path) -> Iterator[st
         client.close()
 
 
-def _people_and_documents(context: ServiceContext, settings: Settings, client: DemoClient,
-                          out: Path) -> Iterator[str]:
+def _people_and_documents(
+    context: ServiceContext, settings: Settings, client: DemoClient, out: Path
+) -> Iterator[str]:
     people = yield from log_in_people(context, client, out)
 
     with context.session_factory() as session:
@@ -93,19 +95,26 @@ def _people_and_documents(context: ServiceContext, settings: Settings, client: D
         # The key belongs to the employee enrolled (a mandate may only certify its
         # grantee's own credential), obtained over HTTP; an earlier run's is used again.
         obtained, how = employee_credential(
-            client, people.employee_token, people.corporate_number, people.employee_signing,
-            f"{DEMO_EMPLOYEE} {people.employee_person_id}")
+            client,
+            people.employee_token,
+            people.corporate_number,
+            people.employee_signing,
+            f"{DEMO_EMPLOYEE} {people.employee_person_id}",
+        )
         employee = credentials.get(obtained["id"])
-        yield (f"employee credential {employee.name!r} of 山田 太郎 {how} over HTTP: key "
-               f"{employee.key_ref}, certificate {employee.subject}")
+        yield (
+            f"employee credential {employee.name!r} of 山田 太郎 {how} over HTTP: key "
+            f"{employee.key_ref}, certificate {employee.subject}"
+        )
 
         bid = bid_pdf()
         (out / "bid.pdf").write_bytes(bid)
         roots = load_pem_certificates(settings.trust_dir)
         service = SignatureService(session, context)
         for level in PadesLevel:
-            result, record = service.sign_pdf(employee.name, bid,
-                                              PadesSpec(level=level, reason="入札"))
+            result, record = service.sign_pdf(
+                employee.name, bid, PadesSpec(level=level, reason="入札")
+            )
             # The demo runs the service here, so it ends the unit of work (services
             # flush); an open write would hold the SQLite lock the server needs.
             session.commit()
@@ -125,8 +134,13 @@ def _people_and_documents(context: ServiceContext, settings: Settings, client: D
 def _check(pdf: bytes, roots: list[bytes]) -> str:
     """pyHanko's verdict on the first signature, offline."""
     signature = PdfFileReader(BytesIO(pdf)).embedded_signatures[0]
-    status = validate_pdf_signature(signature, ValidationContext(
-        trust_roots=[asn1_x509.Certificate.load(r) for r in roots], allow_fetching=False,
-        revocation_mode="soft-fail"))
+    status = validate_pdf_signature(
+        signature,
+        ValidationContext(
+            trust_roots=[asn1_x509.Certificate.load(r) for r in roots],
+            allow_fetching=False,
+            revocation_mode="soft-fail",
+        ),
+    )
     stamp = " + timestamp" if status.timestamp_validity is not None else ""
     return ("valid" if status.bottom_line else "INVALID") + stamp

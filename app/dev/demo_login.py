@@ -92,8 +92,13 @@ def _challenge(client: DemoClient, purpose: str) -> tuple[str, bytes]:
 
 def _login(client: DemoClient, card: VirtualCard) -> dict[str, Any]:
     challenge_id, to_sign = _challenge(client, "login")
-    return call(client, "POST", f"/api/v1/auth/challenges/{challenge_id}/response", 201,
-                 json=_proof(card, to_sign))
+    return call(
+        client,
+        "POST",
+        f"/api/v1/auth/challenges/{challenge_id}/response",
+        201,
+        json=_proof(card, to_sign),
+    )
 
 
 def _saved(directory: Path, kind: str) -> dict[str, VirtualCard] | None:
@@ -106,9 +111,14 @@ def _saved(directory: Path, kind: str) -> dict[str, VirtualCard] | None:
     except CardError:
         saved = None
     now = datetime.now(UTC)
-    if saved is not None and saved.kind == kind and all(
+    if (
+        saved is not None
+        and saved.kind == kind
+        and all(
             card.certificate.not_valid_before_utc <= now < card.certificate.not_valid_after_utc
-            for card in saved.roles.values()):
+            for card in saved.roles.values()
+        )
+    ):
         return saved.roles
     shutil.rmtree(directory)
     return None
@@ -131,23 +141,35 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def enrolled_employees(client: DemoClient, token: str, corporate_number: str
-                       ) -> list[dict[str, Any]]:
+def enrolled_employees(
+    client: DemoClient, token: str, corporate_number: str
+) -> list[dict[str, Any]]:
     """Every enrolled employee of the corporation, as the service lists them."""
     found: list[dict[str, Any]] = []
     page = 1
     while True:
-        listed = call(client, "GET", f"/api/v1/corporations/{corporate_number}/employees",
-                      200, headers=bearer(token), params={"page": page, "page_size": 100})
+        listed = call(
+            client,
+            "GET",
+            f"/api/v1/corporations/{corporate_number}/employees",
+            200,
+            headers=bearer(token),
+            params={"page": page, "page_size": 100},
+        )
         found.extend(listed["items"])
         if not listed["items"] or len(found) >= listed["total"]:
             return found
         page += 1
 
 
-def enrol_employee(client: DemoClient, pki: DevPki, representative_token: str,
-                   corporate_number: str, name: str, card_dir: Path
-                   ) -> tuple[str, str, str, VirtualCard]:
+def enrol_employee(
+    client: DemoClient,
+    pki: DevPki,
+    representative_token: str,
+    corporate_number: str,
+    name: str,
+    card_dir: Path,
+) -> tuple[str, str, str, VirtualCard]:
     """The employee ``name`` of the corporation, logged in: (person id, access token,
     what was done, the card's signing key pair). An earlier run's card in ``card_dir``
     logs in again; else an employee of that name is re-bound to a new card (the same
@@ -159,50 +181,95 @@ def enrol_employee(client: DemoClient, pki: DevPki, representative_token: str,
             token = _login(client, kept["authentication"])["access_token"]
             me = call(client, "GET", "/api/v1/me", 200, headers=bearer(token))["caller"]
             if corporate_number in me["employee_of"]:
-                return (me["id"], token, "logged in again with the card of an earlier run",
-                        kept["signing"])
+                return (
+                    me["id"],
+                    token,
+                    "logged in again with the card of an earlier run",
+                    kept["signing"],
+                )
         except DemoFailed:
             pass  # not (or no longer) enrolled here: a new card below
         shutil.rmtree(card_dir)
-    known = [e["person_id"] for e in enrolled_employees(client, representative_token,
-                                                         corporate_number)
-             if same_name(e["name"], name)]
-    invitation = call(client, "POST", f"/api/v1/corporations/{corporate_number}/invitations",
-                       201, json={"person_id": known[0]} if known else {"name": name},
-                       headers=bearer(representative_token))
-    card = issue_my_number_card(pki, name=name, birth_date="419900115", sex="1",
-                                address="東京都千代田区霞が関一丁目1番1号",
-                                prefecture="東京都", city="千代田区")
+    known = [
+        e["person_id"]
+        for e in enrolled_employees(client, representative_token, corporate_number)
+        if same_name(e["name"], name)
+    ]
+    invitation = call(
+        client,
+        "POST",
+        f"/api/v1/corporations/{corporate_number}/invitations",
+        201,
+        json={"person_id": known[0]} if known else {"name": name},
+        headers=bearer(representative_token),
+    )
+    card = issue_my_number_card(
+        pki,
+        name=name,
+        birth_date="419900115",
+        sex="1",
+        address="東京都千代田区霞が関一丁目1番1号",
+        prefecture="東京都",
+        city="千代田区",
+    )
     save_card(card, card_dir)
     challenge_id, to_sign = _challenge(client, "enrolment")
-    enrolled = call(client, "POST", "/api/v1/enrolments", 201, json={
-        "invitation_code": invitation["code"], "challenge_id": challenge_id,
-        "authentication": _proof(card.authentication, to_sign),
-        "signing": _proof(card.signing, to_sign)})
-    done = ("re-bound to a new My Number Card (enrolled by an earlier run)" if known
-            else "enrolled with a My Number Card")
-    return (enrolled["person_id"], _login(client, card.authentication)["access_token"], done,
-            card.signing)
+    enrolled = call(
+        client,
+        "POST",
+        "/api/v1/enrolments",
+        201,
+        json={
+            "invitation_code": invitation["code"],
+            "challenge_id": challenge_id,
+            "authentication": _proof(card.authentication, to_sign),
+            "signing": _proof(card.signing, to_sign),
+        },
+    )
+    done = (
+        "re-bound to a new My Number Card (enrolled by an earlier run)"
+        if known
+        else "enrolled with a My Number Card"
+    )
+    return (
+        enrolled["person_id"],
+        _login(client, card.authentication)["access_token"],
+        done,
+        card.signing,
+    )
 
 
-def employee_credential(client: DemoClient, token: str, corporate_number: str,
-                        signing: VirtualCard, name: str) -> tuple[dict[str, Any], str]:
+def employee_credential(
+    client: DemoClient, token: str, corporate_number: str, signing: VirtualCard, name: str
+) -> tuple[dict[str, Any], str]:
     """The employee's HSM credential ``name``, over HTTP: an earlier run's that is still
     active, or a new one obtained with a fresh proof by the card's JPKI signing key.
     (The credential as the service shows it, what was done.)"""
-    own = call(client, "GET", "/api/v1/credentials", 200, headers=bearer(token),
-               params={"page_size": 200})
+    own = call(
+        client, "GET", "/api/v1/credentials", 200, headers=bearer(token), params={"page_size": 200}
+    )
     for credential in own["items"]:
         if credential["name"] == name and credential["status"] == "active":
             return credential, "obtained by an earlier run"
     challenge_id, to_sign = _challenge(client, "credential")
-    return call(client, "POST", "/api/v1/credentials", 201, headers=bearer(token), json={
-        "corporate_number": corporate_number, "challenge_id": challenge_id,
-        "signing": _proof(signing, to_sign), "name": name}), "issued"
+    return call(
+        client,
+        "POST",
+        "/api/v1/credentials",
+        201,
+        headers=bearer(token),
+        json={
+            "corporate_number": corporate_number,
+            "challenge_id": challenge_id,
+            "signing": _proof(signing, to_sign),
+            "name": name,
+        },
+    ), "issued"
 
 
-def log_in_people(context: ServiceContext, client: DemoClient, out: Path
-                  ) -> Generator[str, None, DemoPeople]:
+def log_in_people(
+    context: ServiceContext, client: DemoClient, out: Path
+) -> Generator[str, None, DemoPeople]:
     """Log the representative in with the card under ``out/cards`` (made on the first
     run), then the employee (enrolled on the first run), over HTTP."""
     pki = context.dev_pki
@@ -219,21 +286,31 @@ def log_in_people(context: ServiceContext, client: DemoClient, out: Path
         representative = kept["representative"]
     else:
         representative = issue_representative_card(
-            pki, corporate_name=DEMO_CORPORATION, registered_number=DEMO_REGISTERED_NUMBER,
+            pki,
+            corporate_name=DEMO_CORPORATION,
+            registered_number=DEMO_REGISTERED_NUMBER,
             head_office_address="東京都千代田区丸の内一丁目1番1号",
-            representative_name=DEMO_REPRESENTATIVE, representative_title="代表取締役")
+            representative_name=DEMO_REPRESENTATIVE,
+            representative_title="代表取締役",
+        )
         save_card(representative, cards / "representative")
     rep = rep or _login(client, representative)
     corporate_number = rep["caller"]["representative_of"][0]
-    yield (f"representative 佐藤 一郎 logged in over HTTP ({client.url}) with a registration "
-           f"certificate: 法人番号 {corporate_number}, token expires {rep['expires_at']}")
+    yield (
+        f"representative 佐藤 一郎 logged in over HTTP ({client.url}) with a registration "
+        f"certificate: 法人番号 {corporate_number}, token expires {rep['expires_at']}"
+    )
 
     person_id, token, done, signing = enrol_employee(
-        client, pki, rep["access_token"], corporate_number, DEMO_EMPLOYEE_NAME, cards / "employee")
+        client, pki, rep["access_token"], corporate_number, DEMO_EMPLOYEE_NAME, cards / "employee"
+    )
     yield f"employee 山田 太郎 {done}: person {person_id}"
     me = call(client, "GET", "/api/v1/me", 200, headers=bearer(token))
-    yield (f"employee logged in over HTTP with the JPKI authentication certificate: roles "
-           f"{', '.join(me['caller']['roles'])} of {', '.join(me['caller']['employee_of'])}")
+    yield (
+        f"employee logged in over HTTP with the JPKI authentication certificate: roles "
+        f"{', '.join(me['caller']['roles'])} of {', '.join(me['caller']['employee_of'])}"
+    )
     yield f"virtual cards in {cards}/ (try `dairi dev card sign --card {cards / 'employee'}`)"
-    return DemoPeople(client, corporate_number, representative, rep["access_token"],
-                      person_id, token, signing)
+    return DemoPeople(
+        client, corporate_number, representative, rep["access_token"], person_id, token, signing
+    )

@@ -73,9 +73,19 @@ class DemoServer:
 
     def command(self) -> list[str]:
         gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or "gunicorn"
-        return [gunicorn, "--config", "python:app.serving.gunicorn_conf",
-                "--workers", str(self.workers), "--bind", f"127.0.0.1:{self.port}",
-                "--no-control-socket", "--access-logfile", "-", "app.serving.wsgi:application"]
+        return [
+            gunicorn,
+            "--config",
+            "python:app.serving.gunicorn_conf",
+            "--workers",
+            str(self.workers),
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--no-control-socket",
+            "--access-logfile",
+            "-",
+            "app.serving.wsgi:application",
+        ]
 
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DAIRI_")}
@@ -88,8 +98,12 @@ class DemoServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(  # noqa: S603 - fixed argv
-                self.command(), env=self.environment(), stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True)
+                self.command(),
+                env=self.environment(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -103,7 +117,8 @@ class DemoServer:
             time.sleep(0.2)
         self.stop()
         raise DemoServerFailed(
-            f"the service did not become ready in {STARTUP_SECONDS:.0f} s; see {self.log_path}")
+            f"the service did not become ready in {STARTUP_SECONDS:.0f} s; see {self.log_path}"
+        )
 
     def stop(self) -> None:
         """SIGTERM to gunicorn's process group (its workers), SIGKILL if it lingers."""
@@ -121,6 +136,10 @@ class DemoServer:
     def __enter__(self) -> DemoServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

@@ -30,6 +30,7 @@ def bid_pdf(
         "",
         f"入札者: {bidder}",
     ]
-    wrapped = [piece for line in lines
-               for piece in wrap(line, _LAYOUT.line_width_em, indent=_INDENT)]
+    wrapped = [
+        piece for line in lines for piece in wrap(line, _LAYOUT.line_width_em, indent=_INDENT)
+    ]
     return draw_pages([wrapped], _LAYOUT)

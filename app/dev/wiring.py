@@ -23,12 +23,12 @@ def development_pki(pki_dir: Path) -> DevPki | None:
     return DevPki(pki_dir) if DevPki.exists(pki_dir) else None
 
 
-def in_process_fetchers(pki: DevPki, *, budget_seconds: float,
-                        breaker: ResponderBreaker) -> FetcherBackend:
+def in_process_fetchers(
+    pki: DevPki, *, budget_seconds: float, breaker: ResponderBreaker
+) -> FetcherBackend:
     """OCSP, CRLs and CA certificates answered by ``pki`` in this process, with the
     budget and breaker the HTTP backend has."""
-    return TransportFetcherBackend(pki.serve_url, budget_seconds=budget_seconds,
-                                   breaker=breaker)
+    return TransportFetcherBackend(pki.serve_url, budget_seconds=budget_seconds, breaker=breaker)
 
 
 def in_process_timestamper(pki: DevPki) -> TimeStamper:

@@ -17,8 +17,16 @@ from app.people import sign_in_views as auth
 from app.people import views as people
 
 # Every API blueprint, in registration order; add new ones here.
-BLUEPRINTS = (health.blp, catalogue.blp, auth.blp, people.blp, mandates.blp, mandates.ac_blp,
-              audit_trail.blp, credentials.blp)
+BLUEPRINTS = (
+    health.blp,
+    catalogue.blp,
+    auth.blp,
+    people.blp,
+    mandates.blp,
+    mandates.ac_blp,
+    audit_trail.blp,
+    credentials.blp,
+)
 
 
 class DairiApi(Api):

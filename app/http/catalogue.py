@@ -23,15 +23,21 @@ from app.http.problems import (
 )
 from dairi.problems import CATALOGUE
 
-blp = Blueprint("problems", __name__, url_prefix=PROBLEMS_PATH,
-                description="The error catalogue: every code the service answers with")
+blp = Blueprint(
+    "problems",
+    __name__,
+    url_prefix=PROBLEMS_PATH,
+    description="The error catalogue: every code the service answers with",
+)
 
 
 class ProblemEntrySchema(ma.Schema):
     code = ma.fields.String(required=True, metadata={"example": "TOKEN_EXPIRED"})
     status = ma.fields.Integer(required=True, metadata={"example": 401})
-    type = ma.fields.String(required=True, metadata={
-        "description": "This entry's URL: the problem type of the code", "format": "uri"})
+    type = ma.fields.String(
+        required=True,
+        metadata={"description": "This entry's URL: the problem type of the code", "format": "uri"},
+    )
     title = ma.fields.String(required=True, metadata={"example": "Token expired"})
     description = ma.fields.String(required=True)
 
@@ -45,10 +51,15 @@ def list_problems() -> list[dict[str, Any]]:
 
 @blp.route("/<code>", methods=["GET"])
 @blp.response(200, ProblemEntrySchema)
-@blp.alt_response(303, description="A browser (Accept: text/html) is sent to the code's "
-                  "row on /docs/problems")
-@blp.alt_response(404, schema=ProblemSchema, content_type=PROBLEM_CONTENT_TYPE,
-                  description="No such code (NOT_FOUND)")
+@blp.alt_response(
+    303, description="A browser (Accept: text/html) is sent to the code's row on /docs/problems"
+)
+@blp.alt_response(
+    404,
+    schema=ProblemSchema,
+    content_type=PROBLEM_CONTENT_TYPE,
+    description="No such code (NOT_FOUND)",
+)
 def get_problem(code: str) -> dict[str, Any] | Response:
     """One error code's entry (the ``type`` of its problem documents); a browser
     (preferring text/html) is sent to the code's row on ``/docs/problems``."""

@@ -79,13 +79,13 @@ class BodyReceiver:
     endpoint's cap (see the module docstring), then runs the request, under the
     server's lock if it passed one."""
 
-    def __init__(self, app: Flask, wsgi_app: Callable[[dict[str, Any], StartResponse],
-                                                       Iterable[bytes]]) -> None:
+    def __init__(
+        self, app: Flask, wsgi_app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+    ) -> None:
         self.app = app
         self.wsgi_app = wsgi_app
 
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse
-                 ) -> Iterable[bytes]:
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         view = self._view(environ)
         cap = _declared(view, _CAP_ATTRIBUTE)
         refusal = self._receive(environ, DEFAULT_BODY_BYTES if cap is None else int(cap))
@@ -109,8 +109,9 @@ class BodyReceiver:
         """Replace ``wsgi.input`` by the received body; a problem if it cannot be."""
         chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
         length = None if chunked else _content_length(environ)
-        too_large = ProblemError("PAYLOAD_TOO_LARGE",
-                                 detail=f"this endpoint accepts bodies of at most {cap} bytes")
+        too_large = ProblemError(
+            "PAYLOAD_TOO_LARGE", detail=f"this endpoint accepts bodies of at most {cap} bytes"
+        )
         if length is not None and length > cap:
             return too_large  # refused without reading a byte
         if length is None and not environ.get("wsgi.input_terminated"):
@@ -120,18 +121,19 @@ class BodyReceiver:
             try:
                 body = _read_at_most(environ["wsgi.input"], want)
             except TimeoutError:
-                return ProblemError("REQUEST_TIMEOUT",
-                                    detail="the request body did not arrive in time")
+                return ProblemError(
+                    "REQUEST_TIMEOUT", detail="the request body did not arrive in time"
+                )
             except Exception:
                 # The server's stream raises its own errors (a malformed chunk size, a
                 # client gone): the body is unusable either way.
-                return ProblemError("BODY_UNREADABLE",
-                                    detail="the request body could not be read")
+                return ProblemError("BODY_UNREADABLE", detail="the request body could not be read")
             if len(body) > cap:
                 return too_large
             if length is not None and len(body) < length:
-                return ProblemError("BODY_UNREADABLE",
-                                    detail="the request body ended before its Content-Length")
+                return ProblemError(
+                    "BODY_UNREADABLE", detail="the request body ended before its Content-Length"
+                )
         environ["wsgi.input"] = io.BytesIO(body)
         environ["wsgi.input_terminated"] = True
         return None

@@ -59,7 +59,8 @@ def _check_database() -> str:
         return exc.code
     except SQLAlchemyError as exc:
         fault = database_fault(exc) or DatabaseUnavailable(
-            f"the database is not usable ({type(exc).__name__})")
+            f"the database is not usable ({type(exc).__name__})"
+        )
         OUTAGES.failed("database", fault.message)
         return fault.code
     OUTAGES.recovered("database")
@@ -99,6 +100,8 @@ class Readiness(MethodView):
         if any(result != OK for result in checks.values()):
             # Returned, not raised: a failing probe is not logged per request (each
             # failing dependency logs its outage once).
-            return problem_response("NOT_READY",  # type: ignore[return-value]
-                                    checks=checks)
+            return problem_response(
+                "NOT_READY",  # type: ignore[return-value]
+                checks=checks,
+            )
         return {"status": "ready", "checks": checks}

@@ -35,16 +35,37 @@ PROBLEMS_PATH = "/api/v1/problems"
 # The code of each HTTP error werkzeug or flask-smorest raises: the status's name as
 # Python 3.11 spells it (later versions rename some), or the code clients know.
 HTTP_ERROR_CODES: dict[int, str] = {
-    400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED", 406: "NOT_ACCEPTABLE", 408: "REQUEST_TIMEOUT", 409: "CONFLICT",
-    410: "GONE", 411: "LENGTH_REQUIRED", 412: "PRECONDITION_FAILED", 413: "PAYLOAD_TOO_LARGE",
-    414: "REQUEST_URI_TOO_LONG", 415: "UNSUPPORTED_MEDIA_TYPE",
-    416: "REQUESTED_RANGE_NOT_SATISFIABLE", 417: "EXPECTATION_FAILED", 418: "IM_A_TEAPOT",
-    421: "MISDIRECTED_REQUEST", 422: "VALIDATION_FAILED", 423: "LOCKED",
-    424: "FAILED_DEPENDENCY", 428: "PRECONDITION_REQUIRED", 429: "TOO_MANY_REQUESTS",
-    431: "REQUEST_HEADER_FIELDS_TOO_LARGE", 451: "UNAVAILABLE_FOR_LEGAL_REASONS",
-    500: "INTERNAL_SERVER_ERROR", 501: "NOT_IMPLEMENTED", 502: "BAD_GATEWAY",
-    503: "SERVICE_UNAVAILABLE", 504: "GATEWAY_TIMEOUT", 505: "HTTP_VERSION_NOT_SUPPORTED",
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    406: "NOT_ACCEPTABLE",
+    408: "REQUEST_TIMEOUT",
+    409: "CONFLICT",
+    410: "GONE",
+    411: "LENGTH_REQUIRED",
+    412: "PRECONDITION_FAILED",
+    413: "PAYLOAD_TOO_LARGE",
+    414: "REQUEST_URI_TOO_LONG",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    416: "REQUESTED_RANGE_NOT_SATISFIABLE",
+    417: "EXPECTATION_FAILED",
+    418: "IM_A_TEAPOT",
+    421: "MISDIRECTED_REQUEST",
+    422: "VALIDATION_FAILED",
+    423: "LOCKED",
+    424: "FAILED_DEPENDENCY",
+    428: "PRECONDITION_REQUIRED",
+    429: "TOO_MANY_REQUESTS",
+    431: "REQUEST_HEADER_FIELDS_TOO_LARGE",
+    451: "UNAVAILABLE_FOR_LEGAL_REASONS",
+    500: "INTERNAL_SERVER_ERROR",
+    501: "NOT_IMPLEMENTED",
+    502: "BAD_GATEWAY",
+    503: "SERVICE_UNAVAILABLE",
+    504: "GATEWAY_TIMEOUT",
+    505: "HTTP_VERSION_NOT_SUPPORTED",
 }
 
 _RESERVED = {"type", "title", "status", "detail", "code", "instance"}
@@ -66,8 +87,13 @@ def problem_type(code: str) -> str:
 def catalogue_entry(code: str) -> dict[str, Any]:
     """The published form of a catalogued code: code, status, type, title, description."""
     entry = problem(code)
-    return {"code": entry.code, "status": entry.status, "type": problem_type(entry.code),
-            "title": entry.title, "description": entry.description}
+    return {
+        "code": entry.code,
+        "status": entry.status,
+        "type": problem_type(entry.code),
+        "title": entry.title,
+        "description": entry.description,
+    }
 
 
 class ProblemError(DairiError):
@@ -96,8 +122,9 @@ class ProblemError(DairiError):
             status, code = code, str(args[0])
             detail = detail or (args[2] if len(args) > 2 else None)
             if problem(code).status != status:
-                raise ValueError(f"{code} is {problem(code).status} in dairi.problems, "
-                                 f"not {status}")
+                raise ValueError(
+                    f"{code} is {problem(code).status} in dairi.problems, not {status}"
+                )
         elif args:
             detail = detail or args[0]
         entry = problem(code)
@@ -131,8 +158,7 @@ def problem_response(
         body["instance"] = request.path
     body.update({k: v for k, v in extra.items() if k not in _RESERVED and v is not None})
     response = Response(
-        json.dumps(body, ensure_ascii=False), status=entry.status,
-        content_type=PROBLEM_CONTENT_TYPE
+        json.dumps(body, ensure_ascii=False), status=entry.status, content_type=PROBLEM_CONTENT_TYPE
     )
     for name, value in (headers or {}).items():
         response.headers[name] = value
@@ -145,16 +171,20 @@ class ProblemSchema(ma.Schema):
     class Meta:
         unknown = ma.INCLUDE  # problem types add their own members
 
-    type = ma.fields.String(metadata={
-        "description": "The code's entry in the catalogue: "
-                       "<public base URL>/api/v1/problems/<code>",
-        "format": "uri"})
+    type = ma.fields.String(
+        metadata={
+            "description": "The code's entry in the catalogue: "
+            "<public base URL>/api/v1/problems/<code>",
+            "format": "uri",
+        }
+    )
     title = ma.fields.String(metadata={"description": "The code's title in the catalogue"})
     status = ma.fields.Integer()
     detail = ma.fields.String()
     code = ma.fields.String(
         validate=ma.validate.OneOf(sorted(CATALOGUE)),
-        metadata={"description": "Stable error code; GET /api/v1/problems describes each"})
+        metadata={"description": "Stable error code; GET /api/v1/problems describes each"},
+    )
     instance = ma.fields.String()
     errors = ma.fields.Dict(metadata={"description": "Field messages (VALIDATION_FAILED)"})
 
@@ -193,8 +223,9 @@ def _handle_exception(exc: Exception) -> Response:
         try:
             entry = problem(exc.code)
         except UnknownProblemCode:
-            logger.error("%s is not in the error catalogue (dairi/problems.py): %s",
-                         exc.code, exc.message)
+            logger.error(
+                "%s is not in the error catalogue (dairi/problems.py): %s", exc.code, exc.message
+            )
             return problem_response("INTERNAL_ERROR")
         headers = {"Retry-After": str(exc.retry_after or 60)} if entry.retryable else None
         if entry.status >= 500:

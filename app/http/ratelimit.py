@@ -93,8 +93,9 @@ def key_part(value: str) -> str:
     return value[:_PART_LENGTH]
 
 
-def count_hit(session: Session, table: Table, key: Mapping[str, Any],
-              values: Mapping[str, Any]) -> int:
+def count_hit(
+    session: Session, table: Table, key: Mapping[str, Any], values: Mapping[str, Any]
+) -> int:
     """Add one to ``table.count`` for the row ``key`` (inserting it with ``values``
     and count 1 if absent) and return the new count, in one statement.
 
@@ -104,7 +105,9 @@ def count_hit(session: Session, table: Table, key: Mapping[str, Any],
     """
     dialect = session.get_bind().dialect.name
     inserts: dict[str, Callable[[Table], sqlite.Insert | postgresql.Insert]] = {
-        "sqlite": sqlite.insert, "postgresql": postgresql.insert}
+        "sqlite": sqlite.insert,
+        "postgresql": postgresql.insert,
+    }
     insert = inserts[dialect]
     statement = (
         insert(table)
@@ -116,25 +119,38 @@ def count_hit(session: Session, table: Table, key: Mapping[str, Any],
     return count
 
 
-def hit(session: Session, key: str, *, limit: int, window_seconds: int, now: datetime
-        ) -> int:
+def hit(session: Session, key: str, *, limit: int, window_seconds: int, now: datetime) -> int:
     """Count one hit of ``key`` in the window holding ``now``, in the session's
     transaction (the caller commits); the seconds to wait if it is over ``limit``,
     else 0."""
     window = Window.around(now, window_seconds)
     table = RateLimitCounter.__table__
-    count = count_hit(session, table, {"key": key[:KEY_LENGTH], "window_start": window.start},
-                      {"window_end": window.end})
+    count = count_hit(
+        session,
+        table,
+        {"key": key[:KEY_LENGTH], "window_start": window.start},
+        {"window_end": window.end},
+    )
     if count == 1:
         # A new window for this key: drop windows that ended a window ago or more
         # (not just-ended ones a worker with a slightly slower clock may still hit).
-        session.execute(delete(RateLimitCounter).where(
-            RateLimitCounter.window_end < window.start - window_seconds))
+        session.execute(
+            delete(RateLimitCounter).where(
+                RateLimitCounter.window_end < window.start - window_seconds
+            )
+        )
     return window.seconds_left(now) if count > limit else 0
 
 
-def enforce(session: Session, keys: Iterable[str], *, limit: int, window_seconds: int,
-            now: datetime, what: str) -> None:
+def enforce(
+    session: Session,
+    keys: Iterable[str],
+    *,
+    limit: int,
+    window_seconds: int,
+    now: datetime,
+    what: str,
+) -> None:
     """Count one hit against each of ``keys`` in turn (the caller commits).
 
     Raises :class:`RateLimited` at the first key over ``limit``; the keys after it

@@ -56,7 +56,8 @@ def close_session(exc: BaseException | None = None) -> None:
             with contextlib.suppress(SQLAlchemyError):
                 session.invalidate()
     checkpointer: WalCheckpointer | None = getattr(
-        current_app.extensions.get(EXTENSION_KEY), "checkpointer", None)
+        current_app.extensions.get(EXTENSION_KEY), "checkpointer", None
+    )
     if checkpointer is not None:
         checkpointer.maybe_checkpoint()
 
@@ -79,8 +80,9 @@ def refusal_recorded() -> None:
     g.setdefault(_REFUSAL_RECORDED, True)
 
 
-def audit_refusals(blueprint_name: str, default_tag: str,
-                   tags: Mapping[str, str] | None = None) -> None:
+def audit_refusals(
+    blueprint_name: str, default_tag: str, tags: Mapping[str, str] | None = None
+) -> None:
     """Record every refusal answered by the views of ``blueprint_name`` in the audit
     log: ``tags`` maps a view function's name to its tag, ``default_tag`` is the rest's."""
     _REFUSAL_TAGS[blueprint_name] = (default_tag, dict(tags or {}))
@@ -123,9 +125,12 @@ def end_unit_of_work(response: Response) -> Response:
         tag = _refusal_tag()
         if tag is not None:
             caller = g.get("dairi_caller")
-            record_refusal(current_context().session_factory, tag,
-                           actor=caller.actor if caller is not None else "anonymous",
-                           code=_problem_code(response),
-                           details={"method": request.method, "path": request.path})
+            record_refusal(
+                current_context().session_factory,
+                tag,
+                actor=caller.actor if caller is not None else "anonymous",
+                code=_problem_code(response),
+                details={"method": request.method, "path": request.path},
+            )
             refusal_recorded()
     return response

@@ -56,15 +56,20 @@ class Base64Bytes(ma.fields.Field):
 
     # typed as marshmallow types it (not ClassVar: Field declares it plainly)
     default_error_messages: ErrorMessages = {  # noqa: RUF012
-        "invalid": "Not valid base64.", "empty": "Must not be empty."}
+        "invalid": "Not valid base64.",
+        "empty": "Must not be empty.",
+    }
 
     def __init__(self, *, max_bytes: int = SMALL_BODY_BYTES, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.max_bytes = max_bytes
         # a new mapping: the caller's metadata wins, and is not written into
-        self.metadata = {"type": "string", "format": "byte",
-                         "minLength": 1,  # empty is refused (and decodes to nothing)
-                         **self.metadata}
+        self.metadata = {
+            "type": "string",
+            "format": "byte",
+            "minLength": 1,  # empty is refused (and decodes to nothing)
+            **self.metadata,
+        }
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bytes:
         if not isinstance(value, str) or len(value) > self.max_bytes * 2:
@@ -88,7 +93,8 @@ class Moment(ma.fields.AwareDateTime):
     expressed in UTC (``9999-12-31T23:59:59-23:59``) is a validation failure."""
 
     default_error_messages: ErrorMessages = {  # noqa: RUF012 (as on Base64Bytes)
-        "out_of_range": "Not a time that can be expressed in UTC."}
+        "out_of_range": "Not a time that can be expressed in UTC."
+    }
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
         moment = super()._deserialize(value, attr, data, **kwargs)
@@ -117,17 +123,26 @@ def _check_digit(value: str) -> None:
 def corporate_number_field(**kwargs: Any) -> ma.fields.String:
     """A 法人番号: 13 digits (else 422 VALIDATION_FAILED) with a right check digit (else
     422 CORPORATE_NUMBER_INVALID)."""
-    return ma.fields.String(validate=[ma.validate.Regexp(
-        CORPORATE_NUMBER, error="A 法人番号 is 13 digits."), _check_digit], **kwargs)
+    return ma.fields.String(
+        validate=[
+            ma.validate.Regexp(CORPORATE_NUMBER, error="A 法人番号 is 13 digits."),
+            _check_digit,
+        ],
+        **kwargs,
+    )
 
 
 def action_field(**kwargs: Any) -> ma.fields.String:
     """The action of a purpose: bid, quote, contract, invoice or
     ``e-application:<procedure>`` (anything else: 422 ``SCOPE_ACTION_UNKNOWN``, and
     ``SCOPE_INVALID`` for the wildcard ``e-application:*``, from the domain)."""
-    return ma.fields.String(metadata={
-        "pattern": ACTION.pattern,
-        "description": "bid, quote, contract, invoice or e-application:<procedure>"}, **kwargs)
+    return ma.fields.String(
+        metadata={
+            "pattern": ACTION.pattern,
+            "description": "bid, quote, contract, invoice or e-application:<procedure>",
+        },
+        **kwargs,
+    )
 
 
 def guard_json_body() -> None:
@@ -137,7 +152,8 @@ def guard_json_body() -> None:
     a 400, and text no database can store — NUL, unpaired surrogates — in the body, the
     path or the query is a 422 ``VALIDATION_FAILED``."""
     has_body = bool(request.content_length) or "chunked" in request.headers.get(
-        "Transfer-Encoding", "")
+        "Transfer-Encoding", ""
+    )
     if request.method in {"POST", "PUT", "PATCH"} and has_body and not request.is_json:
         raise ProblemError("UNSUPPORTED_MEDIA_TYPE", detail="send application/json")
     refuse_unstorable_text("path", request.view_args or {})
@@ -151,8 +167,9 @@ def guard_json_body() -> None:
             # Not JSON: webargs answers that itself (400). Python also refuses here an
             # integer of more than 4,300 digits, which webargs would let through as a 500.
             if _LONG_NUMBER.search(body):
-                raise ProblemError("BAD_REQUEST",
-                                   detail="a number in the body is too long to read") from None
+                raise ProblemError(
+                    "BAD_REQUEST", detail="a number in the body is too long to read"
+                ) from None
             return
         refuse_unstorable_text("json", document)
 
@@ -163,10 +180,11 @@ def refuse_unstorable_text(location: str, value: object) -> None:
     database stores a lone surrogate (which a JSON ``\\u`` escape can spell)."""
     for text in _strings(value):
         if "\x00" in text or _SURROGATE.search(text):
-            raise ProblemError("VALIDATION_FAILED",
-                               detail="text must not hold NUL or unpaired surrogates",
-                               errors={location: ["text must not hold NUL or unpaired "
-                                                  "surrogates"]})
+            raise ProblemError(
+                "VALIDATION_FAILED",
+                detail="text must not hold NUL or unpaired surrogates",
+                errors={location: ["text must not hold NUL or unpaired surrogates"]},
+            )
 
 
 def _strings(value: object) -> Iterator[str]:
@@ -190,5 +208,6 @@ def refuse_deep_json(body: bytes, limit: int = MAX_JSON_DEPTH) -> None:
     for bracket in _JSON_BRACKET.finditer(_JSON_STRING.sub(b'""', body)):
         depth += 1 if bracket.group() in (b"[", b"{") else -1
         if depth > limit:
-            raise ProblemError("JSON_TOO_DEEP",
-                               detail=f"JSON here nests at most {limit} levels deep")
+            raise ProblemError(
+                "JSON_TOO_DEEP", detail=f"JSON here nests at most {limit} levels deep"
+            )

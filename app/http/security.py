@@ -31,17 +31,22 @@ from identity.corporate_number import validate_corporate_number
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Client scopes: what a relying party may read.
-SCOPES = ("employees:read", "mandates:read", "authority:read", "signatures:verify",
-          "audit:read")
+SCOPES = ("employees:read", "mandates:read", "authority:read", "signatures:verify", "audit:read")
 
 
 # Refused authentication attempts are counted per minute.
 REFUSED_ATTEMPT_WINDOW_SECONDS = 60
 
 
-def record_refused_attempt(tag: str, code: str, *, actor: str = "anonymous",
-                           subject: str | None = None, keys: Iterable[str] = (),
-                           details: dict[str, Any] | None = None) -> RateLimited | None:
+def record_refused_attempt(
+    tag: str,
+    code: str,
+    *,
+    actor: str = "anonymous",
+    subject: str | None = None,
+    keys: Iterable[str] = (),
+    details: dict[str, Any] | None = None,
+) -> RateLimited | None:
     """Count a refused authentication attempt against the client's address and
     ``keys`` (e.g. the certificate presented), then record it in the audit log
     (aggregated, :func:`app.audit_trail.log.append_refusal`): one transaction of the
@@ -58,36 +63,50 @@ def record_refused_attempt(tag: str, code: str, *, actor: str = "anonymous",
     limited: RateLimited | None = None
     with separate_transaction(session):
         try:
-            enforce(session, [f"auth-refused:address:{client_address()}",
-                              *(f"auth-refused:{key}" for key in keys)],
-                    limit=context.settings.refused_auth_rate_per_minute,
-                    window_seconds=REFUSED_ATTEMPT_WINDOW_SECONDS, now=context.clock(),
-                    what="refused authentication attempts")
+            enforce(
+                session,
+                [
+                    f"auth-refused:address:{client_address()}",
+                    *(f"auth-refused:{key}" for key in keys),
+                ],
+                limit=context.settings.refused_auth_rate_per_minute,
+                window_seconds=REFUSED_ATTEMPT_WINDOW_SECONDS,
+                now=context.clock(),
+                what="refused authentication attempts",
+            )
         except RateLimited as exc:
             limited = exc
-        append_refusal(session, tag, actor=actor, code=limited.code if limited else code,
-                       subject=subject, details=details)
+        append_refusal(
+            session,
+            tag,
+            actor=actor,
+            code=limited.code if limited else code,
+            subject=subject,
+            details=details,
+        )
     refusal_recorded()
     return limited
 
 
-def _refuse(status: int, code: str, detail: str, *, actor: str = "anonymous",
-            **extra: Any) -> ProblemError:
+def _refuse(
+    status: int, code: str, detail: str, *, actor: str = "anonymous", **extra: Any
+) -> ProblemError:
     """Record an access refusal; a 401 is a refused authentication attempt and
     may come back as 429 ``RATE_LIMITED`` (see :func:`record_refused_attempt`)."""
     details = {"method": request.method, "path": request.path}
     if status == 401:
-        limited = record_refused_attempt("auth:access:refused", code, actor=actor,
-                                         details=details)
+        limited = record_refused_attempt("auth:access:refused", code, actor=actor, details=details)
         if limited is not None:
-            return ProblemError(limited.code, detail=limited.message,
-                                headers={"Retry-After": str(limited.retry_after)})
+            return ProblemError(
+                limited.code,
+                detail=limited.message,
+                headers={"Retry-After": str(limited.retry_after)},
+            )
     else:
         session = get_session()
         session.rollback()  # as above: end the request's transaction first
         with separate_transaction(session):
-            append_refusal(session, "auth:access:refused", actor=actor, code=code,
-                           details=details)
+            append_refusal(session, "auth:access:refused", actor=actor, code=code, details=details)
         refusal_recorded()
     headers = {"WWW-Authenticate": 'Bearer realm="dairi"'} if status == 401 else None
     return ProblemError(code, detail=detail, headers=headers, **extra)
@@ -106,21 +125,25 @@ def authenticate() -> Caller | None:
     if header:
         context = current_context()
         session = get_session()
-        service = AuthService(session, context.settings, context.certificate_validator,
-                              context.clock)
+        service = AuthService(
+            session, context.settings, context.certificate_validator, context.clock
+        )
         try:
             if scheme.lower() == "bearer" and value:
                 caller = token_caller(session, service.token(value.strip()))
             elif scheme.lower() == "basic" and value:
                 client_id, secret = _basic(value)
                 client = service.client(client_id, secret)
-                caller = Caller(CallerKind.CLIENT, client.client_id, client.name,
-                                scopes=frozenset(client.scopes.split()),
-                                client_of=frozenset(client.corporate_numbers),
-                                all_corporations=client.all_corporations)
+                caller = Caller(
+                    CallerKind.CLIENT,
+                    client.client_id,
+                    client.name,
+                    scopes=frozenset(client.scopes.split()),
+                    client_of=frozenset(client.corporate_numbers),
+                    all_corporations=client.all_corporations,
+                )
             else:
-                raise AuthError("use a Bearer token or Basic client credentials",
-                                "UNAUTHENTICATED")
+                raise AuthError("use a Bearer token or Basic client credentials", "UNAUTHENTICATED")
         except AuthError as exc:
             raise _refuse(401, exc.code, exc.message) from None
     g.dairi_caller = caller
@@ -141,11 +164,10 @@ def _basic(value: str) -> tuple[str, str]:
 def token_caller(session: Any, token: AccessToken) -> Caller:
     roles, employers, represented = roles_of(session, token)
     if token.person_id is not None:
-        return Caller(CallerKind.PERSON, token.person_id, token.name, roles, employers,
-                      token=token)
-    return Caller(CallerKind.REPRESENTATIVE, token.id, token.name,
-                  representative_of=represented,
-                  token=token)
+        return Caller(CallerKind.PERSON, token.person_id, token.name, roles, employers, token=token)
+    return Caller(
+        CallerKind.REPRESENTATIVE, token.id, token.name, representative_of=represented, token=token
+    )
 
 
 BEARER_SCHEME = "bearerAuth"
@@ -153,13 +175,17 @@ BASIC_SCHEME = "basicAuth"
 # How callers authenticate, as the OpenAPI document declares it (components.securitySchemes).
 SECURITY_SCHEMES: dict[str, dict[str, str]] = {
     BEARER_SCHEME: {
-        "type": "http", "scheme": "bearer",
+        "type": "http",
+        "scheme": "bearer",
         "description": "A person's or representative's access token (dairi_at_…), from "
-                       "POST /api/v1/auth/challenges/{challenge_id}/response"},
+        "POST /api/v1/auth/challenges/{challenge_id}/response",
+    },
     BASIC_SCHEME: {
-        "type": "http", "scheme": "basic",
+        "type": "http",
+        "scheme": "basic",
         "description": "An API client's client_id and client_secret (registered by an "
-                       "administrator with POST /api/v1/clients)"},
+        "administrator with POST /api/v1/clients)",
+    },
 }
 
 
@@ -170,8 +196,9 @@ def declare_security_schemes(api: Api) -> None:
         api.spec.components.security_scheme(name, dict(scheme))
 
 
-def allow(*roles: Role, scopes: Iterable[str] = (), corporation_arg: str | None = None
-          ) -> Callable[[F], F]:
+def allow(
+    *roles: Role, scopes: Iterable[str] = (), corporation_arg: str | None = None
+) -> Callable[[F], F]:
     """Let callers holding any of ``roles`` (per-corporation roles for the
     corporation named by the view argument ``corporation_arg``) or API clients
     with any of ``scopes`` (registered for that corporation) call the view;
@@ -196,13 +223,20 @@ def allow(*roles: Role, scopes: Iterable[str] = (), corporation_arg: str | None 
                 # CORPORATE_NUMBER_INVALID), said before permission would call it FORBIDDEN.
                 validate_corporate_number(corporation)
             if not permits(caller, access, corporation):
-                raise _refuse(403, "FORBIDDEN", "your roles do not allow this"
-                              + (f" for corporation {corporation}" if corporation else ""),
-                              actor=caller.actor)
+                raise _refuse(
+                    403,
+                    "FORBIDDEN",
+                    "your roles do not allow this"
+                    + (f" for corporation {corporation}" if corporation else ""),
+                    actor=caller.actor,
+                )
             return view(*args, **kwargs)
 
-        who = [r.value + (" (of that corporation)" if corporation_arg and r not in GLOBAL_ROLES
-                          else "") for r in roles]
+        who = [
+            r.value
+            + (" (of that corporation)" if corporation_arg and r not in GLOBAL_ROLES else "")
+            for r in roles
+        ]
         rule = "Roles: " + (", ".join(who) or "none")
         if scope_set:
             rule += "; API client scopes: " + ", ".join(sorted(scope_set))

@@ -13,8 +13,9 @@ from delegation.certificates import AttributeAuthority
 
 
 class AcStatus:
-    def __init__(self, session: Session, authority: AttributeAuthority,
-                 clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, session: Session, authority: AttributeAuthority, clock: Callable[[], datetime]
+    ) -> None:
         self.session = session
         self.aa = authority
         self.clock = clock

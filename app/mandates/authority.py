@@ -15,9 +15,16 @@ from delegation.chain import Hop, evaluate_chain
 from delegation.scope import Purpose
 
 # The authority query reads terms and status only, not the signed documents.
-_WITHOUT_DOCUMENTS = tuple(defer(c) for c in (
-    Mandate.instruction, Mandate.signatures, Mandate.attribute_certificate,
-    Mandate.grantee_certificate_der, Mandate.representative_certificates))
+_WITHOUT_DOCUMENTS = tuple(
+    defer(c)
+    for c in (
+        Mandate.instruction,
+        Mandate.signatures,
+        Mandate.attribute_certificate,
+        Mandate.grantee_certificate_der,
+        Mandate.representative_certificates,
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -44,9 +51,16 @@ class AuthorityQuery:
         """Who could act for ``principal`` for ``purpose`` at ``purpose.at``, and through
         which chain: every mandate whose whole chain holds, leaves sorted by grantee."""
         at = purpose.at
-        rows = self.session.scalars(select(Mandate).options(*_WITHOUT_DOCUMENTS).where(
-            Mandate.principal == principal, Mandate.not_before <= at, Mandate.not_after > at,
-            or_(Mandate.revoked_at.is_(None), Mandate.revoked_at > at))).all()
+        rows = self.session.scalars(
+            select(Mandate)
+            .options(*_WITHOUT_DOCUMENTS)
+            .where(
+                Mandate.principal == principal,
+                Mandate.not_before <= at,
+                Mandate.not_after > at,
+                or_(Mandate.revoked_at.is_(None), Mandate.revoked_at > at),
+            )
+        ).all()
         by_id = {r.id: r for r in rows}
         hops: dict[str, Hop] = {}
 
@@ -64,10 +78,19 @@ class AuthorityQuery:
                 chain.insert(0, by_id[chain[0].parent_id])
             if chain[0].parent_id is not None:
                 continue  # an ancestor is not live at T
-            verdict = evaluate_chain([hop(m) for m in chain], purpose,
-                                     signer_certificate_sha256=row.grantee_certificate_sha256,
-                                     principal=principal)
+            verdict = evaluate_chain(
+                [hop(m) for m in chain],
+                purpose,
+                signer_certificate_sha256=row.grantee_certificate_sha256,
+                principal=principal,
+            )
             if verdict.holds:
-                found.append(Authority(row.grantee_person_id, row.grantee_name,
-                                       row.grantee_certificate_sha256, tuple(chain)))
+                found.append(
+                    Authority(
+                        row.grantee_person_id,
+                        row.grantee_name,
+                        row.grantee_certificate_sha256,
+                        tuple(chain),
+                    )
+                )
         return sorted(found, key=lambda a: (a.grantee_name, a.mandate.depth, a.mandate.id))

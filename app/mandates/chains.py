@@ -38,16 +38,19 @@ def hop_of(row: Mandate, representative_revoked_at: datetime | None = None) -> H
     )
 
 
-def representative_revocation(validator: CertificateValidator, root: Mandate,
-                              clock: Callable[[], datetime]
-                              ) -> tuple[datetime, str | None] | None:
+def representative_revocation(
+    validator: CertificateValidator, root: Mandate, clock: Callable[[], datetime]
+) -> tuple[datetime, str | None] | None:
     """When (and why) a registration certificate of the root's representatives was
     revoked after the grant, for any reason but renewal, as the validator (its CRL or
     OCSP answer, through its cache) tells now; None when none was, when the row has
     recorded it already, or for a sub-delegation. The time is the one the CRL or OCSP
     answer gives (else now), so the chain fails from then on."""
-    if root.depth != 0 or root.representative_revoked_at is not None \
-            or not root.representative_certificates:
+    if (
+        root.depth != 0
+        or root.representative_revoked_at is not None
+        or not root.representative_certificates
+    ):
         return None
     for _, _, der in pem.unarmor(root.representative_certificates.encode(), multiple=True):
         try:
@@ -58,8 +61,9 @@ def representative_revocation(validator: CertificateValidator, root: Mandate,
     return None
 
 
-def representative_revoked_at(validator: CertificateValidator, root: Mandate,
-                              clock: Callable[[], datetime]) -> datetime | None:
+def representative_revoked_at(
+    validator: CertificateValidator, root: Mandate, clock: Callable[[], datetime]
+) -> datetime | None:
     """:func:`representative_revocation`'s time only."""
     found = representative_revocation(validator, root, clock)
     return None if found is None else found[0]

@@ -28,20 +28,20 @@ FONT_SIZE = LAYOUT.font_size
 LEADING = LAYOUT.leading
 # Widths are counted in half-ems: a half-width character of IPA Gothic is 1, a full-width 2.
 LINE_WIDTH = int(2 * LAYOUT.line_width_em)
-LINES_PER_PAGE = 32          # fewer than fit (LAYOUT.lines_per_page): room below the text
+LINES_PER_PAGE = 32  # fewer than fit (LAYOUT.lines_per_page): room below the text
 CONTINUATION_INDENT = "　　"
-_BREAK_AFTER = ("、，。", " 　・/")   # list separators first, then spaces
+_BREAK_AFTER = ("、，。", " 　・/")  # list separators first, then spaces
 
 
 @dataclass(frozen=True)
 class ChainLine:
     """One mandate of the delegation chain, as shown in the document."""
 
-    depth: int                 # 0 = the representative's grant
+    depth: int  # 0 = the representative's grant
     mandate_id: str
-    grantor: str               # e.g. "大理 一郎（代表取締役）"
+    grantor: str  # e.g. "大理 一郎（代表取締役）"
     grantee: str
-    status: str                # Japanese label e.g. "有効", "失効"
+    status: str  # Japanese label e.g. "有効", "失効"
 
 
 @dataclass(frozen=True)
@@ -54,16 +54,16 @@ class MandateDocument:
     grantor: str
     grantee: str
     actions: tuple[str, ...]
-    procuring_entities: tuple[str, ...] | None     # None = 制限なし
-    cases: tuple[str, ...] | None                  # None = 制限なし
-    amount_limit_jpy: int | None                   # None = 制限なし
+    procuring_entities: tuple[str, ...] | None  # None = 制限なし
+    cases: tuple[str, ...] | None  # None = 制限なし
+    amount_limit_jpy: int | None  # None = 制限なし
     not_before: datetime
     not_after: datetime
-    max_depth: int                                 # 0 = 再委任不可
+    max_depth: int  # 0 = 再委任不可
     status: str
     attribute_certificate_serial: str
     instruction_sha256: str
-    chain: tuple[ChainLine, ...]                   # root first, this mandate last
+    chain: tuple[ChainLine, ...]  # root first, this mandate last
     issued_at: datetime
 
 
@@ -92,8 +92,10 @@ def _sub_delegation(max_depth: int) -> str:
 
 def chain_line_text(line: ChainLine, *, current_id: str | None = None) -> str:
     """``第0段 委任者 → 受任者 [有効]（委任状番号 …）``, marked 本書 for ``current_id``."""
-    text = (f"第{line.depth}段 {line.grantor} → {line.grantee} [{line.status}]"
-            f"（委任状番号 {line.mandate_id}）")
+    text = (
+        f"第{line.depth}段 {line.grantor} → {line.grantee} [{line.status}]"
+        f"（委任状番号 {line.mandate_id}）"
+    )
     return text + ("　← 本書" if line.mandate_id == current_id else "")
 
 
@@ -143,8 +145,13 @@ def wrap_line(line: str, width: float = LINE_WIDTH, layout: PageLayout = LAYOUT)
     A piece preferably ends after a 、 in its second half, else after a space there;
     otherwise the line is broken between any two characters.
     """
-    return wrap(line, width / 2, indent=CONTINUATION_INDENT, break_after=_BREAK_AFTER,
-                font_file=layout.font_file)
+    return wrap(
+        line,
+        width / 2,
+        indent=CONTINUATION_INDENT,
+        break_after=_BREAK_AFTER,
+        font_file=layout.font_file,
+    )
 
 
 def layout_for(font_file: Path, page: tuple[float, float, float, float]) -> PageLayout:
@@ -153,8 +160,7 @@ def layout_for(font_file: Path, page: tuple[float, float, float, float]) -> Page
     return dataclasses.replace(LAYOUT, font_file=font_file, page=page)
 
 
-def document_pages(document: MandateDocument, layout: PageLayout = LAYOUT
-                   ) -> list[list[str]]:
+def document_pages(document: MandateDocument, layout: PageLayout = LAYOUT) -> list[list[str]]:
     """The wrapped lines of the document, at most ``LINES_PER_PAGE`` per page.
 
     When there is more than one page, the title line of page 1 carries the page number and
@@ -163,14 +169,13 @@ def document_pages(document: MandateDocument, layout: PageLayout = LAYOUT
     """
     width = int(2 * layout.line_width_em)
     per_page = min(LINES_PER_PAGE, layout.lines_per_page)
-    lines = [piece for line in document_lines(document)
-             for piece in wrap_line(line, width, layout)]
+    lines = [piece for line in document_lines(document) for piece in wrap_line(line, width, layout)]
     pages: list[list[str]] = []
     for line in lines:
         if not pages or len(pages[-1]) == per_page:
             if not line:
                 continue
-            pages.append(["", ""] if pages else [])   # the heading is filled in below
+            pages.append(["", ""] if pages else [])  # the heading is filled in below
         pages[-1].append(line)
     count = len(pages)
     if count > 1:

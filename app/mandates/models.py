@@ -83,7 +83,6 @@ class Mandate(Base):
         return Scope.from_json(json.loads(self.scope_json))
 
 
-
 class MandateInstruction(Base):
     """A grant instruction the service accepted: each is accepted once, so a signed
     grant cannot be replayed and a revoked one cannot be granted again (issue 9.3)."""

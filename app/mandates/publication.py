@@ -67,16 +67,26 @@ def publish_crl(session: Session, aa: AttributeAuthority, now: datetime) -> byte
     """Make the AA's CRL from the mandates as the session sees them and store it, in the
     caller's transaction (the caller commits). Locks the CRL row first, so concurrent
     revocations publish one after the other, the later one listing both."""
-    row = session.scalars(select(PublishedCrl).where(PublishedCrl.id == _CRL_ROW)
-                          .with_for_update().execution_options(populate_existing=True)).one()
-    revoked = session.execute(select(Mandate.id, Mandate.revoked_at, Mandate.revocation_reason)
-                              .where(Mandate.revoked_at.is_not(None))).all()
+    row = session.scalars(
+        select(PublishedCrl)
+        .where(PublishedCrl.id == _CRL_ROW)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    revoked = session.execute(
+        select(Mandate.id, Mandate.revoked_at, Mandate.revocation_reason).where(
+            Mandate.revoked_at.is_not(None)
+        )
+    ).all()
     # Issue time in ms, but never below the last number: a CRL number only rises.
     number = max(row.number + 1, int(now.timestamp() * 1000))
     # (the query's IS NOT NULL, spelled out for the type checker: a CRL entry needs a time)
-    row.crl_der = aa.crl(((uuid.UUID(i).int, t, r or "unspecified") for i, t, r in revoked
-                          if t is not None),
-                         this_update=now, next_update=now + AC_CRL_VALIDITY, number=number)
+    row.crl_der = aa.crl(
+        ((uuid.UUID(i).int, t, r or "unspecified") for i, t, r in revoked if t is not None),
+        this_update=now,
+        next_update=now + AC_CRL_VALIDITY,
+        number=number,
+    )
     row.number, row.this_update, row.next_update = number, now, now + AC_CRL_VALIDITY
     session.flush()
     return row.crl_der
@@ -91,16 +101,24 @@ def current_crl(session: Session, aa: AttributeAuthority, now: datetime) -> byte
         raise RuntimeError("the published_crls row is missing: run `dairi db upgrade`")
     if _fresh(row, now):
         return row.crl_der
-    locked = session.scalars(select(PublishedCrl).where(PublishedCrl.id == _CRL_ROW)
-                             .with_for_update().execution_options(populate_existing=True)).one()
+    locked = session.scalars(
+        select(PublishedCrl)
+        .where(PublishedCrl.id == _CRL_ROW)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
     return locked.crl_der if _fresh(locked, now) else publish_crl(session, aa, now)
 
 
 def renew_crl(session: Session, aa: AttributeAuthority, now: datetime) -> bool:
     """Re-make the published CRL if it is within :data:`AC_CRL_RENEWAL` of its
     nextUpdate (the caller commits); whether it was."""
-    row = session.scalars(select(PublishedCrl).where(PublishedCrl.id == _CRL_ROW)
-                          .with_for_update().execution_options(populate_existing=True)).one()
+    row = session.scalars(
+        select(PublishedCrl)
+        .where(PublishedCrl.id == _CRL_ROW)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
     if _fresh(row, now):
         return False
     publish_crl(session, aa, now)
@@ -115,11 +133,13 @@ class _OcspAnswers:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._answers: OrderedDict[tuple[bytes, ...], tuple[tuple[Status, ...], datetime,
-                                                            bytes]] = OrderedDict()
+        self._answers: OrderedDict[
+            tuple[bytes, ...], tuple[tuple[Status, ...], datetime, bytes]
+        ] = OrderedDict()
 
-    def get(self, key: tuple[bytes, ...], statuses: tuple[Status, ...], now: datetime
-            ) -> bytes | None:
+    def get(
+        self, key: tuple[bytes, ...], statuses: tuple[Status, ...], now: datetime
+    ) -> bytes | None:
         with self._lock:
             found = self._answers.get(key)
             if found is None:
@@ -131,8 +151,9 @@ class _OcspAnswers:
             self._answers.move_to_end(key)
             return der
 
-    def put(self, key: tuple[bytes, ...], statuses: tuple[Status, ...], now: datetime,
-            der: bytes) -> None:
+    def put(
+        self, key: tuple[bytes, ...], statuses: tuple[Status, ...], now: datetime, der: bytes
+    ) -> None:
         with self._lock:
             self._answers[key] = (statuses, now, der)
             self._answers.move_to_end(key)
@@ -141,8 +162,9 @@ class _OcspAnswers:
 
 
 # One store per AA object, i.e. per ServiceContext (per app, per worker process).
-_answers_by_aa: weakref.WeakKeyDictionary[AttributeAuthority, _OcspAnswers] = \
+_answers_by_aa: weakref.WeakKeyDictionary[AttributeAuthority, _OcspAnswers] = (
     weakref.WeakKeyDictionary()
+)
 _answers_lock = threading.Lock()
 
 
@@ -165,17 +187,26 @@ def _cert_ids(request_der: bytes) -> list[ocsp.CertId] | None:
 
 def _statuses(session: Session, serials: Sequence[int]) -> dict[int, Status]:
     ids = {mandate_id_of(s): s for s in serials if 0 < s < 2**128}
-    rows = session.execute(select(Mandate.id, Mandate.revoked_at, Mandate.revocation_reason)
-                           .where(Mandate.id.in_(list(ids)))).all() if ids else []
+    rows = (
+        session.execute(
+            select(Mandate.id, Mandate.revoked_at, Mandate.revocation_reason).where(
+                Mandate.id.in_(list(ids))
+            )
+        ).all()
+        if ids
+        else []
+    )
     found: dict[int, Status] = {s: ("unknown", None, None) for s in serials}
     for mandate_id, revoked_at, reason in rows:
-        found[ids[mandate_id]] = ("good", None, None) if revoked_at is None \
-            else ("revoked", revoked_at, reason)
+        found[ids[mandate_id]] = (
+            ("good", None, None) if revoked_at is None else ("revoked", revoked_at, reason)
+        )
     return found
 
 
-def ocsp_answer(session: Session, aa: AttributeAuthority, request_der: bytes,
-                now: datetime) -> bytes:
+def ocsp_answer(
+    session: Session, aa: AttributeAuthority, request_der: bytes, now: datetime
+) -> bytes:
     """The AA's OCSP response to ``request_der``: reused while it states the database's
     statuses and is younger than :data:`AC_OCSP_REUSE`, else signed afresh."""
     cert_ids = _cert_ids(request_der)
@@ -191,8 +222,9 @@ def ocsp_answer(session: Session, aa: AttributeAuthority, request_der: bytes,
     cached = answers.get(key, statuses, now)
     if cached is not None:
         return cached
-    der = aa.ocsp_response(request_der, by_serial.__getitem__, now=now,
-                           validity=AC_OCSP_VALIDITY, echo_nonce=False)
+    der = aa.ocsp_response(
+        request_der, by_serial.__getitem__, now=now, validity=AC_OCSP_VALIDITY, echo_nonce=False
+    )
     if ocsp.OCSPResponse.load(der)["response_status"].native == "successful":
         answers.put(key, statuses, now, der)
     return der
@@ -201,9 +233,14 @@ def ocsp_answer(session: Session, aa: AttributeAuthority, request_der: bytes,
 # -- the signed 電子委任状 ---------------------------------------------------------------
 
 
-def signed_document(session: Session, session_factory: sessionmaker[Session],
-                    mandate_id: str, state_sha256: str, sign: Callable[[], bytes],
-                    now: datetime) -> bytes:
+def signed_document(
+    session: Session,
+    session_factory: sessionmaker[Session],
+    mandate_id: str,
+    state_sha256: str,
+    sign: Callable[[], bytes],
+    now: datetime,
+) -> bytes:
     """The stored signed document of ``mandate_id`` if it was made in ``state_sha256``
     (read through the request's ``session``); otherwise ``sign()`` makes it, outside any
     transaction, and it is stored in a transaction of its own (``session_factory``):
@@ -221,11 +258,17 @@ def signed_document(session: Session, session_factory: sessionmaker[Session],
                 stored = cache.scalars(
                     select(SignedMandateDocument)
                     .where(SignedMandateDocument.mandate_id == mandate_id)
-                    .with_for_update()).first()
+                    .with_for_update()
+                ).first()
                 if stored is None:
-                    cache.add(SignedMandateDocument(mandate_id=mandate_id,
-                                                    state_sha256=state_sha256, pdf=pdf,
-                                                    created_at=now))
+                    cache.add(
+                        SignedMandateDocument(
+                            mandate_id=mandate_id,
+                            state_sha256=state_sha256,
+                            pdf=pdf,
+                            created_at=now,
+                        )
+                    )
                 elif stored.state_sha256 == state_sha256:
                     pdf = stored.pdf  # another worker signed it meanwhile: serve one document
                 else:
@@ -241,5 +284,6 @@ def signed_document(session: Session, session_factory: sessionmaker[Session],
 def document_state(lines: Sequence[str]) -> str:
     """The digest of a document's lines (rendered without its issue time) and of the
     version of its drawing, so a document drawn by an older renderer is drawn again."""
-    return hashlib.sha256("\n".join([f"rendering {mandate_document.RENDERING}", *lines])
-                          .encode()).hexdigest()
+    return hashlib.sha256(
+        "\n".join([f"rendering {mandate_document.RENDERING}", *lines]).encode()
+    ).hexdigest()

@@ -63,8 +63,13 @@ from identity.trust import TrustPurpose
 from identity.validation import CertificateRefused, CertificateValidator
 
 # CRL reasons (asn1crypto names) a revocation may give.
-REVOCATION_REASONS = ("privilege_withdrawn", "affiliation_changed", "superseded",
-                      "cessation_of_operation", "unspecified")
+REVOCATION_REASONS = (
+    "privilege_withdrawn",
+    "affiliation_changed",
+    "superseded",
+    "cessation_of_operation",
+    "unspecified",
+)
 
 
 class MandateError(DairiError):
@@ -78,8 +83,14 @@ def _sha256(data: bytes) -> str:
 
 
 class MandateService:
-    def __init__(self, session: Session, settings: Settings, validator: CertificateValidator,
-                 authority: AttributeAuthority, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        session: Session,
+        settings: Settings,
+        validator: CertificateValidator,
+        authority: AttributeAuthority,
+        clock: Callable[[], datetime],
+    ) -> None:
         self.session = session
         self.settings = settings
         self.validator = validator
@@ -88,8 +99,15 @@ class MandateService:
 
     # -- granting -----------------------------------------------------------
 
-    def grant(self, instruction: bytes, signatures: bytes, *, grantee_certificate: bytes,
-              grantee_person_id: str, actor: Caller) -> Mandate:
+    def grant(
+        self,
+        instruction: bytes,
+        signatures: bytes,
+        *,
+        grantee_certificate: bytes,
+        grantee_person_id: str,
+        actor: Caller,
+    ) -> Mandate:
         """Verify a signed grant instruction and issue its mandate AC.
 
         Raises :class:`DelegationRefused` (the rule that does not hold),
@@ -100,19 +118,28 @@ class MandateService:
         # Canonical bytes, whole-second validity and everything the AA would refuse to
         # certify are judged here, before any certificate is validated.
         parsed = GrantInstruction.parse(instruction)
-        require(actor, Permission.GRANT, parsed.principal_corporate_number,
-                message=f"you do not act for {parsed.principal_corporate_number}")
+        require(
+            actor,
+            Permission.GRANT,
+            parsed.principal_corporate_number,
+            message=f"you do not act for {parsed.principal_corporate_number}",
+        )
         digest = _sha256(instruction)
         if self.session.get(MandateInstruction, digest) is not None:
-            raise MandateError("this grant instruction was accepted before; a grant is "
-                               "accepted once (sign a new instruction)", "INSTRUCTION_REPLAYED")
-        check_fresh(parsed, self.clock(),
-                    timedelta(seconds=self.settings.instruction_max_age_seconds))
+            raise MandateError(
+                "this grant instruction was accepted before; a grant is "
+                "accepted once (sign a new instruction)",
+                "INSTRUCTION_REPLAYED",
+            )
+        check_fresh(
+            parsed, self.clock(), timedelta(seconds=self.settings.instruction_max_age_seconds)
+        )
         scope = parsed.scope
         signers = instruction_signers(instruction, signatures)
         if _sha256(grantee_certificate) != parsed.grantee_certificate_sha256:
-            raise DelegationRefused("the grantee certificate is not the one the instruction "
-                                    "names", "HOLDER_MISMATCH")
+            raise DelegationRefused(
+                "the grantee certificate is not the one the instruction names", "HOLDER_MISMATCH"
+            )
         now = self.clock()
         grantee = self._grantee(grantee_person_id, parsed)
         self._check_holder(grantee, parsed)
@@ -124,9 +151,12 @@ class MandateService:
             self._judge(parsed, _sha256(signers[0].certificate_der), [], now)
         else:
             signer = check_sub_delegation_signers(parsed, signers)
-            self._judge(parsed, _sha256(signer.certificate_der),
-                        self._ancestry(self.get(parsed.parent, missing="PARENT_NOT_FOUND")),
-                        now)
+            self._judge(
+                parsed,
+                _sha256(signer.certificate_der),
+                self._ancestry(self.get(parsed.parent, missing="PARENT_NOT_FOUND")),
+                now,
+            )
         self._validate(grantee_certificate, TrustPurpose.SERVICE, "the grantee's certificate")
         parent: Mandate | None = None
         if parsed.parent is None:
@@ -135,16 +165,26 @@ class MandateService:
             ancestors: list[bytes] = []
         else:
             # Checked before the parent is locked: these may fetch OCSP.
-            self._validate(signer.certificate_der, TrustPurpose.SERVICE,
-                           "the grantor's signing certificate", signer.other_certificates)
+            self._validate(
+                signer.certificate_der,
+                TrustPurpose.SERVICE,
+                "the grantor's signing certificate",
+                signer.other_certificates,
+            )
             root = self._ancestry(self.get(parsed.parent, missing="PARENT_NOT_FOUND"))[0]
             revoked_at = representative_revoked_at(self.validator, root, self.clock)
             parent = self._lock(parsed.parent, missing="PARENT_NOT_FOUND")
-            self._judge(parsed, _sha256(signer.certificate_der), self._ancestry(parent), now,
-                        representative_revoked_at=revoked_at)
+            self._judge(
+                parsed,
+                _sha256(signer.certificate_der),
+                self._ancestry(parent),
+                now,
+                representative_revoked_at=revoked_at,
+            )
             check_sub_delegation_grantor(parsed, parent.grantee_name)
-            grantor = MandateParty(parent.grantee_name, None,
-                                   bytes.fromhex(parent.grantee_certificate_sha256))
+            grantor = MandateParty(
+                parent.grantee_name, None, bytes.fromhex(parent.grantee_certificate_sha256)
+            )
             representatives = None
             parent_ac = parse_mandate_certificate(parent.attribute_certificate)
             ancestors = [*parent_ac.ancestors, parent.attribute_certificate]
@@ -153,31 +193,48 @@ class MandateService:
             principal_corporate_number=parsed.principal_corporate_number,
             principal_name=parsed.principal_name,
             grantor=grantor,
-            grantee=MandateParty(grantee.name, None, bytes.fromhex(
-                parsed.grantee_certificate_sha256)),
+            grantee=MandateParty(
+                grantee.name, None, bytes.fromhex(parsed.grantee_certificate_sha256)
+            ),
             scope=scope,
             instruction_digest=hashlib.sha256(instruction).digest(),
         )
-        ac = self.aa.issue(terms, grantee_certificate, serial_number=uuid.UUID(mandate_id).int,
-                           ancestors=ancestors, depth=len(ancestors))
+        ac = self.aa.issue(
+            terms,
+            grantee_certificate,
+            serial_number=uuid.UUID(mandate_id).int,
+            ancestors=ancestors,
+            depth=len(ancestors),
+        )
         row = Mandate(
-            id=mandate_id, principal=parsed.principal_corporate_number,
-            principal_name=parsed.principal_name, parent_id=parsed.parent,
-            depth=len(ancestors), grantor_name=grantor.name, grantor_title=grantor.title,
+            id=mandate_id,
+            principal=parsed.principal_corporate_number,
+            principal_name=parsed.principal_name,
+            parent_id=parsed.parent,
+            depth=len(ancestors),
+            grantor_name=grantor.name,
+            grantor_title=grantor.title,
             grantor_certificate_sha256=grantor.certificate_sha256.hex(),
-            representative_certificates=representatives, grantee_person_id=grantee.id,
+            representative_certificates=representatives,
+            grantee_person_id=grantee.id,
             grantee_name=grantee.name,
             grantee_certificate_sha256=parsed.grantee_certificate_sha256,
             grantee_certificate_der=grantee_certificate,
             scope_json=json.dumps(scope.to_json(), ensure_ascii=False),
-            not_before=scope.not_before, not_after=scope.not_after,
-            instruction=instruction, instruction_sha256=digest,
-            signatures=signatures, attribute_certificate=ac,
-            status=MandateStatus.ACTIVE.value, created_by=actor.actor, created_at=now,
+            not_before=scope.not_before,
+            not_after=scope.not_after,
+            instruction=instruction,
+            instruction_sha256=digest,
+            signatures=signatures,
+            attribute_certificate=ac,
+            status=MandateStatus.ACTIVE.value,
+            created_by=actor.actor,
+            created_at=now,
         )
         self.session.add(row)
-        self.session.add(MandateInstruction(instruction_sha256=digest, mandate_id=mandate_id,
-                                            accepted_at=now))
+        self.session.add(
+            MandateInstruction(instruction_sha256=digest, mandate_id=mandate_id, accepted_at=now)
+        )
         try:
             self.session.flush()
         except IntegrityError:
@@ -185,113 +242,170 @@ class MandateService:
             if self.session.get(MandateInstruction, digest) is None:
                 raise
             # The same instruction was granted at this moment by another request.
-            raise MandateError("this grant instruction was accepted before; a grant is "
-                               "accepted once (sign a new instruction)",
-                               "INSTRUCTION_REPLAYED") from None
+            raise MandateError(
+                "this grant instruction was accepted before; a grant is "
+                "accepted once (sign a new instruction)",
+                "INSTRUCTION_REPLAYED",
+            ) from None
         AuditLog(self.session).append(
-            "mandate:granted", actor=actor.actor, subject=mandate_id,
-            principal=parsed.principal_corporate_number, at=now,
-            details={"parent": parsed.parent, "depth": row.depth,
-                     "grantee_person_id": grantee.id,
-                     "grantee_certificate_sha256": parsed.grantee_certificate_sha256,
-                     "instruction_sha256": row.instruction_sha256,
-                     "scope": scope.to_json()})
+            "mandate:granted",
+            actor=actor.actor,
+            subject=mandate_id,
+            principal=parsed.principal_corporate_number,
+            at=now,
+            details={
+                "parent": parsed.parent,
+                "depth": row.depth,
+                "grantee_person_id": grantee.id,
+                "grantee_certificate_sha256": parsed.grantee_certificate_sha256,
+                "instruction_sha256": row.instruction_sha256,
+                "scope": scope.to_json(),
+            },
+        )
         return row
 
     def _grantee(self, person_id: str, parsed: GrantInstruction) -> Person:
         person = self.session.get(Person, person_id)
-        employed = person is not None and self.session.scalars(select(Employment.id).where(
-            Employment.person_id == person_id,
-            Employment.corporate_number == parsed.principal_corporate_number,
-            Employment.ended_at.is_(None))).first()
+        employed = (
+            person is not None
+            and self.session.scalars(
+                select(Employment.id).where(
+                    Employment.person_id == person_id,
+                    Employment.corporate_number == parsed.principal_corporate_number,
+                    Employment.ended_at.is_(None),
+                )
+            ).first()
+        )
         if person is None or not employed:
-            raise MandateError(f"the grantee {person_id} is not an enrolled employee of "
-                               f"{parsed.principal_corporate_number}", "GRANTEE_NOT_EMPLOYEE")
+            raise MandateError(
+                f"the grantee {person_id} is not an enrolled employee of "
+                f"{parsed.principal_corporate_number}",
+                "GRANTEE_NOT_EMPLOYEE",
+            )
         if not same_name(person.name, parsed.grantee_name):
-            raise MandateError("the instruction's grantee name is not the employee's name",
-                               "GRANTEE_NOT_EMPLOYEE")
+            raise MandateError(
+                "the instruction's grantee name is not the employee's name", "GRANTEE_NOT_EMPLOYEE"
+            )
         return person
 
     def _check_holder(self, grantee: Person, parsed: GrantInstruction) -> None:
         """The holder certificate must be a live (active) credential of the grantee,
         issued for the principal: the AC certifies the grantee's own key, nobody else's."""
-        owned = self.session.scalars(select(Credential.id).where(
-            Credential.certificate_sha256 == parsed.grantee_certificate_sha256,
-            Credential.person_id == grantee.id,
-            Credential.corporate_number == parsed.principal_corporate_number,
-            Credential.status == CredentialStatus.ACTIVE.value)).first()
+        owned = self.session.scalars(
+            select(Credential.id).where(
+                Credential.certificate_sha256 == parsed.grantee_certificate_sha256,
+                Credential.person_id == grantee.id,
+                Credential.corporate_number == parsed.principal_corporate_number,
+                Credential.status == CredentialStatus.ACTIVE.value,
+            )
+        ).first()
         if owned is None:
             raise MandateError(
                 "the holder certificate is not a live credential of the grantee for "
-                f"{parsed.principal_corporate_number}", "HOLDER_NOT_GRANTEE")
+                f"{parsed.principal_corporate_number}",
+                "HOLDER_NOT_GRANTEE",
+            )
 
-    def _validate(self, der: bytes, purpose: TrustPurpose, what: str,
-                  intermediates: Iterable[bytes] = ()) -> RegisteredCorporation | None:
+    def _validate(
+        self, der: bytes, purpose: TrustPurpose, what: str, intermediates: Iterable[bytes] = ()
+    ) -> RegisteredCorporation | None:
         """Validate a grant's certificate with revocation checked fresh: a grant is
         never judged from the login cache (issue 9 item 5)."""
         try:
-            return self.validator.validate_now(der, purpose, intermediates=intermediates,
-                                               fresh=True).corporation
+            return self.validator.validate_now(
+                der, purpose, intermediates=intermediates, fresh=True
+            ).corporation
         except CertificateRefused as exc:
-            raise CertificateRefused(f"{what}: {exc.message}", exc.code, reason=exc.reason,
-                                     revocation_source=exc.revocation_source) from None
+            raise CertificateRefused(
+                f"{what}: {exc.message}",
+                exc.code,
+                reason=exc.reason,
+                revocation_source=exc.revocation_source,
+            ) from None
 
-    def _check_representatives(self, parsed: GrantInstruction, signers: Sequence,
-                               actor: Caller) -> tuple[MandateParty, str]:
+    def _check_representatives(
+        self, parsed: GrantInstruction, signers: Sequence, actor: Caller
+    ) -> tuple[MandateParty, str]:
         corporations: list[RegisteredCorporation] = []
         for signer in signers:
             try:
-                corporation = self._validate(signer.certificate_der, TrustPurpose.REGISTRAR,
-                                             "a grantor's registration certificate",
-                                             signer.other_certificates)
+                corporation = self._validate(
+                    signer.certificate_der,
+                    TrustPurpose.REGISTRAR,
+                    "a grantor's registration certificate",
+                    signer.other_certificates,
+                )
             except CertificateRefused as exc:
                 if exc.code == "CERTIFICATE_REVOKED":
-                    raise DelegationRefused(f"{exc.message} (revoked before the grant)",
-                                            "REPRESENTATIVE_CERT_REVOKED") from None
+                    raise DelegationRefused(
+                        f"{exc.message} (revoked before the grant)", "REPRESENTATIVE_CERT_REVOKED"
+                    ) from None
                 if exc.code == "REVOCATION_STATUS_UNAVAILABLE":
                     raise
                 raise DelegationRefused(
                     f"a signer is not a representative with a valid registration certificate "
-                    f"({exc.code}: {exc.message})", "GRANTOR_NOT_REPRESENTATIVE") from None
+                    f"({exc.code}: {exc.message})",
+                    "GRANTOR_NOT_REPRESENTATIVE",
+                ) from None
             assert corporation is not None  # the REGISTRAR profile always parses it
             corporations.append(corporation)
         # The grantee's employment (checked first) means the corporation is known.
         row = self.session.get(Corporation, parsed.principal_corporate_number)
         assert row is not None
         named = check_representative_grant(
-            parsed, corporations, representative_titles=self.settings.representative_titles,
-            required_signatures=row.joint_representatives)
-        if not permits(actor, Permission.GRANT_AS_REPRESENTATIVE,
-                       parsed.principal_corporate_number):
-            raise DelegationRefused("only a representative of the principal (or an "
-                                    "administrator) may submit its grant",
-                                    "SUBMITTER_NOT_REPRESENTATIVE")
+            parsed,
+            corporations,
+            representative_titles=self.settings.representative_titles,
+            required_signatures=row.joint_representatives,
+        )
+        if not permits(
+            actor, Permission.GRANT_AS_REPRESENTATIVE, parsed.principal_corporate_number
+        ):
+            raise DelegationRefused(
+                "only a representative of the principal (or an administrator) may submit its grant",
+                "SUBMITTER_NOT_REPRESENTATIVE",
+            )
         corporation, signer = corporations[named], signers[named]
-        grantor = MandateParty(corporation.representative_name or parsed.grantor_name,
-                               corporation.representative_title,
-                               hashlib.sha256(signer.certificate_der).digest())
-        certificates = "".join(pem.armor("CERTIFICATE", s.certificate_der).decode()
-                               for s in signers)
+        grantor = MandateParty(
+            corporation.representative_name or parsed.grantor_name,
+            corporation.representative_title,
+            hashlib.sha256(signer.certificate_der).digest(),
+        )
+        certificates = "".join(
+            pem.armor("CERTIFICATE", s.certificate_der).decode() for s in signers
+        )
         return grantor, certificates
 
-    def _judge(self, parsed: GrantInstruction, grantor_certificate_sha256: str,
-               ancestors: Sequence[Mandate], now: datetime, *,
-               representative_revoked_at: datetime | None = None) -> None:
+    def _judge(
+        self,
+        parsed: GrantInstruction,
+        grantor_certificate_sha256: str,
+        ancestors: Sequence[Mandate],
+        now: datetime,
+        *,
+        representative_revoked_at: datetime | None = None,
+    ) -> None:
         """Refuse the grant unless :func:`delegation.chain.judge_hop` holds the proposed
         hop under ``ancestors`` (root first) at ``now``; the refusal's code is the first
         reason, its detail names them all."""
-        hop = Hop(mandate_id="(proposed)", principal=parsed.principal_corporate_number,
-                  grantor_certificate_sha256=grantor_certificate_sha256,
-                  grantee_certificate_sha256=parsed.grantee_certificate_sha256,
-                  scope=parsed.scope, grantor_is_representative=not ancestors)
+        hop = Hop(
+            mandate_id="(proposed)",
+            principal=parsed.principal_corporate_number,
+            grantor_certificate_sha256=grantor_certificate_sha256,
+            grantee_certificate_sha256=parsed.grantee_certificate_sha256,
+            scope=parsed.scope,
+            grantor_is_representative=not ancestors,
+        )
         chain = [hop_of(a) for a in ancestors]
         if chain and representative_revoked_at is not None:
             chain[0] = hop_of(ancestors[0], representative_revoked_at)
         principal = chain[0].principal if chain else parsed.principal_corporate_number
         verdict = judge_hop(chain, hop, principal=principal, at=now, proposed=True)
         if not verdict.holds:
-            raise DelegationRefused(f"the grant does not hold under its chain: "
-                                    f"{', '.join(verdict.reasons)}", verdict.reasons[0])
+            raise DelegationRefused(
+                f"the grant does not hold under its chain: {', '.join(verdict.reasons)}",
+                verdict.reasons[0],
+            )
 
     # -- reading ------------------------------------------------------------
 
@@ -302,10 +416,16 @@ class MandateService:
         return row
 
     def _lock(self, mandate_id: str, *, missing: str = "MANDATE_NOT_FOUND") -> Mandate:
-        row = self.session.scalars(select(Mandate).where(Mandate.id == mandate_id)
-                                   .with_for_update().execution_options(
-                                       populate_existing=True)).first() \
-            if _is_uuid(mandate_id) else None
+        row = (
+            self.session.scalars(
+                select(Mandate)
+                .where(Mandate.id == mandate_id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            ).first()
+            if _is_uuid(mandate_id)
+            else None
+        )
         if row is None:
             raise MandateError(f"no mandate {mandate_id}", missing)
         return row
@@ -317,9 +437,16 @@ class MandateService:
             chain.insert(0, self.get(chain[0].parent_id))
         return chain
 
-    def search(self, *, principals: Iterable[str] | None, grantee: str | None = None,
-               status: str | None = None, at: datetime | None = None,
-               limit: int = 50, offset: int = 0) -> tuple[list[Mandate], int]:
+    def search(
+        self,
+        *,
+        principals: Iterable[str] | None,
+        grantee: str | None = None,
+        status: str | None = None,
+        at: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Mandate], int]:
         """Mandates of ``principals`` (None: all), newest first, and how many match.
 
         ``status`` "active" / "revoked" is the status at ``at`` (default now):
@@ -329,42 +456,59 @@ class MandateService:
         if principals is not None:
             query = query.where(Mandate.principal.in_(list(principals)))
         if grantee is not None:
-            query = query.where(or_(Mandate.grantee_person_id == grantee,
-                                    Mandate.grantee_certificate_sha256 == grantee.lower()))
+            query = query.where(
+                or_(
+                    Mandate.grantee_person_id == grantee,
+                    Mandate.grantee_certificate_sha256 == grantee.lower(),
+                )
+            )
         moment = at or self.clock()
         if status == MandateStatus.ACTIVE:
-            query = query.where(Mandate.not_before <= moment, Mandate.not_after > moment,
-                                or_(Mandate.revoked_at.is_(None), Mandate.revoked_at > moment))
+            query = query.where(
+                Mandate.not_before <= moment,
+                Mandate.not_after > moment,
+                or_(Mandate.revoked_at.is_(None), Mandate.revoked_at > moment),
+            )
         elif status == MandateStatus.REVOKED:
             query = query.where(Mandate.revoked_at <= moment)
         elif at is not None:
             query = query.where(Mandate.created_at <= moment)
         total = self.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = self.session.scalars(query.order_by(Mandate.created_at.desc(), Mandate.id)
-                                    .limit(limit).offset(offset)).all()
+        rows = self.session.scalars(
+            query.order_by(Mandate.created_at.desc(), Mandate.id).limit(limit).offset(offset)
+        ).all()
         return list(rows), total
 
     # -- revoking -----------------------------------------------------------
 
-    def revoke(self, mandate_id: str, *, actor: Caller,
-               reason: str = "privilege_withdrawn") -> list[Mandate]:
+    def revoke(
+        self, mandate_id: str, *, actor: Caller, reason: str = "privilege_withdrawn"
+    ) -> list[Mandate]:
         """Revoke a mandate and, with it, every descendant; returns them, the mandate first.
 
         Allowed to an administrator, a representative of the principal, and anyone who
         granted the mandate or one of its ancestors (the grantee of an ancestor).
         """
         if reason not in REVOCATION_REASONS:
-            raise MandateError(f"reason must be one of {', '.join(REVOCATION_REASONS)}",
-                               "REVOCATION_REASON_INVALID")
+            raise MandateError(
+                f"reason must be one of {', '.join(REVOCATION_REASONS)}",
+                "REVOCATION_REASON_INVALID",
+            )
         row = self._lock(mandate_id)
         chain = self._ancestry(row)
-        require(actor, Permission.REVOKE, row.principal,
-                granted_by={m.grantee_person_id for m in chain[:-1]},
-                message="only its grantors, a representative of the principal or an "
-                        "administrator may revoke this mandate")
+        require(
+            actor,
+            Permission.REVOKE,
+            row.principal,
+            granted_by={m.grantee_person_id for m in chain[:-1]},
+            message="only its grantors, a representative of the principal or an "
+            "administrator may revoke this mandate",
+        )
         if row.revoked_at is not None:
-            raise MandateError(f"mandate {mandate_id} was revoked at "
-                               f"{row.revoked_at.isoformat()}", "MANDATE_ALREADY_REVOKED")
+            raise MandateError(
+                f"mandate {mandate_id} was revoked at {row.revoked_at.isoformat()}",
+                "MANDATE_ALREADY_REVOKED",
+            )
         now = self.clock()
         revoked = []
         pending = [row]
@@ -380,20 +524,32 @@ class MandateService:
             # Children are read only after their parent is locked and revoked, so a
             # grant waiting on that lock finds the parent revoked, and a grant that got
             # the lock first has committed its child by now.
-            pending.extend(self.session.scalars(
-                select(Mandate).where(Mandate.parent_id == current.id).order_by(Mandate.id)
-                .with_for_update().execution_options(populate_existing=True)).all())
+            pending.extend(
+                self.session.scalars(
+                    select(Mandate)
+                    .where(Mandate.parent_id == current.id)
+                    .order_by(Mandate.id)
+                    .with_for_update()
+                    .execution_options(populate_existing=True)
+                ).all()
+            )
         AuditLog(self.session).append(
-            "mandate:revoked", actor=actor.actor, subject=row.id, principal=row.principal,
-            at=now, details={"reason": reason, "cascaded": [m.id for m in revoked[1:]]})
+            "mandate:revoked",
+            actor=actor.actor,
+            subject=row.id,
+            principal=row.principal,
+            at=now,
+            details={"reason": reason, "cascaded": [m.id for m in revoked[1:]]},
+        )
         # The published CRL lists it from this commit on, whichever worker is asked.
         publish_crl(self.session, self.aa, now)
         return revoked
 
     # -- judging ------------------------------------------------------------
 
-    def chain(self, mandate_id: str, purpose: Purpose | None, *, at: datetime
-              ) -> tuple[list[Mandate], ChainVerdict]:
+    def chain(
+        self, mandate_id: str, purpose: Purpose | None, *, at: datetime
+    ) -> tuple[list[Mandate], ChainVerdict]:
         """The mandate's chain, root first, and the verdict on it at ``at`` for
         ``purpose`` (None: whether the chain stands, for any purpose).
 
@@ -405,12 +561,19 @@ class MandateService:
         leaf = rows[-1]
         check = purpose or _some_purpose(leaf.scope, at)
         hops = [hop_of(rows[0], unrecorded)] + [hop_of(r) for r in rows[1:]]
-        verdict = evaluate_chain(hops, check,
-                                 signer_certificate_sha256=leaf.grantee_certificate_sha256,
-                                 principal=rows[0].principal)
+        verdict = evaluate_chain(
+            hops,
+            check,
+            signer_certificate_sha256=leaf.grantee_certificate_sha256,
+            principal=rows[0].principal,
+        )
         if purpose is None:  # only what does not depend on a purpose
-            verdict = ChainVerdict(verdict.hops, tuple(
-                r for r in verdict.reasons if r in {"MANDATE_EXPIRED", "MANDATE_NOT_YET_VALID"}))
+            verdict = ChainVerdict(
+                verdict.hops,
+                tuple(
+                    r for r in verdict.reasons if r in {"MANDATE_EXPIRED", "MANDATE_NOT_YET_VALID"}
+                ),
+            )
         return rows, verdict
 
 
@@ -430,7 +593,6 @@ def _is_uuid(text: str) -> bool:
         return str(uuid.UUID(text)) == text
     except (ValueError, AttributeError, TypeError):
         return False
-
 
 
 def _some_purpose(scope: Scope, at: datetime) -> Purpose:

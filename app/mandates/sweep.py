@@ -41,14 +41,23 @@ class SweepReport:
     crl_renewed: bool = False
 
 
-def sweep(session: Session, validator: CertificateValidator, aa: AttributeAuthority,
-          clock: Callable[[], datetime]) -> SweepReport:
+def sweep(
+    session: Session,
+    validator: CertificateValidator,
+    aa: AttributeAuthority,
+    clock: Callable[[], datetime],
+) -> SweepReport:
     """Run the sweep in ``session``'s transaction (the caller commits)."""
     report = SweepReport()
-    roots = session.scalars(select(Mandate).where(
-        Mandate.depth == 0, Mandate.representative_revoked_at.is_(None),
-        Mandate.representative_certificates.is_not(None)).order_by(Mandate.created_at,
-                                                                    Mandate.id)).all()
+    roots = session.scalars(
+        select(Mandate)
+        .where(
+            Mandate.depth == 0,
+            Mandate.representative_revoked_at.is_(None),
+            Mandate.representative_certificates.is_not(None),
+        )
+        .order_by(Mandate.created_at, Mandate.id)
+    ).all()
     for root in roots:
         report.roots_checked += 1
         found = representative_revocation(validator, root, clock)
@@ -57,9 +66,12 @@ def sweep(session: Session, validator: CertificateValidator, aa: AttributeAuthor
         revoked_at, reason = found
         root.representative_revoked_at = revoked_at
         AuditLog(session).append(
-            "mandate:representative-revoked", actor=SWEEP_ACTOR, subject=root.id,
+            "mandate:representative-revoked",
+            actor=SWEEP_ACTOR,
+            subject=root.id,
             principal=root.principal,
-            details={"reason": reason, "revoked_at": revoked_at.isoformat()})
+            details={"reason": reason, "revoked_at": revoked_at.isoformat()},
+        )
         report.representative_revoked.append(root.id)
     session.flush()
     report.crl_renewed = renew_crl(session, aa, clock())

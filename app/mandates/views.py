@@ -52,20 +52,35 @@ from delegation.scope import ACTION_LABELS, E_APPLICATION_PREFIX, Purpose, Scope
 from signing import PadesLevel, PadesSpec
 
 blp = SchemaComponentsBlueprint(
-    "mandates", __name__, url_prefix="/api/v1",
+    "mandates",
+    __name__,
+    url_prefix="/api/v1",
     description="Electronic powers of attorney (電子委任状): mandates and authority",
-    schemas={SCHEMA_NAME: GRANT_INSTRUCTION_SCHEMA})
+    schemas={SCHEMA_NAME: GRANT_INSTRUCTION_SCHEMA},
+)
 blp.before_request(guard_json_body)
 
-ac_blp = Blueprint("ac", __name__, url_prefix="/ac",
-                   description="The attribute authority's status services for mandate ACs")
+ac_blp = Blueprint(
+    "ac",
+    __name__,
+    url_prefix="/ac",
+    description="The attribute authority's status services for mandate ACs",
+)
 # Every refusal these endpoints answer is audited (app.http.request_scope), under the
 # tag of its view; the service's refusals are recorded by _refused with the same tags.
-audit_refusals(blp.name, "mandate:request:refused", {
-    "grant": "mandate:grant:refused", "revoke": "mandate:revocation:refused",
-    "get_mandate": "mandate:read:refused", "list_mandates": "mandate:list:refused",
-    "chain": "mandate:chain:refused", "document": "mandate:document:refused",
-    "authority": "mandate:authority:refused"})
+audit_refusals(
+    blp.name,
+    "mandate:request:refused",
+    {
+        "grant": "mandate:grant:refused",
+        "revoke": "mandate:revocation:refused",
+        "get_mandate": "mandate:read:refused",
+        "list_mandates": "mandate:list:refused",
+        "chain": "mandate:chain:refused",
+        "document": "mandate:document:refused",
+        "authority": "mandate:authority:refused",
+    },
+)
 audit_refusals(ac_blp.name, "ac:request:refused")
 
 READERS = (Role.EMPLOYEE, Role.REPRESENTATIVE, Role.AUDITOR, Role.ADMINISTRATOR)
@@ -75,8 +90,13 @@ OCSP_REQUEST_BYTES = 16 * 1024
 
 def _service() -> MandateService:
     context = current_context()
-    return MandateService(get_session(), context.settings, context.certificate_validator,
-                          context.attribute_authority, context.clock)
+    return MandateService(
+        get_session(),
+        context.settings,
+        context.certificate_validator,
+        context.attribute_authority,
+        context.clock,
+    )
 
 
 def _ac_status() -> AcStatus:
@@ -94,8 +114,13 @@ def _readable(mandate_id: str) -> Mandate:
 
 def _refused(tag: str, exc: DairiError, subject: str | None = None) -> None:
     get_session().rollback()
-    record_refusal(current_context().session_factory, tag, actor=current_caller().actor,
-                   code=exc.code, subject=subject)
+    record_refusal(
+        current_context().session_factory,
+        tag,
+        actor=current_caller().actor,
+        code=exc.code,
+        subject=subject,
+    )
     refusal_recorded()
 
 
@@ -103,20 +128,35 @@ def _refused(tag: str, exc: DairiError, subject: str | None = None) -> None:
 
 
 class GrantRequestSchema(ma.Schema):
-    instruction = Base64Bytes(required=True, metadata={
-        "description": f"The grant instruction ({SCHEMA_REF}): canonical JSON (RFC 8785), "
-                       "exactly the bytes signed, with a fresh nonce and its creation time "
-                       "(UTC, whole seconds, like 2026-04-01T09:00:00Z). Each is "
-                       "accepted once (409 INSTRUCTION_REPLAYED) and only within "
-                       "instruction_max_age_seconds of its creation (422 INSTRUCTION_STALE)"})
-    signatures = Base64Bytes(required=True, metadata={
-        "description": "Detached CMS SignedData over the instruction: the representatives' "
-                       "(registration certificates) or the parent grantee's"})
-    grantee_certificate = Base64Bytes(required=True, metadata={
-        "description": "The grantee's signing certificate (DER): the AC holder; its SHA-256 "
-                       "is the instruction's grantee.certificate_sha256"})
-    grantee_person_id = ma.fields.String(required=True, validate=ma.validate.Length(max=36),
-                                         metadata={"description": "The enrolled employee"})
+    instruction = Base64Bytes(
+        required=True,
+        metadata={
+            "description": f"The grant instruction ({SCHEMA_REF}): canonical JSON (RFC 8785), "
+            "exactly the bytes signed, with a fresh nonce and its creation time "
+            "(UTC, whole seconds, like 2026-04-01T09:00:00Z). Each is "
+            "accepted once (409 INSTRUCTION_REPLAYED) and only within "
+            "instruction_max_age_seconds of its creation (422 INSTRUCTION_STALE)"
+        },
+    )
+    signatures = Base64Bytes(
+        required=True,
+        metadata={
+            "description": "Detached CMS SignedData over the instruction: the representatives' "
+            "(registration certificates) or the parent grantee's"
+        },
+    )
+    grantee_certificate = Base64Bytes(
+        required=True,
+        metadata={
+            "description": "The grantee's signing certificate (DER): the AC holder; its SHA-256 "
+            "is the instruction's grantee.certificate_sha256"
+        },
+    )
+    grantee_person_id = ma.fields.String(
+        required=True,
+        validate=ma.validate.Length(max=36),
+        metadata={"description": "The enrolled employee"},
+    )
 
 
 class MandateSchema(ma.Schema):
@@ -127,8 +167,9 @@ class MandateSchema(ma.Schema):
     grantor = ma.fields.Dict()
     grantee = ma.fields.Dict()
     scope = ma.fields.Dict()
-    status = ma.fields.String(metadata={
-        "description": "active, revoked, expired or not_yet_valid (now)"})
+    status = ma.fields.String(
+        metadata={"description": "active, revoked, expired or not_yet_valid (now)"}
+    )
     revoked_at = ma.fields.DateTime(allow_none=True)
     revocation_reason = ma.fields.String(allow_none=True)
     instruction = Base64Bytes()
@@ -146,8 +187,9 @@ class MandatePageSchema(ma.Schema):
 
 class MandateQuerySchema(PageArgs):
     principal = corporate_number_field()
-    grantee = ma.fields.String(metadata={
-        "description": "Person id or the holder certificate's SHA-256"})
+    grantee = ma.fields.String(
+        metadata={"description": "Person id or the holder certificate's SHA-256"}
+    )
     status = ma.fields.String(validate=ma.validate.OneOf(["active", "revoked"]))
     at = Moment(metadata={"description": "Status at this time (default now)"})
 
@@ -166,22 +208,29 @@ class AuthorityQuerySchema(PurposeQuerySchema):
 
 
 class RevocationRequestSchema(ma.Schema):
-    reason = ma.fields.String(load_default="privilege_withdrawn",
-                              validate=ma.validate.OneOf(REVOCATION_REASONS))
+    reason = ma.fields.String(
+        load_default="privilege_withdrawn", validate=ma.validate.OneOf(REVOCATION_REASONS)
+    )
 
 
 class RevocationSchema(ma.Schema):
-    revoked = ma.fields.List(ma.fields.String(), metadata={
-        "description": "The mandate and every descendant revoked with it"})
+    revoked = ma.fields.List(
+        ma.fields.String(),
+        metadata={"description": "The mandate and every descendant revoked with it"},
+    )
     revoked_at = ma.fields.DateTime()
 
 
 class ChainSchema(ma.Schema):
     at = ma.fields.DateTime()
     holds = ma.fields.Boolean()
-    reasons = ma.fields.List(ma.fields.String(), metadata={
-        "description": "Why the chain does not hold: the chain's own reason codes, then "
-                       "each hop's (root first), once each; empty exactly when it holds"})
+    reasons = ma.fields.List(
+        ma.fields.String(),
+        metadata={
+            "description": "Why the chain does not hold: the chain's own reason codes, then "
+            "each hop's (root first), once each; empty exactly when it holds"
+        },
+    )
     hops = ma.fields.List(ma.fields.Dict())
 
 
@@ -189,8 +238,10 @@ class AuthoritySchema(ma.Schema):
     at = ma.fields.DateTime()
     principal = ma.fields.String()
     purpose = ma.fields.Dict()
-    authorities = ma.fields.List(ma.fields.Dict(), metadata={
-        "description": "Who could act, each with the chain (root first) it acts through"})
+    authorities = ma.fields.List(
+        ma.fields.Dict(),
+        metadata={"description": "Who could act, each with the chain (root first) it acts through"},
+    )
 
 
 def mandate_json(row: Mandate, at: datetime) -> dict[str, Any]:
@@ -199,10 +250,16 @@ def mandate_json(row: Mandate, at: datetime) -> dict[str, Any]:
         "principal": {"corporate_number": row.principal, "name": row.principal_name},
         "parent_id": row.parent_id,
         "depth": row.depth,
-        "grantor": {"name": row.grantor_name, "title": row.grantor_title,
-                    "certificate_sha256": row.grantor_certificate_sha256},
-        "grantee": {"person_id": row.grantee_person_id, "name": row.grantee_name,
-                    "certificate_sha256": row.grantee_certificate_sha256},
+        "grantor": {
+            "name": row.grantor_name,
+            "title": row.grantor_title,
+            "certificate_sha256": row.grantor_certificate_sha256,
+        },
+        "grantee": {
+            "person_id": row.grantee_person_id,
+            "name": row.grantee_name,
+            "certificate_sha256": row.grantee_certificate_sha256,
+        },
         "scope": row.scope.to_json(),
         "status": status_at(row, at),
         "revoked_at": row.revoked_at,
@@ -218,17 +275,30 @@ def _purpose(args: dict[str, Any], at: datetime) -> Purpose | None:
     if "action" not in args:
         return None
     try:
-        return Purpose(args["action"], args.get("procuring_entity"), args.get("case"),
-                       args.get("amount_jpy"), args.get("at") or at)
+        return Purpose(
+            args["action"],
+            args.get("procuring_entity"),
+            args.get("case"),
+            args.get("amount_jpy"),
+            args.get("at") or at,
+        )
     except ScopeError as exc:
         raise ProblemError(exc.code, detail=exc.message) from None
 
 
 def _verdict_json(rows: list[Mandate], verdict: ChainVerdict, at: datetime) -> dict[str, Any]:
-    hops = [{"mandate_id": row.id, "depth": row.depth, "grantor": row.grantor_name,
-             "grantee": row.grantee_name, "status": status_at(row, at),
-             "holds": hop.holds, "reasons": list(hop.reasons)}
-            for row, hop in zip(rows, verdict.hops, strict=True)]
+    hops = [
+        {
+            "mandate_id": row.id,
+            "depth": row.depth,
+            "grantor": row.grantor_name,
+            "grantee": row.grantee_name,
+            "status": status_at(row, at),
+            "holds": hop.holds,
+            "reasons": list(hop.reasons),
+        }
+        for row, hop in zip(rows, verdict.hops, strict=True)
+    ]
     # Top-level reasons: every code the verdict has, chain-level first, then each hop's
     # root first, once each, so ``holds`` is false exactly when ``reasons`` is not empty.
     return {"at": at, "holds": verdict.holds, "reasons": list(verdict.codes()), "hops": hops}
@@ -254,9 +324,13 @@ def grant(args: dict[str, Any]) -> dict[str, Any]:
     """
     caller = current_caller()
     try:
-        row = _service().grant(args["instruction"], args["signatures"],
-                               grantee_certificate=args["grantee_certificate"],
-                               grantee_person_id=args["grantee_person_id"], actor=caller)
+        row = _service().grant(
+            args["instruction"],
+            args["signatures"],
+            grantee_certificate=args["grantee_certificate"],
+            grantee_person_id=args["grantee_person_id"],
+            actor=caller,
+        )
     except DairiError as exc:
         _refused("mandate:grant:refused", exc)
         raise
@@ -274,15 +348,27 @@ def list_mandates(args: dict[str, Any]) -> dict[str, Any]:
     principal = args.get("principal")
     if principal is not None and not permits(caller, Permission.READ, principal):
         raise ProblemError("FORBIDDEN", detail=f"not allowed for corporation {principal}")
-    principals = [principal] if principal else (
-        None if caller.reads_all_corporations else sorted(caller.readable_corporations))
+    principals = (
+        [principal]
+        if principal
+        else (None if caller.reads_all_corporations else sorted(caller.readable_corporations))
+    )
     size = args["page_size"]
-    rows, total = _service().search(principals=principals, grantee=args.get("grantee"),
-                                    status=args.get("status"), at=args.get("at"),
-                                    limit=size, offset=(args["page"] - 1) * size)
+    rows, total = _service().search(
+        principals=principals,
+        grantee=args.get("grantee"),
+        status=args.get("status"),
+        at=args.get("at"),
+        limit=size,
+        offset=(args["page"] - 1) * size,
+    )
     at = args.get("at") or current_context().clock()
-    return {"items": [mandate_json(r, at) for r in rows], "page": args["page"],
-            "page_size": size, "total": total}
+    return {
+        "items": [mandate_json(r, at) for r in rows],
+        "page": args["page"],
+        "page_size": size,
+        "total": total,
+    }
 
 
 @blp.route("/mandates/<mandate_id>", methods=["GET"])
@@ -340,23 +426,45 @@ def authority(args: dict[str, Any]) -> dict[str, Any]:
     assert purpose is not None  # action is required here
     found = AuthorityQuery(get_session()).find(principal, purpose)
     return {
-        "at": purpose.at, "principal": principal,
-        "purpose": {"action": purpose.action, "procuring_entity": purpose.procuring_entity,
-                    "case": purpose.case, "amount_jpy": purpose.amount_jpy},
-        "authorities": [{
-            "grantee": {"person_id": a.grantee_person_id, "name": a.grantee_name,
-                        "certificate_sha256": a.grantee_certificate_sha256},
-            "mandate_id": a.mandate.id,
-            "chain": [{"mandate_id": m.id, "depth": m.depth, "grantor": m.grantor_name,
-                       "grantee": m.grantee_name} for m in a.chain],
-        } for a in found],
+        "at": purpose.at,
+        "principal": principal,
+        "purpose": {
+            "action": purpose.action,
+            "procuring_entity": purpose.procuring_entity,
+            "case": purpose.case,
+            "amount_jpy": purpose.amount_jpy,
+        },
+        "authorities": [
+            {
+                "grantee": {
+                    "person_id": a.grantee_person_id,
+                    "name": a.grantee_name,
+                    "certificate_sha256": a.grantee_certificate_sha256,
+                },
+                "mandate_id": a.mandate.id,
+                "chain": [
+                    {
+                        "mandate_id": m.id,
+                        "depth": m.depth,
+                        "grantor": m.grantor_name,
+                        "grantee": m.grantee_name,
+                    }
+                    for m in a.chain
+                ],
+            }
+            for a in found
+        ],
     }
 
 
 @blp.route("/mandates/<mandate_id>/document", methods=["GET"])
 @allow(*READERS, scopes=("mandates:read",))
-@blp.response(200, BINARY, description="The 電子委任状 as a PDF signed by the service",
-              content_type="application/pdf")
+@blp.response(
+    200,
+    BINARY,
+    description="The 電子委任状 as a PDF signed by the service",
+    content_type="application/pdf",
+)
 def document(mandate_id: str) -> Response:
     """The human-readable 電子委任状 (Japanese PDF), signed by the service's attribute
     authority: principal, grantor, grantee, scope, validity, status and the chain."""
@@ -369,21 +477,34 @@ def document(mandate_id: str) -> Response:
     # The drawing's settings too: a document drawn in another font or page size is drawn
     # again after the setting changes.
     layout = context.mandate_layout
-    state = document_state([*document_lines(dataclasses.replace(shown, issued_at=_EPOCH)),
-                            f"layout {layout.page} {layout.font_file}"])
+    state = document_state(
+        [
+            *document_lines(dataclasses.replace(shown, issued_at=_EPOCH)),
+            f"layout {layout.page} {layout.font_file}",
+        ]
+    )
 
     def sign() -> bytes:
         return context.pades_signer.sign(
-            mandate_pdf(shown, context.mandate_layout), context.aa_credential,
-            PadesSpec(level=PadesLevel.B_T, reason="電子委任状の発行", location="dairi")).pdf
+            mandate_pdf(shown, context.mandate_layout),
+            context.aa_credential,
+            PadesSpec(level=PadesLevel.B_T, reason="電子委任状の発行", location="dairi"),
+        ).pdf
 
     pdf = signed_document(get_session(), context.session_factory, mandate_id, state, sign, now)
-    return Response(pdf, mimetype="application/pdf", headers={
-        "Content-Disposition": f'inline; filename="mandate-{mandate_id}.pdf"'})
+    return Response(
+        pdf,
+        mimetype="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="mandate-{mandate_id}.pdf"'},
+    )
 
 
-STATUS_LABELS = {"active": "有効", "revoked": "失効", "expired": "期間満了",
-                 "not_yet_valid": "有効期間前"}
+STATUS_LABELS = {
+    "active": "有効",
+    "revoked": "失効",
+    "expired": "期間満了",
+    "not_yet_valid": "有効期間前",
+}
 
 
 def _party(name: str, title: str | None) -> str:
@@ -392,9 +513,10 @@ def _party(name: str, title: str | None) -> str:
 
 def _action_label(action: str) -> str:
     if action.startswith(E_APPLICATION_PREFIX):
-        procedure = action[len(E_APPLICATION_PREFIX):]
-        return ACTION_LABELS["e-application"] + ("（全手続）" if procedure == "*"
-                                                 else f"（{procedure}）")
+        procedure = action[len(E_APPLICATION_PREFIX) :]
+        return ACTION_LABELS["e-application"] + (
+            "（全手続）" if procedure == "*" else f"（{procedure}）"
+        )
     return ACTION_LABELS.get(action, action)
 
 
@@ -414,7 +536,8 @@ def document_of(rows: list[Mandate], verdict: ChainVerdict, now: datetime) -> Ma
         grantor=_party(leaf.grantor_name, leaf.grantor_title),
         grantee=leaf.grantee_name,
         actions=tuple(_action_label(a) for a in sorted(scope.actions)),
-        procuring_entities=None if scope.procuring_entities is None
+        procuring_entities=None
+        if scope.procuring_entities is None
         else tuple(sorted(scope.procuring_entities)),
         cases=None if scope.cases is None else tuple(sorted(scope.cases)),
         amount_limit_jpy=scope.amount_limit_jpy,
@@ -424,10 +547,16 @@ def document_of(rows: list[Mandate], verdict: ChainVerdict, now: datetime) -> Ma
         status=status,
         attribute_certificate_serial=format(leaf.serial_number, "x"),
         instruction_sha256=leaf.instruction_sha256,
-        chain=tuple(ChainLine(r.depth, r.id, _party(r.grantor_name, r.grantor_title),
-                              r.grantee_name,
-                              "有効" if hop.holds else "無効（" + "、".join(hop.reasons) + "）")
-                    for r, hop in zip(rows, verdict.hops, strict=True)),
+        chain=tuple(
+            ChainLine(
+                r.depth,
+                r.id,
+                _party(r.grantor_name, r.grantor_title),
+                r.grantee_name,
+                "有効" if hop.holds else "無効（" + "、".join(hop.reasons) + "）",
+            )
+            for r, hop in zip(rows, verdict.hops, strict=True)
+        ),
         issued_at=now,
     )
 
@@ -436,8 +565,12 @@ def document_of(rows: list[Mandate], verdict: ChainVerdict, now: datetime) -> Ma
 
 
 @ac_blp.route("/crl", methods=["GET"])
-@ac_blp.response(200, BINARY, description="DER CRL of revoked mandate ACs, signed by the AA",
-                 content_type="application/pkix-crl")
+@ac_blp.response(
+    200,
+    BINARY,
+    description="DER CRL of revoked mandate ACs, signed by the AA",
+    content_type="application/pkix-crl",
+)
 def ac_crl() -> Response:
     """The AA's CRL of mandate attribute certificates (onlyContainsAttributeCerts)."""
     return Response(_ac_status().crl(), mimetype="application/pkix-crl")
@@ -445,8 +578,12 @@ def ac_crl() -> Response:
 
 @ac_blp.route("/ocsp", methods=["POST"])
 @ac_blp.doc(requestBody=binary_request("application/ocsp-request"))
-@ac_blp.response(200, BINARY, description="DER OCSP response signed by the AA",
-                 content_type="application/ocsp-response")
+@ac_blp.response(
+    200,
+    BINARY,
+    description="DER OCSP response signed by the AA",
+    content_type="application/ocsp-response",
+)
 @body_limit(OCSP_REQUEST_BYTES)  # larger: 413 before reading past it (app.http.edge)
 def ac_ocsp() -> Response:
     """OCSP (RFC 6960) for mandate ACs; POST a DER OCSPRequest."""
@@ -455,8 +592,9 @@ def ac_ocsp() -> Response:
 
 
 @ac_blp.route("/aa.pem", methods=["GET"])
-@ac_blp.response(200, BINARY, description="The AA certificate (PEM)",
-                 content_type="application/x-pem-file")
+@ac_blp.response(
+    200, BINARY, description="The AA certificate (PEM)", content_type="application/x-pem-file"
+)
 def aa_certificate() -> Response:
     """The attribute authority's certificate, for relying parties' trust settings."""
     der = current_context().attribute_authority.certificate_der

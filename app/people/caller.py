@@ -91,17 +91,24 @@ class Caller:
         return permits(self, Permission.READ, corporation)
 
     def describe(self) -> dict[str, object]:
-        roles = sorted({r.value for r in self.roles}
-                       | ({Role.EMPLOYEE.value} if self.employee_of else set())
-                       | ({Role.REPRESENTATIVE.value} if self.representative_of else set()))
+        roles = sorted(
+            {r.value for r in self.roles}
+            | ({Role.EMPLOYEE.value} if self.employee_of else set())
+            | ({Role.REPRESENTATIVE.value} if self.representative_of else set())
+        )
         described: dict[str, object] = {
-            "kind": self.kind.value, "id": self.id, "name": self.name, "roles": roles,
+            "kind": self.kind.value,
+            "id": self.id,
+            "name": self.name,
+            "roles": roles,
             "employee_of": sorted(self.employee_of),
             "representative_of": sorted(self.representative_of),
-            "scopes": sorted(self.scopes)}
+            "scopes": sorted(self.scopes),
+        }
         if self.kind is CallerKind.CLIENT:
-            described.update(corporations=sorted(self.client_of),
-                             all_corporations=self.all_corporations)
+            described.update(
+                corporations=sorted(self.client_of), all_corporations=self.all_corporations
+            )
         return described
 
 
@@ -135,15 +142,21 @@ class Forbidden(DairiError):
     code = "FORBIDDEN"
 
 
-def permits(caller: Caller, permission: Permission | Access, corporation: str | None, *,
-            granted_by: Iterable[str] = ()) -> bool:
+def permits(
+    caller: Caller,
+    permission: Permission | Access,
+    corporation: str | None,
+    *,
+    granted_by: Iterable[str] = (),
+) -> bool:
     """Whether ``caller`` may do ``permission`` with ``corporation``'s (法人番号) data,
     or call an endpoint whose :class:`Access` is ``permission`` (for ``corporation``,
     or None if the request names none)."""
     if isinstance(permission, Access):
         if caller.kind is CallerKind.CLIENT:
             return bool(caller.scopes & permission.scopes) and (
-                corporation is None or permits(caller, Permission.READ, corporation))
+                corporation is None or permits(caller, Permission.READ, corporation)
+            )
         return any(caller.holds(role, corporation) for role in permission.roles)
     if corporation is None:
         raise ValueError(f"{permission.value} needs the corporation it is for")
@@ -151,21 +164,33 @@ def permits(caller: Caller, permission: Permission | Access, corporation: str | 
     if permission is Permission.READ:
         return caller.reads_all_corporations or corporation in caller.readable_corporations
     if permission is Permission.GRANT:
-        return administrator or caller.holds(Role.REPRESENTATIVE, corporation) \
+        return (
+            administrator
+            or caller.holds(Role.REPRESENTATIVE, corporation)
             or caller.holds(Role.EMPLOYEE, corporation)
+        )
     if permission is Permission.GRANT_AS_REPRESENTATIVE:
         return administrator or caller.holds(Role.REPRESENTATIVE, corporation)
     if permission is Permission.REVOKE:
-        return administrator or caller.holds(Role.REPRESENTATIVE, corporation) or (
-            caller.person_id is not None and caller.person_id in set(granted_by))
+        return (
+            administrator
+            or caller.holds(Role.REPRESENTATIVE, corporation)
+            or (caller.person_id is not None and caller.person_id in set(granted_by))
+        )
     raise ValueError(f"unknown permission {permission!r}")
 
 
-def require(caller: Caller, permission: Permission, corporation: str, *,
-            granted_by: Iterable[str] = (), message: str | None = None,
-            code: str | None = None) -> None:
+def require(
+    caller: Caller,
+    permission: Permission,
+    corporation: str,
+    *,
+    granted_by: Iterable[str] = (),
+    message: str | None = None,
+    code: str | None = None,
+) -> None:
     """Raise :class:`Forbidden` (``code``, default ``FORBIDDEN``) unless :func:`permits`."""
     if not permits(caller, permission, corporation, granted_by=granted_by):
-        raise Forbidden(message or f"you may not {permission.value} for corporation "
-                        f"{corporation}", code)
-
+        raise Forbidden(
+            message or f"you may not {permission.value} for corporation {corporation}", code
+        )

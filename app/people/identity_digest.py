@@ -39,8 +39,9 @@ class IdentityDigest:
         return self.key_id == other.key_id and hmac.compare_digest(self.digest, other.digest)
 
 
-def identity_digest(hsm: Hsm, items: JpkiPersonalData, *, key_id: str | None = None
-                    ) -> IdentityDigest:
+def identity_digest(
+    hsm: Hsm, items: JpkiPersonalData, *, key_id: str | None = None
+) -> IdentityDigest:
     """The keyed digest of ``items`` under the HSM key ``key_id`` (default: the current
     one, generated on first need). Raises :class:`hsm.HsmError` subclasses."""
     key_id = key_id or hsm.secret_key_id(IDENTITY_KEY_LABEL)
@@ -59,8 +60,13 @@ def enrolled_digest(hsm: Hsm, person: Person) -> IdentityDigest | None:
     return None
 
 
-def bind_signing_certificate(person: Person, signed: ValidatedCertificate,
-                             digest: IdentityDigest, *, keep_personal_data: bool) -> None:
+def bind_signing_certificate(
+    person: Person,
+    signed: ValidatedCertificate,
+    digest: IdentityDigest,
+    *,
+    keep_personal_data: bool,
+) -> None:
     """Record on ``person`` the signing certificate ``signed`` (validated for JPKI
     signing) and the digest of its items: the certificate and the items themselves
     only when ``keep_personal_data``; otherwise what was kept before is cleared."""
@@ -75,7 +81,15 @@ def bind_signing_certificate(person: Person, signed: ValidatedCertificate,
     person.identity_key_id, person.identity_digest = digest.key_id, digest.digest
     person.signing_certificate_der = signed.der if keep_personal_data else None
     items = signed.personal_data
-    person.personal_data = json.dumps({
-        "birth_date": items.birth_date.text() if items.birth_date else None,
-        "sex": items.sex, "address": items.address,
-    }, ensure_ascii=False) if keep_personal_data else None
+    person.personal_data = (
+        json.dumps(
+            {
+                "birth_date": items.birth_date.text() if items.birth_date else None,
+                "sex": items.sex,
+                "address": items.address,
+            },
+            ensure_ascii=False,
+        )
+        if keep_personal_data
+        else None
+    )

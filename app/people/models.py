@@ -105,7 +105,8 @@ class Employment(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     person_id: Mapped[str] = mapped_column(ForeignKey("people.id"), index=True)
     corporate_number: Mapped[str] = mapped_column(
-        ForeignKey("corporations.corporate_number"), index=True)
+        ForeignKey("corporations.corporate_number"), index=True
+    )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
@@ -139,7 +140,8 @@ class Invitation(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     code_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     corporate_number: Mapped[str] = mapped_column(
-        ForeignKey("corporations.corporate_number"), index=True)
+        ForeignKey("corporations.corporate_number"), index=True
+    )
     name: Mapped[str] = mapped_column(String(200))
     person_id: Mapped[str | None] = mapped_column(ForeignKey("people.id"))
     created_by: Mapped[str] = mapped_column(String(100))
@@ -177,7 +179,8 @@ class AccessToken(Base):
     person_id: Mapped[str | None] = mapped_column(ForeignKey("people.id"), index=True)
     # A representative's login: the corporation and the name on the certificate.
     corporate_number: Mapped[str | None] = mapped_column(
-        ForeignKey("corporations.corporate_number"))
+        ForeignKey("corporations.corporate_number")
+    )
     name: Mapped[str] = mapped_column(String(200))
     title: Mapped[str | None] = mapped_column(String(100))
     certificate_sha256: Mapped[str] = mapped_column(String(64))
@@ -204,14 +207,14 @@ class ApiClient(Base):
     secret_sha256: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(200))
     scopes: Mapped[str] = mapped_column(Text)  # space-separated
-    all_corporations: Mapped[bool] = mapped_column(Boolean, default=False,
-                                                   server_default=false())
+    all_corporations: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     corporations: Mapped[list[ApiClientCorporation]] = relationship(
-        cascade="all, delete-orphan", order_by="ApiClientCorporation.corporate_number")
+        cascade="all, delete-orphan", order_by="ApiClientCorporation.corporate_number"
+    )
 
     @property
     def corporate_numbers(self) -> list[str]:
@@ -226,4 +229,5 @@ class ApiClientCorporation(Base):
 
     client_id: Mapped[str] = mapped_column(ForeignKey("api_clients.id"), primary_key=True)
     corporate_number: Mapped[str] = mapped_column(
-        ForeignKey("corporations.corporate_number"), primary_key=True)
+        ForeignKey("corporations.corporate_number"), primary_key=True
+    )

@@ -92,8 +92,15 @@ class AuthService:
     enrolled before digests were kept, at login); token checks do not need it.
     """
 
-    def __init__(self, session: Session, settings: Settings, validator: CertificateValidator,
-                 clock: Callable[[], datetime], *, hsm: Hsm | None = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        settings: Settings,
+        validator: CertificateValidator,
+        clock: Callable[[], datetime],
+        *,
+        hsm: Hsm | None = None,
+    ) -> None:
         self.session = session
         self.settings = settings
         self.validator = validator
@@ -102,8 +109,9 @@ class AuthService:
 
     # -- challenges -----------------------------------------------------------
 
-    def open_challenge(self, purpose: str, client_keys: Sequence[str]
-                       ) -> tuple[AuthChallenge, Challenge]:
+    def open_challenge(
+        self, purpose: str, client_keys: Sequence[str]
+    ) -> tuple[AuthChallenge, Challenge]:
         """Open a challenge for the client named by ``client_keys`` (its address
         first, then the authenticated person, certificate or API client, if any).
 
@@ -118,19 +126,31 @@ class AuthService:
         # The hit counts even when it is refused (429) or no challenge is left (503): in
         # a transaction of its own, which the refusal's rollback does not undo.
         with separate_transaction(self.session):
-            enforce(self.session, [f"challenge:{key}" for key in client_keys],
-                    limit=self.settings.challenge_rate_per_minute,
-                    window_seconds=CHALLENGE_RATE_WINDOW_SECONDS, now=now,
-                    what="challenges from this client")
+            enforce(
+                self.session,
+                [f"challenge:{key}" for key in client_keys],
+                limit=self.settings.challenge_rate_per_minute,
+                window_seconds=CHALLENGE_RATE_WINDOW_SECONDS,
+                now=now,
+                what="challenges from this client",
+            )
             self.session.execute(delete(AuthChallenge).where(AuthChallenge.expires_at <= now))
             open_count = self.session.scalar(select(func.count()).select_from(AuthChallenge))
             if (open_count or 0) >= self.settings.max_open_challenges:
-                raise AuthError("too many open challenges; retry shortly",
-                                "CHALLENGES_EXHAUSTED")
-        challenge = Challenge.new(purpose=purpose, service=self.settings.public_base_url, now=now,
-                                  lifetime=timedelta(seconds=self.settings.challenge_seconds))
-        row = AuthChallenge(nonce=challenge.nonce, purpose=purpose, client_key=client_keys[0],
-                            issued_at=challenge.issued_at, expires_at=challenge.expires_at)
+                raise AuthError("too many open challenges; retry shortly", "CHALLENGES_EXHAUSTED")
+        challenge = Challenge.new(
+            purpose=purpose,
+            service=self.settings.public_base_url,
+            now=now,
+            lifetime=timedelta(seconds=self.settings.challenge_seconds),
+        )
+        row = AuthChallenge(
+            nonce=challenge.nonce,
+            purpose=purpose,
+            client_key=client_keys[0],
+            issued_at=challenge.issued_at,
+            expires_at=challenge.expires_at,
+        )
         self.session.add(row)  # the unit of work stores it with the answer that gives it
         self.session.flush()
         return row, challenge
@@ -150,29 +170,34 @@ class AuthService:
                 select(AuthChallenge).where(AuthChallenge.id == challenge_id).with_for_update()
             ).scalar_one_or_none()
             if row is None:
-                raise AuthError("no such challenge (unknown, or expired and purged)",
-                                "CHALLENGE_NOT_FOUND")
+                raise AuthError(
+                    "no such challenge (unknown, or expired and purged)", "CHALLENGE_NOT_FOUND"
+                )
             if row.used_at is not None:
                 raise AuthError("the challenge was already answered", "CHALLENGE_REPLAYED")
             if row.expires_at <= now:
-                raise AuthError("the challenge has expired; open a new one",
-                                "CHALLENGE_EXPIRED")
+                raise AuthError("the challenge has expired; open a new one", "CHALLENGE_EXPIRED")
             if row.purpose != purpose:
-                raise AuthError(f"the challenge was opened for {row.purpose}, not {purpose}",
-                                "CHALLENGE_PURPOSE_MISMATCH")
+                raise AuthError(
+                    f"the challenge was opened for {row.purpose}, not {purpose}",
+                    "CHALLENGE_PURPOSE_MISMATCH",
+                )
             row.used_at = now
-        return Challenge(row.nonce, row.purpose, self.settings.public_base_url, row.issued_at,
-                         row.expires_at)
+        return Challenge(
+            row.nonce, row.purpose, self.settings.public_base_url, row.issued_at, row.expires_at
+        )
 
     # -- proofs ---------------------------------------------------------------
 
-    def check_proof(self, challenge: Challenge, proof: CardProof, purpose: TrustPurpose
-                    ) -> ValidatedCertificate:
+    def check_proof(
+        self, challenge: Challenge, proof: CardProof, purpose: TrustPurpose
+    ) -> ValidatedCertificate:
         """Signature first (cheap), then path, policy, key usage and revocation now."""
         certificate = x509.load_der_x509_certificate(proof.certificate_der)
         verify_possession(certificate, challenge.to_sign(), proof.signature)
-        return self.validator.validate_now(proof.certificate_der, purpose,
-                                           intermediates=proof.intermediates)
+        return self.validator.validate_now(
+            proof.certificate_der, purpose, intermediates=proof.intermediates
+        )
 
     # -- login ----------------------------------------------------------------
 
@@ -186,16 +211,20 @@ class AuthService:
         kind = certificate_kind(asn1_x509.Certificate.load(proof.certificate_der))
         if kind is CertificateKind.CORPORATE_REGISTRATION:
             return self._representative_token(
-                self.check_proof(challenge, proof, TrustPurpose.REGISTRAR))
+                self.check_proof(challenge, proof, TrustPurpose.REGISTRAR)
+            )
         validated = self.check_proof(challenge, proof, TrustPurpose.JPKI_AUTH)
         person = self.session.scalar(
-            select(Person).where(Person.auth_certificate_sha256 == validated.sha256))
+            select(Person).where(Person.auth_certificate_sha256 == validated.sha256)
+        )
         if person is None:
-            raise AuthError("this authentication certificate is not enrolled",
-                            "CERTIFICATE_NOT_ENROLLED")
+            raise AuthError(
+                "this authentication certificate is not enrolled", "CERTIFICATE_NOT_ENROLLED"
+            )
         self.check_signing_certificate(person)
-        return self._issue_token(person_id=person.id, name=person.name,
-                                 certificate_sha256=validated.sha256)
+        return self._issue_token(
+            person_id=person.id, name=person.name, certificate_sha256=validated.sha256
+        )
 
     def check_signing_certificate(self, person: Person) -> None:
         """The enrolled signing certificate must still stand: revoked for
@@ -209,8 +238,9 @@ class AuthService:
         """
         try:
             if person.signing_certificate_status_ref is not None:
-                self.validator.check_status_now(person.signing_certificate_status_ref,
-                                                TrustPurpose.JPKI_SIGN)
+                self.validator.check_status_now(
+                    person.signing_certificate_status_ref, TrustPurpose.JPKI_SIGN
+                )
             else:
                 self._upgrade_enrolment(person)
         except CertificateRefused as exc:
@@ -218,51 +248,73 @@ class AuthService:
                 # Stands although the login is refused (and rolled back).
                 with separate_transaction(self.session):
                     person.status = PersonStatus.REENROLL_REQUIRED.value
-                raise AuthError("the enrolled signing certificate is no longer valid "
-                                f"({exc.code}); enrol again with the new card",
-                                "REENROLL_REQUIRED") from exc
+                raise AuthError(
+                    "the enrolled signing certificate is no longer valid "
+                    f"({exc.code}); enrol again with the new card",
+                    "REENROLL_REQUIRED",
+                ) from exc
             raise
 
     def _upgrade_enrolment(self, person: Person) -> None:
         """Give a person enrolled before migration 0005 a digest and a status reference
         from the stored signing certificate (validated now; raises its refusal)."""
         assert self.hsm is not None and person.signing_certificate_der is not None
-        signed = self.validator.validate_now(person.signing_certificate_der,
-                                             TrustPurpose.JPKI_SIGN)
+        signed = self.validator.validate_now(person.signing_certificate_der, TrustPurpose.JPKI_SIGN)
         digest = enrolled_digest(self.hsm, person)
         assert digest is not None  # computed from the certificate just validated
-        bind_signing_certificate(person, signed, digest,
-                                 keep_personal_data=self.settings.keep_personal_data)
+        bind_signing_certificate(
+            person, signed, digest, keep_personal_data=self.settings.keep_personal_data
+        )
 
     def _representative_token(self, validated: ValidatedCertificate) -> IssuedToken:
         corporation = validated.corporation
         assert corporation is not None  # the REGISTRAR profile always parses it
         if corporation.representative_title not in self.settings.representative_titles:
-            raise AuthError(f"the title {corporation.representative_title!r} is not a "
-                            "representative title", "NOT_A_REPRESENTATIVE")
+            raise AuthError(
+                f"the title {corporation.representative_title!r} is not a representative title",
+                "NOT_A_REPRESENTATIVE",
+            )
         row = self.session.get(Corporation, corporation.corporate_number)
         if row is None:
-            self.session.add(Corporation(corporate_number=corporation.corporate_number,
-                                         registered_number=corporation.registered_number,
-                                         name=corporation.corporate_name))
+            self.session.add(
+                Corporation(
+                    corporate_number=corporation.corporate_number,
+                    registered_number=corporation.registered_number,
+                    name=corporation.corporate_name,
+                )
+            )
             self.session.flush()  # the token refers to it
         else:
             row.name = corporation.corporate_name  # the registry is authoritative
-        return self._issue_token(corporate_number=corporation.corporate_number,
-                                 name=corporation.representative_name or "",
-                                 title=corporation.representative_title,
-                                 certificate_sha256=validated.sha256,
-                                 certificate_der=validated.der)
+        return self._issue_token(
+            corporate_number=corporation.corporate_number,
+            name=corporation.representative_name or "",
+            title=corporation.representative_title,
+            certificate_sha256=validated.sha256,
+            certificate_der=validated.der,
+        )
 
-    def _issue_token(self, *, certificate_sha256: str, name: str, person_id: str | None = None,
-                     corporate_number: str | None = None, title: str | None = None,
-                     certificate_der: bytes | None = None) -> IssuedToken:
+    def _issue_token(
+        self,
+        *,
+        certificate_sha256: str,
+        name: str,
+        person_id: str | None = None,
+        corporate_number: str | None = None,
+        title: str | None = None,
+        certificate_der: bytes | None = None,
+    ) -> IssuedToken:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         now = self.clock()
         row = AccessToken(
-            token_sha256=sha256_hex(token), person_id=person_id,
-            corporate_number=corporate_number, name=name, title=title,
-            certificate_sha256=certificate_sha256, certificate_der=certificate_der, issued_at=now,
+            token_sha256=sha256_hex(token),
+            person_id=person_id,
+            corporate_number=corporate_number,
+            name=name,
+            title=title,
+            certificate_sha256=certificate_sha256,
+            certificate_der=certificate_der,
+            issued_at=now,
             expires_at=now + timedelta(seconds=self.settings.access_token_seconds),
         )
         self.session.add(row)
@@ -280,7 +332,8 @@ class AuthService:
         through (:class:`CertificateRefused`, a 503: the status cannot be vouched for).
         """
         row = self.session.scalar(
-            select(AccessToken).where(AccessToken.token_sha256 == sha256_hex(presented)))
+            select(AccessToken).where(AccessToken.token_sha256 == sha256_hex(presented))
+        )
         if row is None or row.revoked_at is not None:
             raise AuthError("the access token is not valid", "TOKEN_INVALID")
         if row.expires_at <= self.clock():
@@ -309,8 +362,10 @@ class AuthService:
         else:
             der, purpose = row.certificate_der, TrustPurpose.REGISTRAR
         if der is None:
-            raise AuthError("the access token's certificate is not the enrolled one; "
-                            "log in again", "TOKEN_INVALID")
+            raise AuthError(
+                "the access token's certificate is not the enrolled one; log in again",
+                "TOKEN_INVALID",
+            )
         try:
             self.validator.validate_now(der, purpose)
         except CertificateRefused as exc:
@@ -320,21 +375,35 @@ class AuthService:
             with separate_transaction(self.session):
                 self.revoke_token(row)
                 AuditLog(self.session).append(
-                    "auth:token:revoked", actor="service", subject=row.id,
+                    "auth:token:revoked",
+                    actor="service",
+                    subject=row.id,
                     principal=row.corporate_number,
-                    details={"reason": exc.code, "certificate_sha256": row.certificate_sha256})
-            code = ("TOKEN_CERTIFICATE_REVOKED" if exc.code in {"CERTIFICATE_REVOKED",
-                                                                "REENROLL_REQUIRED"}
-                    else "TOKEN_INVALID")
-            raise AuthError("the certificate that earned this access token is no longer "
-                            f"valid ({exc.code}); log in again", code) from None
+                    details={"reason": exc.code, "certificate_sha256": row.certificate_sha256},
+                )
+            code = (
+                "TOKEN_CERTIFICATE_REVOKED"
+                if exc.code in {"CERTIFICATE_REVOKED", "REENROLL_REQUIRED"}
+                else "TOKEN_INVALID"
+            )
+            raise AuthError(
+                "the certificate that earned this access token is no longer "
+                f"valid ({exc.code}); log in again",
+                code,
+            ) from None
 
     def revoke_token(self, row: AccessToken) -> None:
         row.revoked_at = self.clock()
 
-    def create_client(self, name: str, scopes: tuple[str, ...], created_by: str, *,
-                      corporations: tuple[str, ...] = (), all_corporations: bool = False
-                      ) -> IssuedClient:
+    def create_client(
+        self,
+        name: str,
+        scopes: tuple[str, ...],
+        created_by: str,
+        *,
+        corporations: tuple[str, ...] = (),
+        all_corporations: bool = False,
+    ) -> IssuedClient:
         """Register an API client that reads ``corporations`` (法人番号), or every
         corporation with ``all_corporations`` (the caller checks that an
         administrator asks); exactly one of the two. The secret is returned once.
@@ -343,17 +412,24 @@ class AuthService:
         ``CLIENT_CORPORATIONS_REQUIRED`` unless exactly one of the two is given.
         """
         if all_corporations == bool(corporations):
-            raise AuthError("register the client for named corporations or for all",
-                            "CLIENT_CORPORATIONS_REQUIRED")
+            raise AuthError(
+                "register the client for named corporations or for all",
+                "CLIENT_CORPORATIONS_REQUIRED",
+            )
         named = sorted(set(corporations))
         for number in named:
             if self.session.get(Corporation, number) is None:
                 raise AuthError(f"no corporation {number}", "CORPORATION_NOT_FOUND")
         secret = secrets.token_urlsafe(32)
-        row = ApiClient(client_id="dairi_client_" + secrets.token_hex(8), name=name,
-                        secret_sha256=sha256_hex(secret), scopes=" ".join(sorted(set(scopes))),
-                        all_corporations=all_corporations, created_by=created_by,
-                        corporations=[ApiClientCorporation(corporate_number=n) for n in named])
+        row = ApiClient(
+            client_id="dairi_client_" + secrets.token_hex(8),
+            name=name,
+            secret_sha256=sha256_hex(secret),
+            scopes=" ".join(sorted(set(scopes))),
+            all_corporations=all_corporations,
+            created_by=created_by,
+            corporations=[ApiClientCorporation(corporate_number=n) for n in named],
+        )
         self.session.add(row)
         self.session.flush()
         return IssuedClient(secret, row)
@@ -368,8 +444,9 @@ class AuthService:
         return row
 
 
-def roles_of(session: Session, token: AccessToken) -> tuple[frozenset[Role], frozenset[str],
-                                                             frozenset[str]]:
+def roles_of(
+    session: Session, token: AccessToken
+) -> tuple[frozenset[Role], frozenset[str], frozenset[str]]:
     """(global roles, corporations employed by, corporations represented) for a token."""
     if token.person_id is None:
         return frozenset(), frozenset(), frozenset({token.corporate_number or ""})

@@ -28,9 +28,13 @@ from dairi import DairiError
 from identity.certificate_files import load_certificate
 from identity.proof import b64url
 
-blp = Blueprint("auth", __name__, url_prefix="/api/v1",
-                description="Login with a My Number Card or a commercial-registration "
-                            "certificate (challenge and response)")
+blp = Blueprint(
+    "auth",
+    __name__,
+    url_prefix="/api/v1",
+    description="Login with a My Number Card or a commercial-registration "
+    "certificate (challenge and response)",
+)
 blp.before_request(guard_json_body)
 # Every refusal is audited (app.http.request_scope); refused logins are recorded here.
 audit_refusals(blp.name, "auth:request:refused")
@@ -39,24 +43,29 @@ ALL_ROLES = tuple(Role)
 
 
 class ChallengeRequestSchema(ma.Schema):
-    purpose = ma.fields.String(load_default=ChallengePurpose.LOGIN,
-                               validate=ma.validate.OneOf(ChallengePurpose.ALL))
+    purpose = ma.fields.String(
+        load_default=ChallengePurpose.LOGIN, validate=ma.validate.OneOf(ChallengePurpose.ALL)
+    )
 
 
 class ChallengeSchema(ma.Schema):
     id = ma.fields.String()
     purpose = ma.fields.String()
     challenge = ma.fields.String(metadata={"description": "32 random bytes, base64url"})
-    to_sign = ma.fields.String(metadata={
-        "description": "base64 of the RFC 8785 canonical JSON the card signs "
-                       "(RSASSA-PKCS1-v1_5 over its SHA-256 DigestInfo)"})
+    to_sign = ma.fields.String(
+        metadata={
+            "description": "base64 of the RFC 8785 canonical JSON the card signs "
+            "(RSASSA-PKCS1-v1_5 over its SHA-256 DigestInfo)"
+        }
+    )
     expires_at = ma.fields.DateTime()
 
 
 class ProofSchema(ma.Schema):
     certificate = Base64Bytes(required=True, metadata={"description": "DER (or PEM), base64"})
-    intermediates = ma.fields.List(Base64Bytes(), load_default=list,
-                                   validate=ma.validate.Length(max=5))
+    intermediates = ma.fields.List(
+        Base64Bytes(), load_default=list, validate=ma.validate.Length(max=5)
+    )
     signature = Base64Bytes(required=True)
 
 
@@ -74,14 +83,22 @@ class CallerSchema(ma.Schema):
 
 def card_proof(args: dict[str, Any]) -> CardProof:
     """A :class:`ProofSchema` body's certificates as DER (``CERTIFICATE_MALFORMED`` if not)."""
-    return CardProof(load_certificate(args["certificate"]), args["signature"],
-                     tuple(load_certificate(c) for c in args["intermediates"]))
+    return CardProof(
+        load_certificate(args["certificate"]),
+        args["signature"],
+        tuple(load_certificate(c) for c in args["intermediates"]),
+    )
 
 
 def _service() -> AuthService:
     context = current_context()
-    return AuthService(get_session(), context.settings, context.certificate_validator,
-                       context.clock, hsm=context.hsm)
+    return AuthService(
+        get_session(),
+        context.settings,
+        context.certificate_validator,
+        context.clock,
+        hsm=context.hsm,
+    )
 
 
 def client_keys() -> list[str]:
@@ -111,12 +128,20 @@ def open_challenge(args: dict[str, Any]) -> dict[str, Any]:
         row, challenge = _service().open_challenge(args["purpose"], keys)
     except (AuthError, RateLimited) as exc:
         caller = authenticate()
-        record_refusal(current_context().session_factory, "auth:challenge:refused",
-                       actor=caller.actor if caller else "anonymous", code=exc.code)
+        record_refusal(
+            current_context().session_factory,
+            "auth:challenge:refused",
+            actor=caller.actor if caller else "anonymous",
+            code=exc.code,
+        )
         raise
-    return {"id": row.id, "purpose": row.purpose, "challenge": b64url(challenge.nonce),
-            "to_sign": base64.b64encode(challenge.to_sign()).decode("ascii"),
-            "expires_at": challenge.expires_at}
+    return {
+        "id": row.id,
+        "purpose": row.purpose,
+        "challenge": b64url(challenge.nonce),
+        "to_sign": base64.b64encode(challenge.to_sign()).decode("ascii"),
+        "expires_at": challenge.expires_at,
+    }
 
 
 @blp.route("/auth/challenges/<challenge_id>/response", methods=["POST"])
@@ -141,20 +166,32 @@ def answer_challenge(args: dict[str, Any], challenge_id: str) -> dict[str, Any]:
         # A refused login is a refused authentication attempt: counted against the
         # address and the certificate presented, and over the limit a 429.
         limited = record_refused_attempt(
-            "auth:login:refused", exc.code, actor=actor, subject=challenge_id,
-            keys=[actor] if actor != "anonymous" else [])
+            "auth:login:refused",
+            exc.code,
+            actor=actor,
+            subject=challenge_id,
+            keys=[actor] if actor != "anonymous" else [],
+        )
         if limited is not None:
             raise limited from None
         raise
     row = issued.row
     who = f"person:{row.person_id}" if row.person_id else f"representative:{row.id}"
-    AuditLog(session).append("auth:login:succeeded", actor=who, subject=row.id,
-                             principal=row.corporate_number,
-                             details={"certificate_sha256": row.certificate_sha256})
+    AuditLog(session).append(
+        "auth:login:succeeded",
+        actor=who,
+        subject=row.id,
+        principal=row.corporate_number,
+        details={"certificate_sha256": row.certificate_sha256},
+    )
     caller = token_caller(session, row).describe()
-    return {"access_token": issued.token, "token_type": "Bearer",
-            "expires_in": context.settings.access_token_seconds, "expires_at": row.expires_at,
-            "caller": caller}
+    return {
+        "access_token": issued.token,
+        "token_type": "Bearer",
+        "expires_in": context.settings.access_token_seconds,
+        "expires_at": row.expires_at,
+        "caller": caller,
+    }
 
 
 @blp.route("/auth/logout", methods=["POST"])

@@ -32,8 +32,12 @@ from app.people.sign_in import AuthError, AuthService
 from app.people.sign_in_views import ProofSchema, card_proof
 from dairi import DairiError
 
-blp = Blueprint("people", __name__, url_prefix="/api/v1",
-                description="Corporations, employee enrolment, roles and API clients")
+blp = Blueprint(
+    "people",
+    __name__,
+    url_prefix="/api/v1",
+    description="Corporations, employee enrolment, roles and API clients",
+)
 blp.before_request(guard_json_body)
 # Every refusal these endpoints answer is audited (app.http.request_scope); invitation
 # and enrolment refusals are recorded here with their own tags.
@@ -44,8 +48,13 @@ CORPORATION = "corporate_number"
 
 def _services() -> tuple[AuthService, EnrolmentService]:
     context = current_context()
-    auth = AuthService(get_session(), context.settings, context.certificate_validator,
-                       context.clock, hsm=context.hsm)
+    auth = AuthService(
+        get_session(),
+        context.settings,
+        context.certificate_validator,
+        context.clock,
+        hsm=context.hsm,
+    )
     return auth, EnrolmentService(get_session(), context.settings, auth, context.clock)
 
 
@@ -53,8 +62,9 @@ class CorporationSchema(ma.Schema):
     corporate_number = ma.fields.String()
     registered_number = ma.fields.String()
     name = ma.fields.String()
-    joint_representatives = ma.fields.Integer(metadata={
-        "description": "Distinct representatives who must sign a grant (共同代表)"})
+    joint_representatives = ma.fields.Integer(
+        metadata={"description": "Distinct representatives who must sign a grant (共同代表)"}
+    )
     created_at = ma.fields.DateTime()
 
 
@@ -74,10 +84,15 @@ class EmployeePageSchema(ma.Schema):
 
 
 class InvitationRequestSchema(ma.Schema):
-    name = ma.fields.String(validate=ma.validate.Length(min=1, max=200), metadata={
-        "description": "The employee's name as on the My Number Card (氏名)"})
-    person_id = ma.fields.String(metadata={
-        "description": "An enrolled employee re-binding a reissued card (instead of name)"})
+    name = ma.fields.String(
+        validate=ma.validate.Length(min=1, max=200),
+        metadata={"description": "The employee's name as on the My Number Card (氏名)"},
+    )
+    person_id = ma.fields.String(
+        metadata={
+            "description": "An enrolled employee re-binding a reissued card (instead of name)"
+        }
+    )
 
     @ma.validates_schema
     def one_of(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -97,10 +112,18 @@ class InvitationSchema(ma.Schema):
 class EnrolmentRequestSchema(ma.Schema):
     invitation_code = ma.fields.String(required=True, validate=ma.validate.Length(max=200))
     challenge_id = ma.fields.String(required=True, validate=ma.validate.Length(max=64))
-    authentication = ma.fields.Nested(ProofSchema, required=True, metadata={
-        "description": "JPKI authentication certificate and its signature over to_sign"})
-    signing = ma.fields.Nested(ProofSchema, required=True, metadata={
-        "description": "JPKI signing certificate and its signature over the same to_sign"})
+    authentication = ma.fields.Nested(
+        ProofSchema,
+        required=True,
+        metadata={"description": "JPKI authentication certificate and its signature over to_sign"},
+    )
+    signing = ma.fields.Nested(
+        ProofSchema,
+        required=True,
+        metadata={
+            "description": "JPKI signing certificate and its signature over the same to_sign"
+        },
+    )
 
 
 class EnrolmentSchema(ma.Schema):
@@ -112,8 +135,9 @@ class EnrolmentSchema(ma.Schema):
 
 class RoleAssignmentRequestSchema(ma.Schema):
     person_id = ma.fields.String(required=True)
-    role = ma.fields.String(required=True,
-                            validate=ma.validate.OneOf([r.value for r in GLOBAL_ROLES]))
+    role = ma.fields.String(
+        required=True, validate=ma.validate.OneOf([r.value for r in GLOBAL_ROLES])
+    )
 
 
 class RoleAssignmentSchema(ma.Schema):
@@ -126,13 +150,22 @@ class RoleAssignmentSchema(ma.Schema):
 
 class ClientRequestSchema(ma.Schema):
     name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
-    scopes = ma.fields.List(ma.fields.String(validate=ma.validate.OneOf(SCOPES)),
-                            required=True, validate=ma.validate.Length(min=1))
-    corporations = ma.fields.List(corporate_number_field(), validate=ma.validate.Length(
-        min=1, max=1000), metadata={
-        "description": "The corporations (法人番号) whose data the client reads"})
-    all_corporations = ma.fields.Boolean(load_default=False, metadata={
-        "description": "Instead of corporations: the client reads every corporation's data"})
+    scopes = ma.fields.List(
+        ma.fields.String(validate=ma.validate.OneOf(SCOPES)),
+        required=True,
+        validate=ma.validate.Length(min=1),
+    )
+    corporations = ma.fields.List(
+        corporate_number_field(),
+        validate=ma.validate.Length(min=1, max=1000),
+        metadata={"description": "The corporations (法人番号) whose data the client reads"},
+    )
+    all_corporations = ma.fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "Instead of corporations: the client reads every corporation's data"
+        },
+    )
 
     @ma.validates_schema
     def corporations_or_all(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -142,15 +175,22 @@ class ClientRequestSchema(ma.Schema):
 
 class ClientSchema(ma.Schema):
     client_id = ma.fields.String()
-    client_secret = ma.fields.String(allow_none=True, metadata={
-        "description": "Shown once, when the client is registered; null afterwards"})
+    client_secret = ma.fields.String(
+        allow_none=True,
+        metadata={"description": "Shown once, when the client is registered; null afterwards"},
+    )
     name = ma.fields.String()
     scopes = ma.fields.List(ma.fields.String())
-    corporations = ma.fields.List(ma.fields.String(), metadata={
-        "description": "The corporations (法人番号) whose data the client reads"})
-    all_corporations = ma.fields.Boolean(metadata={
-        "description": "The client reads every corporation's data (registered so by an "
-                       "administrator)"})
+    corporations = ma.fields.List(
+        ma.fields.String(),
+        metadata={"description": "The corporations (法人番号) whose data the client reads"},
+    )
+    all_corporations = ma.fields.Boolean(
+        metadata={
+            "description": "The client reads every corporation's data (registered so by an "
+            "administrator)"
+        }
+    )
     created_at = ma.fields.DateTime()
     revoked_at = ma.fields.DateTime(allow_none=True)
 
@@ -167,8 +207,14 @@ def _corporation(corporate_number: str) -> Corporation:
 
 
 @blp.route("/corporations/<corporate_number>", methods=["GET"])
-@allow(Role.EMPLOYEE, Role.REPRESENTATIVE, Role.AUDITOR, Role.ADMINISTRATOR,
-       scopes=("employees:read",), corporation_arg=CORPORATION)
+@allow(
+    Role.EMPLOYEE,
+    Role.REPRESENTATIVE,
+    Role.AUDITOR,
+    Role.ADMINISTRATOR,
+    scopes=("employees:read",),
+    corporation_arg=CORPORATION,
+)
 @blp.response(200, CorporationSchema)
 def get_corporation(corporate_number: str) -> Corporation:
     """A corporation known to dairi."""
@@ -176,8 +222,11 @@ def get_corporation(corporate_number: str) -> Corporation:
 
 
 class JointRepresentationSchema(ma.Schema):
-    representatives = ma.fields.Integer(required=True, validate=ma.validate.Range(min=1, max=10),
-                                        metadata={"description": "1: any one representative"})
+    representatives = ma.fields.Integer(
+        required=True,
+        validate=ma.validate.Range(min=1, max=10),
+        metadata={"description": "1: any one representative"},
+    )
 
 
 @blp.route("/corporations/<corporate_number>/joint-representation", methods=["PUT"])
@@ -190,14 +239,23 @@ def set_joint_representation(args: dict[str, Any], corporate_number: str) -> dic
     row = _corporation(corporate_number)
     row.joint_representatives = args["representatives"]
     AuditLog(get_session()).append(
-        "corporation:joint-representation:set", actor=current_caller().actor,
-        principal=corporate_number, details={"representatives": args["representatives"]})
+        "corporation:joint-representation:set",
+        actor=current_caller().actor,
+        principal=corporate_number,
+        details={"representatives": args["representatives"]},
+    )
     return {"representatives": row.joint_representatives}
 
 
 @blp.route("/corporations/<corporate_number>/employees", methods=["GET"])
-@allow(Role.EMPLOYEE, Role.REPRESENTATIVE, Role.AUDITOR, Role.ADMINISTRATOR,
-       scopes=("employees:read",), corporation_arg=CORPORATION)
+@allow(
+    Role.EMPLOYEE,
+    Role.REPRESENTATIVE,
+    Role.AUDITOR,
+    Role.ADMINISTRATOR,
+    scopes=("employees:read",),
+    corporation_arg=CORPORATION,
+)
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, EmployeePageSchema)
 def list_employees(args: dict[str, Any], corporate_number: str) -> dict[str, Any]:
@@ -207,12 +265,24 @@ def list_employees(args: dict[str, Any], corporate_number: str) -> dict[str, Any
     where = (Employment.corporate_number == corporate_number, Employment.ended_at.is_(None))
     total = session.scalar(select(func.count()).select_from(Employment).where(*where))
     people = session.scalars(
-        select(Person).join(Employment).where(*where).order_by(Person.enrolled_at, Person.id)
-        .limit(args["page_size"]).offset((args["page"] - 1) * args["page_size"]))
-    items = [{"person_id": p.id, "name": p.name, "status": p.status,
-              "enrolled_at": p.enrolled_at, "rebound_at": p.rebound_at} for p in people]
-    return {"items": items, "page": args["page"], "page_size": args["page_size"],
-            "total": total}
+        select(Person)
+        .join(Employment)
+        .where(*where)
+        .order_by(Person.enrolled_at, Person.id)
+        .limit(args["page_size"])
+        .offset((args["page"] - 1) * args["page_size"])
+    )
+    items = [
+        {
+            "person_id": p.id,
+            "name": p.name,
+            "status": p.status,
+            "enrolled_at": p.enrolled_at,
+            "rebound_at": p.rebound_at,
+        }
+        for p in people
+    ]
+    return {"items": items, "page": args["page"], "page_size": args["page_size"], "total": total}
 
 
 @blp.route("/corporations/<corporate_number>/invitations", methods=["POST"])
@@ -224,19 +294,33 @@ def invite(args: dict[str, Any], corporate_number: str) -> dict[str, Any]:
     (never a holder of an administrator or auditor role: ``REBIND_NOT_PERMITTED``)."""
     _, enrolment = _services()
     try:
-        issued = enrolment.invite(corporate_number, args.get("name", ""),
-                                  created_by=current_caller().actor,
-                                  person_id=args.get("person_id"))
+        issued = enrolment.invite(
+            corporate_number,
+            args.get("name", ""),
+            created_by=current_caller().actor,
+            person_id=args.get("person_id"),
+        )
     except DairiError as exc:
         get_session().rollback()
-        record_refusal(current_context().session_factory, "enrolment:invitation:refused",
-                       actor=current_caller().actor, code=exc.code, principal=corporate_number,
-                       subject=args.get("person_id"))
+        record_refusal(
+            current_context().session_factory,
+            "enrolment:invitation:refused",
+            actor=current_caller().actor,
+            code=exc.code,
+            principal=corporate_number,
+            subject=args.get("person_id"),
+        )
         refusal_recorded()
         raise
     row = issued.row
-    return {"id": row.id, "code": issued.code, "corporate_number": row.corporate_number,
-            "name": row.name, "rebind": row.person_id is not None, "expires_at": row.expires_at}
+    return {
+        "id": row.id,
+        "code": issued.code,
+        "corporate_number": row.corporate_number,
+        "name": row.name,
+        "rebind": row.person_id is not None,
+        "expires_at": row.expires_at,
+    }
 
 
 @blp.route("/enrolments", methods=["POST"])
@@ -251,16 +335,29 @@ def enrol(args: dict[str, Any]) -> dict[str, Any]:
     try:
         proofs = {part: card_proof(args[part]) for part in ("authentication", "signing")}
         _, enrolment = _services()
-        enrolled = enrolment.enrol(args["invitation_code"], args["challenge_id"],
-                                   proofs["authentication"], proofs["signing"])
+        enrolled = enrolment.enrol(
+            args["invitation_code"],
+            args["challenge_id"],
+            proofs["authentication"],
+            proofs["signing"],
+        )
     except DairiError as exc:
         session.rollback()
-        record_refusal(context.session_factory, "enrolment:person:refused", actor="anonymous",
-                       code=exc.code, subject=args["challenge_id"])
+        record_refusal(
+            context.session_factory,
+            "enrolment:person:refused",
+            actor="anonymous",
+            code=exc.code,
+            subject=args["challenge_id"],
+        )
         refusal_recorded()
         raise
-    return {"person_id": enrolled.person.id, "name": enrolled.person.name,
-            "corporate_number": enrolled.corporate_number, "rebound": enrolled.rebound}
+    return {
+        "person_id": enrolled.person.id,
+        "name": enrolled.person.name,
+        "corporate_number": enrolled.corporate_number,
+        "rebound": enrolled.rebound,
+    }
 
 
 @blp.route("/role-assignments", methods=["POST"])
@@ -272,16 +369,23 @@ def assign_role(args: dict[str, Any]) -> RoleAssignment:
     session = get_session()
     if session.get(Person, args["person_id"]) is None:
         raise ProblemError("PERSON_NOT_FOUND", detail="no such person")
-    existing = session.scalar(select(RoleAssignment).where(
-        RoleAssignment.person_id == args["person_id"], RoleAssignment.role == args["role"]))
+    existing = session.scalar(
+        select(RoleAssignment).where(
+            RoleAssignment.person_id == args["person_id"], RoleAssignment.role == args["role"]
+        )
+    )
     if existing is not None:
         raise ProblemError("ROLE_ALREADY_ASSIGNED", detail="the person holds that role")
     actor = current_caller().actor
     row = RoleAssignment(person_id=args["person_id"], role=args["role"], granted_by=actor)
     session.add(row)
     session.flush()
-    AuditLog(session).append("role:assignment:granted", actor=actor, subject=args["person_id"],
-                             details={"role": args["role"]})
+    AuditLog(session).append(
+        "role:assignment:granted",
+        actor=actor,
+        subject=args["person_id"],
+        details={"role": args["role"]},
+    )
     return row
 
 
@@ -295,16 +399,23 @@ def remove_role(assignment_id: str) -> None:
     if row is None:
         raise ProblemError("ROLE_ASSIGNMENT_NOT_FOUND", detail="no such role assignment")
     actor = current_caller().actor
-    AuditLog(session).append("role:assignment:removed", actor=actor, subject=row.person_id,
-                             details={"role": row.role})
+    AuditLog(session).append(
+        "role:assignment:removed", actor=actor, subject=row.person_id, details={"role": row.role}
+    )
     session.delete(row)
 
 
 def _client(row: ApiClient, secret: str | None = None) -> dict[str, Any]:
-    return {"client_id": row.client_id, "client_secret": secret, "name": row.name,
-            "scopes": row.scopes.split(), "corporations": row.corporate_numbers,
-            "all_corporations": row.all_corporations, "created_at": row.created_at,
-            "revoked_at": row.revoked_at}
+    return {
+        "client_id": row.client_id,
+        "client_secret": secret,
+        "name": row.name,
+        "scopes": row.scopes.split(),
+        "corporations": row.corporate_numbers,
+        "all_corporations": row.all_corporations,
+        "created_at": row.created_at,
+        "revoked_at": row.revoked_at,
+    }
 
 
 @blp.route("/clients", methods=["POST"])
@@ -316,14 +427,23 @@ def create_client(args: dict[str, Any]) -> dict[str, Any]:
     data it reads (法人番号), or for all of them; the secret is shown once."""
     auth, _ = _services()
     actor = current_caller().actor
-    issued = auth.create_client(args["name"], tuple(args["scopes"]), actor,
-                                corporations=tuple(args.get("corporations", ())),
-                                all_corporations=args["all_corporations"])
-    AuditLog(auth.session).append("client:registration:created", actor=actor,
-                                  subject=issued.row.client_id,
-                                  details={"scopes": issued.row.scopes.split(),
-                                           "corporations": issued.row.corporate_numbers,
-                                           "all_corporations": issued.row.all_corporations})
+    issued = auth.create_client(
+        args["name"],
+        tuple(args["scopes"]),
+        actor,
+        corporations=tuple(args.get("corporations", ())),
+        all_corporations=args["all_corporations"],
+    )
+    AuditLog(auth.session).append(
+        "client:registration:created",
+        actor=actor,
+        subject=issued.row.client_id,
+        details={
+            "scopes": issued.row.scopes.split(),
+            "corporations": issued.row.corporate_numbers,
+            "all_corporations": issued.row.all_corporations,
+        },
+    )
     return _client(issued.row, issued.client_secret)
 
 
@@ -346,5 +466,6 @@ def revoke_client(client_id: str) -> None:
     if row is None:
         raise AuthError("no such API client", "CLIENT_NOT_FOUND")
     row.revoked_at = current_context().clock()
-    AuditLog(auth.session).append("client:registration:revoked",
-                                  actor=current_caller().actor, subject=client_id)
+    AuditLog(auth.session).append(
+        "client:registration:revoked", actor=current_caller().actor, subject=client_id
+    )

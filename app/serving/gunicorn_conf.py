@@ -79,8 +79,10 @@ def post_worker_init(worker: Any) -> None:
     except PackageNotFoundError:
         release = "0+unknown"
     backend = _settings.database_url.split(":", 1)[0].split("+", 1)[0]
-    logger.info("worker ready: dairi %s, database %s, dev_mode=%s", release, backend,
-                _settings.dev_mode)
+    logger.info(
+        "worker ready: dairi %s, database %s, dev_mode=%s", release, backend, _settings.dev_mode
+    )
+
 
 worker_class = "app.serving.gunicorn_conf.BoundedThreadWorker"
 # Threads per worker: each holds one connection while its request is received or its
@@ -163,7 +165,7 @@ class ClientSocket(socket.socket):
         view = memoryview(data).cast("B")
         try:
             while view:
-                view = view[self.send(view, flags):]
+                view = view[self.send(view, flags) :]
         except TimeoutError as exc:
             self.too_slow = True
             raise ClientTooSlow() from exc
@@ -177,8 +179,9 @@ class AppLock:
     """The lock a worker's application runs under; knows since when it is held and
     tells ``started``/``finished`` (called with the lock held) when it is taken and let go."""
 
-    def __init__(self, started: Callable[[], None] = _nothing,
-                 finished: Callable[[], None] = _nothing) -> None:
+    def __init__(
+        self, started: Callable[[], None] = _nothing, finished: Callable[[], None] = _nothing
+    ) -> None:
         self._lock = threading.Lock()
         self._started = started
         self._finished = finished
@@ -245,8 +248,9 @@ class BoundedThreadWorker(ThreadWorker):
         application = self.wsgi
         lock = self.app_lock
 
-        def serialised(environ: dict[str, Any], start_response: Callable[..., Any]
-                       ) -> Iterable[bytes]:
+        def serialised(
+            environ: dict[str, Any], start_response: Callable[..., Any]
+        ) -> Iterable[bytes]:
             environ[SERIALISE_KEY] = lock  # app.http.edge takes it once the body is in
             return application(environ, start_response)
 
@@ -274,12 +278,19 @@ class BoundedThreadWorker(ThreadWorker):
 
     def finish_request(self, conn: Any, fs: Any) -> None:
         sock = conn.sock
-        if (isinstance(sock, ClientSocket) and sock.too_slow and not fs.cancelled()
-                and fs.exception() is None and fs.result() is False):
+        if (
+            isinstance(sock, ClientSocket)
+            and sock.too_slow
+            and not fs.cancelled()
+            and fs.exception() is None
+            and fs.result() is False
+        ):
             # gunicorn would linger (on this event-loop thread, up to 2 s) for the
             # client's end of the connection; a client this slow is not waited for.
-            self.log.info("dropped a slow client %s: request not received or answer not "
-                          "taken in time", conn.client[0] if conn.client else "?")
+            self.log.info(
+                "dropped a slow client %s: request not received or answer not taken in time",
+                conn.client[0] if conn.client else "?",
+            )
             self.nr_conns -= 1
             conn.close()
             return

@@ -16,8 +16,9 @@ class SignatureService:
         self._context = context
         self._credentials = CredentialService(session, context.hsm, context.dev_pki)
 
-    def sign_pdf(self, credential_name: str, pdf: bytes, spec: PadesSpec
-                 ) -> tuple[PadesResult, SignatureRecord]:
+    def sign_pdf(
+        self, credential_name: str, pdf: bytes, spec: PadesSpec
+    ) -> tuple[PadesResult, SignatureRecord]:
         """Sign ``pdf`` with the named credential and record the signature.
 
         Nothing is written unless the signature was made.

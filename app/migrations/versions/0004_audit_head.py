@@ -20,9 +20,13 @@ GENESIS_HASH = "0" * 64
 
 
 def upgrade() -> None:
-    op.get_bind().execute(sa.text(
-        "INSERT INTO audit_head (id, sequence, hash) SELECT 1, 0, :genesis "
-        "WHERE NOT EXISTS (SELECT 1 FROM audit_head WHERE id = 1)"), {"genesis": GENESIS_HASH})
+    op.get_bind().execute(
+        sa.text(
+            "INSERT INTO audit_head (id, sequence, hash) SELECT 1, 0, :genesis "
+            "WHERE NOT EXISTS (SELECT 1 FROM audit_head WHERE id = 1)"
+        ),
+        {"genesis": GENESIS_HASH},
+    )
 
 
 def downgrade() -> None:

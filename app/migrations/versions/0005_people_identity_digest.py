@@ -27,7 +27,6 @@ branch_labels = None
 depends_on = None
 
 
-
 def _people_columns() -> list[sa.Column]:
     return [
         sa.Column("signing_certificate_issuer", sa.Text(), nullable=True),
@@ -44,8 +43,7 @@ def upgrade() -> None:
     with op.batch_alter_table("people") as batch:
         for column in _people_columns():
             batch.add_column(column)
-        batch.alter_column("signing_certificate_der", existing_type=sa.LargeBinary(),
-                           nullable=True)
+        batch.alter_column("signing_certificate_der", existing_type=sa.LargeBinary(), nullable=True)
     with op.batch_alter_table("access_tokens") as batch:
         batch.add_column(sa.Column("certificate_der", sa.LargeBinary(), nullable=True))
 
@@ -54,10 +52,15 @@ def downgrade() -> None:
     with op.batch_alter_table("access_tokens") as batch:
         batch.drop_column("certificate_der")
     op.get_bind().execute(
-        sa.text("UPDATE people SET signing_certificate_der = :empty "
-                "WHERE signing_certificate_der IS NULL"), {"empty": b""})
+        sa.text(
+            "UPDATE people SET signing_certificate_der = :empty "
+            "WHERE signing_certificate_der IS NULL"
+        ),
+        {"empty": b""},
+    )
     with op.batch_alter_table("people") as batch:
-        batch.alter_column("signing_certificate_der", existing_type=sa.LargeBinary(),
-                           nullable=False)
+        batch.alter_column(
+            "signing_certificate_der", existing_type=sa.LargeBinary(), nullable=False
+        )
         for column in reversed(_people_columns()):
             batch.drop_column(column.name)

@@ -36,55 +36,88 @@ def upgrade() -> None:
         sa.Column("instruction_sha256", sa.String(length=64), nullable=False),
         sa.Column("mandate_id", sa.String(length=36), nullable=False),
         sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["mandate_id"], ["mandates.id"],
-                                name=op.f("fk_mandate_instructions_mandate_id_mandates")),
+        sa.ForeignKeyConstraint(
+            ["mandate_id"],
+            ["mandates.id"],
+            name=op.f("fk_mandate_instructions_mandate_id_mandates"),
+        ),
         sa.PrimaryKeyConstraint("instruction_sha256", name=op.f("pk_mandate_instructions")),
     )
     with op.batch_alter_table("mandate_instructions", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_mandate_instructions_mandate_id"), ["mandate_id"],
-                              unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_mandate_instructions_mandate_id"), ["mandate_id"], unique=False
+        )
     connection = op.get_bind()
-    mandates = sa.table("mandates", sa.column("id", sa.String), sa.column(
-        "instruction_sha256", sa.String), sa.column("created_at", sa.DateTime(timezone=True)))
+    mandates = sa.table(
+        "mandates",
+        sa.column("id", sa.String),
+        sa.column("instruction_sha256", sa.String),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+    )
     first: dict[str, dict[str, object]] = {}
     for mandate_id, digest, created_at in connection.execute(
-            sa.select(mandates.c.id, mandates.c.instruction_sha256, mandates.c.created_at)
-            .order_by(mandates.c.created_at, mandates.c.id)):
-        first.setdefault(digest, {"instruction_sha256": digest, "mandate_id": mandate_id,
-                                  "accepted_at": created_at})
+        sa.select(mandates.c.id, mandates.c.instruction_sha256, mandates.c.created_at).order_by(
+            mandates.c.created_at, mandates.c.id
+        )
+    ):
+        first.setdefault(
+            digest,
+            {"instruction_sha256": digest, "mandate_id": mandate_id, "accepted_at": created_at},
+        )
     if first:
-        op.bulk_insert(sa.table("mandate_instructions", sa.column("instruction_sha256"),
-                                sa.column("mandate_id"), sa.column("accepted_at")),
-                       list(first.values()))
+        op.bulk_insert(
+            sa.table(
+                "mandate_instructions",
+                sa.column("instruction_sha256"),
+                sa.column("mandate_id"),
+                sa.column("accepted_at"),
+            ),
+            list(first.values()),
+        )
 
     # The owner's columns are added in place. On SQLite their foreign keys go inline
     # (ADD COLUMN accepts a REFERENCES clause): batch mode would copy the table and
     # drop the old one, which SQLite refuses while signature_records refers to it.
-    op.add_column("credentials", sa.Column("certificate_sha256", sa.String(length=64),
-                                           nullable=True))
-    owner = (("person_id", 36, "people", "id"),
-             ("corporate_number", 13, "corporations", "corporate_number"))
+    op.add_column(
+        "credentials", sa.Column("certificate_sha256", sa.String(length=64), nullable=True)
+    )
+    owner = (
+        ("person_id", 36, "people", "id"),
+        ("corporate_number", 13, "corporations", "corporate_number"),
+    )
     for column, length, table, target in owner:
         name = f"fk_credentials_{column}_{table}"
         if connection.dialect.name == "sqlite":
-            op.execute(f"ALTER TABLE credentials ADD COLUMN {column} VARCHAR({length}) "
-                       f"CONSTRAINT {name} REFERENCES {table} ({target})")
+            op.execute(
+                f"ALTER TABLE credentials ADD COLUMN {column} VARCHAR({length}) "
+                f"CONSTRAINT {name} REFERENCES {table} ({target})"
+            )
         else:
-            op.add_column("credentials", sa.Column(column, sa.String(length=length),
-                                                   nullable=True))
+            op.add_column("credentials", sa.Column(column, sa.String(length=length), nullable=True))
             op.create_foreign_key(op.f(name), "credentials", table, [column], [target])
-    op.create_index(op.f("ix_credentials_certificate_sha256"), "credentials",
-                    ["certificate_sha256"], unique=False)
-    op.create_index(op.f("ix_credentials_person_id"), "credentials", ["person_id"],
-                    unique=False)
-    credentials = sa.table("credentials", sa.column("id", sa.String),
-                           sa.column("certificate_der", sa.LargeBinary),
-                           sa.column("certificate_sha256", sa.String))
+    op.create_index(
+        op.f("ix_credentials_certificate_sha256"),
+        "credentials",
+        ["certificate_sha256"],
+        unique=False,
+    )
+    op.create_index(op.f("ix_credentials_person_id"), "credentials", ["person_id"], unique=False)
+    credentials = sa.table(
+        "credentials",
+        sa.column("id", sa.String),
+        sa.column("certificate_der", sa.LargeBinary),
+        sa.column("certificate_sha256", sa.String),
+    )
     for credential_id, der in connection.execute(
-            sa.select(credentials.c.id, credentials.c.certificate_der)
-            .where(credentials.c.certificate_der.is_not(None))).all():
-        connection.execute(credentials.update().where(credentials.c.id == credential_id)
-                           .values(certificate_sha256=hashlib.sha256(der).hexdigest()))
+        sa.select(credentials.c.id, credentials.c.certificate_der).where(
+            credentials.c.certificate_der.is_not(None)
+        )
+    ).all():
+        connection.execute(
+            credentials.update()
+            .where(credentials.c.id == credential_id)
+            .values(certificate_sha256=hashlib.sha256(der).hexdigest())
+        )
 
     op.create_table(
         "published_crls",
@@ -95,11 +128,17 @@ def upgrade() -> None:
         sa.Column("next_update", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_published_crls")),
     )
-    op.bulk_insert(sa.table("published_crls", sa.column("id"), sa.column("number"),
-                            sa.column("crl_der"), sa.column("this_update"),
-                            sa.column("next_update", sa.DateTime(timezone=True))),
-                   [{"id": 1, "number": 0, "crl_der": b"", "this_update": EPOCH,
-                     "next_update": EPOCH}])
+    op.bulk_insert(
+        sa.table(
+            "published_crls",
+            sa.column("id"),
+            sa.column("number"),
+            sa.column("crl_der"),
+            sa.column("this_update"),
+            sa.column("next_update", sa.DateTime(timezone=True)),
+        ),
+        [{"id": 1, "number": 0, "crl_der": b"", "this_update": EPOCH, "next_update": EPOCH}],
+    )
 
     op.create_table(
         "signed_mandate_documents",
@@ -107,8 +146,11 @@ def upgrade() -> None:
         sa.Column("state_sha256", sa.String(length=64), nullable=False),
         sa.Column("pdf", sa.LargeBinary(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["mandate_id"], ["mandates.id"],
-                                name=op.f("fk_signed_mandate_documents_mandate_id_mandates")),
+        sa.ForeignKeyConstraint(
+            ["mandate_id"],
+            ["mandates.id"],
+            name=op.f("fk_signed_mandate_documents_mandate_id_mandates"),
+        ),
         sa.PrimaryKeyConstraint("mandate_id", name=op.f("pk_signed_mandate_documents")),
     )
 
@@ -121,10 +163,10 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         _drop_owner_columns_on_sqlite()
     else:
-        op.drop_constraint("fk_credentials_corporate_number_corporations", "credentials",
-                           type_="foreignkey")
-        op.drop_constraint("fk_credentials_person_id_people", "credentials",
-                           type_="foreignkey")
+        op.drop_constraint(
+            "fk_credentials_corporate_number_corporations", "credentials", type_="foreignkey"
+        )
+        op.drop_constraint("fk_credentials_person_id_people", "credentials", type_="foreignkey")
         for column in ("corporate_number", "person_id", "certificate_sha256"):
             op.drop_column("credentials", column)
     with op.batch_alter_table("mandate_instructions", schema=None) as batch_op:
@@ -137,8 +179,7 @@ def _drop_owner_columns_on_sqlite() -> None:
     and dropping the old copy fails while signature_records rows refer to it (the
     foreign-key pragma cannot be turned off inside the migration's transaction), so
     those rows step aside into a temporary table for the copy and come back."""
-    op.execute("CREATE TEMPORARY TABLE signature_records_0006 AS "
-               "SELECT * FROM signature_records")
+    op.execute("CREATE TEMPORARY TABLE signature_records_0006 AS SELECT * FROM signature_records")
     op.execute("DELETE FROM signature_records")
     with op.batch_alter_table("credentials", schema=None, recreate="always") as batch_op:
         batch_op.drop_column("corporate_number")

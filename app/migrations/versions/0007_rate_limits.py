@@ -26,8 +26,12 @@ def upgrade() -> None:
         sa.Column("count", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("key", "window_start", name=op.f("pk_rate_limit_counters")),
     )
-    op.create_index(op.f("ix_rate_limit_counters_window_end"), "rate_limit_counters",
-                    ["window_end"], unique=False)
+    op.create_index(
+        op.f("ix_rate_limit_counters_window_end"),
+        "rate_limit_counters",
+        ["window_end"],
+        unique=False,
+    )
     op.create_table(
         "audit_refusal_windows",
         sa.Column("kind_sha256", sa.String(length=64), nullable=False),
@@ -41,18 +45,22 @@ def upgrade() -> None:
         sa.Column("principal", sa.String(length=13), nullable=True),
         sa.Column("first_sequence", sa.Integer(), nullable=True),
         sa.Column("count", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("kind_sha256", "window_start",
-                                name=op.f("pk_audit_refusal_windows")),
+        sa.PrimaryKeyConstraint(
+            "kind_sha256", "window_start", name=op.f("pk_audit_refusal_windows")
+        ),
     )
-    op.create_index(op.f("ix_audit_refusal_windows_window_end"), "audit_refusal_windows",
-                    ["window_end"], unique=False)
+    op.create_index(
+        op.f("ix_audit_refusal_windows_window_end"),
+        "audit_refusal_windows",
+        ["window_end"],
+        unique=False,
+    )
 
 
 def downgrade() -> None:
     # Counts still waiting are dropped with the table; fold them first
     # (app.audit_trail.log.fold_refusals with open_windows=True) to keep them.
-    op.drop_index(op.f("ix_audit_refusal_windows_window_end"),
-                  table_name="audit_refusal_windows")
+    op.drop_index(op.f("ix_audit_refusal_windows_window_end"), table_name="audit_refusal_windows")
     op.drop_table("audit_refusal_windows")
     op.drop_index(op.f("ix_rate_limit_counters_window_end"), table_name="rate_limit_counters")
     op.drop_table("rate_limit_counters")

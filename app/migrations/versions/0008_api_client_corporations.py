@@ -25,22 +25,27 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("api_clients") as batch:
-        batch.add_column(sa.Column("all_corporations", sa.Boolean(), nullable=False,
-                                   server_default=sa.false()))
-    op.get_bind().execute(sa.text("UPDATE api_clients SET all_corporations = :all"),
-                          {"all": True})
+        batch.add_column(
+            sa.Column("all_corporations", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
+    op.get_bind().execute(sa.text("UPDATE api_clients SET all_corporations = :all"), {"all": True})
     op.create_table(
         "api_client_corporations",
         sa.Column("client_id", sa.String(length=36), nullable=False),
         sa.Column("corporate_number", sa.String(length=13), nullable=False),
         sa.ForeignKeyConstraint(
-            ["client_id"], ["api_clients.id"],
-            name=op.f("fk_api_client_corporations_client_id_api_clients")),
+            ["client_id"],
+            ["api_clients.id"],
+            name=op.f("fk_api_client_corporations_client_id_api_clients"),
+        ),
         sa.ForeignKeyConstraint(
-            ["corporate_number"], ["corporations.corporate_number"],
-            name=op.f("fk_api_client_corporations_corporate_number_corporations")),
-        sa.PrimaryKeyConstraint("client_id", "corporate_number",
-                                name=op.f("pk_api_client_corporations")),
+            ["corporate_number"],
+            ["corporations.corporate_number"],
+            name=op.f("fk_api_client_corporations_corporate_number_corporations"),
+        ),
+        sa.PrimaryKeyConstraint(
+            "client_id", "corporate_number", name=op.f("pk_api_client_corporations")
+        ),
     )
 
 

@@ -29,8 +29,9 @@ def upgrade() -> None:
         sa.Column("signer_certificate_der", sa.LargeBinary(), nullable=False),
         sa.PrimaryKeyConstraint("sequence", name=op.f("pk_audit_checkpoints")),
     )
-    op.create_index(op.f("ix_audit_checkpoints_taken_at"), "audit_checkpoints", ["taken_at"],
-                    unique=False)
+    op.create_index(
+        op.f("ix_audit_checkpoints_taken_at"), "audit_checkpoints", ["taken_at"], unique=False
+    )
 
 
 def downgrade() -> None:

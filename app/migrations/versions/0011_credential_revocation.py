@@ -32,7 +32,9 @@ def _set_status_check(old: str, new: str) -> None:
         connection.exec_driver_sql("PRAGMA writable_schema=ON")
         connection.exec_driver_sql(
             "UPDATE sqlite_master SET sql = replace(sql, ?, ?) "
-            "WHERE type = 'table' AND name = 'credentials'", (old, new))
+            "WHERE type = 'table' AND name = 'credentials'",
+            (old, new),
+        )
         connection.exec_driver_sql(f"PRAGMA schema_version={int(version or 0) + 1}")
         connection.exec_driver_sql("PRAGMA writable_schema=OFF")
         return
@@ -41,10 +43,10 @@ def _set_status_check(old: str, new: str) -> None:
 
 
 def upgrade() -> None:
-    op.add_column("credentials", sa.Column("revoked_at", sa.DateTime(timezone=True),
-                                           nullable=True))
-    op.add_column("credentials", sa.Column("revocation_reason", sa.String(length=32),
-                                           nullable=True))
+    op.add_column("credentials", sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column(
+        "credentials", sa.Column("revocation_reason", sa.String(length=32), nullable=True)
+    )
     _set_status_check(OLD, NEW)
 
 
