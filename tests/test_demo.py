@@ -19,9 +19,10 @@ from pyhanko.keys import load_certs_from_pemder
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
+from app.audit_trail.models import AuditRecord
 from app.credentials.models import Credential
 from app.mandates.models import Mandate
 from app.people.models import Corporation, Employment, Person
@@ -105,6 +106,7 @@ def test_the_demo_runs_twice_over_http_and_keeps_one_of_everything(
     assert (root_grantee, leaf_grantee) == (people[YAMADA], people[SUZUKI])
     assert len(first["credentials"]) == 2
     _judge_outputs(out)
+    _judge_audit_export(out, app_settings.database_url)
 
     # Again, against a running service given by --url, with one employee's card lost:
     # the same people (re-bound, not enrolled again), corporation and mandates.
@@ -117,6 +119,7 @@ def test_the_demo_runs_twice_over_http_and_keeps_one_of_everything(
     assert '"POST /api/v1/mandates ' not in served, "no mandate is granted again"
     assert '"POST /api/v1/credentials ' not in served, "no credential is issued again"
     assert _state(app_settings.database_url) == first
+    _judge_audit_export(out, app_settings.database_url)  # before this test logs in itself
     assert DEV_CARD_CORPORATION not in first["corporations"]
 
     # The service, asked over HTTP with the representative's card the demo kept.
@@ -198,3 +201,40 @@ def _judge_outputs(out: Path) -> None:
     )
     assert leaf.terms.grantee.name == "鈴木\u3000花子"
     assert (out / "trust" / "aa.pem").is_file()
+
+
+def _judge_audit_export(out: Path, database_url: str) -> None:
+    """The demo ends with an export of the audit trail of its run (issue 14 item 5):
+    the offline verifier (``python -m audit``, no database, no service) accepts it with
+    the demo's published anchors, it reaches the head of the log as the database holds
+    it now, and the same verifier refuses it once one event is edited."""
+    exported = out / "audit"
+    verdict = subprocess.run(
+        [sys.executable, "-m", "audit", "verify", str(exported), "--trust", str(out / "trust")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert verdict.returncode == 0, verdict.stdout + verdict.stderr
+    engine = create_engine(database_url)
+    try:
+        with Session(engine) as session:
+            head = session.scalar(select(func.max(AuditRecord.sequence)))
+    finally:
+        engine.dispose()
+    lines = (exported / "events.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == head and f'"sequence":{head},' in lines[-1], (len(lines), head)
+
+    tampered = out.parent / "audit-tampered"
+    shutil.copytree(exported, tampered)
+    events = tampered / "events.jsonl"
+    text = events.read_text(encoding="utf-8")
+    events.write_text(text.replace("mandate:granted", "mandate:grantex", 1), encoding="utf-8")
+    refused = subprocess.run(
+        [sys.executable, "-m", "audit", "verify", str(tampered)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    shutil.rmtree(tampered)

@@ -32,6 +32,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
+from app.audit_trail.checkpoints import export_audit
 from app.context import ServiceContext, load_pem_certificates
 from app.credentials.service import CredentialService
 from app.dev.demo_login import (
@@ -48,6 +49,7 @@ from app.dev.sample_documents import bid_pdf
 from app.first_run import ensure_environment
 from app.settings import Settings
 from app.signatures.service import SignatureService
+from audit.export import verify_export
 from signing import PadesLevel, PadesSpec
 
 DEMO_EMPLOYEE = "山田 太郎 (demo)"  # + the person id: one credential per person
@@ -129,6 +131,25 @@ def _people_and_documents(
     for pem_file in sorted(settings.trust_dir.glob("*.pem")):
         shutil.copy(pem_file, trust / pem_file.name)
     yield f"trust anchors for verifiers in {trust}/ (aa.pem: the attribute authority)"
+    yield _export_audit_trail(context, out)
+
+
+def _export_audit_trail(context: ServiceContext, out: Path) -> str:
+    """Export the audit trail, checkpointed at its head, to ``out/audit`` (replacing an
+    earlier run's) and check it as an outsider would: offline, with the demo's anchors."""
+    target, staging = out / "audit", out / "audit.new"
+    shutil.rmtree(staging, ignore_errors=True)
+    summary = export_audit(context, staging)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    report = verify_export(target, out / "trust")
+    if not report.intact:
+        raise DemoFailed(f"the exported audit trail does not verify: {report}")
+    return (
+        f"{target}/  audit events {summary.first_sequence}-{summary.last_sequence} and"
+        f" {summary.checkpoints} signed checkpoints; `dairi audit verify {target}"
+        f" --trust {out / 'trust'}` says intact"
+    )
 
 
 def _check(pdf: bytes, roots: list[bytes]) -> str:
