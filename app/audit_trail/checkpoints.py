@@ -55,7 +55,6 @@ from audit.cms import CmsInvalid, verify_path
 from audit.export import ExportSummary, read_pem_certificates
 from audit.verify import verify_checkpoints
 from dairi import DairiError
-from devpki.ca import end_entity_key_usage
 from hsm import KeyAlgorithm, KeyRef, SignatureScheme
 
 DER = serialization.Encoding.DER
@@ -86,6 +85,8 @@ def _dev_audit_key(ctx: ServiceContext) -> tuple[KeyRef, bytes]:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two processes' first checkpoints make one key
         key_file, cert_file = directory / "key.json", directory / "cert.pem"
         if not key_file.is_file():
+            from devpki.ca import end_entity_key_usage  # development mode only
+
             ref = ctx.hsm.generate_key(KeyAlgorithm.RSA_2048)
             public_key = serialization.load_der_public_key(ctx.hsm.public_key_info(ref))
             cert = pki.cas["service-root"].issue(

@@ -16,6 +16,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from asn1crypto import pem
 from asn1crypto import x509 as asn1_x509
@@ -28,10 +29,11 @@ from sqlalchemy.orm import Session
 from app.credentials.models import Credential, CredentialStatus
 from app.people.models import Corporation, Employment, Person
 from dairi import DairiError
-from devpki import DevPki, EndEntity
-from devpki.ca import UnknownCertificate
 from hsm import Hsm, HsmError, KeyAlgorithm, KeyRef, build_csr
 from signing import SigningCredential
+
+if TYPE_CHECKING:  # development PKI: imported where a development certificate is made
+    from devpki import DevPki, EndEntity
 
 DER = serialization.Encoding.DER
 MAX_NAME_LENGTH = 200
@@ -129,6 +131,8 @@ class CredentialService:
             certificate = x509.load_der_x509_certificate(credential.certificate_der)
             ca = self._pki.cas["employee-signing"]
             if certificate.issuer == ca.certificate.subject:
+                from devpki.ca import UnknownCertificate
+
                 with contextlib.suppress(UnknownCertificate):
                     ca.revoke(certificate.serial_number, reason, now=now)
                     at_ca = True
@@ -297,7 +301,7 @@ class CredentialService:
                 person_id=owner.person_id,
                 corporate_number=owner.corporate_number,
             )
-            if isinstance(issued, EndEntity):
+            if issued is not None:
                 cert_der = issued.certificate.public_bytes(DER)
                 self._hsm.store_certificate(ref, cert_der)
                 credential.certificate_der = cert_der
