@@ -4,9 +4,13 @@ leaves no record of a signature nobody received."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pytest
 from sqlalchemy import func, select
 
+from app.audit_trail.models import AuditRecord
 from app.credentials.service import CredentialOwner, CredentialService
 from app.signatures.models import SignatureRecord
 from app.signatures.service import SignatureService
@@ -33,6 +37,17 @@ def records(context) -> int:
         return session.scalar(select(func.count()).select_from(SignatureRecord)) or 0
 
 
+def signature_events(context) -> list[tuple[str, str | None, dict]]:
+    """The audit events of signatures: (tag, subject, details)."""
+    with context.session_factory() as session:
+        rows = session.scalars(
+            select(AuditRecord)
+            .where(AuditRecord.tag.like("signature:%"))
+            .order_by(AuditRecord.sequence)
+        )
+        return [(r.tag, r.subject, json.loads(r.details)) for r in rows]
+
+
 def test_a_signing_command_that_fails_after_signing_records_nothing(app, hsm, bid, owner):
     context = app.extensions["dairi"]
     with unit_of_work(context.session_factory) as session:
@@ -46,8 +61,16 @@ def test_a_signing_command_that_fails_after_signing_records_nothing(app, hsm, bi
         assert record.id  # known before the unit of work ends
         raise Injected("writing the signed file failed")
     assert records(context) == 0
+    assert signature_events(context) == []  # no event for a signature nobody received
     with unit_of_work(context.session_factory) as session:
-        SignatureService(session, context).sign_pdf(
+        result, record = SignatureService(session, context).sign_pdf(
             "署名 次郎", bid, PadesSpec(level=PadesLevel.B_B)
         )
     assert records(context) == 1
+    # The operator's signature is audited as made outside the policy gate, with what
+    # a compliance officer needs to find the document: its digests before and after.
+    [(tag, subject, details)] = signature_events(context)
+    assert (tag, subject) == ("signature:operator:made", record.id)
+    assert details["document_sha256"] == hashlib.sha256(bid).hexdigest()
+    assert details["signed_document_sha256"] == hashlib.sha256(result.pdf).hexdigest()
+    assert details["level"] == "B-B" and details["credential"] == "署名 次郎"

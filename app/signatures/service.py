@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from app.audit_trail.log import AuditLog
 from app.context import ServiceContext
 from app.credentials.service import CredentialService
 from app.signatures.models import SignatureFormat, SignatureRecord
@@ -21,7 +22,8 @@ class SignatureService:
     ) -> tuple[PadesResult, SignatureRecord]:
         """Sign ``pdf`` with the named credential and record the signature.
 
-        Nothing is written unless the signature was made.
+        Nothing is written unless the signature was made; the record and its audit
+        event are written in the caller's unit of work, together or not at all.
         """
         credential = self._credentials.get(credential_name)
         signing_credential = self._credentials.signing_credential(credential)
@@ -39,4 +41,19 @@ class SignatureService:
         )
         self._session.add(record)
         self._session.flush()  # its id now; the caller's unit of work commits it
+        # The operator's tool signs outside the policy gate (no card proof, no mandate):
+        # audited as such, in the same unit of work as the record.
+        AuditLog(self._session).append(
+            "signature:operator:made",
+            actor="operator",
+            subject=record.id,
+            principal=credential.corporate_number,
+            details={
+                "credential": credential.name,
+                "format": record.format,
+                "level": record.level,
+                "document_sha256": record.document_sha256,
+                "signed_document_sha256": record.signed_document_sha256,
+            },
+        )
         return result, record
