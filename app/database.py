@@ -366,10 +366,18 @@ class WalCheckpointer:
         return int(row[0]), int(row[1]), int(row[2])
 
 
-def database_works(_session: Session) -> None:
-    """Session ``after_commit`` hook: a commit went through, so a database outage
-    this process logged is over."""
-    OUTAGES.recovered("database")
+# Set in ``session.info`` (by app.unit_of_work's session listeners) while the session's
+# transaction holds writes; cleared when the transaction ends.
+TRANSACTION_WROTE = "dairi_transaction_wrote"
+
+
+def database_works(session: Session) -> None:
+    """Session ``after_commit`` hook: a commit that wrote went through, so a database
+    outage this process logged is over. A transaction that only read commits on a
+    read-only database too (every refused request commits its reads before it records
+    the refusal), so it proves nothing and would end the outage once per request."""
+    if session.info.get(TRANSACTION_WROTE):
+        OUTAGES.recovered("database")
 
 
 def new_id() -> str:

@@ -17,6 +17,8 @@ from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
+from app.database import TRANSACTION_WROTE
+
 
 @contextlib.contextmanager
 def unit_of_work(session_factory: sessionmaker[Session]) -> Iterator[Session]:
@@ -32,7 +34,7 @@ def unit_of_work(session_factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 # Set in ``session.info`` while the session's transaction holds writes (flushed or not).
-_WROTE = "dairi_transaction_wrote"
+_WROTE = TRANSACTION_WROTE
 
 
 class UnitOfWorkInterleaved(RuntimeError):
