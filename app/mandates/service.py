@@ -174,10 +174,14 @@ class MandateService:
             root = self._ancestry(self.get(parsed.parent, missing="PARENT_NOT_FOUND"))[0]
             revoked_at = representative_revoked_at(self.validator, root, self.clock)
             parent = self._lock(parsed.parent, missing="PARENT_NOT_FOUND")
+            # The grant happens now, once the parent is locked: a revocation that
+            # committed while this request waited for the lock is dated before this
+            # moment, so the chain judged at it counts that revocation.
+            now = self.clock()
             self._judge(
                 parsed,
                 _sha256(signer.certificate_der),
-                self._ancestry(parent),
+                self._ancestry(parent, fresh=True),
                 now,
                 representative_revoked_at=revoked_at,
             )
@@ -430,11 +434,21 @@ class MandateService:
             raise MandateError(f"no mandate {mandate_id}", missing)
         return row
 
-    def _ancestry(self, row: Mandate) -> list[Mandate]:
-        """``row`` and its ancestors, root first."""
+    def _ancestry(self, row: Mandate, *, fresh: bool = False) -> list[Mandate]:
+        """``row`` and its ancestors, root first. ``fresh`` reads each ancestor from the
+        database again rather than from the session: after a parent is locked, an
+        ancestor loaded before the lock may since have been revoked and committed."""
         chain = [row]
-        while chain[0].parent_id is not None:
-            chain.insert(0, self.get(chain[0].parent_id))
+        while (parent_id := chain[0].parent_id) is not None:
+            if fresh:
+                ancestor = self.session.scalars(
+                    select(Mandate)
+                    .where(Mandate.id == parent_id)
+                    .execution_options(populate_existing=True)
+                ).one()
+            else:
+                ancestor = self.get(parent_id)
+            chain.insert(0, ancestor)
         return chain
 
     def search(
