@@ -15,10 +15,20 @@ from signing.errors import (
     ValidationDataUnavailable,
 )
 from signing.hsm_signer import HsmSigner, sign_detached
+from signing.mandate_evidence import (
+    MANDATE_SIGNATURE_POLICY_OID,
+    EvidenceFile,
+    MandateEvidence,
+    MandateStamp,
+)
 from signing.pades import PadesLevel, PadesResult, PadesSigner, PadesSpec, check_pdf
 from signing.validation_data import TimestampAuthority, ValidationData, ValidationDataSource
 
 __all__ = [
+    "MANDATE_SIGNATURE_POLICY_OID",
+    "EvidenceFile",
+    "MandateEvidence",
+    "MandateStamp",
     "DocumentEncrypted",
     "DocumentError",
     "DocumentMalformed",

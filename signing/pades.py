@@ -40,6 +40,7 @@ from signing.errors import (
     TimestampFailed,
 )
 from signing.hsm_signer import HsmSigner
+from signing.mandate_evidence import MandateEvidence
 from signing.validation_data import TimestampAuthority, ValidationData, ValidationDataSource
 
 # Room for signed attributes, algorithm identifiers and CMS structure around the
@@ -74,6 +75,8 @@ class PadesSpec:
     reason: str | None = None
     location: str | None = None
     contact_info: str | None = None
+    # Sign under this mandate (AC, evidence, policy); None: a plain signature.
+    mandate: MandateEvidence | None = None
 
 
 @dataclass(frozen=True)

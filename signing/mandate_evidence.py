@@ -1,0 +1,55 @@
+"""What a signature made under a mandate carries (DESIGN §5, §6).
+
+The service (``app``) gathers it from storage; the signing layer (:mod:`signing.pades`)
+puts it into the document: the leaf mandate AC in the CMS ``signer-attributes-v2``
+certified attributes, the attribute authority's certificate among the CMS
+certificates, the AC's revocation data in the DSS at B-LT/B-LTA, the signature
+policy identifier, and the grant evidence as embedded files covered by the
+signature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The project's arc (DESIGN §5): .3.1 is the policy of signatures made under a mandate.
+MANDATE_SIGNATURE_POLICY_OID = "2.25.320070894866931714170245613787843122496.3.1"
+
+
+@dataclass(frozen=True)
+class EvidenceFile:
+    """One file of grant evidence, embedded in the PDF before it is signed."""
+
+    name: str  # file name shown by a reader, e.g. "mandate-0-instruction.json"
+    data: bytes
+    mime_type: str  # e.g. "application/json", "application/pkcs7-signature"
+    description: str  # shown beside the file; says what it is and for which hop
+    # PDF 2.0 / PDF/A-3 /AFRelationship: Data, Source, Supplement …
+    relationship: str = "Supplement"
+
+
+@dataclass(frozen=True)
+class MandateStamp:
+    """The visible stamp's fields, in Japanese (受任者, 委任者, 委任事項, 案件, 日時)."""
+
+    agent: str
+    principal: str
+    actions: str
+    case: str
+    signed_at: str
+    page: int = 0  # zero-based page the stamp goes on
+
+
+@dataclass(frozen=True)
+class MandateEvidence:
+    """The mandate a signature is made under, as DER and files."""
+
+    leaf_ac_der: bytes  # the leaf AttributeCertificateV2 (it carries its ancestors)
+    aa_certificate_der: bytes  # the attribute authority's certificate
+    aa_chain_der: tuple[bytes, ...]  # the AA certificate's issuers, root last
+    # Revocation data for the leaf AC (the AA's CRL, and/or an OCSP response from
+    # the AA's responder), DER, for the DSS at B-LT/B-LTA.
+    ac_crls_der: tuple[bytes, ...] = ()
+    ac_ocsp_der: tuple[bytes, ...] = ()
+    files: tuple[EvidenceFile, ...] = ()
+    stamp: MandateStamp | None = None
