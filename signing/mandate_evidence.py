@@ -53,3 +53,11 @@ class MandateEvidence:
     ac_ocsp_der: tuple[bytes, ...] = ()
     files: tuple[EvidenceFile, ...] = ()
     stamp: MandateStamp | None = None
+
+
+def evidence_file_names(depth: int) -> tuple[str, str, str]:
+    """The embedded files of hop ``depth`` (0: the representative's grant): the grant
+    instruction (RFC 8785 JSON), its detached CMS signature, and the hop's AC (DER).
+    A verifier finds a hop's evidence under these names."""
+    stem = f"mandate-{depth}"
+    return (f"{stem}-instruction.json", f"{stem}-instruction.p7s", f"{stem}-ac.der")
