@@ -62,6 +62,8 @@ class Credential(Base):
     # When and why the certificate was revoked (RFC 5280 reason name), if it was.
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     revocation_reason: Mapped[str | None] = mapped_column(String(32))
+    # A renewal's new credential names the one it replaces (issue 11 item 1).
+    renewed_from_id: Mapped[str | None] = mapped_column(ForeignKey("credentials.id"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, onupdate=utc_now)
 

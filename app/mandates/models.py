@@ -49,6 +49,8 @@ class Mandate(Base):
     principal: Mapped[str] = mapped_column(String(13))  # 法人番号
     principal_name: Mapped[str] = mapped_column(String(300))
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("mandates.id"), index=True)
+    # Re-issued by the AA to a renewed holder certificate: the mandate this one supersedes.
+    reissued_from_id: Mapped[str | None] = mapped_column(ForeignKey("mandates.id"))
     depth: Mapped[int] = mapped_column(Integer)
     grantor_name: Mapped[str] = mapped_column(String(200))
     grantor_title: Mapped[str | None] = mapped_column(String(100))
