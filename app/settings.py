@@ -54,6 +54,8 @@ class Settings:
     tsa_timeout_seconds: int  # one time-stamp request to tsa_url, in seconds
     trust_dir: Path
     max_document_bytes: int
+    # Documents one signing session signs at most (DESIGN §6 signature activation).
+    max_documents_per_session: int
     # The served process (app.serving.gunicorn_conf): a client silent this long while sending a
     # request or taking an answer is dropped, and a request's headers and body must
     # have arrived this long after the server began reading it (slow clients, 9.6).
@@ -294,6 +296,7 @@ def load_settings(
         tsa_timeout_seconds=_int(raw, "tsa_timeout_seconds", 1, 300),
         trust_dir=_path(str(raw["trust_dir"]), base_dir),
         max_document_bytes=max_bytes,
+        max_documents_per_session=_int(raw, "max_documents_per_session", 1, 1000),
         http_idle_timeout_seconds=_int(raw, "http_idle_timeout_seconds", 1, 3600),
         http_receive_timeout_seconds=_int(raw, "http_receive_timeout_seconds", 1, 3600),
         default_key_algorithm=algorithm,
