@@ -6,6 +6,15 @@ pyhanko-certvalidator. The result is kept as DER until the earliest
 ``nextUpdate`` among the responses (capped by ``max_age``), so a signer who signs
 many documents pays for one OCSP round trip per validity window, and nobody
 signs with a certificate that was revoked longer ago than that window.
+
+The data also carries the CRL of the trust anchor at the top of the path. A trust
+anchor needs no revocation data of its own, but when it answers OCSP for the
+certificates it issued, pyhanko-certvalidator's past validation (the time-slide of
+ETSI EN 319 102-1 §5.6.2.1, run by ``ades_lta_validation``) walks the responder's
+path, anchor → anchor-as-responder, and asks for the anchor certificate's
+revocation status: without the anchor's CRL in the DSS a B-LTA signature came out
+INDETERMINATE / NO_POE offline ("No revocation info … for certificate dairi
+Development Root CA"). The anchor's CRL lists what it revoked and answers for it.
 """
 
 from __future__ import annotations
@@ -27,6 +36,12 @@ from pyhanko_certvalidator.errors import (
     RevokedError,
 )
 from pyhanko_certvalidator.fetchers.api import FetcherBackend
+from pyhanko_certvalidator.path import ValidationPath
+from pyhanko_certvalidator.policy_decl import (
+    CertRevTrustPolicy,
+    RevocationCheckingPolicy,
+    RevocationCheckingRule,
+)
 
 from signing.errors import (
     SignerCertificateInvalid,
@@ -171,7 +186,9 @@ class ValidationDataSource:
                 raise ValidationDataUnavailable(f"no revocation data: {exc}") from exc
             raise SignerCertificateInvalid(f"certificate does not validate: {exc}") from exc
         ocsps = tuple(o.dump() for o in context.ocsps)
-        crls = tuple(c.dump() for c in context.crls)
+        crls = tuple(
+            dict.fromkeys([c.dump() for c in context.crls] + await self._anchor_crls(path))
+        )
         updates = [t for t in map(_ocsp_next_update, ocsps) if t] + [
             t for t in map(_crl_next_update, crls) if t
         ]
@@ -184,6 +201,30 @@ class ValidationDataSource:
         with self._lock:
             self._cache[key] = data
         return data
+
+    async def _anchor_crls(self, path: ValidationPath) -> list[bytes]:
+        """The CRLs of the path's trust anchor (see the module docstring), fetched
+        and checked by validating the certificate it issued with CRLs required."""
+        below_anchor = next(iter(path.iter_certs(include_root=False)), None)
+        if below_anchor is None or self._backend is None:
+            return []
+        crl_only = RevocationCheckingPolicy(
+            RevocationCheckingRule.CRL_REQUIRED, RevocationCheckingRule.CRL_REQUIRED
+        )
+        context = ValidationContext(
+            trust_roots=[x509.Certificate.load(r) for r in self._roots],
+            allow_fetching=True,
+            fetcher_backend=self._backend,
+            revinfo_policy=CertRevTrustPolicy(crl_only),
+            moment=self._clock(),
+        )
+        try:
+            await CertificateValidator(
+                below_anchor, validation_context=context
+            ).async_validate_path()
+        except (InvalidCertificateError, PathBuildingError, PathValidationError) as exc:
+            raise ValidationDataUnavailable(f"no CRL from the trust anchor: {exc}") from exc
+        return [c.dump() for c in context.crls]
 
     async def collect_for_tsa(self, tsa: TimestampAuthority) -> ValidationData:
         """Validation data for the TSA's certificate (learned once from a test token)."""
