@@ -16,6 +16,7 @@ from app.http import ratelimit  # noqa: F401
 from app.mandates import models as mandate_models  # noqa: F401
 from app.people import models as people_models  # noqa: F401
 from app.signatures import models as signature_models  # noqa: F401
+from app.signing_sessions import models as signing_session_models  # noqa: F401
 
 config = context.config
 target_metadata = Base.metadata

@@ -43,6 +43,11 @@ class SignatureRecord(Base):
     document_sha256: Mapped[str] = mapped_column(String(64))
     signed_document_sha256: Mapped[str] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, index=True)
+    # A signature made in a signing session (DESIGN §6): the session, the mandate it was
+    # made under and the person who activated it; null for the operator's signatures.
+    session_id: Mapped[str | None] = mapped_column(ForeignKey("signing_sessions.id"), index=True)
+    mandate_id: Mapped[str | None] = mapped_column(ForeignKey("mandates.id"))
+    person_id: Mapped[str | None] = mapped_column(ForeignKey("people.id"))
 
     credential: Mapped[Credential] = relationship()
 
