@@ -27,8 +27,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.credentials.models import Credential, CredentialStatus
+from app.mandates.reissue import MandateReissue, ReissuedMandate
 from app.people.models import Corporation, Employment, Person
 from dairi import DairiError
+from delegation.certificates import AttributeAuthority
 from hsm import Hsm, HsmError, KeyAlgorithm, KeyRef, build_csr
 from signing import SigningCredential
 
@@ -80,6 +82,18 @@ class CredentialOwner:
 class _Employee:
     name: str  # as enrolled (the JPKI signing certificate's name)
     corporation_name: str
+
+
+@dataclass(frozen=True)
+class CredentialRenewal:
+    """What a renewal made: the new credential, the old one (now revoked as
+    superseded), the mandates re-issued to the new certificate, and whether the CA
+    revoked the old certificate."""
+
+    credential: Credential
+    previous: Credential
+    reissued: tuple[ReissuedMandate, ...]
+    revoked_at_ca: bool
 
 
 class CredentialService:
@@ -141,6 +155,61 @@ class CredentialService:
         credential.revocation_reason = reason.value
         self._session.flush()
         return at_ca
+
+    def renew(
+        self,
+        credential: Credential,
+        name: str,
+        algorithm: KeyAlgorithm,
+        *,
+        common_name: str | None,
+        authority: AttributeAuthority,
+        actor: str,
+        now: datetime,
+    ) -> CredentialRenewal:
+        """Renew an active credential (DESIGN §6): a new key and certificate for the
+        same owner (as :meth:`issue`, ``renewed_from_id`` naming the old one); the
+        attribute authority re-issues every live mandate held by the old certificate,
+        and their live descendants, to the new one and revokes the old ACs as
+        ``superseded`` (:mod:`app.mandates.reissue`); the old credential is revoked,
+        reason ``superseded``, at the CA too, so it signs nothing again.
+
+        All in the caller's unit of work. A failure after the new key was made rolls
+        the session back and destroys that key, so nothing is left half-made (the
+        development CA's record of the certificate it issued stays, never used).
+        Raises ``CREDENTIAL_NOT_ACTIVE`` (the old credential is pending, suspended,
+        revoked or destroyed, as read under its row lock) and what :meth:`issue` raises.
+        """
+        locked = self._session.scalars(
+            select(Credential)
+            .where(Credential.id == credential.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).one()
+        if (
+            locked.status != CredentialStatus.ACTIVE
+            or locked.certificate_sha256 is None
+            or locked.person_id is None
+            or locked.corporate_number is None
+        ):
+            raise CredentialError(
+                f"credential {locked.id} is {locked.status}: only an active one is renewed",
+                "CREDENTIAL_NOT_ACTIVE",
+            )
+        owner = CredentialOwner(locked.person_id, locked.corporate_number)
+        new = self.issue(name, algorithm, owner, common_name=common_name)
+        try:
+            new.renewed_from_id = locked.id
+            reissued = MandateReissue(self._session, authority, now, actor).reissue_held_by(
+                locked.certificate_sha256, _certificate(new), renewal=new.id
+            )
+            at_ca = self.revoke(locked, x509.ReasonFlags.superseded, now)
+        except BaseException:
+            self._session.rollback()
+            with contextlib.suppress(HsmError):
+                self._hsm.destroy_key(new.key_ref)
+            raise
+        return CredentialRenewal(new, locked, tuple(reissued), at_ca)
 
     def issue(
         self,
@@ -323,6 +392,11 @@ class CredentialService:
                 ) from exc
             raise
         return credential
+
+
+def _certificate(credential: Credential) -> bytes:
+    assert credential.certificate_der is not None  # issued by the development CA
+    return credential.certificate_der
 
 
 def _pem_chain(chain_der: Iterable[bytes]) -> str:

@@ -116,6 +116,10 @@ class CredentialSchema(ma.Schema):
     created_at = ma.fields.DateTime()
     revoked_at = ma.fields.DateTime(allow_none=True)
     revocation_reason = ma.fields.String(allow_none=True)
+    renewed_from_id = ma.fields.String(
+        allow_none=True,
+        metadata={"description": "The credential this one renewed (POST …/renewal), if any"},
+    )
 
 
 class CredentialPageSchema(ma.Schema):
@@ -139,6 +143,49 @@ class CredentialRevocationSchema(CredentialSchema):
             "description": "Whether the issuing CA revoked the certificate (false: an outside "
             "CA, whose operator must be asked)"
         }
+    )
+
+
+class CredentialRenewalRequestSchema(ma.Schema):
+    challenge_id = ma.fields.String(
+        required=True,
+        validate=ma.validate.Length(max=36),
+        metadata={"description": "A challenge of purpose `credential`, unanswered"},
+    )
+    signing = ma.fields.Nested(
+        ProofSchema,
+        required=True,
+        metadata={
+            "description": "The owner's JPKI signing certificate (署名用) and its signature "
+            "over the challenge's to_sign, as for issuance"
+        },
+    )
+    name = ma.fields.String(
+        validate=ma.validate.Length(min=1, max=200),
+        metadata={"description": "A label for the new credential, unique (default: made up)"},
+    )
+    algorithm = ma.fields.String(
+        validate=ma.validate.OneOf([a.value for a in KeyAlgorithm]),
+        metadata={"description": "Default: the old credential's"},
+    )
+
+
+class ReissuedMandateSchema(ma.Schema):
+    from_ = ma.fields.String(
+        data_key="from", attribute="from", metadata={"description": "The superseded mandate"}
+    )
+    to = ma.fields.String(metadata={"description": "The mandate re-issued in its place"})
+
+
+class CredentialRenewalSchema(CredentialSchema):
+    renewed_from = ma.fields.String(metadata={"description": "The old credential's id"})
+    reissued_mandates = ma.fields.List(
+        ma.fields.Nested(ReissuedMandateSchema),
+        metadata={
+            "description": "Each live mandate held by the old certificate, and each live "
+            "descendant of one, with the mandate the attribute authority re-issued in its "
+            "place (parents first); the old ones are revoked as superseded"
+        },
     )
 
 
@@ -207,6 +254,14 @@ def _page(rows: list[Credential], args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _shown(credential: Credential) -> dict[str, Any]:
+    """The credential's :class:`CredentialSchema` attributes, to extend a response with."""
+    return {
+        field.attribute or name: getattr(credential, field.attribute or name)
+        for name, field in CredentialSchema().fields.items()
+    }
+
+
 def _same_person(person: Person, signed: ValidatedCertificate) -> None:
     """Refuse a signing certificate that is not ``person``'s (``CARD_OF_ANOTHER_PERSON``):
     it must be the one enrolled, or a reissued card whose four basic items give the
@@ -224,6 +279,27 @@ def _same_person(person: Person, signed: ValidatedCertificate) -> None:
     raise AuthError(
         "the signing certificate is not the card of the person logged in", "CARD_OF_ANOTHER_PERSON"
     )
+
+
+def _proven_signing_card(args: dict[str, Any]) -> tuple[Person, ValidatedCertificate]:
+    """The caller and the JPKI signing certificate they have just proven: spends the
+    ``credential`` challenge named by ``args["challenge_id"]`` (whatever the outcome),
+    checks ``args["signing"]`` over it (path, policy, revocation now) and that the card
+    is the caller's own. What issuance and renewal both require; raises the sign-in
+    codes (``CHALLENGE_EXPIRED``, ``CHALLENGE_REPLAYED`` …) or ``CARD_OF_ANOTHER_PERSON``."""
+    context = current_context()
+    session = get_session()
+    proof = card_proof(args["signing"])
+    auth = AuthService(
+        session, context.settings, context.certificate_validator, context.clock, hsm=context.hsm
+    )
+    challenge = auth.consume_challenge(args["challenge_id"], ChallengePurpose.CREDENTIAL)
+    signed = auth.check_proof(challenge, proof, TrustPurpose.JPKI_SIGN)
+    person = session.get(Person, current_caller().person_id)
+    if person is None:  # allow(EMPLOYEE) lets only people through
+        raise AuthError("only an enrolled employee holds a credential", "FORBIDDEN")
+    _same_person(person, signed)
+    return person, signed
 
 
 # -- views --------------------------------------------------------------------
@@ -249,16 +325,7 @@ def issue(args: dict[str, Any]) -> Credential:
     caller = current_caller()
     corporate_number = args["corporate_number"]
     try:
-        proof = card_proof(args["signing"])
-        auth = AuthService(
-            session, context.settings, context.certificate_validator, context.clock, hsm=context.hsm
-        )
-        challenge = auth.consume_challenge(args["challenge_id"], ChallengePurpose.CREDENTIAL)
-        signed = auth.check_proof(challenge, proof, TrustPurpose.JPKI_SIGN)
-        person = session.get(Person, caller.person_id)
-        if person is None:  # allow(EMPLOYEE) lets only people through
-            raise AuthError("only an enrolled employee obtains a credential", "FORBIDDEN")
-        _same_person(person, signed)
+        person, signed = _proven_signing_card(args)
         assert signed.personal_data is not None  # the JPKI_SIGN profile always parses it
         algorithm = KeyAlgorithm(args.get("algorithm") or context.settings.default_key_algorithm)
         name = args.get("name") or f"{person.id} {corporate_number} {secrets.token_hex(4)}"
@@ -358,8 +425,82 @@ def revoke(args: dict[str, Any], credential_id: str) -> dict[str, Any]:
             "certificate_sha256": credential.certificate_sha256,
         },
     )
-    shown = {
-        field.attribute or name: getattr(credential, field.attribute or name)
-        for name, field in CredentialSchema().fields.items()
-    }
-    return {**shown, "revoked_at_ca": at_ca}
+    return {**_shown(credential), "revoked_at_ca": at_ca}
+
+
+@blp.route("/credentials/<credential_id>/renewal", methods=["POST"])
+@allow(Role.EMPLOYEE)
+@blp.arguments(CredentialRenewalRequestSchema)
+@blp.response(201, CredentialRenewalSchema)
+def renew(args: dict[str, Any], credential_id: str) -> dict[str, Any]:
+    """Renew an active credential: a new key in the HSM and a new certificate (as
+    issuance, naming the person as the card just proven), ``renewed_from_id`` the old
+    credential. The attribute authority re-issues every live mandate held by the old
+    certificate, and every live mandate granted under one, to the new certificate from
+    the same instruction, scope and validity (new ids; ``reissued_from_id`` the old), and
+    revokes the old ACs with reason ``superseded``; the old credential is revoked
+    (``superseded``, at the CA too) and signs nothing again. One unit of work: all of it
+    or nothing.
+
+    The owner only (others who may see it: 403 ``FORBIDDEN``; others: 404
+    ``CREDENTIAL_UNKNOWN``), with a fresh proof over a ``credential`` challenge by their
+    own JPKI signing certificate (``CARD_OF_ANOTHER_PERSON``, ``CHALLENGE_EXPIRED`` …);
+    the old credential must be active (409 ``CREDENTIAL_NOT_ACTIVE``). The challenge is
+    spent by this call, whatever the outcome.
+    """
+    context = current_context()
+    session = get_session()
+    caller = current_caller()
+    credential = _visible(credential_id)
+    corporate_number = credential.corporate_number
+    try:
+        if caller.person_id is None or caller.person_id != credential.person_id:
+            raise AuthError("only the credential's owner renews it", "FORBIDDEN")
+        person, signed = _proven_signing_card(args)
+        assert signed.personal_data is not None  # the JPKI_SIGN profile always parses it
+        name = args.get("name") or f"{person.id} {corporate_number} {secrets.token_hex(4)}"
+        renewal = _service().renew(
+            credential,
+            name,
+            KeyAlgorithm(args.get("algorithm") or credential.algorithm),
+            common_name=signed.personal_data.name,
+            authority=context.attribute_authority,
+            actor=caller.actor,
+            now=context.clock(),
+        )
+    except DairiError as exc:
+        _refused(
+            "credential:renewal:refused", exc, subject=credential_id, principal=corporate_number
+        )
+        raise
+    new, old = renewal.credential, renewal.previous
+    reissued = [{"from": r.old.id, "to": r.new.id} for r in renewal.reissued]
+    log = AuditLog(session)
+    log.append(
+        "credential:renewal:made",
+        actor=caller.actor,
+        subject=new.id,
+        principal=corporate_number,
+        details={
+            "renewed_from": old.id,
+            "algorithm": new.algorithm,
+            "key_id": new.key_id,
+            "certificate_sha256": new.certificate_sha256,
+            "previous_certificate_sha256": old.certificate_sha256,
+            "jpki_signing_certificate_sha256": signed.sha256,
+            "reissued_mandates": reissued,
+        },
+    )
+    log.append(
+        "credential:certificate:revoked",
+        actor=caller.actor,
+        subject=old.id,
+        principal=corporate_number,
+        details={
+            "reason": x509.ReasonFlags.superseded.value,
+            "revoked_at_ca": renewal.revoked_at_ca,
+            "certificate_sha256": old.certificate_sha256,
+            "superseded_by": new.id,
+        },
+    )
+    return {**_shown(new), "renewed_from": old.id, "reissued_mandates": reissued}

@@ -176,6 +176,12 @@ class MandateSchema(ma.Schema):
     instruction_sha256 = ma.fields.String()
     attribute_certificate = Base64Bytes(metadata={"description": "DER RFC 5755 ACv2"})
     created_at = ma.fields.DateTime()
+    reissued_from_id = ma.fields.String(
+        metadata={
+            "description": "Present on a mandate the attribute authority re-issued when its "
+            "holder's credential (or an ancestor's) was renewed: the mandate it supersedes"
+        }
+    )
 
 
 class MandatePageSchema(ma.Schema):
@@ -245,6 +251,13 @@ class AuthoritySchema(ma.Schema):
 
 
 def mandate_json(row: Mandate, at: datetime) -> dict[str, Any]:
+    shown = _mandate_fields(row, at)
+    if row.reissued_from_id is not None:
+        shown["reissued_from_id"] = row.reissued_from_id
+    return shown
+
+
+def _mandate_fields(row: Mandate, at: datetime) -> dict[str, Any]:
     return {
         "id": row.id,
         "principal": {"corporate_number": row.principal, "name": row.principal_name},

@@ -1,0 +1,352 @@
+"""Renewing a signing credential over the API (issue 11 item 1, DESIGN §5 and §6): a new
+key and certificate, the attribute authority re-issues the live mandates held by the old
+certificate (and the sub-delegations under them) to the new one, revokes the old ACs as
+superseded, and the old credential signs nothing; every refusal with its code, and a
+failure halfway leaves nothing written."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from datetime import timedelta
+
+import pytest
+from asn1crypto import cms
+from asn1crypto import crl as asn1_crl
+from cryptography import x509
+from helpers_auth import (
+    audit_codes,
+    bearer,
+    enrolled_employee,
+    login,
+    move_clock,
+    open_challenge,
+    problem,
+    proof,
+)
+from helpers_mandates import ENTITY, Employee, new_employee, root_grant, sub_grant
+
+from app.credentials.models import Credential, CredentialStatus
+from app.credentials.service import CredentialError, CredentialService
+from app.dev.sample_documents import bid_pdf
+from app.mandates.models import Mandate
+from app.signatures.service import SignatureService
+from delegation.certificates import EMBEDDED_SERIAL_OFFSET, MandateCertificateError
+from delegation.scope import Purpose
+from delegation.verify import MandateChainReader
+from signing import PadesLevel, PadesSpec
+
+YAMADA = "山田\u3000太郎"
+SUZUKI = "鈴木\u3000花子"
+BID_QUERY = {"action": "bid", "procuring_entity": ENTITY, "amount_jpy": 1_000_000}
+
+
+def renewal_body(client, signing_card, *, challenge: dict | None = None) -> dict:
+    challenge = challenge or open_challenge(client, "credential")
+    return {
+        "challenge_id": challenge["id"],
+        "signing": proof(signing_card, base64.b64decode(challenge["to_sign"])),
+    }
+
+
+def renew(client, token: str, credential_id: str, signing_card, **kwargs):
+    return client.post(
+        f"/api/v1/credentials/{credential_id}/renewal",
+        headers=bearer(token),
+        json=renewal_body(client, signing_card, **kwargs),
+    )
+
+
+@pytest.fixture
+def world(client, app, hsm, pki):
+    """Yamada (credential obtained over the API) holds a root grant and sub-delegated it
+    to Suzuki."""
+    from helpers_auth import new_corporation
+
+    corp = new_corporation(pki, name="株式会社大理建設")
+    card, person_id, token = enrolled_employee(client, pki, corp, YAMADA)
+    challenge = open_challenge(client, "credential")
+    response = client.post(
+        "/api/v1/credentials",
+        headers=bearer(token),
+        json={
+            "corporate_number": corp.corporate_number,
+            "challenge_id": challenge["id"],
+            "signing": proof(card.signing, base64.b64decode(challenge["to_sign"])),
+        },
+    )
+    assert response.status_code == 201, response.get_json()
+    issued = response.get_json()
+    context = app.extensions["dairi"]
+    with context.session_factory() as session:
+        row = session.get(Credential, issued["id"])
+        signing = CredentialService(session, hsm, context.dev_pki).signing_credential(row)
+    yamada = Employee(YAMADA, person_id, token, signing)
+    suzuki = new_employee(client, hsm, pki, corp, SUZUKI)
+    root = root_grant(client, corp, yamada)
+    sub = sub_grant(client, hsm, corp, root, yamada, suzuki)
+    return {
+        "corp": corp,
+        "card": card,
+        "yamada": yamada,
+        "suzuki": suzuki,
+        "credential": issued,
+        "root": root,
+        "sub": sub,
+    }
+
+
+def mandate(client, token: str, mandate_id: str) -> dict:
+    response = client.get(f"/api/v1/mandates/{mandate_id}", headers=bearer(token))
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def chain(client, token: str, mandate_id: str) -> dict:
+    response = client.get(
+        f"/api/v1/mandates/{mandate_id}/chain", headers=bearer(token), query_string=BID_QUERY
+    )
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def crl_reasons(client) -> dict[int, str]:
+    """The AA CRL's entries, serial → reason, read with asn1crypto."""
+    response = client.get("/ac/crl")
+    assert response.status_code == 200
+    certificate_list = asn1_crl.CertificateList.load(response.data)
+    return {
+        entry["user_certificate"].native: entry.crl_reason_value.native
+        for entry in certificate_list["tbs_cert_list"]["revoked_certificates"]
+    }
+
+
+def test_renewal_reissues_the_mandates_and_supersedes_the_old(client, app, pki, world):
+    yamada, suzuki, corp = world["yamada"], world["suzuki"], world["corp"]
+    old = world["credential"]
+    old_root, old_sub = world["root"], world["sub"]
+    token = yamada.token
+    assert chain(client, token, old_sub["id"])["holds"] is True
+
+    response = renew(client, token, old["id"], world["card"].signing)
+    assert response.status_code == 201, response.get_json()
+    new = response.get_json()
+    assert new["status"] == "active" and new["id"] != old["id"]
+    assert new["renewed_from"] == old["id"] and new["renewed_from_id"] == old["id"]
+    assert new["person_id"] == yamada.person_id
+    assert new["corporate_number"] == corp.corporate_number
+    new_der = base64.b64decode(new["certificate"])
+    new_cert = x509.load_der_x509_certificate(new_der)
+    old_cert = x509.load_der_x509_certificate(base64.b64decode(old["certificate"]))
+    assert new_cert.subject == old_cert.subject and new_cert.serial_number != old_cert.serial_number
+    reissued = {r["from"]: r["to"] for r in new["reissued_mandates"]}
+    assert list(reissued) == [old_root["id"], old_sub["id"]]  # parents first
+    new_root_id, new_sub_id = reissued[old_root["id"]], reissued[old_sub["id"]]
+
+    # The old credential: revoked as superseded, at the CA too; it signs nothing.
+    shown = client.get(f"/api/v1/credentials/{old['id']}", headers=bearer(token)).get_json()
+    assert (shown["status"], shown["revocation_reason"]) == ("revoked", "superseded")
+    status, _, reason = pki.cas["employee-signing"].status(old_cert.serial_number)
+    assert (status, reason) == ("revoked", x509.ReasonFlags.superseded)
+    listed = client.get("/api/v1/credentials", headers=bearer(token)).get_json()["items"]
+    assert [(c["id"], c["renewed_from_id"]) for c in listed] == [
+        (old["id"], None),
+        (new["id"], old["id"]),
+    ]
+    context = app.extensions["dairi"]
+    with context.session_factory() as session, pytest.raises(CredentialError) as refused:
+        SignatureService(session, context).sign_pdf(
+            old["id"], bid_pdf(), PadesSpec(level=PadesLevel.B_B)
+        )
+    assert refused.value.code == "CREDENTIAL_NOT_ACTIVE"
+
+    # Yamada's root grant, re-issued: a new AC held by the new certificate (compared by
+    # hand: the holder's issuer and serial are the new certificate's).
+    root = mandate(client, token, new_root_id)
+    assert root["reissued_from_id"] == old_root["id"] and root["parent_id"] is None
+    assert root["grantee"]["certificate_sha256"] == hashlib.sha256(new_der).hexdigest()
+    assert root["instruction_sha256"] == old_root["instruction_sha256"]
+    assert root["scope"] == old_root["scope"] and root["grantor"] == old_root["grantor"]
+    ac = cms.AttributeCertificateV2.load(base64.b64decode(root["attribute_certificate"]))
+    holder = ac["ac_info"]["holder"]["base_certificate_id"]
+    assert holder["serial"].native == new_cert.serial_number
+    assert holder["issuer"][0].chosen.untag().dump() == new_cert.issuer.public_bytes()
+    assert ac["ac_info"]["serial_number"].native == uuid.UUID(new_root_id).int
+    assert "reissued_from_id" not in mandate(client, token, old_root["id"])
+
+    # Suzuki's sub-delegation, re-issued under the new root: same holder, the new
+    # holder above as its grantor, a provenance naming the new root.
+    sub = mandate(client, token, new_sub_id)
+    assert sub["reissued_from_id"] == old_sub["id"] and sub["parent_id"] == new_root_id
+    assert sub["grantee"]["certificate_sha256"] == suzuki.sha256
+    assert sub["grantor"]["certificate_sha256"] == hashlib.sha256(new_der).hexdigest()
+    sub_der = base64.b64decode(sub["attribute_certificate"])
+    sub_ac = cms.AttributeCertificateV2.load(sub_der)
+    (provenance,) = [
+        e for e in sub_ac["ac_info"]["extensions"] if e["extn_id"].dotted.endswith(".2.1")
+    ]
+    (ancestor,) = provenance["extn_value"].parsed["ancestors"]
+    assert (
+        ancestor["ac_info"]["serial_number"].native
+        == EMBEDDED_SERIAL_OFFSET + uuid.UUID(new_root_id).int
+    )
+
+    # The old mandates are revoked as superseded, not by a cascade; their chains fail.
+    for old_mandate in (old_root, old_sub):
+        row = mandate(client, token, old_mandate["id"])
+        assert (row["status"], row["revocation_reason"]) == ("revoked", "superseded")
+        verdict = chain(client, token, old_mandate["id"])
+        assert verdict["holds"] is False and "MANDATE_REVOKED" in verdict["reasons"]
+    with context.session_factory() as session:
+        revoked_by = {session.get(Mandate, m["id"]).revoked_by for m in (old_root, old_sub)}
+    assert not any(by.startswith("cascade:") for by in revoked_by)
+    for new_id in (new_root_id, new_sub_id):
+        verdict = chain(client, token, new_id)
+        assert verdict["holds"] is True and verdict["reasons"] == [], verdict
+
+    # The AA's CRL lists both old serials with reason superseded, and no new one.
+    reasons = crl_reasons(client)
+    assert reasons[uuid.UUID(old_root["id"]).int] == "superseded"
+    assert reasons[uuid.UUID(old_sub["id"]).int] == "superseded"
+    assert uuid.UUID(new_root_id).int not in reasons and uuid.UUID(new_sub_id).int not in reasons
+
+    # A relying party with only the leaf AC, the AA certificate and the CRL: the new leaf
+    # holds for its holder and for no one else; the old leaf is revoked.
+    reader = MandateChainReader(context.attribute_authority.certificate_der)
+    revoked_at = context.clock()
+
+    def status_of(serial: int):
+        return revoked_at if serial in reasons else None
+
+    purpose = Purpose("bid", ENTITY, None, 1_000_000, context.clock())
+
+    def offline(leaf: bytes, signer: bytes):
+        return reader.evaluate(
+            leaf,
+            purpose,
+            principal=corp.corporate_number,
+            signer_certificate_der=signer,
+            status_of=status_of,
+        )
+
+    assert offline(sub_der, suzuki.certificate).holds
+    new_root_ac = base64.b64decode(root["attribute_certificate"])
+    assert offline(new_root_ac, new_der).holds
+    assert "HOLDER_MISMATCH" in offline(new_root_ac, yamada.certificate).codes()
+    old_sub_der = base64.b64decode(old_sub["attribute_certificate"])
+    assert "MANDATE_REVOKED" in offline(old_sub_der, suzuki.certificate).codes()
+
+    # Whom the authority query names now: Suzuki through the new chain only.
+    authority = client.get(
+        "/api/v1/authority",
+        headers=bearer(token),
+        query_string={"principal": corp.corporate_number, **BID_QUERY},
+    ).get_json()["authorities"]
+    assert sorted(a["mandate_id"] for a in authority) == sorted([new_root_id, new_sub_id])
+
+    tags = [tag for tag, _ in audit_codes(app)]
+    assert tags.count("credential:renewal:made") == 1
+    assert tags.count("mandate:grant:reissued") == 2
+    assert tags.count("mandate:revoked") == 2
+    assert "credential:certificate:revoked" in tags
+
+
+def test_refusals_each_with_its_code_and_nothing_half_written(client, app, pki, world, monkeypatch):
+    corp, yamada, suzuki = world["corp"], world["yamada"], world["suzuki"]
+    credential_id = world["credential"]["id"]
+    card = world["card"]
+    context = app.extensions["dairi"]
+
+    # Not the owner: a colleague does not see it; a representative is no employee.
+    problem(renew(client, suzuki.token, credential_id, card.signing), 404, "CREDENTIAL_UNKNOWN")
+    problem(
+        renew(client, login(client, corp.representative), credential_id, card.signing),
+        403,
+        "FORBIDDEN",
+    )
+    # The card of another person.
+    colleague_card, _, _ = enrolled_employee(client, pki, corp, "田中\u3000一郎")
+    problem(
+        renew(client, yamada.token, credential_id, colleague_card.signing),
+        403,
+        "CARD_OF_ANOTHER_PERSON",
+    )
+    # No card proof at all; a stale one.
+    response = client.post(
+        f"/api/v1/credentials/{credential_id}/renewal",
+        headers=bearer(yamada.token),
+        json={"challenge_id": open_challenge(client, "credential")["id"]},
+    )
+    problem(response, 422, "VALIDATION_FAILED")
+    stale = open_challenge(client, "credential")
+    move_clock(app, timedelta(seconds=context.settings.challenge_seconds + 1))
+    problem(
+        renew(client, yamada.token, credential_id, card.signing, challenge=stale),
+        410,
+        "CHALLENGE_EXPIRED",
+    )
+    move_clock(app, timedelta(0))
+
+    # The attribute authority fails on the second re-issue: nothing is left, and the
+    # new key is destroyed again.
+    authority = context.attribute_authority
+    issue = authority.issue
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise MandateCertificateError("the AA failed", "AA_KEY_MISMATCH")
+        return issue(*args, **kwargs)
+
+    keys_before = len(hsm_keys(context))
+    monkeypatch.setattr(authority, "issue", failing)
+    response = renew(client, yamada.token, credential_id, card.signing)
+    monkeypatch.undo()
+    assert response.status_code >= 400 and response.get_json()["code"] == "AA_KEY_MISMATCH"
+    assert len(calls) == 2
+    assert len(hsm_keys(context)) == keys_before
+    with context.session_factory() as session:
+        assert session.query(Credential).filter_by(person_id=yamada.person_id).count() == 1
+        assert session.query(Mandate).count() == 2
+        assert session.query(Mandate).filter(Mandate.revoked_at.is_not(None)).count() == 0
+        row = session.get(Credential, credential_id)
+        assert row.status == CredentialStatus.ACTIVE
+    assert crl_reasons(client) == {}
+    assert chain(client, yamada.token, world["sub"]["id"])["holds"] is True
+
+    # A suspended credential, then a revoked one, is not renewed.
+    with context.session_factory() as session:
+        session.get(Credential, credential_id).status = CredentialStatus.SUSPENDED.value
+        session.commit()
+    problem(renew(client, yamada.token, credential_id, card.signing), 409, "CREDENTIAL_NOT_ACTIVE")
+    with context.session_factory() as session:
+        session.get(Credential, credential_id).status = CredentialStatus.ACTIVE.value
+        session.commit()
+    assert (
+        client.post(
+            f"/api/v1/credentials/{credential_id}/revocation", headers=bearer(yamada.token)
+        ).status_code
+        == 200
+    )
+    problem(renew(client, yamada.token, credential_id, card.signing), 409, "CREDENTIAL_NOT_ACTIVE")
+
+    refused = [code for tag, code in audit_codes(app) if tag == "credential:renewal:refused"]
+    assert {
+        "CARD_OF_ANOTHER_PERSON",
+        "CHALLENGE_EXPIRED",
+        "AA_KEY_MISMATCH",
+        "CREDENTIAL_NOT_ACTIVE",
+    } <= set(refused)
+    assert "credential:renewal:made" not in {tag for tag, _ in audit_codes(app)}
+
+
+def hsm_keys(context) -> list[bytes]:
+    """The CKA_IDs of the private keys on the token."""
+    from pkcs11 import Attribute, ObjectClass
+
+    with context.hsm._session() as session:
+        return [
+            k[Attribute.ID] for k in session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})
+        ]
