@@ -364,6 +364,18 @@ CATALOGUE = _Catalogue(
         "No audit checkpoint key is configured (production) or can be made (development).",
     ),
     ("INPUT_INVALID", 422, "The command's options do not go together (command line)."),
+    # -- the API client (app.client, `dairi client`) --------------------------------------
+    ("CLIENT_CONNECTION_FAILED", 503, "The client could not reach the service at its URL."),
+    ("CLIENT_RESPONSE_INVALID", 502, "The service's answer is not what the API documents."),
+    ("CLIENT_NOT_LOGGED_IN", 401, "The client holds no access token for this service."),
+    ("CLIENT_STATE_INVALID", 422, "The client's state file cannot be read."),
+    ("CLIENT_CARD_UNUSABLE", 422, "The card (directory, PKCS#12 file or token) cannot sign."),
+    (
+        "CLIENT_DIGEST_MISMATCH",
+        502,
+        "The service reports documents other than those the client sent: nothing authorized.",
+    ),
+    ("CLIENT_OUTPUT_EXISTS", 409, "The signed file exists already (--force to overwrite)."),
     ("CURSOR_INVALID", 422, "The paging cursor is not one this service returned."),
     (
         "REPORT_TOO_LARGE",

@@ -1,0 +1,51 @@
+"""dairi's API client: a small library (``ApiClient`` and the flows a person drives with
+a card) and the ``dairi client`` command line over it (:mod:`app.client.cli`).
+
+Usable from another machine with only the package installed: it talks HTTP to the
+service and imports neither the database nor the service's HSM.
+"""
+
+from app.client.api import (
+    ApiClient,
+    ClientError,
+    SignedFile,
+    SigningRequest,
+    check_uploaded,
+    proof,
+    sign_files,
+    sign_grant,
+    signed_path,
+)
+from app.client.cards import (
+    Card,
+    CardUnusable,
+    Pkcs11Card,
+    Pkcs11Location,
+    SoftwareCard,
+    directory_card,
+    pkcs12_card,
+    sign_cms,
+)
+from app.client.grants import GrantTerms, build_instruction
+
+__all__ = [
+    "ApiClient",
+    "Card",
+    "CardUnusable",
+    "ClientError",
+    "GrantTerms",
+    "Pkcs11Card",
+    "Pkcs11Location",
+    "SignedFile",
+    "SigningRequest",
+    "SoftwareCard",
+    "build_instruction",
+    "check_uploaded",
+    "directory_card",
+    "pkcs12_card",
+    "proof",
+    "sign_cms",
+    "sign_files",
+    "sign_grant",
+    "signed_path",
+]

@@ -1,0 +1,385 @@
+"""The client side of dairi's HTTP API: one :class:`ApiClient` per service URL, and the
+flows a person drives with a card (login, credential, grant, revoke, sign).
+
+A refusal from the service is raised as a :class:`dairi.DairiError` with the service's
+stable code and detail (its problem+json answer, RFC 9457); a service that cannot be
+reached is ``CLIENT_CONNECTION_FAILED``; an answer that is not what the API documents
+is ``CLIENT_RESPONSE_INVALID``. Nothing here prints: the command line
+(:mod:`app.client.cli`) and the demo decide what to show.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from app.client.cards import Card, sign_cms
+from dairi import DairiError
+
+TIMEOUT_SECONDS = 120
+PAGE_SIZE = 100
+
+
+class ClientError(DairiError):
+    """The client could not complete a call (the service's refusals keep their own code)."""
+
+    code = "CLIENT_RESPONSE_INVALID"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text: object, what: str) -> bytes:
+    try:
+        return base64.b64decode(str(text), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ClientError(f"the service sent {what} that is not base64") from exc
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def proof(card: Card, to_sign: bytes) -> dict[str, Any]:
+    """A card proof as the API takes it: certificate, intermediates, signature over
+    ``to_sign``."""
+    body: dict[str, Any] = {
+        "certificate": b64(card.certificate_der),
+        "signature": b64(card.sign(to_sign)),
+    }
+    if card.intermediates_der:
+        body["intermediates"] = [b64(d) for d in card.intermediates_der]
+    return body
+
+
+def refusal(response: requests.Response, method: str, path: str) -> DairiError:
+    """The service's refusal as a coded error: its problem+json ``code`` and ``detail``."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("code"), str):
+        detail = body.get("detail") or body.get("title") or ""
+        error = DairiError(f"{detail} ({method} {path}: {response.status_code})", body["code"])
+        error.problem_body = body  # type: ignore[attr-defined]
+        return error
+    return ClientError(f"{method} {path}: HTTP {response.status_code} without a problem document")
+
+
+class ApiClient:
+    """One connection pool to the service at ``url``, with an optional access token."""
+
+    def __init__(self, url: str, token: str | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.session = requests.Session()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send(
+        self, method: str, path: str, *, auth: bool = True, **kwargs: Any
+    ) -> requests.Response:
+        """The raw answer (any status); ``CLIENT_CONNECTION_FAILED`` when there is none."""
+        headers = dict(kwargs.pop("headers", {}))
+        if auth and self.token:
+            headers.update(bearer(self.token))
+        try:
+            return self.session.request(
+                method, self.url + path, headers=headers, timeout=TIMEOUT_SECONDS, **kwargs
+            )
+        except requests.RequestException as exc:
+            raise ClientError(
+                f"{method} {self.url}{path}: {type(exc).__name__}", "CLIENT_CONNECTION_FAILED"
+            ) from exc
+
+    def call(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> Any:
+        """The JSON answer of a 2xx; the service's refusal raised with its code."""
+        response = self.send(method, path, auth=auth, **kwargs)
+        if not 200 <= response.status_code < 300:
+            raise refusal(response, method, path)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ClientError(f"{method} {path}: the answer is not JSON") from exc
+
+    def pages(self, path: str, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        """Every item of a paged list."""
+        page = 1
+        seen = 0
+        while True:
+            listed = self.call(
+                "GET", path, params={**(params or {}), "page": page, "page_size": PAGE_SIZE}
+            )
+            yield from listed["items"]
+            seen += len(listed["items"])
+            if not listed["items"] or seen >= listed["total"]:
+                return
+            page += 1
+
+    # -- login and challenges --------------------------------------------------
+
+    def challenge(self, purpose: str) -> tuple[str, bytes]:
+        """Open a challenge of ``purpose``: (its id, the bytes the card signs)."""
+        body = self.call(
+            "POST", "/api/v1/auth/challenges", auth=purpose != "login", json={"purpose": purpose}
+        )
+        return str(body["id"]), unb64(body["to_sign"], "a challenge")
+
+    def login(self, card: Card) -> dict[str, Any]:
+        """Log in with ``card`` (JPKI authentication or registration certificate): the
+        token answer (``access_token``, ``expires_at``, ``caller``); the client keeps
+        the token for its next calls."""
+        challenge_id, to_sign = self.challenge("login")
+        answer = self.call(
+            "POST",
+            f"/api/v1/auth/challenges/{challenge_id}/response",
+            auth=False,
+            json=proof(card, to_sign),
+        )
+        self.token = answer["access_token"]
+        return dict(answer)
+
+    def me(self) -> dict[str, Any]:
+        return dict(self.call("GET", "/api/v1/me")["caller"])
+
+    # -- credentials -----------------------------------------------------------
+
+    def issue_credential(
+        self,
+        signing_card: Card,
+        corporate_number: str,
+        name: str | None = None,
+        algorithm: str | None = None,
+    ) -> dict[str, Any]:
+        """Obtain a signing credential with a fresh proof by the JPKI signing key."""
+        challenge_id, to_sign = self.challenge("credential")
+        body: dict[str, Any] = {
+            "corporate_number": corporate_number,
+            "challenge_id": challenge_id,
+            "signing": proof(signing_card, to_sign),
+        }
+        if name:
+            body["name"] = name
+        if algorithm:
+            body["algorithm"] = algorithm
+        return dict(self.call("POST", "/api/v1/credentials", json=body))
+
+    def renew_credential(self, credential_id: str, signing_card: Card) -> dict[str, Any]:
+        """Renew a credential (new key and certificate; live mandates re-issued to it),
+        with a fresh proof by the JPKI signing key."""
+        challenge_id, to_sign = self.challenge("credential")
+        return dict(
+            self.call(
+                "POST",
+                f"/api/v1/credentials/{credential_id}/renewal",
+                json={"challenge_id": challenge_id, "signing": proof(signing_card, to_sign)},
+            )
+        )
+
+    def credentials(self, corporate_number: str | None = None) -> list[dict[str, Any]]:
+        """The caller's own credentials, or (a representative) the corporation's."""
+        path = (
+            f"/api/v1/corporations/{corporate_number}/credentials"
+            if corporate_number
+            else "/api/v1/credentials"
+        )
+        return list(self.pages(path))
+
+    def credential(self, credential_id: str) -> dict[str, Any]:
+        return dict(self.call("GET", f"/api/v1/credentials/{credential_id}"))
+
+    # -- mandates --------------------------------------------------------------
+
+    def grant(
+        self,
+        instruction: bytes,
+        signatures: bytes,
+        grantee_certificate: bytes,
+        grantee_person_id: str,
+    ) -> dict[str, Any]:
+        """Post a signed grant instruction: the mandate the service issued."""
+        return dict(
+            self.call(
+                "POST",
+                "/api/v1/mandates",
+                json={
+                    "instruction": b64(instruction),
+                    "signatures": b64(signatures),
+                    "grantee_certificate": b64(grantee_certificate),
+                    "grantee_person_id": grantee_person_id,
+                },
+            )
+        )
+
+    def revoke_mandate(self, mandate_id: str, reason: str | None = None) -> dict[str, Any]:
+        """Revoke a mandate (and every descendant with it)."""
+        return dict(
+            self.call(
+                "POST",
+                f"/api/v1/mandates/{mandate_id}/revocation",
+                json={"reason": reason} if reason else {},
+            )
+        )
+
+
+def sign_grant(card: Card, instruction: bytes) -> bytes:
+    """The representative's detached CMS over the instruction's canonical bytes."""
+    return sign_cms(card, instruction)
+
+
+# -- signing sessions ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SigningRequest:
+    """What to sign, for what purpose, with which credential (and mandate)."""
+
+    credential_id: str
+    principal: str
+    action: str
+    procuring_entity: str | None = None
+    case: str | None = None
+    amount: int | None = None
+    level: str = "B-T"
+    mandate_id: str | None = None
+
+    def json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "credential_id": self.credential_id,
+            "purpose": {
+                "principal": self.principal,
+                "action": self.action,
+                "procuring_entity": self.procuring_entity,
+                "case": self.case,
+                "amount": self.amount,
+            },
+            "format": "pades",
+            "level": self.level,
+        }
+        if self.mandate_id:
+            body["mandate_id"] = self.mandate_id
+        return body
+
+
+@dataclass(frozen=True)
+class SignedFile:
+    source: Path
+    target: Path
+    sha256: str
+    signed_sha256: str
+    signature_id: str
+
+
+def signed_path(source: Path) -> Path:
+    """Where the signed copy of ``source`` goes: ``NAME-signed.pdf`` beside it."""
+    return source.with_name(f"{source.stem}-signed.pdf")
+
+
+def check_uploaded(files: Sequence[Path], digests: Sequence[str], session: dict[str, Any]) -> None:
+    """Refuse to authorize unless the service reports exactly the files sent, in order,
+    each with the SHA-256 computed here (``CLIENT_DIGEST_MISMATCH``): the card's
+    signature activates whatever the session names, so a client must not take the
+    service's word for it."""
+    documents = session.get("documents")
+    if not isinstance(documents, list) or len(documents) != len(files):
+        raise ClientError(
+            f"the service reports {len(documents) if isinstance(documents, list) else 'no'} "
+            f"documents for {len(files)} sent",
+            "CLIENT_DIGEST_MISMATCH",
+        )
+    for position, (path, digest, reported) in enumerate(
+        zip(files, digests, documents, strict=True)
+    ):
+        if not isinstance(reported, dict) or reported.get("index", position) != position:
+            raise ClientError(f"document {position} is out of order", "CLIENT_DIGEST_MISMATCH")
+        if str(reported.get("sha256", "")).lower() != digest:
+            raise ClientError(
+                f"{path.name}: the service reports SHA-256 {reported.get('sha256')}, "
+                f"the file has {digest}",
+                "CLIENT_DIGEST_MISMATCH",
+            )
+
+
+def sign_files(
+    client: ApiClient,
+    card: Card,
+    request: SigningRequest,
+    files: Sequence[Path],
+    *,
+    force: bool = False,
+) -> Iterator[tuple[str, Any]]:
+    """Sign ``files`` through a signing session: open it (upload), check the digests the
+    service reports, authorize with ``card`` (JPKI authentication) over ``to_sign``,
+    sign with the SAD, fetch each signed PDF and write it beside its input.
+
+    Yields progress as (event, value): ``("session", answer)``, ``("authorized",
+    answer)``, then ``("signed", SignedFile)`` per file. Raises ``CLIENT_OUTPUT_EXISTS``
+    before anything is sent when a target exists and not ``force``.
+    """
+    targets = [signed_path(f) for f in files]
+    if not force:
+        for target in targets:
+            if target.exists():
+                raise ClientError(f"{target} exists (--force to overwrite)", "CLIENT_OUTPUT_EXISTS")
+    contents = []
+    for path in files:
+        try:
+            contents.append(path.read_bytes())
+        except OSError as exc:
+            raise ClientError(f"cannot read {path}", "INPUT_INVALID") from exc
+    digests = [hashlib.sha256(c).hexdigest() for c in contents]
+    parts: list[tuple[str, tuple[str | None, bytes | str, str]]] = [
+        ("request", (None, json.dumps(request.json()), "application/json"))
+    ]
+    parts.extend(
+        ("document", (path.name, data, "application/pdf"))
+        for path, data in zip(files, contents, strict=True)
+    )
+    session = client.call("POST", "/api/v1/signing-sessions", files=parts)
+    check_uploaded(files, digests, session)
+    yield "session", session
+    to_sign = unb64(session["to_sign"], "to_sign")
+    authorized = client.call(
+        "POST", f"/api/v1/signing-sessions/{session['id']}/authorization", json=proof(card, to_sign)
+    )
+    yield "authorized", authorized
+    signed = client.call(
+        "POST",
+        f"/api/v1/signing-sessions/{session['id']}/signatures",
+        json={"sad": authorized["sad"]},
+    )
+    by_index = {d["index"]: d for d in signed["documents"]}
+    for index, (path, target) in enumerate(zip(files, targets, strict=True)):
+        document = by_index.get(index)
+        if document is None:
+            raise ClientError(f"the service returned no signature for {path.name}")
+        response = client.send("GET", document["href"])
+        if response.status_code != 200:
+            raise refusal(response, "GET", document["href"])
+        signed_sha256 = hashlib.sha256(response.content).hexdigest()
+        if document.get("signed_sha256") and document["signed_sha256"] != signed_sha256:
+            raise ClientError(
+                f"{path.name}: the signed PDF fetched is not the one the service reported",
+                "CLIENT_DIGEST_MISMATCH",
+            )
+        target.write_bytes(response.content)
+        yield (
+            "signed",
+            SignedFile(path, target, digests[index], signed_sha256, str(document["signature_id"])),
+        )

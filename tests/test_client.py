@@ -1,0 +1,377 @@
+"""``dairi client`` against the real served app (gunicorn on a loopback port): login with
+a virtual card, a PKCS#12 file and a SoftHSM token standing in for a card; a credential
+issued and listed; a mandate granted by a representative and revoked; errors as one
+line ``error CODE: …`` with exit status 2. One server for the module (start-up is slow).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+from helpers_auth import new_card, new_corporation
+from live_server import DAIRI, LiveServer
+
+from app.cli.main import main
+from app.client import ApiClient, directory_card
+from app.migrate import migrate
+from devpki.cards import save_card
+from hsm.softhsm import write_softhsm_conf
+
+NAME = "山田\u3000太郎"
+
+
+@pytest.fixture(scope="module")
+def server(base_settings, pki, tmp_path_factory):
+    data = tmp_path_factory.mktemp("client-server")
+    settings = base_settings.replace(
+        database_url=f"sqlite:///{data / 'dairi.db'}", data_dir=str(data)
+    )
+    migrate(settings.database_url)
+    with LiveServer(settings, workers=2) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def people(server, pki, tmp_path_factory):
+    """A corporation's representative and an enrolled employee, as card directories."""
+    root = tmp_path_factory.mktemp("client-cards")
+    corp = new_corporation(pki, name="株式会社代理クライアント")
+    save_card(corp.representative, root / "rep")
+    card = new_card(pki, NAME)
+    save_card(card, root / "employee")
+    with ApiClient(server.url) as api:
+        api.login(directory_card(root / "rep"))
+        code = api.call(
+            "POST",
+            f"/api/v1/corporations/{corp.corporate_number}/invitations",
+            json={"name": NAME},
+        )["code"]
+        challenge_id, to_sign = api.challenge("enrolment")
+        enrolled = api.call(
+            "POST",
+            "/api/v1/enrolments",
+            auth=False,
+            json={
+                "invitation_code": code,
+                "challenge_id": challenge_id,
+                "authentication": _proof(card.authentication, to_sign),
+                "signing": _proof(card.signing, to_sign),
+            },
+        )
+    return {
+        "corp": corp,
+        "rep_dir": root / "rep",
+        "employee_dir": root / "employee",
+        "person_id": enrolled["person_id"],
+        "root": root,
+    }
+
+
+def _proof(virtual, to_sign: bytes) -> dict[str, str]:
+    der = virtual.certificate.public_bytes(serialization.Encoding.DER)
+    return {
+        "certificate": base64.b64encode(der).decode(),
+        "signature": base64.b64encode(virtual.sign(to_sign)).decode(),
+    }
+
+
+def run(server, state: Path, *args: str, env: dict[str, str] | None = None):
+    """``dairi client --url … --state … ARGS`` in this process."""
+    result = CliRunner().invoke(
+        main, ["client", "--url", server.url, "--state", str(state), *args], env=env
+    )
+    return result
+
+
+def ok(result) -> str:
+    assert result.exit_code == 0, (result.exit_code, result.output, result.stderr)
+    return result.stdout
+
+
+def refused(result, code: str) -> str:
+    """The one error line of a refused command: ``error CODE: …`` and exit status 2."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error {code}: "), result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def employee_state(server, people, tmp_path_factory) -> Path:
+    state = tmp_path_factory.mktemp("employee-state") / "client.json"
+    ok(run(server, state, "login", "--card", str(people["employee_dir"])))
+    return state
+
+
+@pytest.fixture(scope="module")
+def rep_state(server, people, tmp_path_factory) -> Path:
+    state = tmp_path_factory.mktemp("rep-state") / "client.json"
+    ok(run(server, state, "login", "--card", str(people["rep_dir"])))
+    return state
+
+
+def test_login_with_a_virtual_card_keeps_the_token_private(server, people, employee_state):
+    kept = json.loads(employee_state.read_text())
+    assert kept["url"] == server.url and kept["access_token"]
+    assert stat.S_IMODE(employee_state.stat().st_mode) == 0o600
+    me = json.loads(ok(run(server, employee_state, "--json", "whoami")))["caller"]
+    assert me["id"] == people["person_id"]
+    assert people["corp"].corporate_number in me["employee_of"]
+    # The login's own output names the person but never prints the token.
+    again = people["root"] / "again.json"
+    output = ok(run(server, again, "login", "--card", str(people["employee_dir"])))
+    assert people["person_id"] in output
+    assert json.loads(again.read_text())["access_token"] not in output
+    # Another service is never sent this one's token.
+    other = CliRunner().invoke(
+        main, ["client", "--url", "http://127.0.0.1:9", "--state", str(again), "whoami"]
+    )
+    refused(other, "CLIENT_NOT_LOGGED_IN")
+
+
+def test_login_with_a_pkcs12_file(server, people, tmp_path):
+    rep = people["corp"].representative
+    p12 = tmp_path / "registration.p12"
+    p12.write_bytes(
+        pkcs12.serialize_key_and_certificates(
+            b"rep",
+            rep.key,
+            rep.certificate,
+            None,
+            serialization.BestAvailableEncryption(b"correct horse"),
+        )
+    )
+    password = tmp_path / "password"
+    password.write_text("correct horse\n")
+    state = tmp_path / "state.json"
+    output = run(
+        server, state, "--json", "login", "--p12", str(p12), "--p12-password-file", str(password)
+    )
+    caller = json.loads(ok(output))["caller"]
+    assert caller["representative_of"] == [people["corp"].corporate_number]
+    assert "access_token" not in json.loads(output.stdout)
+    # The password from the environment; a wrong one is the card's fault, not a traceback.
+    wrong = run(server, state, "login", "--p12", str(p12), env={"DAIRI_P12_PASSWORD": "wrong"})
+    refused(wrong, "CLIENT_CARD_UNUSABLE")
+
+
+CARD_TOKEN_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import pkcs11
+    from pkcs11 import Attribute, CertificateType, ObjectClass
+    from pkcs11.util.rsa import decode_rsa_private_key
+    from cryptography import x509
+    module, label, pin, key_der, cert_der = sys.argv[1:6]
+    token = pkcs11.lib(module).get_token(token_label=label)
+    certificate = open(cert_der, "rb").read()
+    with token.open(rw=True, user_pin=pin) as session:
+        key = decode_rsa_private_key(open(key_der, "rb").read())
+        key.update({Attribute.TOKEN: True, Attribute.LABEL: "auth", Attribute.ID: b"\\x01",
+                    Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False})
+        session.create_object(key)
+        session.create_object({
+            Attribute.CLASS: ObjectClass.CERTIFICATE,
+            Attribute.CERTIFICATE_TYPE: CertificateType.X_509,
+            Attribute.TOKEN: True, Attribute.LABEL: "auth", Attribute.ID: b"\\x01",
+            Attribute.SUBJECT: x509.load_der_x509_certificate(certificate).subject.public_bytes(),
+            Attribute.VALUE: certificate,
+        })
+    """
+)
+
+
+def test_login_with_a_pkcs11_token_standing_in_for_a_card(server, people, base_settings, tmp_path):
+    """The employee's authentication key imported into a SoftHSM token of its own (not
+    the service's), then ``dairi client login --pkcs11-…`` in a process of its own."""
+    conf = tmp_path / "softhsm2.conf"
+    write_softhsm_conf(conf, tmp_path / "tokens")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAIRI_")}
+    env["SOFTHSM2_CONF"] = str(conf)
+    subprocess.run(
+        [
+            "softhsm2-util",
+            "--init-token",
+            "--free",
+            "--label",
+            "card",
+            "--so-pin",
+            "87654321",
+            "--pin",
+            "123456",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    authentication = directory_card(people["employee_dir"], "authentication")
+    (tmp_path / "key.der").write_bytes(
+        authentication.key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    (tmp_path / "cert.der").write_bytes(authentication.certificate_der)
+    module = base_settings.hsm.module_path
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CARD_TOKEN_SCRIPT,
+            module,
+            "card",
+            "123456",
+            str(tmp_path / "key.der"),
+            str(tmp_path / "cert.der"),
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    (tmp_path / "key.der").unlink()
+    card = ["--pkcs11-module", module, "--pkcs11-token", "card", "--pkcs11-key-label", "auth"]
+    state = tmp_path / "state.json"
+    base = [DAIRI, "client", "--url", server.url, "--state", str(state), "--json"]
+    done = subprocess.run(
+        [*base, "login", *card],
+        env={**env, "DAIRI_CARD_PIN": "123456"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["caller"]["id"] == people["person_id"]
+    # A wrong PIN: one line with the card's code, exit status 2.
+    wrong = subprocess.run(
+        [*base, "login", *card],
+        env={**env, "DAIRI_CARD_PIN": "000000"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip().startswith("error CLIENT_CARD_UNUSABLE: "), wrong.stderr
+    assert "Traceback" not in wrong.stderr
+
+
+@pytest.fixture(scope="module")
+def credential(server, people, employee_state) -> dict:
+    corporate_number = people["corp"].corporate_number
+    issued = run(
+        server,
+        employee_state,
+        "--json",
+        "credential",
+        "issue",
+        "--corporation",
+        corporate_number,
+        "--name",
+        "山田 太郎 (client)",
+        "--card",
+        str(people["employee_dir"]),
+    )
+    return json.loads(ok(issued))["credential"]
+
+
+def test_credential_issue_and_list(server, people, employee_state, rep_state, credential):
+    assert credential["status"] == "active"
+    assert credential["person_id"] == people["person_id"]
+    assert f"NTRJP-{people['corp'].corporate_number}" in credential["subject"]
+    listed = ok(run(server, employee_state, "credential", "list"))
+    assert listed.splitlines() == [
+        f"{credential['id']}  active  {credential['algorithm']}  山田 太郎 (client)  "
+        f"{credential['subject']}"
+    ]
+    # A representative lists the corporation's.
+    corporation = json.loads(
+        ok(
+            run(
+                server,
+                rep_state,
+                "--json",
+                "credential",
+                "list",
+                "--corporation",
+                people["corp"].corporate_number,
+            )
+        )
+    )
+    assert [c["id"] for c in corporation["credentials"]] == [credential["id"]]
+
+
+def test_grant_by_a_representative_and_revoke(server, people, rep_state, credential):
+    corporate_number = people["corp"].corporate_number
+    granted = run(
+        server,
+        rep_state,
+        "--json",
+        "grant",
+        "--grantee-credential",
+        credential["id"],
+        "--action",
+        "bid",
+        "--action",
+        "quote",
+        "--entity",
+        "国土交通省関東地方整備局",
+        "--amount-limit",
+        "50000000",
+        "--not-after",
+        "2099-01-01T00:00:00+09:00",
+        "--sub-delegation-depth",
+        "1",
+        "--card",
+        str(people["rep_dir"]),
+    )
+    mandate = json.loads(ok(granted))["mandate"]
+    assert mandate["principal"]["corporate_number"] == corporate_number
+    assert mandate["grantee"]["name"] == NAME
+    assert mandate["scope"]["actions"] == ["bid", "quote"]
+    assert mandate["scope"]["procuring_entities"] == ["国土交通省関東地方整備局"]
+    assert mandate["scope"]["amount_limit_jpy"] == 50_000_000
+    assert mandate["scope"]["max_depth"] == 1
+    assert mandate["scope"]["not_after"].startswith("2098-12-31T15:00:00")
+    assert mandate["status"] == "active"
+
+    line = ok(run(server, rep_state, "revoke", mandate["id"], "--reason", "privilege_withdrawn"))
+    assert line.startswith(f"mandate {mandate['id']} revoked at ") and line.count("\n") == 1
+    with ApiClient(server.url, json.loads(rep_state.read_text())["access_token"]) as api:
+        assert api.call("GET", f"/api/v1/mandates/{mandate['id']}")["status"] == "revoked"
+    # Revoked twice: the service's code, one line, exit status 2; --json prints it too.
+    again = run(server, rep_state, "--json", "revoke", mandate["id"])
+    refused(again, "MANDATE_ALREADY_REVOKED")
+    assert json.loads(again.stdout)["error"] == "MANDATE_ALREADY_REVOKED"
+
+
+def test_errors_are_one_line_with_a_code(server, people, tmp_path):
+    state = tmp_path / "state.json"
+    # Nothing listens on the discard port: a connection error, not a traceback.
+    unreachable = CliRunner().invoke(
+        main,
+        [
+            "client",
+            "--url",
+            "http://127.0.0.1:9",
+            "--state",
+            str(state),
+            "login",
+            "--card",
+            str(people["employee_dir"]),
+        ],
+    )
+    refused(unreachable, "CLIENT_CONNECTION_FAILED")
+    refused(run(server, state, "credential", "list"), "CLIENT_NOT_LOGGED_IN")
+    refused(run(server, state, "login"), "INPUT_INVALID")  # no card named
+    refused(run(server, state, "login", "--card", str(tmp_path)), "DEV_CARD_INVALID")
