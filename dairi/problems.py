@@ -23,7 +23,9 @@ from dataclasses import dataclass
 __all__ = ["CATALOGUE", "Problem", "UnknownProblemCode", "problem"]
 
 # Words kept upper case when a title is made from a code.
-_ACRONYMS = frozenset({"AA", "AC", "CSC", "HSM", "HTTP", "ID", "JSON", "PDF", "PIN", "PKI", "URI"})
+_ACRONYMS = frozenset(
+    {"AA", "AC", "CSC", "HSM", "HTTP", "ID", "JSON", "PDF", "PIN", "PKI", "URI", "XML"}
+)
 
 
 @dataclass(frozen=True)
@@ -215,7 +217,22 @@ CATALOGUE = _Catalogue(
     ("DOCUMENT_NOT_PDF", 422, "The document is not a PDF."),
     ("DOCUMENT_MALFORMED", 422, "The PDF is truncated or otherwise unreadable."),
     ("DOCUMENT_ENCRYPTED", 422, "The PDF is encrypted."),
+    (
+        "DOCUMENT_CERTIFIED_NO_CHANGES",
+        422,
+        "The PDF carries a certification signature that forbids any change, a signature too.",
+    ),
     ("DOCUMENT_TOO_LARGE", 422, "The document is larger than the service signs."),
+    # -- verification of signed documents (signing.verification; reason codes) ----------
+    ("DOCUMENT_NOT_SIGNED", 422, "The PDF to verify carries no signature."),
+    (
+        "DOCUMENT_MODIFIED_AFTER_SIGNING",
+        422,
+        "A change after signing alters what a reader sees (verification reason code).",
+    ),
+    ("MANDATE_MISSING", 422, "A purpose was asked but the signature carries no mandate."),
+    ("DOCUMENT_NOT_XML", 422, "The document is not well-formed XML."),
+    ("XML_UNSAFE", 422, "The XML declares a DTD or entities; it is refused before parsing."),
     ("SIGNER_CERTIFICATE_INVALID", 422, "The signer's certificate does not validate now."),
     ("SIGNER_CERTIFICATE_REVOKED", 422, "The signer's certificate is revoked."),
     ("SIGNING_FAILED", 503, "Signing failed in the service; retry after Retry-After."),
@@ -332,11 +349,6 @@ CATALOGUE = _Catalogue(
         503,
         "The attribute authority's HSM key does not match its certificate (or is not RSA).",
     ),
-    # -- audit log (audit) -----------------------------------------------------------------
-    ("AUDIT_CHAIN_BROKEN", 500, "The audit chain does not verify: an event was altered or lost."),
-    ("AUDIT_CHECKPOINT_INVALID", 422, "The audit checkpoint is malformed or does not verify."),
-    (
-        "AUDIT_SIGNATURE_INVALID",
     # -- signing sessions (app.signing_sessions; DESIGN §6 signature activation) ----------
     ("SESSION_NOT_FOUND", 404, "No signing session with this id (of the caller)."),
     ("SESSION_EXPIRED", 410, "The signing session's card challenge expired; open a new one."),
@@ -354,6 +366,11 @@ CATALOGUE = _Catalogue(
     ("SAD_EXPIRED", 410, "The SAD's lifetime has passed; authorise a new session."),
     ("SAD_USED", 409, "The SAD was used already (single use)."),
     ("SESSION_FORMAT_INVALID", 422, "The format does not go with the purpose or documents."),
+    # -- audit log (audit) -----------------------------------------------------------------
+    ("AUDIT_CHAIN_BROKEN", 500, "The audit chain does not verify: an event was altered or lost."),
+    ("AUDIT_CHECKPOINT_INVALID", 422, "The audit checkpoint is malformed or does not verify."),
+    (
+        "AUDIT_SIGNATURE_INVALID",
         422,
         "An audit signature, time-stamp or its certificate path does not hold.",
     ),

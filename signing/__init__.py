@@ -3,6 +3,7 @@ validation reports follow. A plain library: no web, no database."""
 
 from signing.credential import SigningCredential
 from signing.errors import (
+    DocumentCertifiedNoChanges,
     DocumentEncrypted,
     DocumentError,
     DocumentMalformed,
@@ -20,6 +21,7 @@ from signing.mandate_evidence import (
     EvidenceFile,
     MandateEvidence,
     MandateStamp,
+    evidence_file_names,
 )
 from signing.pades import PadesLevel, PadesResult, PadesSigner, PadesSpec, check_pdf
 from signing.validation_data import TimestampAuthority, ValidationData, ValidationDataSource
@@ -29,6 +31,7 @@ __all__ = [
     "EvidenceFile",
     "MandateEvidence",
     "MandateStamp",
+    "DocumentCertifiedNoChanges",
     "DocumentEncrypted",
     "DocumentError",
     "DocumentMalformed",
@@ -49,5 +52,6 @@ __all__ = [
     "ValidationDataSource",
     "ValidationDataUnavailable",
     "check_pdf",
+    "evidence_file_names",
     "sign_detached",
 ]

@@ -62,3 +62,10 @@ class TimestampFailed(SigningError):
     code = "TIMESTAMP_FAILED"
     # A TSA request is bounded by a few seconds; trying again soon is reasonable.
     retry_after = 10
+
+
+class DocumentCertifiedNoChanges(DocumentError):
+    """The document carries a certification signature whose DocMDP permissions (P=1)
+    forbid any change, a new signature included."""
+
+    code = "DOCUMENT_CERTIFIED_NO_CHANGES"

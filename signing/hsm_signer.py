@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from asn1crypto import algos, tsp, x509
 from pyhanko.sign.attributes import (
@@ -61,16 +61,20 @@ class _SignedAttributes(SignedAttributeProviderSpec):
     and cmsAlgorithmProtection, as pyHanko's generic CMS spec does. The spec replaces
     pyHanko's own choice, so CAdES attributes named in ``PdfSignatureMetadata``
     (signature policy, content time-stamp, signer attributes) would not be added: a
-    caller that needs them adds their providers here.
+    caller that needs them adds their providers here: ``extra`` (a signature made
+    under a mandate adds signer-attributes-v2 with the mandate AC and the
+    signature-policy-identifier; :mod:`signing.pades`).
     """
 
     def __init__(
         self,
         signing_cert: x509.Certificate,
         mechanism: Callable[[str], algos.SignedDigestAlgorithm] | None,
+        extra: Sequence[CMSAttributeProvider] = (),
     ) -> None:
         self.signing_cert = signing_cert
         self.mechanism = mechanism
+        self.extra = tuple(extra)
 
     def signed_attr_providers(
         self, data_digest: bytes, digest_algorithm: str
@@ -80,19 +84,34 @@ class _SignedAttributes(SignedAttributeProviderSpec):
             yield CMSAlgorithmProtectionProvider(
                 digest_algo=digest_algorithm, signature_algo=self.mechanism(digest_algorithm)
             )
+        yield from self.extra
 
 
 class HsmSigner(Signer):
     """Signs through :class:`hsm.Hsm`; built per request from DER (asn1crypto objects
     are not shared between threads)."""
 
-    def __init__(self, hsm: Hsm, credential: SigningCredential, *, pdf: bool = True) -> None:
-        """``pdf``: the signer makes PAdES signatures (else detached CMS ones)."""
+    def __init__(
+        self,
+        hsm: Hsm,
+        credential: SigningCredential,
+        *,
+        pdf: bool = True,
+        extra_signed_attributes: Sequence[CMSAttributeProvider] = (),
+        extra_certificates_der: Sequence[bytes] = (),
+    ) -> None:
+        """``pdf``: the signer makes PAdES signatures (else detached CMS ones).
+        ``extra_signed_attributes``: providers of further signed attributes;
+        ``extra_certificates_der``: further certificates for the CMS ``certificates``
+        (a signature under a mandate: the AA certificate and its issuers)."""
         scheme = credential.scheme
         super().__init__(
             signing_cert=x509.Certificate.load(credential.certificate_der),
             cert_registry=SimpleCertificateStore.from_certs(
-                [x509.Certificate.load(der) for der in credential.chain_der]
+                [
+                    x509.Certificate.load(der)
+                    for der in (*credential.chain_der, *extra_certificates_der)
+                ]
             ),
             signature_mechanism=algos.SignedDigestAlgorithm({"algorithm": _MECHANISMS[scheme]}),
         )
@@ -101,7 +120,9 @@ class HsmSigner(Signer):
         self._scheme = scheme
         self._size = credential.algorithm.signature_size
         self.signed_attr_prov_spec = _SignedAttributes(
-            self.signing_cert, None if pdf else self.get_signature_mechanism_for_digest
+            self.signing_cert,
+            None if pdf else self.get_signature_mechanism_for_digest,
+            extra_signed_attributes,
         )
 
     async def async_sign_raw(

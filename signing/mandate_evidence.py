@@ -61,3 +61,25 @@ def evidence_file_names(depth: int) -> tuple[str, str, str]:
     A verifier finds a hop's evidence under these names."""
     stem = f"mandate-{depth}"
     return (f"{stem}-instruction.json", f"{stem}-instruction.p7s", f"{stem}-ac.der")
+
+
+# The signature policy of MANDATE_SIGNATURE_POLICY_OID, as a document whose SHA-256
+# the signature-policy-identifier attribute carries (EN 319 122-1 §5.2.9.1,
+# SignaturePolicyId with sigPolicyHash). The "implied" form (sigPolicyImplied, NULL)
+# was not chosen: it names no policy at all, so a verifier could not tell a
+# signature under a mandate from any other; the hash binds the OID to this text,
+# which a relying party can read here (and in the README) and hash itself.
+MANDATE_SIGNATURE_POLICY_DOCUMENT = (
+    "dairi signature policy 2.25.320070894866931714170245613787843122496.3.1\n"
+    "Signature made under a mandate (電子委任状), version 1.\n"
+    "1. The signer is the holder of the mandate attribute certificate (RFC 5755) in the\n"
+    "   signer-attributes-v2 certified attributes; the attribute authority's certificate\n"
+    "   is among the CMS certificates.\n"
+    "2. The mandate chain (the leaf AC and the ancestors in its provenance extension)\n"
+    "   was judged valid, unrevoked and covering the signature's purpose when the\n"
+    "   signature activation data was issued and again when the signature was made.\n"
+    "3. The grant evidence of each hop (the instruction, its CMS signature, the AC) is\n"
+    "   embedded in the PDF in the revision the signature covers.\n"
+    "4. At B-LT and B-LTA the DSS holds the AC's revocation data and the attribute\n"
+    "   authority certificate's validation data.\n"
+).encode()

@@ -11,42 +11,73 @@ Where the time goes, and what dairi does about it (see bench/pades.py):
   (:class:`~signing.validation_data.ValidationDataSource`) and writes the DSS
   from it directly, instead of re-validating the chain for every document.
 - B-LTA puts the DSS and the document timestamp in one incremental update.
+
+A signature made under a mandate (``PadesSpec.mandate``, DESIGN §6) adds, in the same
+incremental update the signature covers: the grant evidence as embedded files
+(EmbeddedFiles name tree and the catalogue's /AF, each with /AFRelationship, /Desc and
+its MIME /Subtype), and in the CMS the leaf mandate AC (signer-attributes-v2,
+certified attributes), the signature-policy-identifier and the AA's certificates; at
+B-LT/B-LTA the DSS also holds the AC's CRL/OCSP and the AA certificate's validation
+data. Without a mandate none of this runs: the plain path is unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import hashlib
+import re
 from dataclasses import dataclass
 from io import BytesIO
 
+from asn1crypto import algos, cms
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.embed import EmbeddedFileObject, EmbeddedFileParams, FileSpec, embed_file
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.sign import fields, signers
+from pyhanko.sign.ades.api import SignerAttributesProvider, SignerAttrSpec, SigPolicyIDProvider
+from pyhanko.sign.ades.cades_asn1 import SignaturePolicyId, SignaturePolicyIdentifier
+from pyhanko.sign.attributes import CMSAttributeProvider
+from pyhanko.sign.fields import MDPPerm
 from pyhanko.sign.general import SigningError as PyHankoSigningError
 from pyhanko.sign.timestamps.api import TimeStamper
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 from pyhanko.sign.validation.dss import DocumentSecurityStore
+from pyhanko.sign.validation.pdf_embedded import read_certification_data
 
 from hsm import Hsm
 from signing.credential import SigningCredential
 from signing.errors import (
+    DocumentCertifiedNoChanges,
     DocumentEncrypted,
     DocumentMalformed,
     DocumentNotPdf,
     DocumentTooLarge,
+    SignerCertificateInvalid,
     SigningError,
     TimestampFailed,
 )
 from signing.hsm_signer import HsmSigner
-from signing.mandate_evidence import MandateEvidence
+from signing.mandate_evidence import (
+    MANDATE_SIGNATURE_POLICY_DOCUMENT,
+    MANDATE_SIGNATURE_POLICY_OID,
+    EvidenceFile,
+    MandateEvidence,
+)
 from signing.validation_data import TimestampAuthority, ValidationData, ValidationDataSource
 
 # Room for signed attributes, algorithm identifiers and CMS structure around the
 # certificates and the signature value; generous, the unused part is zero bytes.
 _CMS_OVERHEAD = 2048
 _TIMESTAMP_TOKEN_OVERHEAD = 3072
+# signer-attributes-v2 and signature-policy-identifier around the AC and the hash.
+_MANDATE_ATTRIBUTES_OVERHEAD = 512
+# The relationships PDF 2.0 (ISO 32000-2 §14.13) allows for an associated file.
+_AF_RELATIONSHIPS = frozenset(
+    {"Source", "Data", "Alternative", "Supplement", "EncryptedPayload", "FormData", "Schema"}
+)
 
 
 class PadesLevel(enum.StrEnum):
@@ -88,11 +119,38 @@ class PadesResult:
     signed_document_sha256: str
 
 
+_OBJECT_HEADER = re.compile(rb"\s*(\d+)\s+(\d+)\s+obj\b")
+
+
+def _check_xref_offsets(writer: IncrementalPdfFileWriter, document: bytes) -> None:
+    """Every offset of every cross-reference section points at its object's header.
+
+    pyHanko reads objects lazily, so a damaged cross-reference table shows only when
+    a damaged entry is followed; a reader such as qpdf or poppler then rebuilds the
+    table by scanning the file and may see other objects than the ones signed over.
+    So dairi refuses the document (``DOCUMENT_MALFORMED``) instead of repairing it:
+    the signer must sign what every reader sees. A regular expression per in-use
+    entry (µs each; the pyHanko XRefCache is read through its documented-internal
+    accessors, pinned by the lock file). Objects in object streams are checked when
+    their stream is read.
+    """
+    xrefs = writer.prev.xrefs
+    for revision in range(xrefs.total_revisions):
+        for idnum, (generation, offset) in xrefs.get_xref_data(revision).standard_xrefs.items():
+            found = _OBJECT_HEADER.match(document, offset) if 0 <= offset < len(document) else None
+            if found is None or (int(found[1]), int(found[2])) != (idnum, generation):
+                raise DocumentMalformed(
+                    f"the PDF's cross-reference table is damaged (object {idnum} is not at "
+                    f"offset {offset}); dairi does not repair documents it signs"
+                )
+
+
 def check_pdf(document: bytes, max_bytes: int) -> IncrementalPdfFileWriter:
     """Open ``document`` for an incremental update, refusing what cannot be signed.
 
     Raises :class:`DocumentTooLarge`, :class:`DocumentNotPdf`,
-    :class:`DocumentMalformed` or :class:`DocumentEncrypted`.
+    :class:`DocumentMalformed` (also for a damaged cross-reference table),
+    :class:`DocumentEncrypted` or :class:`DocumentCertifiedNoChanges`.
     """
     if len(document) > max_bytes:
         raise DocumentTooLarge(f"document is {len(document)} bytes; the limit is {max_bytes}")
@@ -110,7 +168,106 @@ def check_pdf(document: bytes, max_bytes: int) -> IncrementalPdfFileWriter:
         raise DocumentMalformed("the PDF cannot be read") from exc
     if encrypted:
         raise DocumentEncrypted("encrypted PDFs are not signed; send the document unencrypted")
+    _check_xref_offsets(writer, document)
+    try:
+        certification = read_certification_data(writer.prev)
+    except (PdfError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise DocumentMalformed("the PDF's certification signature cannot be read") from exc
+    if certification is not None and certification.permission == MDPPerm.NO_CHANGES:
+        raise DocumentCertifiedNoChanges(
+            "the PDF is certified with DocMDP permission 1: its author forbids any change, "
+            "a new signature included"
+        )
     return writer
+
+
+def _policy_identifier() -> SignaturePolicyIdentifier:
+    """signature-policy-identifier: the mandate policy's OID and the SHA-256 of its
+    document (see :data:`signing.mandate_evidence.MANDATE_SIGNATURE_POLICY_DOCUMENT`
+    for why not the implied form)."""
+    return SignaturePolicyIdentifier(
+        name="signature_policy_id",
+        value=SignaturePolicyId(
+            {
+                "sig_policy_id": MANDATE_SIGNATURE_POLICY_OID,
+                "sig_policy_hash": algos.DigestInfo(
+                    {
+                        "digest_algorithm": {"algorithm": "sha256"},
+                        "digest": hashlib.sha256(MANDATE_SIGNATURE_POLICY_DOCUMENT).digest(),
+                    }
+                ),
+            }
+        ),
+    )
+
+
+def _mandate_attributes(mandate: MandateEvidence) -> tuple[CMSAttributeProvider, ...]:
+    """The signed attributes a signature under ``mandate`` adds."""
+    try:
+        leaf = cms.AttributeCertificateV2.load(mandate.leaf_ac_der)
+        leaf.native  # noqa: B018 - parse now: a bad AC is the caller's error, not pyHanko's
+    except ValueError as exc:
+        raise SigningError("the mandate attribute certificate does not parse") from exc
+    return (
+        SignerAttributesProvider(SignerAttrSpec(claimed_attrs=(), certified_attrs=(leaf,))),
+        SigPolicyIDProvider(_policy_identifier()),
+    )
+
+
+def _name_key(key: generic.PdfObject) -> bytes:
+    """A name tree key's bytes as written, for sorting (a key made in this update has
+    no original bytes: ASCII names, PDFDocEncoding, else UTF-16BE with its BOM)."""
+    if isinstance(key, generic.ByteStringObject):
+        return bytes(key)
+    try:
+        return bytes(key.original_bytes)  # type: ignore[attr-defined]
+    except (PdfError, AttributeError):
+        text = str(key)
+        try:
+            return text.encode("latin-1")
+        except UnicodeEncodeError:
+            return b"\xfe\xff" + text.encode("utf-16-be")
+
+
+def _embed_evidence(writer: IncrementalPdfFileWriter, files: tuple[EvidenceFile, ...]) -> None:
+    """Embed ``files`` (EmbeddedFiles name tree and the catalogue's /AF) in the
+    writer's pending update, the one the signature will cover."""
+    if not files:
+        return
+    params = EmbeddedFileParams(embed_size=True, embed_checksum=True)
+    try:
+        for file in files:
+            if file.relationship not in _AF_RELATIONSHIPS:
+                raise SigningError(f"unknown /AFRelationship {file.relationship!r}")
+            data = EmbeddedFileObject.from_file_data(
+                writer, file.data, compress=True, params=params, mime_type=file.mime_type
+            )
+            embed_file(
+                writer,
+                FileSpec(
+                    file_spec_string=file.name,
+                    file_name=file.name,
+                    embedded_data=data,
+                    description=file.description,
+                    af_relationship=generic.NameObject("/" + file.relationship),
+                ),
+            )
+        # A name tree's keys are sorted (ISO 32000 §7.9.6); embed_file appends.
+        names = writer.root["/Names"]["/EmbeddedFiles"]["/Names"]
+        pairs = sorted(
+            ((names[i], names.raw_get(i + 1)) for i in range(0, len(names), 2)),
+            key=lambda pair: _name_key(pair[0]),
+        )
+        names.clear()
+        for key, value in pairs:
+            names.extend((key, value))
+        writer.update_container(names)
+    except NotImplementedError as exc:  # a name tree with /Kids
+        raise DocumentMalformed(
+            "the PDF's embedded-file name tree is nested; dairi embeds evidence only in a flat one"
+        ) from exc
+    except (PdfError, KeyError, TypeError, AttributeError) as exc:
+        raise DocumentMalformed("the PDF's embedded-file names cannot be updated") from exc
 
 
 def _root_cause(exc: BaseException) -> str:
@@ -176,6 +333,17 @@ class PadesSigner:
         if level.long_term:
             assert self._tsa is not None and self._validation is not None
             tsa_data = await self._validation.collect_for_tsa(self._tsa)
+        mandate = spec.mandate
+        mandate_data: ValidationData | None = None
+        extra_attributes: tuple[CMSAttributeProvider, ...] = ()
+        extra_certificates: tuple[bytes, ...] = ()
+        if mandate is not None:
+            extra_attributes = _mandate_attributes(mandate)
+            extra_certificates = (mandate.aa_certificate_der, *mandate.aa_chain_der)
+            if level.long_term:
+                assert self._validation is not None
+                mandate_data = await self._aa_validation_data(self._validation, mandate)
+            _embed_evidence(writer, mandate.files)
 
         field_name = spec.field_name or _next_field_name(writer)
         timestamper = self._tsa.make_timestamper() if level.timestamped and self._tsa else None
@@ -187,19 +355,36 @@ class PadesSigner:
             location=spec.location,
             contact_info=spec.contact_info,
         )
-        pdf_signer = signers.PdfSigner(
-            meta, signer=HsmSigner(self._hsm, credential), timestamper=timestamper
+        signer = (
+            HsmSigner(self._hsm, credential)
+            if mandate is None
+            else HsmSigner(
+                self._hsm,
+                credential,
+                extra_signed_attributes=extra_attributes,
+                extra_certificates_der=extra_certificates,
+            )
         )
+        pdf_signer = signers.PdfSigner(meta, signer=signer, timestamper=timestamper)
         reserved = self._bytes_reserved(credential, level, tsa_data)
+        if mandate is not None:
+            reserved += 2 * (
+                len(mandate.leaf_ac_der)
+                + sum(map(len, extra_certificates))
+                + _MANDATE_ATTRIBUTES_OVERHEAD
+            )
         output = BytesIO()
         try:
             await pdf_signer.async_sign_pdf(writer, bytes_reserved=reserved, output=output)
             if level.long_term:
                 assert signer_data is not None and tsa_data is not None
                 assert timestamper is not None  # long-term levels are timestamped
+                data = signer_data.merged(tsa_data)
+                if mandate_data is not None:
+                    data = data.merged(mandate_data)
                 await self._add_long_term_data(
                     output,
-                    signer_data.merged(tsa_data),
+                    data,
                     archival=level is PadesLevel.B_LTA,
                     timestamper=timestamper,
                 )
@@ -216,6 +401,31 @@ class PadesSigner:
             field_name=field_name,
             document_sha256=hashlib.sha256(document).hexdigest(),
             signed_document_sha256=hashlib.sha256(signed).hexdigest(),
+        )
+
+    @staticmethod
+    async def _aa_validation_data(
+        source: ValidationDataSource, mandate: MandateEvidence
+    ) -> ValidationData:
+        """The AA certificate's path and revocation data, and the AC's own CRL/OCSP, for
+        the DSS. The AA is the service's own: a certificate of it that does not
+        validate is the service's trouble (``SIGNING_FAILED``), not the signer's."""
+        try:
+            aa = await source.collect(
+                mandate.aa_certificate_der,
+                mandate.aa_chain_der,
+                key_usage=frozenset({"digital_signature"}),
+            )
+        except SignerCertificateInvalid as exc:
+            raise SigningError(
+                f"the attribute authority's certificate does not validate: {exc}"
+            ) from exc
+        # (dataclasses.replace keeps the AA data's staleness; the AC's answers are the
+        # caller's, fetched for this signature)
+        return dataclasses.replace(
+            aa,
+            ocsps=tuple(dict.fromkeys(aa.ocsps + mandate.ac_ocsp_der)),
+            crls=tuple(dict.fromkeys(aa.crls + mandate.ac_crls_der)),
         )
 
     @staticmethod

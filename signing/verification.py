@@ -1,0 +1,605 @@
+"""Verification of signed PDFs for relying parties (DESIGN §7): one report per signature.
+
+Built on pyHanko's AdES validation (ETSI EN 319 102-1): a signature followed by a
+document timestamp (B-LTA) goes through ``ades_lta_validation``, the others through
+``ades_with_time_validation``, both fed with the document's DSS and whatever
+revocation data the relying party supplies, and offline unless it allows fetching.
+The indications follow ETSI TS 119 102-1: ``TOTAL_PASSED``, ``TOTAL_FAILED``,
+``INDETERMINATE`` with pyHanko's sub-indication. On top of that dairi judges what a
+procuring entity asks: who signed for which corporation, and (see
+:mod:`signing.mandate_check`) under which mandate. A mandate that does not hold, or a
+change after signing that a reader would see, fails the signature with the
+sub-indication ``SIG_CONSTRAINTS_FAILURE`` and reason codes: for dairi's policy these
+are conclusive, not a lack of information.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from io import BytesIO
+
+from asn1crypto import cms, crl, ocsp, x509
+from pyhanko.pdf_utils.misc import PdfError
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate, AdESPassed, AdESSubIndic
+from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY, DiffResult, ModificationLevel
+from pyhanko.sign.validation import ades, generic_cms
+from pyhanko.sign.validation.dss import DocumentSecurityStore, NoDSSFoundError
+from pyhanko.sign.validation.errors import SignatureValidationError
+from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
+from pyhanko.sign.validation.policy_decl import (
+    LocalKnowledge,
+    PdfSignatureValidationSpec,
+    RevinfoOnlineFetchingRule,
+    RevocationInfoGatheringSpec,
+    SignatureValidationSpec,
+)
+from pyhanko.sign.validation.status import PdfSignatureStatus, StandardCMSSignatureStatus
+from pyhanko_certvalidator.context import CertValidationPolicySpec
+from pyhanko_certvalidator.fetchers.api import FetcherBackend
+from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
+from pyhanko_certvalidator.policy_decl import REQUIRE_REVINFO, CertRevTrustPolicy
+from pyhanko_certvalidator.registry import SimpleTrustManager
+from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
+
+from delegation.scope import Purpose
+from signing.errors import DocumentError, DocumentMalformed, DocumentNotPdf, DocumentTooLarge
+from signing.pades import PadesLevel
+from signing.verification_mandate import check_mandate
+
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+
+
+class DocumentNotSigned(DocumentError):
+    """The PDF carries no signature to verify."""
+
+    code = "DOCUMENT_NOT_SIGNED"
+
+
+class Indication(enum.Enum):
+    """ETSI TS 119 102-1 main indications (the names are the report's values)."""
+
+    TOTAL_PASSED = enum.auto()
+    TOTAL_FAILED = enum.auto()
+    INDETERMINATE = enum.auto()
+
+
+# dairi's own constraint failures (mandate, modification) are reported with this.
+CONSTRAINTS_FAILURE = AdESIndeterminate.SIG_CONSTRAINTS_FAILURE.name
+MODIFIED_AFTER_SIGNING = "DOCUMENT_MODIFIED_AFTER_SIGNING"
+
+
+@dataclass(frozen=True)
+class VerificationTrust:
+    """What the relying party trusts and knows, all DER.
+
+    ``roots``: anchors for signers and TSAs; ``aa_certificates``: attribute authorities
+    whose mandate ACs are accepted; ``registration_roots``: anchors for the
+    representatives' registration certificates (the root grant's evidence);
+    ``crls``/``ocsps``: revocation data besides the document's own. Offline unless
+    ``allow_fetching`` (then ``fetcher_backend`` or pyHanko's default one is used).
+    """
+
+    roots: tuple[bytes, ...]
+    aa_certificates: tuple[bytes, ...] = ()
+    registration_roots: tuple[bytes, ...] = ()
+    crls: tuple[bytes, ...] = ()
+    ocsps: tuple[bytes, ...] = ()
+    allow_fetching: bool = False
+    fetcher_backend: FetcherBackend | None = None
+
+
+@dataclass(frozen=True)
+class SignerReport:
+    """Who signed: from the signer's certificate."""
+
+    name: str | None
+    organization: str | None  # O= 商号
+    organization_identifier: str | None  # NTRJP-<法人番号>
+    corporate_number: str | None  # 法人番号
+    subject: str
+    issuer: str
+    certificate_sha256: str
+
+
+@dataclass(frozen=True)
+class TimestampReport:
+    """A time-stamp: ``signature`` (over the signature value) or ``document`` (B-LTA)."""
+
+    kind: str
+    time: datetime
+    tsa: str
+    valid: bool
+
+
+@dataclass(frozen=True)
+class CoverageReport:
+    """What the signature covers and what changed after it (pyHanko's diff analysis)."""
+
+    coverage: str  # ENTIRE_FILE, ENTIRE_REVISION, ...
+    modification_level: str | None  # NONE, LTA_UPDATES, FORM_FILLING, ANNOTATIONS, OTHER
+    revisions_after: int
+    changes_allowed: bool | None
+
+
+@dataclass(frozen=True)
+class HopReport:
+    """One mandate of the chain (depth 0: the representative's grant; > 0: 復代理)."""
+
+    mandate_id: str
+    depth: int
+    principal_name: str
+    principal_corporate_number: str
+    grantor: str
+    grantee: str
+    actions: tuple[str, ...]
+    procuring_entities: tuple[str, ...] | None
+    cases: tuple[str, ...] | None
+    amount_limit_jpy: int | None
+    not_before: datetime
+    not_after: datetime
+    revoked_at: datetime | None
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RootGrantReport:
+    """The root grant checked from the evidence embedded in the document."""
+
+    checked: bool
+    representative: str | None
+    title: str | None
+    corporation: str | None
+    corporate_number: str | None
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MandateReport:
+    """The mandate a signature was made under, judged at the signing time."""
+
+    present: bool
+    holds: bool
+    covers_purpose: bool | None  # None: no purpose asked
+    at: datetime | None
+    hops: tuple[HopReport, ...]
+    root_grant: RootGrantReport | None
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SignatureReport:
+    field_name: str
+    indication: Indication
+    sub_indication: str | None
+    message: str | None
+    level: PadesLevel | None
+    signer: SignerReport
+    claimed_signing_time: datetime | None
+    best_signature_time: datetime | None
+    timestamps: tuple[TimestampReport, ...]
+    coverage: CoverageReport
+    mandate: MandateReport | None
+    reasons: tuple[str, ...]
+    revocation_data: tuple[str, ...]  # where the revocation data came from
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    """The report on one document (DESIGN §7)."""
+
+    indication: Indication  # the worst of its signatures
+    verified_at: datetime
+    document_sha256: str
+    purpose: dict[str, object] | None
+    signatures: tuple[SignatureReport, ...] = field(default=())
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-ready dict (times ISO 8601, enums by name)."""
+        return _jsonable(dataclasses.asdict(self))  # type: ignore[return-value]
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, PadesLevel):
+        return value.value
+    if isinstance(value, enum.Enum):
+        return value.name
+    return value
+
+
+# -- reading the document ----------------------------------------------------------
+
+
+def open_signed_pdf(pdf: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> PdfFileReader:
+    """A reader over ``pdf`` with at least one signature.
+
+    Raises :class:`DocumentTooLarge`, :class:`DocumentNotPdf`, :class:`DocumentMalformed`
+    or :class:`DocumentNotSigned`.
+    """
+    if len(pdf) > max_bytes:
+        raise DocumentTooLarge(f"document is {len(pdf)} bytes; the limit is {max_bytes}")
+    if b"%PDF-" not in pdf[:1024]:
+        raise DocumentNotPdf("the document is not a PDF (no %PDF- header)")
+    if b"%%EOF" not in pdf[-2048:]:
+        raise DocumentMalformed("the PDF is truncated (no %%EOF marker at its end)")
+    try:
+        reader = PdfFileReader(BytesIO(pdf), strict=False)
+        signatures = reader.embedded_regular_signatures
+    except (PdfError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise DocumentMalformed("the PDF cannot be read") from exc
+    if not signatures:
+        raise DocumentNotSigned("the PDF carries no signature")
+    return reader
+
+
+def _dss_knowledge(reader: PdfFileReader) -> tuple[LocalKnowledge, bool]:
+    """The DSS's certificates, CRLs and OCSP responses, and whether it had any revinfo."""
+    try:
+        dss = DocumentSecurityStore.read_dss(reader)
+    except NoDSSFoundError:
+        return LocalKnowledge(), False
+    ocsps = [
+        c
+        for resp in dss.ocsps
+        for c in OCSPContainer.load_multi(ocsp.OCSPResponse.load(resp.get_object().data))
+    ]
+    crls = [CRLContainer(crl.CertificateList.load(c.get_object().data)) for c in dss.crls]
+    return LocalKnowledge(
+        known_ocsps=ocsps, known_crls=crls, known_certs=list(dss.load_certs())
+    ), bool(ocsps or crls)
+
+
+def _trust_knowledge(trust: VerificationTrust) -> LocalKnowledge:
+    return LocalKnowledge(
+        known_ocsps=[
+            c for o in trust.ocsps for c in OCSPContainer.load_multi(ocsp.OCSPResponse.load(o))
+        ],
+        known_crls=[CRLContainer(crl.CertificateList.load(c)) for c in trust.crls],
+    )
+
+
+def _merge(a: LocalKnowledge, b: LocalKnowledge) -> LocalKnowledge:
+    return LocalKnowledge(
+        known_ocsps=a.known_ocsps + b.known_ocsps,
+        known_crls=a.known_crls + b.known_crls,
+        known_certs=a.known_certs + b.known_certs,
+    )
+
+
+def _validation_spec(
+    trust: VerificationTrust, knowledge: LocalKnowledge
+) -> SignatureValidationSpec:
+    policy = CertValidationPolicySpec(
+        trust_manager=SimpleTrustManager.build(
+            trust_roots=[x509.Certificate.load(r) for r in trust.roots]
+        ),
+        revinfo_policy=CertRevTrustPolicy(REQUIRE_REVINFO),
+    )
+    ac_policy = None
+    if trust.aa_certificates:
+        ac_policy = CertValidationPolicySpec(
+            trust_manager=SimpleTrustManager.build(
+                trust_roots=[x509.Certificate.load(r) for r in trust.aa_certificates]
+            ),
+            revinfo_policy=CertRevTrustPolicy(REQUIRE_REVINFO),
+        )
+    rule = (
+        RevinfoOnlineFetchingRule.NO_HISTORICAL_FETCH
+        if trust.allow_fetching
+        else RevinfoOnlineFetchingRule.LOCAL_ONLY
+    )
+    return SignatureValidationSpec(
+        cert_validation_policy=policy,
+        revinfo_gathering_policy=RevocationInfoGatheringSpec(
+            online_fetching_rule=rule, fetcher_backend=trust.fetcher_backend
+        ),
+        ac_validation_policy=ac_policy,
+        local_knowledge=knowledge,
+    )
+
+
+# -- the parts of a report ---------------------------------------------------------
+
+
+def _name_text(name: x509.Name) -> str:
+    return name.human_friendly
+
+
+def signer_report(cert: x509.Certificate) -> SignerReport:
+    subject = cert.subject.native
+    org_id = subject.get("organization_identifier")
+    number = (
+        org_id[len("NTRJP-") :] if isinstance(org_id, str) and org_id.startswith("NTRJP-") else None
+    )
+    return SignerReport(
+        name=subject.get("common_name"),
+        organization=subject.get("organization_name"),
+        organization_identifier=org_id,
+        corporate_number=number,
+        subject=_name_text(cert.subject),
+        issuer=_name_text(cert.issuer),
+        certificate_sha256=hashlib.sha256(cert.dump()).hexdigest(),
+    )
+
+
+def _tst_time_and_tsa(signed_data: cms.SignedData) -> tuple[datetime, str]:
+    info = signed_data["encap_content_info"]["content"].parsed
+    sid = signed_data["signer_infos"][0]["sid"]
+    tsa = "?"
+    for choice in signed_data["certificates"] or ():
+        cert = choice.chosen
+        if isinstance(cert, x509.Certificate) and sid.name == "issuer_and_serial_number":
+            if (
+                cert.issuer == sid.chosen["issuer"]
+                and cert.serial_number == sid.chosen["serial_number"].native
+            ):
+                tsa = _name_text(cert.subject)
+    return info["gen_time"].native, tsa
+
+
+def _document_timestamps(reader: PdfFileReader, after_revision: int) -> list[EmbeddedPdfSignature]:
+    return [
+        ts for ts in reader.embedded_timestamp_signatures if ts.signed_revision > after_revision
+    ]
+
+
+def _subindication_name(subindic: AdESSubIndic | None) -> str | None:
+    return subindic.name if isinstance(subindic, enum.Enum) else None
+
+
+def _indication_of(subindic: AdESSubIndic | None) -> Indication:
+    if isinstance(subindic, AdESPassed):
+        return Indication.TOTAL_PASSED
+    if isinstance(subindic, AdESFailure):
+        return Indication.TOTAL_FAILED
+    return Indication.INDETERMINATE
+
+
+def _coverage(embedded: EmbeddedPdfSignature) -> CoverageReport:
+    reader = embedded.reader
+    integrity = embedded.summarise_integrity_info()
+    coverage = integrity["coverage"]
+    diff = integrity["diff_result"]
+    if isinstance(diff, DiffResult):
+        level: ModificationLevel | None = diff.modification_level
+    else:
+        level = None if diff is None else ModificationLevel.OTHER
+    return CoverageReport(
+        coverage=coverage.name if coverage is not None else "UNCLEAR",
+        modification_level=level.name if level is not None else None,
+        revisions_after=reader.xrefs.total_revisions - 1 - embedded.signed_revision,
+        changes_allowed=integrity["docmdp_ok"],
+    )
+
+
+async def _validate_one(
+    embedded: EmbeddedPdfSignature,
+    trust: VerificationTrust,
+    knowledge: LocalKnowledge,
+    at: datetime | None,
+) -> tuple[ades.AdESBasicValidationResult, bool]:
+    """pyHanko's AdES validation of one signature; True when it ran the LTA process."""
+    embedded.compute_integrity_info(DEFAULT_DIFF_POLICY)
+    spec = _validation_spec(trust, knowledge)
+    timing = ValidationTimingInfo(at, at, point_in_time_validation=True) if at else None
+    if _document_timestamps(embedded.reader, embedded.signed_revision):
+        result = await ades.ades_lta_validation(
+            embedded, PdfSignatureValidationSpec(spec, DEFAULT_DIFF_POLICY), timing_info=timing
+        )
+        return result, True
+    timestamped = any(generic_cms.extract_tst_data_iter(embedded.signer_info, signed=False))
+    if not timestamped:  # B-B: basic validation (EN 319 102-1 §5.3)
+        basic = await ades.ades_basic_validation(
+            signed_data=embedded.signed_data,
+            validation_spec=spec,
+            timing_info=timing,
+            raw_digest=embedded.compute_digest(),
+        )
+        return basic, False
+    # B-T/B-LT: validation with time (§5.5).
+    with_time = await ades.ades_with_time_validation(
+        signed_data=embedded.signed_data,
+        validation_spec=spec,
+        timing_info=timing,
+        raw_digest=embedded.compute_digest(),
+        extra_status_kwargs=embedded.summarise_integrity_info(),
+        status_cls=PdfSignatureStatus,
+    )
+    return with_time, False
+
+
+def _level(
+    result: ades.AdESBasicValidationResult,
+    status: StandardCMSSignatureStatus | None,
+    has_dss_revinfo: bool,
+    doc_timestamps_valid: bool,
+) -> PadesLevel | None:
+    if status is None or not status.intact or not status.valid:
+        return None
+    level = PadesLevel.B_B
+    ts = status.timestamp_validity
+    if ts is not None and ts.intact and ts.valid and ts.trusted:
+        level = PadesLevel.B_T
+        if has_dss_revinfo:
+            level = PadesLevel.B_LT
+            if doc_timestamps_valid:
+                level = PadesLevel.B_LTA
+    return level
+
+
+async def _report_one(
+    embedded: EmbeddedPdfSignature,
+    trust: VerificationTrust,
+    purpose: Purpose | None,
+    principal: str | None,
+    at: datetime | None,
+) -> SignatureReport:
+    dss_knowledge, has_revinfo = _dss_knowledge(embedded.reader)
+    knowledge = _merge(_trust_knowledge(trust), dss_knowledge)
+    try:
+        result, lta = await _validate_one(embedded, trust, knowledge, at)
+    except (SignatureValidationError, ValueError, KeyError, TypeError) as exc:
+        return _unreadable(embedded, exc)
+    status = result.api_status
+    indication = _indication_of(result.ades_subindic)
+    sub = (
+        None if indication is Indication.TOTAL_PASSED else _subindication_name(result.ades_subindic)
+    )
+    message = result.failure_msg if indication is not Indication.TOTAL_PASSED else None
+    reasons: list[str] = []
+
+    timestamps: list[TimestampReport] = []
+    if status is not None and status.timestamp_validity is not None:
+        ts = status.timestamp_validity
+        timestamps.append(
+            TimestampReport(
+                "signature",
+                ts.timestamp,
+                _name_text(ts.signing_cert.subject),
+                bool(ts.intact and ts.valid and ts.trusted),
+            )
+        )
+    doc_ts_valid = lta and getattr(result, "oldest_evidence_record_timestamp", None) is not None
+    for doc_ts in _document_timestamps(embedded.reader, embedded.signed_revision):
+        when, tsa = _tst_time_and_tsa(doc_ts.signed_data)
+        timestamps.append(TimestampReport("document", when, tsa, doc_ts_valid))
+
+    coverage = _coverage(embedded)
+    if indication is Indication.TOTAL_PASSED and coverage.changes_allowed is False:
+        indication, sub = Indication.TOTAL_FAILED, CONSTRAINTS_FAILURE
+        message = "the document was changed after signing in a way a reader would see"
+        reasons.append(MODIFIED_AFTER_SIGNING)
+
+    best_time = getattr(result, "best_signature_time", None)
+    mandate = check_mandate(embedded, status, trust, purpose, principal, best_time)
+    if mandate is not None and mandate.present:
+        if indication is Indication.TOTAL_PASSED and not (
+            mandate.holds and mandate.covers_purpose is not False
+        ):
+            indication, sub = Indication.TOTAL_FAILED, CONSTRAINTS_FAILURE
+            message = "the mandate does not hold for this signature"
+        reasons.extend(mandate.reasons)
+    elif purpose is not None:
+        # A purpose was asked but the signature names no mandate: nothing covers it.
+        reasons.append("MANDATE_MISSING")
+        if indication is Indication.TOTAL_PASSED:
+            indication, sub = Indication.TOTAL_FAILED, CONSTRAINTS_FAILURE
+            message = "the signature was not made under a mandate"
+
+    sources = ["document DSS"] if has_revinfo else []
+    if trust.crls or trust.ocsps:
+        sources.append("relying party")
+    if trust.allow_fetching:
+        sources.append("online")
+    return SignatureReport(
+        field_name=embedded.field_name,
+        indication=indication,
+        sub_indication=sub,
+        message=message,
+        level=_level(result, status, has_revinfo, doc_ts_valid),
+        signer=signer_report(embedded.signer_cert),
+        claimed_signing_time=embedded.self_reported_timestamp,
+        best_signature_time=best_time,
+        timestamps=tuple(timestamps),
+        coverage=coverage,
+        mandate=mandate,
+        reasons=tuple(dict.fromkeys(reasons)),
+        revocation_data=tuple(sources),
+    )
+
+
+def _unreadable(embedded: EmbeddedPdfSignature, exc: Exception) -> SignatureReport:
+    try:
+        signer = signer_report(embedded.signer_cert)
+    except (ValueError, KeyError, TypeError, SignatureValidationError):
+        signer = SignerReport(None, None, None, None, "?", "?", "")
+    return SignatureReport(
+        field_name=embedded.field_name,
+        indication=Indication.TOTAL_FAILED,
+        sub_indication=AdESFailure.FORMAT_FAILURE.name,
+        message=f"the signature cannot be read ({type(exc).__name__})",
+        level=None,
+        signer=signer,
+        claimed_signing_time=None,
+        best_signature_time=None,
+        timestamps=(),
+        coverage=CoverageReport("UNCLEAR", None, 0, None),
+        mandate=None,
+        reasons=(),
+        revocation_data=(),
+    )
+
+
+_ORDER = (Indication.TOTAL_PASSED, Indication.INDETERMINATE, Indication.TOTAL_FAILED)
+
+
+def worst(indications: Iterable[Indication]) -> Indication:
+    return max(indications, key=_ORDER.index, default=Indication.INDETERMINATE)
+
+
+async def async_verify_pdf(
+    pdf: bytes,
+    trust: VerificationTrust,
+    purpose: Purpose | None = None,
+    *,
+    principal: str | None = None,
+    at: datetime | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> VerificationReport:
+    """See :func:`verify_pdf`."""
+    reader = open_signed_pdf(pdf, max_bytes=max_bytes)
+    reports = [
+        await _report_one(sig, trust, purpose, principal, at)
+        for sig in reader.embedded_regular_signatures
+    ]
+    asked: dict[str, object] | None = None
+    if purpose is not None:
+        asked = {
+            "principal": principal,
+            "action": purpose.action,
+            "procuring_entity": purpose.procuring_entity,
+            "case": purpose.case,
+            "amount": purpose.amount_jpy,
+        }
+    return VerificationReport(
+        indication=worst(r.indication for r in reports),
+        verified_at=at or datetime.now(UTC),
+        document_sha256=hashlib.sha256(pdf).hexdigest(),
+        purpose=asked,
+        signatures=tuple(reports),
+    )
+
+
+def verify_pdf(
+    pdf: bytes,
+    trust: VerificationTrust,
+    purpose: Purpose | None = None,
+    *,
+    principal: str | None = None,
+    at: datetime | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> VerificationReport:
+    """Verify every signature of ``pdf`` (DESIGN §7) against ``trust``, at ``at`` (now
+    by default), offline unless ``trust.allow_fetching``.
+
+    ``purpose`` (with ``principal``, the 法人番号 the signer claims to act for) is
+    judged against each signature's mandate at the signature's time (``purpose.at``
+    is ignored). Raises :class:`DocumentTooLarge`, :class:`DocumentNotPdf`,
+    :class:`DocumentMalformed` or :class:`DocumentNotSigned` for input that is not a
+    signed PDF; everything about the signatures themselves is in the report.
+    """
+    return asyncio.run(
+        async_verify_pdf(pdf, trust, purpose, principal=principal, at=at, max_bytes=max_bytes)
+    )
