@@ -25,19 +25,23 @@ from signing.mandate_evidence import (
 )
 from signing.pades import PadesLevel, PadesResult, PadesSigner, PadesSpec, check_pdf
 from signing.validation_data import TimestampAuthority, ValidationData, ValidationDataSource
+from signing.xades import HsmXmlKey, XadesLevel, XadesResult, XadesSigner, XadesSpec
+from signing.xml_safety import DocumentNotXml, XmlUnsafe, parse_untrusted_xml
 
 __all__ = [
     "MANDATE_SIGNATURE_POLICY_OID",
-    "EvidenceFile",
-    "MandateEvidence",
-    "MandateStamp",
     "DocumentCertifiedNoChanges",
     "DocumentEncrypted",
     "DocumentError",
     "DocumentMalformed",
     "DocumentNotPdf",
+    "DocumentNotXml",
     "DocumentTooLarge",
+    "EvidenceFile",
     "HsmSigner",
+    "HsmXmlKey",
+    "MandateEvidence",
+    "MandateStamp",
     "PadesLevel",
     "PadesResult",
     "PadesSigner",
@@ -51,7 +55,13 @@ __all__ = [
     "ValidationData",
     "ValidationDataSource",
     "ValidationDataUnavailable",
+    "XadesLevel",
+    "XadesResult",
+    "XadesSigner",
+    "XadesSpec",
+    "XmlUnsafe",
     "check_pdf",
     "evidence_file_names",
+    "parse_untrusted_xml",
     "sign_detached",
 ]
