@@ -375,3 +375,38 @@ def test_errors_are_one_line_with_a_code(server, people, tmp_path):
     refused(run(server, state, "credential", "list"), "CLIENT_NOT_LOGGED_IN")
     refused(run(server, state, "login"), "INPUT_INVALID")  # no card named
     refused(run(server, state, "login", "--card", str(tmp_path)), "DEV_CARD_INVALID")
+
+
+def test_credential_renew_reissues_the_mandates_it_holds(server, people, employee_state, rep_state):
+    card = ["--card", str(people["employee_dir"])]
+    corporation = ["--corporation", people["corp"].corporate_number]
+    old = json.loads(
+        ok(run(server, employee_state, "--json", "credential", "issue", *corporation, *card))
+    )["credential"]
+    granted = run(
+        server,
+        rep_state,
+        "--json",
+        "grant",
+        "--grantee-credential",
+        old["id"],
+        "--action",
+        "contract",
+        "--card",
+        str(people["rep_dir"]),
+    )
+    mandate = json.loads(ok(granted))["mandate"]
+    renewed = run(server, employee_state, "credential", "renew", old["id"], *card)
+    lines = ok(renewed).splitlines()
+    assert lines[0].startswith(f"credential {old['id']} renewed: ")
+    [moved] = lines[1:]
+    assert moved.startswith(f"mandate {mandate['id']} re-issued as ")
+    new_id = lines[0].split(": ", 1)[1].split()[0]
+    listed = json.loads(ok(run(server, employee_state, "--json", "credential", "list")))
+    status = {c["id"]: c["status"] for c in listed["credentials"]}
+    assert (status[old["id"]], status[new_id]) == ("revoked", "active")
+    # The old credential is not renewed twice.
+    refused(
+        run(server, employee_state, "credential", "renew", old["id"], *card),
+        "CREDENTIAL_NOT_ACTIVE",
+    )

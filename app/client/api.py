@@ -180,17 +180,26 @@ class ApiClient:
             body["algorithm"] = algorithm
         return dict(self.call("POST", "/api/v1/credentials", json=body))
 
-    def renew_credential(self, credential_id: str, signing_card: Card) -> dict[str, Any]:
-        """Renew a credential (new key and certificate; live mandates re-issued to it),
-        with a fresh proof by the JPKI signing key."""
+    def renew_credential(
+        self,
+        credential_id: str,
+        signing_card: Card,
+        name: str | None = None,
+        algorithm: str | None = None,
+    ) -> dict[str, Any]:
+        """Renew a credential with a fresh proof by the JPKI signing key: the new
+        credential, with ``renewed_from`` and ``reissued_mandates`` ({from, to} each: the
+        live mandates re-issued to the new certificate; the old ones are superseded)."""
         challenge_id, to_sign = self.challenge("credential")
-        return dict(
-            self.call(
-                "POST",
-                f"/api/v1/credentials/{credential_id}/renewal",
-                json={"challenge_id": challenge_id, "signing": proof(signing_card, to_sign)},
-            )
-        )
+        body: dict[str, Any] = {
+            "challenge_id": challenge_id,
+            "signing": proof(signing_card, to_sign),
+        }
+        if name:
+            body["name"] = name
+        if algorithm:
+            body["algorithm"] = algorithm
+        return dict(self.call("POST", f"/api/v1/credentials/{credential_id}/renewal", json=body))
 
     def credentials(self, corporate_number: str | None = None) -> list[dict[str, Any]]:
         """The caller's own credentials, or (a representative) the corporation's."""

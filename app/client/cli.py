@@ -311,6 +311,26 @@ def credential_issue(
     options.result({"credential": issued})
 
 
+@credential_group.command("renew")
+@click.argument("credential_id")
+@click.option("--name", default=None, help="a label for the new credential (unique)")
+@click.option("--algorithm", default=None, help="default: the old credential's")
+@card_options
+@client_command
+def credential_renew(
+    options: Options, credential_id: str, name: str | None, algorithm: str | None, **kwargs: Any
+) -> None:
+    """Renew a credential: a new key and certificate; the mandates it holds are re-issued
+    to the new certificate and the old credential is revoked (superseded)."""
+    card = take_card(kwargs, "signing")
+    with options.client() as client:
+        renewed = client.renew_credential(credential_id, card, name, algorithm)
+    options.say(f"credential {credential_id} renewed: {_credential_line(renewed)}")
+    for moved in renewed.get("reissued_mandates", []):
+        options.say(f"mandate {moved['from']} re-issued as {moved['to']}")
+    options.result({"credential": renewed})
+
+
 @credential_group.command("list")
 @click.option(
     "--corporation",
