@@ -7,13 +7,15 @@ failure halfway leaves nothing written."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import uuid
 from datetime import timedelta
 
 import pytest
-from asn1crypto import cms
+from asn1crypto import cms, ocsp
 from asn1crypto import crl as asn1_crl
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from helpers_auth import (
     audit_codes,
@@ -25,7 +27,15 @@ from helpers_auth import (
     problem,
     proof,
 )
-from helpers_mandates import ENTITY, Employee, new_employee, root_grant, sub_grant
+from helpers_mandates import (
+    ENTITY,
+    Employee,
+    new_employee,
+    root_grant,
+    scope,
+    sub_grant,
+    try_sub_grant,
+)
 
 from app.credentials.models import Credential, CredentialStatus
 from app.credentials.service import CredentialError, CredentialService
@@ -39,7 +49,18 @@ from signing import PadesLevel, PadesSpec
 
 YAMADA = "山田\u3000太郎"
 SUZUKI = "鈴木\u3000花子"
+TANAKA = "田中\u3000一郎"
 BID_QUERY = {"action": "bid", "procuring_entity": ENTITY, "amount_jpy": 1_000_000}
+
+
+@pytest.fixture
+def app_settings(base_settings, db_url, tmp_path):
+    """The challenge rate limit out of the way: three enrolments, their logins and the
+    card proofs below come from one address within a minute (the limit has its own
+    tests)."""
+    return base_settings.replace(
+        database_url=db_url, data_dir=tmp_path, challenge_rate_per_minute=1_000
+    )
 
 
 def renewal_body(client, signing_card, *, challenge: dict | None = None) -> dict:
@@ -84,16 +105,28 @@ def world(client, app, hsm, pki):
         signing = CredentialService(session, hsm, context.dev_pki).signing_credential(row)
     yamada = Employee(YAMADA, person_id, token, signing)
     suzuki = new_employee(client, hsm, pki, corp, SUZUKI)
-    root = root_grant(client, corp, yamada)
-    sub = sub_grant(client, hsm, corp, root, yamada, suzuki)
+    tanaka = new_employee(client, hsm, pki, corp, TANAKA)
+    root = root_grant(client, corp, yamada, scope(max_depth=2))
+    sub = sub_grant(client, hsm, corp, root, yamada, suzuki, scope(max_depth=1))
+    subsub = sub_grant(client, hsm, corp, sub, suzuki, tanaka)
+    # A grant Yamada held once, revoked since: not live, so not re-issued.
+    revoked = root_grant(client, corp, yamada)
+    response = client.post(
+        f"/api/v1/mandates/{revoked['id']}/revocation",
+        headers=bearer(login(client, corp.representative)),
+    )
+    assert response.status_code == 200, response.get_json()
     return {
         "corp": corp,
         "card": card,
         "yamada": yamada,
         "suzuki": suzuki,
+        "tanaka": tanaka,
         "credential": issued,
         "root": root,
         "sub": sub,
+        "subsub": subsub,
+        "revoked": revoked,
     }
 
 
@@ -122,7 +155,7 @@ def crl_reasons(client) -> dict[int, str]:
     }
 
 
-def test_renewal_reissues_the_mandates_and_supersedes_the_old(client, app, pki, world):
+def test_renewal_reissues_the_mandates_and_supersedes_the_old(client, app, hsm, pki, world):
     yamada, suzuki, corp = world["yamada"], world["suzuki"], world["corp"]
     old = world["credential"]
     old_root, old_sub = world["root"], world["sub"]
@@ -141,8 +174,11 @@ def test_renewal_reissues_the_mandates_and_supersedes_the_old(client, app, pki, 
     old_cert = x509.load_der_x509_certificate(base64.b64decode(old["certificate"]))
     assert new_cert.subject == old_cert.subject and new_cert.serial_number != old_cert.serial_number
     reissued = {r["from"]: r["to"] for r in new["reissued_mandates"]}
-    assert list(reissued) == [old_root["id"], old_sub["id"]]  # parents first
+    old_subsub = world["subsub"]
+    # Parents first; the revoked grant is not live, so not re-issued.
+    assert list(reissued) == [old_root["id"], old_sub["id"], old_subsub["id"]]
     new_root_id, new_sub_id = reissued[old_root["id"]], reissued[old_sub["id"]]
+    new_subsub_id = reissued[old_subsub["id"]]
 
     # The old credential: revoked as superseded, at the CA too; it signs nothing.
     shown = client.get(f"/api/v1/credentials/{old['id']}", headers=bearer(token)).get_json()
@@ -192,24 +228,49 @@ def test_renewal_reissues_the_mandates_and_supersedes_the_old(client, app, pki, 
         == EMBEDDED_SERIAL_OFFSET + uuid.UUID(new_root_id).int
     )
 
+    # Tanaka's sub-sub-delegation: same holder, same grantor (Suzuki), re-parented, and a
+    # provenance naming the new root and the new sub-delegation.
+    subsub = mandate(client, token, new_subsub_id)
+    assert subsub["parent_id"] == new_sub_id and subsub["reissued_from_id"] == old_subsub["id"]
+    assert subsub["grantor"]["certificate_sha256"] == suzuki.sha256
+    assert subsub["grantee"]["certificate_sha256"] == world["tanaka"].sha256
+    subsub_ac = cms.AttributeCertificateV2.load(base64.b64decode(subsub["attribute_certificate"]))
+    (provenance,) = [
+        e for e in subsub_ac["ac_info"]["extensions"] if e["extn_id"].dotted.endswith(".2.1")
+    ]
+    assert [
+        a["ac_info"]["serial_number"].native for a in provenance["extn_value"].parsed["ancestors"]
+    ] == [
+        EMBEDDED_SERIAL_OFFSET + uuid.UUID(new_root_id).int,
+        EMBEDDED_SERIAL_OFFSET + uuid.UUID(new_sub_id).int,
+    ]
+
     # The old mandates are revoked as superseded, not by a cascade; their chains fail.
-    for old_mandate in (old_root, old_sub):
+    for old_mandate in (old_root, old_sub, old_subsub):
         row = mandate(client, token, old_mandate["id"])
         assert (row["status"], row["revocation_reason"]) == ("revoked", "superseded")
         verdict = chain(client, token, old_mandate["id"])
         assert verdict["holds"] is False and "MANDATE_REVOKED" in verdict["reasons"]
     with context.session_factory() as session:
-        revoked_by = {session.get(Mandate, m["id"]).revoked_by for m in (old_root, old_sub)}
+        revoked_by = {
+            session.get(Mandate, m["id"]).revoked_by for m in (old_root, old_sub, old_subsub)
+        }
     assert not any(by.startswith("cascade:") for by in revoked_by)
-    for new_id in (new_root_id, new_sub_id):
+    for new_id in (new_root_id, new_sub_id, new_subsub_id):
         verdict = chain(client, token, new_id)
         assert verdict["holds"] is True and verdict["reasons"] == [], verdict
 
-    # The AA's CRL lists both old serials with reason superseded, and no new one.
+    # The AA's CRL lists the old serials with reason superseded, and no new one; its OCSP
+    # responder says the same.
     reasons = crl_reasons(client)
-    assert reasons[uuid.UUID(old_root["id"]).int] == "superseded"
-    assert reasons[uuid.UUID(old_sub["id"]).int] == "superseded"
-    assert uuid.UUID(new_root_id).int not in reasons and uuid.UUID(new_sub_id).int not in reasons
+    for old_id in (old_root["id"], old_sub["id"], old_subsub["id"]):
+        assert reasons[uuid.UUID(old_id).int] == "superseded"
+    assert reasons[uuid.UUID(world["revoked"]["id"]).int] == "privilege_withdrawn"
+    for new_id in (new_root_id, new_sub_id, new_subsub_id):
+        assert uuid.UUID(new_id).int not in reasons
+    aa_der = context.attribute_authority.certificate_der
+    assert ocsp_status(client, aa_der, uuid.UUID(old_sub["id"]).int) == ("revoked", "superseded")
+    assert ocsp_status(client, aa_der, uuid.UUID(new_sub_id).int) == ("good", None)
 
     # A relying party with only the leaf AC, the AA certificate and the CRL: the new leaf
     # holds for its holder and for no one else; the old leaf is revoked.
@@ -243,12 +304,29 @@ def test_renewal_reissues_the_mandates_and_supersedes_the_old(client, app, pki, 
         headers=bearer(token),
         query_string={"principal": corp.corporate_number, **BID_QUERY},
     ).get_json()["authorities"]
-    assert sorted(a["mandate_id"] for a in authority) == sorted([new_root_id, new_sub_id])
+    assert sorted(a["mandate_id"] for a in authority) == sorted(
+        [new_root_id, new_sub_id, new_subsub_id]
+    )
+
+    # Yamada sub-delegates under the new root with the new credential; under the old root,
+    # with the old one, no more.
+    refused = try_sub_grant(
+        client, hsm, corp, old_root, yamada, world["tanaka"], scope(max_depth=0)
+    )
+    assert refused.status_code >= 400 and refused.get_json()["code"] == "ANCESTOR_REVOKED"
+    with context.session_factory() as session:
+        renewed = CredentialService(session, hsm, context.dev_pki).signing_credential(
+            session.get(Credential, new["id"])
+        )
+    granted = sub_grant(
+        client, hsm, corp, root, dataclasses.replace(yamada, credential=renewed), world["tanaka"]
+    )
+    assert granted["parent_id"] == new_root_id
 
     tags = [tag for tag, _ in audit_codes(app)]
     assert tags.count("credential:renewal:made") == 1
-    assert tags.count("mandate:grant:reissued") == 2
-    assert tags.count("mandate:revoked") == 2
+    assert tags.count("mandate:grant:reissued") == 3
+    assert tags.count("mandate:revoked") == 1 + 3  # the earlier revocation, then superseded
     assert "credential:certificate:revoked" in tags
 
 
@@ -266,7 +344,7 @@ def test_refusals_each_with_its_code_and_nothing_half_written(client, app, pki, 
         "FORBIDDEN",
     )
     # The card of another person.
-    colleague_card, _, _ = enrolled_employee(client, pki, corp, "田中\u3000一郎")
+    colleague_card, _, _ = enrolled_employee(client, pki, corp, "高橋\u3000次郎")
     problem(
         renew(client, yamada.token, credential_id, colleague_card.signing),
         403,
@@ -309,11 +387,11 @@ def test_refusals_each_with_its_code_and_nothing_half_written(client, app, pki, 
     assert len(hsm_keys(context)) == keys_before
     with context.session_factory() as session:
         assert session.query(Credential).filter_by(person_id=yamada.person_id).count() == 1
-        assert session.query(Mandate).count() == 2
-        assert session.query(Mandate).filter(Mandate.revoked_at.is_not(None)).count() == 0
+        assert session.query(Mandate).count() == 4
+        assert session.query(Mandate).filter(Mandate.revoked_at.is_not(None)).count() == 1
         row = session.get(Credential, credential_id)
         assert row.status == CredentialStatus.ACTIVE
-    assert crl_reasons(client) == {}
+    assert list(crl_reasons(client).values()) == ["privilege_withdrawn"]
     assert chain(client, yamada.token, world["sub"]["id"])["holds"] is True
 
     # A suspended credential, then a revoked one, is not renewed.
@@ -340,6 +418,35 @@ def test_refusals_each_with_its_code_and_nothing_half_written(client, app, pki, 
         "CREDENTIAL_NOT_ACTIVE",
     } <= set(refused)
     assert "credential:renewal:made" not in {tag for tag, _ in audit_codes(app)}
+
+
+def ocsp_status(client, aa_der: bytes, serial: int) -> tuple[str, str | None]:
+    """The AA's OCSP answer for one AC serial: (status, reason), read with asn1crypto."""
+    aa = asn1_x509.Certificate.load(aa_der)
+    request = ocsp.OCSPRequest(
+        {
+            "tbs_request": {
+                "request_list": [
+                    {
+                        "req_cert": {
+                            "hash_algorithm": {"algorithm": "sha1"},
+                            "issuer_name_hash": aa.subject.sha1,
+                            "issuer_key_hash": aa.public_key.sha1,
+                            "serial_number": serial,
+                        }
+                    }
+                ]
+            }
+        }
+    )
+    response = client.post("/ac/ocsp", data=request.dump(), content_type="application/ocsp-request")
+    assert response.status_code == 200
+    basic = ocsp.OCSPResponse.load(response.data)["response_bytes"]["response"].parsed
+    (single,) = basic["tbs_response_data"]["responses"]
+    status = single["cert_status"]
+    if status.name == "revoked":
+        return "revoked", status.chosen["revocation_reason"].native
+    return status.name, None
 
 
 def hsm_keys(context) -> list[bytes]:
