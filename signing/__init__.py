@@ -25,7 +25,8 @@ from signing.mandate_evidence import (
 )
 from signing.pades import PadesLevel, PadesResult, PadesSigner, PadesSpec, check_pdf
 from signing.validation_data import TimestampAuthority, ValidationData, ValidationDataSource
-from signing.xades import HsmXmlKey, XadesLevel, XadesResult, XadesSigner, XadesSpec
+from signing.xades import XadesLevel, XadesResult, XadesSigner, XadesSpec
+from signing.xml_key import HsmXmlKey
 from signing.xml_safety import DocumentNotXml, XmlUnsafe, parse_untrusted_xml
 
 __all__ = [

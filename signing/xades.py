@@ -2,7 +2,7 @@
 
 signxml builds the XML signature and the signed properties (dairi's own are in
 :mod:`signing.xades_properties`); the private-key operation goes to the HSM through
-:class:`HsmXmlKey`, an object with the ``sign``/``public_key`` interface signxml
+:class:`~signing.xml_key.HsmXmlKey`, an object with the ``sign``/``public_key`` interface signxml
 calls on a cryptography private key, so signxml needs no patch. The document is read
 by :func:`signing.xml_safety.parse_untrusted_xml` before anything else.
 
@@ -34,8 +34,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 from signxml import DigestAlgorithm, SignatureMethod, SignatureReference, methods
@@ -63,6 +61,7 @@ from signing.xades_properties import (
     c14n,
     unsigned_signature_properties,
 )
+from signing.xml_key import HsmXmlKey
 from signing.xml_safety import parse_untrusted_xml
 
 
@@ -116,39 +115,6 @@ class XadesResult:
     signature_id: str
     document_sha256: str
     signed_document_sha256: str
-
-
-class HsmXmlKey:
-    """The private-key interface signxml calls (cryptography's ``RSAPrivateKey`` /
-    ``EllipticCurvePrivateKey``: ``sign``, ``public_key``, ``key_size``), done by the
-    HSM. ECDSA signatures come back DER-encoded, as cryptography's do; signxml turns
-    them into the raw r||s XML-DSig wants."""
-
-    def __init__(self, hsm: Hsm, credential: SigningCredential) -> None:
-        self._hsm = hsm
-        self._credential = credential
-        self._public_key = x509.load_der_x509_certificate(credential.certificate_der).public_key()
-        self.key_size: int = cast(Any, self._public_key).key_size
-
-    def public_key(self) -> Any:
-        return self._public_key
-
-    def sign(self, data: bytes, *args: Any, **kwargs: Any) -> bytes:
-        # RSA: sign(data, padding, algorithm); EC: sign(data, signature_algorithm).
-        algorithm = kwargs.get("algorithm") or (args[-1] if args else None)
-        if isinstance(algorithm, ec.ECDSA):
-            algorithm = algorithm.algorithm
-        signature_algorithm = kwargs.get("signature_algorithm")
-        if isinstance(signature_algorithm, ec.ECDSA):
-            algorithm = signature_algorithm.algorithm
-        if not isinstance(algorithm, hashes.SHA256):
-            raise SigningError("dairi's XAdES signatures use SHA-256 only")
-        return self._hsm.sign(
-            self._credential.key_ref,
-            data,
-            hash_algorithm="sha256",
-            scheme=self._credential.scheme,
-        )
 
 
 def _signature_element(output_root: etree._Element) -> etree._Element:

@@ -10,10 +10,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from asn1crypto import cms, tsp
+from asn1crypto import cms, crl, ocsp, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 from fixtures_pki import make_credential
 from helpers_delegation_ac import AcEndpoints, make_terms
 from lxml import etree
@@ -28,8 +29,10 @@ from signing import (
     MANDATE_SIGNATURE_POLICY_OID,
     DocumentNotXml,
     DocumentTooLarge,
+    HsmXmlKey,
     MandateEvidence,
     SignerCertificateRevoked,
+    SigningError,
     TimestampFailed,
     ValidationDataSource,
     XadesLevel,
@@ -284,8 +287,8 @@ def test_b_lt_carries_what_validates_the_signer_offline(
         context = ValidationContext(
             trust_roots=[asn1_x509.Certificate.load(r) for r in trust_roots],
             other_certs=[asn1_x509.Certificate.load(c) for c in certs],
-            ocsps=[__import__("asn1crypto.ocsp").ocsp.OCSPResponse.load(o) for o in ocsps],
-            crls=[__import__("asn1crypto.crl").crl.CertificateList.load(c) for c in crls],
+            ocsps=[ocsp.OCSPResponse.load(o) for o in ocsps],
+            crls=[crl.CertificateList.load(c) for c in crls],
             allow_fetching=False,
             revocation_mode="hard-fail",
         )
@@ -432,3 +435,30 @@ def test_refusals_of_configuration_and_certificate(hsm, pki, xades_signer, emplo
     with pytest.raises(SignerCertificateRevoked):
         xades_signer.sign(APPLICATION, credential, XadesSpec(level=XadesLevel.B_B))
     assert used == []
+
+
+def test_a_plain_signature_names_no_role_and_no_policy(xades_signer, employee, pem_dir, tmp_path):
+    xml = xades_signer.sign(APPLICATION, employee, XadesSpec(level=XadesLevel.B_B)).xml
+    sig = signature_of(xml)
+    ssp = sig.find(
+        "ds:Object/xades:QualifyingProperties/xades:SignedProperties/"
+        "xades:SignedSignatureProperties",
+        NS,
+    )
+    assert [etree.QName(p).localname for p in ssp] == ["SigningTime", "SigningCertificateV2"]
+    assert len(sig.findall("ds:KeyInfo/ds:X509Data/ds:X509Certificate", NS)) == 2  # leaf, CA
+    assert xmlsec1_verify(pem_dir, xml, tmp_path).returncode == 0
+
+
+def test_the_key_adapter_signs_only_what_dairi_signs_with(hsm, employee, ec_employee):
+    rsa_key, ec_key = HsmXmlKey(hsm, employee), HsmXmlKey(hsm, ec_employee)
+    assert len(rsa_key.sign(b"x", padding.PKCS1v15(), hashes.SHA256())) == 256
+    pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+    with pytest.raises(SigningError):
+        rsa_key.sign(b"x", pss, hashes.SHA256())
+    with pytest.raises(SigningError):
+        rsa_key.sign(b"x", padding.PKCS1v15(), hashes.SHA1())
+    der = ec_key.sign(b"x", signature_algorithm=ec.ECDSA(hashes.SHA256()))
+    ec_key.public_key().verify(der, b"x", ec.ECDSA(hashes.SHA256()))  # DER, as cryptography's
+    with pytest.raises(SigningError):
+        ec_key.sign(b"x", signature_algorithm=ec.ECDSA(hashes.SHA384()))
