@@ -41,6 +41,7 @@ from app.credentials.models import Credential, CredentialStatus
 from app.credentials.service import CredentialError, CredentialService
 from app.dev.sample_documents import bid_pdf
 from app.mandates.models import Mandate
+from app.people.models import Role, RoleAssignment
 from app.signatures.service import SignatureService
 from delegation.certificates import EMBEDDED_SERIAL_OFFSET, MandateCertificateError
 from delegation.scope import Purpose
@@ -333,8 +334,8 @@ def test_renewal_reissues_the_mandates_and_supersedes_the_old(client, app, hsm, 
 def test_refusals_each_with_its_code_and_nothing_half_written(client, app, pki, world, monkeypatch):
     corp, yamada, suzuki = world["corp"], world["yamada"], world["suzuki"]
     credential_id = world["credential"]["id"]
-    card = world["card"]
     context = app.extensions["dairi"]
+    card = world["card"]
 
     # Not the owner: a colleague does not see it; a representative is no employee.
     problem(renew(client, suzuki.token, credential_id, card.signing), 404, "CREDENTIAL_UNKNOWN")
@@ -343,6 +344,12 @@ def test_refusals_each_with_its_code_and_nothing_half_written(client, app, pki, 
         403,
         "FORBIDDEN",
     )
+    # An auditor sees the credential, and is still not its owner.
+    with context.session_factory() as session, session.begin():
+        session.add(
+            RoleAssignment(person_id=suzuki.person_id, role=Role.AUDITOR.value, granted_by="test")
+        )
+    problem(renew(client, suzuki.token, credential_id, card.signing), 403, "FORBIDDEN")
     # The card of another person.
     colleague_card, _, _ = enrolled_employee(client, pki, corp, "高橋\u3000次郎")
     problem(
@@ -412,6 +419,7 @@ def test_refusals_each_with_its_code_and_nothing_half_written(client, app, pki, 
 
     refused = [code for tag, code in audit_codes(app) if tag == "credential:renewal:refused"]
     assert {
+        "FORBIDDEN",
         "CARD_OF_ANOTHER_PERSON",
         "CHALLENGE_EXPIRED",
         "AA_KEY_MISMATCH",
