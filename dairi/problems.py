@@ -392,6 +392,11 @@ CATALOGUE = _Catalogue(
         502,
         "The service reports documents other than those the client sent: nothing authorized.",
     ),
+    (
+        "CLIENT_ACTIVATION_MISMATCH",
+        502,
+        "What the card would sign names another session, purpose or credential: not signed.",
+    ),
     ("CLIENT_OUTPUT_EXISTS", 409, "The signed file exists already (--force to overwrite)."),
     ("CURSOR_INVALID", 422, "The paging cursor is not one this service returned."),
     (

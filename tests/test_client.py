@@ -7,6 +7,7 @@ line ``error CODE: …`` with exit status 2. One server for the module (start-up
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import stat
@@ -23,8 +24,10 @@ from helpers_auth import new_card, new_corporation
 from live_server import DAIRI, LiveServer
 
 from app.cli.main import main
-from app.client import ApiClient, directory_card
+from app.client import ApiClient, SigningRequest, check_to_sign, check_uploaded, directory_card
+from app.client.state import ClientState, save_state
 from app.migrate import migrate
+from dairi import DairiError
 from devpki.cards import save_card
 from hsm.softhsm import write_softhsm_conf
 
@@ -410,3 +413,100 @@ def test_credential_renew_reissues_the_mandates_it_holds(server, people, employe
         run(server, employee_state, "credential", "renew", old["id"], *card),
         "CREDENTIAL_NOT_ACTIVE",
     )
+
+
+# -- sign: the client's own checks (no service needed) ------------------------------
+
+
+def _activation(request: SigningRequest, digests: list[str], session_id: str) -> bytes:
+    """to_sign as the service writes it (app.signing_sessions.activation)."""
+    return json.dumps(
+        {
+            "service": "http://dairi.example",
+            "purpose": "signature-activation",
+            "session": session_id,
+            "credential": {"id": request.credential_id, "certificate_sha256": "00" * 32},
+            "mandate": "m-1",
+            "signing_purpose": request.json()["purpose"],
+            "format": "pades",
+            "level": request.level,
+            "documents": digests,
+            "document_count": len(digests),
+        }
+    ).encode()
+
+
+def test_sign_checks_what_the_card_would_sign(tmp_path):
+    a, b = tmp_path / "a.pdf", tmp_path / "b.pdf"
+    a.write_bytes(b"%PDF-1.7 a")
+    b.write_bytes(b"%PDF-1.7 b")
+    digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (a, b)]
+    reported = {
+        "documents": [
+            {"index": 0, "name": "a.pdf", "sha256": digests[0]},
+            {"index": 1, "name": "b.pdf", "sha256": digests[1]},
+        ]
+    }
+    check_uploaded([a, b], digests, reported)
+    swapped = {
+        "documents": [reported["documents"][0], {**reported["documents"][1], "sha256": digests[0]}]
+    }
+    with pytest.raises(DairiError) as caught:
+        check_uploaded([a, b], digests, swapped)
+    assert caught.value.code == "CLIENT_DIGEST_MISMATCH"
+    with pytest.raises(DairiError) as caught:
+        check_uploaded([a, b], digests, {"documents": reported["documents"][:1]})
+    assert caught.value.code == "CLIENT_DIGEST_MISMATCH"
+
+    request = SigningRequest("cred-1", "1011001077777", "bid", "国土交通省", None, 10, "B-T")
+    check_to_sign(_activation(request, digests, "s-1"), request, digests, "s-1")
+    for bound, code in [
+        (_activation(request, digests[::-1], "s-1"), "CLIENT_DIGEST_MISMATCH"),
+        (_activation(request, digests, "s-2"), "CLIENT_ACTIVATION_MISMATCH"),
+        (
+            _activation(SigningRequest("cred-1", "1011001077777", "contract"), digests, "s-1"),
+            "CLIENT_ACTIVATION_MISMATCH",
+        ),
+        (
+            _activation(
+                SigningRequest("cred-2", "1011001077777", "bid", "国土交通省", None, 10, "B-T"),
+                digests,
+                "s-1",
+            ),
+            "CLIENT_ACTIVATION_MISMATCH",
+        ),
+    ]:
+        with pytest.raises(DairiError) as caught:
+            check_to_sign(bound, request, digests, "s-1")
+        assert caught.value.code == code
+
+
+def test_sign_refuses_to_overwrite_before_sending_anything(tmp_path, people):
+    bid = tmp_path / "bid.pdf"
+    bid.write_bytes(b"%PDF-1.7")
+    (tmp_path / "bid-signed.pdf").write_bytes(b"earlier")
+    state = tmp_path / "state.json"
+    save_state(state, ClientState("http://127.0.0.1:9", "token"))
+    # The URL answers nothing: a request would fail with CLIENT_CONNECTION_FAILED.
+    done = CliRunner().invoke(
+        main,
+        [
+            "client",
+            "--url",
+            "http://127.0.0.1:9",
+            "--state",
+            str(state),
+            "sign",
+            str(bid),
+            "--credential",
+            "c",
+            "--principal",
+            "1011001077777",
+            "--action",
+            "bid",
+            "--card",
+            str(people["employee_dir"]),
+        ],
+    )
+    refused(done, "CLIENT_OUTPUT_EXISTS")
+    assert (tmp_path / "bid-signed.pdf").read_bytes() == b"earlier"

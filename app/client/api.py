@@ -325,6 +325,46 @@ def check_uploaded(files: Sequence[Path], digests: Sequence[str], session: dict[
             )
 
 
+ACTIVATION_PURPOSE = "signature-activation"
+
+
+def check_to_sign(
+    to_sign: bytes, request: SigningRequest, digests: Sequence[str], session_id: str
+) -> dict[str, Any]:
+    """What the card is about to sign, read before it signs: it must be a
+    signature-activation for this session, the credential, purpose, format and level
+    asked for, and exactly the documents sent, in order (``CLIENT_DIGEST_MISMATCH`` for
+    the documents, ``CLIENT_ACTIVATION_MISMATCH`` for the rest). Returns it parsed."""
+    try:
+        bound = json.loads(to_sign)
+    except ValueError as exc:
+        raise ClientError("to_sign is not JSON", "CLIENT_ACTIVATION_MISMATCH") from exc
+    if not isinstance(bound, dict):
+        raise ClientError("to_sign is not a JSON object", "CLIENT_ACTIVATION_MISMATCH")
+    if bound.get("documents") != list(digests) or bound.get("document_count") != len(digests):
+        raise ClientError("to_sign names other documents than those sent", "CLIENT_DIGEST_MISMATCH")
+    asked = request.json()
+    expected = {
+        "purpose": ACTIVATION_PURPOSE,
+        "session": session_id,
+        "signing_purpose": asked["purpose"],
+        "format": asked["format"],
+        "level": asked["level"],
+    }
+    for key, value in expected.items():
+        if bound.get(key) != value:
+            raise ClientError(
+                f"to_sign's {key} is {bound.get(key)!r}, not {value!r}",
+                "CLIENT_ACTIVATION_MISMATCH",
+            )
+    credential = bound.get("credential")
+    if not isinstance(credential, dict) or credential.get("id") != request.credential_id:
+        raise ClientError("to_sign names another credential", "CLIENT_ACTIVATION_MISMATCH")
+    if request.mandate_id and bound.get("mandate") != request.mandate_id:
+        raise ClientError("to_sign names another mandate", "CLIENT_ACTIVATION_MISMATCH")
+    return bound
+
+
 def sign_files(
     client: ApiClient,
     card: Card,
@@ -337,8 +377,10 @@ def sign_files(
     service reports, authorize with ``card`` (JPKI authentication) over ``to_sign``,
     sign with the SAD, fetch each signed PDF and write it beside its input.
 
-    Yields progress as (event, value): ``("session", answer)``, ``("authorized",
-    answer)``, then ``("signed", SignedFile)`` per file. Raises ``CLIENT_OUTPUT_EXISTS``
+    Nothing is authorized unless what the card would sign is what was asked for
+    (:func:`check_uploaded`, :func:`check_to_sign`). Yields progress as (event,
+    value): ``("session", answer)``, ``("authorized", answer)``, then ``("signed",
+    SignedFile)`` per file. Raises ``CLIENT_OUTPUT_EXISTS``
     before anything is sent when a target exists and not ``force``.
     """
     targets = [signed_path(f) for f in files]
@@ -362,8 +404,9 @@ def sign_files(
     )
     session = client.call("POST", "/api/v1/signing-sessions", files=parts)
     check_uploaded(files, digests, session)
-    yield "session", session
     to_sign = unb64(session["to_sign"], "to_sign")
+    check_to_sign(to_sign, request, digests, str(session["id"]))
+    yield "session", session
     authorized = client.call(
         "POST", f"/api/v1/signing-sessions/{session['id']}/authorization", json=proof(card, to_sign)
     )
