@@ -29,23 +29,22 @@ from io import BytesIO
 from pathlib import Path
 
 import uharfbuzz as hb
-from fontTools import subset
 from fontTools.ttLib import TTFont
-from fontTools.ttLib.scaleUpem import scale_upem
 from pyhanko.pdf_utils import generic, layout
-from pyhanko.pdf_utils.font.api import FontEngineFactory
-from pyhanko.pdf_utils.font.opentype import GlyphAccumulator
 from pyhanko.pdf_utils.text import TextBox, TextBoxStyle
-from pyhanko.pdf_utils.writer import BasePdfFileWriter, PageObject, PdfFileWriter
-from pyhanko.pdf_utils.xref import ObjectStream
+from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
 
 from dairi import DairiError
+from signing.stamp import JAPANESE_FONT, PDF_EM
+from signing.stamp import ScaledFontFactory as _ScaledFontFactory
+from signing.stamp import font_subset as _font_for
 
-# IPA Gothic from Debian's fonts-ipafont-gothic (installed by `make`).
-JAPANESE_FONT = Path("/usr/share/fonts/opentype/ipafont-gothic/ipag.ttf")
+# JAPANESE_FONT: IPA Gothic from Debian's fonts-ipafont-gothic (installed by `make`);
+# the font subsetting and pyHanko font factory live in signing.stamp, shared with the
+# signature stamp.
 A4 = (0, 0, 595.28, 841.89)
 MARGIN = 56.7  # 2 cm on every side, in points
-_PDF_EM = 1000  # glyph space units per em in PDF (ISO 32000-1, 9.2.4)
+_PDF_EM = PDF_EM  # glyph space units per em in PDF (ISO 32000-1, 9.2.4)
 
 
 # Where Debian's packages put a Japanese Gothic font, best first (issue 10 item 2).
@@ -163,44 +162,6 @@ def wrap(
         rest, prefix = rest[cut:].lstrip(" 　"), indent
     pieces.append(prefix + rest)
     return pieces
-
-
-@functools.lru_cache(maxsize=32)
-def _font_for(font_file: str, characters: str) -> bytes:
-    """The font cut down to ``characters`` (with the glyphs its default shaping can reach)
-    and rescaled to 1000 units per em. Hinting is dropped: its control values are on the
-    old grid, and PDF viewers scale outlines freely."""
-    options = subset.Options()
-    options.layout_features = ["*"]
-    options.notdef_outline = True
-    options.hinting = False
-    font = TTFont(font_file, lazy=True)
-    subsetter = subset.Subsetter(options)
-    subsetter.populate(text=characters)
-    subsetter.subset(font)
-    if font["head"].unitsPerEm != _PDF_EM:
-        scale_upem(font, _PDF_EM)
-    out = BytesIO()
-    font.save(out)
-    return out.getvalue()
-
-
-@dataclass(frozen=True)
-class _ScaledFontFactory(FontEngineFactory):
-    """pyHanko's glyph accumulator over an in-memory font (the rescaled subset)."""
-
-    font_bytes: bytes
-    font_size: int
-
-    def create_font_engine(
-        self, writer: BasePdfFileWriter, obj_stream: ObjectStream | None = None
-    ) -> GlyphAccumulator:
-        return GlyphAccumulator(
-            writer=writer,
-            font_handle=BytesIO(self.font_bytes),
-            font_size=self.font_size,
-            obj_stream=obj_stream,
-        )
 
 
 @dataclass(frozen=True)

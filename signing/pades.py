@@ -30,6 +30,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from io import BytesIO
+from pathlib import Path
 
 from asn1crypto import algos, cms
 from pyhanko.pdf_utils import generic
@@ -40,7 +41,7 @@ from pyhanko.sign import fields, signers
 from pyhanko.sign.ades.api import SignerAttributesProvider, SignerAttrSpec, SigPolicyIDProvider
 from pyhanko.sign.ades.cades_asn1 import SignaturePolicyId, SignaturePolicyIdentifier
 from pyhanko.sign.attributes import CMSAttributeProvider
-from pyhanko.sign.fields import MDPPerm
+from pyhanko.sign.fields import MDPPerm, SigFieldSpec
 from pyhanko.sign.general import SigningError as PyHankoSigningError
 from pyhanko.sign.timestamps.api import TimeStamper
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
@@ -52,6 +53,7 @@ from signing.credential import SigningCredential
 from signing.errors import (
     DocumentCertifiedNoChanges,
     DocumentEncrypted,
+    DocumentError,
     DocumentMalformed,
     DocumentNotPdf,
     DocumentTooLarge,
@@ -65,7 +67,9 @@ from signing.mandate_evidence import (
     MANDATE_SIGNATURE_POLICY_OID,
     EvidenceFile,
     MandateEvidence,
+    MandateStamp,
 )
+from signing.stamp import JAPANESE_FONT, stamp_field, stamp_style
 from signing.validation_data import TimestampAuthority, ValidationData, ValidationDataSource
 
 # Room for signed attributes, algorithm identifiers and CMS structure around the
@@ -74,6 +78,7 @@ _CMS_OVERHEAD = 2048
 _TIMESTAMP_TOKEN_OVERHEAD = 3072
 # signer-attributes-v2 and signature-policy-identifier around the AC and the hash.
 _MANDATE_ATTRIBUTES_OVERHEAD = 512
+A4_BOX = (0.0, 0.0, 595.28, 841.89)
 # The relationships PDF 2.0 (ISO 32000-2 §14.13) allows for an associated file.
 _AF_RELATIONSHIPS = frozenset(
     {"Source", "Data", "Alternative", "Supplement", "EncryptedPayload", "FormData", "Schema"}
@@ -302,7 +307,11 @@ class PadesSigner:
         tsa: TimestampAuthority | None,
         validation_data: ValidationDataSource | None,
         max_document_bytes: int,
+        stamp_font_file: Path = JAPANESE_FONT,
     ) -> None:
+        """``stamp_font_file``: the Japanese font a mandate's visible stamp is drawn in
+        (the ``pdf_font_file`` setting; default IPA Gothic)."""
+        self._stamp_font = stamp_font_file
         self._hsm = hsm
         self._tsa = tsa
         self._validation = validation_data
@@ -365,7 +374,18 @@ class PadesSigner:
                 extra_certificates_der=extra_certificates,
             )
         )
-        pdf_signer = signers.PdfSigner(meta, signer=signer, timestamper=timestamper)
+        stamp = mandate.stamp if mandate is not None else None
+        pdf_signer = (
+            signers.PdfSigner(meta, signer=signer, timestamper=timestamper)
+            if stamp is None
+            else signers.PdfSigner(
+                meta,
+                signer=signer,
+                timestamper=timestamper,
+                stamp_style=stamp_style(stamp, self._stamp_font),
+                new_field_spec=self._stamp_field(writer, stamp, field_name),
+            )
+        )
         reserved = self._bytes_reserved(credential, level, tsa_data)
         if mandate is not None:
             reserved += 2 * (
@@ -402,6 +422,26 @@ class PadesSigner:
             document_sha256=hashlib.sha256(document).hexdigest(),
             signed_document_sha256=hashlib.sha256(signed).hexdigest(),
         )
+
+    @staticmethod
+    def _stamp_field(
+        writer: IncrementalPdfFileWriter, stamp: MandateStamp, field_name: str
+    ) -> SigFieldSpec | None:
+        """A new visible field for the stamp (None: the named field exists already, and
+        pyHanko draws the stamp in its own box)."""
+        taken = {n for n, _, _ in fields.enumerate_sig_fields(writer.prev, filled_status=None)}
+        if field_name in taken:
+            return None
+        count = int(writer.root["/Pages"]["/Count"])
+        if not 0 <= stamp.page < count:
+            raise DocumentError(f"the stamp's page {stamp.page} is not in the document")
+        page_ref, _ = writer.find_page_for_modification(stamp.page)
+        page = page_ref.get_object()
+        try:
+            box = tuple(float(v) for v in page["/MediaBox"])
+        except KeyError:  # inherited: the parent's, else A4
+            box = tuple(float(v) for v in page.get("/Parent", {}).get("/MediaBox", A4_BOX))
+        return stamp_field(stamp, field_name, box)  # type: ignore[arg-type]
 
     @staticmethod
     async def _aa_validation_data(

@@ -7,6 +7,7 @@ dairi refuses to sign."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import re
 import subprocess
@@ -42,6 +43,7 @@ from signing import (
     DocumentMalformed,
     HsmSigner,
     MandateEvidence,
+    MandateStamp,
     PadesLevel,
     PadesSpec,
     evidence_file_names,
@@ -364,3 +366,25 @@ def test_a_damaged_cross_reference_table_is_refused_not_repaired(served, chain, 
     one = good[:start] + b"\n".join(lines) + good[end:]
     with pytest.raises(DocumentMalformed, match="cross-reference"):
         signer.sign(one, chain["yamada"].credential, PadesSpec())
+
+
+def test_the_visible_stamp_shows_the_mandate_in_japanese(served, chain, bid, tmp_path):
+    evidence = _evidence(served, [chain["root"]["id"]], long_term=False)
+    stamp = MandateStamp(
+        agent="山田\u3000太郎",
+        principal="株式会社大理建設 (代表取締役 佐藤\u3000一郎)",
+        actions="入札、見積",
+        case="令和8年度 第12号 庁舎改修工事",
+        signed_at="2026-11-30 22:10 JST",
+    )
+    spec = PadesSpec(mandate=dataclasses.replace(evidence, stamp=stamp))
+    pdf = served.extensions["dairi"].pades_signer.sign(bid, chain["yamada"].credential, spec).pdf
+    path = _write(tmp_path, pdf)
+    assert _pdfsig_verdicts(path) == ["Signature is Valid."]
+    (sig,) = PdfFileReader(BytesIO(pdf)).embedded_signatures
+    x0, y0, x1, y1 = (float(v) for v in sig.sig_field["/Rect"])
+    assert x1 - x0 > 100 and y1 - y0 > 50  # visible, not a zero-size field
+    # poppler reads the stamp's text back through the font's ToUnicode map.
+    shown = _run("pdftotext", "-layout", path, "-").stdout
+    for text in ("受任者", "委任者", "委任事項", "案件", "日時", "山田", "庁舎改修工事"):
+        assert text in shown, shown
