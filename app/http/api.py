@@ -15,6 +15,8 @@ from app.http.security import declare_security_schemes
 from app.mandates import views as mandates
 from app.people import sign_in_views as auth
 from app.people import views as people
+from app.signing_sessions import views as signing_sessions
+from app.verification import views as verifications
 
 # Every API blueprint, in registration order; add new ones here.
 BLUEPRINTS = (
@@ -26,6 +28,8 @@ BLUEPRINTS = (
     mandates.ac_blp,
     audit_trail.blp,
     credentials.blp,
+    signing_sessions.blp,
+    verifications.blp,
 )
 
 

@@ -1,0 +1,355 @@
+"""Signing sessions (DESIGN §6 signature activation, SCAL2; issue 11 items 2 and 7).
+
+Nothing is signed without a SAD bought by a card proof over ``to_sign``, which binds
+the credential, the mandate, the purpose and the exact documents. The mandate chain
+is judged, with revocation checked fresh, when the session opens, when the SAD is
+issued and again when it is spent; the credential is re-checked each time too.
+
+Every state change writes its audit event in the caller's unit of work; this service
+never commits, except the SAD's consumption, which stands whatever follows (a spent
+SAD stays spent, like a spent login challenge): a conditional ``UPDATE … WHERE
+sad_used_at IS NULL`` in a transaction of its own, so two requests can never both
+spend one SAD.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.audit_trail.log import AuditLog
+from app.context import ServiceContext
+from app.credentials.models import Credential
+from app.credentials.service import CredentialService
+from app.database import new_id
+from app.mandates.authority import AuthorityQuery
+from app.mandates.models import Mandate
+from app.mandates.service import MandateService
+from app.people.models import Person
+from app.people.sign_in import AuthService, CardProof
+from app.signing_sessions.activation import (
+    SAD_LIFETIME,
+    SigningPurpose,
+    activation_challenge,
+    binding_json,
+    new_sad,
+    sad_digest,
+    stored_challenge,
+)
+from app.signing_sessions.models import SessionDocument, SessionStatus, SigningSession
+from app.unit_of_work import separate_transaction
+from dairi import DairiError
+from identity.proof import Challenge
+from identity.trust import TrustPurpose
+from signing import PadesLevel, SigningCredential, check_pdf
+
+# What a session may produce: PAdES signatures of PDFs.
+SESSION_FORMATS = ("pades",)
+
+
+class SessionRefused(DairiError):
+    """A signing-session request that is refused; ``code`` says why."""
+
+    code = "SESSION_NOT_FOUND"
+
+    def __init__(self, message: str, code: str, *, mandates: Sequence[str] = ()) -> None:
+        super().__init__(message, code)
+        self.mandates = list(mandates)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A document as uploaded: the name it was sent under and its bytes."""
+
+    name: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class OpenedSession:
+    row: SigningSession
+    documents: list[SessionDocument]
+    challenge: Challenge
+
+
+class SigningSessionService:
+    """Opens, authorises and signs the signing sessions of one person."""
+
+    def __init__(
+        self, session: Session, context: ServiceContext, *, person_id: str, actor: str
+    ) -> None:
+        self.session = session
+        self.context = context
+        self.person_id = person_id
+        self.actor = actor
+        self.credentials = CredentialService(session, context.hsm, context.dev_pki)
+        self.mandates = MandateService(
+            session,
+            context.settings,
+            context.certificate_validator,
+            context.attribute_authority,
+            context.clock,
+        )
+
+    # -- opening --------------------------------------------------------------------
+
+    def open(
+        self,
+        *,
+        credential_id: str,
+        purpose: SigningPurpose,
+        format: str,
+        level: PadesLevel,
+        uploads: Sequence[Upload],
+        mandate_id: str | None = None,
+        stamp: bool = False,
+    ) -> OpenedSession:
+        """Open a session: the caller's active credential, the documents checked as
+        PDFs that can be signed, the mandate named (or the one covering the purpose
+        held by the credential's certificate), its chain judged now; returns the row,
+        its documents and the card challenge ``to_sign``."""
+        settings = self.context.settings
+        if format not in SESSION_FORMATS:
+            raise SessionRefused(f"format {format!r} is not signed here", "SESSION_FORMAT_INVALID")
+        if not uploads:
+            raise SessionRefused("send at least one document", "DOCUMENTS_MISSING")
+        if len(uploads) > settings.max_documents_per_session:
+            raise SessionRefused(
+                f"a session signs at most {settings.max_documents_per_session} documents",
+                "DOCUMENTS_TOO_MANY",
+            )
+        for upload in uploads:
+            check_pdf(upload.data, settings.max_document_bytes)  # DOCUMENT_* codes
+        credential, _ = self.own_credential(credential_id)
+        now = self.context.clock()
+        if mandate_id is None:
+            mandate_id = self._covering_mandate(credential, purpose, now)
+        self.judge(mandate_id, purpose, credential, now)
+        digests = [hashlib.sha256(u.data).hexdigest() for u in uploads]
+        row = SigningSession(
+            person_id=self.person_id,
+            credential_id=credential.id,
+            credential_certificate_sha256=credential.certificate_sha256,
+            mandate_id=mandate_id,
+            principal=purpose.principal,
+            purpose=json.dumps(purpose.to_json(), ensure_ascii=False, sort_keys=True),
+            format=format,
+            level=level.value,
+            stamp=stamp,
+            status=SessionStatus.OPEN.value,
+        )
+        row.id = new_id()
+        challenge = activation_challenge(
+            service=settings.public_base_url,
+            now=now,
+            lifetime=timedelta(seconds=settings.challenge_seconds),
+            session_id=row.id,
+            credential_id=credential.id,
+            certificate_sha256=str(credential.certificate_sha256),
+            mandate_id=mandate_id,
+            purpose=purpose,
+            format=format,
+            level=level.value,
+            document_sha256s=digests,
+        )
+        row.nonce = challenge.nonce
+        row.binding = binding_json(challenge)
+        row.issued_at, row.expires_at = challenge.issued_at, challenge.expires_at
+        documents = [
+            SessionDocument(
+                session_id=row.id,
+                position=index,
+                name=upload.name,
+                size=len(upload.data),
+                sha256=digest,
+                content=upload.data,
+            )
+            for index, (upload, digest) in enumerate(zip(uploads, digests, strict=True))
+        ]
+        self.session.add(row)
+        self.session.flush()  # the documents refer to it
+        self.session.add_all(documents)
+        self.session.flush()
+        AuditLog(self.session).append(
+            "signature:session:opened",
+            actor=self.actor,
+            subject=row.id,
+            principal=row.principal,
+            details={
+                "credential_id": credential.id,
+                "mandate_id": mandate_id,
+                "purpose": purpose.to_json(),
+                "format": format,
+                "level": level.value,
+                "documents": digests,
+            },
+        )
+        return OpenedSession(row, documents, challenge)
+
+    # -- authorising ----------------------------------------------------------------
+
+    def authorize(self, session_id: str, proof: CardProof) -> tuple[SigningSession, str]:
+        """Check the card's signature over ``to_sign`` (path, policy, revocation now; the
+        signed-in person's own card), judge the chain again and issue the SAD: returns
+        the row and the SAD, shown this once."""
+        row = self.owned(session_id)
+        if row.authorized_at is not None:
+            raise SessionRefused("the session is authorised already", "SESSION_ALREADY_AUTHORIZED")
+        now = self.context.clock()
+        if now >= row.expires_at:
+            raise SessionRefused("the session's challenge expired; open another", "SESSION_EXPIRED")
+        context, settings = self.context, self.context.settings
+        challenge = stored_challenge(
+            row.nonce, settings.public_base_url, row.issued_at, row.expires_at, row.binding
+        )
+        auth = AuthService(self.session, settings, context.certificate_validator, context.clock)
+        validated = auth.check_proof(challenge, proof, TrustPurpose.JPKI_AUTH)
+        person = self.session.get(Person, self.person_id)
+        if person is None or validated.sha256 != person.auth_certificate_sha256:
+            raise SessionRefused("the card is not that of the person signed in", "CARD_NOT_CALLERS")
+        credential, _ = self.own_credential(row.credential_id)
+        self.judge(row.mandate_id, SigningPurpose.from_json(row.purpose), credential, now)
+        sad, digest = new_sad()
+        expires_at = now + SAD_LIFETIME
+        done = self.session.execute(
+            update(SigningSession)
+            .where(SigningSession.id == row.id, SigningSession.authorized_at.is_(None))
+            .values(
+                authorized_at=now,
+                status=SessionStatus.AUTHORIZED.value,
+                card_certificate_sha256=validated.sha256,
+                sad_sha256=digest,
+                sad_expires_at=expires_at,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            raise SessionRefused("the session is authorised already", "SESSION_ALREADY_AUTHORIZED")
+        self.session.refresh(row)
+        AuditLog(self.session).append(
+            "signature:sad:issued",
+            actor=self.actor,
+            subject=row.id,
+            principal=row.principal,
+            details={
+                "mandate_id": row.mandate_id,
+                "card_certificate_sha256": validated.sha256,
+                "documents": len(json.loads(row.binding)["documents"]),
+                "sad_expires_at": expires_at.isoformat(),
+            },
+        )
+        return row, sad
+
+    # -- spending the SAD -------------------------------------------------------------
+
+    def spend_sad(self, session_id: str, sad: str | None) -> SigningSession:
+        """Consume the session's SAD for good (a transaction of its own, committed
+        before the signatures are made). Raises ``SAD_MISSING``, ``SAD_INVALID`` (not
+        this session's), ``SAD_USED``, ``SAD_EXPIRED``, ``SESSION_NOT_FOUND``."""
+        if not sad:
+            raise SessionRefused("send the SAD the authorisation issued", "SAD_MISSING")
+        digest = sad_digest(sad)
+        with separate_transaction(self.session):
+            row = self.owned(session_id)
+            now = self.context.clock()
+            if row.sad_sha256 is None and now >= row.expires_at:
+                raise SessionRefused("the session expired unauthorised", "SESSION_EXPIRED")
+            if row.sad_sha256 is None or not hmac.compare_digest(digest, row.sad_sha256):
+                raise SessionRefused("the SAD was not issued for this session", "SAD_INVALID")
+            if row.sad_used_at is not None:
+                raise SessionRefused("the SAD was used already", "SAD_USED")
+            assert row.sad_expires_at is not None  # set with sad_sha256
+            if now >= row.sad_expires_at:
+                raise SessionRefused("the SAD expired; authorise a new session", "SAD_EXPIRED")
+            done = self.session.execute(
+                update(SigningSession)
+                .where(
+                    SigningSession.id == row.id,
+                    SigningSession.sad_sha256 == digest,
+                    SigningSession.sad_used_at.is_(None),
+                )
+                .values(sad_used_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                raise SessionRefused("the SAD was used already", "SAD_USED")
+        self.session.refresh(row)
+        return row
+
+    # -- shared checks -----------------------------------------------------------------
+
+    def owned(self, session_id: str) -> SigningSession:
+        """The caller's session; anyone else's is as if it did not exist."""
+        row = self.session.scalars(
+            select(SigningSession)
+            .where(SigningSession.id == session_id)
+            .execution_options(populate_existing=True)
+        ).first()
+        if row is None or row.person_id != self.person_id:
+            raise SessionRefused(f"no signing session {session_id}", "SESSION_NOT_FOUND")
+        return row
+
+    def documents(self, row: SigningSession) -> list[SessionDocument]:
+        return list(
+            self.session.scalars(
+                select(SessionDocument)
+                .where(SessionDocument.session_id == row.id)
+                .order_by(SessionDocument.position)
+            )
+        )
+
+    def own_credential(self, credential_id: str) -> tuple[Credential, SigningCredential]:
+        """The caller's credential, active (``CREDENTIAL_UNKNOWN``, ``CREDENTIAL_NOT_OWNED``,
+        ``CREDENTIAL_NOT_ACTIVE`` for a revoked, suspended or pending one)."""
+        credential = self.session.get(Credential, credential_id, populate_existing=True)
+        if credential is None:
+            raise SessionRefused(f"no credential {credential_id}", "CREDENTIAL_UNKNOWN")
+        if credential.person_id != self.person_id:
+            raise SessionRefused("the credential is not the caller's", "CREDENTIAL_NOT_OWNED")
+        return credential, self.credentials.signing_credential(credential)
+
+    def judge(
+        self, mandate_id: str, purpose: SigningPurpose, credential: Credential, now: datetime
+    ) -> list[Mandate]:
+        """The mandate's chain, root first, if it holds now for ``purpose`` with
+        ``credential`` as the leaf's holder; else its first reason code."""
+        rows, verdict = self.mandates.chain(mandate_id, purpose.at(now), at=now)
+        if rows[0].principal != purpose.principal:
+            raise SessionRefused(
+                f"mandate {mandate_id} is not for {purpose.principal}", "PRINCIPAL_MISMATCH"
+            )
+        if rows[-1].grantee_certificate_sha256 != credential.certificate_sha256:
+            raise SessionRefused(
+                "the credential's certificate is not the mandate's holder", "HOLDER_MISMATCH"
+            )
+        if not verdict.holds:
+            codes = verdict.codes()
+            raise SessionRefused(f"the mandate chain does not hold: {', '.join(codes)}", codes[0])
+        return rows
+
+    def _covering_mandate(
+        self, credential: Credential, purpose: SigningPurpose, now: datetime
+    ) -> str:
+        found = [
+            a.mandate.id
+            for a in AuthorityQuery(self.session).find(purpose.principal, purpose.at(now))
+            if a.grantee_certificate_sha256 == credential.certificate_sha256
+        ]
+        if not found:
+            raise SessionRefused(
+                "no mandate held by this credential covers the purpose", "NO_COVERING_MANDATE"
+            )
+        if len(found) > 1:
+            raise SessionRefused(
+                "several mandates cover the purpose; name one as mandate_id",
+                "MANDATE_AMBIGUOUS",
+                mandates=sorted(found),
+            )
+        return found[0]

@@ -1,0 +1,158 @@
+"""The last step of a signing session: the SAD spent, the chain judged a third time,
+the credential re-checked, then every document signed under the mandate, each with
+its signature record and ``signature:pades:created`` event in the unit of work; and
+the signed documents handed out once each."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import update
+
+from app.audit_trail.log import AuditLog
+from app.mandates.document import jst_text
+from app.mandates.evidence import mandate_evidence
+from app.mandates.models import Mandate
+from app.signatures.models import SignatureFormat, SignatureRecord
+from app.signing_sessions.activation import SigningPurpose
+from app.signing_sessions.models import SessionDocument, SessionStatus
+from app.signing_sessions.service import SessionRefused, SigningSessionService
+from delegation.scope import ACTION_LABELS, E_APPLICATION, E_APPLICATION_PREFIX
+from signing import MandateStamp, PadesLevel, PadesSpec
+
+
+@dataclass(frozen=True)
+class SignedDocument:
+    index: int
+    name: str
+    sha256: str
+    signed_sha256: str
+    signature_id: str
+
+
+def sign_session(
+    service: SigningSessionService, session_id: str, sad: str | None
+) -> list[SignedDocument]:
+    """Spend the SAD and sign the session's documents; raises the SAD's, the
+    credential's, the chain's or the signer's refusal (the SAD stays spent)."""
+    row = service.spend_sad(session_id, sad)
+    now = service.context.clock()
+    credential, signing_credential = service.own_credential(row.credential_id)
+    purpose = SigningPurpose.from_json(row.purpose)
+    chain = service.judge(row.mandate_id, purpose, credential, now)
+    documents = service.documents(row)
+    binding = json.loads(row.binding)
+    # The SAD names these documents and no others: their digests, in order, and count.
+    held = [hashlib.sha256(d.content or b"").hexdigest() for d in documents]
+    if held != binding["documents"] or len(documents) != binding["document_count"]:
+        raise SessionRefused("the documents are not those the SAD names", "SAD_INVALID")
+    level = PadesLevel(row.level)
+    stamp = _stamp(chain, purpose, now) if row.stamp else None
+    evidence = mandate_evidence(
+        service.context, service.session, chain, long_term=level.long_term, stamp=stamp
+    )
+    spec = PadesSpec(level, mandate=evidence)
+    signer = service.context.pades_signer
+    log = AuditLog(service.session)
+    signed: list[SignedDocument] = []
+    for document in documents:
+        assert document.content is not None  # checked against the binding above
+        result = signer.sign(document.content, signing_credential, spec)
+        ref = signing_credential.key_ref
+        record = SignatureRecord(
+            credential_id=credential.id,
+            token_label=ref.token_label,
+            key_id=ref.key_id,
+            key_version=ref.version,
+            format=SignatureFormat.PADES.value,
+            level=result.level.value,
+            document_sha256=result.document_sha256,
+            signed_document_sha256=result.signed_document_sha256,
+            session_id=row.id,
+            mandate_id=row.mandate_id,
+            person_id=row.person_id,
+        )
+        service.session.add(record)
+        service.session.flush()
+        document.content = None  # only the signed document is kept, until fetched
+        document.signed_content = result.pdf
+        document.signed_sha256 = result.signed_document_sha256
+        document.signature_id = record.id
+        log.append(
+            "signature:pades:created",
+            actor=service.actor,
+            subject=record.id,
+            principal=row.principal,
+            details={
+                "session_id": row.id,
+                "mandate_id": row.mandate_id,
+                "credential_id": credential.id,
+                "level": result.level.value,
+                "index": document.position,
+                "document_sha256": result.document_sha256,
+                "signed_document_sha256": result.signed_document_sha256,
+            },
+        )
+        signed.append(
+            SignedDocument(
+                document.position,
+                document.name,
+                document.sha256,
+                result.signed_document_sha256,
+                record.id,
+            )
+        )
+    row.status = SessionStatus.SIGNED.value
+    row.signed_at = now
+    service.session.flush()
+    return signed
+
+
+def fetch_signed(service: SigningSessionService, session_id: str, index: int) -> SessionDocument:
+    """The signed document at ``index``, handed out once: its bytes are dropped from
+    storage in this unit of work (``DOCUMENT_ALREADY_FETCHED`` afterwards)."""
+    row = service.owned(session_id)
+    document = next((d for d in service.documents(row) if d.position == index), None)
+    if document is None or (document.signed_sha256 is None):
+        raise SessionRefused(
+            f"session {session_id} has no signed document {index}", "DOCUMENT_NOT_FOUND"
+        )
+    if document.fetched_at is not None:
+        raise SessionRefused("the signed document was fetched already", "DOCUMENT_ALREADY_FETCHED")
+    content = document.signed_content
+    done = service.session.execute(
+        update(SessionDocument)
+        .where(SessionDocument.id == document.id, SessionDocument.fetched_at.is_(None))
+        .values(fetched_at=service.context.clock(), signed_content=None)
+        .execution_options(synchronize_session=False)
+    )
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        raise SessionRefused("the signed document was fetched already", "DOCUMENT_ALREADY_FETCHED")
+    AuditLog(service.session).append(
+        "signature:document:fetched",
+        actor=service.actor,
+        subject=document.signature_id,
+        principal=row.principal,
+        details={"session_id": row.id, "index": index, "signed_sha256": document.signed_sha256},
+    )
+    service.session.expunge(document)
+    document.signed_content = content
+    return document
+
+
+def _stamp(chain: list[Mandate], purpose: SigningPurpose, now) -> MandateStamp:  # type: ignore[no-untyped-def]
+    action = purpose.action
+    label = ACTION_LABELS.get(action) or (
+        f"{ACTION_LABELS[E_APPLICATION]} ({action.removeprefix(E_APPLICATION_PREFIX)})"
+        if action.startswith(E_APPLICATION_PREFIX)
+        else action
+    )
+    return MandateStamp(
+        agent=chain[-1].grantee_name,
+        principal=chain[0].principal_name,
+        actions=label,
+        case=purpose.case or "—",
+        signed_at=jst_text(now),
+    )

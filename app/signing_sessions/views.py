@@ -1,0 +1,365 @@
+"""Signing sessions over the API (DESIGN §6 signature activation, SCAL2; issue 11 items
+2 and 7): open a session with the documents (multipart), authorise it with the card's
+signature over ``to_sign`` (a SAD, single use, 5 minutes), sign with the SAD, fetch
+each signed document once."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+from urllib.parse import quote
+
+import marshmallow as ma
+from flask import Response, request
+from flask.blueprints import BlueprintSetupState
+from flask_smorest import Blueprint
+
+from app.audit_trail.log import record_refusal
+from app.http.edge import body_limit
+from app.http.problems import ProblemError
+from app.http.request_scope import audit_refusals, current_context, get_session, refusal_recorded
+from app.http.schemas import (
+    BINARY,
+    action_field,
+    corporate_number_field,
+    guard_json_body,
+    refuse_unstorable_text,
+)
+from app.http.security import allow, current_caller
+from app.people.models import Role
+from app.people.sign_in_views import ProofSchema, card_proof
+from app.signing_sessions.activation import SigningPurpose, stored_challenge
+from app.signing_sessions.models import SigningSession
+from app.signing_sessions.service import (
+    SESSION_FORMATS,
+    SessionRefused,
+    SigningSessionService,
+    Upload,
+)
+from app.signing_sessions.signing import fetch_signed, sign_session
+from dairi import DairiError
+from signing import PadesLevel
+
+blp = Blueprint(
+    "signing_sessions",
+    __name__,
+    url_prefix="/api/v1",
+    description="Signing sessions: documents, the card's activation (SAD) and the signatures",
+)
+OPEN = "open_session"
+audit_refusals(
+    blp.name,
+    "signature:session:refused",
+    {"authorize": "signature:sad:refused", "sign": "signature:pades:refused"},
+)
+NAME_MAX = 255
+
+
+@blp.before_request
+def _guard() -> None:
+    """JSON bodies, except the multipart upload that opens a session."""
+    if request.endpoint != f"{blp.name}.{OPEN}":
+        guard_json_body()
+        return
+    refuse_unstorable_text("path", request.view_args or {})
+    refuse_unstorable_text("query", request.args.to_dict(flat=False))
+    if request.mimetype != "multipart/form-data":
+        raise ProblemError("UNSUPPORTED_MEDIA_TYPE", detail="send multipart/form-data")
+
+
+# -- schemas ------------------------------------------------------------------
+
+
+class PurposeSchema(ma.Schema):
+    principal = corporate_number_field(required=True)
+    action = action_field(required=True)
+    procuring_entity = ma.fields.String(
+        load_default=None, allow_none=True, validate=ma.validate.Length(min=1, max=300)
+    )
+    case = ma.fields.String(
+        load_default=None, allow_none=True, validate=ma.validate.Length(min=1, max=300)
+    )
+    amount = ma.fields.Integer(
+        load_default=None, allow_none=True, validate=ma.validate.Range(min=0), strict=True
+    )
+
+
+class SessionRequestSchema(ma.Schema):
+    credential_id = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=36))
+    purpose = ma.fields.Nested(PurposeSchema, required=True)
+    format = ma.fields.String(required=True, validate=ma.validate.OneOf(SESSION_FORMATS))
+    level = ma.fields.String(
+        required=True, validate=ma.validate.OneOf([lv.value for lv in PadesLevel])
+    )
+    mandate_id = ma.fields.String(load_default=None, validate=ma.validate.Length(min=1, max=36))
+    stamp = ma.fields.Boolean(load_default=False)
+
+
+class DocumentSchema(ma.Schema):
+    index = ma.fields.Integer(attribute="position")
+    name = ma.fields.String()
+    bytes = ma.fields.Integer(attribute="size")
+    sha256 = ma.fields.String(metadata={"description": "SHA-256 (hex) as uploaded"})
+    signed_sha256 = ma.fields.String(allow_none=True)
+    fetched = ma.fields.Boolean()
+
+
+class SessionSchema(ma.Schema):
+    id = ma.fields.String()
+    status = ma.fields.String(metadata={"description": "open, authorized or signed"})
+    credential_id = ma.fields.String()
+    mandate_id = ma.fields.String()
+    purpose = ma.fields.Dict()
+    format = ma.fields.String()
+    level = ma.fields.String()
+    documents = ma.fields.List(ma.fields.Nested(DocumentSchema))
+    to_sign = ma.fields.String(
+        metadata={
+            "description": "base64 of the RFC 8785 bytes the card's authentication key signs: "
+            "service, purpose signature-activation, nonce, times, session, credential and "
+            "its certificate's SHA-256, mandate, signing purpose, format, level, the "
+            "documents' SHA-256s in order and their count"
+        }
+    )
+    expires_at = ma.fields.DateTime(metadata={"description": "to_sign's expiry (≤ 120 s)"})
+    authorized_at = ma.fields.DateTime(allow_none=True)
+    sad_expires_at = ma.fields.DateTime(allow_none=True)
+    signed_at = ma.fields.DateTime(allow_none=True)
+
+
+class ActivationSchema(ma.Schema):
+    sad = ma.fields.String(metadata={"description": "The SAD: shown once, single use"})
+    expires_at = ma.fields.DateTime(metadata={"description": "Within 5 minutes"})
+    documents = ma.fields.Integer(metadata={"description": "How many documents it signs"})
+
+
+class SignRequestSchema(ma.Schema):
+    sad = ma.fields.String(load_default=None, validate=ma.validate.Length(max=200))
+
+
+class SignedDocumentSchema(ma.Schema):
+    index = ma.fields.Integer()
+    name = ma.fields.String()
+    sha256 = ma.fields.String()
+    signed_sha256 = ma.fields.String()
+    signature_id = ma.fields.String()
+    href = ma.fields.String(metadata={"description": "GET it once (application/pdf)"})
+
+
+class SignaturesSchema(ma.Schema):
+    documents = ma.fields.List(ma.fields.Nested(SignedDocumentSchema))
+
+
+# -- helpers ------------------------------------------------------------------
+
+
+def _service() -> SigningSessionService:
+    caller = current_caller()
+    assert caller.person_id is not None  # allow(EMPLOYEE) lets only people through
+    return SigningSessionService(
+        get_session(), current_context(), person_id=caller.person_id, actor=caller.actor
+    )
+
+
+def _refused(tag: str, exc: DairiError, subject: str | None) -> None:
+    get_session().rollback()
+    record_refusal(
+        current_context().session_factory,
+        tag,
+        actor=current_caller().actor,
+        code=exc.code,
+        subject=subject,
+    )
+    refusal_recorded()
+
+
+def _answer_refusal(exc: DairiError) -> DairiError:
+    if isinstance(exc, SessionRefused) and exc.mandates:
+        return ProblemError(exc.code, detail=exc.message, mandates=exc.mandates)
+    return exc
+
+
+def _state(service: SigningSessionService, row: SigningSession) -> dict[str, Any]:
+    challenge = stored_challenge(
+        row.nonce,
+        current_context().settings.public_base_url,
+        row.issued_at,
+        row.expires_at,
+        row.binding,
+    )
+    return {
+        "id": row.id,
+        "status": row.status,
+        "credential_id": row.credential_id,
+        "mandate_id": row.mandate_id,
+        "purpose": json.loads(row.purpose),
+        "format": row.format,
+        "level": row.level,
+        "documents": [
+            {
+                "position": d.position,
+                "name": d.name,
+                "size": d.size,
+                "sha256": d.sha256,
+                "signed_sha256": d.signed_sha256,
+                "fetched": d.fetched_at is not None,
+            }
+            for d in service.documents(row)
+        ],
+        "to_sign": base64.b64encode(challenge.to_sign()).decode("ascii"),
+        "expires_at": row.expires_at,
+        "authorized_at": row.authorized_at,
+        "sad_expires_at": row.sad_expires_at,
+        "signed_at": row.signed_at,
+    }
+
+
+def _uploads() -> list[Upload]:
+    uploads = []
+    for index, part in enumerate(request.files.getlist("document")):
+        name = (part.filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+        name = name[:NAME_MAX] or f"document-{index}.pdf"
+        refuse_unstorable_text("document", name)
+        uploads.append(Upload(name, part.read()))
+    return uploads
+
+
+# -- views --------------------------------------------------------------------
+
+MULTIPART = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["request", "document"],
+                "properties": {
+                    "request": {
+                        "type": "string",
+                        "description": "JSON: credential_id, purpose {principal, action, "
+                        "procuring_entity, case, amount}, format (pades), level, mandate_id?, "
+                        "stamp?",
+                    },
+                    "document": {"type": "array", "items": BINARY},
+                },
+            }
+        }
+    },
+}
+
+
+@blp.route("/signing-sessions", methods=["POST"])
+@allow(Role.EMPLOYEE)
+@blp.doc(requestBody=MULTIPART)
+@blp.response(201, SessionSchema)
+def open_session() -> dict[str, Any]:
+    """Open a signing session: the credential (the caller's own, active), the purpose,
+    the level, one or more PDFs (parts named ``document``, at most
+    ``max_documents_per_session``, each at most ``max_document_bytes``) and the mandate
+    to act under (default: the one covering the purpose held by the credential; none →
+    403 ``NO_COVERING_MANDATE``, several → 409 ``MANDATE_AMBIGUOUS`` with ``mandates``).
+    The chain is judged now. The answer's ``to_sign`` is what the card signs next."""
+    raw = request.form.get("request")
+    if raw is None:
+        raise ProblemError("VALIDATION_FAILED", errors={"request": ["Missing data."]})
+    try:
+        args = SessionRequestSchema().loads(raw)
+    except json.JSONDecodeError:
+        raise ProblemError("VALIDATION_FAILED", errors={"request": ["Not JSON."]}) from None
+    refuse_unstorable_text("request", args)
+    service = _service()
+    try:
+        opened = service.open(
+            credential_id=args["credential_id"],
+            purpose=SigningPurpose(**args["purpose"]),
+            format=args["format"],
+            level=PadesLevel(args["level"]),
+            uploads=_uploads(),
+            mandate_id=args["mandate_id"],
+            stamp=args["stamp"],
+        )
+    except DairiError as exc:
+        _refused("signature:session:refused", exc, None)
+        raise _answer_refusal(exc) from None
+    return _state(service, opened.row)
+
+
+@blp.route("/signing-sessions/<session_id>", methods=["GET"])
+@allow(Role.EMPLOYEE)
+@blp.response(200, SessionSchema)
+def get_session_state(session_id: str) -> dict[str, Any]:
+    """The session's state; its owner's only (others: 404 ``SESSION_NOT_FOUND``)."""
+    service = _service()
+    return _state(service, service.owned(session_id))
+
+
+@blp.route("/signing-sessions/<session_id>/authorization", methods=["POST"])
+@allow(Role.EMPLOYEE)
+@blp.arguments(ProofSchema)
+@blp.response(200, ActivationSchema)
+def authorize(args: dict[str, Any], session_id: str) -> dict[str, Any]:
+    """Authorise the session with the card: the JPKI authentication certificate of the
+    person signed in (another's: 403 ``CARD_NOT_CALLERS``) and its signature over
+    ``to_sign``. The chain is judged again, revocation checked now. Returns the SAD,
+    single use, within 5 minutes; once per session (409 ``SESSION_ALREADY_AUTHORIZED``)."""
+    service = _service()
+    try:
+        row, sad = service.authorize(session_id, card_proof(args))
+    except DairiError as exc:
+        _refused("signature:sad:refused", exc, session_id)
+        raise
+    documents = len(json.loads(row.binding)["documents"])
+    return {"sad": sad, "expires_at": row.sad_expires_at, "documents": documents}
+
+
+@blp.route("/signing-sessions/<session_id>/signatures", methods=["POST"])
+@allow(Role.EMPLOYEE)
+@blp.arguments(SignRequestSchema)
+@blp.response(200, SignaturesSchema)
+def sign(args: dict[str, Any], session_id: str) -> dict[str, Any]:
+    """Spend the SAD (``SAD_MISSING``, ``SAD_INVALID``, ``SAD_USED``, ``SAD_EXPIRED``):
+    the chain is judged a third time and the credential re-checked, then every
+    document is signed (PAdES at the session's level, under the mandate). Each signed
+    PDF is fetched once from its ``href``."""
+    try:
+        signed = sign_session(_service(), session_id, args["sad"])
+    except DairiError as exc:
+        _refused("signature:pades:refused", exc, session_id)
+        raise
+    base = f"/api/v1/signing-sessions/{session_id}/documents"
+    return {
+        "documents": [
+            {
+                "index": d.index,
+                "name": d.name,
+                "sha256": d.sha256,
+                "signed_sha256": d.signed_sha256,
+                "signature_id": d.signature_id,
+                "href": f"{base}/{d.index}",
+            }
+            for d in signed
+        ]
+    }
+
+
+@blp.route("/signing-sessions/<session_id>/documents/<int:index>", methods=["GET"])
+@allow(Role.EMPLOYEE)
+@blp.response(200, BINARY, content_type="application/pdf", description="The signed PDF")
+def fetch_document(session_id: str, index: int) -> Response:
+    """A signed document, once (then 410 ``DOCUMENT_ALREADY_FETCHED``)."""
+    document = fetch_signed(_service(), session_id, index)
+    response = Response(document.signed_content, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = (
+        f"attachment; filename*=UTF-8''{quote(document.name, safe='')}"
+    )
+    return response
+
+
+# After the views: the deferred setup runs in order, and the view must be registered.
+@blp.record_once
+def _body_cap(state: BlueprintSetupState) -> None:
+    # Every document of a session arrives in one body (app.http.edge caps it).
+    settings = state.app.extensions["dairi"].settings
+    cap = settings.max_documents_per_session * (settings.max_document_bytes + 8192) + 65536
+    body_limit(cap)(state.app.view_functions[f"{blp.name}.{OPEN}"])

@@ -1,0 +1,327 @@
+"""Signing sessions with signature activation (SCAL2) over HTTP (issue 11 items 2 and 7):
+a document is signed only after the employee's card proof over ``to_sign`` and under a
+mandate whose chain holds at each step; every refusal with its own code, audited."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+from datetime import timedelta
+
+import pytest
+from cryptography import x509
+from helpers_auth import audit_codes, bearer, login, move_clock, new_corporation, problem
+from helpers_mandates import OTHER_ENTITY, root_grant, scope
+from helpers_signing_sessions import (
+    authorized,
+    new_signer,
+    opened,
+    purpose,
+    try_authorize,
+    try_open,
+    try_sign,
+)
+
+from app.dev.sample_documents import bid_pdf
+from delegation.scope import BID, CONTRACT
+
+YAMADA = "山田\u3000太郎"
+SUZUKI = "鈴木\u3000花子"
+
+
+@pytest.fixture(scope="module")
+def documents() -> list[bytes]:
+    return [bid_pdf(), bid_pdf(case="令和8年度 第43号 庁舎警備業務委託")]
+
+
+@pytest.fixture
+def world(client, hsm, pki):
+    """Corporation A; 山田 holds a root mandate (bid, quote; one entity; 1 億円), 鈴木
+    holds none."""
+    a = new_corporation(pki, name="株式会社大理建設")
+    yamada = new_signer(client, hsm, pki, a, YAMADA)
+    suzuki = new_signer(client, hsm, pki, a, SUZUKI)
+    mandate = root_grant(client, a, yamada.employee)
+    return {"a": a, "yamada": yamada, "suzuki": suzuki, "mandate": mandate}
+
+
+def pdfsig(data: bytes, tmp_path) -> str:
+    path = tmp_path / f"{hashlib.sha256(data).hexdigest()[:12]}.pdf"
+    path.write_bytes(data)
+    return subprocess.run(["pdfsig", str(path)], capture_output=True, text=True, timeout=60).stdout
+
+
+def test_an_employee_signs_two_documents_with_one_card_proof(
+    client, app, world, documents, tmp_path
+):
+    a, yamada, mandate = world["a"], world["yamada"], world["mandate"]
+    session = opened(client, yamada, a, documents)
+    assert session["status"] == "open" and session["mandate_id"] == mandate["id"]
+    assert [d["name"] for d in session["documents"]] == ["入札書-0.pdf", "入札書-1.pdf"]
+    # What the card signs binds everything the SAD will allow (hand-listed members).
+    bound = json.loads(base64.b64decode(session["to_sign"]))
+    assert bound["purpose"] == "signature-activation"
+    assert bound["session"] == session["id"] and bound["mandate"] == mandate["id"]
+    assert bound["credential"] == {
+        "id": yamada.credential_id,
+        "certificate_sha256": yamada.employee.sha256,
+    }
+    assert bound["documents"] == [hashlib.sha256(d).hexdigest() for d in documents]
+    assert bound["document_count"] == 2 and bound["signing_purpose"] == purpose(a)
+    assert len(base64.urlsafe_b64decode(bound["challenge"] + "=")) == 32
+    assert bound["service"] == app.extensions["dairi"].settings.public_base_url
+
+    response = try_authorize(client, yamada, session)
+    assert response.status_code == 200, response.get_json()
+    activation = response.get_json()
+    assert activation["documents"] == 2
+    assert len(base64.urlsafe_b64decode(activation["sad"] + "=")) == 32
+
+    signed = try_sign(client, yamada, session["id"], activation["sad"])
+    assert signed.status_code == 200, signed.get_json()
+    results = signed.get_json()["documents"]
+    assert [r["index"] for r in results] == [0, 1]
+    for result, original in zip(results, documents, strict=True):
+        assert result["sha256"] == hashlib.sha256(original).hexdigest()
+        fetched = client.get(result["href"], headers=bearer(yamada.token))
+        assert fetched.status_code == 200 and fetched.mimetype == "application/pdf"
+        pdf = fetched.get_data()
+        assert hashlib.sha256(pdf).hexdigest() == result["signed_sha256"]
+        shown = pdfsig(pdf, tmp_path)
+        assert "Signature Validation: Signature is Valid." in shown, shown
+        assert "Signer Certificate Common Name: 山田　太郎" in shown, shown
+        # Fetched once: then gone.
+        problem(
+            client.get(result["href"], headers=bearer(yamada.token)),
+            410,
+            "DOCUMENT_ALREADY_FETCHED",
+        )
+    # The SAD is spent: replayed, refused.
+    problem(try_sign(client, yamada, session["id"], activation["sad"]), 409, "SAD_USED")
+    state = client.get(f"/api/v1/signing-sessions/{session['id']}", headers=bearer(yamada.token))
+    assert state.get_json()["status"] == "signed"
+    assert all(d["fetched"] for d in state.get_json()["documents"])
+    # Nobody else sees the session.
+    problem(
+        client.get(
+            f"/api/v1/signing-sessions/{session['id']}", headers=bearer(world["suzuki"].token)
+        ),
+        404,
+        "SESSION_NOT_FOUND",
+    )
+    tags = [tag for tag, _ in audit_codes(app)]
+    assert tags.count("signature:session:opened") == 1
+    assert tags.count("signature:sad:issued") == 1
+    assert tags.count("signature:pades:created") == 2
+    assert ("signature:pades:refused", "SAD_USED") in audit_codes(app)
+
+
+def revoke_mandate(client, corp, mandate_id: str) -> None:
+    rep = login(client, corp.representative)
+    response = client.post(
+        f"/api/v1/mandates/{mandate_id}/revocation", json={}, headers=bearer(rep)
+    )
+    assert response.status_code == 200, response.get_json()
+
+
+def revoke_credential(client, signer) -> None:
+    response = client.post(
+        f"/api/v1/credentials/{signer.credential_id}/revocation",
+        json={},
+        headers=bearer(signer.token),
+    )
+    assert response.status_code == 200, response.get_json()
+
+
+def encrypted(document: bytes, tmp_path) -> bytes:
+    plain, locked = tmp_path / "plain.pdf", tmp_path / "locked.pdf"
+    plain.write_bytes(document)
+    subprocess.run(
+        ["qpdf", "--encrypt", "u", "o", "256", "--", str(plain), str(locked)], check=True
+    )
+    return locked.read_bytes()
+
+
+def test_opening_refuses_each_unsafe_request_with_its_code(
+    client, app, hsm, pki, world, documents, tmp_path
+):
+    a, yamada, suzuki, mandate = world["a"], world["yamada"], world["suzuki"], world["mandate"]
+    one = documents[:1]
+    # Purpose outside the mandate, one scope dimension at a time (the mandate named).
+    named = {"mandate_id": mandate["id"]}
+    for changes, code in (
+        ({"action": CONTRACT}, "SCOPE_ACTION_NOT_GRANTED"),
+        ({"procuring_entity": OTHER_ENTITY}, "SCOPE_ENTITY_NOT_GRANTED"),
+        ({"amount": 100_000_001}, "SCOPE_AMOUNT_EXCEEDED"),
+    ):
+        response = try_open(client, yamada, a, one, purpose=purpose(a, **changes), **named)
+        problem(response, 403, code)
+        # Not named: no mandate of 山田's covers it.
+        response = try_open(client, yamada, a, one, purpose=purpose(a, **changes))
+        problem(response, 403, "NO_COVERING_MANDATE")
+    # A second mandate also covering the purpose: which one is the caller's to say.
+    cased = root_grant(
+        client,
+        a,
+        yamada.employee,
+        scope(actions=frozenset({BID}), cases=frozenset({"令和8年度 第42号"})),
+    )
+    body = problem(try_open(client, yamada, a, one), 409, "MANDATE_AMBIGUOUS")
+    assert body["mandates"] == sorted([mandate["id"], cased["id"]])
+    response = try_open(
+        client, yamada, a, one, purpose=purpose(a, case="第99号"), mandate_id=cased["id"]
+    )
+    problem(response, 403, "SCOPE_CASE_NOT_GRANTED")
+    assert opened(client, yamada, a, one, mandate_id=cased["id"])["mandate_id"] == cased["id"]
+    # Someone else's credential; a mandate held by another's certificate; another principal.
+    problem(try_open(client, yamada, a, one, token=suzuki.token), 403, "CREDENTIAL_NOT_OWNED")
+    problem(try_open(client, suzuki, a, one), 403, "NO_COVERING_MANDATE")
+    problem(try_open(client, suzuki, a, one, **named), 403, "HOLDER_MISMATCH")
+    b = new_corporation(pki, name="株式会社ビー")
+    problem(try_open(client, yamada, b, one, purpose=purpose(b)), 403, "NO_COVERING_MANDATE")
+    response = try_open(client, yamada, b, one, purpose=purpose(b), **named)
+    problem(response, 403, "PRINCIPAL_MISMATCH")
+    # Documents dairi cannot sign safely.
+    for document, code in (
+        (b"%!PS-Adobe-3.0 not a pdf", "DOCUMENT_NOT_PDF"),
+        (documents[0][: len(documents[0]) // 2], "DOCUMENT_MALFORMED"),
+        (encrypted(documents[0], tmp_path), "DOCUMENT_ENCRYPTED"),
+    ):
+        problem(try_open(client, yamada, a, [documents[1], document], **named), 422, code)
+    problem(try_open(client, yamada, a, [], **named), 422, "DOCUMENTS_MISSING")
+    context = app.extensions["dairi"]
+    settings = context.settings
+    context.settings = settings.replace(max_documents_per_session=1)
+    problem(try_open(client, yamada, a, documents, **named), 422, "DOCUMENTS_TOO_MANY")
+    context.settings = settings.replace(max_document_bytes=len(documents[0]) - 1)
+    problem(try_open(client, yamada, a, one, **named), 422, "DOCUMENT_TOO_LARGE")
+    context.settings = settings
+    # Malformed requests are 422s too, never a 500.
+    response = try_open(client, yamada, a, one, level="B-X")
+    problem(response, 422, "VALIDATION_FAILED")
+    response = try_open(client, yamada, a, one, purpose=purpose(a, principal="1234567890123"))
+    problem(response, 422, "CORPORATE_NUMBER_INVALID")
+    # A revoked mandate, a revoked credential.
+    revoke_mandate(client, a, cased["id"])
+    problem(try_open(client, yamada, a, one, mandate_id=cased["id"]), 403, "MANDATE_REVOKED")
+    revoke_credential(client, yamada)
+    problem(try_open(client, yamada, a, one, **named), 409, "CREDENTIAL_NOT_ACTIVE")
+    refused = {code for tag, code in audit_codes(app) if tag == "signature:session:refused"}
+    assert {
+        "SCOPE_ACTION_NOT_GRANTED",
+        "NO_COVERING_MANDATE",
+        "MANDATE_AMBIGUOUS",
+        "CREDENTIAL_NOT_OWNED",
+        "HOLDER_MISMATCH",
+        "DOCUMENT_ENCRYPTED",
+        "DOCUMENTS_TOO_MANY",
+        "VALIDATION_FAILED",
+        "MANDATE_REVOKED",
+        "CREDENTIAL_NOT_ACTIVE",
+    } <= refused
+
+
+def test_authorization_needs_the_callers_own_card_once_and_in_time(client, app, world, documents):
+    a, yamada, suzuki, mandate = world["a"], world["yamada"], world["suzuki"], world["mandate"]
+    session = opened(client, yamada, a, documents[:1])
+    # Another person's (valid) card, a signature over other bytes, another's session.
+    problem(
+        try_authorize(client, yamada, session, card=suzuki.card.authentication),
+        403,
+        "CARD_NOT_CALLERS",
+    )
+    forged = dict(session, to_sign=base64.b64encode(b"{}").decode())
+    problem(try_authorize(client, yamada, forged), 403, "SIGNATURE_INVALID")
+    problem(
+        try_authorize(client, suzuki, session, card=yamada.card.authentication),
+        404,
+        "SESSION_NOT_FOUND",
+    )
+    assert authorized(client, yamada, session)
+    problem(try_authorize(client, yamada, session), 409, "SESSION_ALREADY_AUTHORIZED")
+    # The challenge lives at most 120 s.
+    late = opened(client, yamada, a, documents[:1])
+    move_clock(app, timedelta(seconds=121))
+    problem(try_authorize(client, yamada, late), 410, "SESSION_EXPIRED")
+    problem(try_sign(client, yamada, late["id"], "x" * 43), 410, "SESSION_EXPIRED")
+    move_clock(app, timedelta(0))
+    # A mandate revoked after the session opened: no SAD.
+    revoked = opened(client, yamada, a, documents[:1])
+    revoke_mandate(client, a, mandate["id"])
+    problem(try_authorize(client, yamada, revoked), 403, "MANDATE_REVOKED")
+    refused = [code for tag, code in audit_codes(app) if tag == "signature:sad:refused"]
+    assert refused == [
+        "CARD_NOT_CALLERS",
+        "SIGNATURE_INVALID",
+        "SESSION_NOT_FOUND",
+        "SESSION_ALREADY_AUTHORIZED",
+        "SESSION_EXPIRED",
+        "MANDATE_REVOKED",
+    ]
+    assert [tag for tag, _ in audit_codes(app)].count("signature:sad:issued") == 1
+
+
+def test_a_revoked_authentication_certificate_gets_no_sad(client, app, pki, world, documents):
+    a, yamada = world["a"], world["yamada"]
+    pki.ca_for_slug("jpki-auth").revoke(
+        yamada.card.authentication.certificate.serial_number,
+        x509.ReasonFlags.key_compromise,
+        now=pki.clock(),
+    )
+    move_clock(app, timedelta(minutes=6))  # past the validator's cached good answer
+    session = try_open(client, yamada, a, documents[:1])
+    # The bearer token was earned with that very card: it ends first (401), and no
+    # session, let alone a SAD, comes of it.
+    problem(session, 401, "TOKEN_CERTIFICATE_REVOKED")
+    tags = [tag for tag, _ in audit_codes(app)]
+    assert "signature:session:opened" not in tags and "signature:sad:issued" not in tags
+
+
+def test_a_sad_signs_only_its_own_session_once_and_in_time(client, app, world, documents):
+    a, yamada, suzuki = world["a"], world["yamada"], world["suzuki"]
+    single = opened(client, yamada, a, documents[:1])
+    double = opened(client, yamada, a, documents)
+    sad_single = authorized(client, yamada, single)
+    sad_double = authorized(client, yamada, double)
+    # A 1-document session's SAD cannot sign another session's 2 documents.
+    problem(try_sign(client, yamada, double["id"], sad_single), 403, "SAD_INVALID")
+    problem(try_sign(client, yamada, double["id"], None), 403, "SAD_MISSING")
+    problem(try_sign(client, yamada, double["id"], ""), 403, "SAD_MISSING")
+    problem(try_sign(client, yamada, "no-such-session", sad_double), 404, "SESSION_NOT_FOUND")
+    problem(try_sign(client, suzuki, double["id"], sad_double), 404, "SESSION_NOT_FOUND")
+    move_clock(app, timedelta(minutes=5, seconds=1))
+    problem(try_sign(client, yamada, single["id"], sad_single), 410, "SAD_EXPIRED")
+    move_clock(app, timedelta(0))
+    # Refused attempts did not spend the SAD; the right one signs exactly two documents.
+    signed = try_sign(client, yamada, double["id"], sad_double)
+    assert signed.status_code == 200, signed.get_json()
+    assert len(signed.get_json()["documents"]) == 2
+    problem(try_sign(client, yamada, double["id"], sad_double), 409, "SAD_USED")
+    refused = [code for tag, code in audit_codes(app) if tag == "signature:pades:refused"]
+    # (a repeat within the audit's refusal window is counted, not appended again)
+    assert list(dict.fromkeys(refused)) == [
+        "SAD_INVALID",
+        "SAD_MISSING",
+        "SESSION_NOT_FOUND",
+        "SAD_EXPIRED",
+        "SAD_USED",
+    ]
+
+
+def test_a_revocation_between_authorization_and_signing_stops_the_signature(
+    client, app, world, documents
+):
+    a, yamada, mandate = world["a"], world["yamada"], world["mandate"]
+    first = opened(client, yamada, a, documents[:1])
+    second = opened(client, yamada, a, documents[:1])
+    sad_first = authorized(client, yamada, first)
+    sad_second = authorized(client, yamada, second)
+    revoke_mandate(client, a, mandate["id"])
+    problem(try_sign(client, yamada, first["id"], sad_first), 403, "MANDATE_REVOKED")
+    revoke_credential(client, yamada)
+    problem(try_sign(client, yamada, second["id"], sad_second), 409, "CREDENTIAL_NOT_ACTIVE")
+    # Refused is spent: the SAD is single use whatever came of it.
+    problem(try_sign(client, yamada, first["id"], sad_first), 409, "SAD_USED")
+    assert "signature:pades:created" not in [tag for tag, _ in audit_codes(app)]
