@@ -231,6 +231,11 @@ CATALOGUE = _Catalogue(
         "A change after signing alters what a reader sees (verification reason code).",
     ),
     ("MANDATE_MISSING", 422, "A purpose was asked but the signature carries no mandate."),
+    (
+        "VERIFICATION_PURPOSE_INVALID",
+        422,
+        "The purpose to verify against is not a JSON object of the documented fields.",
+    ),
     ("DOCUMENT_NOT_XML", 422, "The document is not well-formed XML."),
     ("XML_UNSAFE", 422, "The XML declares a DTD or entities; it is refused before parsing."),
     ("SIGNER_CERTIFICATE_INVALID", 422, "The signer's certificate does not validate now."),

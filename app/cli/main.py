@@ -15,6 +15,7 @@ from app.cli.audit import audit_group
 from app.cli.hsm import hsm_group
 from app.cli.mandates import mandates_group
 from app.cli.support import coded_errors, load_cli_settings, service_context
+from app.cli.verify import verify_command
 from app.client.cli import client_group
 from app.credentials.service import CredentialOwner, CredentialService, read_certificates
 from app.dev.cards_cli import card, cert
@@ -143,6 +144,7 @@ main.add_command(mandates_group)  # dairi mandates sweep
 main.add_command(aa_group)  # dairi aa create-key
 main.add_command(audit_group)  # dairi audit checkpoint|export|verify
 main.add_command(client_group)  # dairi client login|grant|revoke|credential|sign
+main.add_command(verify_command)  # dairi verify FILE
 dev.add_command(card)  # dairi dev card create|sign
 
 

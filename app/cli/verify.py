@@ -1,0 +1,73 @@
+"""``dairi verify FILE``: the API's verification report, offline (no network, no
+database), from a trust directory; exit 0 when every signature passed, 1 otherwise,
+2 on bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from app.cli.support import coded_errors, fail, load_cli_settings
+from app.verification.service import purpose_from, trust_from_directory, verify_document
+from signing.report import LANGUAGES, render_text
+from signing.verification import DEFAULT_MAX_BYTES, Indication
+
+
+@click.command("verify")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--principal", "--purpose-principal", "principal", help="法人番号 acted for")
+@click.option("--action", help="the purpose's action, e.g. bid")
+@click.option("--procuring-entity", "--entity", "procuring_entity", help="発注機関")
+@click.option("--case", help="案件 (工事・業務番号)")
+@click.option("--amount", type=int, help="amount in yen")
+@click.option(
+    "--trust-dir",
+    "--trust",
+    "trust_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="service.pem, tsa.pem, registrar.pem, aa.pem, *.crl (default: the configured"
+    " trust directory)",
+)
+@click.option("--json", "as_json", is_flag=True, help="print the JSON report")
+@click.option("--lang", type=click.Choice(LANGUAGES), default="ja", show_default=True)
+@coded_errors
+def verify_command(
+    file: Path,
+    principal: str | None,
+    action: str | None,
+    procuring_entity: str | None,
+    case: str | None,
+    amount: int | None,
+    trust_dir: Path | None,
+    as_json: bool,
+    lang: str,
+) -> None:
+    """Verify the signatures of a signed PDF, and the mandates they were made under."""
+    if trust_dir is None:
+        trust_dir = load_cli_settings().trust_dir
+    if not trust_dir.is_dir():
+        fail("INPUT_INVALID", f"no trust directory at {trust_dir}")
+    try:
+        document = file.read_bytes()
+    except OSError as exc:
+        fail("INPUT_INVALID", f"cannot read {file}: {exc.strerror}")
+    fields = {
+        "principal": principal,
+        "action": action,
+        "procuring_entity": procuring_entity,
+        "case": case,
+        "amount": amount,
+    }
+    asked = {k: v for k, v in fields.items() if v is not None}
+    purpose = purpose_from(asked) if asked else None
+    report = verify_document(
+        document, trust_from_directory(trust_dir), purpose, max_bytes=DEFAULT_MAX_BYTES
+    )
+    if as_json:
+        click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(render_text(report, lang), nl=False)
+    sys.exit(0 if report.indication is Indication.TOTAL_PASSED else 1)

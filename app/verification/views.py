@@ -1,0 +1,88 @@
+"""``POST /api/v1/verifications``: a relying party's (a procurement system's) or a
+signed-in person's report on a signed PDF (DESIGN §7).
+
+Multipart: part ``document`` (the PDF), optional part ``purpose`` (a JSON object:
+``principal`` 法人番号, ``action``, ``procuring_entity``, ``case``, ``amount``). The
+answer is the JSON report, or with ``?lang=ja`` (or ``en``) the same report as text
+(検証結果). Nothing is written: verifying is not a state change.
+"""
+
+from __future__ import annotations
+
+from flask import Response, jsonify, request
+from flask_smorest import Blueprint
+
+from app.http.edge import body_limit, lock_free
+from app.http.problems import ProblemError
+from app.http.request_scope import current_context
+from app.http.security import allow
+from app.people.models import Role
+from app.verification.service import purpose_from_json, trust_from_directory, verify_document
+from dairi import DairiError
+from signing.report import LANGUAGES, render_text
+from signing.verification import VerificationTrust
+
+blp = Blueprint(
+    "verifications",
+    __name__,
+    url_prefix="/api/v1",
+    description="Verification of signed documents for relying parties",
+)
+
+# The largest upload read: the largest document the service handles, plus the form.
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+
+
+def _service_trust() -> VerificationTrust:
+    context = current_context()
+    try:
+        aa = context.aa_certificates[:1]
+    except DairiError:  # no AA configured: mandates cannot be judged, the rest can
+        aa = ()
+    return trust_from_directory(context.settings.trust_dir, aa_certificates=aa)
+
+
+@blp.route("/verifications", methods=["POST"])
+@allow(
+    Role.EMPLOYEE,
+    Role.REPRESENTATIVE,
+    Role.AUDITOR,
+    Role.ADMINISTRATOR,
+    scopes=("signatures:verify",),
+)
+@lock_free
+@body_limit(MAX_UPLOAD_BYTES)
+def verify() -> Response:
+    """Verify a signed PDF: per signature, the ETSI indication and sub-indication, level,
+    signer, times, coverage and the mandate judged at the signing time for the purpose
+    given. Offline: only the document's validation data and the service's trust
+    anchors and CRLs are used.
+
+    Bad input: 422 ``DOCUMENT_NOT_PDF``, ``DOCUMENT_MALFORMED``, ``DOCUMENT_TOO_LARGE``,
+    ``DOCUMENT_NOT_SIGNED``, ``VERIFICATION_PURPOSE_INVALID``, ``SCOPE_*``; 422
+    ``VALIDATION_FAILED`` without a ``document`` part or with an unknown ``lang``.
+    """
+    lang = request.args.get("lang")
+    if lang is not None and lang not in LANGUAGES:
+        raise ProblemError(
+            "VALIDATION_FAILED",
+            detail=f"lang is one of {', '.join(LANGUAGES)}",
+            errors={"lang": ["unknown language"]},
+        )
+    upload = request.files.get("document")
+    if upload is None:
+        raise ProblemError(
+            "VALIDATION_FAILED",
+            detail="send the PDF as the multipart part 'document'",
+            errors={"document": ["missing"]},
+        )
+    document = upload.read()
+    raw_purpose = request.form.get("purpose")
+    purpose = purpose_from_json(raw_purpose) if raw_purpose else None
+    settings = current_context().settings
+    report = verify_document(
+        document, _service_trust(), purpose, max_bytes=settings.max_document_bytes
+    )
+    if lang is not None:
+        return Response(render_text(report, lang), mimetype="text/plain; charset=utf-8")
+    return jsonify(report.to_json())

@@ -1,0 +1,120 @@
+"""POST /api/v1/verifications and ``dairi verify``: one report, through HTTP (API
+clients with ``signatures:verify`` and signed-in people) and offline on the command line."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import pytest
+from click.testing import CliRunner
+from helpers_auth import problem
+
+from app.cli.main import main
+from app.people.sign_in import AuthService
+from signing import PadesLevel, PadesSpec
+
+
+@pytest.fixture(scope="module")
+def lta(pades_signer, employee, bid) -> bytes:
+    return pades_signer.sign(bid, employee, PadesSpec(level=PadesLevel.B_LTA)).pdf
+
+
+def _tampered(pdf: bytes) -> bytes:
+    changed = bytearray(pdf)
+    at = changed.index(b"/MediaBox")
+    digit = next(i for i in range(at, at + 40) if changed[i : i + 1] in (b"5", b"8"))
+    changed[digit] = ord("4")
+    return bytes(changed)
+
+
+def _client_headers(app, scopes: tuple[str, ...]) -> dict[str, str]:
+    context = app.extensions["dairi"]
+    with context.session_factory() as session, session.begin():
+        auth = AuthService(
+            session, context.settings, context.certificate_validator, context.clock
+        )
+        issued = auth.create_client("調達システム", scopes, "test", all_corporations=True)
+        pair = f"{issued.row.client_id}:{issued.client_secret}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+
+
+def _post(client, headers, document: bytes | None, **form):
+    data = dict(form)
+    if document is not None:
+        data["document"] = (io.BytesIO(document), "bid.pdf", "application/pdf")
+    return client.post(
+        "/api/v1/verifications" + form.pop("query", ""),
+        headers=headers,
+        data=data,
+        content_type="multipart/form-data",
+    )
+
+
+def test_the_api_reports_on_a_signed_bid_for_a_relying_party(app, client, lta, bid):
+    headers = _client_headers(app, ("signatures:verify",))
+    response = _post(client, headers, lta)
+    assert response.status_code == 200, response.get_json()
+    report = response.get_json()
+    assert report["indication"] == "TOTAL_PASSED"
+    (sig,) = report["signatures"]
+    assert sig["level"] == "B-LTA" and sig["signer"]["name"] == "山田 太郎"
+
+    response = _post(client, headers, _tampered(lta))
+    assert response.get_json()["signatures"][0]["sub_indication"] == "HASH_FAILURE"
+
+    text = client.post(
+        "/api/v1/verifications?lang=ja",
+        headers=headers,
+        data={"document": (io.BytesIO(lta), "bid.pdf")},
+        content_type="multipart/form-data",
+    )
+    assert text.status_code == 200 and text.mimetype == "text/plain"
+    assert text.get_data(as_text=True).startswith("検証結果: 有効\n")
+    assert "署名者: 山田 太郎" in text.get_data(as_text=True)
+
+    # A purpose asked of a signature made under no mandate: nothing covers it.
+    purpose = json.dumps({"action": "bid", "principal": "1234567890123"})
+    asked = _post(client, headers, lta, purpose=purpose).get_json()
+    assert asked["indication"] == "TOTAL_FAILED"
+    assert asked["signatures"][0]["reasons"] == ["MANDATE_MISSING"]
+
+    problem(_post(client, headers, b"%PDF-1.7 nothing"), 422, "DOCUMENT_MALFORMED")
+    problem(_post(client, headers, b"not a pdf at all"), 422, "DOCUMENT_NOT_PDF")
+    problem(_post(client, headers, bid), 422, "DOCUMENT_NOT_SIGNED")
+    problem(_post(client, headers, None), 422, "VALIDATION_FAILED")
+    problem(_post(client, headers, lta, purpose="{"), 422, "VERIFICATION_PURPOSE_INVALID")
+    problem(
+        _post(client, headers, lta, purpose=json.dumps({"action": "dance"})),
+        422,
+        "SCOPE_ACTION_UNKNOWN",
+    )
+    # Without credentials, or with a client lacking the scope: refused.
+    problem(_post(client, {}, lta), 401, "UNAUTHENTICATED")
+    problem(_post(client, _client_headers(app, ("mandates:read",)), lta), 403, "FORBIDDEN")
+
+
+def test_the_command_line_gives_the_same_report_offline(base_settings, lta, tmp_path, cli_env):
+    signed = tmp_path / "bid.pdf"
+    signed.write_bytes(lta)
+    trust = str(base_settings.trust_dir)
+    runner = CliRunner()
+    as_json = runner.invoke(main, ["verify", str(signed), "--trust-dir", trust, "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    report = json.loads(as_json.output)
+    assert report["indication"] == "TOTAL_PASSED"
+    assert report["signatures"][0]["level"] == "B-LTA"
+
+    text = runner.invoke(main, ["verify", str(signed), "--trust", trust])
+    assert text.exit_code == 0 and text.output.startswith("検証結果: 有効")
+    english = runner.invoke(main, ["verify", str(signed), "--trust", trust, "--lang", "en"])
+    assert english.output.startswith("Verification result: valid")
+
+    signed.write_bytes(_tampered(lta))
+    failed = runner.invoke(main, ["verify", str(signed), "--trust", trust])
+    assert failed.exit_code == 1 and failed.output.startswith("検証結果: 無効")
+
+    signed.write_bytes(b"hello")
+    bad = runner.invoke(main, ["verify", str(signed), "--trust", trust])
+    assert bad.exit_code == 2 and "error DOCUMENT_NOT_PDF" in bad.output
