@@ -234,9 +234,31 @@ def _name_key(key: generic.PdfObject) -> bytes:
             return b"\xfe\xff" + text.encode("utf-16-be")
 
 
+def _existing_embedded(writer: IncrementalPdfFileWriter) -> dict[str, bytes]:
+    """The document's embedded files (flat EmbeddedFiles name tree), by name."""
+    try:
+        names = writer.root["/Names"]["/EmbeddedFiles"]["/Names"]
+    except KeyError:
+        return {}
+    try:
+        return {str(names[i]): names[i + 1]["/EF"]["/F"].data for i in range(0, len(names) - 1, 2)}
+    except (PdfError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise DocumentMalformed("the PDF's embedded files cannot be read") from exc
+
+
 def _embed_evidence(writer: IncrementalPdfFileWriter, files: tuple[EvidenceFile, ...]) -> None:
     """Embed ``files`` (EmbeddedFiles name tree and the catalogue's /AF) in the
-    writer's pending update, the one the signature will cover."""
+    writer's pending update, the one the signature will cover.
+
+    A document signed before under a mandate holds evidence files already: a file of
+    the same name and bytes is kept as it is (the new signature covers it too), one of
+    the same name with other bytes is refused (``DOCUMENT_INVALID``): two hops' evidence
+    under one name would leave a verifier unable to tell which is whose."""
+    existing = _existing_embedded(writer)
+    files = tuple(f for f in files if existing.get(f.name) != f.data)
+    clash = [f.name for f in files if f.name in existing]
+    if clash:
+        raise DocumentError(f"the PDF already holds other evidence files named {', '.join(clash)}")
     if not files:
         return
     params = EmbeddedFileParams(embed_size=True, embed_checksum=True)

@@ -40,6 +40,7 @@ from hsm import Hsm
 from signing import (
     MANDATE_SIGNATURE_POLICY_OID,
     DocumentCertifiedNoChanges,
+    DocumentError,
     DocumentMalformed,
     HsmSigner,
     MandateEvidence,
@@ -388,3 +389,25 @@ def test_the_visible_stamp_shows_the_mandate_in_japanese(served, chain, bid, tmp
     shown = _run("pdftotext", "-layout", path, "-").stdout
     for text in ("受任者", "委任者", "委任事項", "案件", "日時", "山田", "庁舎改修工事"):
         assert text in shown, shown
+
+
+def test_a_second_signature_under_a_mandate_adds_only_new_evidence(served, chain, signed, tmp_path):
+    signer = served.extensions["dairi"].pades_signer
+    first = signed[0, PadesLevel.B_B]  # 山田 under the root grant: hop 0's files
+    evidence = _evidence(served, [chain["root"]["id"], chain["sub"]["id"]], long_term=False)
+    second = signer.sign(first, chain["suzuki"].credential, PadesSpec(mandate=evidence)).pdf
+    path = _write(tmp_path, second)
+    assert _pdfsig_verdicts(path) == ["Signature is Valid."] * 2
+    assert _run("qpdf", "--check", path).returncode == 0
+    assert sorted(_detached(second)) == _expected_names(1)  # hop 0's kept, not doubled
+    # Another file under a name the document holds already is refused.
+    name = evidence_file_names(0)[2]
+    other = dataclasses.replace(
+        evidence,
+        files=tuple(
+            dataclasses.replace(f, data=f.data + b"\0") if f.name == name else f
+            for f in evidence.files
+        ),
+    )
+    with pytest.raises(DocumentError, match=name):
+        signer.sign(first, chain["suzuki"].credential, PadesSpec(mandate=other))
