@@ -17,7 +17,11 @@ Where things go (ETSI EN 319 132-1):
   other certificates. The signing certificate comes first because xmlsec1 takes
   the first certificate that is not an issuer of another as the key's.
 - Signed: SigningTime, SigningCertificateV2, SignaturePolicyIdentifier and
-  SignerRoleV2/CertifiedRolesV2 (under a mandate), DataObjectFormat.
+  SignerRoleV2/CertifiedRolesV2 (under a mandate), DataObjectFormat. Under a
+  mandate, each grant evidence file (every hop's instruction, its CMS signature and
+  its AC) is a base64 ``ds:Object`` covered by its own ``ds:Reference`` and named
+  by a DataObjectFormat (file name, description, MIME type), as the PAdES
+  signature covers them as embedded files.
 - Unsigned: SignatureTimeStamp over the exclusive-canonicalised
   ``ds:SignatureValue`` (B-T); CertificateValues and RevocationValues for the
   signer, the TSA, the AA and the AC (B-LT); ArchiveTimeStamp (B-LTA).
@@ -226,6 +230,7 @@ class XadesSigner:
             policy_oid=MANDATE_SIGNATURE_POLICY_OID if mandate else None,
             policy_document=MANDATE_SIGNATURE_POLICY_DOCUMENT if mandate else None,
             certified_role_der=mandate.leaf_ac_der if mandate else None,
+            evidence=mandate.files if mandate else (),
         )
         signer = DairiXadesSigner(
             properties,

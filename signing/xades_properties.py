@@ -32,10 +32,13 @@ from signxml.algorithms import CanonicalizationMethod
 from signxml.util import SigningSettings, ds_tag, namespaces, xades141_tag, xades_tag
 from signxml.xades import XAdESSigner
 
+from signing.mandate_evidence import EvidenceFile
+
 # The canonicalisation of what a time-stamp covers: exclusive, so the bytes of an
 # element do not depend on the namespaces of the document it sits in.
 TIMESTAMP_C14N = CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0
 _SHA256_URI = "http://www.w3.org/2001/04/xmlenc#sha256"
+_BASE64_URI = "http://www.w3.org/2000/09/xmldsig#base64"
 NS = {"ds": namespaces.ds, "xades": namespaces.xades, "xades141": namespaces.xades141}
 
 
@@ -56,6 +59,8 @@ class SignedPropertiesSpec:
     policy_oid: str | None = None
     policy_document: bytes | None = None
     certified_role_der: bytes | None = None  # the leaf mandate AC
+    # Grant evidence, each file a signed ds:Object (base64) with its DataObjectFormat.
+    evidence: tuple[EvidenceFile, ...] = ()
 
 
 class DairiXadesSigner(XAdESSigner):
@@ -67,6 +72,51 @@ class DairiXadesSigner(XAdESSigner):
     def __init__(self, properties: SignedPropertiesSpec, **xml_signer_args: Any) -> None:
         super().__init__(**xml_signer_args)
         self._properties = properties
+        self._evidence_references: list[tuple[etree._Element, EvidenceFile]] = []
+        # After KeyInfo, before the XAdES object: its DataObjectFormat names them.
+        self.signature_annotators.insert(
+            self.signature_annotators.index(self._build_xades_ds_object), self._add_evidence
+        )
+
+    def _add_evidence(self, sig_root: etree._Element, signing_settings: SigningSettings) -> None:
+        """Each evidence file as ``<ds:Object Id=… MimeType=… Encoding=base64>``, covered
+        by a ds:Reference, so a verifier can check every hop offline (as the PDF's
+        embedded files do for PAdES)."""
+        if not self._properties.evidence:
+            return
+        if "Id" not in sig_root.attrib:
+            sig_root.set("Id", f"SignXMLSignature{self._get_token()}")
+        for n, file in enumerate(self._properties.evidence):
+            obj = self._sub(
+                sig_root,
+                ds_tag("Object"),
+                Id=f"{sig_root.get('Id')}-Evidence{n}",
+                MimeType=file.mime_type,
+                Encoding=_BASE64_URI,
+            )
+            obj.text = b64(file.data)
+            self._add_reference_to_signed_info(sig_root, obj)
+            reference = sig_root.find("ds:SignedInfo", namespaces=NS)[-1]
+            reference.set("Id", f"{obj.get('Id')}-Ref")
+            self._evidence_references.append((reference, file))
+
+    def add_data_object_format(
+        self,
+        signed_data_object_properties: etree._Element,
+        sig_root: etree._Element,
+        signing_settings: SigningSettings,
+    ) -> None:
+        super().add_data_object_format(
+            signed_data_object_properties, sig_root=sig_root, signing_settings=signing_settings
+        )
+        for reference, file in self._evidence_references:
+            node = self._sub(
+                signed_data_object_properties,
+                xades_tag("DataObjectFormat"),
+                ObjectReference=f"#{reference.get('Id')}",
+            )
+            self._sub(node, xades_tag("Description")).text = f"{file.name}: {file.description}"
+            self._sub(node, xades_tag("MimeType")).text = file.mime_type
 
     def _tostring(self, xml_node: etree._Element, **kwargs: Any) -> bytes:
         # signxml copies the document through etree.tostring, whose default (ASCII)

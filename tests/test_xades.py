@@ -21,7 +21,7 @@ from lxml import etree
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from signxml import DigestAlgorithm
 from signxml.exceptions import InvalidDigest, InvalidSignature
-from signxml.xades import XAdESSignaturePolicy, XAdESVerifier
+from signxml.xades import XAdESSignatureConfiguration, XAdESSignaturePolicy, XAdESVerifier
 
 from devpki import TransportFetcherBackend
 from hsm import Hsm, KeyAlgorithm
@@ -29,6 +29,7 @@ from signing import (
     MANDATE_SIGNATURE_POLICY_OID,
     DocumentNotXml,
     DocumentTooLarge,
+    EvidenceFile,
     HsmXmlKey,
     MandateEvidence,
     SignerCertificateRevoked,
@@ -40,7 +41,7 @@ from signing import (
     XadesSpec,
     XmlUnsafe,
 )
-from signing.mandate_evidence import MANDATE_SIGNATURE_POLICY_DOCUMENT
+from signing.mandate_evidence import MANDATE_SIGNATURE_POLICY_DOCUMENT, evidence_file_names
 
 DER = serialization.Encoding.DER
 PEM = serialization.Encoding.PEM
@@ -57,6 +58,9 @@ APPLICATION = """<?xml version="1.0" encoding="UTF-8"?>
 </申請書>
 """.encode()
 LEVELS = list(XadesLevel)
+INSTRUCTION = '{"grantee":"山田 太郎","actions":["e-application:建設業許可申請"]}'.encode()
+# the document, three evidence files, the signed properties and KeyInfo
+MANDATE_REFERENCES = 6
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +77,17 @@ def xades_signer(hsm, pki, trust_roots, dev_tsa) -> XadesSigner:
 def mandate(pki, aa, employee) -> MandateEvidence:
     endpoints = AcEndpoints(pki, aa)
     ac = endpoints.issue(make_terms(employee.certificate_der), employee.certificate_der)
+    instruction, cms_name, ac_name = evidence_file_names(0)
     return MandateEvidence(
         leaf_ac_der=ac,
         aa_certificate_der=aa.certificate_der,
         aa_chain_der=(pki.cas["service-root"].certificate.public_bytes(DER),),
         ac_crls_der=(endpoints.crl(),),
+        files=(
+            EvidenceFile(instruction, INSTRUCTION, "application/json", "委任の指示 (hop 0)"),
+            EvidenceFile(cms_name, b"0\x80fake-cms", "application/pkcs7-signature", "its CMS"),
+            EvidenceFile(ac_name, ac, "application/pkix-attr-cert", "the hop's AC"),
+        ),
     )
 
 
@@ -154,7 +164,7 @@ class Utf8XAdESVerifier(XAdESVerifier):
         return etree.tostring(xml_node, **kwargs)
 
 
-def signxml_verify(pem_dir: Path, xml: bytes, **kwargs):
+def signxml_verify(pem_dir: Path, xml: bytes, references: int = MANDATE_REFERENCES, **kwargs):
     policy = XAdESSignaturePolicy(
         Identifier=f"urn:oid:{MANDATE_SIGNATURE_POLICY_OID}",
         Description="",
@@ -164,7 +174,11 @@ def signxml_verify(pem_dir: Path, xml: bytes, **kwargs):
         ).decode(),
     )
     return Utf8XAdESVerifier().verify(
-        xml, ca_pem_file=str(pem_dir / "roots.pem"), expect_signature_policy=policy, **kwargs
+        xml,
+        ca_pem_file=str(pem_dir / "roots.pem"),
+        expect_signature_policy=policy,
+        expect_config=XAdESSignatureConfiguration(expect_references=references),
+        **kwargs,
     )
 
 
@@ -190,9 +204,9 @@ def test_every_level_verifies_with_xmlsec1_and_signxml(signed, level, pem_dir, t
     xml = signed[level]
     outcome = xmlsec1_verify(pem_dir, xml, tmp_path)
     assert outcome.returncode == 0 and "OK" in outcome.stdout + outcome.stderr, outcome.stderr
+    assert "SignedInfo References (ok/all): 6/6" in outcome.stderr
     results = signxml_verify(pem_dir, xml)
-    # the document, the signed properties and KeyInfo
-    assert len(results) == 3
+    assert len(results) == MANDATE_REFERENCES
     assert b"\xe4\xb8\x80\xe8\x88\xac\xe5\xbb\xba\xe8\xa8\xad\xe6\xa5\xad" in results[0].signed_data
 
 
@@ -204,6 +218,13 @@ def test_one_changed_byte_fails_both_verifiers(signed, pem_dir, tmp_path):
     assert outcome.returncode != 0
     with pytest.raises(InvalidDigest):
         signxml_verify(pem_dir, tampered)
+    # ...one byte of a piece of grant evidence
+    evidence = signature_of(xml).find("ds:Object[@MimeType='application/json']", NS)
+    evidence.text = base64.b64encode(INSTRUCTION.replace("山田".encode(), "田中".encode())).decode()
+    swapped = etree.tostring(evidence.getroottree(), encoding="UTF-8")
+    assert xmlsec1_verify(pem_dir, swapped, tmp_path).returncode != 0
+    with pytest.raises(InvalidDigest):
+        signxml_verify(pem_dir, swapped)
     # ...and one byte of the signature value
     sig = signature_of(xml)
     value = sig.find("ds:SignatureValue", NS)
@@ -243,6 +264,19 @@ def test_signed_properties_name_the_signer_the_mandate_and_the_policy(signed, em
     assert certs[0] == employee.certificate_der
     assert mandate.aa_certificate_der in certs
     assert ssp.findtext("xades:SigningTime", namespaces=NS).endswith("Z")
+    # the grant evidence: signed objects, each named by a DataObjectFormat
+    objects = [o for o in sig.findall("ds:Object", NS) if o.get("MimeType")]
+    assert [base64.b64decode(o.text) for o in objects] == [f.data for f in mandate.files]
+    referenced = {r.get("URI") for r in sig.findall("ds:SignedInfo/ds:Reference", NS)}
+    assert {f"#{o.get('Id')}" for o in objects} <= referenced
+    formats = sig.findall(
+        "ds:Object/xades:QualifyingProperties/xades:SignedProperties/"
+        "xades:SignedDataObjectProperties/xades:DataObjectFormat",
+        NS,
+    )
+    assert [f.findtext("xades:Description", namespaces=NS).split(":")[0] for f in formats[1:]] == [
+        f.name for f in mandate.files
+    ]
     assert (
         sig.find(f"ds:Object/xades:QualifyingProperties/{USP}", NS) is None
     )  # B-B: nothing unsigned
@@ -326,6 +360,9 @@ def _archive_input_by_hand(sig: etree._Element, document: etree._Element | None)
         if prop.tag == f"{{{NS['xades141']}}}ArchiveTimeStamp":
             break
         parts.append(etree.tostring(prop, method="c14n", exclusive=True))
+    for obj in sig.findall("ds:Object", NS):
+        if obj.find("xades:QualifyingProperties", NS) is None:
+            parts.append(etree.tostring(obj, method="c14n", exclusive=True))
     return b"".join(parts)
 
 
@@ -359,7 +396,7 @@ def test_detached_ecdsa_signature_verifies_against_the_referenced_file(
     results = signxml_verify(
         pem_dir, detached, uri_resolver=lambda uri: resolved if uri == "application.xml" else None
     )
-    assert len(results) == 3
+    assert len(results) == MANDATE_REFERENCES
     # raw r||s, 64 bytes for P-256
     assert len(base64.b64decode(sig.findtext("ds:SignatureValue", namespaces=NS))) == 64
     changed = APPLICATION.replace(b"0104010123451", b"0104010123452")
