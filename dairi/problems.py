@@ -238,6 +238,11 @@ CATALOGUE = _Catalogue(
     ),
     ("DOCUMENT_NOT_XML", 422, "The document is not well-formed XML."),
     ("XML_UNSAFE", 422, "The XML declares a DTD or entities; it is refused before parsing."),
+    (
+        "XML_ALREADY_SIGNED",
+        422,
+        "The XML carries a signature an enveloped one would break; sign it detached.",
+    ),
     ("SIGNER_CERTIFICATE_INVALID", 422, "The signer's certificate does not validate now."),
     ("SIGNER_CERTIFICATE_REVOKED", 422, "The signer's certificate is revoked."),
     ("SIGNING_FAILED", 503, "Signing failed in the service; retry after Retry-After."),

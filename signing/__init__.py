@@ -25,7 +25,7 @@ from signing.mandate_evidence import (
 )
 from signing.pades import PadesLevel, PadesResult, PadesSigner, PadesSpec, check_pdf
 from signing.validation_data import TimestampAuthority, ValidationData, ValidationDataSource
-from signing.xades import XadesLevel, XadesResult, XadesSigner, XadesSpec
+from signing.xades import XadesLevel, XadesResult, XadesSigner, XadesSpec, XmlAlreadySigned
 from signing.xml_key import HsmXmlKey
 from signing.xml_safety import DocumentNotXml, XmlUnsafe, parse_untrusted_xml
 
@@ -60,6 +60,7 @@ __all__ = [
     "XadesResult",
     "XadesSigner",
     "XadesSpec",
+    "XmlAlreadySigned",
     "XmlUnsafe",
     "check_pdf",
     "evidence_file_names",

@@ -46,7 +46,7 @@ from signxml.xades import XAdESDataObjectFormat
 
 from hsm import Hsm
 from signing.credential import SigningCredential
-from signing.errors import SigningError, TimestampFailed
+from signing.errors import DocumentError, SigningError, TimestampFailed
 from signing.mandate_evidence import (
     MANDATE_SIGNATURE_POLICY_DOCUMENT,
     MANDATE_SIGNATURE_POLICY_OID,
@@ -67,6 +67,14 @@ from signing.xades_properties import (
 )
 from signing.xml_key import HsmXmlKey
 from signing.xml_safety import parse_untrusted_xml
+
+
+class XmlAlreadySigned(DocumentError):
+    """An enveloped signature covers the whole document: added to a document that
+    already carries an enveloped XML signature, it changes what that one covers and
+    breaks it. A detached signature leaves the document as it is."""
+
+    code = "XML_ALREADY_SIGNED"
 
 
 class XadesLevel(enum.StrEnum):
@@ -162,6 +170,12 @@ class XadesSigner:
         self, document: bytes, credential: SigningCredential, spec: XadesSpec
     ) -> XadesResult:
         tree = parse_untrusted_xml(document, self._max_bytes)
+        signatures = tree.getroot().iter(etree.QName(NS["ds"], "Signature"))
+        if spec.packaging == "enveloped" and next(signatures, None) is not None:
+            raise XmlAlreadySigned(
+                "the XML is signed already; an enveloped signature would break that "
+                "signature: sign it detached"
+            )
         level = spec.level
         if level.timestamped and self._tsa is None:
             raise TimestampFailed(f"{level} needs a time-stamping authority; none is configured")

@@ -39,6 +39,7 @@ from signing import (
     XadesLevel,
     XadesSigner,
     XadesSpec,
+    XmlAlreadySigned,
     XmlUnsafe,
 )
 from signing.mandate_evidence import MANDATE_SIGNATURE_POLICY_DOCUMENT, evidence_file_names
@@ -499,3 +500,18 @@ def test_the_key_adapter_signs_only_what_dairi_signs_with(hsm, employee, ec_empl
     ec_key.public_key().verify(der, b"x", ec.ECDSA(hashes.SHA256()))  # DER, as cryptography's
     with pytest.raises(SigningError):
         ec_key.sign(b"x", signature_algorithm=ec.ECDSA(hashes.SHA384()))
+
+
+def test_a_signed_document_is_signed_again_detached_not_enveloped(
+    signed, xades_signer, ec_employee, pem_dir, tmp_path
+):
+    once = signed[XadesLevel.B_B]
+    # an enveloped signature would change what the first one covers and break it
+    with pytest.raises(XmlAlreadySigned) as info:
+        xades_signer.sign(once, ec_employee, XadesSpec(level=XadesLevel.B_B))
+    assert info.value.code == "XML_ALREADY_SIGNED"
+    spec = XadesSpec(level=XadesLevel.B_B, packaging="detached", detached_uri="application.xml")
+    countersigned = xades_signer.sign(once, ec_employee, spec).xml
+    assert xmlsec1_verify(pem_dir, once, tmp_path).returncode == 0
+    outcome = xmlsec1_verify(pem_dir, countersigned, tmp_path, document=once)
+    assert outcome.returncode == 0, outcome.stderr
