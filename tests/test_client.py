@@ -510,3 +510,70 @@ def test_sign_refuses_to_overwrite_before_sending_anything(tmp_path, people):
     )
     refused(done, "CLIENT_OUTPUT_EXISTS")
     assert (tmp_path / "bid-signed.pdf").read_bytes() == b"earlier"
+
+
+# -- sign: live, through the signing-session API ---------------------------------------
+
+ENTITY = "国土交通省関東地方整備局"
+
+
+def test_sign_a_bid_under_a_mandate_then_refused_once_revoked(
+    server, people, employee_state, rep_state, credential, bid, tmp_path
+):
+    corporate_number = people["corp"].corporate_number
+    granted = run(
+        server,
+        rep_state,
+        "--json",
+        "grant",
+        "--grantee-credential",
+        credential["id"],
+        "--action",
+        "bid",
+        "--entity",
+        ENTITY,
+        "--amount-limit",
+        "90000000",
+        "--card",
+        str(people["rep_dir"]),
+    )
+    mandate = json.loads(ok(granted))["mandate"]
+    source = tmp_path / "入札書.pdf"
+    source.write_bytes(bid)
+    sign = [
+        "sign",
+        str(source),
+        "--credential",
+        credential["id"],
+        "--principal",
+        corporate_number,
+        "--action",
+        "bid",
+        "--entity",
+        ENTITY,
+        "--amount",
+        "12000000",
+        "--level",
+        "B-B",
+        "--mandate",
+        mandate["id"],
+        "--card",
+        str(people["employee_dir"]),
+    ]
+    lines = ok(run(server, employee_state, *sign)).splitlines()
+    target = tmp_path / "入札書-signed.pdf"
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("session ") and f"under mandate {mandate['id']}" in lines[0]
+    assert lines[2].startswith(f"{target}  B-B  sha256=")
+    signed = target.read_bytes()
+    assert lines[2].endswith(hashlib.sha256(signed).hexdigest())
+    assert signed.startswith(bid)  # an incremental update of the input
+    checked = subprocess.run(["pdfsig", str(target)], capture_output=True, text=True, check=False)
+    assert "Signature is Valid." in checked.stdout, checked.stdout
+
+    # Again: the signed file is there, so nothing is sent without --force.
+    refused(run(server, employee_state, *sign), "CLIENT_OUTPUT_EXISTS")
+    # Once the mandate is revoked, the service refuses the session: one line, exit 2.
+    ok(run(server, rep_state, "revoke", mandate["id"]))
+    refused(run(server, employee_state, *sign, "--force"), "MANDATE_REVOKED")
+    assert target.read_bytes() == signed

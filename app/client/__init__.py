@@ -5,18 +5,7 @@ Usable from another machine with only the package installed: it talks HTTP to th
 service and imports neither the database nor the service's HSM.
 """
 
-from app.client.api import (
-    ApiClient,
-    ClientError,
-    SignedFile,
-    SigningRequest,
-    check_to_sign,
-    check_uploaded,
-    proof,
-    sign_files,
-    sign_grant,
-    signed_path,
-)
+from app.client.api import ApiClient, ClientError, proof, sign_grant
 from app.client.cards import (
     Card,
     CardUnusable,
@@ -28,6 +17,14 @@ from app.client.cards import (
     sign_cms,
 )
 from app.client.grants import GrantTerms, build_instruction
+from app.client.signing import (
+    SignedFile,
+    SigningRequest,
+    check_to_sign,
+    check_uploaded,
+    sign_files,
+    signed_path,
+)
 
 __all__ = [
     "ApiClient",

@@ -1,0 +1,197 @@
+"""Signing PDFs through a signing session (DESIGN §6, signature activation) from the
+client's side: upload, check what the card is about to sign, authorize with the card,
+spend the SAD, fetch each signed PDF and write it beside its input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.client.api import ApiClient, ClientError, proof, refusal, unb64
+from app.client.cards import Card
+
+
+@dataclass(frozen=True)
+class SigningRequest:
+    """What to sign, for what purpose, with which credential (and mandate)."""
+
+    credential_id: str
+    principal: str
+    action: str
+    procuring_entity: str | None = None
+    case: str | None = None
+    amount: int | None = None
+    level: str = "B-T"
+    mandate_id: str | None = None
+
+    def json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "credential_id": self.credential_id,
+            "purpose": {
+                "principal": self.principal,
+                "action": self.action,
+                "procuring_entity": self.procuring_entity,
+                "case": self.case,
+                "amount": self.amount,
+            },
+            "format": "pades",
+            "level": self.level,
+        }
+        if self.mandate_id:
+            body["mandate_id"] = self.mandate_id
+        return body
+
+
+@dataclass(frozen=True)
+class SignedFile:
+    source: Path
+    target: Path
+    sha256: str
+    signed_sha256: str
+    signature_id: str
+
+
+def signed_path(source: Path) -> Path:
+    """Where the signed copy of ``source`` goes: ``NAME-signed.pdf`` beside it."""
+    return source.with_name(f"{source.stem}-signed.pdf")
+
+
+def check_uploaded(files: Sequence[Path], digests: Sequence[str], session: dict[str, Any]) -> None:
+    """Refuse to authorize unless the service reports exactly the files sent, in order,
+    each with the SHA-256 computed here (``CLIENT_DIGEST_MISMATCH``): the card's
+    signature activates whatever the session names, so a client must not take the
+    service's word for it."""
+    documents = session.get("documents")
+    if not isinstance(documents, list) or len(documents) != len(files):
+        raise ClientError(
+            f"the service reports {len(documents) if isinstance(documents, list) else 'no'} "
+            f"documents for {len(files)} sent",
+            "CLIENT_DIGEST_MISMATCH",
+        )
+    for position, (path, digest, reported) in enumerate(
+        zip(files, digests, documents, strict=True)
+    ):
+        if not isinstance(reported, dict) or reported.get("index", position) != position:
+            raise ClientError(f"document {position} is out of order", "CLIENT_DIGEST_MISMATCH")
+        if str(reported.get("sha256", "")).lower() != digest:
+            raise ClientError(
+                f"{path.name}: the service reports SHA-256 {reported.get('sha256')}, "
+                f"the file has {digest}",
+                "CLIENT_DIGEST_MISMATCH",
+            )
+
+
+ACTIVATION_PURPOSE = "signature-activation"
+
+
+def check_to_sign(
+    to_sign: bytes, request: SigningRequest, digests: Sequence[str], session_id: str
+) -> dict[str, Any]:
+    """What the card is about to sign, read before it signs: it must be a
+    signature-activation for this session, the credential, purpose, format and level
+    asked for, and exactly the documents sent, in order (``CLIENT_DIGEST_MISMATCH`` for
+    the documents, ``CLIENT_ACTIVATION_MISMATCH`` for the rest). Returns it parsed."""
+    try:
+        bound = json.loads(to_sign)
+    except ValueError as exc:
+        raise ClientError("to_sign is not JSON", "CLIENT_ACTIVATION_MISMATCH") from exc
+    if not isinstance(bound, dict):
+        raise ClientError("to_sign is not a JSON object", "CLIENT_ACTIVATION_MISMATCH")
+    if bound.get("documents") != list(digests) or bound.get("document_count") != len(digests):
+        raise ClientError("to_sign names other documents than those sent", "CLIENT_DIGEST_MISMATCH")
+    asked = request.json()
+    expected = {
+        "purpose": ACTIVATION_PURPOSE,
+        "session": session_id,
+        "signing_purpose": asked["purpose"],
+        "format": asked["format"],
+        "level": asked["level"],
+    }
+    for key, value in expected.items():
+        if bound.get(key) != value:
+            raise ClientError(
+                f"to_sign's {key} is {bound.get(key)!r}, not {value!r}",
+                "CLIENT_ACTIVATION_MISMATCH",
+            )
+    credential = bound.get("credential")
+    if not isinstance(credential, dict) or credential.get("id") != request.credential_id:
+        raise ClientError("to_sign names another credential", "CLIENT_ACTIVATION_MISMATCH")
+    if request.mandate_id and bound.get("mandate") != request.mandate_id:
+        raise ClientError("to_sign names another mandate", "CLIENT_ACTIVATION_MISMATCH")
+    return bound
+
+
+def sign_files(
+    client: ApiClient,
+    card: Card,
+    request: SigningRequest,
+    files: Sequence[Path],
+    *,
+    force: bool = False,
+) -> Iterator[tuple[str, Any]]:
+    """Sign ``files`` through a signing session: open it (upload), check the digests the
+    service reports, authorize with ``card`` (JPKI authentication) over ``to_sign``,
+    sign with the SAD, fetch each signed PDF and write it beside its input.
+
+    Nothing is authorized unless what the card would sign is what was asked for
+    (:func:`check_uploaded`, :func:`check_to_sign`). Yields progress as (event,
+    value): ``("session", answer)``, ``("authorized", answer)``, then ``("signed",
+    SignedFile)`` per file. Raises ``CLIENT_OUTPUT_EXISTS``
+    before anything is sent when a target exists and not ``force``.
+    """
+    targets = [signed_path(f) for f in files]
+    if not force:
+        for target in targets:
+            if target.exists():
+                raise ClientError(f"{target} exists (--force to overwrite)", "CLIENT_OUTPUT_EXISTS")
+    contents = []
+    for path in files:
+        try:
+            contents.append(path.read_bytes())
+        except OSError as exc:
+            raise ClientError(f"cannot read {path}", "INPUT_INVALID") from exc
+    digests = [hashlib.sha256(c).hexdigest() for c in contents]
+    parts: list[tuple[str, tuple[str | None, bytes | str, str]]] = [
+        ("request", (None, json.dumps(request.json()), "application/json"))
+    ]
+    parts.extend(
+        ("document", (path.name, data, "application/pdf"))
+        for path, data in zip(files, contents, strict=True)
+    )
+    session = client.call("POST", "/api/v1/signing-sessions", files=parts)
+    check_uploaded(files, digests, session)
+    to_sign = unb64(session["to_sign"], "to_sign")
+    check_to_sign(to_sign, request, digests, str(session["id"]))
+    yield "session", session
+    authorized = client.call(
+        "POST", f"/api/v1/signing-sessions/{session['id']}/authorization", json=proof(card, to_sign)
+    )
+    yield "authorized", authorized
+    signed = client.call(
+        "POST",
+        f"/api/v1/signing-sessions/{session['id']}/signatures",
+        json={"sad": authorized["sad"]},
+    )
+    by_index = {d["index"]: d for d in signed["documents"]}
+    for index, (path, target) in enumerate(zip(files, targets, strict=True)):
+        document = by_index.get(index)
+        if document is None:
+            raise ClientError(f"the service returned no signature for {path.name}")
+        response = client.send("GET", document["href"])
+        if response.status_code != 200:
+            raise refusal(response, "GET", document["href"])
+        signed_sha256 = hashlib.sha256(response.content).hexdigest()
+        if document.get("signed_sha256") and document["signed_sha256"] != signed_sha256:
+            raise ClientError(
+                f"{path.name}: the signed PDF fetched is not the one the service reported",
+                "CLIENT_DIGEST_MISMATCH",
+            )
+        target.write_bytes(response.content)
+        yield (
+            "signed",
+            SignedFile(path, target, digests[index], signed_sha256, str(document["signature_id"])),
+        )
