@@ -9,7 +9,6 @@ gone is re-bound to a new card of the same person, never enrolled twice.
 
 from __future__ import annotations
 
-import base64
 import shutil
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -20,7 +19,10 @@ from typing import Any
 import requests
 from cryptography.hazmat.primitives import serialization
 
+from app.client import ApiClient, SoftwareCard, proof
+from app.client.api import b64, bearer  # noqa: F401 - b64: the demo's other modules use it
 from app.context import ServiceContext
+from dairi import DairiError
 from devpki import DevPki
 from devpki.cards import (
     CARD_MANIFEST,
@@ -50,32 +52,24 @@ class DemoFailed(RuntimeError):
     pass
 
 
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+def _card(card: VirtualCard) -> SoftwareCard:
+    return SoftwareCard(card.key, card.certificate.public_bytes(serialization.Encoding.DER))
 
 
-def _proof(card: VirtualCard, to_sign: bytes) -> dict[str, str]:
-    return {
-        "certificate": b64(card.certificate.public_bytes(serialization.Encoding.DER)),
-        "signature": b64(card.sign(to_sign)),
-    }
+def _proof(card: VirtualCard, to_sign: bytes) -> dict[str, Any]:
+    return proof(_card(card), to_sign)
 
 
-class DemoClient:
-    """The demo's HTTP client: one connection pool to the service at ``url``."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url.rstrip("/")
-        self.session = requests.Session()
+class DemoClient(ApiClient):
+    """The demo's HTTP client: :class:`app.client.ApiClient` (one connection pool to the
+    service at ``url``) whose failures are :class:`DemoFailed`. Each call names its
+    caller's token itself (the demo acts for several people on one client)."""
 
     def open(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         try:
-            return self.session.request(method, self.url + path, timeout=120, **kwargs)
-        except requests.RequestException as exc:
-            raise DemoFailed(f"{method} {self.url}{path}: {exc}") from exc
-
-    def close(self) -> None:
-        self.session.close()
+            return self.send(method, path, auth=False, **kwargs)
+        except DairiError as exc:
+            raise DemoFailed(exc.message) from exc
 
 
 def call(client: DemoClient, method: str, path: str, expect: int, **kwargs: Any) -> Any:
@@ -86,19 +80,20 @@ def call(client: DemoClient, method: str, path: str, expect: int, **kwargs: Any)
 
 
 def _challenge(client: DemoClient, purpose: str) -> tuple[str, bytes]:
-    body = call(client, "POST", "/api/v1/auth/challenges", 201, json={"purpose": purpose})
-    return body["id"], base64.b64decode(body["to_sign"])
+    try:
+        return client.challenge(purpose)
+    except DairiError as exc:
+        raise DemoFailed(f"{exc.code}: {exc.message}") from exc
 
 
 def _login(client: DemoClient, card: VirtualCard) -> dict[str, Any]:
-    challenge_id, to_sign = _challenge(client, "login")
-    return call(
-        client,
-        "POST",
-        f"/api/v1/auth/challenges/{challenge_id}/response",
-        201,
-        json=_proof(card, to_sign),
-    )
+    """The login answer for ``card``; the demo's client keeps no token of its own."""
+    try:
+        return client.login(_card(card))
+    except DairiError as exc:
+        raise DemoFailed(f"{exc.code}: {exc.message}") from exc
+    finally:
+        client.token = None
 
 
 def _saved(directory: Path, kind: str) -> dict[str, VirtualCard] | None:
@@ -135,10 +130,6 @@ class DemoPeople:
     employee_person_id: str
     employee_token: str
     employee_signing: VirtualCard  # the JPKI signing certificate's key (署名用)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def enrolled_employees(
