@@ -322,6 +322,7 @@ class ServiceContext:
             tsa=self.tsa,
             validation_data=self.validation_data,
             max_document_bytes=self.settings.max_document_bytes,
+            stamp_font_file=self.settings.pdf_font,
         )
 
     def close(self) -> None:
