@@ -225,7 +225,8 @@ class XadesSigner:
                 token = await self._timestamp(message)
                 add_timestamp(usp, ARCHIVE_TIMESTAMP_TAG, token, _child_id(signature, "ArcTST"))
 
-        signed = etree.tostring(out_root, xml_declaration=True, encoding="UTF-8")
+        # The whole document: processing instructions beside the root are signed too.
+        signed = etree.tostring(out_root.getroottree(), xml_declaration=True, encoding="UTF-8")
         return XadesResult(
             xml=signed,
             level=level,

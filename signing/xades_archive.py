@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from signing.xades_properties import NS, c14n, unsigned_signature_properties
+from signing.xades_properties import NS, c14n, document_c14n, unsigned_signature_properties
 
 
 def _reference_octets(
@@ -22,23 +22,24 @@ def _reference_octets(
     uri = reference.get("URI")
     document = signature.getroottree().getroot()
     if uri == "":
-        # Enveloped: the whole document without this signature (enveloped transform),
-        # inclusive C14N as the reference's transform names.
-        copy = etree.fromstring(etree.tostring(document, encoding="utf-8"))
+        # Enveloped: the whole document (top-level processing instructions too)
+        # without this signature (enveloped transform), inclusive C14N as the
+        # reference's transform names.
+        copy = etree.fromstring(etree.tostring(document.getroottree(), encoding="utf-8"))
         for node in copy.findall("ds:Signature", namespaces=NS):
             if node.get("Id") == signature.get("Id"):
                 copy.remove(node)
-        return etree.tostring(copy, method="c14n")
+        return document_c14n(copy)
     if uri is not None and uri.startswith("#"):
         # Same-document node (SignedProperties, KeyInfo): no transforms, so the
         # node set is turned into octets by inclusive C14N (XML-DSig §4.4.3.2).
         found = document.xpath("//*[@Id=$id]", id=uri[1:])
         if not isinstance(found, list) or len(found) != 1:
             raise AssertionError(f"reference {uri} does not resolve to one element")
-        return etree.tostring(found[0], method="c14n")
+        return bytes(etree.tostring(found[0], method="c14n", with_comments=False))
     if detached_root is None:
         raise AssertionError(f"external reference {uri} without the detached document")
-    return etree.tostring(detached_root, method="c14n")
+    return document_c14n(detached_root)
 
 
 def archive_timestamp_input(

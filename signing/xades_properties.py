@@ -121,9 +121,24 @@ class DairiXadesSigner(XAdESSigner):
     def _tostring(self, xml_node: etree._Element, **kwargs: Any) -> bytes:
         # signxml copies the document through etree.tostring, whose default (ASCII)
         # turns a non-ASCII element name (<申請書>) into a character reference that
-        # does not parse back; UTF-8 keeps it a name.
+        # does not parse back; UTF-8 keeps it a name. A document element is copied
+        # with its document, so processing instructions beside it (an e-application's
+        # <?xml-stylesheet?>) stay in the signed document.
         kwargs.setdefault("encoding", "utf-8")
-        return bytes(etree.tostring(xml_node, **kwargs))
+        return bytes(etree.tostring(_whole_document(xml_node), **kwargs))
+
+    def _c14n(
+        self,
+        nodes: Any,
+        algorithm: CanonicalizationMethod,
+        inclusive_ns_prefixes: Any = None,
+    ) -> bytes:
+        # The document a reference covers (URI="" enveloped, or the detached file) is a
+        # document node-set in XML-DSig: its top-level processing instructions are in
+        # it, as xmlsec1 and other verifiers canonicalise it. signxml canonicalises
+        # the document element alone, which leaves them out.
+        nodes = [_whole_document(n) for n in (nodes if isinstance(nodes, list) else [nodes])]
+        return bytes(super()._c14n(nodes, algorithm, inclusive_ns_prefixes=inclusive_ns_prefixes))
 
     def _sub(self, parent: etree._Element, tag: etree.QName, **attrs: str) -> etree._Element:
         return etree.SubElement(parent, tag, nsmap=self.namespaces, **attrs)
@@ -194,6 +209,24 @@ class DairiXadesSigner(XAdESSigner):
         self._sub(role_node, xades_tag("X509AttributeCertificate")).text = b64(
             self._properties.certified_role_der
         )
+
+
+def _whole_document(node: Any) -> Any:
+    """The document of ``node`` when it is the document element of a document with
+    other top-level nodes; ``node`` otherwise."""
+    if isinstance(node, etree._Element) and node.getparent() is None:
+        if node.getprevious() is not None or node.getnext() is not None:
+            return node.getroottree()
+    return node
+
+
+def document_c14n(root: etree._Element, *, exclusive: bool = False) -> bytes:
+    """``root``'s document (with its top-level processing instructions), canonicalised."""
+    return bytes(
+        etree.tostring(
+            _whole_document(root), method="c14n", exclusive=exclusive, with_comments=False
+        )
+    )
 
 
 def qualifying_properties(signature: etree._Element) -> etree._Element:

@@ -58,6 +58,12 @@ APPLICATION = """<?xml version="1.0" encoding="UTF-8"?>
   <内容>一般建設業の許可を申請します。</内容>
 </申請書>
 """.encode()
+# As e-Gov forms come: a stylesheet instruction and a comment beside the root.
+STYLED = APPLICATION.replace(
+    b"?>\n",
+    b'?>\n<?xml-stylesheet type="text/xsl" href="form.xsl"?>\n<!-- \xe6\xa7\x98\xe5\xbc\x8f -->\n',
+    1,
+)
 LEVELS = list(XadesLevel)
 INSTRUCTION = '{"grantee":"山田 太郎","actions":["e-application:建設業許可申請"]}'.encode()
 # the document, three evidence files, the signed properties and KeyInfo
@@ -290,7 +296,7 @@ def test_signature_timestamp_covers_the_canonical_signature_value(signed, trust_
             sig, f"{USP}/xades:SignatureTimeStamp/xades:EncapsulatedTimeStamp"
         )
         value = sig.find("ds:SignatureValue", NS)
-        by_hand = etree.tostring(value, method="c14n", exclusive=True)
+        by_hand = etree.tostring(value, method="c14n", exclusive=True, with_comments=False)
         assert by_hand.startswith(
             b'<ds:SignatureValue xmlns:ds="http://www.w3.org/2000/09/xmldsig#">'
         )
@@ -339,38 +345,39 @@ def test_b_lt_carries_what_validates_the_signer_offline(
     validate(mandate.aa_certificate_der, key_usage={"digital_signature"})
 
 
-def _archive_input_by_hand(sig: etree._Element, document: etree._Element | None) -> bytes:
+def _archive_input_by_hand(sig: etree._Element, document: etree._ElementTree | None) -> bytes:
     """EN 319 132-1 §5.5.2.2, written out for the signatures dairi makes."""
     doc = sig.getroottree().getroot()
     parts = []
     for ref in sig.findall("ds:SignedInfo/ds:Reference", NS):
         uri = ref.get("URI")
-        if uri == "":
-            copy = etree.fromstring(etree.tostring(doc, encoding="utf-8"))
+        if uri == "":  # the document node-set, top-level processing instructions too
+            copy = etree.fromstring(etree.tostring(doc.getroottree(), encoding="utf-8"))
             copy.remove(copy.find("ds:Signature", NS))
-            parts.append(etree.tostring(copy, method="c14n"))
+            parts.append(etree.tostring(copy.getroottree(), method="c14n", with_comments=False))
         elif uri.startswith("#"):
             (target,) = doc.xpath("//*[@Id=$i]", i=uri[1:])
-            parts.append(etree.tostring(target, method="c14n"))
+            parts.append(etree.tostring(target, method="c14n", with_comments=False))
         else:
-            parts.append(etree.tostring(document, method="c14n"))
+            parts.append(etree.tostring(document, method="c14n", with_comments=False))
     for name in ("ds:SignedInfo", "ds:SignatureValue", "ds:KeyInfo"):
-        parts.append(etree.tostring(sig.find(name, NS), method="c14n", exclusive=True))
+        element = sig.find(name, NS)
+        parts.append(etree.tostring(element, method="c14n", exclusive=True, with_comments=False))
     usp = sig.find(f"ds:Object/xades:QualifyingProperties/{USP}", NS)
     for prop in usp:
         if prop.tag == f"{{{NS['xades141']}}}ArchiveTimeStamp":
             break
-        parts.append(etree.tostring(prop, method="c14n", exclusive=True))
+        parts.append(etree.tostring(prop, method="c14n", exclusive=True, with_comments=False))
     for obj in sig.findall("ds:Object", NS):
         if obj.find("xades:QualifyingProperties", NS) is None:
-            parts.append(etree.tostring(obj, method="c14n", exclusive=True))
+            parts.append(etree.tostring(obj, method="c14n", exclusive=True, with_comments=False))
     return b"".join(parts)
 
 
 def test_b_lta_archive_timestamp_covers_signature_and_validation_data(signed, detached):
     for xml, document in (
         (signed[XadesLevel.B_LTA], None),
-        (detached, etree.fromstring(APPLICATION)),
+        (detached, etree.fromstring(APPLICATION).getroottree()),
     ):
         sig = signature_of(xml)
         usp = sig.find(f"ds:Object/xades:QualifyingProperties/{USP}", NS)
@@ -515,3 +522,26 @@ def test_a_signed_document_is_signed_again_detached_not_enveloped(
     assert xmlsec1_verify(pem_dir, once, tmp_path).returncode == 0
     outcome = xmlsec1_verify(pem_dir, countersigned, tmp_path, document=once)
     assert outcome.returncode == 0, outcome.stderr
+
+
+def test_processing_instructions_beside_the_root_are_kept_and_signed(
+    xades_signer, employee, pem_dir, tmp_path
+):
+    # XML-DSig signs the document node-set: a verifier (xmlsec1) digests the
+    # stylesheet instruction too, so dropping or ignoring it would break the signature.
+    enveloped = xades_signer.sign(STYLED, employee, XadesSpec(level=XadesLevel.B_LTA)).xml
+    assert b'<?xml-stylesheet type="text/xsl" href="form.xsl"?>' in enveloped
+    outcome = xmlsec1_verify(pem_dir, enveloped, tmp_path)
+    assert outcome.returncode == 0, outcome.stderr
+    sig = signature_of(enveloped)
+    imprint, _ = token_imprint(sig, f"{USP}/xades141:ArchiveTimeStamp/xades:EncapsulatedTimeStamp")
+    assert imprint == hashlib.sha256(_archive_input_by_hand(sig, None)).digest()
+    restyled = enveloped.replace(b'href="form.xsl"', b'href="evil.xsl"')
+    assert xmlsec1_verify(pem_dir, restyled, tmp_path).returncode != 0
+
+    spec = XadesSpec(level=XadesLevel.B_B, packaging="detached", detached_uri="application.xml")
+    detached = xades_signer.sign(STYLED, employee, spec).xml
+    outcome = xmlsec1_verify(pem_dir, detached, tmp_path, document=STYLED)
+    assert outcome.returncode == 0, outcome.stderr
+    restyled = STYLED.replace(b'href="form.xsl"', b'href="evil.xsl"')
+    assert xmlsec1_verify(pem_dir, detached, tmp_path, document=restyled).returncode != 0
