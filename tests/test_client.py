@@ -521,10 +521,7 @@ def test_sign_a_bid_under_a_mandate_then_refused_once_revoked(
     server, people, employee_state, rep_state, credential, bid, tmp_path
 ):
     corporate_number = people["corp"].corporate_number
-    granted = run(
-        server,
-        rep_state,
-        "--json",
+    grant = [
         "grant",
         "--grantee-credential",
         credential["id"],
@@ -536,8 +533,8 @@ def test_sign_a_bid_under_a_mandate_then_refused_once_revoked(
         "90000000",
         "--card",
         str(people["rep_dir"]),
-    )
-    mandate = json.loads(ok(granted))["mandate"]
+    ]
+    mandate = json.loads(ok(run(server, rep_state, "--json", *grant)))["mandate"]
     source = tmp_path / "入札書.pdf"
     source.write_bytes(bid)
     sign = [
@@ -573,6 +570,11 @@ def test_sign_a_bid_under_a_mandate_then_refused_once_revoked(
 
     # Again: the signed file is there, so nothing is sent without --force.
     refused(run(server, employee_state, *sign), "CLIENT_OUTPUT_EXISTS")
+    # Two mandates cover the purpose: the error names both, to choose one with --mandate.
+    second = json.loads(ok(run(server, rep_state, "--json", *grant)))["mandate"]
+    unnamed = [*sign[: sign.index("--mandate")], *sign[sign.index("--mandate") + 2 :]]
+    line = refused(run(server, employee_state, *unnamed, "--force"), "MANDATE_AMBIGUOUS")
+    assert mandate["id"] in line and second["id"] in line
     # Once the mandate is revoked, the service refuses the session: one line, exit 2.
     ok(run(server, rep_state, "revoke", mandate["id"]))
     refused(run(server, employee_state, *sign, "--force"), "MANDATE_REVOKED")

@@ -64,10 +64,12 @@ def refusal(response: requests.Response, method: str, path: str) -> DairiError:
     except ValueError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("code"), str):
-        detail = body.get("detail") or body.get("title") or ""
-        error = DairiError(f"{detail} ({method} {path}: {response.status_code})", body["code"])
-        error.problem_body = body  # type: ignore[attr-defined]
-        return error
+        detail = str(body.get("detail") or body.get("title") or "")
+        mandates = body.get("mandates")
+        if isinstance(mandates, list) and mandates:
+            # MANDATE_AMBIGUOUS: which mandates cover the purpose, to choose one from.
+            detail += f"; mandates {', '.join(map(str, mandates))} (name one with --mandate)"
+        return DairiError(f"{detail} ({method} {path}: {response.status_code})", body["code"])
     return ClientError(f"{method} {path}: HTTP {response.status_code} without a problem document")
 
 
