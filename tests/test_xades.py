@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 from fixtures_pki import make_credential
 from helpers_delegation_ac import AcEndpoints, make_terms
 from lxml import etree
+from pyhanko.sign.timestamps.api import TimeStamper
+from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from signxml import DigestAlgorithm
 from signxml.exceptions import InvalidDigest, InvalidSignature
@@ -34,6 +36,7 @@ from signing import (
     MandateEvidence,
     SignerCertificateRevoked,
     SigningError,
+    TimestampAuthority,
     TimestampFailed,
     ValidationDataSource,
     XadesLevel,
@@ -462,10 +465,25 @@ def test_hostile_or_unreadable_documents_are_refused_before_the_key_is_used(
     assert used == []
 
 
+class _RefusingTsa(TimeStamper):
+    async def async_request_tsa_response(self, req):
+        raise TimestampRequestError("the TSA answered 503")
+
+
 def test_refusals_of_configuration_and_certificate(hsm, pki, xades_signer, employee, monkeypatch):
     no_tsa = XadesSigner(hsm, tsa=None, validation_data=None, max_document_bytes=100_000)
     with pytest.raises(TimestampFailed):
         no_tsa.sign(APPLICATION, employee, XadesSpec(level=XadesLevel.B_T))
+    down = XadesSigner(
+        hsm,
+        tsa=TimestampAuthority("down", _RefusingTsa),
+        validation_data=None,
+        max_document_bytes=100_000,
+    )
+    with pytest.raises(TimestampFailed) as info:
+        down.sign(APPLICATION, employee, XadesSpec(level=XadesLevel.B_T))
+    assert info.value.code == "TIMESTAMP_FAILED"
+    assert down.sign(APPLICATION, employee, XadesSpec(level=XadesLevel.B_B)).xml  # B-B needs none
     with pytest.raises(ValueError):
         XadesSpec(packaging="detached")
     with pytest.raises(ValueError):
