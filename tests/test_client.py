@@ -164,6 +164,13 @@ def test_login_with_a_pkcs12_file(server, people, tmp_path):
     caller = json.loads(ok(output))["caller"]
     assert caller["representative_of"] == [people["corp"].corporate_number]
     assert "access_token" not in json.loads(output.stdout)
+    # Logging out ends the token at the service and forgets it here.
+    token = json.loads(state.read_text())["access_token"]
+    assert ok(run(server, state, "logout")) == f"logged out of {server.url}\n"
+    assert json.loads(state.read_text())["access_token"] is None
+    refused(run(server, state, "whoami"), "CLIENT_NOT_LOGGED_IN")
+    with ApiClient(server.url, token) as api:
+        assert api.send("GET", "/api/v1/me").status_code == 401
     # The password from the environment; a wrong one is the card's fault, not a traceback.
     wrong = run(server, state, "login", "--p12", str(p12), env={"DAIRI_P12_PASSWORD": "wrong"})
     refused(wrong, "CLIENT_CARD_UNUSABLE")
