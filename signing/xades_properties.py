@@ -29,6 +29,7 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 from signxml.algorithms import CanonicalizationMethod
+from signxml.exceptions import InvalidInput
 from signxml.util import SigningSettings, ds_tag, namespaces, xades141_tag, xades_tag
 from signxml.xades import XAdESSigner
 
@@ -126,6 +127,13 @@ class DairiXadesSigner(XAdESSigner):
         # <?xml-stylesheet?>) stay in the signed document.
         kwargs.setdefault("encoding", "utf-8")
         return bytes(etree.tostring(_whole_document(xml_node), **kwargs))
+
+    def _get_c14n_inputs_from_references(self, doc_root: Any, references: Any) -> Any:
+        # signxml's detached mode first looks the URI up as an Id inside the document
+        # and signs only that element when one matches: a document carrying
+        # Id="application.xml" would get a signature over part of it that names the
+        # whole file. Refusing the look-up makes signxml sign the whole document.
+        raise InvalidInput("dairi's detached signatures cover the whole document")
 
     def _c14n(
         self,

@@ -563,3 +563,15 @@ def test_processing_instructions_beside_the_root_are_kept_and_signed(
     assert outcome.returncode == 0, outcome.stderr
     restyled = STYLED.replace(b'href="form.xsl"', b'href="evil.xsl"')
     assert xmlsec1_verify(pem_dir, detached, tmp_path, document=restyled).returncode != 0
+
+
+def test_a_detached_signature_covers_the_whole_file_even_if_an_id_matches_its_uri(
+    xades_signer, employee, pem_dir, tmp_path
+):
+    # signxml would otherwise sign only the element whose Id equals the URI
+    decoy = APPLICATION.replace("<提出先>".encode(), '<提出先 Id="application.xml">'.encode())
+    spec = XadesSpec(level=XadesLevel.B_B, packaging="detached", detached_uri="application.xml")
+    signature = xades_signer.sign(decoy, employee, spec).xml
+    assert xmlsec1_verify(pem_dir, signature, tmp_path, document=decoy).returncode == 0
+    changed = decoy.replace("一般建設業".encode(), "特定建設業".encode())
+    assert xmlsec1_verify(pem_dir, signature, tmp_path, document=changed).returncode != 0
