@@ -232,6 +232,22 @@ CATALOGUE = _Catalogue(
     ),
     ("MANDATE_MISSING", 422, "A purpose was asked but the signature carries no mandate."),
     (
+        "MANDATE_STATUS_UNKNOWN",
+        422,
+        "No CRL or OCSP answer from the attribute authority proves the mandate's status.",
+    ),
+    ("EVIDENCE_MISSING", 422, "The document lacks the root grant's embedded evidence files."),
+    (
+        "EVIDENCE_MISMATCH",
+        422,
+        "An embedded evidence file is not the one the mandate AC certifies.",
+    ),
+    (
+        "REPRESENTATIVE_CERT_UNTRUSTED",
+        422,
+        "The representative's registration certificate does not chain to a trusted anchor.",
+    ),
+    (
         "VERIFICATION_PURPOSE_INVALID",
         422,
         "The purpose to verify against is not a JSON object of the documented fields.",

@@ -51,7 +51,7 @@ from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 from delegation.scope import Purpose
 from signing.errors import DocumentError, DocumentMalformed, DocumentNotPdf, DocumentTooLarge
 from signing.pades import PadesLevel
-from signing.verification_mandate import check_mandate
+from signing.verification_mandate import STATUS_UNKNOWN, check_mandate
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 
@@ -93,6 +93,15 @@ class VerificationTrust:
     ocsps: tuple[bytes, ...] = ()
     allow_fetching: bool = False
     fetcher_backend: FetcherBackend | None = None
+    # Titles that make a registration certificate's holder a representative (代表者).
+    representative_titles: tuple[str, ...] = (
+        "代表取締役",
+        "代表執行役",
+        "代表理事",
+        "代表社員",
+        "代表者",
+        "理事長",
+    )
 
 
 @dataclass(frozen=True)
@@ -287,14 +296,6 @@ def _validation_spec(
         ),
         revinfo_policy=CertRevTrustPolicy(REQUIRE_REVINFO),
     )
-    ac_policy = None
-    if trust.aa_certificates:
-        ac_policy = CertValidationPolicySpec(
-            trust_manager=SimpleTrustManager.build(
-                trust_roots=[x509.Certificate.load(r) for r in trust.aa_certificates]
-            ),
-            revinfo_policy=CertRevTrustPolicy(REQUIRE_REVINFO),
-        )
     rule = (
         RevinfoOnlineFetchingRule.NO_HISTORICAL_FETCH
         if trust.allow_fetching
@@ -305,7 +306,6 @@ def _validation_spec(
         revinfo_gathering_policy=RevocationInfoGatheringSpec(
             online_fetching_rule=rule, fetcher_backend=trust.fetcher_backend
         ),
-        ac_validation_policy=ac_policy,
         local_knowledge=knowledge,
     )
 
@@ -483,14 +483,22 @@ async def _report_one(
         reasons.append(MODIFIED_AFTER_SIGNING)
 
     best_time = getattr(result, "best_signature_time", None)
-    mandate = check_mandate(embedded, status, trust, purpose, principal, best_time)
-    if mandate is not None and mandate.present:
-        if indication is Indication.TOTAL_PASSED and not (
-            mandate.holds and mandate.covers_purpose is not False
-        ):
-            indication, sub = Indication.TOTAL_FAILED, CONSTRAINTS_FAILURE
-            message = "the mandate does not hold for this signature"
+    when = best_time or embedded.self_reported_timestamp or datetime.now(UTC)
+    revinfo = (
+        [c.crl_data.dump() for c in knowledge.known_crls],
+        [o.ocsp_response_data.dump() for o in knowledge.known_ocsps],
+    )
+    mandate = await check_mandate(embedded, trust, purpose, principal, when, revinfo)
+    if mandate is not None:
         reasons.extend(mandate.reasons)
+        if indication is Indication.TOTAL_PASSED and mandate.reasons:
+            if set(mandate.reasons) == {STATUS_UNKNOWN}:
+                # Nothing says the mandate stood at the signing time, nor that it fell.
+                indication, sub = Indication.INDETERMINATE, AdESIndeterminate.TRY_LATER.name
+                message = "no revocation data from the attribute authority for the mandate"
+            else:
+                indication, sub = Indication.TOTAL_FAILED, CONSTRAINTS_FAILURE
+                message = "the mandate does not hold for this signature"
     elif purpose is not None:
         # A purpose was asked but the signature names no mandate: nothing covers it.
         reasons.append("MANDATE_MISSING")

@@ -32,9 +32,7 @@ def _tampered(pdf: bytes) -> bytes:
 def _client_headers(app, scopes: tuple[str, ...]) -> dict[str, str]:
     context = app.extensions["dairi"]
     with context.session_factory() as session, session.begin():
-        auth = AuthService(
-            session, context.settings, context.certificate_validator, context.clock
-        )
+        auth = AuthService(session, context.settings, context.certificate_validator, context.clock)
         issued = auth.create_client("調達システム", scopes, "test", all_corporations=True)
         pair = f"{issued.row.client_id}:{issued.client_secret}".encode()
     return {"Authorization": "Basic " + base64.b64encode(pair).decode()}

@@ -46,8 +46,9 @@ def verify_command(
     lang: str,
 ) -> None:
     """Verify the signatures of a signed PDF, and the mandates they were made under."""
+    settings = load_cli_settings()
     if trust_dir is None:
-        trust_dir = load_cli_settings().trust_dir
+        trust_dir = settings.trust_dir
     if not trust_dir.is_dir():
         fail("INPUT_INVALID", f"no trust directory at {trust_dir}")
     try:
@@ -64,7 +65,10 @@ def verify_command(
     asked = {k: v for k, v in fields.items() if v is not None}
     purpose = purpose_from(asked) if asked else None
     report = verify_document(
-        document, trust_from_directory(trust_dir), purpose, max_bytes=DEFAULT_MAX_BYTES
+        document,
+        trust_from_directory(trust_dir, representative_titles=settings.representative_titles),
+        purpose,
+        max_bytes=DEFAULT_MAX_BYTES,
     )
     if as_json:
         click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))

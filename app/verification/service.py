@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,7 +33,10 @@ class PurposeInvalid(DairiError):
 
 
 def trust_from_directory(
-    directory: Path, *, aa_certificates: tuple[bytes, ...] = ()
+    directory: Path,
+    *,
+    aa_certificates: tuple[bytes, ...] = (),
+    representative_titles: tuple[str, ...] | None = None,
 ) -> VerificationTrust:
     """Anchors from ``<dir>/service.pem`` and ``tsa.pem`` (signers and TSAs),
     ``registrar.pem`` (representatives), ``aa.pem`` (the attribute authority, unless
@@ -43,12 +47,15 @@ def trust_from_directory(
     aa_file = directory / AA_FILE
     if not aa and aa_file.is_file():
         aa = tuple(der for _, _, der in pem.unarmor(aa_file.read_bytes(), multiple=True))[:1]
-    return VerificationTrust(
+    trust = VerificationTrust(
         roots=tuple(dict.fromkeys(roots)),
         aa_certificates=aa,
         registration_roots=store.anchors_for(TrustPurpose.REGISTRAR),
         crls=tuple(load_crls(directory)),
     )
+    if representative_titles:
+        trust = replace(trust, representative_titles=representative_titles)
+    return trust
 
 
 def purpose_from(fields: Mapping[str, object]) -> tuple[Purpose, str | None]:

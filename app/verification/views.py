@@ -39,7 +39,11 @@ def _service_trust() -> VerificationTrust:
         aa = context.aa_certificates[:1]
     except DairiError:  # no AA configured: mandates cannot be judged, the rest can
         aa = ()
-    return trust_from_directory(context.settings.trust_dir, aa_certificates=aa)
+    return trust_from_directory(
+        context.settings.trust_dir,
+        aa_certificates=aa,
+        representative_titles=context.settings.representative_titles,
+    )
 
 
 @blp.route("/verifications", methods=["POST"])

@@ -1,0 +1,200 @@
+"""signing.verification on signatures made under a real mandate (issue 13): the chain
+judged at the signing time from the document's AC and the AA's revocation data, the
+purpose in each dimension, and the root grant checked from the embedded evidence."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+from flask import Flask
+from helpers_auth import bearer, login, new_corporation
+from helpers_mandates import ENTITY, OTHER_ENTITY, new_employee, root_grant, sub_grant
+
+from app.factory import create_app
+from app.mandates.evidence import mandate_evidence
+from app.mandates.models import Mandate
+from app.migrate import migrate
+from app.settings import Settings
+from delegation.scope import Purpose
+from hsm import Hsm
+from signing import MandateEvidence, PadesLevel, PadesSpec
+from signing.verification import Indication, VerificationTrust, verify_pdf
+
+
+@pytest.fixture(scope="module")
+def served(base_settings: Settings, hsm: Hsm, pki, tmp_path_factory) -> Iterator[Flask]:
+    path = tmp_path_factory.mktemp("verify-mandate")
+    settings = base_settings.replace(database_url=f"sqlite:///{path / 'dairi.db'}", data_dir=path)
+    migrate(settings.database_url)
+    application = create_app(settings, hsm=hsm)
+    application.config["TESTING"] = True
+    yield application
+    application.extensions["dairi"].engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def chain(served: Flask, hsm: Hsm, pki) -> dict:
+    client = served.test_client()
+    corp = new_corporation(pki, name="株式会社大理建設")
+    yamada = new_employee(client, hsm, pki, corp, "山田\u3000太郎")
+    suzuki = new_employee(client, hsm, pki, corp, "鈴木\u3000花子")
+    root = root_grant(client, corp, yamada)
+    sub = sub_grant(client, hsm, corp, root, yamada, suzuki)
+    return {"corp": corp, "yamada": yamada, "suzuki": suzuki, "root": root, "sub": sub}
+
+
+def _evidence(served: Flask, ids: list[str], *, long_term: bool) -> MandateEvidence:
+    context = served.extensions["dairi"]
+    with context.session_factory() as session:
+        rows = [session.get(Mandate, i) for i in ids]
+        evidence = mandate_evidence(context, session, rows, long_term=long_term)
+        session.commit()
+    return evidence
+
+
+def _sign(served, who, evidence, level, bid) -> bytes:
+    signer = served.extensions["dairi"].pades_signer
+    return signer.sign(bid, who.credential, PadesSpec(level=level, mandate=evidence)).pdf
+
+
+@pytest.fixture(scope="module")
+def trust(served, pki) -> VerificationTrust:
+    context = served.extensions["dairi"]
+    roots = tuple(c.public_bytes(Encoding.DER) for c in pki.roots().values())
+    registrar = (pki.roots()["registrar"].public_bytes(Encoding.DER),)
+    return VerificationTrust(
+        roots=roots,
+        aa_certificates=(context.attribute_authority.certificate_der,),
+        registration_roots=registrar,
+    )
+
+
+@pytest.fixture(scope="module")
+def signed(served, chain, bid) -> dict:
+    root_only = [chain["root"]["id"]]
+    both = [chain["root"]["id"], chain["sub"]["id"]]
+    return {
+        "root-LTA": _sign(
+            served,
+            chain["yamada"],
+            _evidence(served, root_only, long_term=True),
+            PadesLevel.B_LTA,
+            bid,
+        ),
+        "sub-LT": _sign(
+            served, chain["suzuki"], _evidence(served, both, long_term=True), PadesLevel.B_LT, bid
+        ),
+    }
+
+
+def _bid_purpose(corp, **changes) -> tuple[Purpose, str]:
+    fields = {"action": "bid", "procuring_entity": ENTITY, "case": None, "amount_jpy": 10_000_000}
+    fields.update(changes)
+    return Purpose(at=datetime.now(UTC), **fields), corp.corporate_number  # type: ignore[arg-type]
+
+
+def test_a_bid_signed_under_the_representatives_grant_passes_for_its_purpose(signed, trust, chain):
+    purpose, principal = _bid_purpose(chain["corp"])
+    report = verify_pdf(signed["root-LTA"], trust, purpose, principal=principal)
+    (sig,) = report.signatures
+    assert (sig.indication, sig.reasons) == (Indication.TOTAL_PASSED, ()), sig
+    assert sig.level is PadesLevel.B_LTA
+    mandate = sig.mandate
+    assert mandate is not None and mandate.holds and mandate.covers_purpose is True
+    (hop,) = mandate.hops
+    assert hop.depth == 0 and hop.mandate_id == chain["root"]["id"]
+    assert hop.principal_corporate_number == chain["corp"].corporate_number
+    assert hop.revoked_at is None and hop.reasons == ()
+    root = mandate.root_grant
+    assert root is not None and root.checked and root.reasons == ()
+    assert root.corporate_number == chain["corp"].corporate_number
+    assert root.corporation == "株式会社大理建設"
+
+
+def test_a_sub_delegation_shows_both_hops(signed, trust, chain):
+    purpose, principal = _bid_purpose(chain["corp"])
+    (sig,) = verify_pdf(signed["sub-LT"], trust, purpose, principal=principal).signatures
+    assert sig.indication is Indication.TOTAL_PASSED, sig
+    assert [h.depth for h in sig.mandate.hops] == [0, 1]
+    assert [h.mandate_id for h in sig.mandate.hops] == [chain["root"]["id"], chain["sub"]["id"]]
+
+
+@pytest.mark.parametrize(
+    ("changes", "code"),
+    [
+        ({"action": "contract"}, "SCOPE_ACTION_NOT_GRANTED"),
+        ({"procuring_entity": OTHER_ENTITY}, "SCOPE_ENTITY_NOT_GRANTED"),
+        ({"amount_jpy": 100_000_001}, "SCOPE_AMOUNT_EXCEEDED"),
+    ],
+)
+def test_a_purpose_outside_the_mandate_fails_with_its_code(signed, trust, chain, changes, code):
+    purpose, principal = _bid_purpose(chain["corp"], **changes)
+    (sig,) = verify_pdf(signed["root-LTA"], trust, purpose, principal=principal).signatures
+    assert sig.indication is Indication.TOTAL_FAILED
+    assert sig.sub_indication == "SIG_CONSTRAINTS_FAILURE"
+    assert sig.mandate.covers_purpose is False
+    assert code in sig.reasons
+
+
+def test_another_principal_is_not_covered(signed, trust, chain):
+    purpose, _ = _bid_purpose(chain["corp"])
+    (sig,) = verify_pdf(signed["root-LTA"], trust, purpose, principal="1234567890123").signatures
+    assert sig.indication is Indication.TOTAL_FAILED
+    assert "PRINCIPAL_MISMATCH" in sig.reasons
+
+
+def test_an_ac_from_an_unknown_authority_does_not_count(signed, trust, chain):
+    unknown = replace(trust, aa_certificates=trust.roots[:1])
+    (sig,) = verify_pdf(signed["root-LTA"], unknown).signatures
+    assert sig.indication is Indication.TOTAL_FAILED
+    assert sig.reasons == ("AC_NOT_ISSUED_BY_AA",)
+
+
+def _fresh_ac_crl(served) -> bytes:
+    response = served.test_client().get("/ac/crl")
+    assert response.status_code == 200
+    return response.data
+
+
+def test_revoked_before_signing_fails_and_revoked_after_passes(served, chain, trust, hsm, pki, bid):
+    client = served.test_client()
+    corp = chain["corp"]
+    tanaka = new_employee(client, hsm, pki, corp, "田中\u3000一郎")
+    mandate = root_grant(client, corp, tanaka)
+    evidence = _evidence(served, [mandate["id"]], long_term=False)
+    before = _sign(served, tanaka, evidence, PadesLevel.B_T, bid)
+    time.sleep(1.1)  # a CRL states whole seconds: revoke in a later second than the signing
+    revoked = client.post(
+        f"/api/v1/mandates/{mandate['id']}/revocation",
+        json={},
+        headers=bearer(login(client, corp.representative)),
+    )
+    assert revoked.status_code == 200, revoked.get_json()
+    # Signed after the revocation with evidence gathered before it: the service would
+    # refuse; the document is built to see that the verifier does too.
+    after = _sign(served, tanaka, evidence, PadesLevel.B_T, bid)
+    now = datetime.now(UTC)
+    with_crl = replace(
+        trust,
+        crls=(
+            _fresh_ac_crl(served),
+            pki.cas["service-root"].crl(now=now),
+            pki.cas["employee-signing"].crl(now=now),
+        ),
+    )
+    purpose, principal = _bid_purpose(corp)
+    (ok,) = verify_pdf(before, with_crl, purpose, principal=principal).signatures
+    assert ok.indication is Indication.TOTAL_PASSED, ok
+    assert ok.mandate.hops[0].revoked_at is not None  # revoked, but after signing
+    (bad,) = verify_pdf(after, with_crl, purpose, principal=principal).signatures
+    assert bad.indication is Indication.TOTAL_FAILED
+    assert "MANDATE_REVOKED" in bad.reasons
+    # Without any word from the AA the mandate's status is not proven either way.
+    (unknown,) = verify_pdf(before, replace(with_crl, crls=with_crl.crls[1:])).signatures
+    assert unknown.indication is Indication.INDETERMINATE
+    assert unknown.reasons == ("MANDATE_STATUS_UNKNOWN",)
