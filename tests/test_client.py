@@ -454,15 +454,15 @@ def test_sign_checks_what_the_card_would_sign(tmp_path):
             {"index": 1, "name": "b.pdf", "sha256": digests[1]},
         ]
     }
-    check_uploaded([a, b], digests, reported)
+    check_uploaded(["a.pdf", "b.pdf"], digests, reported)
     swapped = {
         "documents": [reported["documents"][0], {**reported["documents"][1], "sha256": digests[0]}]
     }
     with pytest.raises(DairiError) as caught:
-        check_uploaded([a, b], digests, swapped)
+        check_uploaded(["a.pdf", "b.pdf"], digests, swapped)
     assert caught.value.code == "CLIENT_DIGEST_MISMATCH"
     with pytest.raises(DairiError) as caught:
-        check_uploaded([a, b], digests, {"documents": reported["documents"][:1]})
+        check_uploaded(["a.pdf", "b.pdf"], digests, {"documents": reported["documents"][:1]})
     assert caught.value.code == "CLIENT_DIGEST_MISMATCH"
 
     request = SigningRequest("cred-1", "1011001077777", "bid", "国土交通省", None, 10, "B-T")

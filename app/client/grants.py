@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
@@ -109,5 +110,51 @@ def build_instruction(
         grantee_name or certificate_name(grantee_certificate),
         hashlib.sha256(grantee_certificate).hexdigest(),
         scope,
+        created_at=moment,
+    )
+
+
+def build_sub_instruction(
+    parent: dict[str, Any],
+    grantee_certificate: bytes,
+    terms: GrantTerms,
+    *,
+    grantee_name: str | None = None,
+    now: datetime | None = None,
+) -> GrantInstruction:
+    """A sub-delegation (復代理) of the mandate ``parent`` (as ``GET /api/v1/mandates/{id}``
+    shows it): the principal is the parent's, the grantor the parent's grantee (no title).
+    Validity defaults to the rest of the parent's. Raises ``INPUT_INVALID`` (or the
+    scope's own code). Entities, cases and amount left out are the parent's; whether
+    the result lies within the parent is the service's judgement."""
+    if not terms.actions:
+        raise GrantInputInvalid("name at least one --action")
+    try:
+        within = Scope.from_json(parent["scope"])
+        principal = parent["principal"]
+        grantor = parent["grantee"]["name"]
+    except (KeyError, TypeError) as exc:
+        raise GrantInputInvalid("the parent mandate is not as the API shows one") from exc
+    moment = (now or datetime.now(UTC)).replace(microsecond=0)
+    not_before = terms.not_before or max(within.not_before, moment - START_SLACK)
+    # What the flags leave out is the parent's: a sub-delegation lies within it.
+    scope = Scope(
+        frozenset(terms.actions),
+        _names(terms.procuring_entities) or within.procuring_entities,
+        _names(terms.cases) or within.cases,
+        terms.amount_limit_jpy or within.amount_limit_jpy,
+        not_before,
+        terms.not_after or within.not_after,
+        max_depth=terms.max_depth,
+    )
+    return GrantInstruction(
+        principal["corporate_number"],
+        principal["name"],
+        grantor,
+        None,
+        grantee_name or certificate_name(grantee_certificate),
+        hashlib.sha256(grantee_certificate).hexdigest(),
+        scope,
+        parent=str(parent["id"]),
         created_at=moment,
     )

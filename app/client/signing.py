@@ -27,6 +27,7 @@ class SigningRequest:
     amount: int | None = None
     level: str = "B-T"
     mandate_id: str | None = None
+    format: str = "pades"  # "cms": a sub-delegation instruction, signed detached
 
     def json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -38,7 +39,7 @@ class SigningRequest:
                 "case": self.case,
                 "amount": self.amount,
             },
-            "format": "pades",
+            "format": self.format,
             "level": self.level,
         }
         if self.mandate_id:
@@ -60,26 +61,26 @@ def signed_path(source: Path) -> Path:
     return source.with_name(f"{source.stem}-signed.pdf")
 
 
-def check_uploaded(files: Sequence[Path], digests: Sequence[str], session: dict[str, Any]) -> None:
+def check_uploaded(names: Sequence[str], digests: Sequence[str], session: dict[str, Any]) -> None:
     """Refuse to authorize unless the service reports exactly the files sent, in order,
     each with the SHA-256 computed here (``CLIENT_DIGEST_MISMATCH``): the card's
     signature activates whatever the session names, so a client must not take the
     service's word for it."""
     documents = session.get("documents")
-    if not isinstance(documents, list) or len(documents) != len(files):
+    if not isinstance(documents, list) or len(documents) != len(names):
         raise ClientError(
             f"the service reports {len(documents) if isinstance(documents, list) else 'no'} "
-            f"documents for {len(files)} sent",
+            f"documents for {len(names)} sent",
             "CLIENT_DIGEST_MISMATCH",
         )
-    for position, (path, digest, reported) in enumerate(
-        zip(files, digests, documents, strict=True)
+    for position, (name, digest, reported) in enumerate(
+        zip(names, digests, documents, strict=True)
     ):
         if not isinstance(reported, dict) or reported.get("index", position) != position:
             raise ClientError(f"document {position} is out of order", "CLIENT_DIGEST_MISMATCH")
         if str(reported.get("sha256", "")).lower() != digest:
             raise ClientError(
-                f"{path.name}: the service reports SHA-256 {reported.get('sha256')}, "
+                f"{name}: the service reports SHA-256 {reported.get('sha256')}, "
                 f"the file has {digest}",
                 "CLIENT_DIGEST_MISMATCH",
             )
@@ -125,45 +126,33 @@ def check_to_sign(
     return bound
 
 
-def sign_files(
-    client: ApiClient,
-    card: Card,
-    request: SigningRequest,
-    files: Sequence[Path],
-    *,
-    force: bool = False,
-) -> Iterator[tuple[str, Any]]:
-    """Sign ``files`` through a signing session: open it (upload), check the digests the
-    service reports, authorize with ``card`` (JPKI authentication) over ``to_sign``,
-    sign with the SAD, fetch each signed PDF and write it beside its input.
+@dataclass(frozen=True)
+class Upload:
+    """One document for a signing session: its name, bytes and media type."""
 
-    Nothing is authorized unless what the card would sign is what was asked for
-    (:func:`check_uploaded`, :func:`check_to_sign`). Yields progress as (event,
-    value): ``("session", answer)``, ``("authorized", answer)``, then ``("signed",
-    SignedFile)`` per file. Raises ``CLIENT_OUTPUT_EXISTS``
-    before anything is sent when a target exists and not ``force``.
-    """
-    targets = [signed_path(f) for f in files]
-    if not force:
-        for target in targets:
-            if target.exists():
-                raise ClientError(f"{target} exists (--force to overwrite)", "CLIENT_OUTPUT_EXISTS")
-    contents = []
-    for path in files:
-        try:
-            contents.append(path.read_bytes())
-        except OSError as exc:
-            raise ClientError(f"cannot read {path}", "INPUT_INVALID") from exc
-    digests = [hashlib.sha256(c).hexdigest() for c in contents]
+    name: str
+    content: bytes
+    media_type: str = "application/pdf"
+
+
+def run_session(
+    client: ApiClient, card: Card, request: SigningRequest, uploads: Sequence[Upload]
+) -> Iterator[tuple[str, Any]]:
+    """One signing session: open it with ``uploads``, check what the card is about to
+    sign (:func:`check_uploaded`, :func:`check_to_sign`; nothing is authorized
+    otherwise), authorize with ``card`` (JPKI authentication) over ``to_sign``, spend
+    the SAD and fetch each signed document once.
+
+    Yields (event, value): ``("session", answer)``, ``("authorized", answer)``, then
+    ``("fetched", (document as the service lists it, signed bytes))`` per upload, in
+    order."""
+    digests = [hashlib.sha256(u.content).hexdigest() for u in uploads]
     parts: list[tuple[str, tuple[str | None, bytes | str, str]]] = [
         ("request", (None, json.dumps(request.json()), "application/json"))
     ]
-    parts.extend(
-        ("document", (path.name, data, "application/pdf"))
-        for path, data in zip(files, contents, strict=True)
-    )
+    parts.extend(("document", (u.name, u.content, u.media_type)) for u in uploads)
     session = client.call("POST", "/api/v1/signing-sessions", files=parts)
-    check_uploaded(files, digests, session)
+    check_uploaded([u.name for u in uploads], digests, session)
     to_sign = unb64(session["to_sign"], "to_sign")
     check_to_sign(to_sign, request, digests, str(session["id"]))
     yield "session", session
@@ -177,21 +166,65 @@ def sign_files(
         json={"sad": authorized["sad"]},
     )
     by_index = {d["index"]: d for d in signed["documents"]}
-    for index, (path, target) in enumerate(zip(files, targets, strict=True)):
+    for index, upload in enumerate(uploads):
         document = by_index.get(index)
         if document is None:
-            raise ClientError(f"the service returned no signature for {path.name}")
+            raise ClientError(f"the service returned no signature for {upload.name}")
         response = client.send("GET", document["href"])
         if response.status_code != 200:
             raise refusal(response, "GET", document["href"])
-        signed_sha256 = hashlib.sha256(response.content).hexdigest()
-        if document.get("signed_sha256") and document["signed_sha256"] != signed_sha256:
+        if document.get("signed_sha256") and (
+            document["signed_sha256"] != hashlib.sha256(response.content).hexdigest()
+        ):
             raise ClientError(
-                f"{path.name}: the signed PDF fetched is not the one the service reported",
+                f"{upload.name}: the signed document fetched is not the one the service reported",
                 "CLIENT_DIGEST_MISMATCH",
             )
-        target.write_bytes(response.content)
+        yield "fetched", (document, response.content)
+
+
+def sign_files(
+    client: ApiClient,
+    card: Card,
+    request: SigningRequest,
+    files: Sequence[Path],
+    *,
+    force: bool = False,
+) -> Iterator[tuple[str, Any]]:
+    """Sign PDFs through one signing session (:func:`run_session`) and write each signed
+    one beside its input (:func:`signed_path`).
+
+    Yields ``("session", answer)``, ``("authorized", answer)``, then ``("signed",
+    SignedFile)`` per file. Raises ``CLIENT_OUTPUT_EXISTS`` before anything is sent
+    when a target exists and not ``force``.
+    """
+    targets = [signed_path(f) for f in files]
+    if not force:
+        for target in targets:
+            if target.exists():
+                raise ClientError(f"{target} exists (--force to overwrite)", "CLIENT_OUTPUT_EXISTS")
+    uploads = []
+    for path in files:
+        try:
+            uploads.append(Upload(path.name, path.read_bytes()))
+        except OSError as exc:
+            raise ClientError(f"cannot read {path}", "INPUT_INVALID") from exc
+    position = 0
+    for event, value in run_session(client, card, request, uploads):
+        if event != "fetched":
+            yield event, value
+            continue
+        document, content = value
+        target = targets[position]
+        target.write_bytes(content)
         yield (
             "signed",
-            SignedFile(path, target, digests[index], signed_sha256, str(document["signature_id"])),
+            SignedFile(
+                files[position],
+                target,
+                hashlib.sha256(uploads[position].content).hexdigest(),
+                hashlib.sha256(content).hexdigest(),
+                str(document["signature_id"]),
+            ),
         )
+        position += 1
