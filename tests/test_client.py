@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,12 @@ from live_server import DAIRI, LiveServer
 
 from app.cli.main import main
 from app.client import ApiClient, SigningRequest, check_to_sign, check_uploaded, directory_card
+from app.client.grants import GrantTerms, build_sub_instruction
 from app.client.state import ClientState, save_state
 from app.migrate import migrate
 from dairi import DairiError
+from delegation.instruction import GrantInstruction
+from delegation.scope import Scope
 from devpki.cards import save_card
 from hsm.softhsm import write_softhsm_conf
 
@@ -586,3 +590,38 @@ def test_sign_a_bid_under_a_mandate_then_refused_once_revoked(
     ok(run(server, rep_state, "revoke", mandate["id"]))
     refused(run(server, employee_state, *sign, "--force"), "MANDATE_REVOKED")
     assert target.read_bytes() == signed
+
+
+def test_a_sub_delegation_instruction_lies_within_its_parent(credential):
+    """What ``build_sub_instruction`` leaves out is the parent's, so the child is
+    within it; the grantor is the parent's grantee."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    parent_scope = Scope(
+        frozenset({"bid", "quote"}),
+        frozenset({ENTITY}),
+        None,
+        50_000_000,
+        now - timedelta(days=1),
+        now + timedelta(days=30),
+        max_depth=1,
+    )
+    parent = {
+        "id": "parent-1",
+        "principal": {"corporate_number": "1011001077777", "name": "株式会社代理建設"},
+        "grantee": {"name": NAME},
+        "scope": parent_scope.to_json(),
+    }
+    holder = base64.b64decode(credential["certificate"])
+    made = build_sub_instruction(
+        parent, holder, GrantTerms(("bid",)), grantee_name="鈴木\u3000花子"
+    )
+    parsed = GrantInstruction.parse(made.canonical())
+    assert (parsed.parent, parsed.grantor_name, parsed.grantor_title) == ("parent-1", NAME, None)
+    assert parsed.principal_corporate_number == "1011001077777"
+    assert parsed.grantee_certificate_sha256 == hashlib.sha256(holder).hexdigest()
+    assert parsed.scope.procuring_entities == frozenset({ENTITY})
+    assert parsed.scope.amount_limit_jpy == 50_000_000
+    assert parsed.scope.not_after == parent_scope.not_after
+    assert parent_scope.contains(parsed.scope)
+    wider = build_sub_instruction(parent, holder, GrantTerms(("contract",)), grantee_name="x")
+    assert not parent_scope.contains(wider.scope)
