@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
 from datetime import UTC, datetime
 from io import BytesIO
 
@@ -193,3 +194,36 @@ def test_input_that_is_not_a_signed_pdf_is_refused(bid, signed, trust):
         verify_pdf(bid, trust)
     with pytest.raises(DocumentTooLarge):
         verify_pdf(signed[PadesLevel.B_B], trust, max_bytes=1000)
+
+
+def test_a_signer_certificate_revoked_before_signing_fails(hsm, pki, bid, dev_tsa, trust):
+    from cryptography import x509 as pyca_x509
+    from fixtures_pki import make_credential
+
+    from signing import PadesSigner
+
+    # A signer that checks nothing before signing (as a forger's tool would not).
+    careless = PadesSigner(hsm, tsa=dev_tsa, validation_data=None, max_document_bytes=2_000_000)
+    early = make_credential(hsm, pki, "早川 一郎")
+    late = make_credential(hsm, pki, "遅野 次郎")
+    early_pdf = None
+    for credential in (early, late):
+        serial = pyca_x509.load_der_x509_certificate(credential.certificate_der).serial_number
+        if credential is late:
+            late_pdf = careless.sign(bid, credential, PadesSpec(level=PadesLevel.B_T)).pdf
+            time.sleep(1.1)  # a CRL states whole seconds
+        pki.cas["employee-signing"].revoke(
+            serial, pyca_x509.ReasonFlags.key_compromise, now=datetime.now(UTC)
+        )
+        if credential is early:
+            time.sleep(1.1)
+            early_pdf = careless.sign(bid, credential, PadesSpec(level=PadesLevel.B_T)).pdf
+    now = datetime.now(UTC)
+    crls = tuple(pki.cas[slug].crl(now=now) for slug in ("service-root", "employee-signing"))
+    given = VerificationTrust(roots=trust.roots, crls=crls)
+    (revoked,) = verify_pdf(early_pdf, given).signatures
+    assert revoked.indication is not Indication.TOTAL_PASSED
+    assert revoked.sub_indication in {"REVOKED", "REVOKED_NO_POE"}
+    # Revoked only after the timestamp proved the signature existed: it stands.
+    (stands,) = verify_pdf(late_pdf, given).signatures
+    assert stands.indication is Indication.TOTAL_PASSED, stands.message

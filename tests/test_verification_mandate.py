@@ -22,7 +22,8 @@ from app.migrate import migrate
 from app.settings import Settings
 from delegation.scope import Purpose
 from hsm import Hsm
-from signing import MandateEvidence, PadesLevel, PadesSpec
+from signing import MandateEvidence, PadesLevel, PadesSpec, sign_detached
+from signing.mandate_evidence import evidence_file_names
 from signing.verification import Indication, VerificationTrust, verify_pdf
 
 
@@ -198,3 +199,35 @@ def test_revoked_before_signing_fails_and_revoked_after_passes(served, chain, tr
     (unknown,) = verify_pdf(before, replace(with_crl, crls=with_crl.crls[1:])).signatures
     assert unknown.indication is Indication.INDETERMINATE
     assert unknown.reasons == ("MANDATE_STATUS_UNKNOWN",)
+
+
+def _with_file(evidence: MandateEvidence, name: str, data: bytes) -> MandateEvidence:
+    files = tuple(replace(f, data=data) if f.name == name else f for f in evidence.files)
+    assert files != evidence.files
+    return replace(evidence, files=files)
+
+
+def test_altered_or_foreign_evidence_is_caught(served, chain, trust, hsm, bid):
+    yamada = chain["yamada"]
+    evidence = _evidence(served, [chain["root"]["id"]], long_term=True)
+    instruction_name, cms_name, _ = evidence_file_names(0)
+    instruction = next(f.data for f in evidence.files if f.name == instruction_name)
+    purpose, principal = _bid_purpose(chain["corp"])
+
+    def judged(changed: MandateEvidence):
+        pdf = _sign(served, yamada, changed, PadesLevel.B_LT, bid)
+        (sig,) = verify_pdf(pdf, trust, purpose, principal=principal).signatures
+        assert sig.indication is Indication.TOTAL_FAILED
+        return sig
+
+    # The instruction edited (one more space): not what the AC certifies.
+    edited = judged(_with_file(evidence, instruction_name, instruction + b" "))
+    assert "EVIDENCE_MISMATCH" in edited.reasons
+    # The instruction signed by the employee, not by a representative.
+    by_employee = sign_detached(hsm, yamada.credential, instruction)
+    forged = judged(_with_file(evidence, cms_name, by_employee))
+    assert {"REPRESENTATIVE_CERT_UNTRUSTED", "GRANTOR_NOT_REPRESENTATIVE"} <= set(forged.reasons)
+    # Another person's mandate AC in the signature: its holder is not the signer.
+    other = _evidence(served, [chain["sub"]["id"]], long_term=True)
+    swapped = judged(replace(evidence, leaf_ac_der=other.leaf_ac_der))
+    assert "HOLDER_MISMATCH" in swapped.reasons
