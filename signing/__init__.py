@@ -25,6 +25,13 @@ from signing.mandate_evidence import (
 )
 from signing.pades import PadesLevel, PadesResult, PadesSigner, PadesSpec, check_pdf
 from signing.validation_data import TimestampAuthority, ValidationData, ValidationDataSource
+from signing.verification import (
+    DocumentNotSigned,
+    Indication,
+    VerificationReport,
+    VerificationTrust,
+    verify_pdf,
+)
 from signing.xades import XadesLevel, XadesResult, XadesSigner, XadesSpec, XmlAlreadySigned
 from signing.xml_key import HsmXmlKey
 from signing.xml_safety import DocumentNotXml, XmlUnsafe, parse_untrusted_xml
@@ -36,11 +43,13 @@ __all__ = [
     "DocumentError",
     "DocumentMalformed",
     "DocumentNotPdf",
+    "DocumentNotSigned",
     "DocumentNotXml",
     "DocumentTooLarge",
     "EvidenceFile",
     "HsmSigner",
     "HsmXmlKey",
+    "Indication",
     "MandateEvidence",
     "MandateStamp",
     "PadesLevel",
@@ -56,6 +65,8 @@ __all__ = [
     "ValidationData",
     "ValidationDataSource",
     "ValidationDataUnavailable",
+    "VerificationReport",
+    "VerificationTrust",
     "XadesLevel",
     "XadesResult",
     "XadesSigner",
@@ -66,4 +77,5 @@ __all__ = [
     "evidence_file_names",
     "parse_untrusted_xml",
     "sign_detached",
+    "verify_pdf",
 ]
