@@ -25,7 +25,14 @@ from helpers_auth import new_card, new_corporation
 from live_server import DAIRI, LiveServer
 
 from app.cli.main import main
-from app.client import ApiClient, SigningRequest, check_to_sign, check_uploaded, directory_card
+from app.client import (
+    ApiClient,
+    SigningRequest,
+    SoftwareCard,
+    check_to_sign,
+    check_uploaded,
+    directory_card,
+)
 from app.client.grants import GrantTerms, build_sub_instruction
 from app.client.state import ClientState, save_state
 from app.migrate import migrate
@@ -49,20 +56,17 @@ def server(base_settings, pki, tmp_path_factory):
         yield live
 
 
-@pytest.fixture(scope="module")
-def people(server, pki, tmp_path_factory):
-    """A corporation's representative and an enrolled employee, as card directories."""
-    root = tmp_path_factory.mktemp("client-cards")
-    corp = new_corporation(pki, name="株式会社代理クライアント")
-    save_card(corp.representative, root / "rep")
-    card = new_card(pki, NAME)
-    save_card(card, root / "employee")
-    with ApiClient(server.url) as api:
-        api.login(directory_card(root / "rep"))
+def enrol(url: str, pki, corp, name: str, directory: Path) -> str:
+    """A new employee ``name`` of ``corp`` enrolled over HTTP with a virtual card saved in
+    ``directory``: their person id."""
+    card = new_card(pki, name)
+    save_card(card, directory)
+    with ApiClient(url) as api:
+        api.login(SoftwareCard(corp.representative.key, _der(corp.representative)))
         code = api.call(
             "POST",
             f"/api/v1/corporations/{corp.corporate_number}/invitations",
-            json={"name": NAME},
+            json={"name": name},
         )["code"]
         challenge_id, to_sign = api.challenge("enrolment")
         enrolled = api.call(
@@ -76,19 +80,32 @@ def people(server, pki, tmp_path_factory):
                 "signing": _proof(card.signing, to_sign),
             },
         )
+    return str(enrolled["person_id"])
+
+
+@pytest.fixture(scope="module")
+def people(server, pki, tmp_path_factory):
+    """A corporation's representative and an enrolled employee, as card directories."""
+    root = tmp_path_factory.mktemp("client-cards")
+    corp = new_corporation(pki, name="株式会社代理クライアント")
+    save_card(corp.representative, root / "rep")
+    person_id = enrol(server.url, pki, corp, NAME, root / "employee")
     return {
         "corp": corp,
         "rep_dir": root / "rep",
         "employee_dir": root / "employee",
-        "person_id": enrolled["person_id"],
+        "person_id": person_id,
         "root": root,
     }
 
 
+def _der(virtual) -> bytes:
+    return virtual.certificate.public_bytes(serialization.Encoding.DER)
+
+
 def _proof(virtual, to_sign: bytes) -> dict[str, str]:
-    der = virtual.certificate.public_bytes(serialization.Encoding.DER)
     return {
-        "certificate": base64.b64encode(der).decode(),
+        "certificate": base64.b64encode(_der(virtual)).decode(),
         "signature": base64.b64encode(virtual.sign(to_sign)).decode(),
     }
 
