@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -30,27 +32,35 @@ from helpers_auth import (
 from helpers_mandates import (
     ENTITY,
     Employee,
+    instruction,
     new_employee,
     root_grant,
     scope,
     sub_grant,
     try_sub_grant,
 )
+from sqlalchemy import select
 
 from app.credentials.models import Credential, CredentialStatus
 from app.credentials.service import CredentialError, CredentialService
 from app.dev.sample_documents import bid_pdf
 from app.mandates.models import Mandate
+from app.mandates.service import MandateService
+from app.people.caller import Caller, CallerKind
 from app.people.models import Role, RoleAssignment
 from app.signatures.service import SignatureService
+from app.unit_of_work import unit_of_work
 from delegation.certificates import EMBEDDED_SERIAL_OFFSET, MandateCertificateError
+from delegation.instruction import DelegationRefused
 from delegation.scope import Purpose
 from delegation.verify import MandateChainReader
-from signing import PadesLevel, PadesSpec
+from hsm import KeyAlgorithm
+from signing import PadesLevel, PadesSpec, sign_detached
 
 YAMADA = "山田\u3000太郎"
 SUZUKI = "鈴木\u3000花子"
 TANAKA = "田中\u3000一郎"
+GRANTS_RACING = 3
 BID_QUERY = {"action": "bid", "procuring_entity": ENTITY, "amount_jpy": 1_000_000}
 
 
@@ -465,3 +475,96 @@ def hsm_keys(context) -> list[bytes]:
         return [
             k[Attribute.ID] for k in session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})
         ]
+
+
+def test_grants_racing_a_renewal_end_under_the_new_chain_or_refused(client, app, hsm, world):
+    """Sub-delegations under the (to be superseded) sub-delegation, granted while the
+    renewal runs: each is either committed first and then re-issued under the new chain,
+    or refused (``ANCESTOR_REVOKED``); no live mandate stays under a superseded one. On
+    PostgreSQL (row locks) and SQLite (the write lock at the start of a transaction)."""
+    context = app.extensions["dairi"]
+    corp, suzuki, tanaka = world["corp"], world["suzuki"], world["tanaka"]
+    parent = world["sub"]  # Suzuki's, under Yamada's root: re-issued by the renewal
+    employee = Caller(
+        CallerKind.PERSON,
+        suzuki.person_id,
+        suzuki.name,
+        employee_of=frozenset({corp.corporate_number}),
+    )
+    signed = []
+    for n in range(GRANTS_RACING):
+        data = instruction(
+            corp,
+            tanaka,
+            scope(max_depth=0, amount_limit_jpy=1000 + n),
+            parent=parent["id"],
+            grantor_name=suzuki.name,
+            grantor_title=None,
+        )
+        signed.append((data, sign_detached(hsm, suzuki.credential, data)))
+    start = threading.Barrier(GRANTS_RACING + 1)
+
+    def renewal() -> list[tuple[str, str]]:
+        with unit_of_work(context.session_factory) as session:
+            start.wait()
+            service = CredentialService(session, hsm, context.dev_pki)
+            made = service.renew(
+                service.get(world["credential"]["id"]),
+                "renewed in a race",
+                KeyAlgorithm.RSA_2048,
+                common_name=None,
+                authority=context.attribute_authority,
+                actor="test",
+                now=context.clock(),
+            )
+            return [(r.old.id, r.new.id) for r in made.reissued]
+
+    def grant(item: tuple[bytes, bytes]) -> str:
+        data, signatures = item
+        try:
+            with unit_of_work(context.session_factory) as session:
+                start.wait()
+                MandateService(
+                    session,
+                    context.settings,
+                    context.certificate_validator,
+                    context.attribute_authority,
+                    context.clock,
+                ).grant(
+                    data,
+                    signatures,
+                    grantee_certificate=tanaka.certificate,
+                    grantee_person_id=tanaka.person_id,
+                    actor=employee,
+                )
+            return hashlib.sha256(data).hexdigest()
+        except DelegationRefused as exc:
+            assert exc.code == "ANCESTOR_REVOKED", exc.code
+            return "refused"
+
+    with ThreadPoolExecutor(GRANTS_RACING + 1) as pool:
+        futures = [pool.submit(renewal)] + [pool.submit(grant, item) for item in signed]
+        results = [f.result(timeout=120) for f in futures]
+    reissued = dict(results[0])
+    granted = {r for r in results[1:] if r != "refused"}
+
+    with context.session_factory() as session:
+        rows = session.scalars(select(Mandate)).all()
+    by_id = {r.id: r for r in rows}
+    for row in rows:
+        ancestor = row
+        while ancestor.parent_id is not None:
+            ancestor = by_id[ancestor.parent_id]
+            if ancestor.revoked_at is not None:
+                assert row.revoked_at is not None, f"{row.id} live under revoked {ancestor.id}"
+    # Each granted one was committed before the renewal read the parent's children, so
+    # the renewal re-issued it under the new parent: one live copy, from its instruction.
+    live_under_new = [r for r in rows if r.parent_id == reissued[parent["id"]]]
+    by_instruction = {r.instruction_sha256 for r in live_under_new}
+    assert granted <= by_instruction
+    for row in rows:
+        if row.instruction_sha256 in granted and row.revoked_at is None:
+            assert row.parent_id == reissued[parent["id"]] and row.reissued_from_id in reissued
+    print(
+        f"race: {len(granted)} granted first and re-issued, {GRANTS_RACING - len(granted)} refused"
+    )
