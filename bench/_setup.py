@@ -5,6 +5,11 @@ random PIN, the development PKI (CAs, OCSP, CRLs, TSA, all answered in process),
 and an RSA-2048 employee key generated in the token, certified by the dev PKI,
 with its certificate stored on the token beside the key (so that pyHanko's
 ``PKCS11Signer`` finds it by key id). Everything is removed afterwards.
+
+``service_environment()`` builds, in a temporary directory, a whole installation of
+the service as ``dairi init`` sets it up (SQLite, a SoftHSM token, the development PKI
+answering OCSP, CRLs and the TSA in process) with this process's ``ServiceContext`` on
+it, for benchmarks that also serve it (``app.dev.demo_server``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
+from app.context import ServiceContext
+from app.first_run import ensure_environment
+from app.settings import Settings, load_settings
 from devpki import DevPki, InProcessTimeStamper, TransportFetcherBackend
 from hsm import Hsm, HsmConfig, KeyAlgorithm
 from hsm.softhsm import ensure_softhsm_token, write_softhsm_conf
@@ -88,6 +96,16 @@ def _environ(name: str, value: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _unset(name: str) -> Iterator[None]:
+    old = os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        if old is not None:
+            os.environ[name] = old
+
+
+@contextlib.contextmanager
 def bench_environment(module_path: str = SOFTHSM_MODULE) -> Iterator[BenchEnv]:
     """Yield a fresh :class:`BenchEnv`; must run before PKCS#11 is loaded in this process
     (SoftHSM reads ``SOFTHSM2_CONF`` once, when the module is initialised)."""
@@ -105,3 +123,31 @@ def bench_environment(module_path: str = SOFTHSM_MODULE) -> Iterator[BenchEnv]:
                 yield BenchEnv(root, module_path, pin_file, hsm, pki, credential)
             finally:
                 hsm.close()
+
+
+@contextlib.contextmanager
+def service_environment() -> Iterator[tuple[Settings, ServiceContext]]:
+    """Settings on a fresh temporary data directory (nothing read from ``DAIRI_*``
+    variables or a PIN exported for a real token), set up as ``dairi init`` does, and
+    this process's :class:`ServiceContext` on them; all removed afterwards. Must run
+    before PKCS#11 is loaded in this process. A served process started with these
+    settings (``app.dev.demo_server.DemoServer``) inherits ``SOFTHSM2_CONF``."""
+    with tempfile.TemporaryDirectory(prefix="dairi-bench-service-") as tmp:
+        data = Path(tmp) / "data"
+        settings = load_settings(
+            env={},
+            data_dir=str(data),
+            hsm_token_label=TOKEN_LABEL,
+            hsm_pin_file=str(data / "hsm" / "user-pin"),
+            softhsm2_conf=str(data / "hsm" / "softhsm2.conf"),
+            pki_dir=str(data / "pki"),
+            trust_dir=str(data / "pki" / "trust"),
+            crl_dir=str(data / "crls"),
+        )
+        with _environ("SOFTHSM2_CONF", str(settings.softhsm2_conf)), _unset("DAIRI_HSM_PIN"):
+            context = ServiceContext(settings)
+            try:
+                ensure_environment(settings, context, first_run=True)
+                yield settings, context
+            finally:
+                context.close()

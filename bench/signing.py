@@ -1,0 +1,470 @@
+"""Signing-session benchmark (issue 11): the signing API's figures, in one run.
+
+A throw-away installation of the service (``bench._setup.service_environment``:
+SQLite, SoftHSM, the development PKI answering OCSP, CRLs and the TSA in process) is
+served by ``dairi serve``'s gunicorn (``app.dev.demo_server.DemoServer``, the served
+default of 2 workers) on a free loopback port. Over HTTP, as the demo does, a
+representative and an employee log in with virtual cards, the employee obtains an
+RSA-2048 HSM credential and the representative grants a root mandate (bid) to it.
+Then it prints:
+
+- raw PKCS#11 signatures/s for the credential's key (python-pkcs11,
+  ``CKM_SHA256_RSA_PKCS`` over 32 bytes, as ``bench/pades.py``): the floor;
+- a PAdES B-T bid signed through the whole HTTP flow with :func:`app.client.sign_files`
+  (``dairi client sign``: open the session with the upload, check ``to_sign``, the
+  card's proof → SAD, signatures, fetch the signed PDF) against the same steps called
+  in this process through the service layer (``SigningSessionService.open`` /
+  ``authorize``, ``sign_session``, ``fetch_signed``, each its own unit of work as a
+  request is). Target: HTTP ≤ 1.3× in-process; missing it is reported, not an error;
+- the per-document time (over HTTP) of one session of 20 documents against 20
+  sessions of one document each;
+- 8 concurrent clients (threads, each its own connection pool and sessions, the same
+  employee) signing one document per session against the served app: signatures/s
+  and the number of errors (any answer that is not a signed PDF).
+
+Medians over ``--rounds`` (default 10) rounds; each path is warmed up first, untimed,
+and its output checked (one signature in a PDF). Nothing leaves loopback; the
+temporary directory is removed afterwards. From the project root::
+
+    python bench/signing.py [--json] [--rounds N]
+
+With ``--json`` the last line of output is one JSON object:
+``{"raw_sign_per_s": …, "pades_bt_http_ms": …, "pades_bt_inprocess_ms": …,
+"batch20_per_doc_ms": …, "single_per_doc_ms": …,
+"concurrent": {"clients": 8, "signatures_per_s": …, "errors": …}}``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `import hsm` etc. work
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import json
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pkcs11
+
+from app.client import (
+    ApiClient,
+    Card,
+    GrantTerms,
+    SigningRequest,
+    build_instruction,
+    directory_card,
+    sign_files,
+)
+from app.context import ServiceContext
+from app.credentials.service import CredentialService
+from app.dev.demo_login import DEMO_EMPLOYEE_NAME, DemoClient, employee_credential, log_in_people
+from app.dev.demo_server import DemoServer
+from app.dev.sample_documents import bid_pdf
+from app.people.sign_in import CardProof
+from app.settings import Settings
+from app.signing_sessions.activation import SigningPurpose
+from app.signing_sessions.service import SigningSessionService, Upload
+from app.signing_sessions.signing import fetch_signed, sign_session
+from app.unit_of_work import unit_of_work
+from bench._setup import DER, BenchEnv, service_environment
+from bench.pades import check_signed, open_session, raw_signatures_per_second
+from hsm import KeyAlgorithm
+from signing import PadesLevel, SigningCredential
+
+DEFAULT_ROUNDS = 10
+CLIENTS = 8
+WORKERS = 2  # dairi serve's default
+BATCH = 20  # max_documents_per_session's default
+TARGET_RATIO = 1.3
+LEVEL = PadesLevel.B_T
+ENTITY = "国土交通省 関東地方整備局"
+CASE = "令和8年度 第42号 庁舎清掃業務委託"
+AMOUNT = 12_345_000
+
+T = TypeVar("T")
+
+
+# -- set-up: people, credential and mandate over HTTP ---------------------------
+
+
+@dataclass(frozen=True)
+class Signer:
+    """The employee as both paths need them: over HTTP (token, card) and in process."""
+
+    url: str
+    token: str
+    person_id: str
+    card: Card  # the JPKI authentication key, which signs to_sign
+    credential: SigningCredential
+    request: SigningRequest
+
+    def client(self) -> ApiClient:
+        return ApiClient(self.url, self.token)
+
+
+def _finish(steps: Generator[str, None, T]) -> T:
+    """Run one of the demo's step generators to its end; its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def make_signer(context: ServiceContext, url: str, cards: Path) -> Signer:
+    """A representative and an employee log in (the demo's logins, virtual cards kept
+    in ``cards``), the employee obtains an HSM credential with its card's signing key
+    and the representative grants it a root mandate to bid for ENTITY: all over HTTP."""
+    demo = DemoClient(url)
+    try:
+        people = _finish(log_in_people(context, demo, cards.parent))
+        issued, _ = employee_credential(
+            demo,
+            people.employee_token,
+            people.corporate_number,
+            people.employee_signing,
+            "bench credential",
+        )
+    finally:
+        demo.close()
+    with context.session_factory() as session:
+        service = CredentialService(session, context.hsm, context.dev_pki)
+        credential = service.signing_credential(service.get(issued["id"]))
+    if credential.algorithm is not KeyAlgorithm.RSA_2048:
+        raise RuntimeError(f"the credential's key is {credential.algorithm}, not RSA-2048")
+    representative_der = people.representative.certificate.public_bytes(DER)
+    instruction = build_instruction(
+        representative_der,
+        credential.certificate_der,
+        GrantTerms(actions=("bid",), procuring_entities=(ENTITY,), amount_limit_jpy=100_000_000),
+        grantee_name=DEMO_EMPLOYEE_NAME,
+    )
+    with ApiClient(url, people.representative_token) as representative:
+        representative.grant(
+            instruction.canonical(),
+            people.representative.sign_cms(instruction.canonical()),
+            credential.certificate_der,
+            people.employee_person_id,
+        )
+    request = SigningRequest(
+        credential_id=str(issued["id"]),
+        principal=people.corporate_number,
+        action="bid",
+        procuring_entity=ENTITY,
+        case=CASE,
+        amount=AMOUNT,
+        level=LEVEL.value,
+    )
+    return Signer(
+        url,
+        people.employee_token,
+        people.employee_person_id,
+        directory_card(cards / "employee"),
+        credential,
+        request,
+    )
+
+
+# -- the two paths --------------------------------------------------------------
+
+
+def over_http(client: ApiClient, signer: Signer, files: Sequence[Path]) -> list[Path]:
+    """``dairi client sign``'s flow: the signed copies written beside the inputs."""
+    signed = [
+        value.target
+        for event, value in sign_files(client, signer.card, signer.request, files, force=True)
+        if event == "signed"
+    ]
+    if len(signed) != len(files):
+        raise RuntimeError(f"{len(signed)} signed documents for {len(files)} sent")
+    return signed
+
+
+def in_process(context: ServiceContext, signer: Signer, pdf: bytes) -> bytes:
+    """The same steps through the service layer, each in its own unit of work (as each
+    request is), the card signing ``to_sign`` in between."""
+    request = signer.request
+    purpose = SigningPurpose(
+        request.principal, request.action, request.procuring_entity, request.case, request.amount
+    )
+
+    def service(session: Any) -> SigningSessionService:
+        return SigningSessionService(
+            session, context, person_id=signer.person_id, actor=f"person:{signer.person_id}"
+        )
+
+    with unit_of_work(context.session_factory) as session:
+        opened = service(session).open(
+            credential_id=request.credential_id,
+            purpose=purpose,
+            format="pades",
+            level=LEVEL,
+            uploads=[Upload("bid.pdf", pdf)],
+        )
+        session_id, to_sign = opened.row.id, opened.challenge.to_sign()
+    card_proof = CardProof(signer.card.certificate_der, signer.card.sign(to_sign))
+    with unit_of_work(context.session_factory) as session:
+        _, sad = service(session).authorize(session_id, card_proof)
+    with unit_of_work(context.session_factory) as session:
+        signed = sign_session(service(session), session_id, sad)
+    with unit_of_work(context.session_factory) as session:
+        document = fetch_signed(service(session), session_id, signed[0].index)
+    assert document.signed_content is not None
+    return document.signed_content
+
+
+# -- timing ---------------------------------------------------------------------
+
+
+def timed_ms(work: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    work()
+    return (time.perf_counter() - start) * 1000
+
+
+def median(values: Sequence[float]) -> float:
+    return round(statistics.median(values), 1)
+
+
+@dataclass(frozen=True)
+class Figures:
+    raw_sign_per_s: float
+    http_ms: float
+    inprocess_ms: float
+    batch20_per_doc_ms: float
+    single_per_doc_ms: float
+    concurrent_per_s: float
+    concurrent_signatures: int
+    concurrent_errors: int
+    concurrent_seconds: float
+    server_tracebacks: int
+
+    @property
+    def ratio(self) -> float:
+        return self.http_ms / self.inprocess_ms
+
+    @property
+    def target_met(self) -> bool:
+        return self.ratio <= TARGET_RATIO
+
+
+def documents(directory: Path, count: int) -> list[Path]:
+    """``count`` different one-page bids (one case number each) written to ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for n in range(count):
+        path = directory / f"bid-{n:02d}.pdf"
+        path.write_bytes(bid_pdf(case=f"令和8年度 第{100 + n}号 庁舎清掃業務委託"))
+        paths.append(path)
+    return paths
+
+
+def check_pdf(name: str, pdf: bytes) -> None:
+    check_signed(name, LEVEL, pdf)
+
+
+def raw_per_second(context: ServiceContext, signer: Signer, settings: Settings) -> float:
+    env = BenchEnv(
+        settings.data_dir,
+        settings.hsm_module,
+        settings.hsm_pin_file,
+        context.hsm,
+        context.dev_pki,  # type: ignore[arg-type]
+        signer.credential,
+    )
+    context.hsm.check()  # dairi's Hsm logs in first, as in the service
+    lib = pkcs11.lib(settings.hsm_module)
+    session = open_session(lib, env)
+    try:
+        return raw_signatures_per_second(session, env)
+    finally:
+        session.close()
+
+
+def http_against_in_process(
+    context: ServiceContext, signer: Signer, bid: Path, rounds: int
+) -> tuple[float, float]:
+    """Median ms of one B-T bid over HTTP and in process, interleaved round by round.
+    Warm-up (untimed, checked): one in process, and one per worker over HTTP."""
+    pdf = bid.read_bytes()
+    with signer.client() as client:
+        check_pdf("in process", in_process(context, signer, pdf))
+        for _ in range(WORKERS * 2):
+            check_pdf("over HTTP", over_http(client, signer, [bid])[0].read_bytes())
+        http, local = [], []
+        for _ in range(rounds):
+            http.append(timed_ms(lambda: over_http(client, signer, [bid])))
+            local.append(timed_ms(lambda: in_process(context, signer, pdf)))
+    return median(http), median(local)
+
+
+def batch_against_single(signer: Signer, files: Sequence[Path], rounds: int) -> tuple[float, float]:
+    """Median per-document ms over HTTP of one session of ``len(files)`` documents, and
+    of as many sessions of one document each (one round of each, interleaved)."""
+    with signer.client() as client:
+        for pdf in over_http(client, signer, files):  # warm-up, checked
+            check_pdf("batch", pdf.read_bytes())
+        batch, single = [], []
+        for _ in range(rounds):
+            batch.append(timed_ms(lambda: over_http(client, signer, files)) / len(files))
+            single.append(
+                timed_ms(lambda: [over_http(client, signer, [f]) for f in files]) / len(files)
+            )
+    return median(batch), median(single)
+
+
+def concurrent_clients(
+    signer: Signer, bid: Path, rounds: int, work: Path
+) -> tuple[int, int, float]:
+    """``CLIENTS`` threads, each with its own connection pool and directory, each signing
+    ``rounds`` sessions of one bid at once: (signatures, errors, seconds)."""
+    start = threading.Barrier(CLIENTS + 1)
+    lock = threading.Lock()
+    counts = {"signed": 0, "errors": 0}
+    failures: list[str] = []
+
+    own_bids = []  # each client its own copy: the signed copies go beside it
+    for n in range(CLIENTS):
+        directory = work / f"client-{n}"
+        directory.mkdir(parents=True, exist_ok=True)
+        own_bids.append(directory / bid.name)
+        own_bids[-1].write_bytes(bid.read_bytes())
+
+    def client_thread(own: Path) -> None:
+        with signer.client() as client:
+            start.wait()
+            for _ in range(rounds):
+                try:
+                    check_pdf("concurrent", over_http(client, signer, [own])[0].read_bytes())
+                    outcome, failure = "signed", None
+                except Exception as exc:  # every failure is counted
+                    outcome, failure = "errors", f"{type(exc).__name__}: {exc}"
+                with lock:
+                    counts[outcome] += 1
+                    if failure is not None:
+                        failures.append(failure)
+
+    threads = [threading.Thread(target=client_thread, args=(own,)) for own in own_bids]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    began = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - began
+    for failure in sorted(set(failures))[:5]:
+        print(f"  concurrent error: {failure}")
+    return counts["signed"], counts["errors"], seconds
+
+
+def run(settings: Settings, context: ServiceContext, rounds: int) -> Figures:
+    work = settings.data_dir / "bench"
+    load = ", ".join(f"{n:.1f}" for n in os.getloadavg())
+    print(f"load average at the start: {load} ({os.cpu_count()} CPUs)")
+    with DemoServer(settings, workers=WORKERS) as server:
+        print(f"served at {server.url} (dairi serve's gunicorn, {WORKERS} workers)")
+        signer = make_signer(context, server.url, work / "cards")
+        print(
+            f"employee {signer.person_id}: credential {signer.request.credential_id} "
+            f"(RSA-2048, key {signer.credential.key_ref}), a root mandate to bid"
+        )
+        raw = raw_per_second(context, signer, settings)
+        files = documents(work / "documents", BATCH)
+        http_ms, inprocess_ms = http_against_in_process(context, signer, files[0], rounds)
+        batch_ms, single_ms = batch_against_single(signer, files, rounds)
+        signed, errors, seconds = concurrent_clients(signer, files[0], rounds, work)
+        log = server.log_path.read_text(errors="replace")
+    return Figures(
+        raw,
+        http_ms,
+        inprocess_ms,
+        batch_ms,
+        single_ms,
+        signed / seconds,
+        signed,
+        errors,
+        seconds,
+        log.count("Traceback"),
+    )
+
+
+# -- output ---------------------------------------------------------------------
+
+
+def print_report(f: Figures, rounds: int) -> None:
+    print(
+        f"raw PKCS#11 RSA-2048 (CKM_SHA256_RSA_PKCS), the credential's key: "
+        f"{f.raw_sign_per_s:.0f} signatures/s ({1000 / f.raw_sign_per_s:.2f} ms/signature)"
+    )
+    print(f"PAdES {LEVEL.value} bid, one document per session, median of {rounds}:")
+    print(f"  over HTTP (open, card proof → SAD, sign, fetch)  {f.http_ms:8.1f} ms")
+    print(f"  in process (the service layer, same steps)       {f.inprocess_ms:8.1f} ms")
+    verdict = "met" if f.target_met else "NOT met"
+    print(f"  ratio {f.ratio:.2f}x; target (HTTP ≤ {TARGET_RATIO}× in process): {verdict}")
+    print(f"per document over HTTP, median of {rounds} rounds:")
+    print(f"  one session of {BATCH} documents   {f.batch20_per_doc_ms:8.1f} ms")
+    print(f"  {BATCH} sessions of one document   {f.single_per_doc_ms:8.1f} ms")
+    print(
+        f"{CLIENTS} concurrent clients ({rounds} sessions each, {WORKERS} workers): "
+        f"{f.concurrent_per_s:.1f} signatures/s ({f.concurrent_signatures} in "
+        f"{f.concurrent_seconds:.1f} s), {f.concurrent_errors} errors"
+    )
+    if f.server_tracebacks:
+        print(f"the served process logged {f.server_tracebacks} tracebacks")
+
+
+def as_json(f: Figures) -> str:
+    return json.dumps(
+        {
+            "raw_sign_per_s": round(f.raw_sign_per_s, 1),
+            "pades_bt_http_ms": f.http_ms,
+            "pades_bt_inprocess_ms": f.inprocess_ms,
+            "batch20_per_doc_ms": f.batch20_per_doc_ms,
+            "single_per_doc_ms": f.single_per_doc_ms,
+            "concurrent": {
+                "clients": CLIENTS,
+                "signatures_per_s": round(f.concurrent_per_s, 1),
+                "errors": f.concurrent_errors,
+            },
+        }
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object (medians) as the last line"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=DEFAULT_ROUNDS,
+        help=f"timed rounds per measure, and sessions per concurrent client "
+        f"(default {DEFAULT_ROUNDS})",
+    )
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with service_environment() as (settings, context):
+        figures = run(settings, context, args.rounds)
+    print_report(figures, args.rounds)
+    if args.json:
+        print(as_json(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
