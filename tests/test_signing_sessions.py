@@ -92,6 +92,14 @@ def test_an_employee_signs_two_documents_with_one_card_proof(
         shown = pdfsig(pdf, tmp_path)
         assert "Signature Validation: Signature is Valid." in shown, shown
         assert "Signer Certificate Common Name: 山田　太郎" in shown, shown
+        path = tmp_path / "signed.pdf"
+        path.write_bytes(pdf)
+        checked = subprocess.run(["qpdf", "--check", str(path)], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        # The grant evidence travels inside, covered by the signature (names by hand).
+        listed = subprocess.run(["pdfdetach", "-list", str(path)], capture_output=True, text=True)
+        for name in ("mandate-0-instruction.json", "mandate-0-instruction.p7s", "mandate-0-ac.der"):
+            assert name in listed.stdout, listed.stdout
         # Fetched once: then gone.
         problem(
             client.get(result["href"], headers=bearer(yamada.token)),

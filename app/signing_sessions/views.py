@@ -305,6 +305,7 @@ def authorize(args: dict[str, Any], session_id: str) -> dict[str, Any]:
     single use, within 5 minutes; once per session (409 ``SESSION_ALREADY_AUTHORIZED``)."""
     service = _service()
     try:
+        service.owned(session_id)  # an unknown session is that, whatever the proof
         row, sad = service.authorize(session_id, card_proof(args))
     except DairiError as exc:
         _refused("signature:sad:refused", exc, session_id)
