@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import subprocess
 
 import pytest
 from click.testing import CliRunner
@@ -50,7 +51,7 @@ def _post(client, headers, document: bytes | None, **form):
     )
 
 
-def test_the_api_reports_on_a_signed_bid_for_a_relying_party(app, client, lta, bid):
+def test_the_api_reports_on_a_signed_bid_for_a_relying_party(app, client, lta, bid, tmp_path):
     headers = _client_headers(app, ("signatures:verify",))
     response = _post(client, headers, lta)
     assert response.status_code == 200, response.get_json()
@@ -71,6 +72,19 @@ def test_the_api_reports_on_a_signed_bid_for_a_relying_party(app, client, lta, b
     assert text.status_code == 200 and text.mimetype == "text/plain"
     assert text.get_data(as_text=True).startswith("検証結果: 有効\n")
     assert "署名者: 山田 太郎" in text.get_data(as_text=True)
+
+    filed = client.post(
+        "/api/v1/verifications?format=pdf",
+        headers=headers,
+        data={"document": (io.BytesIO(lta), "bid.pdf")},
+        content_type="multipart/form-data",
+    )
+    assert filed.status_code == 200 and filed.mimetype == "application/pdf"
+    (tmp_path / "report.pdf").write_bytes(filed.data)
+    shown = subprocess.run(
+        ["pdftotext", str(tmp_path / "report.pdf"), "-"], capture_output=True, text=True
+    ).stdout
+    assert "検証結果: 有効" in shown and "山田 太郎" in shown
 
     # A purpose asked of a signature made under no mandate: nothing covers it.
     purpose = json.dumps({"action": "bid", "principal": "1234567890123"})
@@ -104,8 +118,10 @@ def test_the_command_line_gives_the_same_report_offline(base_settings, lta, tmp_
     assert report["indication"] == "TOTAL_PASSED"
     assert report["signatures"][0]["level"] == "B-LTA"
 
-    text = runner.invoke(main, ["verify", str(signed), "--trust", trust])
+    filed = tmp_path / "検証結果.pdf"
+    text = runner.invoke(main, ["verify", str(signed), "--trust", trust, "--pdf", str(filed)])
     assert text.exit_code == 0 and text.output.startswith("検証結果: 有効")
+    assert filed.read_bytes().startswith(b"%PDF-")
     english = runner.invoke(main, ["verify", str(signed), "--trust", trust, "--lang", "en"])
     assert english.output.startswith("Verification result: valid")
 

@@ -11,7 +11,12 @@ from pathlib import Path
 import click
 
 from app.cli.support import coded_errors, fail, load_cli_settings
-from app.verification.service import purpose_from, trust_from_directory, verify_document
+from app.verification.service import (
+    purpose_from,
+    report_pdf,
+    trust_from_directory,
+    verify_document,
+)
 from signing.report import LANGUAGES, render_text
 from signing.verification import DEFAULT_MAX_BYTES, Indication
 
@@ -32,6 +37,12 @@ from signing.verification import DEFAULT_MAX_BYTES, Indication
     " trust directory)",
 )
 @click.option("--json", "as_json", is_flag=True, help="print the JSON report")
+@click.option(
+    "--pdf",
+    "pdf_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="also write the report (検証結果) as a PDF to this file",
+)
 @click.option("--lang", type=click.Choice(LANGUAGES), default="ja", show_default=True)
 @coded_errors
 def verify_command(
@@ -43,6 +54,7 @@ def verify_command(
     amount: int | None,
     trust_dir: Path | None,
     as_json: bool,
+    pdf_out: Path | None,
     lang: str,
 ) -> None:
     """Verify the signatures of a signed PDF, and the mandates they were made under."""
@@ -70,6 +82,8 @@ def verify_command(
         purpose,
         max_bytes=DEFAULT_MAX_BYTES,
     )
+    if pdf_out is not None:
+        pdf_out.write_bytes(report_pdf(report, lang))
     if as_json:
         click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
     else:

@@ -16,9 +16,11 @@ from pathlib import Path
 from asn1crypto import pem
 
 from app.context import load_crls
+from app.pdf_text import PageLayout, draw_pages, wrap
 from dairi import DairiError
 from delegation.scope import Purpose
 from identity.trust import TrustPurpose, TrustStore
+from signing.report import render_text
 from signing.verification import VerificationReport, VerificationTrust, verify_pdf
 
 # The AA certificate a trust directory holds (written by ``DevPki.export_trust``).
@@ -107,3 +109,23 @@ def verify_document(
     """The report on ``document``; raises the ``DOCUMENT_*`` errors for bad input."""
     asked, principal = purpose if purpose is not None else (None, None)
     return verify_pdf(document, trust, asked, principal=principal, max_bytes=max_bytes)
+
+
+REPORT_LAYOUT = PageLayout(font_size=10, leading=16)
+
+
+def report_pdf(report: VerificationReport, lang: str = "ja") -> bytes:
+    """The text rendering (検証結果) as an A4 PDF in IPA Gothic, wrapped and paged, for
+    the officer who files it."""
+    wrapped: list[str] = []
+    for line in render_text(report, lang).splitlines():
+        wrapped += (
+            wrap(
+                line, REPORT_LAYOUT.line_width_em, indent="　　", font_file=REPORT_LAYOUT.font_file
+            )
+            if line
+            else [""]
+        )
+    per_page = REPORT_LAYOUT.lines_per_page
+    pages = [wrapped[i : i + per_page] for i in range(0, len(wrapped), per_page)] or [[]]
+    return draw_pages(pages, REPORT_LAYOUT)

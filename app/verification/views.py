@@ -3,8 +3,9 @@ signed-in person's report on a signed PDF (DESIGN §7).
 
 Multipart: part ``document`` (the PDF), optional part ``purpose`` (a JSON object:
 ``principal`` 法人番号, ``action``, ``procuring_entity``, ``case``, ``amount``). The
-answer is the JSON report, or with ``?lang=ja`` (or ``en``) the same report as text
-(検証結果). Nothing is written: verifying is not a state change.
+answer is the JSON report; ``?format=text`` (or just ``?lang=ja``/``en``) the same
+report as text (検証結果), ``?format=pdf`` as an A4 PDF to file. Nothing is written:
+verifying is not a state change.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from app.http.problems import ProblemError
 from app.http.request_scope import current_context
 from app.http.security import allow
 from app.people.models import Role
-from app.verification.service import purpose_from_json, trust_from_directory, verify_document
+from app.verification.service import (
+    purpose_from_json,
+    report_pdf,
+    trust_from_directory,
+    verify_document,
+)
 from dairi import DairiError
 from signing.report import LANGUAGES, render_text
 from signing.verification import VerificationTrust
@@ -67,6 +73,13 @@ def verify() -> Response:
     ``VALIDATION_FAILED`` without a ``document`` part or with an unknown ``lang``.
     """
     lang = request.args.get("lang")
+    output = request.args.get("format", "json")
+    if output not in ("json", "text", "pdf"):
+        raise ProblemError(
+            "VALIDATION_FAILED",
+            detail="format is json, text or pdf",
+            errors={"format": ["unknown format"]},
+        )
     if lang is not None and lang not in LANGUAGES:
         raise ProblemError(
             "VALIDATION_FAILED",
@@ -87,6 +100,8 @@ def verify() -> Response:
     report = verify_document(
         document, _service_trust(), purpose, max_bytes=settings.max_document_bytes
     )
-    if lang is not None:
-        return Response(render_text(report, lang), mimetype="text/plain; charset=utf-8")
+    if output == "pdf":
+        return Response(report_pdf(report, lang or "ja"), mimetype="application/pdf")
+    if output == "text" or lang is not None:
+        return Response(render_text(report, lang or "ja"), mimetype="text/plain; charset=utf-8")
     return jsonify(report.to_json())
