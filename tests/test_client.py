@@ -580,6 +580,7 @@ def test_sign_a_bid_under_a_mandate_then_refused_once_revoked(
         "12000000",
         "--level",
         "B-B",
+        "--stamp",
         "--mandate",
         mandate["id"],
         "--card",

@@ -351,6 +351,7 @@ def revoke(options: Options, mandate_id: str, reason: str | None) -> None:
 @click.option("--amount", type=click.IntRange(min=0), default=None, help="yen")
 @click.option("--level", type=click.Choice(LEVELS), default="B-T", show_default=True)
 @click.option("--mandate", "mandate_id", default=None, help="default: the one covering the purpose")
+@click.option("--stamp", is_flag=True, help="draw a visible stamp (受任者, 委任者, 委任事項 …)")
 @click.option("--force", is_flag=True, help="overwrite NAME-signed.pdf")
 @card_options
 @client_command
@@ -365,6 +366,7 @@ def sign(
     amount: int | None,
     level: str,
     mandate_id: str | None,
+    stamp: bool,
     force: bool,
     **kwargs: Any,
 ) -> None:
@@ -373,7 +375,7 @@ def sign(
     NAME-signed.pdf beside its input."""
     card = take_card(kwargs, "authentication")
     request = SigningRequest(
-        credential_id, principal, action, entity, case, amount, level, mandate_id
+        credential_id, principal, action, entity, case, amount, level, mandate_id, stamp=stamp
     )
     done: list[dict[str, Any]] = []
     session: dict[str, Any] = {}

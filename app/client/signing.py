@@ -28,6 +28,7 @@ class SigningRequest:
     level: str = "B-T"
     mandate_id: str | None = None
     format: str = "pades"  # "cms": a sub-delegation instruction, signed detached
+    stamp: bool = False  # a visible stamp in Japanese (受任者, 委任者, 委任事項, 案件, 日時)
 
     def json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -44,6 +45,8 @@ class SigningRequest:
         }
         if self.mandate_id:
             body["mandate_id"] = self.mandate_id
+        if self.stamp:
+            body["stamp"] = True
         return body
 
 
