@@ -392,6 +392,30 @@ CATALOGUE = _Catalogue(
     ("SAD_EXPIRED", 410, "The SAD's lifetime has passed; authorise a new session."),
     ("SAD_USED", 409, "The SAD was used already (single use)."),
     ("SESSION_FORMAT_INVALID", 422, "The format does not go with the purpose or documents."),
+    # -- the Cloud Signature Consortium API (app.csc; DESIGN §6) -----------------------------
+    (
+        "CSC_HASHES_INVALID",
+        422,
+        "The hashes are not 1 to multisign SHA-256 values matching numSignatures.",
+    ),
+    (
+        "CSC_HASH_ALGORITHM_UNSUPPORTED",
+        422,
+        "Only SHA-256 hashes (2.16.840.1.101.3.4.2.1) are signed.",
+    ),
+    ("CSC_SIGN_ALGORITHM_UNSUPPORTED", 422, "The signAlgo does not fit the credential's key."),
+    (
+        "CSC_AUTH_DATA_INVALID",
+        422,
+        "authData needs dairi_card_certificate and dairi_card_signature, base64.",
+    ),
+    (
+        "CSC_ACTIVATION_NOT_FOUND",
+        409,
+        "No dairi_to_sign was issued for this request: authorize without authData first.",
+    ),
+    ("CSC_HASH_NOT_AUTHORIZED", 403, "A hash is not one the SAD was issued for."),
+    ("CSC_SIGNATURE_COUNT_EXCEEDED", 403, "More hashes than the SAD authorised (numSignatures)."),
     # -- audit log (audit) -----------------------------------------------------------------
     ("AUDIT_CHAIN_BROKEN", 500, "The audit chain does not verify: an event was altered or lost."),
     ("AUDIT_CHECKPOINT_INVALID", 422, "The audit checkpoint is malformed or does not verify."),

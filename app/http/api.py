@@ -9,6 +9,7 @@ from flask_smorest.utils import prepare_response
 
 from app.audit_trail import views as audit_trail
 from app.credentials import views as credentials
+from app.csc import views as csc
 from app.http import catalogue, health
 from app.http.problems import PROBLEM_CONTENT_TYPE, ProblemSchema
 from app.http.security import declare_security_schemes
@@ -30,6 +31,8 @@ BLUEPRINTS = (
     credentials.blp,
     signing_sessions.blp,
     verifications.blp,
+    csc.v2,
+    csc.v1,
 )
 
 

@@ -1,0 +1,244 @@
+"""The Cloud Signature Consortium API (issue 12 item 2): an employee's CSC client lists
+and reads its credentials, authorises exact hashes with the JPKI card (SCAL 2) under a
+mandate, and has them signed in the HSM; every refusal of the signing API holds here
+with its code; pyHanko's own ``CSCSigner`` signs a PDF at B-LT through dairi."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from datetime import timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from cryptography.hazmat.primitives.serialization import Encoding
+from helpers_auth import audit_codes, bearer, login, move_clock, new_corporation, problem
+from helpers_mandates import root_grant
+from helpers_signing_sessions import new_signer, purpose
+
+DER = Encoding.DER
+SHA256 = "2.16.840.1.101.3.4.2.1"
+ECDSA_SHA256 = "1.2.840.10045.4.3.2"
+YAMADA = "山田\u3000太郎"
+SUZUKI = "鈴木\u3000花子"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def digests(*labels: str) -> list[bytes]:
+    return [hashlib.sha256(label.encode()).digest() for label in labels]
+
+
+@pytest.fixture
+def world(client, hsm, pki):
+    a = new_corporation(pki, name="株式会社大理建設")
+    yamada = new_signer(client, hsm, pki, a, YAMADA)
+    suzuki = new_signer(client, hsm, pki, a, SUZUKI)
+    mandate = root_grant(client, a, yamada.employee)
+    return {"a": a, "yamada": yamada, "suzuki": suzuki, "mandate": mandate}
+
+
+def post(client, path: str, signer, body: dict, *, version: str = "v2", token=None):
+    return client.post(f"/csc/{version}/{path}", headers=bearer(token or signer.token), json=body)
+
+
+def authorize_body(signer, corp, hashes_: list[bytes], **changes) -> dict:
+    body = {
+        "credentialID": signer.credential_id,
+        "numSignatures": len(hashes_),
+        "hashes": [b64(h) for h in hashes_],
+        "hashAlgorithmOID": SHA256,
+        "dairi_purpose": purpose(corp),
+    }
+    body.update(changes)
+    return body
+
+
+def card_auth_data(card, to_sign: bytes) -> list[dict]:
+    return [
+        {"id": "dairi_card_certificate", "value": b64(card.certificate.public_bytes(DER))},
+        {"id": "dairi_card_signature", "value": b64(card.sign(to_sign))},
+    ]
+
+
+def try_sad(client, signer, corp, hashes_, *, card=None, token=None, **changes):
+    body = authorize_body(signer, corp, hashes_, **changes)
+    first = post(client, "credentials/authorize", signer, body, token=token)
+    if first.status_code != 200:
+        return first
+    to_sign = base64.b64decode(first.get_json()["dairi_to_sign"])
+    body["authData"] = card_auth_data(card or signer.card.authentication, to_sign)
+    return post(client, "credentials/authorize", signer, body, token=token)
+
+
+def sad_for(client, signer, corp, hashes_, **changes) -> str:
+    response = try_sad(client, signer, corp, hashes_, **changes)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["SAD"]
+
+
+def sign_hash(client, signer, sad, hashes_, *, token=None, **changes):
+    body = {
+        "credentialID": signer.credential_id,
+        "SAD": sad,
+        "hashes": [b64(h) for h in hashes_],
+        "hashAlgorithmOID": SHA256,
+        "signAlgo": ECDSA_SHA256,
+    }
+    body.update(changes)
+    return post(client, "signatures/signHash", signer, body, token=token)
+
+
+def test_a_csc_client_signs_a_batch_of_hashes_after_the_card_proof(client, app, world):
+    a, yamada, mandate = world["a"], world["yamada"], world["mandate"]
+    info = client.post("/csc/v2/info", json={})
+    assert info.status_code == 200
+    shown = info.get_json()
+    assert shown["region"] == "JP" and shown["specs"].startswith("2.")
+    assert "signatures/signHash" in shown["methods"] and "OAuth" in shown["description"]
+    listed = post(client, "credentials/list", yamada, {})
+    assert listed.get_json()["credentialIDs"] == [yamada.credential_id]
+    read = post(
+        client,
+        "credentials/info",
+        yamada,
+        {"credentialID": yamada.credential_id, "certificates": "chain", "certInfo": True},
+    )
+    assert read.status_code == 200, read.get_json()
+    described = read.get_json()
+    assert described["SCAL"] == "2" and described["authMode"] == "explicit"
+    assert described["key"] == {
+        "status": "enabled",
+        "algo": [ECDSA_SHA256],
+        "len": 256,
+        "curve": "1.2.840.10045.3.1.7",
+    }
+    assert described["cert"]["status"] == "valid" and described["multisign"] >= 20
+    certs = [base64.b64decode(c) for c in described["cert"]["certificates"]]
+    assert len(certs) >= 2 and hashlib.sha256(certs[0]).hexdigest() == yamada.employee.sha256
+    single = post(client, "credentials/info", yamada, {"credentialID": yamada.credential_id})
+    assert len(single.get_json()["cert"]["certificates"]) == 1
+
+    batch = digests("入札書 1", "入札書 2", "入札書 3")
+    body = authorize_body(yamada, a, batch)
+    first = post(client, "credentials/authorize", yamada, body)
+    assert first.status_code == 200, first.get_json()
+    assert "SAD" not in first.get_json() and first.get_json()["dairi_mandate_id"] == mandate["id"]
+    to_sign = base64.b64decode(first.get_json()["dairi_to_sign"])
+    bound = json.loads(to_sign)  # what the card signs, member by member (by hand)
+    assert bound["purpose"] == "signature-activation"
+    assert bound["service"] == app.extensions["dairi"].settings.public_base_url
+    assert bound["credential"] == {
+        "id": yamada.credential_id,
+        "certificate_sha256": yamada.employee.sha256,
+    }
+    assert bound["mandate"] == mandate["id"] and bound["signing_purpose"] == purpose(a)
+    assert bound["documents"] == [h.hex() for h in batch] and bound["document_count"] == 3
+    body["authData"] = card_auth_data(yamada.card.authentication, to_sign)
+    second = post(client, "credentials/authorize", yamada, body)
+    assert second.status_code == 200, second.get_json()
+    sad, expires_in = second.get_json()["SAD"], second.get_json()["expiresIn"]
+    assert 0 < expires_in <= 300
+
+    signed = sign_hash(client, yamada, sad, batch)
+    assert signed.status_code == 200, signed.get_json()
+    signatures = [base64.b64decode(s) for s in signed.get_json()["signatures"]]
+    key = x509.load_der_x509_certificate(certs[0]).public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    for digest, signature in zip(batch, signatures, strict=True):
+        key.verify(signature, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    # Replayed: the SAD is single use. Errors carry CSC's members beside dairi's code.
+    replayed = problem(sign_hash(client, yamada, sad, batch), 409, "SAD_USED")
+    assert replayed["error"] == "invalid_request" and "SAD_USED" in replayed["error_description"]
+    tags = [tag for tag, _ in audit_codes(app)]
+    assert tags.count("signature:csc:requested") == 1 and tags.count("signature:sad:issued") == 1
+    assert tags.count("signature:csc:created") == 3
+    assert ("signature:csc:refused", "SAD_USED") in audit_codes(app)
+    unauthenticated = client.post("/csc/v2/credentials/list", json={})
+    assert unauthenticated.status_code == 401
+    assert unauthenticated.get_json()["error"] == "invalid_token"
+
+
+def test_each_refusal_of_the_signing_api_holds_for_csc(client, app, pki, world):
+    a, yamada, suzuki, mandate = world["a"], world["yamada"], world["suzuki"], world["mandate"]
+    batch = digests("一", "二")
+    # Authorisation: another person's card, another employee's credential, no covering
+    # mandate (purpose outside it; an employee without one), nothing to prove yet.
+    problem(
+        try_sad(client, yamada, a, batch, card=suzuki.card.authentication), 403, "CARD_NOT_CALLERS"
+    )
+    problem(try_sad(client, yamada, a, batch, token=suzuki.token), 403, "CREDENTIAL_NOT_OWNED")
+    problem(
+        post(
+            client,
+            "credentials/info",
+            yamada,
+            {"credentialID": yamada.credential_id},
+            token=suzuki.token,
+        ),
+        403,
+        "CREDENTIAL_NOT_OWNED",
+    )
+    problem(
+        try_sad(client, yamada, a, batch, dairi_purpose=purpose(a, amount=100_000_001)),
+        403,
+        "NO_COVERING_MANDATE",
+    )
+    problem(try_sad(client, suzuki, a, batch), 403, "NO_COVERING_MANDATE")
+    body = authorize_body(yamada, a, digests("未発行"))
+    body["authData"] = card_auth_data(yamada.card.authentication, b"{}")
+    problem(post(client, "credentials/authorize", yamada, body), 409, "CSC_ACTIVATION_NOT_FOUND")
+    problem(
+        post(
+            client,
+            "credentials/authorize",
+            yamada,
+            authorize_body(yamada, a, batch, numSignatures=3),
+        ),
+        422,
+        "CSC_HASHES_INVALID",
+    )
+    # signHash: the SAD missing, for other hashes, for more signatures than authorised,
+    # expired, another employee's credential.
+    problem(sign_hash(client, yamada, None, batch), 403, "SAD_MISSING")
+    sad = sad_for(client, yamada, a, batch)
+    problem(sign_hash(client, yamada, sad, batch, token=suzuki.token), 403, "CREDENTIAL_NOT_OWNED")
+    problem(sign_hash(client, yamada, sad, digests("一", "三")), 403, "CSC_HASH_NOT_AUTHORIZED")
+    problem(sign_hash(client, yamada, sad, batch), 409, "SAD_USED")  # spent by the refusal
+    sad = sad_for(client, yamada, a, batch)
+    problem(sign_hash(client, yamada, sad, [*batch, batch[0]]), 403, "CSC_SIGNATURE_COUNT_EXCEEDED")
+    sad = sad_for(client, yamada, a, batch)
+    move_clock(app, timedelta(minutes=5, seconds=1))
+    problem(sign_hash(client, yamada, sad, batch), 410, "SAD_EXPIRED")
+    move_clock(app, timedelta(0))
+    # A subset of the authorised hashes is signed; a SAD from a session is not a CSC SAD.
+    sad = sad_for(client, yamada, a, batch)
+    assert len(sign_hash(client, yamada, sad, batch[:1]).get_json()["signatures"]) == 1
+    # The mandate revoked between authorisation and signHash: no signature.
+    sad = sad_for(client, yamada, a, batch)
+    rep = login(client, a.representative)
+    revoked = client.post(
+        f"/api/v1/mandates/{mandate['id']}/revocation", json={}, headers=bearer(rep)
+    )
+    assert revoked.status_code == 200, revoked.get_json()
+    problem(sign_hash(client, yamada, sad, batch), 403, "MANDATE_REVOKED")
+    problem(try_sad(client, yamada, a, batch), 403, "NO_COVERING_MANDATE")
+    refused = {code for tag, code in audit_codes(app) if tag == "signature:csc:refused"}
+    assert {
+        "CARD_NOT_CALLERS",
+        "CREDENTIAL_NOT_OWNED",
+        "NO_COVERING_MANDATE",
+        "CSC_ACTIVATION_NOT_FOUND",
+        "SAD_MISSING",
+        "CSC_HASH_NOT_AUTHORIZED",
+        "CSC_SIGNATURE_COUNT_EXCEEDED",
+        "SAD_EXPIRED",
+        "MANDATE_REVOKED",
+    } <= refused
+    assert [tag for tag, _ in audit_codes(app)].count("signature:csc:created") == 1
