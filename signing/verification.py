@@ -390,15 +390,22 @@ async def _validate_one(
     knowledge: LocalKnowledge,
     at: datetime | None,
 ) -> tuple[ades.AdESBasicValidationResult, bool]:
-    """pyHanko's AdES validation of one signature; True when it ran the LTA process."""
-    embedded.compute_integrity_info(DEFAULT_DIFF_POLICY)
-    spec = _validation_spec(trust, knowledge)
+    """pyHanko's AdES validation of one signature; True when it ran the LTA process.
+
+    ``knowledge`` holds the relying party's data; the DSS is read by the LTA process
+    itself and added here for the others."""
     timing = ValidationTimingInfo(at, at, point_in_time_validation=True) if at else None
     if _document_timestamps(embedded.reader, embedded.signed_revision):
+        # The LTA process runs the diff analysis of every signature and reads the DSS.
         result = await ades.ades_lta_validation(
-            embedded, PdfSignatureValidationSpec(spec, DEFAULT_DIFF_POLICY), timing_info=timing
+            embedded,
+            PdfSignatureValidationSpec(_validation_spec(trust, knowledge), DEFAULT_DIFF_POLICY),
+            timing_info=timing,
         )
         return result, True
+    embedded.compute_integrity_info(DEFAULT_DIFF_POLICY)
+    dss, _ = _dss_knowledge(embedded.reader)
+    spec = _validation_spec(trust, _merge(knowledge, dss))
     timestamped = any(generic_cms.extract_tst_data_iter(embedded.signer_info, signed=False))
     if not timestamped:  # B-B: basic validation (EN 319 102-1 §5.3)
         basic = await ades.ades_basic_validation(
@@ -447,9 +454,10 @@ async def _report_one(
     at: datetime | None,
 ) -> SignatureReport:
     dss_knowledge, has_revinfo = _dss_knowledge(embedded.reader)
-    knowledge = _merge(_trust_knowledge(trust), dss_knowledge)
+    given = _trust_knowledge(trust)
+    knowledge = _merge(given, dss_knowledge)
     try:
-        result, lta = await _validate_one(embedded, trust, knowledge, at)
+        result, lta = await _validate_one(embedded, trust, given, at)
     except (SignatureValidationError, ValueError, KeyError, TypeError) as exc:
         return _unreadable(embedded, exc)
     status = result.api_status
