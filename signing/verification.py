@@ -246,7 +246,15 @@ def open_signed_pdf(pdf: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> PdfFil
     try:
         reader = PdfFileReader(BytesIO(pdf), strict=False)
         signatures = reader.embedded_regular_signatures
-    except (PdfError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+    except (
+        PdfError,
+        ValueError,
+        KeyError,
+        TypeError,
+        IndexError,
+        AttributeError,
+        RecursionError,  # objects nested deeper than the parser goes
+    ) as exc:
         raise DocumentMalformed("the PDF cannot be read") from exc
     if not signatures:
         raise DocumentNotSigned("the PDF carries no signature")
@@ -458,7 +466,14 @@ async def _report_one(
     knowledge = _merge(given, dss_knowledge)
     try:
         result, lta = await _validate_one(embedded, trust, given, at)
-    except (SignatureValidationError, ValueError, KeyError, TypeError) as exc:
+    except (
+        SignatureValidationError,
+        PdfError,
+        ValueError,
+        KeyError,
+        TypeError,
+        RecursionError,
+    ) as exc:
         return _unreadable(embedded, exc)
     status = result.api_status
     indication = _indication_of(result.ades_subindic)
