@@ -7,13 +7,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from flask import Flask
 from helpers_auth import bearer, login, new_corporation
-from helpers_mandates import ENTITY, OTHER_ENTITY, new_employee, root_grant, sub_grant
+from helpers_mandates import ENTITY, OTHER_ENTITY, new_employee, root_grant, scope, sub_grant
 
 from app.factory import create_app
 from app.mandates.evidence import mandate_evidence
@@ -231,3 +231,21 @@ def test_altered_or_foreign_evidence_is_caught(served, chain, trust, hsm, bid):
     other = _evidence(served, [chain["sub"]["id"]], long_term=True)
     swapped = judged(replace(evidence, leaf_ac_der=other.leaf_ac_der))
     assert "HOLDER_MISMATCH" in swapped.reasons
+
+
+def test_a_mandate_expired_before_signing_fails(served, chain, trust, hsm, pki, bid):
+    client = served.test_client()
+    corp = chain["corp"]
+    kato = new_employee(client, hsm, pki, corp, "加藤\u3000三郎")
+    ends = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+    mandate = root_grant(client, corp, kato, scope(not_after=ends))
+    evidence = _evidence(served, [mandate["id"]], long_term=True)
+    time.sleep(max(0.0, (ends - datetime.now(UTC)).total_seconds()) + 0.2)
+    late = _sign(served, kato, evidence, PadesLevel.B_LT, bid)
+    purpose, principal = _bid_purpose(corp)
+    (sig,) = verify_pdf(late, trust, purpose, principal=principal).signatures
+    assert sig.indication is Indication.TOTAL_FAILED
+    assert "MANDATE_EXPIRED" in sig.reasons
+    # Asked no purpose, the expiry still counts.
+    (bare,) = verify_pdf(late, trust).signatures
+    assert bare.reasons == ("MANDATE_EXPIRED",)
