@@ -43,6 +43,7 @@ if __package__ in (None, ""):  # run as a script: make `import hsm` etc. work
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -176,21 +177,37 @@ def make_signer(context: ServiceContext, url: str, cards: Path) -> Signer:
 # -- the two paths --------------------------------------------------------------
 
 
-def over_http(client: ApiClient, signer: Signer, files: Sequence[Path]) -> list[Path]:
-    """``dairi client sign``'s flow: the signed copies written beside the inputs."""
-    signed = [
-        value.target
-        for event, value in sign_files(client, signer.card, signer.request, files, force=True)
-        if event == "signed"
-    ]
+STEPS = ("open", "authorize", "sign+fetch")
+Steps = dict[str, list[float]]  # ms per step of the flow, one entry per run
+
+
+def over_http(
+    client: ApiClient, signer: Signer, files: Sequence[Path], steps: Steps | None = None
+) -> list[Path]:
+    """``dairi client sign``'s flow: the signed copies written beside the inputs. With
+    ``steps``, the ms of each step are added to it (the card signs within authorize)."""
+    signed = []
+    mark = time.perf_counter()
+    for event, value in sign_files(client, signer.card, signer.request, files, force=True):
+        if event == "signed":
+            signed.append(value.target)
+        if steps is not None and event in ("session", "authorized"):
+            now = time.perf_counter()
+            steps[STEPS[0] if event == "session" else STEPS[1]].append((now - mark) * 1000)
+            mark = now
+    if steps is not None:
+        steps[STEPS[2]].append((time.perf_counter() - mark) * 1000)
     if len(signed) != len(files):
         raise RuntimeError(f"{len(signed)} signed documents for {len(files)} sent")
     return signed
 
 
-def in_process(context: ServiceContext, signer: Signer, pdf: bytes) -> bytes:
+def in_process(
+    context: ServiceContext, signer: Signer, pdf: bytes, steps: Steps | None = None
+) -> bytes:
     """The same steps through the service layer, each in its own unit of work (as each
-    request is), the card signing ``to_sign`` in between."""
+    request is), the card signing ``to_sign`` in between (timed within authorize)."""
+    marks = [time.perf_counter()]
     request = signer.request
     purpose = SigningPurpose(
         request.principal, request.action, request.procuring_entity, request.case, request.amount
@@ -210,13 +227,21 @@ def in_process(context: ServiceContext, signer: Signer, pdf: bytes) -> bytes:
             uploads=[Upload("bid.pdf", pdf)],
         )
         session_id, to_sign = opened.row.id, opened.challenge.to_sign()
+    marks.append(time.perf_counter())
     card_proof = CardProof(signer.card.certificate_der, signer.card.sign(to_sign))
     with unit_of_work(context.session_factory) as session:
         _, sad = service(session).authorize(session_id, card_proof)
+    marks.append(time.perf_counter())
     with unit_of_work(context.session_factory) as session:
         signed = sign_session(service(session), session_id, sad)
     with unit_of_work(context.session_factory) as session:
-        document = fetch_signed(service(session), session_id, signed[0].index)
+        fetched: Any = fetch_signed(service(session), session_id, signed[0].index)
+    # The document, or (document, the session's format) since sessions also sign cms.
+    document = fetched[0] if isinstance(fetched, tuple) else fetched
+    marks.append(time.perf_counter())
+    if steps is not None:
+        for step, (begun, ended) in zip(STEPS, itertools.pairwise(marks), strict=True):
+            steps[step].append((ended - begun) * 1000)
     assert document.signed_content is not None
     return document.signed_content
 
@@ -246,6 +271,7 @@ class Figures:
     concurrent_errors: int
     concurrent_seconds: float
     server_tracebacks: int
+    steps: dict[str, tuple[float, float]]  # step: (HTTP ms, in process ms), medians
 
     @property
     def ratio(self) -> float:
@@ -291,19 +317,23 @@ def raw_per_second(context: ServiceContext, signer: Signer, settings: Settings) 
 
 def http_against_in_process(
     context: ServiceContext, signer: Signer, bid: Path, rounds: int
-) -> tuple[float, float]:
-    """Median ms of one B-T bid over HTTP and in process, interleaved round by round.
-    Warm-up (untimed, checked): one in process, and one per worker over HTTP."""
+) -> tuple[float, float, dict[str, tuple[float, float]]]:
+    """Median ms of one B-T bid over HTTP and in process, interleaved round by round,
+    and each step's medians (HTTP, in process). Warm-up (untimed, checked): one in
+    process, and two per worker over HTTP."""
     pdf = bid.read_bytes()
     with signer.client() as client:
         check_pdf("in process", in_process(context, signer, pdf))
         for _ in range(WORKERS * 2):
             check_pdf("over HTTP", over_http(client, signer, [bid])[0].read_bytes())
         http, local = [], []
+        http_steps: Steps = {step: [] for step in STEPS}
+        local_steps: Steps = {step: [] for step in STEPS}
         for _ in range(rounds):
-            http.append(timed_ms(lambda: over_http(client, signer, [bid])))
-            local.append(timed_ms(lambda: in_process(context, signer, pdf)))
-    return median(http), median(local)
+            http.append(timed_ms(lambda: over_http(client, signer, [bid], http_steps)))
+            local.append(timed_ms(lambda: in_process(context, signer, pdf, local_steps)))
+    by_step = {step: (median(http_steps[step]), median(local_steps[step])) for step in STEPS}
+    return median(http), median(local), by_step
 
 
 def batch_against_single(signer: Signer, files: Sequence[Path], rounds: int) -> tuple[float, float]:
@@ -325,10 +355,12 @@ def concurrent_clients(
     signer: Signer, bid: Path, rounds: int, work: Path
 ) -> tuple[int, int, float]:
     """``CLIENTS`` threads, each with its own connection pool and directory, each signing
-    ``rounds`` sessions of one bid at once: (signatures, errors, seconds)."""
+    ``rounds`` sessions of one bid at once: (signatures, errors, seconds). Each first
+    signs one untimed (so both workers are warm; its failure is counted apart), then all
+    start together."""
     start = threading.Barrier(CLIENTS + 1)
     lock = threading.Lock()
-    counts = {"signed": 0, "errors": 0}
+    counts = {"signed": 0, "errors": 0, "warm-up errors": 0}
     failures: list[str] = []
 
     own_bids = []  # each client its own copy: the signed copies go beside it
@@ -338,19 +370,24 @@ def concurrent_clients(
         own_bids.append(directory / bid.name)
         own_bids[-1].write_bytes(bid.read_bytes())
 
+    def attempt(client: ApiClient, own: Path, failed: str) -> None:
+        try:
+            check_pdf("concurrent", over_http(client, signer, [own])[0].read_bytes())
+            outcome, failure = "signed", None
+        except Exception as exc:  # every failure is counted
+            outcome, failure = failed, f"{type(exc).__name__}: {exc}"
+        with lock:
+            if failed == "errors" or failure is not None:
+                counts[outcome] += 1
+            if failure is not None:
+                failures.append(failure)
+
     def client_thread(own: Path) -> None:
         with signer.client() as client:
+            attempt(client, own, "warm-up errors")
             start.wait()
             for _ in range(rounds):
-                try:
-                    check_pdf("concurrent", over_http(client, signer, [own])[0].read_bytes())
-                    outcome, failure = "signed", None
-                except Exception as exc:  # every failure is counted
-                    outcome, failure = "errors", f"{type(exc).__name__}: {exc}"
-                with lock:
-                    counts[outcome] += 1
-                    if failure is not None:
-                        failures.append(failure)
+                attempt(client, own, "errors")
 
     threads = [threading.Thread(target=client_thread, args=(own,)) for own in own_bids]
     for thread in threads:
@@ -360,6 +397,8 @@ def concurrent_clients(
     for thread in threads:
         thread.join()
     seconds = time.perf_counter() - began
+    if counts["warm-up errors"]:
+        print(f"  {counts['warm-up errors']} errors while warming up (not counted below)")
     for failure in sorted(set(failures))[:5]:
         print(f"  concurrent error: {failure}")
     return counts["signed"], counts["errors"], seconds
@@ -378,7 +417,7 @@ def run(settings: Settings, context: ServiceContext, rounds: int) -> Figures:
         )
         raw = raw_per_second(context, signer, settings)
         files = documents(work / "documents", BATCH)
-        http_ms, inprocess_ms = http_against_in_process(context, signer, files[0], rounds)
+        http_ms, inprocess_ms, steps = http_against_in_process(context, signer, files[0], rounds)
         batch_ms, single_ms = batch_against_single(signer, files, rounds)
         signed, errors, seconds = concurrent_clients(signer, files[0], rounds, work)
         log = server.log_path.read_text(errors="replace")
@@ -393,6 +432,7 @@ def run(settings: Settings, context: ServiceContext, rounds: int) -> Figures:
         errors,
         seconds,
         log.count("Traceback"),
+        steps,
     )
 
 
@@ -408,6 +448,10 @@ def print_report(f: Figures, rounds: int) -> None:
     print(f"  over HTTP (open, card proof → SAD, sign, fetch)  {f.http_ms:8.1f} ms")
     print(f"  in process (the service layer, same steps)       {f.inprocess_ms:8.1f} ms")
     verdict = "met" if f.target_met else "NOT met"
+    print(
+        "  per step (HTTP / in process, medians): "
+        + "; ".join(f"{step} {http:.1f} / {local:.1f}" for step, (http, local) in f.steps.items())
+    )
     print(f"  ratio {f.ratio:.2f}x; target (HTTP ≤ {TARGET_RATIO}× in process): {verdict}")
     print(f"per document over HTTP, median of {rounds} rounds:")
     print(f"  one session of {BATCH} documents   {f.batch20_per_doc_ms:8.1f} ms")
