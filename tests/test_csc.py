@@ -5,24 +5,52 @@ with its code; pyHanko's own ``CSCSigner`` signs a PDF at B-LT through dairi."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
+import threading
 from datetime import timedelta
+from io import BytesIO
 
+import aiohttp
 import pytest
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.serialization import Encoding
 from helpers_auth import audit_codes, bearer, login, move_clock, new_corporation, problem
-from helpers_mandates import root_grant
-from helpers_signing_sessions import new_signer, purpose
+from helpers_mandates import Employee, root_grant
+from helpers_signing_sessions import Signer, authorized, new_signer, opened, purpose
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.fields import SigSeedSubFilter
+from pyhanko.sign.signers import PdfSignatureMetadata, PdfSigner
+from pyhanko.sign.signers.csc_signer import (
+    CSCAuthorizationInfo,
+    CSCAuthorizationManager,
+    CSCServiceSessionInfo,
+    CSCSigner,
+    fetch_certs_in_csc_credential,
+)
+from pyhanko.sign.validation import validate_pdf_signature
+from pyhanko.sign.validation.dss import DocumentSecurityStore
+from pyhanko_certvalidator import ValidationContext
+from werkzeug.serving import make_server
+
+from app.credentials.service import CredentialOwner, CredentialService
+from app.dev.sample_documents import bid_pdf
+from devpki.fetchers import TransportFetcherBackend
+from devpki.tsa import InProcessTimeStamper
+from hsm import KeyAlgorithm
 
 DER = Encoding.DER
 SHA256 = "2.16.840.1.101.3.4.2.1"
 ECDSA_SHA256 = "1.2.840.10045.4.3.2"
+RSA_SHA256 = "1.2.840.113549.1.1.11"
 YAMADA = "山田\u3000太郎"
 SUZUKI = "鈴木\u3000花子"
 
@@ -33,6 +61,23 @@ def b64(data: bytes) -> str:
 
 def digests(*labels: str) -> list[bytes]:
     return [hashlib.sha256(label.encode()).digest() for label in labels]
+
+
+def rsa_signer(client, hsm, signer: Signer, corp) -> Signer:
+    """An RSA-2048 credential for the same person (card and token)."""
+    context = client.application.extensions["dairi"]
+    with context.session_factory() as session:
+        service = CredentialService(session, hsm, context.dev_pki)
+        issued = service.issue(
+            f"RSA {signer.employee.person_id}",
+            KeyAlgorithm.RSA_2048,
+            CredentialOwner(signer.employee.person_id, corp.corporate_number),
+        )
+        session.commit()
+        credential = service.signing_credential(issued)
+        credential_id = issued.id
+    employee = Employee(signer.employee.name, signer.employee.person_id, signer.token, credential)
+    return Signer(employee, signer.card, credential_id)
 
 
 @pytest.fixture
@@ -95,7 +140,7 @@ def sign_hash(client, signer, sad, hashes_, *, token=None, **changes):
     return post(client, "signatures/signHash", signer, body, token=token)
 
 
-def test_a_csc_client_signs_a_batch_of_hashes_after_the_card_proof(client, app, world):
+def test_a_csc_client_signs_a_batch_of_hashes_after_the_card_proof(client, app, hsm, world):
     a, yamada, mandate = world["a"], world["yamada"], world["mandate"]
     info = client.post("/csc/v2/info", json={})
     assert info.status_code == 200
@@ -159,6 +204,27 @@ def test_a_csc_client_signs_a_batch_of_hashes_after_the_card_proof(client, app, 
     tags = [tag for tag, _ in audit_codes(app)]
     assert tags.count("signature:csc:requested") == 1 and tags.count("signature:sad:issued") == 1
     assert tags.count("signature:csc:created") == 3
+    # An RSA credential of 山田's with its own mandate: PKCS#1 v1.5 over each hash.
+    rsa = rsa_signer(client, hsm, yamada, a)
+    root_grant(client, a, rsa.employee)
+    read = post(client, "credentials/info", rsa, {"credentialID": rsa.credential_id})
+    assert read.get_json()["key"]["algo"] == [RSA_SHA256] and read.get_json()["key"]["len"] == 2048
+    sad = sad_for(client, rsa, a, batch[:2])
+    problem(sign_hash(client, rsa, sad, batch[:2]), 422, "CSC_SIGN_ALGORITHM_UNSUPPORTED")
+    sad = sad_for(client, rsa, a, batch[:2])
+    signed = sign_hash(client, rsa, sad, batch[:2], signAlgo=RSA_SHA256)
+    assert signed.status_code == 200, signed.get_json()
+    key = x509.load_der_x509_certificate(rsa.employee.certificate).public_key()
+    assert isinstance(key, rsa_keys.RSAPublicKey)
+    for digest, signature in zip(batch, signed.get_json()["signatures"], strict=False):
+        key.verify(
+            base64.b64decode(signature), digest, padding.PKCS1v15(), Prehashed(hashes.SHA256())
+        )
+    # The OpenAPI document names dairi's members of the CSC requests.
+    spec = client.get("/openapi.json").get_json()
+    authorize = spec["paths"]["/csc/v2/credentials/authorize"]["post"]
+    assert "dairi_to_sign" in json.dumps(spec["components"]) and "authData" in json.dumps(spec)
+    assert authorize and "dairi_purpose" in json.dumps(spec["components"]["schemas"])
     assert ("signature:csc:refused", "SAD_USED") in audit_codes(app)
     unauthenticated = client.post("/csc/v2/credentials/list", json={})
     assert unauthenticated.status_code == 401
@@ -217,7 +283,12 @@ def test_each_refusal_of_the_signing_api_holds_for_csc(client, app, pki, world):
     move_clock(app, timedelta(minutes=5, seconds=1))
     problem(sign_hash(client, yamada, sad, batch), 410, "SAD_EXPIRED")
     move_clock(app, timedelta(0))
-    # A subset of the authorised hashes is signed; a SAD from a session is not a CSC SAD.
+    # A signing session's SAD is not a CSC SAD (and names documents, not these hashes).
+    session = opened(client, yamada, a, [bid_pdf()])
+    problem(
+        sign_hash(client, yamada, authorized(client, yamada, session), batch), 403, "SAD_INVALID"
+    )
+    # A subset of the authorised hashes is signed.
     sad = sad_for(client, yamada, a, batch)
     assert len(sign_hash(client, yamada, sad, batch[:1]).get_json()["signatures"]) == 1
     # The mandate revoked between authorisation and signHash: no signature.
@@ -242,3 +313,93 @@ def test_each_refusal_of_the_signing_api_holds_for_csc(client, app, pki, world):
         "MANDATE_REVOKED",
     } <= refused
     assert [tag for tag, _ in audit_codes(app)].count("signature:csc:created") == 1
+
+
+class CardAuthorization(CSCAuthorizationManager):
+    """pyHanko's authorisation hook, answered through dairi's two-step authorize: ask
+    for ``dairi_to_sign`` for the hashes, have the JPKI card sign it, get the SAD."""
+
+    def __init__(self, info, credential, http, card, signing_purpose: dict) -> None:
+        super().__init__(info, credential)
+        self.http, self.card, self.signing_purpose = http, card, signing_purpose
+
+    async def authorize_signature(self, hash_b64s: list[str]) -> CSCAuthorizationInfo:
+        url = self.csc_session_info.endpoint_url("credentials/authorize")
+        body = {
+            "credentialID": self.csc_session_info.credential_id,
+            "numSignatures": len(hash_b64s),
+            "hash": hash_b64s,
+            "dairi_purpose": self.signing_purpose,
+        }
+        async with self.http.post(url, headers=self.auth_headers, json=body) as response:
+            assert response.status == 200, await response.text()
+            to_sign = base64.b64decode((await response.json())["dairi_to_sign"])
+        body["authData"] = card_auth_data(self.card, to_sign)
+        async with self.http.post(url, headers=self.auth_headers, json=body) as response:
+            assert response.status == 200, await response.text()
+            return CSCAuthorizationInfo(sad=(await response.json())["SAD"])
+
+
+@pytest.fixture
+def served(app):
+    """The test's app served over HTTP in this process (werkzeug, a thread): pyHanko's
+    CSCSigner speaks aiohttp, which the Flask test client cannot stand in for."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+def test_pyhanko_csc_signer_signs_a_pdf_at_b_lt_through_dairi(app, world, served, pki, trust_roots):
+    a, yamada = world["a"], world["yamada"]
+    roots = [asn1_x509.Certificate.load(r) for r in trust_roots]
+
+    async def sign() -> bytes:
+        async with aiohttp.ClientSession() as http:
+            info = CSCServiceSessionInfo(served, yamada.credential_id, oauth_token=yamada.token)
+            credential = await fetch_certs_in_csc_credential(http, info)
+            assert credential.hash_pinning_required  # SCAL 2
+            auth = CardAuthorization(info, credential, http, yamada.card.authentication, purpose(a))
+            meta = PdfSignatureMetadata(
+                field_name="Signature1",
+                subfilter=SigSeedSubFilter.PADES,
+                embed_validation_info=True,
+                validation_context=ValidationContext(
+                    trust_roots=roots,
+                    allow_fetching=True,
+                    fetcher_backend=TransportFetcherBackend(pki.serve_url),
+                ),
+            )
+            signer = PdfSigner(
+                meta, CSCSigner(http, auth), timestamper=InProcessTimeStamper(pki.tsa)
+            )
+            out = await signer.async_sign_pdf(IncrementalPdfFileWriter(BytesIO(bid_pdf())))
+            return out.getvalue()
+
+    pdf = asyncio.run(sign())
+    reader = PdfFileReader(BytesIO(pdf))
+    (sig,) = reader.embedded_signatures
+    dss = DocumentSecurityStore.read_dss(reader)
+    # Revocation required and no fetching: only what the document carries can satisfy it.
+    context = dss.as_validation_context(
+        {"trust_roots": roots, "allow_fetching": False, "revocation_mode": "hard-fail"}
+    )
+    status = validate_pdf_signature(sig, context)
+    assert status.bottom_line and status.timestamp_validity.trusted, status.pretty_print_details()
+    assert status.signing_cert.sha256 == bytes.fromhex(yamada.employee.sha256)
+    assert "signature:csc:created" in [tag for tag, _ in audit_codes(app)]
+
+
+def test_a_revoked_authentication_certificate_gets_no_sad(client, app, pki, world):
+    a, yamada = world["a"], world["yamada"]
+    pki.ca_for_slug("jpki-auth").revoke(
+        yamada.card.authentication.certificate.serial_number,
+        x509.ReasonFlags.key_compromise,
+        now=pki.clock(),
+    )
+    move_clock(app, timedelta(minutes=6))  # past the validator's cached good answer
+    # The bearer token was earned with that card: it ends first, and no SAD comes of it.
+    problem(try_sad(client, yamada, a, digests("一")), 401, "TOKEN_CERTIFICATE_REVOKED")
+    assert "signature:sad:issued" not in [tag for tag, _ in audit_codes(app)]
