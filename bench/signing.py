@@ -43,6 +43,7 @@ if __package__ in (None, ""):  # run as a script: make `import hsm` etc. work
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
+import base64
 import itertools
 import json
 import os
@@ -51,9 +52,12 @@ import threading
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
+from io import BytesIO
 from typing import Any, TypeVar
 
 import pkcs11
+from flask import Flask
+from werkzeug.test import TestResponse
 
 from app.client import (
     ApiClient,
@@ -62,13 +66,16 @@ from app.client import (
     SigningRequest,
     build_instruction,
     directory_card,
+    proof,
     sign_files,
 )
+from app.client.api import bearer
 from app.context import ServiceContext
 from app.credentials.service import CredentialService
 from app.dev.demo_login import DEMO_EMPLOYEE_NAME, DemoClient, employee_credential, log_in_people
 from app.dev.demo_server import DemoServer
 from app.dev.sample_documents import bid_pdf
+from app.factory import create_app
 from app.people.sign_in import CardProof
 from app.settings import Settings
 from app.signing_sessions.activation import SigningPurpose
@@ -246,6 +253,45 @@ def in_process(
     return document.signed_content
 
 
+def through_wsgi(app: Flask, signer: Signer, pdf: bytes, steps: Steps | None = None) -> bytes:
+    """The HTTP flow's requests handed to the Flask app in this process (its test
+    client: no sockets, no gunicorn), to tell the request layer's cost from transport's."""
+    client = app.test_client()
+    headers = bearer(signer.token)
+    marks = [time.perf_counter()]
+    opened = client.post(
+        "/api/v1/signing-sessions",
+        headers=headers,
+        data={
+            "request": json.dumps(signer.request.json()),
+            "document": [(BytesIO(pdf), "bid.pdf", "application/pdf")],
+        },
+        content_type="multipart/form-data",
+    )
+    session = _answer(opened, 201)
+    to_sign = base64.b64decode(session["to_sign"])
+    marks.append(time.perf_counter())
+    base = f"/api/v1/signing-sessions/{session['id']}"
+    sad = _answer(
+        client.post(f"{base}/authorization", headers=headers, json=proof(signer.card, to_sign)), 200
+    )["sad"]
+    marks.append(time.perf_counter())
+    signed = _answer(client.post(f"{base}/signatures", headers=headers, json={"sad": sad}), 200)
+    fetched = client.get(signed["documents"][0]["href"], headers=headers)
+    _answer(fetched, 200)
+    marks.append(time.perf_counter())
+    if steps is not None:
+        for step, (begun, ended) in zip(STEPS, itertools.pairwise(marks), strict=True):
+            steps[step].append((ended - begun) * 1000)
+    return fetched.get_data()
+
+
+def _answer(response: TestResponse, status: int) -> Any:
+    if response.status_code != status:
+        raise RuntimeError(f"{response.request.path}: {response.status_code} {response.text}")
+    return response.get_json() if response.is_json else None
+
+
 # -- timing ---------------------------------------------------------------------
 
 
@@ -262,8 +308,7 @@ def median(values: Sequence[float]) -> float:
 @dataclass(frozen=True)
 class Figures:
     raw_sign_per_s: float
-    http_ms: float
-    inprocess_ms: float
+    comparison: Comparison
     batch20_per_doc_ms: float
     single_per_doc_ms: float
     concurrent_per_s: float
@@ -271,7 +316,14 @@ class Figures:
     concurrent_errors: int
     concurrent_seconds: float
     server_tracebacks: int
-    steps: dict[str, tuple[float, float]]  # step: (HTTP ms, in process ms), medians
+
+    @property
+    def http_ms(self) -> float:
+        return self.comparison.http_ms
+
+    @property
+    def inprocess_ms(self) -> float:
+        return self.comparison.inprocess_ms
 
     @property
     def ratio(self) -> float:
@@ -315,25 +367,41 @@ def raw_per_second(context: ServiceContext, signer: Signer, settings: Settings) 
         session.close()
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """Medians (ms) of one bid: over HTTP, through the Flask app in process, through the
+    service layer; and per step, (HTTP, Flask app, service layer)."""
+
+    http_ms: float
+    wsgi_ms: float
+    inprocess_ms: float
+    steps: dict[str, tuple[float, float, float]]
+
+
 def http_against_in_process(
-    context: ServiceContext, signer: Signer, bid: Path, rounds: int
-) -> tuple[float, float, dict[str, tuple[float, float]]]:
-    """Median ms of one B-T bid over HTTP and in process, interleaved round by round,
-    and each step's medians (HTTP, in process). Warm-up (untimed, checked): one in
-    process, and two per worker over HTTP."""
+    context: ServiceContext, app: Flask, signer: Signer, bid: Path, rounds: int
+) -> Comparison:
+    """One B-T bid over HTTP, through the Flask app in process and through the service
+    layer, interleaved round by round. Warm-up (untimed, checked): one in process, one
+    through the Flask app and two per worker over HTTP."""
     pdf = bid.read_bytes()
+    paths = ("http", "wsgi", "service")
+    totals: dict[str, list[float]] = {path: [] for path in paths}
+    steps: dict[str, Steps] = {path: {step: [] for step in STEPS} for path in paths}
     with signer.client() as client:
         check_pdf("in process", in_process(context, signer, pdf))
+        check_pdf("Flask app", through_wsgi(app, signer, pdf))
         for _ in range(WORKERS * 2):
             check_pdf("over HTTP", over_http(client, signer, [bid])[0].read_bytes())
-        http, local = [], []
-        http_steps: Steps = {step: [] for step in STEPS}
-        local_steps: Steps = {step: [] for step in STEPS}
         for _ in range(rounds):
-            http.append(timed_ms(lambda: over_http(client, signer, [bid], http_steps)))
-            local.append(timed_ms(lambda: in_process(context, signer, pdf, local_steps)))
-    by_step = {step: (median(http_steps[step]), median(local_steps[step])) for step in STEPS}
-    return median(http), median(local), by_step
+            totals["http"].append(timed_ms(lambda: over_http(client, signer, [bid], steps["http"])))
+            totals["wsgi"].append(timed_ms(lambda: through_wsgi(app, signer, pdf, steps["wsgi"])))
+            totals["service"].append(
+                timed_ms(lambda: in_process(context, signer, pdf, steps["service"]))
+            )
+    http, wsgi, service = (median(totals[path]) for path in paths)
+    by_step = {step: tuple(median(steps[p][step]) for p in paths) for step in STEPS}
+    return Comparison(http, wsgi, service, by_step)  # type: ignore[arg-type]
 
 
 def batch_against_single(signer: Signer, files: Sequence[Path], rounds: int) -> tuple[float, float]:
@@ -417,14 +485,17 @@ def run(settings: Settings, context: ServiceContext, rounds: int) -> Figures:
         )
         raw = raw_per_second(context, signer, settings)
         files = documents(work / "documents", BATCH)
-        http_ms, inprocess_ms, steps = http_against_in_process(context, signer, files[0], rounds)
+        app = create_app(settings, hsm=context.hsm)  # the same service, in this process
+        try:
+            comparison = http_against_in_process(context, app, signer, files[0], rounds)
+        finally:
+            app.extensions["dairi"].engine.dispose()
         batch_ms, single_ms = batch_against_single(signer, files, rounds)
         signed, errors, seconds = concurrent_clients(signer, files[0], rounds, work)
         log = server.log_path.read_text(errors="replace")
     return Figures(
         raw,
-        http_ms,
-        inprocess_ms,
+        comparison,
         batch_ms,
         single_ms,
         signed / seconds,
@@ -432,7 +503,6 @@ def run(settings: Settings, context: ServiceContext, rounds: int) -> Figures:
         errors,
         seconds,
         log.count("Traceback"),
-        steps,
     )
 
 
@@ -445,13 +515,15 @@ def print_report(f: Figures, rounds: int) -> None:
         f"{f.raw_sign_per_s:.0f} signatures/s ({1000 / f.raw_sign_per_s:.2f} ms/signature)"
     )
     print(f"PAdES {LEVEL.value} bid, one document per session, median of {rounds}:")
-    print(f"  over HTTP (open, card proof → SAD, sign, fetch)  {f.http_ms:8.1f} ms")
-    print(f"  in process (the service layer, same steps)       {f.inprocess_ms:8.1f} ms")
-    verdict = "met" if f.target_met else "NOT met"
+    c = f.comparison
+    print(f"  over HTTP (open, card proof → SAD, sign, fetch)  {c.http_ms:8.1f} ms")
+    print(f"  the Flask app in this process (no sockets)       {c.wsgi_ms:8.1f} ms")
+    print(f"  the service layer in this process, same steps    {c.inprocess_ms:8.1f} ms")
     print(
-        "  per step (HTTP / in process, medians): "
-        + "; ".join(f"{step} {http:.1f} / {local:.1f}" for step, (http, local) in f.steps.items())
+        "  per step (HTTP / Flask app / service layer): "
+        + "; ".join(f"{step} {' / '.join(f'{v:.1f}' for v in c.steps[step])}" for step in STEPS)
     )
+    verdict = "met" if f.target_met else "NOT met"
     print(f"  ratio {f.ratio:.2f}x; target (HTTP ≤ {TARGET_RATIO}× in process): {verdict}")
     print(f"per document over HTTP, median of {rounds} rounds:")
     print(f"  one session of {BATCH} documents   {f.batch20_per_doc_ms:8.1f} ms")
