@@ -225,6 +225,25 @@ async def check_root_grant(
     )
 
 
+def sub_delegation_evidence(files: dict[str, bytes], mandate: ParsedMandate) -> list[str]:
+    """A sub-delegation's evidence: its instruction is the one its AC certifies, signed
+    (CMS, through the service) by the certificate the AC names as grantor."""
+    instruction_name, cms_name, _ = evidence_file_names(mandate.depth)
+    if instruction_name not in files or cms_name not in files:
+        return ["EVIDENCE_MISSING"]
+    instruction = files[instruction_name]
+    if hashlib.sha256(instruction).digest() != mandate.terms.instruction_digest:
+        return ["EVIDENCE_MISMATCH"]
+    try:
+        signers = instruction_signers(instruction, files[cms_name])
+    except DairiError as exc:
+        return [exc.code]
+    grantor = mandate.terms.grantor.certificate_sha256
+    if not any(hashlib.sha256(s.certificate_der).digest() == grantor for s in signers):
+        return ["GRANTOR_NOT_SIGNER"]
+    return []
+
+
 def _hop_report(mandate: ParsedMandate, reasons: tuple[str, ...], revoked_at) -> HopReport:  # type: ignore[no-untyped-def]
     from signing.verification import HopReport
 
@@ -303,10 +322,11 @@ async def check_mandate(
         reasons.append("PRINCIPAL_MISMATCH")
     if not status.proven:
         reasons.append(STATUS_UNKNOWN)
-    root_grant = await check_root_grant(
-        embedded_files(embedded.reader), mandates[0], chain_reader.issued_by_aa, trust
-    )
+    files = embedded_files(embedded.reader)
+    root_grant = await check_root_grant(files, mandates[0], chain_reader.issued_by_aa, trust)
     reasons.extend(root_grant.reasons)
+    for sub_mandate in mandates[1:]:
+        reasons.extend(sub_delegation_evidence(files, sub_mandate))
     purpose_codes = set(verdict.reasons) - {"HOLDER_MISMATCH", "CHAIN_EMPTY"}
     return MandateReport(
         present=True,

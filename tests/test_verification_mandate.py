@@ -249,3 +249,19 @@ def test_a_mandate_expired_before_signing_fails(served, chain, trust, hsm, pki, 
     # Asked no purpose, the expiry still counts.
     (bare,) = verify_pdf(late, trust).signatures
     assert bare.reasons == ("MANDATE_EXPIRED",)
+
+
+def test_a_sub_delegations_altered_instruction_is_caught(served, chain, trust, bid):
+    evidence = _evidence(served, [chain["root"]["id"], chain["sub"]["id"]], long_term=True)
+    name, _, _ = evidence_file_names(1)
+    instruction = next(f.data for f in evidence.files if f.name == name)
+    pdf = _sign(
+        served,
+        chain["suzuki"],
+        _with_file(evidence, name, instruction + b" "),
+        PadesLevel.B_LT,
+        bid,
+    )
+    (sig,) = verify_pdf(pdf, trust).signatures
+    assert sig.indication is Indication.TOTAL_FAILED
+    assert sig.reasons == ("EVIDENCE_MISMATCH",)
