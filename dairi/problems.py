@@ -238,6 +238,11 @@ CATALOGUE = _Catalogue(
     ),
     ("EVIDENCE_MISSING", 422, "The document lacks the root grant's embedded evidence files."),
     (
+        "SIGNATURE_WRAPPING",
+        422,
+        "An XML signature's references do not resolve to what a reader sees (reason code).",
+    ),
+    (
         "EVIDENCE_MISMATCH",
         422,
         "An embedded evidence file is not the one the mandate AC certifies.",
