@@ -227,3 +227,21 @@ def test_a_signer_certificate_revoked_before_signing_fails(hsm, pki, bid, dev_ts
     # Revoked only after the timestamp proved the signature existed: it stands.
     (stands,) = verify_pdf(late_pdf, given).signatures
     assert stands.indication is Indication.TOTAL_PASSED, stands.message
+
+
+def test_online_the_missing_revocation_data_is_fetched(signed, trust, pki):
+    from devpki import TransportFetcherBackend
+
+    fetched = []
+
+    def transport(method, url, body):
+        fetched.append(url)
+        return pki.serve_url(method, url, body)
+
+    online = VerificationTrust(
+        roots=trust.roots, allow_fetching=True, fetcher_backend=TransportFetcherBackend(transport)
+    )
+    (sig,) = verify_pdf(signed[PadesLevel.B_B], online).signatures
+    assert sig.indication is Indication.TOTAL_PASSED, sig.message
+    assert sig.revocation_data == ("online",)
+    assert fetched  # the signer's status came from the responders

@@ -1,11 +1,12 @@
 """``dairi verify FILE``: the API's verification report, offline (no network, no
-database), from a trust directory; exit 0 when every signature passed, 1 otherwise,
-2 on bad input."""
+database) unless ``--online``, from a trust directory; exit 0 when every signature
+passed, 1 otherwise, 2 on bad input."""
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -36,6 +37,11 @@ from signing.verification import DEFAULT_MAX_BYTES, Indication
     help="service.pem, tsa.pem, registrar.pem, aa.pem, *.crl (default: the configured"
     " trust directory)",
 )
+@click.option(
+    "--online",
+    is_flag=True,
+    help="fetch revocation data the document lacks (OCSP/CRL over the network)",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the JSON report")
 @click.option(
     "--pdf",
@@ -53,6 +59,7 @@ def verify_command(
     case: str | None,
     amount: int | None,
     trust_dir: Path | None,
+    online: bool,
     as_json: bool,
     pdf_out: Path | None,
     lang: str,
@@ -76,9 +83,10 @@ def verify_command(
     }
     asked = {k: v for k, v in fields.items() if v is not None}
     purpose = purpose_from(asked) if asked else None
+    trust = trust_from_directory(trust_dir, representative_titles=settings.representative_titles)
     report = verify_document(
         document,
-        trust_from_directory(trust_dir, representative_titles=settings.representative_titles),
+        replace(trust, allow_fetching=online),
         purpose,
         max_bytes=DEFAULT_MAX_BYTES,
     )
