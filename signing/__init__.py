@@ -32,12 +32,14 @@ from signing.verification import (
     VerificationTrust,
     verify_pdf,
 )
+from signing.verification_xml import SIGNATURE_WRAPPING, verify_xml
 from signing.xades import XadesLevel, XadesResult, XadesSigner, XadesSpec, XmlAlreadySigned
 from signing.xml_key import HsmXmlKey
 from signing.xml_safety import DocumentNotXml, XmlUnsafe, parse_untrusted_xml
 
 __all__ = [
     "MANDATE_SIGNATURE_POLICY_OID",
+    "SIGNATURE_WRAPPING",
     "DocumentCertifiedNoChanges",
     "DocumentEncrypted",
     "DocumentError",
@@ -78,4 +80,5 @@ __all__ = [
     "parse_untrusted_xml",
     "sign_detached",
     "verify_pdf",
+    "verify_xml",
 ]
