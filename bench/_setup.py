@@ -126,9 +126,10 @@ def bench_environment(module_path: str = SOFTHSM_MODULE) -> Iterator[BenchEnv]:
 
 
 @contextlib.contextmanager
-def service_environment() -> Iterator[tuple[Settings, ServiceContext]]:
+def service_environment(**overrides: object) -> Iterator[tuple[Settings, ServiceContext]]:
     """Settings on a fresh temporary data directory (nothing read from ``DAIRI_*``
-    variables or a PIN exported for a real token), set up as ``dairi init`` does, and
+    variables or a PIN exported for a real token; ``overrides`` applied, e.g.
+    ``access_token_seconds``), set up as ``dairi init`` does, and
     this process's :class:`ServiceContext` on them; all removed afterwards. Must run
     before PKCS#11 is loaded in this process. A served process started with these
     settings (``app.dev.demo_server.DemoServer``) inherits ``SOFTHSM2_CONF``."""
@@ -143,7 +144,7 @@ def service_environment() -> Iterator[tuple[Settings, ServiceContext]]:
             pki_dir=str(data / "pki"),
             trust_dir=str(data / "pki" / "trust"),
             crl_dir=str(data / "crls"),
-        )
+        ).replace(**overrides)
         with _environ("SOFTHSM2_CONF", str(settings.softhsm2_conf)), _unset("DAIRI_HSM_PIN"):
             context = ServiceContext(settings)
             try:

@@ -15,7 +15,11 @@ Then it prints:
   card's proof → SAD, signatures, fetch the signed PDF) against the same steps called
   in this process through the service layer (``SigningSessionService.open`` /
   ``authorize``, ``sign_session``, ``fetch_signed``, each its own unit of work as a
-  request is). Target: HTTP ≤ 1.3× in-process; missing it is reported, not an error;
+  request is). Target: HTTP ≤ 1.3× in-process; missing it is reported, not an error.
+  For information, the same requests handed to the Flask app in this process (its test
+  client: no sockets, no gunicorn), and each step's medians (open; authorize, the card
+  signing within it; sign + fetch) on the three paths: the request layer's share of
+  the gap against transport's;
 - the per-document time (over HTTP) of one session of 20 documents against 20
   sessions of one document each;
 - 8 concurrent clients (threads, each its own connection pool and sessions, the same
@@ -574,7 +578,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    with service_environment() as (settings, context):
+    # One login serves the whole run: its token outlives a long --rounds.
+    with service_environment(access_token_seconds=86_400) as (settings, context):
         figures = run(settings, context, args.rounds)
     print_report(figures, args.rounds)
     if args.json:
