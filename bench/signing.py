@@ -131,13 +131,13 @@ def _finish(steps: Generator[str, None, T]) -> T:
             return done.value
 
 
-def make_signer(context: ServiceContext, url: str, cards: Path) -> Signer:
+def make_signer(context: ServiceContext, url: str, out: Path) -> Signer:
     """A representative and an employee log in (the demo's logins, virtual cards kept
-    in ``cards``), the employee obtains an HSM credential with its card's signing key
+    under ``out/cards``), the employee obtains an HSM credential with its card's signing key
     and the representative grants it a root mandate to bid for ENTITY: all over HTTP."""
     demo = DemoClient(url)
     try:
-        people = _finish(log_in_people(context, demo, cards.parent))
+        people = _finish(log_in_people(context, demo, out))
         issued, _ = employee_credential(
             demo,
             people.employee_token,
@@ -179,13 +179,13 @@ def make_signer(context: ServiceContext, url: str, cards: Path) -> Signer:
         url,
         people.employee_token,
         people.employee_person_id,
-        directory_card(cards / "employee"),
+        directory_card(out / "cards" / "employee"),
         credential,
         request,
     )
 
 
-# -- the two paths --------------------------------------------------------------
+# -- the three paths ---------------------------------------------------------
 
 
 STEPS = ("open", "authorize", "sign+fetch")
@@ -482,7 +482,7 @@ def run(settings: Settings, context: ServiceContext, rounds: int) -> Figures:
     print(f"load average at the start: {load} ({os.cpu_count()} CPUs)")
     with DemoServer(settings, workers=WORKERS) as server:
         print(f"served at {server.url} (dairi serve's gunicorn, {WORKERS} workers)")
-        signer = make_signer(context, server.url, work / "cards")
+        signer = make_signer(context, server.url, work)
         print(
             f"employee {signer.person_id}: credential {signer.request.credential_id} "
             f"(RSA-2048, key {signer.credential.key_ref}), a root mandate to bid"
