@@ -132,3 +132,23 @@ def test_the_command_line_gives_the_same_report_offline(base_settings, lta, tmp_
     signed.write_bytes(b"hello")
     bad = runner.invoke(main, ["verify", str(signed), "--trust", trust])
     assert bad.exit_code == 2 and "error DOCUMENT_NOT_PDF" in bad.output
+
+
+def test_the_command_line_verifies_an_enveloped_xades_signature_too(
+    hsm, employee, dev_tsa, pades_signer, base_settings, tmp_path, cli_env
+):
+    from signing import XadesLevel, XadesSigner, XadesSpec
+
+    xades = XadesSigner(
+        hsm, tsa=dev_tsa, validation_data=pades_signer._validation, max_document_bytes=100_000
+    )
+    application = '<?xml version="1.0" encoding="UTF-8"?>\n<申請 xmlns="urn:example">届出</申請>\n'
+    signed = xades.sign(application.encode(), employee, XadesSpec(level=XadesLevel.B_LTA)).xml
+    path = tmp_path / "application.xml"
+    path.write_bytes(signed)
+    trust = str(base_settings.trust_dir)
+    result = CliRunner().invoke(main, ["verify", str(path), "--trust", trust, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["signatures"][0]["signer"]["name"] == "山田 太郎"
+    path.write_bytes(signed.replace("届出".encode(), "取下".encode()))
+    assert CliRunner().invoke(main, ["verify", str(path), "--trust", trust]).exit_code == 1

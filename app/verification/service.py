@@ -22,6 +22,7 @@ from delegation.scope import Purpose
 from identity.trust import TrustPurpose, TrustStore
 from signing.report import render_text
 from signing.verification import VerificationReport, VerificationTrust, verify_pdf
+from signing.verification_xml import verify_xml
 
 # The AA certificate a trust directory holds (written by ``DevPki.export_trust``).
 AA_FILE = "aa.pem"
@@ -106,9 +107,17 @@ def verify_document(
     *,
     max_bytes: int,
 ) -> VerificationReport:
-    """The report on ``document``; raises the ``DOCUMENT_*`` errors for bad input."""
+    """The report on ``document``, a signed PDF or an XML document with enveloped XAdES
+    signatures; raises the ``DOCUMENT_*`` (and ``XML_*``) errors for bad input."""
     asked, principal = purpose if purpose is not None else (None, None)
+    if b"%PDF-" not in document[:1024] and _looks_like_xml(document):
+        # An enveloped XAdES signature (e-applications): the same report, from verify_xml.
+        return verify_xml(document, trust, asked, principal=principal, max_bytes=max_bytes)
     return verify_pdf(document, trust, asked, principal=principal, max_bytes=max_bytes)
+
+
+def _looks_like_xml(document: bytes) -> bool:
+    return document[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<")
 
 
 REPORT_LAYOUT = PageLayout(font_size=10, leading=16)
