@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from cryptography import x509
 from helpers_auth import audit_codes, bearer, login, move_clock, new_corporation, problem
-from helpers_mandates import OTHER_ENTITY, root_grant, scope
+from helpers_mandates import OTHER_ENTITY, instruction, post_grant, root_grant, scope
 from helpers_signing_sessions import (
     authorized,
     new_signer,
@@ -333,3 +333,48 @@ def test_a_revocation_between_authorization_and_signing_stops_the_signature(
     # Refused is spent: the SAD is single use whatever came of it.
     problem(try_sign(client, yamada, first["id"], sad_first), 409, "SAD_USED")
     assert "signature:pades:created" not in [tag for tag, _ in audit_codes(app)]
+
+
+def test_a_grantee_sub_delegates_through_a_cms_session(client, app, hsm, pki, world):
+    a, yamada, suzuki, mandate = world["a"], world["yamada"], world["suzuki"], world["mandate"]
+    data = instruction(
+        a,
+        suzuki.employee,
+        scope(max_depth=0),
+        parent=mandate["id"],
+        grantor_name=yamada.employee.name,
+        grantor_title=None,
+    )
+    sub = {"purpose": purpose(a, action="sub-delegation"), "format": "cms"}
+    # The format goes with the purpose; the instruction must be a sub-delegation of the
+    # mandate named.
+    problem(
+        try_open(client, yamada, a, [data], purpose=sub["purpose"]), 422, "SESSION_FORMAT_INVALID"
+    )
+    problem(try_open(client, yamada, a, [data], format="cms"), 422, "SESSION_FORMAT_INVALID")
+    problem(try_open(client, yamada, a, [b"{}"], **sub), 422, "INSTRUCTION_MALFORMED")
+    session = opened(client, yamada, a, [data], **sub)
+    assert session["mandate_id"] == mandate["id"]
+    sad = authorized(client, yamada, session)
+    signed = try_sign(client, yamada, session["id"], sad)
+    assert signed.status_code == 200, signed.get_json()
+    [result] = signed.get_json()["documents"]
+    fetched = client.get(result["href"], headers=bearer(yamada.token))
+    assert fetched.status_code == 200 and fetched.mimetype == "application/pkcs7-signature"
+    cms = fetched.get_data()
+    # The grant posted with that CMS is a sub-delegation signed by 山田's HSM key.
+    granted = post_grant(client, yamada.token, data, cms, suzuki.employee)
+    assert granted.status_code == 201, granted.get_json()
+    child = granted.get_json()
+    assert child["parent_id"] == mandate["id"] and child["depth"] == 1
+    assert ("signature:cms:created", "") in audit_codes(app)
+    # The child allows no further sub-delegation: 鈴木 cannot open one under it.
+    again = instruction(
+        a,
+        yamada.employee,
+        scope(max_depth=0),
+        parent=child["id"],
+        grantor_name=suzuki.employee.name,
+        grantor_title=None,
+    )
+    problem(try_open(client, suzuki, a, [again], **sub), 403, "SUBDELEGATION_NOT_ALLOWED")

@@ -22,6 +22,7 @@ from signing import PadesLevel
 class SignatureFormat(enum.StrEnum):
     PADES = "pades"
     XADES = "xades"
+    CMS = "cms"  # detached CMS over a grant instruction (a sub-delegation)
 
 
 class SignatureRecord(Base):

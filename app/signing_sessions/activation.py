@@ -22,6 +22,8 @@ from identity.corporate_number import validate_corporate_number
 from identity.proof import MAX_CHALLENGE_LIFETIME, Challenge, b64url
 
 ACTIVATION_PURPOSE = "signature-activation"
+# The purpose action of a session that signs a grant instruction (issue 11 item 4).
+SUB_DELEGATION = "sub-delegation"
 SAD_BYTES = 32
 SAD_LIFETIME = timedelta(minutes=5)
 
@@ -38,7 +40,13 @@ class SigningPurpose:
 
     def __post_init__(self) -> None:
         validate_corporate_number(self.principal)  # CORPORATE_NUMBER_INVALID
-        self.at(datetime.now().astimezone())  # SCOPE_INVALID / SCOPE_ACTION_UNKNOWN
+        if not self.sub_delegation:
+            self.at(datetime.now().astimezone())  # SCOPE_INVALID / SCOPE_ACTION_UNKNOWN
+
+    @property
+    def sub_delegation(self) -> bool:
+        """Signing a sub-delegation instruction (復代理) with the parent's credential."""
+        return self.action == SUB_DELEGATION
 
     def at(self, moment: datetime) -> Purpose:
         """The purpose as a mandate judges it, at ``moment``."""

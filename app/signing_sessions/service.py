@@ -46,12 +46,15 @@ from app.signing_sessions.activation import (
 from app.signing_sessions.models import SessionDocument, SessionStatus, SigningSession
 from app.unit_of_work import separate_transaction
 from dairi import DairiError
+from delegation.instruction import GrantInstruction
 from identity.proof import Challenge
 from identity.trust import TrustPurpose
 from signing import PadesLevel, SigningCredential, check_pdf
 
-# What a session may produce: PAdES signatures of PDFs.
-SESSION_FORMATS = ("pades",)
+# What a session may produce: PAdES signatures of PDFs, or a detached CMS over a
+# sub-delegation instruction (issue 11 item 4).
+PADES, CMS = "pades", "cms"
+SESSION_FORMATS = (PADES, CMS)
 
 
 class SessionRefused(DairiError):
@@ -118,6 +121,11 @@ class SigningSessionService:
         settings = self.context.settings
         if format not in SESSION_FORMATS:
             raise SessionRefused(f"format {format!r} is not signed here", "SESSION_FORMAT_INVALID")
+        if (format == CMS) != purpose.sub_delegation:
+            raise SessionRefused(
+                "a sub-delegation instruction is signed as cms, and nothing else is",
+                "SESSION_FORMAT_INVALID",
+            )
         if not uploads:
             raise SessionRefused("send at least one document", "DOCUMENTS_MISSING")
         if len(uploads) > settings.max_documents_per_session:
@@ -125,7 +133,9 @@ class SigningSessionService:
                 f"a session signs at most {settings.max_documents_per_session} documents",
                 "DOCUMENTS_TOO_MANY",
             )
-        for upload in uploads:
+        if format == CMS:
+            mandate_id = _instruction_parent(uploads, purpose, mandate_id)
+        for upload in uploads if format == PADES else ():
             check_pdf(upload.data, settings.max_document_bytes)  # DOCUMENT_* codes
         credential, _ = self.own_credential(credential_id)
         now = self.context.clock()
@@ -320,7 +330,8 @@ class SigningSessionService:
     ) -> list[Mandate]:
         """The mandate's chain, root first, if it holds now for ``purpose`` with
         ``credential`` as the leaf's holder; else its first reason code."""
-        rows, verdict = self.mandates.chain(mandate_id, purpose.at(now), at=now)
+        judged = None if purpose.sub_delegation else purpose.at(now)
+        rows, verdict = self.mandates.chain(mandate_id, judged, at=now)
         if rows[0].principal != purpose.principal:
             raise SessionRefused(
                 f"mandate {mandate_id} is not for {purpose.principal}", "PRINCIPAL_MISMATCH"
@@ -332,6 +343,10 @@ class SigningSessionService:
         if not verdict.holds:
             codes = verdict.codes()
             raise SessionRefused(f"the mandate chain does not hold: {', '.join(codes)}", codes[0])
+        if purpose.sub_delegation and rows[-1].scope.max_depth < 1:
+            raise SessionRefused(
+                f"mandate {mandate_id} allows no sub-delegation", "SUBDELEGATION_NOT_ALLOWED"
+            )
         return rows
 
     def _covering_mandate(
@@ -353,3 +368,23 @@ class SigningSessionService:
                 mandates=sorted(found),
             )
         return found[0]
+
+
+def _instruction_parent(
+    uploads: Sequence[Upload], purpose: SigningPurpose, mandate_id: str | None
+) -> str:
+    """The parent mandate a sub-delegation instruction names: the one mandate acted
+    under. Raises ``INSTRUCTION_MALFORMED``, ``SESSION_FORMAT_INVALID`` (not one
+    sub-delegation instruction, or another mandate named) or ``PRINCIPAL_MISMATCH``."""
+    if len(uploads) != 1:
+        raise SessionRefused(
+            "a sub-delegation session signs one instruction", "SESSION_FORMAT_INVALID"
+        )
+    instruction = GrantInstruction.parse(uploads[0].data)
+    if instruction.parent is None or mandate_id not in (None, instruction.parent):
+        raise SessionRefused(
+            "the instruction is not a sub-delegation of the mandate named", "SESSION_FORMAT_INVALID"
+        )
+    if instruction.principal_corporate_number != purpose.principal:
+        raise SessionRefused("the instruction is for another principal", "PRINCIPAL_MISMATCH")
+    return instruction.parent

@@ -15,12 +15,19 @@ from app.audit_trail.log import AuditLog
 from app.mandates.document import jst_text
 from app.mandates.evidence import mandate_evidence
 from app.mandates.models import Mandate
-from app.signatures.models import SignatureFormat, SignatureRecord
+from app.signatures.models import SignatureRecord
 from app.signing_sessions.activation import SigningPurpose
 from app.signing_sessions.models import SessionDocument, SessionStatus
-from app.signing_sessions.service import SessionRefused, SigningSessionService
+from app.signing_sessions.service import CMS, SessionRefused, SigningSessionService
 from delegation.scope import ACTION_LABELS, E_APPLICATION, E_APPLICATION_PREFIX
-from signing import MandateStamp, PadesLevel, PadesSpec
+from signing import (
+    MandateStamp,
+    PadesLevel,
+    PadesResult,
+    PadesSpec,
+    SigningCredential,
+    sign_detached,
+)
 
 
 @dataclass(frozen=True)
@@ -48,25 +55,27 @@ def sign_session(
     held = [hashlib.sha256(d.content or b"").hexdigest() for d in documents]
     if held != binding["documents"] or len(documents) != binding["document_count"]:
         raise SessionRefused("the documents are not those the SAD names", "SAD_INVALID")
-    level = PadesLevel(row.level)
-    stamp = _stamp(chain, purpose, now) if row.stamp else None
-    evidence = mandate_evidence(
-        service.context, service.session, chain, long_term=level.long_term, stamp=stamp
-    )
-    spec = PadesSpec(level, mandate=evidence)
-    signer = service.context.pades_signer
+    if row.format == CMS:
+        results = [_cms(service, signing_credential, d.content or b"") for d in documents]
+    else:
+        level = PadesLevel(row.level)
+        stamp = _stamp(chain, purpose, now) if row.stamp else None
+        evidence = mandate_evidence(
+            service.context, service.session, chain, long_term=level.long_term, stamp=stamp
+        )
+        spec = PadesSpec(level, mandate=evidence)
+        signer = service.context.pades_signer
+        results = [signer.sign(d.content or b"", signing_credential, spec) for d in documents]
     log = AuditLog(service.session)
     signed: list[SignedDocument] = []
-    for document in documents:
-        assert document.content is not None  # checked against the binding above
-        result = signer.sign(document.content, signing_credential, spec)
+    for document, result in zip(documents, results, strict=True):
         ref = signing_credential.key_ref
         record = SignatureRecord(
             credential_id=credential.id,
             token_label=ref.token_label,
             key_id=ref.key_id,
             key_version=ref.version,
-            format=SignatureFormat.PADES.value,
+            format=row.format,
             level=result.level.value,
             document_sha256=result.document_sha256,
             signed_document_sha256=result.signed_document_sha256,
@@ -81,7 +90,7 @@ def sign_session(
         document.signed_sha256 = result.signed_document_sha256
         document.signature_id = record.id
         log.append(
-            "signature:pades:created",
+            f"signature:{row.format}:created",
             actor=service.actor,
             subject=record.id,
             principal=row.principal,
@@ -110,7 +119,9 @@ def sign_session(
     return signed
 
 
-def fetch_signed(service: SigningSessionService, session_id: str, index: int) -> SessionDocument:
+def fetch_signed(
+    service: SigningSessionService, session_id: str, index: int
+) -> tuple[SessionDocument, str]:
     """The signed document at ``index``, handed out once: its bytes are dropped from
     storage in this unit of work (``DOCUMENT_ALREADY_FETCHED`` afterwards)."""
     row = service.owned(session_id)
@@ -139,7 +150,22 @@ def fetch_signed(service: SigningSessionService, session_id: str, index: int) ->
     )
     service.session.expunge(document)
     document.signed_content = content
-    return document
+    return document, row.format
+
+
+def _cms(
+    service: SigningSessionService, credential: SigningCredential, instruction: bytes
+) -> PadesResult:
+    """A detached CMS over the grant instruction, made with the HSM key, in the shape
+    of a signing result (level B-B: CMS with signingCertificateV2, no timestamp)."""
+    cms = sign_detached(service.context.hsm, credential, instruction)
+    return PadesResult(
+        pdf=cms,
+        level=PadesLevel.B_B,
+        field_name="",
+        document_sha256=hashlib.sha256(instruction).hexdigest(),
+        signed_document_sha256=hashlib.sha256(cms).hexdigest(),
+    )
 
 
 def _stamp(chain: list[Mandate], purpose: SigningPurpose, now) -> MandateStamp:  # type: ignore[no-untyped-def]

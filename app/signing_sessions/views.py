@@ -54,6 +54,9 @@ audit_refusals(
     {"authorize": "signature:sad:refused", "sign": "signature:pades:refused"},
 )
 NAME_MAX = 255
+# What a signed document is served as, per session format.
+CMS_MEDIA_TYPE = "application/pkcs7-signature"
+MEDIA_TYPES = {"pades": "application/pdf", "cms": CMS_MEDIA_TYPE}
 
 
 @blp.before_request
@@ -346,11 +349,23 @@ def sign(args: dict[str, Any], session_id: str) -> dict[str, Any]:
 
 @blp.route("/signing-sessions/<session_id>/documents/<int:index>", methods=["GET"])
 @allow(Role.EMPLOYEE)
-@blp.response(200, BINARY, content_type="application/pdf", description="The signed PDF")
+@blp.response(
+    200, BINARY, content_type="application/pdf", description="The signed PDF (or detached CMS)"
+)
+@blp.doc(
+    responses={
+        "200": {
+            "description": "The signed PDF (or detached CMS)",
+            "content": {media: {"schema": BINARY} for media in ("application/pdf", CMS_MEDIA_TYPE)},
+        }
+    }
+)
 def fetch_document(session_id: str, index: int) -> Response:
-    """A signed document, once (then 410 ``DOCUMENT_ALREADY_FETCHED``)."""
-    document = fetch_signed(_service(), session_id, index)
-    response = Response(document.signed_content, mimetype="application/pdf")
+    """A signed document, once (then 410 ``DOCUMENT_ALREADY_FETCHED``): a PDF, or for a
+    ``cms`` session the detached CMS over the sub-delegation instruction, which the
+    grantee sends with the instruction to ``POST /api/v1/mandates``."""
+    document, format = fetch_signed(_service(), session_id, index)
+    response = Response(document.signed_content, mimetype=MEDIA_TYPES[format])
     response.headers["Content-Disposition"] = (
         f"attachment; filename*=UTF-8''{quote(document.name, safe='')}"
     )

@@ -1,6 +1,7 @@
 """Signing sessions with signature activation (issue 11 items 2 and 7): the sessions,
 their documents (as uploaded and as signed, until fetched), and on each signature
-record the session, mandate and person it was made for.
+record the session, mandate and person it was made for; a signature record may be a
+detached CMS (a sub-delegation instruction signed in a session).
 
 Revision ID: 0013
 Revises: 0012
@@ -18,6 +19,8 @@ branch_labels = None
 depends_on = None
 
 STATUS = "status IN ('open', 'authorized', 'signed')"
+OLD_FORMATS = "format IN ('pades', 'xades')"
+FORMATS = "format IN ('pades', 'xades', 'cms')"
 
 
 def upgrade() -> None:
@@ -66,6 +69,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("session_id", sa.String(length=36), nullable=True))
         batch_op.add_column(sa.Column("mandate_id", sa.String(length=36), nullable=True))
         batch_op.add_column(sa.Column("person_id", sa.String(length=36), nullable=True))
+        # A sub-delegation signed in a session is a detached CMS (issue 11 item 4).
+        batch_op.drop_constraint(batch_op.f("ck_signature_records_format"), type_="check")
+        batch_op.create_check_constraint(batch_op.f("ck_signature_records_format"), FORMATS)
         batch_op.create_index(
             batch_op.f("ix_signature_records_session_id"), ["session_id"], unique=False
         )
@@ -137,6 +143,8 @@ def downgrade() -> None:
         )
         batch_op.drop_index(batch_op.f("ix_signature_records_session_id"))
         batch_op.drop_column("person_id")
+        batch_op.drop_constraint(batch_op.f("ck_signature_records_format"), type_="check")
+        batch_op.create_check_constraint(batch_op.f("ck_signature_records_format"), OLD_FORMATS)
         batch_op.drop_column("mandate_id")
         batch_op.drop_column("session_id")
     op.drop_index(op.f("ix_signing_sessions_person_id"), table_name="signing_sessions")
