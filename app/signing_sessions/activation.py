@@ -13,10 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from dairi import DairiError
 from delegation.scope import Purpose
 from identity.corporate_number import validate_corporate_number
 from identity.proof import MAX_CHALLENGE_LIFETIME, Challenge, b64url
@@ -126,3 +128,21 @@ def new_sad() -> tuple[str, str]:
 
 def sad_digest(sad: str) -> str:
     return hashlib.sha256(sad.encode("ascii", "replace")).hexdigest()
+
+
+class SessionRefused(DairiError):
+    """A signing-session request that is refused; ``code`` says why."""
+
+    code = "SESSION_NOT_FOUND"
+
+    def __init__(self, message: str, code: str, *, mandates: Sequence[str] = ()) -> None:
+        super().__init__(message, code)
+        self.mandates = list(mandates)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A document as uploaded: the name it was sent under and its bytes."""
+
+    name: str
+    data: bytes

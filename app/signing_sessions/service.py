@@ -29,14 +29,16 @@ from app.context import ServiceContext
 from app.credentials.models import Credential
 from app.credentials.service import CredentialService
 from app.database import new_id
-from app.mandates.authority import AuthorityQuery
 from app.mandates.models import Mandate
 from app.mandates.service import MandateService
 from app.people.models import Person
 from app.people.sign_in import AuthService, CardProof
+from app.signing_sessions.acting_under import covering_mandate, instruction_parent, judge
 from app.signing_sessions.activation import (
     SAD_LIFETIME,
+    SessionRefused,
     SigningPurpose,
+    Upload,
     activation_challenge,
     binding_json,
     new_sad,
@@ -45,8 +47,6 @@ from app.signing_sessions.activation import (
 )
 from app.signing_sessions.models import SessionDocument, SessionStatus, SigningSession
 from app.unit_of_work import separate_transaction
-from dairi import DairiError
-from delegation.instruction import GrantInstruction
 from identity.proof import Challenge
 from identity.trust import TrustPurpose
 from signing import PadesLevel, SigningCredential, check_pdf
@@ -55,24 +55,6 @@ from signing import PadesLevel, SigningCredential, check_pdf
 # sub-delegation instruction (issue 11 item 4).
 PADES, CMS = "pades", "cms"
 SESSION_FORMATS = (PADES, CMS)
-
-
-class SessionRefused(DairiError):
-    """A signing-session request that is refused; ``code`` says why."""
-
-    code = "SESSION_NOT_FOUND"
-
-    def __init__(self, message: str, code: str, *, mandates: Sequence[str] = ()) -> None:
-        super().__init__(message, code)
-        self.mandates = list(mandates)
-
-
-@dataclass(frozen=True)
-class Upload:
-    """A document as uploaded: the name it was sent under and its bytes."""
-
-    name: str
-    data: bytes
 
 
 @dataclass(frozen=True)
@@ -134,13 +116,13 @@ class SigningSessionService:
                 "DOCUMENTS_TOO_MANY",
             )
         if format == CMS:
-            mandate_id = _instruction_parent(uploads, purpose, mandate_id)
+            mandate_id = instruction_parent(uploads, purpose, mandate_id)
         for upload in uploads if format == PADES else ():
             check_pdf(upload.data, settings.max_document_bytes)  # DOCUMENT_* codes
         credential, _ = self.own_credential(credential_id)
         now = self.context.clock()
         if mandate_id is None:
-            mandate_id = self._covering_mandate(credential, purpose, now)
+            mandate_id = covering_mandate(self.session, credential, purpose, now)
         self.judge(mandate_id, purpose, credential, now)
         digests = [hashlib.sha256(u.data).hexdigest() for u in uploads]
         row = SigningSession(
@@ -325,66 +307,16 @@ class SigningSessionService:
             raise SessionRefused("the credential is not the caller's", "CREDENTIAL_NOT_OWNED")
         return credential, self.credentials.signing_credential(credential)
 
+    def covering_mandate(
+        self, credential: Credential, purpose: SigningPurpose, now: datetime
+    ) -> str:
+        """:func:`~app.signing_sessions.acting_under.covering_mandate` in this session."""
+        return covering_mandate(self.session, credential, purpose, now)
+
+    _covering_mandate = covering_mandate  # the name app.csc calls it by
+
     def judge(
         self, mandate_id: str, purpose: SigningPurpose, credential: Credential, now: datetime
     ) -> list[Mandate]:
-        """The mandate's chain, root first, if it holds now for ``purpose`` with
-        ``credential`` as the leaf's holder; else its first reason code."""
-        judged = None if purpose.sub_delegation else purpose.at(now)
-        rows, verdict = self.mandates.chain(mandate_id, judged, at=now)
-        if rows[0].principal != purpose.principal:
-            raise SessionRefused(
-                f"mandate {mandate_id} is not for {purpose.principal}", "PRINCIPAL_MISMATCH"
-            )
-        if rows[-1].grantee_certificate_sha256 != credential.certificate_sha256:
-            raise SessionRefused(
-                "the credential's certificate is not the mandate's holder", "HOLDER_MISMATCH"
-            )
-        if not verdict.holds:
-            codes = verdict.codes()
-            raise SessionRefused(f"the mandate chain does not hold: {', '.join(codes)}", codes[0])
-        if purpose.sub_delegation and rows[-1].scope.max_depth < 1:
-            raise SessionRefused(
-                f"mandate {mandate_id} allows no sub-delegation", "SUBDELEGATION_NOT_ALLOWED"
-            )
-        return rows
-
-    def _covering_mandate(
-        self, credential: Credential, purpose: SigningPurpose, now: datetime
-    ) -> str:
-        found = [
-            a.mandate.id
-            for a in AuthorityQuery(self.session).find(purpose.principal, purpose.at(now))
-            if a.grantee_certificate_sha256 == credential.certificate_sha256
-        ]
-        if not found:
-            raise SessionRefused(
-                "no mandate held by this credential covers the purpose", "NO_COVERING_MANDATE"
-            )
-        if len(found) > 1:
-            raise SessionRefused(
-                "several mandates cover the purpose; name one as mandate_id",
-                "MANDATE_AMBIGUOUS",
-                mandates=sorted(found),
-            )
-        return found[0]
-
-
-def _instruction_parent(
-    uploads: Sequence[Upload], purpose: SigningPurpose, mandate_id: str | None
-) -> str:
-    """The parent mandate a sub-delegation instruction names: the one mandate acted
-    under. Raises ``INSTRUCTION_MALFORMED``, ``SESSION_FORMAT_INVALID`` (not one
-    sub-delegation instruction, or another mandate named) or ``PRINCIPAL_MISMATCH``."""
-    if len(uploads) != 1:
-        raise SessionRefused(
-            "a sub-delegation session signs one instruction", "SESSION_FORMAT_INVALID"
-        )
-    instruction = GrantInstruction.parse(uploads[0].data)
-    if instruction.parent is None or mandate_id not in (None, instruction.parent):
-        raise SessionRefused(
-            "the instruction is not a sub-delegation of the mandate named", "SESSION_FORMAT_INVALID"
-        )
-    if instruction.principal_corporate_number != purpose.principal:
-        raise SessionRefused("the instruction is for another principal", "PRINCIPAL_MISMATCH")
-    return instruction.parent
+        """:func:`~app.signing_sessions.acting_under.judge` with this service's mandates."""
+        return judge(self.mandates, mandate_id, purpose, credential, now)

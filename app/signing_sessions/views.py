@@ -10,7 +10,6 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-import marshmallow as ma
 from flask import Response, request
 from flask.blueprints import BlueprintSetupState
 from flask_smorest import Blueprint
@@ -19,24 +18,22 @@ from app.audit_trail.log import record_refusal
 from app.http.edge import body_limit
 from app.http.problems import ProblemError
 from app.http.request_scope import audit_refusals, current_context, get_session, refusal_recorded
-from app.http.schemas import (
-    BINARY,
-    action_field,
-    corporate_number_field,
-    guard_json_body,
-    refuse_unstorable_text,
-)
+from app.http.schemas import BINARY, guard_json_body, refuse_unstorable_text
 from app.http.security import allow, current_caller
 from app.people.models import Role
 from app.people.sign_in_views import ProofSchema, card_proof
 from app.signing_sessions.activation import SigningPurpose, stored_challenge
 from app.signing_sessions.models import SigningSession
-from app.signing_sessions.service import (
-    SESSION_FORMATS,
-    SessionRefused,
-    SigningSessionService,
-    Upload,
+from app.signing_sessions.schemas import (
+    MULTIPART,
+    ActivationSchema,
+    PurposeSchema,  # noqa: F401 - app.csc imports it from here
+    SessionRequestSchema,
+    SessionSchema,
+    SignaturesSchema,
+    SignRequestSchema,
 )
+from app.signing_sessions.service import SessionRefused, SigningSessionService, Upload
 from app.signing_sessions.signing import fetch_signed, sign_session
 from dairi import DairiError
 from signing import PadesLevel
@@ -69,89 +66,6 @@ def _guard() -> None:
     refuse_unstorable_text("query", request.args.to_dict(flat=False))
     if request.mimetype != "multipart/form-data":
         raise ProblemError("UNSUPPORTED_MEDIA_TYPE", detail="send multipart/form-data")
-
-
-# -- schemas ------------------------------------------------------------------
-
-
-class PurposeSchema(ma.Schema):
-    principal = corporate_number_field(required=True)
-    action = action_field(required=True)
-    procuring_entity = ma.fields.String(
-        load_default=None, allow_none=True, validate=ma.validate.Length(min=1, max=300)
-    )
-    case = ma.fields.String(
-        load_default=None, allow_none=True, validate=ma.validate.Length(min=1, max=300)
-    )
-    amount = ma.fields.Integer(
-        load_default=None, allow_none=True, validate=ma.validate.Range(min=0), strict=True
-    )
-
-
-class SessionRequestSchema(ma.Schema):
-    credential_id = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=36))
-    purpose = ma.fields.Nested(PurposeSchema, required=True)
-    format = ma.fields.String(required=True, validate=ma.validate.OneOf(SESSION_FORMATS))
-    level = ma.fields.String(
-        required=True, validate=ma.validate.OneOf([lv.value for lv in PadesLevel])
-    )
-    mandate_id = ma.fields.String(load_default=None, validate=ma.validate.Length(min=1, max=36))
-    stamp = ma.fields.Boolean(load_default=False)
-
-
-class DocumentSchema(ma.Schema):
-    index = ma.fields.Integer(attribute="position")
-    name = ma.fields.String()
-    bytes = ma.fields.Integer(attribute="size")
-    sha256 = ma.fields.String(metadata={"description": "SHA-256 (hex) as uploaded"})
-    signed_sha256 = ma.fields.String(allow_none=True)
-    fetched = ma.fields.Boolean()
-
-
-class SessionSchema(ma.Schema):
-    id = ma.fields.String()
-    status = ma.fields.String(metadata={"description": "open, authorized or signed"})
-    credential_id = ma.fields.String()
-    mandate_id = ma.fields.String()
-    purpose = ma.fields.Dict()
-    format = ma.fields.String()
-    level = ma.fields.String()
-    documents = ma.fields.List(ma.fields.Nested(DocumentSchema))
-    to_sign = ma.fields.String(
-        metadata={
-            "description": "base64 of the RFC 8785 bytes the card's authentication key signs: "
-            "service, purpose signature-activation, nonce, times, session, credential and "
-            "its certificate's SHA-256, mandate, signing purpose, format, level, the "
-            "documents' SHA-256s in order and their count"
-        }
-    )
-    expires_at = ma.fields.DateTime(metadata={"description": "to_sign's expiry (≤ 120 s)"})
-    authorized_at = ma.fields.DateTime(allow_none=True)
-    sad_expires_at = ma.fields.DateTime(allow_none=True)
-    signed_at = ma.fields.DateTime(allow_none=True)
-
-
-class ActivationSchema(ma.Schema):
-    sad = ma.fields.String(metadata={"description": "The SAD: shown once, single use"})
-    expires_at = ma.fields.DateTime(metadata={"description": "Within 5 minutes"})
-    documents = ma.fields.Integer(metadata={"description": "How many documents it signs"})
-
-
-class SignRequestSchema(ma.Schema):
-    sad = ma.fields.String(load_default=None, validate=ma.validate.Length(max=200))
-
-
-class SignedDocumentSchema(ma.Schema):
-    index = ma.fields.Integer()
-    name = ma.fields.String()
-    sha256 = ma.fields.String()
-    signed_sha256 = ma.fields.String()
-    signature_id = ma.fields.String()
-    href = ma.fields.String(metadata={"description": "GET it once (application/pdf)"})
-
-
-class SignaturesSchema(ma.Schema):
-    documents = ma.fields.List(ma.fields.Nested(SignedDocumentSchema))
 
 
 # -- helpers ------------------------------------------------------------------
@@ -229,27 +143,6 @@ def _uploads() -> list[Upload]:
 
 
 # -- views --------------------------------------------------------------------
-
-MULTIPART = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "required": ["request", "document"],
-                "properties": {
-                    "request": {
-                        "type": "string",
-                        "description": "JSON: credential_id, purpose {principal, action, "
-                        "procuring_entity, case, amount}, format (pades), level, mandate_id?, "
-                        "stamp?",
-                    },
-                    "document": {"type": "array", "items": BINARY},
-                },
-            }
-        }
-    },
-}
 
 
 @blp.route("/signing-sessions", methods=["POST"])
