@@ -162,7 +162,8 @@ def by_pyhanko(pdf: bytes, trust: VerificationTrust) -> str:
     result = asyncio.run(
         ades.ades_lta_validation(embedded, PdfSignatureValidationSpec(spec, DEFAULT_DIFF_POLICY))
     )
-    return type(result.ades_subindic).__name__ + "." + result.ades_subindic.name
+    indic = result.ades_subindic
+    return f"{type(indic).__name__}.{getattr(indic, 'name', indic)}"
 
 
 def time_both(

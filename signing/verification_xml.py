@@ -141,7 +141,25 @@ class XmlSignatureReader(XAdESVerifier):
     """signxml's XAdES verifier copying documents as UTF-8 with their top-level
     processing instructions: its default (ASCII) turns Japanese element names into
     character references that do not parse back, and it canonicalises the document
-    element alone, leaving out the ``<?xml-stylesheet?>`` dairi's signer signs."""
+    element alone, leaving out the ``<?xml-stylesheet?>`` dairi's signer signs.
+
+    ``signature_id`` names the ``ds:Signature`` to verify: signxml takes the first one
+    in the document, which for a document with several would check one signature's
+    cryptography in place of another's."""
+
+    def __init__(self, signature_id: str | None = None) -> None:
+        super().__init__()
+        self._signature_id = signature_id
+
+    def _get_signature(self, root: Any) -> Any:
+        if self._signature_id is None:
+            return super()._get_signature(root)
+        found = root.xpath(
+            "(self::ds:Signature | .//ds:Signature)[@Id=$id]", namespaces=NS, id=self._signature_id
+        )
+        if len(found) != 1:
+            raise InvalidInput(f"no single ds:Signature with Id {self._signature_id!r}")
+        return found[0]
 
     def _tostring(self, xml_node: Any, **kwargs: Any) -> bytes:
         kwargs.setdefault("encoding", "utf-8")
@@ -653,7 +671,7 @@ async def _report_one(
         namespaces=NS,
     )
     try:
-        XmlSignatureReader().verify(
+        XmlSignatureReader(str(signature.get("Id"))).verify(
             document,
             x509_cert=signer_cert,
             expect_signature_policy=_DAIRI_POLICY

@@ -250,6 +250,28 @@ def test_the_signed_document_moved_under_a_forged_root_is_refused(signed, trust)
     assert sig.indication is Indication.TOTAL_FAILED and sig.reasons == (SIGNATURE_WRAPPING,)
 
 
+def test_a_second_signature_is_checked_on_its_own(signed, trust):
+    # A copy of the signature under new Ids with a forged value: signxml alone would
+    # check the first signature's cryptography in its place.
+    root = etree.fromstring(signed[XadesLevel.B_B])
+    forged = copy.deepcopy(root.find("ds:Signature", NS))
+    for element in forged.iter():
+        for name in ("Id", "Target", "URI", "ObjectReference"):
+            value = element.get(name)
+            if value and value.lstrip("#").startswith("SignXML"):
+                element.set(name, value.replace("SignXML", "Forged", 1))
+    forged.find("ds:SignatureValue", NS).text = base64.b64encode(b"\0" * 256).decode()
+    root.append(forged)
+    report = verify_xml(etree.tostring(root.getroottree(), encoding="UTF-8"), trust)
+    assert [s.field_name.startswith("Forged") for s in report.signatures] == [False, True]
+    forged_report = report.signatures[1]
+    assert (forged_report.indication, forged_report.sub_indication) == (
+        Indication.TOTAL_FAILED,
+        "SIG_CRYPTO_FAILURE",
+    ), forged_report.message
+    assert report.indication is Indication.TOTAL_FAILED
+
+
 @pytest.mark.parametrize(
     ("changes", "code"),
     [
