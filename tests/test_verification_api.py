@@ -125,6 +125,12 @@ def test_the_command_line_gives_the_same_report_offline(base_settings, lta, tmp_
     english = runner.invoke(main, ["verify", str(signed), "--trust", trust, "--lang", "en"])
     assert english.output.startswith("Verification result: valid")
 
+    # Trust anchors that do not reach the signer: undecided, not failed (exit 2).
+    strangers = tmp_path / "no-anchors"
+    strangers.mkdir()
+    undecided = runner.invoke(main, ["verify", str(signed), "--trust", str(strangers)])
+    assert undecided.exit_code == 2 and undecided.output.startswith("検証結果: 判定不能")
+
     signed.write_bytes(_tampered(lta))
     failed = runner.invoke(main, ["verify", str(signed), "--trust", trust])
     assert failed.exit_code == 1 and failed.output.startswith("検証結果: 無効")

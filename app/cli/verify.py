@@ -1,6 +1,7 @@
 """``dairi verify FILE``: the API's verification report, offline (no network, no
 database) unless ``--online``, from a trust directory; exit 0 when every signature
-passed, 1 otherwise, 2 on bad input."""
+passed (TOTAL_PASSED), 1 when one failed (TOTAL_FAILED), 2 when it could not be decided
+(INDETERMINATE) or the input is not a signed document."""
 
 from __future__ import annotations
 
@@ -20,6 +21,13 @@ from app.verification.service import (
 )
 from signing.report import LANGUAGES, render_text
 from signing.verification import DEFAULT_MAX_BYTES, Indication
+
+# The exit status a script acts on (issue 13): passed, failed, or not decided.
+_EXIT_STATUS = {
+    Indication.TOTAL_PASSED: 0,
+    Indication.TOTAL_FAILED: 1,
+    Indication.INDETERMINATE: 2,
+}
 
 
 @click.command("verify")
@@ -96,4 +104,4 @@ def verify_command(
         click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
     else:
         click.echo(render_text(report, lang), nl=False)
-    sys.exit(0 if report.indication is Indication.TOTAL_PASSED else 1)
+    sys.exit(_EXIT_STATUS[report.indication])
