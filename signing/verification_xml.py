@@ -722,7 +722,8 @@ async def _report_one(
         indication = Indication.TOTAL_FAILED
     else:
         indication = Indication.INDETERMINATE
-    if broken_timestamp and indication is Indication.TOTAL_PASSED:
+    if broken_timestamp and indication is not Indication.TOTAL_FAILED:
+        # Conclusive: what a time-stamp covered was changed afterwards.
         indication, sub = Indication.TOTAL_FAILED, AdESFailure.HASH_FAILURE.name
         message = "a time-stamp does not cover what the signature holds"
 

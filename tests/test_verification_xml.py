@@ -192,6 +192,17 @@ def test_a_changed_byte_fails(signed, trust):
         assert tampered != xml
         (sig,) = verify_xml(tampered, trust).signatures
         assert (sig.indication, sig.sub_indication) == (Indication.TOTAL_FAILED, "HASH_FAILURE")
+    # the validation data the archive time-stamp covers: one CRL more
+    root = etree.fromstring(xml)
+    crls = root.find(
+        "ds:Signature/ds:Object/xades:QualifyingProperties/xades:UnsignedProperties/"
+        "xades:UnsignedSignatureProperties/xades:RevocationValues/xades:CRLValues",
+        NS,
+    )
+    crls.append(copy.deepcopy(crls[0]))
+    (sig,) = verify_xml(etree.tostring(root.getroottree(), encoding="UTF-8"), trust).signatures
+    assert (sig.indication, sig.sub_indication) == (Indication.TOTAL_FAILED, "HASH_FAILURE")
+    assert [t.valid for t in sig.timestamps] == [True, False]
     # the signature value: the time-stamp over it no longer matches, nor the key
     root = etree.fromstring(xml)
     value = root.find("ds:Signature/ds:SignatureValue", NS)
