@@ -29,7 +29,14 @@ from app.migrate import migrate
 from app.settings import Settings
 from delegation.scope import Purpose
 from hsm import Hsm
-from signing import XadesLevel, XadesSigner, XadesSpec, XmlUnsafe
+from signing import (
+    DocumentNotXml,
+    DocumentTooLarge,
+    XadesLevel,
+    XadesSigner,
+    XadesSpec,
+    XmlUnsafe,
+)
 from signing.verification import DocumentNotSigned, Indication, VerificationTrust
 from signing.verification_xml import SIGNATURE_WRAPPING, XmlSignatureReader, verify_xml
 
@@ -321,3 +328,7 @@ def test_hostile_or_unsigned_xml_is_refused(trust):
     assert info.value.code == "XML_UNSAFE"
     with pytest.raises(DocumentNotSigned):
         verify_xml(APPLICATION, trust)
+    with pytest.raises(DocumentNotXml):
+        verify_xml(b"%PDF-1.7\n", trust)
+    with pytest.raises(DocumentTooLarge):
+        verify_xml(APPLICATION, trust, max_bytes=100)
