@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import pkcs11
@@ -280,6 +281,43 @@ class Hsm:
                 )
             raw = key.sign(digest, mechanism=Mechanism.ECDSA)
         return encode_ecdsa_signature(raw)
+
+    def sign_digests(
+        self,
+        ref: KeyRef,
+        digests: Sequence[bytes],
+        *,
+        hash_algorithm: str = "sha256",
+        scheme: SignatureScheme = SignatureScheme.RSA_PKCS1V15,
+    ) -> list[bytes]:
+        """Sign several digests with one key, found once, in one hold of the session
+        (a CSC ``signHash`` batch). Each result is as :meth:`sign_digest`'s; raises
+        :class:`UnsupportedScheme` before signing anything if one digest does not fit."""
+        size = _HASHES[hash_algorithm]().digest_size if hash_algorithm in _HASHES else None
+        if size is None or any(len(d) != size for d in digests):
+            raise UnsupportedScheme(f"a digest does not match {hash_algorithm}")
+        signed: list[bytes] = []
+        with self._session() as session:
+            key = self._private_key(session, ref)
+            is_rsa = key.key_type == KeyType.RSA
+            if is_rsa == (scheme is SignatureScheme.ECDSA):
+                raise UnsupportedScheme(f"scheme {scheme} does not fit key {ref}")
+            for digest in digests:
+                if scheme is SignatureScheme.RSA_PKCS1V15:
+                    info = digest_info(digest, hash_algorithm)
+                    signed.append(key.sign(info, mechanism=Mechanism.RSA_PKCS))
+                elif scheme is SignatureScheme.RSA_PSS:
+                    signed.append(
+                        key.sign(
+                            digest,
+                            mechanism=Mechanism.RSA_PKCS_PSS,
+                            mechanism_param=_PSS_PARAMS[hash_algorithm],
+                        )
+                    )
+                else:
+                    raw = key.sign(digest, mechanism=Mechanism.ECDSA)
+                    signed.append(encode_ecdsa_signature(raw))
+        return signed
 
     def sign(
         self,

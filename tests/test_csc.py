@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
@@ -45,7 +45,7 @@ from app.credentials.service import CredentialOwner, CredentialService
 from app.dev.sample_documents import bid_pdf
 from devpki.fetchers import TransportFetcherBackend
 from devpki.tsa import InProcessTimeStamper
-from hsm import KeyAlgorithm
+from hsm import KeyAlgorithm, SignatureScheme, UnsupportedScheme
 
 DER = Encoding.DER
 SHA256 = "2.16.840.1.101.3.4.2.1"
@@ -403,3 +403,19 @@ def test_a_revoked_authentication_certificate_gets_no_sad(client, app, pki, worl
     # The bearer token was earned with that card: it ends first, and no SAD comes of it.
     problem(try_sad(client, yamada, a, digests("一")), 401, "TOKEN_CERTIFICATE_REVOKED")
     assert "signature:sad:issued" not in [tag for tag, _ in audit_codes(app)]
+
+
+def test_the_hsm_signs_a_batch_of_digests_with_one_key_lookup(hsm):
+    ref = hsm.generate_key(KeyAlgorithm.EC_P256)
+    key = serialization.load_der_public_key(hsm.public_key_info(ref))
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    batch = digests("a", "b", "c")
+    signed = hsm.sign_digests(ref, batch, scheme=SignatureScheme.ECDSA)
+    for digest, signature in zip(batch, signed, strict=True):
+        key.verify(signature, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    # Nothing is signed when one digest is not a SHA-256 value, or the scheme not the key's.
+    with pytest.raises(UnsupportedScheme):
+        hsm.sign_digests(ref, [*batch, b"short"], scheme=SignatureScheme.ECDSA)
+    with pytest.raises(UnsupportedScheme):
+        hsm.sign_digests(ref, batch, scheme=SignatureScheme.RSA_PKCS1V15)
+    hsm.destroy_key(ref)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from app.audit_trail.log import AuditLog
 from app.context import ServiceContext
 from app.credentials.models import Credential
+from app.csc.audit import append_events
 from app.database import new_id
 from app.people.sign_in import CardProof
 from app.signing_sessions.activation import (
@@ -237,30 +238,31 @@ class CscService:
         named = set(binding["documents"])
         if any(h.hex() not in named for h in hashes):
             raise SessionRefused("the SAD was issued for other hashes", "CSC_HASH_NOT_AUTHORIZED")
-        log = AuditLog(self.session)
-        signatures = []
-        for index, digest in enumerate(hashes):
-            signature = self.context.hsm.sign_digest(
-                signing.key_ref, digest, hash_algorithm="sha256", scheme=scheme
-            )
-            signatures.append(signature)
-            # No SignatureRecord: that table holds PAdES/XAdES documents; the event is the record.
-            log.append(
-                "signature:csc:created",
-                actor=self.actor,
-                subject=row.id,
-                principal=row.principal,
-                details={
+        ref = signing.key_ref
+        signatures = self.context.hsm.sign_digests(
+            ref, list(hashes), hash_algorithm="sha256", scheme=scheme
+        )
+        # No SignatureRecord: that table holds PAdES/XAdES documents; the event is the record.
+        append_events(
+            self.session,
+            "signature:csc:created",
+            actor=self.actor,
+            subject=row.id,
+            principal=row.principal,
+            details=[
+                {
                     "format": "raw-hash",
                     "credential_id": credential.id,
                     "mandate_id": row.mandate_id,
                     "index": index,
                     "hash_sha256": digest.hex(),
                     "sign_algorithm": sign_algorithm_oid,
-                    "key_id": signing.key_ref.key_id,
-                    "key_version": signing.key_ref.version,
-                },
-            )
+                    "key_id": ref.key_id,
+                    "key_version": ref.version,
+                }
+                for index, digest in enumerate(hashes)
+            ],
+        )
         row.status = SessionStatus.SIGNED.value
         row.signed_at = now
         self.session.flush()
