@@ -302,10 +302,11 @@ class Hsm:
             is_rsa = key.key_type == KeyType.RSA
             if is_rsa == (scheme is SignatureScheme.ECDSA):
                 raise UnsupportedScheme(f"scheme {scheme} does not fit key {ref}")
+            # The DigestInfo's DER is a fixed prefix for a given hash: build it once.
+            prefix = digest_info(bytes(size), hash_algorithm)[:-size]
             for digest in digests:
                 if scheme is SignatureScheme.RSA_PKCS1V15:
-                    info = digest_info(digest, hash_algorithm)
-                    signed.append(key.sign(info, mechanism=Mechanism.RSA_PKCS))
+                    signed.append(key.sign(prefix + digest, mechanism=Mechanism.RSA_PKCS))
                 elif scheme is SignatureScheme.RSA_PSS:
                     signed.append(
                         key.sign(
