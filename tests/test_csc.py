@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.serialization import Encoding
 from helpers_auth import audit_codes, bearer, login, move_clock, new_corporation, problem
 from helpers_mandates import Employee, root_grant
-from helpers_signing_sessions import Signer, authorized, new_signer, opened, purpose
+from helpers_signing_sessions import Signer, authorized, new_signer, opened, purpose, try_sign
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.fields import SigSeedSubFilter
@@ -39,10 +39,12 @@ from pyhanko.sign.signers.csc_signer import (
 from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko_certvalidator import ValidationContext
+from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from app.credentials.service import CredentialOwner, CredentialService
 from app.dev.sample_documents import bid_pdf
+from app.signing_sessions.models import SigningSession
 from devpki.fetchers import TransportFetcherBackend
 from devpki.tsa import InProcessTimeStamper
 from hsm import KeyAlgorithm, SignatureScheme, UnsupportedScheme
@@ -288,6 +290,15 @@ def test_each_refusal_of_the_signing_api_holds_for_csc(client, app, pki, world):
     problem(
         sign_hash(client, yamada, authorized(client, yamada, session), batch), 403, "SAD_INVALID"
     )
+    # Nor is a CSC SAD a session's: the sessions' signing step finds no such documents.
+    sad = sad_for(client, yamada, a, batch)
+    with app.extensions["dairi"].session_factory() as db:
+        row_id = db.scalars(
+            select(SigningSession.id)
+            .where(SigningSession.format == "csc-hash")
+            .order_by(SigningSession.issued_at.desc())
+        ).first()
+    problem(try_sign(client, yamada, row_id, sad), 403, "SAD_INVALID")
     # A subset of the authorised hashes is signed.
     sad = sad_for(client, yamada, a, batch)
     assert len(sign_hash(client, yamada, sad, batch[:1]).get_json()["signatures"]) == 1
