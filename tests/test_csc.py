@@ -15,6 +15,7 @@ from io import BytesIO
 
 import aiohttp
 import pytest
+from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -430,3 +431,20 @@ def test_the_hsm_signs_a_batch_of_digests_with_one_key_lookup(hsm):
     with pytest.raises(UnsupportedScheme):
         hsm.sign_digests(ref, batch, scheme=SignatureScheme.RSA_PKCS1V15)
     hsm.destroy_key(ref)
+
+
+def test_a_hash_is_time_stamped_by_the_service_tsa(client, world):
+    yamada = world["yamada"]
+    (digest,) = digests("入札書")
+    response = post(client, "signatures/timestamp", yamada, {"hash": b64(digest)})
+    assert response.status_code == 200, response.get_json()
+    token = cms.ContentInfo.load(base64.b64decode(response.get_json()["timestamp"]))
+    info = token["content"]["encap_content_info"]["content"].parsed
+    assert info["message_imprint"]["hashed_message"].native == digest
+    assert info["message_imprint"]["hash_algorithm"]["algorithm"].native == "sha256"
+    problem(
+        post(client, "signatures/timestamp", yamada, {"hash": b64(b"short")}),
+        422,
+        "CSC_HASH_ALGORITHM_UNSUPPORTED",
+    )
+    assert "signatures/timestamp" in client.post("/csc/v2/info").get_json()["methods"]

@@ -1,8 +1,9 @@
 """The Cloud Signature Consortium API over HTTP (DESIGN §6; issue 12 item 2).
 
 ``/csc/v2/``: ``info``, ``credentials/list``, ``credentials/info``,
-``credentials/authorize`` and ``signatures/signHash``; ``/csc/v1/`` the same operations
-in the v1.0.4 shapes pyHanko's ``CSCSigner`` speaks (``hash``, ``hashAlgo``).
+``credentials/authorize``, ``signatures/signHash`` and ``signatures/timestamp``;
+``/csc/v1/`` the same operations (but the time-stamp) in the v1.0.4 shapes pyHanko's
+``CSCSigner`` speaks (``hash``, ``hashAlgo``).
 
 dairi's extensions, all prefixed ``dairi_``:
 
@@ -24,6 +25,7 @@ dairi's extensions, all prefixed ``dairi_``:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from datetime import UTC
@@ -77,6 +79,7 @@ METHODS = [
     "credentials/authorize",
     "signatures/signHash",
 ]
+METHODS_V2 = [*METHODS, "signatures/timestamp"]
 DESCRIPTION = (
     "dairi: remote signatures under electronic powers of attorney (電子委任状). "
     "Authentication: a bearer token from dairi's JPKI card login (/api/v1/auth), not "
@@ -244,6 +247,17 @@ class CscSignaturesSchema(ma.Schema):
     signatures = ma.fields.List(ma.fields.String(), metadata={"description": "base64, in order"})
 
 
+class CscTimestampRequestSchema(_Lenient):
+    hash = Base64Bytes(required=True, max_bytes=64, metadata={"description": "base64 SHA-256"})
+    hashAlgorithmOID = ma.fields.String(
+        load_default=SHA256_OID, validate=ma.validate.Length(max=64)
+    )
+
+
+class CscTimestampSchema(ma.Schema):
+    timestamp = ma.fields.String(metadata={"description": "base64 DER RFC 3161 TimeStampToken"})
+
+
 # -- helpers --------------------------------------------------------------------------
 
 
@@ -294,7 +308,7 @@ def _info(version: str) -> dict[str, Any]:
         "lang": "ja-JP",
         "description": DESCRIPTION,
         "authType": ["external"],
-        "methods": METHODS,
+        "methods": METHODS_V2 if version == "v2" else METHODS,
     }
 
 
@@ -379,6 +393,19 @@ def _sign_hash(args: dict[str, Any]) -> dict[str, Any]:
     return {"signatures": [base64.b64encode(s).decode("ascii") for s in signatures]}
 
 
+def _timestamp(args: dict[str, Any]) -> dict[str, Any]:
+    if args["hashAlgorithmOID"] != SHA256_OID or len(args["hash"]) != 32:
+        raise ProblemError("CSC_HASH_ALGORITHM_UNSUPPORTED", detail="send one SHA-256 hash")
+    tsa = current_context().tsa
+    if tsa is None:
+        raise ProblemError("TIMESTAMP_FAILED", detail="no time-stamping authority is configured")
+    try:
+        token = asyncio.run(tsa.make_timestamper().async_timestamp(args["hash"], "sha256"))
+    except (OSError, ValueError) as exc:  # TimestampRequestError is an OSError
+        raise ProblemError("TIMESTAMP_FAILED", detail="the time-stamping authority failed") from exc
+    return {"timestamp": base64.b64encode(token.dump()).decode("ascii")}
+
+
 # -- views: the same operations under both versions -----------------------------------
 
 
@@ -435,6 +462,17 @@ def _routes(blp: Blueprint, version: str) -> None:
         ``CSC_SIGNATURE_COUNT_EXCEEDED``) with the credential's key in the HSM: ECDSA
         (DER) or RSA PKCS#1 v1.5 over SHA-256, in the order given."""
         return _sign_hash(args)
+
+
+@v2.route("/signatures/timestamp", methods=["POST"])
+@allow(Role.EMPLOYEE)
+@v2.arguments(CscTimestampRequestSchema)
+@v2.response(200, CscTimestampSchema)
+def signatures_timestamp(args: dict[str, Any]) -> dict[str, Any]:
+    """An RFC 3161 time-stamp token over one SHA-256 hash from dairi's time-stamping
+    authority (no SAD: nothing is signed with the caller's key; 503 ``TIMESTAMP_FAILED``
+    if the authority fails)."""
+    return _timestamp(args)
 
 
 _routes(v2, "v2")
