@@ -263,6 +263,10 @@ def run(settings: Settings, context: ServiceContext, rounds: int) -> Figures:
         pyhanko_ms, pyhanko_said, dairi_ms, dairi_said = time_both(pdf, trust, purpose, rounds)
         verified, errors, seconds = concurrent_clients(signer, pdf, purpose, rounds)
         log = server.log_path.read_text(errors="replace")
+    if errors:  # what the served process said about them
+        said = [line for line in log.splitlines() if "locked" in line or "OperationalError" in line]
+        for line in sorted(set(said))[:3]:
+            print(f"  server log: {line[:200]}")
     return Figures(
         pyhanko_ms,
         pyhanko_said,
