@@ -16,7 +16,7 @@ from app.client.cards import (
     pkcs12_card,
     sign_cms,
 )
-from app.client.grants import GrantTerms, build_instruction
+from app.client.grants import GrantTerms, build_instruction, build_sub_instruction
 from app.client.signing import (
     SignedFile,
     SigningRequest,
@@ -27,6 +27,7 @@ from app.client.signing import (
     sign_files,
     signed_path,
 )
+from app.client.subdelegation import sub_delegate
 
 __all__ = [
     "ApiClient",
@@ -41,6 +42,7 @@ __all__ = [
     "SoftwareCard",
     "Upload",
     "build_instruction",
+    "build_sub_instruction",
     "check_to_sign",
     "check_uploaded",
     "directory_card",
@@ -51,4 +53,5 @@ __all__ = [
     "sign_files",
     "sign_grant",
     "signed_path",
+    "sub_delegate",
 ]

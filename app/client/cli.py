@@ -395,3 +395,7 @@ def sign(
     options.result(
         {"session": session.get("id"), "mandate_id": session.get("mandate_id"), "signed": done}
     )
+
+
+# ``dairi client sub-delegate``: defined beside the library code it drives.
+from app.client import subdelegation_cli  # noqa: E402, F401
