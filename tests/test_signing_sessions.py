@@ -378,3 +378,21 @@ def test_a_grantee_sub_delegates_through_a_cms_session(client, app, hsm, pki, wo
         grantor_title=None,
     )
     problem(try_open(client, suzuki, a, [again], **sub), 403, "SUBDELEGATION_NOT_ALLOWED")
+
+
+def test_a_b_lta_bid_with_a_visible_stamp(client, world, documents, tmp_path):
+    a, yamada = world["a"], world["yamada"]
+    session = opened(client, yamada, a, documents[:1], level="B-LTA", stamp=True)
+    signed = try_sign(client, yamada, session["id"], authorized(client, yamada, session))
+    assert signed.status_code == 200, signed.get_json()
+    [result] = signed.get_json()["documents"]
+    pdf = client.get(result["href"], headers=bearer(yamada.token)).get_data()
+    shown = pdfsig(pdf, tmp_path)
+    # The signature, valid; then the archive timestamp (B-LTA), which pdfsig lists only.
+    first, _, second = shown.partition("Signature #2:")
+    assert "Signature Validation: Signature is Valid." in first, shown
+    assert "Total document signed" in second, shown
+    path = tmp_path / "stamped.pdf"
+    path.write_bytes(pdf)
+    text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True).stdout
+    assert "山田" in text and "株式会社大理建設" in text, text[-800:]
