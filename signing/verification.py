@@ -19,12 +19,15 @@ import asyncio
 import dataclasses
 import enum
 import hashlib
+import re
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from io import BytesIO
 
 from asn1crypto import cms, crl, ocsp, x509
+from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate, AdESPassed, AdESSubIndic
@@ -51,6 +54,7 @@ from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 from delegation.scope import Purpose
 from signing.errors import DocumentError, DocumentMalformed, DocumentNotPdf, DocumentTooLarge
 from signing.pades import PadesLevel
+from signing.verification_cache import BoundedCache, cache, digest_of
 from signing.verification_mandate import STATUS_UNKNOWN, check_mandate
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
@@ -231,6 +235,76 @@ def _jsonable(value: object) -> object:
 # -- reading the document ----------------------------------------------------------
 
 
+_BYTE_RANGE = re.compile(
+    rb"/ByteRange\s*\[\s*(\d{1,12})\s+(\d{1,12})\s+(\d{1,12})\s+(\d{1,12})\s*\]"
+)
+
+
+class SignedPdfReader(PdfFileReader):
+    """pyHanko's reader, reading each signature's ``/Contents`` with ``bytes.fromhex``.
+
+    pyHanko parses a hex string one character at a time, which for a signature's
+    /Contents (tens of kilobytes) is about half of a verification. The /ByteRange
+    says where that string is: the gap between its two ranges is exactly ``<hex>``.
+    When the object being read contains such a gap, the object is parsed with the gap
+    replaced by a short random placeholder, and the decoded bytes are put back as
+    /Contents only if the placeholder came out as the object's /Contents; anything
+    else (a gap that is not /Contents, odd or spaced hex, an encrypted document, a
+    stream) is read by pyHanko's own parser. Only this reader is affected: pyHanko is
+    not patched.
+    """
+
+    def __init__(self, pdf: bytes) -> None:
+        self._pdf = pdf
+        self._gaps: list[tuple[int, int]] = []
+        for match in _BYTE_RANGE.finditer(pdf):
+            start, end = int(match[1]) + int(match[2]), int(match[3])
+            if 0 < start < end <= len(pdf) and pdf[start] == 0x3C and pdf[end - 1] == 0x3E:
+                self._gaps.append((start, end))
+        self._placeholder = secrets.token_bytes(16)
+        super().__init__(BytesIO(pdf), strict=False)
+
+    def _gap_in(self, marker: int) -> tuple[int, int] | None:
+        for start, end in self._gaps:
+            if marker < start and self._pdf.find(b"endobj", marker, start) == -1:
+                return start, end
+        return None
+
+    def _read_object(self, ref, marker, never_decrypt=False, as_metadata_stream=False):  # type: ignore[no-untyped-def]
+        gap = self._gap_in(marker) if isinstance(marker, int) and self._gaps else None
+        if gap is None or self.encrypted:
+            return super()._read_object(ref, marker, never_decrypt, as_metadata_stream)
+        start, end = gap
+        hex_digits = self._pdf[start + 1 : end - 1]
+        try:
+            contents = bytes.fromhex(hex_digits.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            contents = None
+        if contents is None or len(contents) * 2 != len(hex_digits):
+            return super()._read_object(ref, marker, never_decrypt, as_metadata_stream)
+        stream = self.stream
+        self.stream = BytesIO(
+            self._pdf[marker:start]
+            + b"<"
+            + self._placeholder.hex().encode()
+            + b">"
+            + self._pdf[end:]
+        )
+        try:
+            obj = super()._read_object(ref, 0, never_decrypt, as_metadata_stream)
+        finally:
+            self.stream = stream
+        placed = obj.raw_get("/Contents") if isinstance(obj, generic.DictionaryObject) else None
+        if (
+            isinstance(obj, generic.StreamObject)
+            or not isinstance(placed, generic.TextStringObject | generic.ByteStringObject)
+            or placed.original_bytes != self._placeholder
+        ):
+            return super()._read_object(ref, marker, never_decrypt, as_metadata_stream)
+        obj["/Contents"] = generic.pdf_string(contents)
+        return obj
+
+
 def open_signed_pdf(pdf: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> PdfFileReader:
     """A reader over ``pdf`` with at least one signature.
 
@@ -244,7 +318,7 @@ def open_signed_pdf(pdf: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> PdfFil
     if b"%%EOF" not in pdf[-2048:]:
         raise DocumentMalformed("the PDF is truncated (no %%EOF marker at its end)")
     try:
-        reader = PdfFileReader(BytesIO(pdf), strict=False)
+        reader = SignedPdfReader(pdf)
         signatures = reader.embedded_regular_signatures
     except (
         PdfError,
@@ -261,29 +335,63 @@ def open_signed_pdf(pdf: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> PdfFil
     return reader
 
 
-def _dss_knowledge(reader: PdfFileReader) -> tuple[LocalKnowledge, bool]:
-    """The DSS's certificates, CRLs and OCSP responses, and whether it had any revinfo."""
+@dataclass(frozen=True)
+class _DssContents:
+    """The DSS's CRLs, OCSP responses and certificates, DER."""
+
+    crls: tuple[bytes, ...] = ()
+    ocsps: tuple[bytes, ...] = ()
+    certs: tuple[bytes, ...] = ()
+
+    @property
+    def has_revinfo(self) -> bool:
+        return bool(self.crls or self.ocsps)
+
+
+def _dss_contents(reader: PdfFileReader) -> _DssContents:
     try:
         dss = DocumentSecurityStore.read_dss(reader)
     except NoDSSFoundError:
-        return LocalKnowledge(), False
-    ocsps = [
-        c
-        for resp in dss.ocsps
-        for c in OCSPContainer.load_multi(ocsp.OCSPResponse.load(resp.get_object().data))
-    ]
-    crls = [CRLContainer(crl.CertificateList.load(c.get_object().data)) for c in dss.crls]
+        return _DssContents()
+    return _DssContents(
+        crls=tuple(c.get_object().data for c in dss.crls),
+        ocsps=tuple(o.get_object().data for o in dss.ocsps),
+        certs=tuple(c.dump() for c in dss.load_certs()),
+    )
+
+
+# Parsed once per process for the CRLs, OCSP responses and roots every document shares.
+_CRL_CONTAINERS: BoundedCache[tuple[CRLContainer, ...]] = cache("crl containers")
+_OCSP_CONTAINERS: BoundedCache[tuple[OCSPContainer, ...]] = cache("ocsp containers")
+_CERT_POLICIES: BoundedCache[CertValidationPolicySpec] = cache("certificate validation policies")
+
+
+def _crl_containers(ders: tuple[bytes, ...]) -> list[CRLContainer]:
+    made = _CRL_CONTAINERS.get_or_compute(
+        digest_of(ders), lambda: tuple(CRLContainer(crl.CertificateList.load(c)) for c in ders)
+    )
+    return list(made)
+
+
+def _ocsp_containers(ders: tuple[bytes, ...]) -> list[OCSPContainer]:
+    made = _OCSP_CONTAINERS.get_or_compute(
+        digest_of(ders),
+        lambda: tuple(c for o in ders for c in OCSPContainer.load_multi(ocsp.OCSPResponse.load(o))),
+    )
+    return list(made)
+
+
+def _knowledge_of(contents: _DssContents) -> LocalKnowledge:
     return LocalKnowledge(
-        known_ocsps=ocsps, known_crls=crls, known_certs=list(dss.load_certs())
-    ), bool(ocsps or crls)
+        known_ocsps=_ocsp_containers(contents.ocsps),
+        known_crls=_crl_containers(contents.crls),
+        known_certs=[x509.Certificate.load(c) for c in contents.certs],
+    )
 
 
 def _trust_knowledge(trust: VerificationTrust) -> LocalKnowledge:
     return LocalKnowledge(
-        known_ocsps=[
-            c for o in trust.ocsps for c in OCSPContainer.load_multi(ocsp.OCSPResponse.load(o))
-        ],
-        known_crls=[CRLContainer(crl.CertificateList.load(c)) for c in trust.crls],
+        known_ocsps=_ocsp_containers(trust.ocsps), known_crls=_crl_containers(trust.crls)
     )
 
 
@@ -298,11 +406,14 @@ def _merge(a: LocalKnowledge, b: LocalKnowledge) -> LocalKnowledge:
 def _validation_spec(
     trust: VerificationTrust, knowledge: LocalKnowledge
 ) -> SignatureValidationSpec:
-    policy = CertValidationPolicySpec(
-        trust_manager=SimpleTrustManager.build(
-            trust_roots=[x509.Certificate.load(r) for r in trust.roots]
+    policy: CertValidationPolicySpec = _CERT_POLICIES.get_or_compute(
+        digest_of(trust.roots),
+        lambda: CertValidationPolicySpec(
+            trust_manager=SimpleTrustManager.build(
+                trust_roots=[x509.Certificate.load(r) for r in trust.roots]
+            ),
+            revinfo_policy=CertRevTrustPolicy(REQUIRE_REVINFO),
         ),
-        revinfo_policy=CertRevTrustPolicy(REQUIRE_REVINFO),
     )
     rule = (
         RevinfoOnlineFetchingRule.NO_HISTORICAL_FETCH
@@ -412,7 +523,7 @@ async def _validate_one(
         )
         return result, True
     embedded.compute_integrity_info(DEFAULT_DIFF_POLICY)
-    dss, _ = _dss_knowledge(embedded.reader)
+    dss = _knowledge_of(_dss_contents(embedded.reader))
     spec = _validation_spec(trust, _merge(knowledge, dss))
     timestamped = any(generic_cms.extract_tst_data_iter(embedded.signer_info, signed=False))
     if not timestamped:  # B-B: basic validation (EN 319 102-1 §5.3)
@@ -461,9 +572,9 @@ async def _report_one(
     principal: str | None,
     at: datetime | None,
 ) -> SignatureReport:
-    dss_knowledge, has_revinfo = _dss_knowledge(embedded.reader)
+    dss = _dss_contents(embedded.reader)
+    has_revinfo = dss.has_revinfo
     given = _trust_knowledge(trust)
-    knowledge = _merge(given, dss_knowledge)
     try:
         result, lta = await _validate_one(embedded, trust, given, at)
     except (
@@ -507,10 +618,7 @@ async def _report_one(
 
     best_time = getattr(result, "best_signature_time", None)
     when = best_time or embedded.self_reported_timestamp or datetime.now(UTC)
-    revinfo = (
-        [c.crl_data.dump() for c in knowledge.known_crls],
-        [o.ocsp_response_data.dump() for o in knowledge.known_ocsps],
-    )
+    revinfo = ([*trust.crls, *dss.crls], [*trust.ocsps, *dss.ocsps])
     mandate = await check_mandate(embedded, trust, purpose, principal, when, revinfo)
     if mandate is not None:
         reasons.extend(mandate.reasons)

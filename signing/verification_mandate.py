@@ -43,6 +43,7 @@ from delegation.scope import Purpose
 from delegation.verify import MandateChainReader, mandate_id_of
 from identity.profiles import registered_corporation
 from signing.mandate_evidence import evidence_file_names
+from signing.verification_cache import BoundedCache, cache, digest_of
 
 if TYPE_CHECKING:
     from signing.verification import HopReport, MandateReport, RootGrantReport, VerificationTrust
@@ -66,8 +67,24 @@ def _aa_key(aa_der: bytes) -> rsa.RSAPublicKey | None:
     return key if isinstance(key, rsa.RSAPublicKey) else None
 
 
+# Keyed by the exact bytes each result depends on (see signing.verification_cache).
+_AC_STATUS: BoundedCache[AcStatusSource] = cache("ac status")
+_CHAIN_READERS: BoundedCache[MandateChainReader | None] = cache("mandate chain readers")
+_ISSUED_BY_AA: BoundedCache[bool] = cache("issued by aa")
+_PARSED_ACS: BoundedCache[ParsedMandate] = cache("parsed mandate acs")
+_ROOT_GRANTS: BoundedCache[RootGrantReport] = cache("root grants")
+_SUB_EVIDENCE: BoundedCache[tuple[str, ...]] = cache("sub-delegation evidence")
+
+
 def ac_status(aa_der: bytes, crls: Iterable[bytes], ocsps: Iterable[bytes]) -> AcStatusSource:
-    """What the AA's own CRLs and OCSP answers among ``crls``/``ocsps`` say."""
+    """What the AA's own CRLs and OCSP answers among ``crls``/``ocsps`` say (cached by
+    the exact bytes of all three)."""
+    crls, ocsps = tuple(crls), tuple(ocsps)
+    key = digest_of(aa_der, crls, ocsps)
+    return _AC_STATUS.get_or_compute(key, lambda: _ac_status(aa_der, crls, ocsps))
+
+
+def _ac_status(aa_der: bytes, crls: Iterable[bytes], ocsps: Iterable[bytes]) -> AcStatusSource:
     aa = x509.load_der_x509_certificate(aa_der)
     key = _aa_key(aa_der)
     revoked: dict[int, datetime] = {}
@@ -287,12 +304,8 @@ async def check_mandate(
         return MandateReport(True, False, None, at, (), None, ("AC_NOT_ISSUED_BY_AA",))
     chain_reader, aa_der = reader
     try:
-        from delegation.certificates import parse_mandate_certificate
-
-        leaf = parse_mandate_certificate(leaf_der)
-        mandates = [
-            parse_mandate_certificate(a, embedded_depth=d) for d, a in enumerate(leaf.ancestors)
-        ] + [leaf]
+        leaf = _parsed(leaf_der, None)
+        mandates = [_parsed(a, d) for d, a in enumerate(leaf.ancestors)] + [leaf]
     except MandateCertificateError as exc:
         return MandateReport(True, False, None, at, (), None, (exc.code,))
     status = ac_status(aa_der, *revinfo)
@@ -323,10 +336,16 @@ async def check_mandate(
     if not status.proven:
         reasons.append(STATUS_UNKNOWN)
     files = embedded_files(embedded.reader)
-    root_grant = await check_root_grant(files, mandates[0], chain_reader.issued_by_aa, trust)
+    root_grant = await _root_grant(files, mandates[0], chain_reader, aa_der, trust)
     reasons.extend(root_grant.reasons)
     for sub_mandate in mandates[1:]:
-        reasons.extend(sub_delegation_evidence(files, sub_mandate))
+        names = evidence_file_names(sub_mandate.depth)[:2]
+        key = digest_of(sub_mandate.der, sub_mandate.depth, [files.get(n) for n in names])
+        found = _SUB_EVIDENCE.get(key)
+        if found is None:
+            found = tuple(sub_delegation_evidence(files, sub_mandate))
+            _SUB_EVIDENCE.put(key, found)
+        reasons.extend(found)
     purpose_codes = set(verdict.reasons) - {"HOLDER_MISMATCH", "CHAIN_EMPTY"}
     return MandateReport(
         present=True,
@@ -339,6 +358,61 @@ async def check_mandate(
     )
 
 
+def _parsed(der: bytes, depth: int | None) -> ParsedMandate:
+    from delegation.certificates import parse_mandate_certificate
+
+    return _PARSED_ACS.get_or_compute(
+        digest_of(der, depth), lambda: parse_mandate_certificate(der, embedded_depth=depth)
+    )
+
+
+async def _root_grant(
+    files: dict[str, bytes],
+    root: ParsedMandate,
+    chain_reader: MandateChainReader,
+    aa_der: bytes,
+    trust: VerificationTrust,
+) -> RootGrantReport:
+    """:func:`check_root_grant`, cached by everything it reads: the evidence files, the
+    root AC, the AA and the registration anchors and titles of ``trust``."""
+    key = digest_of(
+        [files.get(n) for n in evidence_file_names(0)],
+        root.der,
+        aa_der,
+        trust.registration_roots,
+        trust.representative_titles,
+    )
+    found = _ROOT_GRANTS.get(key)
+    if found is None:
+        found = await check_root_grant(files, root, chain_reader.issued_by_aa, trust)
+        _ROOT_GRANTS.put(key, found)
+    return found
+
+
+class _CachedChainReader(MandateChainReader):
+    """A chain reader whose AA signature checks are remembered by the AC's bytes."""
+
+    def __init__(self, aa_certificate_der: bytes) -> None:
+        super().__init__(aa_certificate_der)
+        self._aa_der = aa_certificate_der
+
+    def issued_by_aa(self, der: bytes) -> bool:
+        key = digest_of(self._aa_der, der)
+        return _ISSUED_BY_AA.get_or_compute(
+            key, lambda: super(_CachedChainReader, self).issued_by_aa(der)
+        )
+
+
+def _chain_reader(aa_der: bytes) -> MandateChainReader | None:
+    def make() -> MandateChainReader | None:
+        try:
+            return _CachedChainReader(aa_der)
+        except (MandateCertificateError, ValueError):
+            return None
+
+    return _CHAIN_READERS.get_or_compute(digest_of(aa_der), make)
+
+
 def _own_purpose(leaf: ParsedMandate, at: datetime) -> Purpose:
     """With no purpose asked, the chain is judged for one of the leaf's own actions."""
     actions = sorted(a for a in leaf.terms.actions if not a.endswith("*"))
@@ -349,9 +423,8 @@ def _reader_for(
     leaf_der: bytes, aa_certificates: Iterable[bytes]
 ) -> tuple[MandateChainReader, bytes] | None:
     for aa_der in aa_certificates:
-        try:
-            reader = MandateChainReader(aa_der)
-        except (MandateCertificateError, ValueError):
+        reader = _chain_reader(aa_der)
+        if reader is None:
             continue
         if reader.issued_by_aa(leaf_der):
             return reader, aa_der
