@@ -52,10 +52,7 @@ def server(base_settings, pki, tmp_path_factory):
         database_url=f"sqlite:///{data / 'dairi.db'}", data_dir=str(data)
     )
     migrate(settings.database_url)
-    # One worker: with two, POST …/signatures of a sub-delegation failed about one run in
-    # three with HSM_KEY_NOT_FOUND for a credential the other worker had just used
-    # (reported to the lead; test_signing_sessions_live covers several workers).
-    with LiveServer(settings, workers=1) as live:
+    with LiveServer(settings, workers=2) as live:
         yield live
 
 
