@@ -24,7 +24,18 @@ Then it prints:
   sessions of one document each;
 - 8 concurrent clients (threads, each its own connection pool and sessions, the same
   employee) signing one document per session against the served app: signatures/s
-  and the number of errors (any answer that is not a signed PDF).
+  and the number of errors (any answer that is not a signed PDF);
+- the CSC API's ``signatures/signHash`` over HTTP in batches of 1 and of 20 (issue 12):
+  each round is ``credentials/authorize`` without ``authData`` (→ ``dairi_to_sign``),
+  the card signs it, ``credentials/authorize`` again with the card proof (→ SAD), then
+  ``signatures/signHash`` over the round's fresh SHA-256 hashes. The rate is
+  n × rounds ÷ the time spent in signHash (and, for information, ÷ the whole rounds'
+  time), beside the raw PKCS#11 rate. Target: batches of 20 ≥ 70% of raw; missing it
+  is reported, not an error. Each warm-up signature is checked against the
+  credential's certificate;
+- an XAdES B-T e-application (a small XML document) through the whole HTTP flow of a
+  signing session, when the signing sessions take ``"format": "xades"``; otherwise
+  ``null``, and the run says why.
 
 Medians over ``--rounds`` (default 10) rounds; each path is warmed up first, untimed,
 and its output checked (one signature in a PDF). Nothing leaves loopback; the
@@ -35,7 +46,8 @@ temporary directory is removed afterwards. From the project root::
 With ``--json`` the last line of output is one JSON object:
 ``{"raw_sign_per_s": …, "pades_bt_http_ms": …, "pades_bt_inprocess_ms": …,
 "batch20_per_doc_ms": …, "single_per_doc_ms": …,
-"concurrent": {"clients": 8, "signatures_per_s": …, "errors": …}}``.
+"concurrent": {"clients": 8, "signatures_per_s": …, "errors": …},
+"signhash_per_s": {"1": …, "20": …}, "xades_bt_http_ms": … or null}``.
 """
 
 from __future__ import annotations
@@ -48,6 +60,8 @@ if __package__ in (None, ""):  # run as a script: make `import hsm` etc. work
 
 import argparse
 import base64
+import dataclasses
+import hashlib
 import itertools
 import json
 import os
@@ -60,6 +74,9 @@ from io import BytesIO
 from typing import Any, TypeVar
 
 import pkcs11
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from flask import Flask
 from werkzeug.test import TestResponse
 
@@ -83,7 +100,7 @@ from app.factory import create_app
 from app.people.sign_in import CardProof
 from app.settings import Settings
 from app.signing_sessions.activation import SigningPurpose
-from app.signing_sessions.service import SigningSessionService, Upload
+from app.signing_sessions.service import SESSION_FORMATS, SigningSessionService, Upload
 from app.signing_sessions.signing import fetch_signed, sign_session
 from app.unit_of_work import unit_of_work
 from bench._setup import DER, BenchEnv, service_environment
@@ -100,6 +117,21 @@ LEVEL = PadesLevel.B_T
 ENTITY = "国土交通省 関東地方整備局"
 CASE = "令和8年度 第42号 庁舎清掃業務委託"
 AMOUNT = 12_345_000
+SIGNHASH_BATCHES = (1, BATCH)
+SIGNHASH_TARGET = 0.7  # batches of 20 against the raw PKCS#11 rate
+SIGNHASH_ROUNDS_PER_ROUND = 4  # signHash rounds per --rounds: a round is a few ms
+RSA_SHA256_OID = "1.2.840.113549.1.1.11"  # sha256WithRSAEncryption
+SHA256_OID = "2.16.840.1.101.3.4.2.1"
+XADES = "xades"
+APPLICATION_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<申請書 xmlns="urn:example:dairi:e-application">
+  <手続>競争参加資格審査申請</手続>
+  <申請先>{entity}</申請先>
+  <件名>{case}</件名>
+  <申請者>株式会社ベンチ建設</申請者>
+  <金額>{amount}</金額>
+</申請書>
+"""
 
 T = TypeVar("T")
 
@@ -131,6 +163,13 @@ def _finish(steps: Generator[str, None, T]) -> T:
             return done.value
 
 
+def _signing_card(people: Any) -> Any:
+    """The employee's JPKI signing key pair (署名用) from the demo's logins, as
+    ``DemoPeople`` names it (``employee_signing``, or ``employee_card["signing"]``)."""
+    signing = getattr(people, "employee_signing", None)
+    return signing if signing is not None else people.employee_card["signing"]
+
+
 def make_signer(context: ServiceContext, url: str, out: Path) -> Signer:
     """A representative and an employee log in (the demo's logins, virtual cards kept
     under ``out/cards``), the employee obtains an HSM credential with its card's signing key
@@ -142,7 +181,7 @@ def make_signer(context: ServiceContext, url: str, out: Path) -> Signer:
             demo,
             people.employee_token,
             people.corporate_number,
-            people.employee_signing,
+            _signing_card(people),
             "bench credential",
         )
     finally:
@@ -320,6 +359,17 @@ class Figures:
     concurrent_errors: int
     concurrent_seconds: float
     server_tracebacks: int
+    signhash: dict[int, SignHashRate]
+    xades_bt_http_ms: float | None
+    xades_note: str
+
+    @property
+    def signhash_ratio(self) -> float:
+        return self.signhash[BATCH].per_s / self.raw_sign_per_s
+
+    @property
+    def signhash_target_met(self) -> bool:
+        return self.signhash_ratio >= SIGNHASH_TARGET
 
     @property
     def http_ms(self) -> float:
@@ -476,6 +526,153 @@ def concurrent_clients(
     return counts["signed"], counts["errors"], seconds
 
 
+@dataclass(frozen=True)
+class SignHashRate:
+    """One batch size's CSC rates: signatures/s counting only signHash, and counting
+    the whole rounds (both authorize calls and the card's signature too)."""
+
+    batch: int
+    signatures: int
+    per_s: float
+    with_authorize_per_s: float
+    sign_ms: float  # median signHash call
+    round_ms: float  # median whole round
+
+
+class CscRound:
+    """One CSC round over HTTP for ``signer``'s credential: authorize (→
+    ``dairi_to_sign``), the card's proof, authorize (→ SAD), signHash."""
+
+    def __init__(self, client: ApiClient, signer: Signer) -> None:
+        self.client = client
+        self.signer = signer
+        self.purpose = signer.request.json()["purpose"]
+
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        response = self.client.send("POST", f"/csc/v2/{path}", json=body)
+        if response.status_code != 200:
+            raise RuntimeError(f"{path}: {response.status_code} {response.text}")
+        return response.json()
+
+    def run(self, digests: Sequence[bytes]) -> tuple[list[bytes], float, float]:
+        """(signatures, ms in signHash, ms of the whole round)."""
+        begun = time.perf_counter()
+        body: dict[str, Any] = {
+            "credentialID": self.signer.request.credential_id,
+            "numSignatures": len(digests),
+            "hashes": [base64.b64encode(d).decode("ascii") for d in digests],
+            "hashAlgorithmOID": SHA256_OID,
+            "dairi_purpose": self.purpose,
+        }
+        to_sign = base64.b64decode(self._post("credentials/authorize", body)["dairi_to_sign"])
+        card = self.signer.card
+        body["authData"] = [
+            {
+                "id": "dairi_card_certificate",
+                "value": base64.b64encode(card.certificate_der).decode(),
+            },
+            {"id": "dairi_card_signature", "value": base64.b64encode(card.sign(to_sign)).decode()},
+        ]
+        if card.intermediates_der:
+            body["authData"].append(
+                {
+                    "id": "dairi_card_intermediates",
+                    "value": ",".join(base64.b64encode(d).decode() for d in card.intermediates_der),
+                }
+            )
+        sad = self._post("credentials/authorize", body)["SAD"]
+        signing = time.perf_counter()
+        answer = self._post(
+            "signatures/signHash",
+            {
+                "credentialID": self.signer.request.credential_id,
+                "SAD": sad,
+                "hashes": body["hashes"],
+                "hashAlgorithmOID": SHA256_OID,
+                "signAlgo": RSA_SHA256_OID,
+            },
+        )
+        ended = time.perf_counter()
+        signatures = [base64.b64decode(s) for s in answer["signatures"]]
+        if len(signatures) != len(digests):
+            raise RuntimeError(f"{len(signatures)} signatures for {len(digests)} hashes")
+        return signatures, (ended - signing) * 1000, (ended - begun) * 1000
+
+
+def fresh_digests(count: int) -> list[bytes]:
+    return [hashlib.sha256(os.urandom(16)).digest() for _ in range(count)]
+
+
+def check_hash_signatures(
+    signer: Signer, digests: Sequence[bytes], signatures: Sequence[bytes]
+) -> None:
+    """Each signature verifies over its hash with the credential's certificate."""
+    key = x509.load_der_x509_certificate(signer.credential.certificate_der).public_key()
+    assert isinstance(key, rsa.RSAPublicKey)
+    for digest, signature in zip(digests, signatures, strict=True):
+        key.verify(signature, digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
+
+
+def signhash_rates(signer: Signer, rounds: int) -> dict[int, SignHashRate]:
+    """signHash over HTTP in batches of 1 and of ``BATCH``: ``rounds`` ×
+    ``SIGNHASH_ROUNDS_PER_ROUND`` rounds each, interleaved, after checked warm-ups (two
+    per worker and batch size)."""
+    count = rounds * SIGNHASH_ROUNDS_PER_ROUND
+    sign_ms: dict[int, list[float]] = {n: [] for n in SIGNHASH_BATCHES}
+    round_ms: dict[int, list[float]] = {n: [] for n in SIGNHASH_BATCHES}
+    with signer.client() as client:
+        csc = CscRound(client, signer)
+        for _ in range(WORKERS * 2):
+            for n in SIGNHASH_BATCHES:
+                digests = fresh_digests(n)
+                signatures, _, _ = csc.run(digests)
+                check_hash_signatures(signer, digests, signatures)
+        for _ in range(count):
+            for n in SIGNHASH_BATCHES:
+                _, signed_ms, whole_ms = csc.run(fresh_digests(n))
+                sign_ms[n].append(signed_ms)
+                round_ms[n].append(whole_ms)
+    return {
+        n: SignHashRate(
+            n,
+            n * count,
+            n * count / (sum(sign_ms[n]) / 1000),
+            n * count / (sum(round_ms[n]) / 1000),
+            median(sign_ms[n]),
+            median(round_ms[n]),
+        )
+        for n in SIGNHASH_BATCHES
+    }
+
+
+def xades_bt_http(signer: Signer, work: Path, rounds: int) -> tuple[float | None, str]:
+    """Median ms of an XAdES B-T e-application through the whole HTTP flow (as
+    :func:`over_http`), or ``None`` and why not."""
+    if XADES not in SESSION_FORMATS:
+        return None, f"the signing sessions do not take format {XADES!r} yet"
+    directory = work / "applications"
+    directory.mkdir(parents=True, exist_ok=True)
+    application = directory / "application.xml"
+    application.write_text(
+        APPLICATION_XML.format(entity=ENTITY, case=CASE, amount=AMOUNT), encoding="utf-8"
+    )
+    xades = dataclasses.replace(
+        signer, request=dataclasses.replace(signer.request, format=XADES, level="B-T")
+    )
+    times = []
+    try:
+        with xades.client() as client:
+            for _ in range(WORKERS * 2):  # warm-up, checked
+                signed = over_http(client, xades, [application])[0].read_bytes()
+                if b"SignatureTimeStamp" not in signed or b"CertifiedRolesV2" not in signed:
+                    raise RuntimeError("the signed application lacks its time-stamp or role")
+            for _ in range(rounds):
+                times.append(timed_ms(lambda: over_http(client, xades, [application])))
+    except Exception as exc:  # reported, not fatal: the PAdES figures stand
+        return None, f"the XAdES flow failed: {type(exc).__name__}: {exc}"
+    return median(times), "through the signing sessions over HTTP"
+
+
 def run(settings: Settings, context: ServiceContext, rounds: int) -> Figures:
     work = settings.data_dir / "bench"
     load = ", ".join(f"{n:.1f}" for n in os.getloadavg())
@@ -496,6 +693,8 @@ def run(settings: Settings, context: ServiceContext, rounds: int) -> Figures:
             app.extensions["dairi"].engine.dispose()
         batch_ms, single_ms = batch_against_single(signer, files, rounds)
         signed, errors, seconds = concurrent_clients(signer, files[0], rounds, work)
+        signhash = signhash_rates(signer, rounds)
+        xades_ms, xades_note = xades_bt_http(signer, work, rounds)
         log = server.log_path.read_text(errors="replace")
     return Figures(
         raw,
@@ -507,6 +706,9 @@ def run(settings: Settings, context: ServiceContext, rounds: int) -> Figures:
         errors,
         seconds,
         log.count("Traceback"),
+        signhash,
+        xades_ms,
+        xades_note,
     )
 
 
@@ -537,6 +739,30 @@ def print_report(f: Figures, rounds: int) -> None:
         f"{f.concurrent_per_s:.1f} signatures/s ({f.concurrent_signatures} in "
         f"{f.concurrent_seconds:.1f} s), {f.concurrent_errors} errors"
     )
+    print(
+        f"CSC signatures/signHash over HTTP, RSA-2048, "
+        f"{rounds * SIGNHASH_ROUNDS_PER_ROUND} rounds per batch size "
+        "(authorize → dairi_to_sign, card proof → SAD, signHash):"
+    )
+    for n, rate in f.signhash.items():
+        print(
+            f"  batches of {n:2d}: {rate.per_s:7.1f} signatures/s in signHash "
+            f"({rate.per_s / f.raw_sign_per_s:.0%} of raw; median call {rate.sign_ms:.1f} ms), "
+            f"{rate.with_authorize_per_s:7.1f}/s with authorize (median round "
+            f"{rate.round_ms:.1f} ms)"
+        )
+    verdict = "met" if f.signhash_target_met else "NOT met"
+    print(
+        f"  batches of {BATCH} at {f.signhash_ratio:.0%} of raw PKCS#11; target "
+        f"(≥ {SIGNHASH_TARGET:.0%}): {verdict}"
+    )
+    if f.xades_bt_http_ms is None:
+        print(f"XAdES B-T e-application over HTTP: not measured ({f.xades_note})")
+    else:
+        print(
+            f"XAdES B-T e-application, one document per session, {f.xades_note}, "
+            f"median of {rounds}: {f.xades_bt_http_ms:.1f} ms"
+        )
     if f.server_tracebacks:
         print(f"the served process logged {f.server_tracebacks} tracebacks")
 
@@ -554,6 +780,8 @@ def as_json(f: Figures) -> str:
                 "signatures_per_s": round(f.concurrent_per_s, 1),
                 "errors": f.concurrent_errors,
             },
+            "signhash_per_s": {str(n): round(r.per_s, 1) for n, r in f.signhash.items()},
+            "xades_bt_http_ms": f.xades_bt_http_ms,
         }
     )
 
