@@ -272,7 +272,7 @@ def test_login_with_a_pkcs11_token_standing_in_for_a_card(server, people, base_s
         capture_output=True,
     )
     (tmp_path / "key.der").unlink()
-    card = ["--pkcs11-module", module, "--pkcs11-token", "card", "--pkcs11-key-label", "auth"]
+    card = ["--pkcs11-module", module, "--pkcs11-token", "card", "--pkcs11-key-id", "01"]
     state = tmp_path / "state.json"
     base = [DAIRI, "client", "--url", server.url, "--state", str(state), "--json"]
     done = subprocess.run(
@@ -286,7 +286,7 @@ def test_login_with_a_pkcs11_token_standing_in_for_a_card(server, people, base_s
     assert json.loads(done.stdout)["caller"]["id"] == people["person_id"]
     # A wrong PIN: one line with the card's code, exit status 2.
     wrong = subprocess.run(
-        [*base, "login", *card],
+        [*base, "login", *card[:4], "--pkcs11-key-label", "auth"],
         env={**env, "DAIRI_CARD_PIN": "000000"},
         capture_output=True,
         text=True,
@@ -408,19 +408,30 @@ def test_errors_are_one_line_with_a_code(server, people, tmp_path):
     refused(run(server, state, "login", "--card", str(tmp_path)), "DEV_CARD_INVALID")
 
 
-def test_credential_renew_reissues_the_mandates_it_holds(server, people, employee_state, rep_state):
+def test_credential_renew_reissues_the_mandates_it_holds(
+    server, people, employee_state, rep_state, tmp_path
+):
     card = ["--card", str(people["employee_dir"])]
     corporation = ["--corporation", people["corp"].corporate_number]
     old = json.loads(
         ok(run(server, employee_state, "--json", "credential", "issue", *corporation, *card))
     )["credential"]
+    # Granted to the certificate as a file this time (PEM), the person named.
+    holder = tmp_path / "holder.pem"
+    holder.write_text(
+        "-----BEGIN CERTIFICATE-----\n"
+        + textwrap.fill(old["certificate"], 64)
+        + "\n-----END CERTIFICATE-----\n"
+    )
     granted = run(
         server,
         rep_state,
         "--json",
         "grant",
-        "--grantee-credential",
-        old["id"],
+        "--grantee-certificate",
+        str(holder),
+        "--grantee-person",
+        people["person_id"],
         "--action",
         "contract",
         "--card",
