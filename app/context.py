@@ -34,7 +34,13 @@ from hsm import Hsm, HsmError, KeyAlgorithm, KeyRef
 from identity.revocation_fetch import ResponderBreaker, RevocationFetcherBackend
 from identity.trust import TrustStore
 from identity.validation import CertificateValidator
-from signing import PadesSigner, SigningCredential, TimestampAuthority, ValidationDataSource
+from signing import (
+    PadesSigner,
+    SigningCredential,
+    TimestampAuthority,
+    ValidationDataSource,
+    XadesSigner,
+)
 
 if TYPE_CHECKING:
     from app.pdf_text import PageLayout
@@ -323,6 +329,15 @@ class ServiceContext:
             validation_data=self.validation_data,
             max_document_bytes=self.settings.max_document_bytes,
             stamp_font_file=self.settings.pdf_font,
+        )
+
+    @cached_property
+    def xades_signer(self) -> XadesSigner:
+        return XadesSigner(
+            self.hsm,
+            tsa=self.tsa,
+            validation_data=self.validation_data,
+            max_document_bytes=self.settings.max_document_bytes,
         )
 
     def close(self) -> None:

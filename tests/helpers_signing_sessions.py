@@ -68,6 +68,7 @@ def try_open(
     *,
     token: str | None = None,
     level: str = "B-B",
+    names: list[str] | None = None,
     **request: object,
 ):
     body = {
@@ -79,7 +80,9 @@ def try_open(
     body.update(request)
     data = {
         "request": json.dumps(body, ensure_ascii=False),
-        "document": [(BytesIO(d), f"入札書-{i}.pdf") for i, d in enumerate(documents)],
+        "document": [
+            (BytesIO(d), names[i] if names else f"入札書-{i}.pdf") for i, d in enumerate(documents)
+        ],
     }
     return client.post(
         "/api/v1/signing-sessions",

@@ -81,8 +81,10 @@ def activation_challenge(
     format: str,
     level: str,
     document_sha256s: list[str],
+    packaging: str | None = None,
 ) -> Challenge:
-    """A fresh card challenge binding everything the SAD will allow, and nothing more."""
+    """A fresh card challenge binding everything the SAD will allow, and nothing more
+    (``packaging``: an XAdES session's, enveloped or detached; bound when given)."""
     challenge = Challenge.new(
         purpose=ACTIVATION_PURPOSE,
         service=service,
@@ -99,6 +101,8 @@ def activation_challenge(
         "documents": list(document_sha256s),
         "document_count": len(document_sha256s),
     }
+    if packaging is not None:
+        binding["packaging"] = packaging
     return replace(challenge, context=tuple(binding.items()))
 
 

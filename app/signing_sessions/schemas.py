@@ -6,7 +6,7 @@ from __future__ import annotations
 import marshmallow as ma
 
 from app.http.schemas import BINARY, action_field, corporate_number_field
-from app.signing_sessions.service import SESSION_FORMATS
+from app.signing_sessions.service import SESSION_FORMATS, XADES_PACKAGINGS
 from signing import PadesLevel
 
 
@@ -27,7 +27,16 @@ class PurposeSchema(ma.Schema):
 class SessionRequestSchema(ma.Schema):
     credential_id = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=36))
     purpose = ma.fields.Nested(PurposeSchema, required=True)
-    format = ma.fields.String(required=True, validate=ma.validate.OneOf(SESSION_FORMATS))
+    format = ma.fields.String(
+        required=True,
+        validate=ma.validate.OneOf(SESSION_FORMATS),
+        metadata={"description": "pades (PDF), xades (XML) or cms (a sub-delegation)"},
+    )
+    packaging = ma.fields.String(
+        load_default=None,
+        validate=ma.validate.OneOf(XADES_PACKAGINGS),
+        metadata={"description": "xades only: enveloped (default) or detached"},
+    )
     level = ma.fields.String(
         required=True, validate=ma.validate.OneOf([lv.value for lv in PadesLevel])
     )
@@ -51,6 +60,9 @@ class SessionSchema(ma.Schema):
     mandate_id = ma.fields.String()
     purpose = ma.fields.Dict()
     format = ma.fields.String()
+    packaging = ma.fields.String(
+        allow_none=True, metadata={"description": "xades: enveloped or detached; else null"}
+    )
     level = ma.fields.String()
     documents = ma.fields.List(ma.fields.Nested(DocumentSchema))
     to_sign = ma.fields.String(
@@ -83,7 +95,9 @@ class SignedDocumentSchema(ma.Schema):
     sha256 = ma.fields.String()
     signed_sha256 = ma.fields.String()
     signature_id = ma.fields.String()
-    href = ma.fields.String(metadata={"description": "GET it once (application/pdf)"})
+    href = ma.fields.String(
+        metadata={"description": "GET it once (application/pdf, or application/xml for xades)"}
+    )
 
 
 class SignaturesSchema(ma.Schema):
@@ -101,8 +115,9 @@ MULTIPART = {
                     "request": {
                         "type": "string",
                         "description": "JSON: credential_id, purpose {principal, action, "
-                        "procuring_entity, case, amount}, format (pades), level, mandate_id?, "
-                        "stamp?",
+                        "procuring_entity, case, amount}, format (pades, xades or cms), "
+                        "packaging? (xades: enveloped or detached), level, mandate_id?, "
+                        "stamp? (pades)",
                     },
                     "document": {"type": "array", "items": BINARY},
                 },

@@ -49,12 +49,35 @@ from app.signing_sessions.models import SessionDocument, SessionStatus, SigningS
 from app.unit_of_work import separate_transaction
 from identity.proof import Challenge
 from identity.trust import TrustPurpose
-from signing import PadesLevel, SigningCredential, check_pdf
+from signing import (
+    PadesLevel,
+    SigningCredential,
+    XmlAlreadySigned,
+    check_pdf,
+    parse_untrusted_xml,
+)
 
-# What a session may produce: PAdES signatures of PDFs, or a detached CMS over a
-# sub-delegation instruction (issue 11 item 4).
-PADES, CMS = "pades", "cms"
-SESSION_FORMATS = (PADES, CMS)
+# What a session may produce: PAdES signatures of PDFs, a detached CMS over a
+# sub-delegation instruction (issue 11 item 4), or XAdES signatures of XML documents
+# (e-applications; issue 12 item 1), enveloped or detached.
+PADES, CMS, XADES = "pades", "cms", "xades"
+SESSION_FORMATS = (PADES, CMS, XADES)
+ENVELOPED, DETACHED = "enveloped", "detached"
+XADES_PACKAGINGS = (ENVELOPED, DETACHED)
+_DS_SIGNATURE = "{http://www.w3.org/2000/09/xmldsig#}Signature"
+
+
+def check_xml(document: bytes, max_bytes: int, packaging: str) -> None:
+    """Refuse at upload what the XAdES signer would refuse: not XML
+    (``DOCUMENT_NOT_XML``), a DTD or entity (``XML_UNSAFE``, before any parsing), over
+    the limit (``DOCUMENT_TOO_LARGE``), or, for an enveloped signature, a document
+    signed already (``XML_ALREADY_SIGNED``)."""
+    root = parse_untrusted_xml(document, max_bytes).getroot()
+    if packaging == ENVELOPED and next(root.iter(_DS_SIGNATURE), None) is not None:
+        raise XmlAlreadySigned(
+            "the XML is signed already; an enveloped signature would break that "
+            "signature: sign it detached"
+        )
 
 
 @dataclass(frozen=True)
@@ -95,9 +118,11 @@ class SigningSessionService:
         uploads: Sequence[Upload],
         mandate_id: str | None = None,
         stamp: bool = False,
+        packaging: str | None = None,
     ) -> OpenedSession:
         """Open a session: the caller's active credential, the documents checked as
-        PDFs that can be signed, the mandate named (or the one covering the purpose
+        PDFs (or, for ``xades``, XML documents; ``packaging`` enveloped by default, or
+        detached) that can be signed, the mandate named (or the one covering the purpose
         held by the credential's certificate), its chain judged now; returns the row,
         its documents and the card challenge ``to_sign``."""
         settings = self.context.settings
@@ -107,6 +132,20 @@ class SigningSessionService:
             raise SessionRefused(
                 "a sub-delegation instruction is signed as cms, and nothing else is",
                 "SESSION_FORMAT_INVALID",
+            )
+        if format == XADES:
+            packaging = packaging or ENVELOPED
+            if packaging not in XADES_PACKAGINGS:
+                raise SessionRefused(
+                    f"packaging {packaging!r} is not signed here", "SESSION_FORMAT_INVALID"
+                )
+            if stamp:
+                raise SessionRefused(
+                    "a visible stamp is drawn on PDFs only", "SESSION_FORMAT_INVALID"
+                )
+        elif packaging is not None:
+            raise SessionRefused(
+                "packaging is chosen for xades sessions only", "SESSION_FORMAT_INVALID"
             )
         if not uploads:
             raise SessionRefused("send at least one document", "DOCUMENTS_MISSING")
@@ -119,6 +158,9 @@ class SigningSessionService:
             mandate_id = instruction_parent(uploads, purpose, mandate_id)
         for upload in uploads if format == PADES else ():
             check_pdf(upload.data, settings.max_document_bytes)  # DOCUMENT_* codes
+        for upload in uploads if format == XADES else ():
+            assert packaging is not None
+            check_xml(upload.data, settings.max_document_bytes, packaging)
         credential, _ = self.own_credential(credential_id)
         now = self.context.clock()
         if mandate_id is None:
@@ -150,6 +192,7 @@ class SigningSessionService:
             format=format,
             level=level.value,
             document_sha256s=digests,
+            packaging=packaging,
         )
         row.nonce = challenge.nonce
         row.binding = binding_json(challenge)
@@ -180,6 +223,7 @@ class SigningSessionService:
                 "purpose": purpose.to_json(),
                 "format": format,
                 "level": level.value,
+                **({"packaging": packaging} if packaging else {}),
                 "documents": digests,
             },
         )

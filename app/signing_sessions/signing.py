@@ -1,13 +1,14 @@
 """The last step of a signing session: the SAD spent, the chain judged a third time,
 the credential re-checked, then every document signed under the mandate, each with
-its signature record and ``signature:pades:created`` event in the unit of work; and
-the signed documents handed out once each."""
+its signature record and ``signature:FORMAT:created`` event (pades, xades, cms) in the
+unit of work; and the signed documents handed out once each."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from sqlalchemy import update
 
@@ -18,7 +19,13 @@ from app.mandates.models import Mandate
 from app.signatures.models import SignatureRecord
 from app.signing_sessions.activation import SigningPurpose
 from app.signing_sessions.models import SessionDocument, SessionStatus
-from app.signing_sessions.service import CMS, SessionRefused, SigningSessionService
+from app.signing_sessions.service import (
+    CMS,
+    DETACHED,
+    XADES,
+    SessionRefused,
+    SigningSessionService,
+)
 from delegation.scope import ACTION_LABELS, E_APPLICATION, E_APPLICATION_PREFIX
 from signing import (
     MandateStamp,
@@ -26,8 +33,12 @@ from signing import (
     PadesResult,
     PadesSpec,
     SigningCredential,
+    XadesLevel,
+    XadesResult,
+    XadesSpec,
     sign_detached,
 )
+from signing.xades import XadesPackaging
 
 
 @dataclass(frozen=True)
@@ -55,8 +66,31 @@ def sign_session(
     held = [hashlib.sha256(d.content or b"").hexdigest() for d in documents]
     if held != binding["documents"] or len(documents) != binding["document_count"]:
         raise SessionRefused("the documents are not those the SAD names", "SAD_INVALID")
+    packaging = binding.get("packaging")
     if row.format == CMS:
         results = [_cms(service, signing_credential, d.content or b"") for d in documents]
+    elif row.format == XADES:
+        xades_level = XadesLevel(row.level)
+        evidence = mandate_evidence(
+            service.context, service.session, chain, long_term=xades_level.long_term
+        )
+        xades = service.context.xades_signer
+        shape: XadesPackaging = "detached" if packaging == DETACHED else "enveloped"
+        results = [
+            _as_result(
+                xades.sign(
+                    d.content or b"",
+                    signing_credential,
+                    XadesSpec(
+                        xades_level,
+                        packaging=shape,
+                        mandate=evidence,
+                        detached_uri=detached_uri(d.name) if packaging == DETACHED else None,
+                    ),
+                )
+            )
+            for d in documents
+        ]
     else:
         level = PadesLevel(row.level)
         stamp = _stamp(chain, purpose, now) if row.stamp else None
@@ -99,6 +133,7 @@ def sign_session(
                 "mandate_id": row.mandate_id,
                 "credential_id": credential.id,
                 "level": result.level.value,
+                **({"packaging": packaging} if packaging else {}),
                 "index": document.position,
                 "document_sha256": result.document_sha256,
                 "signed_document_sha256": result.signed_document_sha256,
@@ -119,11 +154,28 @@ def sign_session(
     return signed
 
 
+def detached_uri(name: str) -> str:
+    """The URI a detached XAdES signature names its document by: the uploaded file
+    name, percent-encoded (UTF-8), so it is a relative URI reference and never a
+    fragment; a verifier finds the document under that name beside the signature."""
+    return quote(name, safe="")
+
+
+def served_name(name: str, format: str, packaging: str | None) -> str:
+    """The file name a signed document is served under: the upload's, except for a
+    detached XAdES signature, a document of its own (``NAME.xades.xml``)."""
+    if format == XADES and packaging == DETACHED:
+        stem = name[:-4] if name.lower().endswith(".xml") else name
+        return f"{stem}.xades.xml"
+    return name
+
+
 def fetch_signed(
     service: SigningSessionService, session_id: str, index: int
-) -> tuple[SessionDocument, str]:
+) -> tuple[SessionDocument, str, str]:
     """The signed document at ``index``, handed out once: its bytes are dropped from
-    storage in this unit of work (``DOCUMENT_ALREADY_FETCHED`` afterwards)."""
+    storage in this unit of work (``DOCUMENT_ALREADY_FETCHED`` afterwards). Returns
+    the document, the session's format and the file name to serve it under."""
     row = service.owned(session_id)
     document = next((d for d in service.documents(row) if d.position == index), None)
     if document is None or (document.signed_sha256 is None):
@@ -150,7 +202,8 @@ def fetch_signed(
     )
     service.session.expunge(document)
     document.signed_content = content
-    return document, row.format
+    packaging = json.loads(row.binding).get("packaging")
+    return document, row.format, served_name(document.name, row.format, packaging)
 
 
 def _cms(
@@ -165,6 +218,17 @@ def _cms(
         field_name="",
         document_sha256=hashlib.sha256(instruction).hexdigest(),
         signed_document_sha256=hashlib.sha256(cms).hexdigest(),
+    )
+
+
+def _as_result(result: XadesResult) -> PadesResult:
+    """An XAdES result in the shape of a signing result (the level names are the same)."""
+    return PadesResult(
+        pdf=result.xml,
+        level=PadesLevel(result.level.value),
+        field_name=result.signature_id,
+        document_sha256=result.document_sha256,
+        signed_document_sha256=result.signed_document_sha256,
     )
 
 

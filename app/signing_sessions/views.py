@@ -53,7 +53,9 @@ audit_refusals(
 NAME_MAX = 255
 # What a signed document is served as, per session format.
 CMS_MEDIA_TYPE = "application/pkcs7-signature"
-MEDIA_TYPES = {"pades": "application/pdf", "cms": CMS_MEDIA_TYPE}
+XML_MEDIA_TYPE = "application/xml"
+MEDIA_TYPES = {"pades": "application/pdf", "cms": CMS_MEDIA_TYPE, "xades": XML_MEDIA_TYPE}
+DEFAULT_EXTENSIONS = {"pades": ".pdf", "cms": ".json", "xades": ".xml"}
 
 
 @blp.before_request
@@ -112,6 +114,7 @@ def _state(service: SigningSessionService, row: SigningSession) -> dict[str, Any
         "mandate_id": row.mandate_id,
         "purpose": json.loads(row.purpose),
         "format": row.format,
+        "packaging": json.loads(row.binding).get("packaging"),
         "level": row.level,
         "documents": [
             {
@@ -132,11 +135,12 @@ def _state(service: SigningSessionService, row: SigningSession) -> dict[str, Any
     }
 
 
-def _uploads() -> list[Upload]:
+def _uploads(format: str) -> list[Upload]:
     uploads = []
+    extension = DEFAULT_EXTENSIONS.get(format, "")
     for index, part in enumerate(request.files.getlist("document")):
         name = (part.filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
-        name = name[:NAME_MAX] or f"document-{index}.pdf"
+        name = name[:NAME_MAX] or f"document-{index}{extension}"
         refuse_unstorable_text("document", name)
         uploads.append(Upload(name, part.read()))
     return uploads
@@ -151,7 +155,10 @@ def _uploads() -> list[Upload]:
 @blp.response(201, SessionSchema)
 def open_session() -> dict[str, Any]:
     """Open a signing session: the credential (the caller's own, active), the purpose,
-    the level, one or more PDFs (parts named ``document``, at most
+    the format (``pades``: PDFs; ``xades``: XML documents such as e-applications, with
+    ``packaging`` ``enveloped`` (default) or ``detached``, checked at upload:
+    ``DOCUMENT_NOT_XML``, ``XML_UNSAFE`` for a DTD or entity, ``XML_ALREADY_SIGNED``
+    for enveloped), the level, one or more documents (parts named ``document``, at most
     ``max_documents_per_session``, each at most ``max_document_bytes``) and the mandate
     to act under (default: the one covering the purpose held by the credential; none →
     403 ``NO_COVERING_MANDATE``, several → 409 ``MANDATE_AMBIGUOUS`` with ``mandates``).
@@ -171,9 +178,10 @@ def open_session() -> dict[str, Any]:
             purpose=SigningPurpose(**args["purpose"]),
             format=args["format"],
             level=PadesLevel(args["level"]),
-            uploads=_uploads(),
+            uploads=_uploads(args["format"]),
             mandate_id=args["mandate_id"],
             stamp=args["stamp"],
+            packaging=args["packaging"],
         )
     except DairiError as exc:
         _refused("signature:session:refused", exc, None)
@@ -217,8 +225,9 @@ def authorize(args: dict[str, Any], session_id: str) -> dict[str, Any]:
 def sign(args: dict[str, Any], session_id: str) -> dict[str, Any]:
     """Spend the SAD (``SAD_MISSING``, ``SAD_INVALID``, ``SAD_USED``, ``SAD_EXPIRED``):
     the chain is judged a third time and the credential re-checked, then every
-    document is signed (PAdES at the session's level, under the mandate). Each signed
-    PDF is fetched once from its ``href``."""
+    document is signed (PAdES, or XAdES for an ``xades`` session, at the session's
+    level, under the mandate; audited as ``signature:FORMAT:created``). Each signed
+    document is fetched once from its ``href``."""
     try:
         signed = sign_session(_service(), session_id, args["sad"])
     except DairiError as exc:
@@ -243,25 +252,27 @@ def sign(args: dict[str, Any], session_id: str) -> dict[str, Any]:
 @blp.route("/signing-sessions/<session_id>/documents/<int:index>", methods=["GET"])
 @allow(Role.EMPLOYEE)
 @blp.response(
-    200, BINARY, content_type="application/pdf", description="The signed PDF (or detached CMS)"
+    200, BINARY, content_type="application/pdf", description="The signed PDF (or XML, or CMS)"
 )
 @blp.doc(
     responses={
         "200": {
-            "description": "The signed PDF (or detached CMS)",
-            "content": {media: {"schema": BINARY} for media in ("application/pdf", CMS_MEDIA_TYPE)},
+            "description": "The signed PDF, the signed XML (xades enveloped), the XAdES "
+            "signature document (xades detached, named NAME.xades.xml) or the detached CMS",
+            "content": {media: {"schema": BINARY} for media in MEDIA_TYPES.values()},
         }
     }
 )
 def fetch_document(session_id: str, index: int) -> Response:
     """A signed document, once (then 410 ``DOCUMENT_ALREADY_FETCHED``): a PDF, or for a
     ``cms`` session the detached CMS over the sub-delegation instruction, which the
-    grantee sends with the instruction to ``POST /api/v1/mandates``."""
-    document, format = fetch_signed(_service(), session_id, index)
+    grantee sends with the instruction to ``POST /api/v1/mandates``; for an ``xades``
+    session the signed XML (``application/xml``), or when detached the signature
+    document (``NAME.xades.xml``), whose reference URI is the document's file name
+    percent-encoded."""
+    document, format, name = fetch_signed(_service(), session_id, index)
     response = Response(document.signed_content, mimetype=MEDIA_TYPES[format])
-    response.headers["Content-Disposition"] = (
-        f"attachment; filename*=UTF-8''{quote(document.name, safe='')}"
-    )
+    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name, safe='')}"
     return response
 
 
