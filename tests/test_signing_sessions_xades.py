@@ -8,13 +8,17 @@ import base64
 import hashlib
 import json
 from datetime import UTC, datetime
+from io import BytesIO
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import pytest
+import requests
+from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from helpers_auth import audit_codes, bearer, new_corporation, problem
+from helpers_auth import audit_codes, bearer, der, new_corporation, problem
 from helpers_mandates import ENTITY, root_grant, scope
 from helpers_signing_sessions import (
     authorized,
@@ -28,6 +32,10 @@ from helpers_signing_sessions import (
 from lxml import etree
 from test_xades import xmlsec1_verify
 
+from app.cli.main import main
+from app.client.api import ApiClient
+from app.client.cards import SoftwareCard
+from app.client.signing import SigningRequest, sign_files
 from app.dev.sample_documents import bid_pdf
 from app.mandates.evidence import mandate_evidence
 from app.mandates.models import Mandate
@@ -78,8 +86,8 @@ def pem_dir(pki, signer, directory: Path) -> Path:
     """The roots (trusted) and the signer's intermediate CAs (untrusted), one per file."""
     for n, cert in enumerate(pki.roots().values()):
         (directory / f"root-{n}.pem").write_bytes(cert.public_bytes(Encoding.PEM))
-    for n, der in enumerate(signer.employee.credential.chain_der):
-        pem = x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM)
+    for n, cert_der in enumerate(signer.employee.credential.chain_der):
+        pem = x509.load_der_x509_certificate(cert_der).public_bytes(Encoding.PEM)
         (directory / f"chain-{n}.pem").write_bytes(pem)
     return directory
 
@@ -212,3 +220,70 @@ def test_detached_and_the_refusals_that_matter_for_xml(client, app, pki, world, 
         403,
         "CARD_NOT_CALLERS",
     )
+
+
+class InProcessApi(ApiClient):
+    """The client library's calls answered by the app in process (the Flask test client
+    instead of a served process; tests/test_client.py covers the transport)."""
+
+    def __init__(self, flask_client, token: str) -> None:
+        super().__init__("http://dairi.test", token)
+        self.flask = flask_client
+
+    def send(self, method: str, path: str, *, auth: bool = True, **kwargs: Any):
+        headers = dict(kwargs.pop("headers", None) or {})
+        if auth and self.token:
+            headers.update(bearer(self.token))
+        if "files" in kwargs:  # requests' multipart parts → the test client's form
+            form: dict[str, Any] = {}
+            for field, (name, content, media) in kwargs.pop("files"):
+                if name is None:
+                    form[field] = content
+                else:
+                    form.setdefault(field, []).append((BytesIO(content), name, media))
+            kwargs.update(data=form, content_type="multipart/form-data")
+        answer = self.flask.open(path, method=method, headers=headers, **kwargs)
+        response = requests.Response()
+        response.status_code = answer.status_code
+        response._content = answer.get_data()
+        response.headers.update(answer.headers)
+        return response
+
+
+def test_the_client_signs_xml_enveloped_and_detached(client, pki, world, tmp_path):
+    a, yamada = world["a"], world["yamada"]
+    card = SoftwareCard(yamada.card.authentication.key, der(yamada.card.authentication))
+    source = tmp_path / "申請書.xml"
+    source.write_bytes(APPLICATION)
+    api = InProcessApi(client, yamada.token)
+    written = {}
+    for packaging in ("enveloped", "detached"):
+        request = SigningRequest(
+            yamada.credential_id,
+            a.corporate_number,
+            ACTION,
+            ENTITY,
+            level="B-B",
+            format="xades",
+            packaging=packaging if packaging == "detached" else None,
+        )
+        events = list(sign_files(api, card, request, [source]))
+        assert [e for e, _ in events] == ["session", "authorized", "signed"]
+        written[packaging] = events[-1][1].target
+    assert written["enveloped"].name == "申請書-signed.xml"
+    assert written["detached"].name == "申請書.xades.xml"
+    enveloped = etree.fromstring(written["enveloped"].read_bytes())
+    assert enveloped.find("ds:Signature", NS) is not None
+    assert etree.fromstring(written["detached"].read_bytes()).tag == f"{{{NS['ds']}}}Signature"
+    assert source.read_bytes() == APPLICATION  # the input is left as it was
+    # The command line: --packaging and --stamp each go with one format only (refused
+    # before any card or service is touched).
+    base = ["client", "--url", "http://127.0.0.1:9", "--state", str(tmp_path / "s.json")]
+    sign = ["sign", str(source), "--credential", "c", "--principal", a.corporate_number]
+    for extra in (
+        ["--action", "bid", "--packaging", "detached"],
+        ["--action", ACTION, "--format", "xades", "--stamp"],
+    ):
+        result = CliRunner().invoke(main, [*base, *sign, *extra])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith("error INPUT_INVALID: "), result.stderr

@@ -352,7 +352,21 @@ def revoke(options: Options, mandate_id: str, reason: str | None) -> None:
 @click.option("--level", type=click.Choice(LEVELS), default="B-T", show_default=True)
 @click.option("--mandate", "mandate_id", default=None, help="default: the one covering the purpose")
 @click.option("--stamp", is_flag=True, help="draw a visible stamp (受任者, 委任者, 委任事項 …)")
-@click.option("--force", is_flag=True, help="overwrite NAME-signed.pdf")
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["pades", "xades"]),
+    default="pades",
+    show_default=True,
+    help="pades: PDFs; xades: XML documents (e-applications)",
+)
+@click.option(
+    "--packaging",
+    type=click.Choice(["enveloped", "detached"]),
+    default=None,
+    help="xades: enveloped (default, NAME-signed.xml) or detached (NAME.xades.xml)",
+)
+@click.option("--force", is_flag=True, help="overwrite the signed files")
 @card_options
 @client_command
 def sign(
@@ -367,15 +381,32 @@ def sign(
     level: str,
     mandate_id: str | None,
     stamp: bool,
+    format_: str,
+    packaging: str | None,
     force: bool,
     **kwargs: Any,
 ) -> None:
-    """Sign PDFs under your mandate: a signing session with the files, your card's
-    authentication over what is signed, then each signed file written as
-    NAME-signed.pdf beside its input."""
+    """Sign PDFs (or, with --format xades, XML documents) under your mandate: a signing
+    session with the files, your card's authentication over what is signed, then each
+    signed file written beside its input as NAME-signed.pdf, NAME-signed.xml, or for a
+    detached XAdES signature NAME.xades.xml."""
+    if format_ == "xades" and stamp:
+        raise ClientError("--stamp draws on PDFs, not with --format xades", "INPUT_INVALID")
+    if format_ != "xades" and packaging:
+        raise ClientError("--packaging goes with --format xades", "INPUT_INVALID")
     card = take_card(kwargs, "authentication")
     request = SigningRequest(
-        credential_id, principal, action, entity, case, amount, level, mandate_id, stamp=stamp
+        credential_id,
+        principal,
+        action,
+        entity,
+        case,
+        amount,
+        level,
+        mandate_id,
+        format=format_,
+        stamp=stamp,
+        packaging=packaging,
     )
     done: list[dict[str, Any]] = []
     session: dict[str, Any] = {}

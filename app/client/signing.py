@@ -1,6 +1,7 @@
-"""Signing PDFs through a signing session (DESIGN §6, signature activation) from the
-client's side: upload, check what the card is about to sign, authorize with the card,
-spend the SAD, fetch each signed PDF and write it beside its input."""
+"""Signing PDFs (PAdES) or XML documents (XAdES) through a signing session (DESIGN §6,
+signature activation) from the client's side: upload, check what the card is about to
+sign, authorize with the card, spend the SAD, fetch each signed document and write it
+beside its input."""
 
 from __future__ import annotations
 
@@ -27,8 +28,14 @@ class SigningRequest:
     amount: int | None = None
     level: str = "B-T"
     mandate_id: str | None = None
-    format: str = "pades"  # "cms": a sub-delegation instruction, signed detached
+    format: str = "pades"  # "xades": XML; "cms": a sub-delegation instruction, detached
     stamp: bool = False  # a visible stamp in Japanese (受任者, 委任者, 委任事項, 案件, 日時)
+    packaging: str | None = None  # xades: "enveloped" (the default) or "detached"
+
+    @property
+    def xades_packaging(self) -> str | None:
+        """The packaging an ``xades`` request asks for (and to_sign must bind)."""
+        return (self.packaging or "enveloped") if self.format == "xades" else None
 
     def json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -47,6 +54,8 @@ class SigningRequest:
             body["mandate_id"] = self.mandate_id
         if self.stamp:
             body["stamp"] = True
+        if self.xades_packaging:
+            body["packaging"] = self.xades_packaging
         return body
 
 
@@ -59,8 +68,15 @@ class SignedFile:
     signature_id: str
 
 
-def signed_path(source: Path) -> Path:
-    """Where the signed copy of ``source`` goes: ``NAME-signed.pdf`` beside it."""
+def signed_path(source: Path, request: SigningRequest | None = None) -> Path:
+    """Where the signed copy of ``source`` goes, beside it: ``NAME-signed.pdf``, for
+    XAdES ``NAME-signed.xml``, or for a detached XAdES signature ``NAME.xades.xml``
+    (it names ``source`` by its file name, so it stays beside it)."""
+    packaging = request.xades_packaging if request else None
+    if packaging == "detached":
+        return source.with_name(f"{source.stem}.xades.xml")
+    if packaging:
+        return source.with_name(f"{source.stem}-signed.xml")
     return source.with_name(f"{source.stem}-signed.pdf")
 
 
@@ -115,6 +131,8 @@ def check_to_sign(
         "format": asked["format"],
         "level": asked["level"],
     }
+    if request.xades_packaging:
+        expected["packaging"] = request.xades_packaging
     for key, value in expected.items():
         if bound.get(key) != value:
             raise ClientError(
@@ -194,14 +212,15 @@ def sign_files(
     *,
     force: bool = False,
 ) -> Iterator[tuple[str, Any]]:
-    """Sign PDFs through one signing session (:func:`run_session`) and write each signed
-    one beside its input (:func:`signed_path`).
+    """Sign PDFs (or XML documents, ``format`` xades) through one signing session
+    (:func:`run_session`) and write each signed one beside its input (:func:`signed_path`).
 
     Yields ``("session", answer)``, ``("authorized", answer)``, then ``("signed",
     SignedFile)`` per file. Raises ``CLIENT_OUTPUT_EXISTS`` before anything is sent
     when a target exists and not ``force``.
     """
-    targets = [signed_path(f) for f in files]
+    targets = [signed_path(f, request) for f in files]
+    media_type = "application/xml" if request.format == "xades" else "application/pdf"
     if not force:
         for target in targets:
             if target.exists():
@@ -209,7 +228,7 @@ def sign_files(
     uploads = []
     for path in files:
         try:
-            uploads.append(Upload(path.name, path.read_bytes()))
+            uploads.append(Upload(path.name, path.read_bytes(), media_type))
         except OSError as exc:
             raise ClientError(f"cannot read {path}", "INPUT_INVALID") from exc
     position = 0
