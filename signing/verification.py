@@ -16,6 +16,7 @@ are conclusive, not a lack of information.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import dataclasses
 import enum
 import hashlib
@@ -235,6 +236,7 @@ def _jsonable(value: object) -> object:
 # -- reading the document ----------------------------------------------------------
 
 
+_MAX_FAST_GAPS = 64
 _BYTE_RANGE = re.compile(
     rb"/ByteRange\s*\[\s*(\d{1,12})\s+(\d{1,12})\s+(\d{1,12})\s+(\d{1,12})\s*\]"
 )
@@ -256,19 +258,26 @@ class SignedPdfReader(PdfFileReader):
 
     def __init__(self, pdf: bytes) -> None:
         self._pdf = pdf
-        self._gaps: list[tuple[int, int]] = []
+        gaps = set()
         for match in _BYTE_RANGE.finditer(pdf):
             start, end = int(match[1]) + int(match[2]), int(match[3])
             if 0 < start < end <= len(pdf) and pdf[start] == 0x3C and pdf[end - 1] == 0x3E:
-                self._gaps.append((start, end))
+                gaps.add((start, end))
+            if len(gaps) >= _MAX_FAST_GAPS:  # a document made of /ByteRanges: pyHanko's way
+                break
+        self._gaps = sorted(gaps)
+        self._gap_starts = [start for start, _ in self._gaps]
         self._placeholder = secrets.token_bytes(16)
         super().__init__(BytesIO(pdf), strict=False)
 
     def _gap_in(self, marker: int) -> tuple[int, int] | None:
-        for start, end in self._gaps:
-            if marker < start and self._pdf.find(b"endobj", marker, start) == -1:
-                return start, end
-        return None
+        """The first gap after ``marker`` if no ``endobj`` comes between (the object
+        starting at ``marker`` may then hold it; the parse below decides)."""
+        i = bisect.bisect_right(self._gap_starts, marker)
+        if i == len(self._gaps):
+            return None
+        start, end = self._gaps[i]
+        return (start, end) if self._pdf.find(b"endobj", marker, start) == -1 else None
 
     def _read_object(self, ref, marker, never_decrypt=False, as_metadata_stream=False):  # type: ignore[no-untyped-def]
         gap = self._gap_in(marker) if isinstance(marker, int) and self._gaps else None
@@ -460,9 +469,9 @@ def _tst_time_and_tsa(signed_data: cms.SignedData) -> tuple[datetime, str]:
     for choice in signed_data["certificates"] or ():
         cert = choice.chosen
         if isinstance(cert, x509.Certificate) and sid.name == "issuer_and_serial_number":
-            if (
-                cert.issuer == sid.chosen["issuer"]
-                and cert.serial_number == sid.chosen["serial_number"].native
+            issuer = sid.chosen["issuer"]
+            if cert.serial_number == sid.chosen["serial_number"].native and (
+                cert.issuer.dump() == issuer.dump() or cert.issuer == issuer
             ):
                 tsa = _name_text(cert.subject)
     return info["gen_time"].native, tsa
