@@ -1,11 +1,15 @@
 """``dairi demo`` end to end, judged by other means than its own output: the
 database and the service's answers after two runs (one person each, one
-corporation, no mandate granted twice), the access logs of the services it drove
-(its own, then a running one given by ``--url``), and poppler's ``pdfsig`` and
-pyHanko's validator on the PDFs it wrote."""
+corporation, no mandate granted twice, every signature made in a signing session
+under a mandate), the access logs of the services it drove (its own, then a running
+one given by ``--url``), poppler's ``pdfsig`` and ``pdfdetach`` and pyHanko's
+validator (with an AC validation context) on the PDFs it wrote, its verification
+report, and ``dairi verify``'s exit status on the B-LTA bid, intact and tampered."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import shutil
@@ -17,7 +21,7 @@ from helpers_auth import bearer, login
 from live_server import LiveServer
 from pyhanko.keys import load_certs_from_pemder
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.validation import validate_pdf_signature
+from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
@@ -26,6 +30,7 @@ from app.audit_trail.models import AuditRecord
 from app.credentials.models import Credential
 from app.mandates.models import Mandate
 from app.people.models import Corporation, Employment, Person
+from app.signatures.models import SignatureRecord
 from delegation.certificates import parse_mandate_certificate
 from devpki.cards import load_card
 
@@ -36,7 +41,10 @@ DAIRI = str(Path(sys.executable).with_name("dairi"))
 DEMO_CORPORATION = "1011001077777"
 DEV_CARD_CORPORATION = "4011001098993"
 YAMADA, SUZUKI = "山田\u3000太郎", "鈴木\u3000花子"
+ENTITY = "国土交通省 関東地方整備局"
 CASE = "令和8年度 第42号 庁舎清掃業務委託"
+# The grant evidence a bid signed under a mandate carries (issue 11 item 3), per hop.
+EVIDENCE = ("ac.der", "instruction.json", "instruction.p7s")
 
 
 def _demo(out: Path, env: dict[str, str], *args: str) -> str:
@@ -77,6 +85,19 @@ def _state(database_url: str) -> dict[str, object]:
         engine.dispose()
 
 
+def _signatures(database_url: str) -> list[tuple[str, str, str | None, str | None, str | None]]:
+    """Every signature the service recorded: (format, level, session, mandate, person)."""
+    engine = create_engine(database_url)
+    try:
+        with Session(engine) as session:
+            return [
+                (r.format, r.level, r.session_id, r.mandate_id, r.person_id)
+                for r in session.scalars(select(SignatureRecord))
+            ]
+    finally:
+        engine.dispose()
+
+
 def _served(log: str, method: str, path: str, status: int) -> int:
     """How many times a service's access log shows ``method path`` (any query) answered
     ``status``."""
@@ -93,6 +114,10 @@ def test_the_demo_runs_twice_over_http_and_keeps_one_of_everything(
     assert _served(own, "POST", "/api/v1/enrolments", 201) == 2, own[-3000:]
     assert _served(own, "POST", "/api/v1/mandates", 201) == 2, own[-3000:]
     assert _served(own, "POST", "/api/v1/credentials", 201) == 2, own[-3000:]
+    # Four bids and the sub-bid, and the sub-delegation instruction (format cms): each a
+    # signing session bought by a card proof; nothing signed outside one.
+    assert _served(own, "POST", "/api/v1/signing-sessions", 201) == 6, own[-3000:]
+    assert len(re.findall(r'"POST /api/v1/signing-sessions/[^/ ]+/authorization HTTP', own)) == 6
     first = _state(app_settings.database_url)
     assert first["corporations"] == {DEMO_CORPORATION: "株式会社代理建設"}
     assert [name for name, _ in first["people"]] == [YAMADA, SUZUKI]
@@ -105,6 +130,12 @@ def test_the_demo_runs_twice_over_http_and_keeps_one_of_everything(
     assert (no_parent, parent, root_revoked, leaf_revoked) == (None, root, None, None)
     assert (root_grantee, leaf_grantee) == (people[YAMADA], people[SUZUKI])
     assert len(first["credentials"]) == 2
+    signatures = _signatures(app_settings.database_url)
+    assert sorted((f, level, m, p) for f, level, _, m, p in signatures) == sorted(
+        [("pades", level, root, people[YAMADA]) for level in ("B-B", "B-T", "B-LT", "B-LTA")]
+        + [("cms", "B-B", root, people[YAMADA]), ("pades", "B-LT", leaf, people[SUZUKI])]
+    )
+    assert all(session is not None for _, _, session, _, _ in signatures)
     _judge_outputs(out)
     _judge_audit_export(out, app_settings.database_url)
 
@@ -118,6 +149,7 @@ def test_the_demo_runs_twice_over_http_and_keeps_one_of_everything(
     assert _served(served, "GET", "/api/v1/authority", 200) == 1, served[-3000:]
     assert '"POST /api/v1/mandates ' not in served, "no mandate is granted again"
     assert '"POST /api/v1/credentials ' not in served, "no credential is issued again"
+    assert _served(served, "POST", "/api/v1/signing-sessions", 201) == 5, served[-3000:]
     assert _state(app_settings.database_url) == first
     _judge_audit_export(out, app_settings.database_url)  # before this test logs in itself
     assert DEV_CARD_CORPORATION not in first["corporations"]
@@ -153,35 +185,58 @@ def _judge_outputs(out: Path) -> None:
     assert load_card(out / "cards" / "employee").kind == "my-number"
     assert load_card(out / "cards" / "representative").kind == "representative"
     # The bids are judged by tools other than the demo: poppler's pdfsig checks each
-    # signature's integrity and signer, pyHanko's validator its trust (the demo's
-    # published anchors, nothing fetched) and timestamp, and the PAdES level's parts.
-    roots = list(load_certs_from_pemder(sorted(str(p) for p in (out / "trust").glob("*.pem"))))
-    for level, timestamped, dss, document_timestamps in (
-        ("B-B", False, False, 0),
-        ("B-T", True, False, 0),
-        ("B-LT", True, True, 0),
-        ("B-LTA", True, True, 1),
+    # signature's integrity and signer, pdfdetach lists the grant evidence the signature
+    # covers, pyHanko's validator its trust (the demo's published anchors, nothing
+    # fetched), timestamp and PAdES level, and the mandate AC (an AC validation context
+    # with the attribute authority).
+    trust = sorted(str(p) for p in (out / "trust").glob("*.pem"))
+    roots = list(load_certs_from_pemder(trust))
+    [aa] = load_certs_from_pemder([str(out / "trust" / "aa.pem")])
+    for name, signer, hops, timestamped, dss, document_timestamps in (
+        ("bid-B-B", YAMADA, 1, False, False, 0),
+        ("bid-B-T", YAMADA, 1, True, False, 0),
+        ("bid-B-LT", YAMADA, 1, True, True, 0),
+        ("bid-B-LTA", YAMADA, 1, True, True, 1),
+        ("bid-sub-B-LT", SUZUKI, 2, True, True, 0),
     ):
-        path = out / f"bid-{level}.pdf"
+        path = out / f"{name}.pdf"
         shown = subprocess.run(
             ["pdfsig", str(path)], capture_output=True, text=True, timeout=60
         ).stdout
         first = shown.split("Signature #2:")[0]
         assert "Signature Validation: Signature is Valid." in first, shown
-        assert "Signer Certificate Common Name: 山田　太郎" in first, shown
+        assert f"Signer Certificate Common Name: {signer}" in first, shown
         assert ("Signature #2:" in shown) == bool(document_timestamps), shown
+        listed = subprocess.run(
+            ["pdfdetach", "-list", str(path)], capture_output=True, text=True, timeout=60
+        ).stdout.splitlines()
+        assert listed[0] == f"{3 * hops} embedded files", listed
+        assert sorted(re.sub(r"^\d+: ", "", line) for line in listed[1:]) == [
+            f"mandate-{depth}-{what}" for depth in range(hops) for what in EVIDENCE
+        ]
         with path.open("rb") as f:
             reader = PdfFileReader(f)
             [signature] = reader.embedded_regular_signatures
-            status = validate_pdf_signature(
-                signature, ValidationContext(trust_roots=roots, allow_fetching=False)
+            status = asyncio.run(
+                async_validate_pdf_signature(
+                    signature,
+                    signer_validation_context=ValidationContext(
+                        trust_roots=roots, allow_fetching=False
+                    ),
+                    ac_validation_context=ValidationContext(
+                        trust_roots=roots, other_certs=[aa], allow_fetching=False
+                    ),
+                )
             )
             assert status.intact and status.valid and status.trusted, status.pretty_print_details()
+            assert not status.ac_validation_errs, status.pretty_print_details()
+            assert status.ac_attrs is not None and len(status.ac_attrs) > 0, name
             assert (
                 status.timestamp_validity is not None and status.timestamp_validity.valid
-            ) == timestamped, level
-            assert ("/DSS" in reader.root) == dss, level
-            assert len(reader.embedded_timestamp_signatures) == document_timestamps, level
+            ) == timestamped, name
+            assert ("/DSS" in reader.root) == dss, name
+            assert len(reader.embedded_timestamp_signatures) == document_timestamps, name
+    _judge_verification(out)
     # The 電子委任状 is signed by the attribute authority, whole document.
     [document] = (out / "mandates").glob("*.pdf")
     shown = subprocess.run(
@@ -201,6 +256,46 @@ def _judge_outputs(out: Path) -> None:
     )
     assert leaf.terms.grantee.name == "鈴木\u3000花子"
     assert (out / "trust" / "aa.pem").is_file()
+
+
+def _judge_verification(out: Path) -> None:
+    """The demo's report on the B-LTA bid for the purpose it was signed for, and ``dairi
+    verify`` on it with the demo's trust directory: exit 0, then 1 once one byte inside
+    the signed range is changed."""
+    report = json.loads((out / "verification.json").read_text(encoding="utf-8"))
+    assert report["indication"] == "TOTAL_PASSED", report
+    assert report["purpose"] == {
+        "principal": DEMO_CORPORATION,
+        "action": "bid",
+        "procuring_entity": ENTITY,
+        "case": CASE,
+        "amount": 12_345_000,
+    }
+    [signature] = [s for s in report["signatures"] if s["mandate"] is not None]
+    assert signature["level"] == "B-LTA" and signature["indication"] == "TOTAL_PASSED"
+    mandate = signature["mandate"]
+    assert mandate["present"] and mandate["holds"] and mandate["covers_purpose"], mandate
+    assert [hop["grantee"] for hop in mandate["hops"]] == [YAMADA]
+    assert mandate["root_grant"]["checked"] and mandate["root_grant"]["corporate_number"] == (
+        DEMO_CORPORATION
+    )
+    assert (out / "verification.pdf").read_bytes().startswith(b"%PDF-")
+
+    bid = out / "bid-B-LTA.pdf"
+    verify = [DAIRI, "verify", "--trust", str(out / "trust")]
+    passed = subprocess.run([*verify, str(bid)], capture_output=True, text=True, timeout=300)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    # One byte of the first signed stream's data (inside /ByteRange's first part).
+    data = bytearray(bid.read_bytes())
+    byte_range = [int(n) for n in re.search(rb"/ByteRange\s*\[([\d\s]+)\]", data)[1].split()]
+    at = data.index(b"stream", data.index(b"/Length")) + 20
+    assert byte_range[0] <= at < byte_range[0] + byte_range[1]
+    data[at] ^= 0x01
+    tampered = out.parent / "bid-B-LTA-tampered.pdf"
+    tampered.write_bytes(bytes(data))
+    failed = subprocess.run([*verify, str(tampered)], capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    tampered.unlink()
 
 
 def _judge_audit_export(out: Path, database_url: str) -> None:

@@ -1,58 +1,91 @@
 """``dairi demo``: the newcomer's tour on the embedded defaults.
 
-The demo is a client of the service over real HTTP: with ``--url`` of a running
-service, or else of ``dairi serve``'s gunicorn started on a free loopback port for
-the run (:mod:`app.dev.demo_server`). A representative and an employee log in with
-virtual cards (the employee enrols first) and each employee obtains an HSM
-credential with a proof by the card's signing key; the representative grants the
-employee a mandate (電子委任状), which the employee sub-delegates to a second
-employee.
+The demo is a client of the service over real HTTP, driving it with the client library
+(:mod:`app.client`, what ``dairi client …`` runs): with ``--url`` of a running service,
+or else of ``dairi serve``'s gunicorn started on a free loopback port for the run
+(:mod:`app.dev.demo_server`). The whole story, as DESIGN §6 tells it:
 
-What has no HTTP API yet runs in this process on the same settings (so the same
-database and HSM token as the service): the employee signs one Japanese bid at
-every baseline level, each validated with pyHanko before it is written, and signs
-the sub-delegation's instruction with the HSM key. The bids carry no mandate: the
-signing path (``SignatureService.sign_pdf``) takes none yet.
+1. the representative (佐藤 一郎) logs in with a virtual 商業登記電子証明書 card;
+2. the employee (山田 太郎) enrols and logs in with a virtual My Number Card and obtains
+   an HSM signing credential with a proof by the card's signing key;
+3. the representative builds the grant instruction (電子委任状), signs it with the
+   card and grants it (bid and quote for the procuring entity, may sub-delegate once);
+4. the employee signs ``bid-B-B.pdf`` … ``bid-B-LTA.pdf`` (入札者: the demo's
+   corporation) UNDER THE MANDATE through signing sessions: upload, card proof over
+   ``to_sign`` → SAD → signature; the grant evidence is embedded and a visible stamp
+   drawn. Each bid is verified with dairi's verifier against ``DIR/trust`` for the
+   purpose it was signed for (TOTAL_PASSED, the mandate covering it) before it is
+   written;
+5. the employee sub-delegates to a second employee (鈴木 花子) through the service: a
+   signing session of format ``cms`` in which the service signs the instruction with the
+   employee's HSM credential, then the grant;
+6. the second employee signs ``bid-sub-B-LT.pdf`` under the sub-delegated mandate;
+7. the ACs and the 電子委任状 PDF go to ``DIR/mandates``; the report on
+   ``bid-B-LTA.pdf`` for its purpose to ``DIR/verification.json`` and
+   ``DIR/verification.pdf`` (``dairi verify DIR/bid-B-LTA.pdf --trust DIR/trust`` says
+   the same, exit 0); the audit trail is exported to ``DIR/audit`` and checked.
+
+Nothing is signed in this process: the operator command ``dairi sign-pdf`` (no card, no
+mandate: outside the policy gate) is for operators, not the demo. XAdES e-applications
+are not in the tour yet: the signing sessions take ``pades`` and ``cms`` only.
 
 Idempotent: a second run logs in with the cards it kept under ``out/cards``,
 reuses its people, their credentials and corporation (its own 法人番号
 1011001077777) and the mandates still active, so the authority query lists each
-person once.
+person once; only the bids are signed again.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
-from io import BytesIO
 from pathlib import Path
 
-from asn1crypto import x509 as asn1_x509
-from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.validation import validate_pdf_signature
-from pyhanko_certvalidator import ValidationContext
-
 from app.audit_trail.checkpoints import export_audit
-from app.context import ServiceContext, load_pem_certificates
-from app.credentials.service import CredentialService
+from app.client import ApiClient, SoftwareCard
+from app.client.api import unb64
+from app.client.signing import SigningRequest, Upload, run_session
+from app.context import ServiceContext
 from app.dev.demo_login import (
+    DEMO_CORPORATE_NUMBER,
+    DEMO_CORPORATION,
     DEMO_EMPLOYEE_NAME,
     DemoClient,
     DemoFailed,
+    DemoPeople,
+    as_card,
+    as_person,
     call,
     employee_credential,
     log_in_people,
 )
-from app.dev.demo_mandates import grant_demo_mandates
+from app.dev.demo_mandates import (
+    CASE,
+    ENTITY,
+    grant_root,
+    publish_mandates,
+    second_employee,
+    sub_delegate_to,
+)
 from app.dev.demo_server import DemoServer
 from app.dev.sample_documents import bid_pdf
 from app.first_run import ensure_environment
 from app.settings import Settings
-from app.signatures.service import SignatureService
+from app.verification.service import (
+    purpose_from,
+    report_pdf,
+    trust_from_directory,
+    verify_document,
+)
 from audit.export import verify_export
-from signing import PadesLevel, PadesSpec
+from dairi import DairiError
+from delegation.scope import BID, Purpose
+from signing import Indication, PadesLevel, VerificationTrust
+from signing.verification import DEFAULT_MAX_BYTES
 
 DEMO_EMPLOYEE = "山田 太郎 (demo)"  # + the person id: one credential per person
+AMOUNT = 12_345_000  # the bid's 入札金額 (yen), within both mandates' limits
 
 
 def run_demo(settings: Settings, out: Path, url: str | None = None) -> Iterator[str]:
@@ -91,47 +124,162 @@ def _people_and_documents(
     context: ServiceContext, settings: Settings, client: DemoClient, out: Path
 ) -> Iterator[str]:
     people = yield from log_in_people(context, client, out)
+    assert context.dev_pki is not None  # log_in_people checked development mode
+    trust_dir = _publish_trust(settings, out)
+    yield f"trust anchors for verifiers in {trust_dir}/ (aa.pem: the attribute authority)"
 
-    with context.session_factory() as session:
-        credentials = CredentialService(session, context.hsm, context.dev_pki)
-        # The key belongs to the employee enrolled (a mandate may only certify its
-        # grantee's own credential), obtained over HTTP; an earlier run's is used again.
-        obtained, how = employee_credential(
-            client,
-            people.employee_token,
-            people.corporate_number,
-            people.employee_signing,
-            f"{DEMO_EMPLOYEE} {people.employee_person_id}",
-        )
-        employee = credentials.get(obtained["id"])
-        yield (
-            f"employee credential {employee.name!r} of 山田 太郎 {how} over HTTP: key "
-            f"{employee.key_ref}, certificate {employee.subject}"
-        )
+    # The key belongs to the employee enrolled (a mandate may only certify its grantee's
+    # own credential), obtained over HTTP; an earlier run's is used again.
+    employee, how = employee_credential(
+        client,
+        people.employee_token,
+        people.corporate_number,
+        people.employee_card["signing"],
+        f"{DEMO_EMPLOYEE} {people.employee_person_id}",
+    )
+    yield (
+        f"employee credential {employee['name']!r} of 山田 太郎 {how} over HTTP: "
+        f"certificate {employee['subject']}"
+    )
+    root = yield from grant_root(
+        people, unb64(employee["certificate"], "a certificate"), DEMO_EMPLOYEE_NAME
+    )
 
-        bid = bid_pdf()
-        (out / "bid.pdf").write_bytes(bid)
-        roots = load_pem_certificates(settings.trust_dir)
-        service = SignatureService(session, context)
+    yield _fetch_crls(client, sorted(context.dev_pki.cas), trust_dir)
+    trust = trust_from_directory(trust_dir, representative_titles=settings.representative_titles)
+    bid = bid_pdf(bidder=DEMO_CORPORATION, procuring_entity=ENTITY, case=CASE, amount_jpy=AMOUNT)
+    (out / "bid.pdf").write_bytes(bid)
+    with as_person(client, people.employee_token) as yamada:
         for level in PadesLevel:
-            result, record = service.sign_pdf(
-                employee.name, bid, PadesSpec(level=level, reason="入札")
+            yield _sign_bid(
+                yamada,
+                as_card(people.employee_card["authentication"]),
+                _bid_request(people, employee["id"], root["id"], level.value),
+                bid,
+                out / f"bid-{level.value}.pdf",
+                trust,
             )
-            # The demo runs the service here, so it ends the unit of work (services
-            # flush); an open write would hold the SQLite lock the server needs.
-            session.commit()
-            target = out / f"bid-{level.value}.pdf"
-            target.write_bytes(result.pdf)
-            yield f"{target}  {_check(result.pdf, roots)}  record {record.id}"
 
-        yield from grant_demo_mandates(context, people, employee, DEMO_EMPLOYEE_NAME, out)
+    second = yield from second_employee(people, context.dev_pki, out)
+    leaf = yield from sub_delegate_to(people, employee["id"], root, second)
+    with as_person(client, second.token) as suzuki:
+        yield _sign_bid(
+            suzuki,
+            as_card(second.card["authentication"]),
+            _bid_request(people, second.credential["id"], leaf["id"], "B-LT"),
+            bid,
+            out / "bid-sub-B-LT.pdf",
+            trust,
+        )
+    yield from publish_mandates(people, root, leaf, second.token, out)
+    yield from _verification_report(out, trust)
+    yield _export_audit_trail(context, out)
 
+
+def _publish_trust(settings: Settings, out: Path) -> Path:
+    """Copy the anchors (and CRLs) a verifier needs to ``out/trust``: what ``dairi
+    verify --trust`` and the audit export's verifier read."""
     trust = out / "trust"
     trust.mkdir(exist_ok=True)
-    for pem_file in sorted(settings.trust_dir.glob("*.pem")):
-        shutil.copy(pem_file, trust / pem_file.name)
-    yield f"trust anchors for verifiers in {trust}/ (aa.pem: the attribute authority)"
-    yield _export_audit_trail(context, out)
+    for kept in sorted([*settings.trust_dir.glob("*.pem"), *settings.trust_dir.glob("*.crl")]):
+        shutil.copy(kept, trust / kept.name)
+    return trust
+
+
+def _fetch_crls(client: DemoClient, slugs: list[str], trust_dir: Path) -> str:
+    """Fetch, over HTTP, each development CA's current CRL and the attribute authority's
+    CRL of mandate ACs into ``trust_dir``: what an offline verifier needs to decide a
+    B-B or B-T bid, whose revocation data is not embedded (B-LT and B-LTA carry theirs)."""
+    for slug, path in [*((s, f"/pki/crl/{s}.crl") for s in slugs), ("aa-mandates", "/ac/crl")]:
+        response = client.open("GET", path)
+        if response.status_code != 200:
+            raise DemoFailed(f"GET {path}: {response.status_code}")
+        (trust_dir / f"{slug}.crl").write_bytes(response.content)
+    return f"current CRLs of the CAs and of the attribute authority (/ac/crl) in {trust_dir}/"
+
+
+def _bid_request(
+    people: DemoPeople, credential_id: str, mandate_id: str, level: str
+) -> SigningRequest:
+    """The demo bid's purpose: a bid for the case, by the corporation, under the mandate."""
+    return SigningRequest(
+        credential_id,
+        people.corporate_number,
+        BID,
+        procuring_entity=ENTITY,
+        case=CASE,
+        amount=AMOUNT,
+        level=level,
+        mandate_id=mandate_id,
+        stamp=True,
+    )
+
+
+def _purpose(request: SigningRequest) -> tuple[Purpose, str | None]:
+    return purpose_from({k: v for k, v in request.json()["purpose"].items() if v is not None})
+
+
+def _sign_bid(
+    client: ApiClient,
+    card: SoftwareCard,
+    request: SigningRequest,
+    bid: bytes,
+    target: Path,
+    trust: VerificationTrust,
+) -> str:
+    """Sign ``bid`` through a signing session (the card's proof buys the SAD), verify it
+    for its purpose with dairi's verifier (TOTAL_PASSED, the mandate covering the
+    purpose), and only then write it to ``target``."""
+    signed: bytes | None = None
+    try:
+        for event, value in run_session(client, card, request, [Upload(target.name, bid)]):
+            if event == "session":
+                session = value["id"]
+            elif event == "fetched":
+                signed = value[1]
+    except DairiError as exc:
+        raise DemoFailed(f"signing {target.name}: {exc.code}: {exc.message}") from exc
+    if signed is None:
+        raise DemoFailed(f"signing {target.name}: the service returned nothing")
+    report = verify_document(signed, trust, _purpose(request), max_bytes=DEFAULT_MAX_BYTES)
+    [signature, *_] = report.signatures
+    if report.indication is not Indication.TOTAL_PASSED or not (
+        signature.mandate and signature.mandate.covers_purpose
+    ):
+        raise DemoFailed(
+            f"{target.name} does not verify: {report.indication.name} "
+            f"{signature.sub_indication or ''} {signature.message or ''} {signature.reasons}"
+        )
+    target.write_bytes(signed)
+    return (
+        f"{target}  signed in session {session} under mandate {request.mandate_id}: "
+        f"{report.indication.name}, {signature.level.value if signature.level else '?'}, "
+        f"the mandate covers the bid"
+    )
+
+
+def _verification_report(out: Path, trust: VerificationTrust) -> Iterator[str]:
+    """The report on the B-LTA bid for the purpose it was signed for (issue 13), as JSON
+    and as the PDF an officer files."""
+    bid = out / f"bid-{PadesLevel.B_LTA.value}.pdf"
+    asked = purpose_from(
+        {
+            "principal": DEMO_CORPORATE_NUMBER,
+            "action": BID,
+            "procuring_entity": ENTITY,
+            "case": CASE,
+            "amount": AMOUNT,
+        }
+    )
+    report = verify_document(bid.read_bytes(), trust, asked, max_bytes=DEFAULT_MAX_BYTES)
+    (out / "verification.json").write_text(
+        json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
+    (out / "verification.pdf").write_bytes(report_pdf(report))
+    yield (
+        f"{out / 'verification.json'} and verification.pdf: {bid.name} {report.indication.name}"
+        f" for the bid it was signed for; try `dairi verify {bid} --trust {out / 'trust'}`"
+    )
 
 
 def _export_audit_trail(context: ServiceContext, out: Path) -> str:
@@ -150,18 +298,3 @@ def _export_audit_trail(context: ServiceContext, out: Path) -> str:
         f" {summary.checkpoints} signed checkpoints; `dairi audit verify {target}"
         f" --trust {out / 'trust'}` says intact"
     )
-
-
-def _check(pdf: bytes, roots: list[bytes]) -> str:
-    """pyHanko's verdict on the first signature, offline."""
-    signature = PdfFileReader(BytesIO(pdf)).embedded_signatures[0]
-    status = validate_pdf_signature(
-        signature,
-        ValidationContext(
-            trust_roots=[asn1_x509.Certificate.load(r) for r in roots],
-            allow_fetching=False,
-            revocation_mode="soft-fail",
-        ),
-    )
-    stamp = " + timestamp" if status.timestamp_validity is not None else ""
-    return ("valid" if status.bottom_line else "INVALID") + stamp

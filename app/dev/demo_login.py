@@ -52,12 +52,13 @@ class DemoFailed(RuntimeError):
     pass
 
 
-def _card(card: VirtualCard) -> SoftwareCard:
+def as_card(card: VirtualCard) -> SoftwareCard:
+    """A virtual card's key pair as the client library's card."""
     return SoftwareCard(card.key, card.certificate.public_bytes(serialization.Encoding.DER))
 
 
 def _proof(card: VirtualCard, to_sign: bytes) -> dict[str, Any]:
-    return proof(_card(card), to_sign)
+    return proof(as_card(card), to_sign)
 
 
 class DemoClient(ApiClient):
@@ -89,7 +90,7 @@ def _challenge(client: DemoClient, purpose: str) -> tuple[str, bytes]:
 def _login(client: DemoClient, card: VirtualCard) -> dict[str, Any]:
     """The login answer for ``card``; the demo's client keeps no token of its own."""
     try:
-        return client.login(_card(card))
+        return client.login(as_card(card))
     except DairiError as exc:
         raise DemoFailed(f"{exc.code}: {exc.message}") from exc
     finally:
@@ -129,7 +130,7 @@ class DemoPeople:
     representative_token: str
     employee_person_id: str
     employee_token: str
-    employee_signing: VirtualCard  # the JPKI signing certificate's key (署名用)
+    employee_card: dict[str, VirtualCard]  # by role: authentication, signing (署名用)
 
 
 def enrolled_employees(
@@ -160,12 +161,12 @@ def enrol_employee(
     corporate_number: str,
     name: str,
     card_dir: Path,
-) -> tuple[str, str, str, VirtualCard]:
+) -> tuple[str, str, str, dict[str, VirtualCard]]:
     """The employee ``name`` of the corporation, logged in: (person id, access token,
-    what was done, the card's signing key pair). An earlier run's card in ``card_dir``
-    logs in again; else an employee of that name is re-bound to a new card (the same
-    person: same basic items), and only a corporation without one invites and enrols a
-    new person."""
+    what was done, the card's key pairs by role: ``authentication``, ``signing``). An
+    earlier run's card in ``card_dir`` logs in again; else an employee of that name is
+    re-bound to a new card (the same person: same basic items), and only a corporation
+    without one invites and enrols a new person."""
     kept = _saved(card_dir, MY_NUMBER)
     if kept is not None:
         try:
@@ -176,7 +177,7 @@ def enrol_employee(
                     me["id"],
                     token,
                     "logged in again with the card of an earlier run",
-                    kept["signing"],
+                    kept,
                 )
         except DemoFailed:
             pass  # not (or no longer) enrolled here: a new card below
@@ -226,36 +227,29 @@ def enrol_employee(
         enrolled["person_id"],
         _login(client, card.authentication)["access_token"],
         done,
-        card.signing,
+        {"authentication": card.authentication, "signing": card.signing},
     )
+
+
+def as_person(client: DemoClient, token: str) -> ApiClient:
+    """The client library's client for the person whose token this is (same service)."""
+    return ApiClient(client.url, token)
 
 
 def employee_credential(
     client: DemoClient, token: str, corporate_number: str, signing: VirtualCard, name: str
 ) -> tuple[dict[str, Any], str]:
-    """The employee's HSM credential ``name``, over HTTP: an earlier run's that is still
-    active, or a new one obtained with a fresh proof by the card's JPKI signing key.
-    (The credential as the service shows it, what was done.)"""
-    own = call(
-        client, "GET", "/api/v1/credentials", 200, headers=bearer(token), params={"page_size": 200}
-    )
-    for credential in own["items"]:
-        if credential["name"] == name and credential["status"] == "active":
-            return credential, "obtained by an earlier run"
-    challenge_id, to_sign = _challenge(client, "credential")
-    return call(
-        client,
-        "POST",
-        "/api/v1/credentials",
-        201,
-        headers=bearer(token),
-        json={
-            "corporate_number": corporate_number,
-            "challenge_id": challenge_id,
-            "signing": _proof(signing, to_sign),
-            "name": name,
-        },
-    ), "issued"
+    """The employee's HSM credential ``name``, over HTTP with the client library: an
+    earlier run's that is still active, or a new one obtained with a fresh proof by the
+    card's JPKI signing key. (The credential as the service shows it, what was done.)"""
+    with as_person(client, token) as person:
+        try:
+            for credential in person.credentials():
+                if credential["name"] == name and credential["status"] == "active":
+                    return credential, "obtained by an earlier run"
+            return person.issue_credential(as_card(signing), corporate_number, name), "issued"
+        except DairiError as exc:
+            raise DemoFailed(f"{exc.code}: {exc.message}") from exc
 
 
 def log_in_people(
@@ -292,7 +286,7 @@ def log_in_people(
         f"certificate: 法人番号 {corporate_number}, token expires {rep['expires_at']}"
     )
 
-    person_id, token, done, signing = enrol_employee(
+    person_id, token, done, card = enrol_employee(
         client, pki, rep["access_token"], corporate_number, DEMO_EMPLOYEE_NAME, cards / "employee"
     )
     yield f"employee 山田 太郎 {done}: person {person_id}"
@@ -303,5 +297,5 @@ def log_in_people(
     )
     yield f"virtual cards in {cards}/ (try `dairi dev card sign --card {cards / 'employee'}`)"
     return DemoPeople(
-        client, corporate_number, representative, rep["access_token"], person_id, token, signing
+        client, corporate_number, representative, rep["access_token"], person_id, token, card
     )

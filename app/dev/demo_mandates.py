@@ -1,8 +1,11 @@
-"""The demo's 電子委任状: the representative grants a mandate to the demo employee
-(signing the grant instruction with the registration certificate's key), who
-sub-delegates part of it to a second employee (signing with the HSM key the first
-mandate names), all over HTTP. The ACs, the AA certificate and the signed
-電子委任状 PDF are written for offline verifiers.
+"""The demo's 電子委任状, all over HTTP with the client library (:mod:`app.client`):
+the representative builds the grant instruction to the demo employee and signs it with
+the registration certificate's key (:func:`app.client.grants.build_instruction`,
+:func:`app.client.api.sign_grant`); the employee sub-delegates part of it to a second
+employee through the service (:func:`app.client.subdelegation.sub_delegate`: a signing
+session of format ``cms`` in which the service signs the instruction with the
+employee's HSM credential, authorised by the employee's card). The ACs, the AA
+certificate and the signed 電子委任状 PDF are written for offline verifiers.
 
 Idempotent: a mandate an earlier run granted that is still active, to the same
 holder certificate, with the same actions, entities, cases, amount and depth, is
@@ -13,70 +16,67 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterator
-from datetime import timedelta
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from app.context import ServiceContext
-from app.credentials.models import Credential
-from app.credentials.service import CredentialService
+from app.client.api import sign_grant, unb64
+from app.client.grants import GrantTerms, build_instruction
+from app.client.subdelegation import sub_delegate
 from app.dev.demo_login import (
-    DEMO_CORPORATION,
-    DEMO_REPRESENTATIVE,
     DemoFailed,
     DemoPeople,
-    b64,
+    as_card,
+    as_person,
     bearer,
     call,
     employee_credential,
     enrol_employee,
 )
-from delegation.instruction import GrantInstruction
-from delegation.scope import BID, QUOTE, Scope
-from signing import SigningCredential, sign_detached
+from dairi import DairiError
+from delegation.scope import BID, QUOTE
+from devpki import DevPki
+from devpki.cards import VirtualCard
 
 SECOND_EMPLOYEE_NAME = "鈴木\u3000花子"
 SECOND_CREDENTIAL = "鈴木 花子 (demo)"
 ENTITY = "国土交通省 関東地方整備局"
 CASE = "令和8年度 第42号 庁舎清掃業務委託"
 
-
-def _grant(
-    people: DemoPeople,
-    token: str,
-    instruction: GrantInstruction,
-    signatures: bytes,
-    grantee: SigningCredential,
-    grantee_person_id: str,
-) -> dict[str, Any]:
-    return call(
-        people.client,
-        "POST",
-        "/api/v1/mandates",
-        201,
-        headers=bearer(token),
-        json={
-            "instruction": b64(instruction.canonical()),
-            "signatures": b64(signatures),
-            "grantee_certificate": b64(grantee.certificate_der),
-            "grantee_person_id": grantee_person_id,
-        },
-    )
+# What the representative grants the employee, and what the employee sub-delegates.
+ROOT_TERMS = GrantTerms(
+    actions=(BID, QUOTE),
+    procuring_entities=(ENTITY,),
+    amount_limit_jpy=100_000_000,
+    max_depth=1,
+)
+SUB_TERMS = GrantTerms(
+    actions=(BID,), procuring_entities=(ENTITY,), cases=(CASE,), amount_limit_jpy=20_000_000
+)
 
 
-_SAME_TERMS = ("actions", "procuring_entities", "cases", "amount_limit_jpy", "max_depth")
+def _terms(terms: GrantTerms) -> dict[str, Any]:
+    """The terms as ``GET /api/v1/mandates`` shows a scope (validity aside)."""
+    return {
+        "actions": sorted(terms.actions),
+        "procuring_entities": sorted(terms.procuring_entities) or None,
+        "cases": sorted(terms.cases) or None,
+        "amount_limit_jpy": terms.amount_limit_jpy,
+        "max_depth": terms.max_depth,
+    }
 
 
 def _granted_before(
     people: DemoPeople,
     grantee_person_id: str,
-    holder: SigningCredential,
-    scope: Scope,
+    holder_certificate: bytes,
+    terms: GrantTerms,
     parent_id: str | None,
 ) -> dict[str, Any] | None:
-    """An active mandate of the demo's corporation to this holder with ``scope``'s terms
-    (its validity aside) under ``parent_id``, as an earlier run granted it; or None."""
+    """An active mandate of the demo's corporation to this holder with ``terms`` under
+    ``parent_id``, as an earlier run granted it; or None."""
     listed = call(
         people.client,
         "GET",
@@ -90,27 +90,67 @@ def _granted_before(
             "page_size": 100,
         },
     )
-    wanted = scope.to_json()
-    holder_sha256 = hashlib.sha256(holder.certificate_der).hexdigest()
+    wanted = _terms(terms)
+    holder_sha256 = hashlib.sha256(holder_certificate).hexdigest()
     for mandate in listed["items"]:
         if (
             mandate["parent_id"] == parent_id
             and mandate["grantee"]["certificate_sha256"] == holder_sha256
-            and all(mandate["scope"][k] == wanted[k] for k in _SAME_TERMS)
+            and all(mandate["scope"][k] == v for k, v in wanted.items())
         ):
             return dict(mandate)
     return None
 
 
-def grant_demo_mandates(
-    context: ServiceContext, people: DemoPeople, employee: Credential, employee_name: str, out: Path
-) -> Iterator[str]:
-    pki = context.dev_pki
-    assert pki is not None  # log_in_people checked development mode
-    session = context.session_factory()
-    credentials = CredentialService(session, context.hsm, pki)
-    holder = credentials.signing_credential(employee)
-    second_person, second_token, done, second_signing = enrol_employee(
+def grant_root(
+    people: DemoPeople, holder_certificate: bytes, employee_name: str
+) -> Generator[str, None, dict[str, Any]]:
+    """The representative's mandate to the employee (whose HSM credential's certificate
+    is ``holder_certificate``): an earlier run's, or granted now with the client."""
+    root = _granted_before(people, people.employee_person_id, holder_certificate, ROOT_TERMS, None)
+    how = " (granted by an earlier run, still active)"
+    if root is None:
+        how = " (instruction built by the client, signed with the registration certificate)"
+        card = as_card(people.representative)
+        now = datetime.now(UTC).replace(microsecond=0)
+        terms = replace(ROOT_TERMS, not_after=now + timedelta(days=90))
+        instruction = build_instruction(
+            card.certificate_der, holder_certificate, terms, grantee_name=employee_name, now=now
+        ).canonical()
+        with as_person(people.client, people.representative_token) as representative:
+            try:
+                root = representative.grant(
+                    instruction,
+                    sign_grant(card, instruction),
+                    holder_certificate,
+                    people.employee_person_id,
+                )
+            except DairiError as exc:
+                raise DemoFailed(f"grant: {exc.code}: {exc.message}") from exc
+    yield (
+        f"mandate {root['id']}: 佐藤 一郎（代表取締役） → 山田 太郎, bid and quote for "
+        f"{ENTITY} up to 100,000,000 円, may sub-delegate once{how}"
+    )
+    return root
+
+
+@dataclass(frozen=True)
+class SecondEmployee:
+    person_id: str
+    token: str
+    card: dict[str, VirtualCard]
+    credential: dict[str, Any]  # as the service shows it
+
+    @property
+    def certificate(self) -> bytes:
+        return unb64(self.credential["certificate"], "a certificate")
+
+
+def second_employee(
+    people: DemoPeople, pki: DevPki, out: Path
+) -> Generator[str, None, SecondEmployee]:
+    """The second employee, logged in with their own card and holding an HSM credential."""
+    person, token, done, card = enrol_employee(
         people.client,
         pki,
         people.representative_token,
@@ -120,89 +160,66 @@ def grant_demo_mandates(
     )
     obtained, how = employee_credential(
         people.client,
-        second_token,
+        token,
         people.corporate_number,
-        second_signing,
-        f"{SECOND_CREDENTIAL} {second_person}",
-    )
-    second = credentials.signing_credential(credentials.get(obtained["id"]))
-    session.close()
-    yield (
-        f"second employee 鈴木 花子 {done}: person {second_person}, "
-        f"HSM credential {how} over HTTP (key {second.key_ref})"
-    )
-
-    # Each instruction carries a fresh nonce and its creation time (the service accepts
-    # it once, within instruction_max_age_seconds of that time).
-    now = context.clock().replace(microsecond=0)
-    granted = Scope(
-        frozenset({BID, QUOTE}),
-        frozenset({ENTITY}),
-        None,
-        100_000_000,
-        now - timedelta(minutes=1),
-        now + timedelta(days=90),
-        max_depth=1,
-    )
-    root_instruction = GrantInstruction(
-        people.corporate_number,
-        DEMO_CORPORATION,
-        DEMO_REPRESENTATIVE,
-        "代表取締役",
-        employee_name,
-        hashlib.sha256(holder.certificate_der).hexdigest(),
-        granted,
-        created_at=now,
-    )
-    root = _granted_before(people, people.employee_person_id, holder, granted, None)
-    again = " (granted by an earlier run, still active)" if root else ""
-    root = root or _grant(
-        people,
-        people.representative_token,
-        root_instruction,
-        people.representative.sign_cms(root_instruction.canonical()),
-        holder,
-        people.employee_person_id,
+        card["signing"],
+        f"{SECOND_CREDENTIAL} {person}",
     )
     yield (
-        f"mandate {root['id']}: 佐藤 一郎（代表取締役） → 山田 太郎, bid and quote for "
-        f"{ENTITY} up to 100,000,000 円, may sub-delegate once{again}"
+        f"second employee 鈴木 花子 {done}: person {person}, "
+        f"HSM credential {how} over HTTP ({obtained['id']})"
     )
+    return SecondEmployee(person, token, card, obtained)
 
-    narrowed = Scope(
-        frozenset({BID}),
-        frozenset({ENTITY}),
-        frozenset({CASE}),
-        20_000_000,
-        now - timedelta(minutes=1),
-        now + timedelta(days=30),
+
+def sub_delegate_to(
+    people: DemoPeople, credential_id: str, root: dict[str, Any], second: SecondEmployee
+) -> Generator[str, None, dict[str, Any]]:
+    """The employee's sub-delegation to ``second`` under ``root``: an earlier run's, or
+    made now through the service (format ``cms`` signing session, then the grant)."""
+    leaf = _granted_before(people, second.person_id, second.certificate, SUB_TERMS, root["id"])
+    session = None
+    if leaf is not None:
+        yield (
+            f"mandate {leaf['id']}: 山田 太郎 → 鈴木 花子, bid for {CASE} up to "
+            "20,000,000 円 (granted by an earlier run, still active)"
+        )
+        return leaf
+    terms = replace(
+        SUB_TERMS, not_after=datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
     )
-    sub_instruction = GrantInstruction(
-        people.corporate_number,
-        DEMO_CORPORATION,
-        employee_name,
-        None,
-        SECOND_EMPLOYEE_NAME,
-        hashlib.sha256(second.certificate_der).hexdigest(),
-        narrowed,
-        parent=root["id"],
-        created_at=now,
-    )
-    leaf = _granted_before(people, second_person, second, narrowed, root["id"])
-    again = " (granted by an earlier run, still active)" if leaf else ""
-    leaf = leaf or _grant(
-        people,
-        people.employee_token,
-        sub_instruction,
-        sign_detached(context.hsm, holder, sub_instruction.canonical()),
-        second,
-        second_person,
-    )
+    with as_person(people.client, people.employee_token) as employee:
+        try:
+            for event, value in sub_delegate(
+                employee,
+                as_card(people.employee_card["authentication"]),
+                credential_id,
+                str(root["id"]),
+                second.certificate,
+                second.person_id,
+                terms,
+                grantee_name=SECOND_EMPLOYEE_NAME,
+            ):
+                if event == "session":
+                    session = value["id"]
+                elif event == "granted":
+                    leaf = dict(value)
+        except DairiError as exc:
+            raise DemoFailed(f"sub-delegation: {exc.code}: {exc.message}") from exc
+    if leaf is None:
+        raise DemoFailed("the sub-delegation granted nothing")
     yield (
-        f"mandate {leaf['id']}: 山田 太郎 → 鈴木 花子 (sub-delegation signed with the HSM "
-        f"key), bid for {CASE} up to 20,000,000 円{again}"
+        f"mandate {leaf['id']}: 山田 太郎 → 鈴木 花子, bid for {CASE} up to 20,000,000 円 "
+        f"(instruction signed by the service with 山田 太郎's HSM key in signing session "
+        f"{session}, authorised by his card)"
     )
+    return leaf
 
+
+def publish_mandates(
+    people: DemoPeople, root: dict[str, Any], leaf: dict[str, Any], second_token: str, out: Path
+) -> Iterator[str]:
+    """Write the ACs and the 電子委任状 PDF, and ask who may bid for the case now."""
     directory = out / "mandates"
     directory.mkdir(parents=True, exist_ok=True)
     for old in directory.glob("*"):
@@ -237,3 +254,14 @@ def grant_demo_mandates(
         f"{a['grantee']['name']} (chain of {len(a['chain'])})" for a in who["authorities"]
     )
     yield f"who may bid for {CASE} now: {names}"
+
+
+__all__ = [
+    "CASE",
+    "ENTITY",
+    "SecondEmployee",
+    "grant_root",
+    "publish_mandates",
+    "second_employee",
+    "sub_delegate_to",
+]
