@@ -102,6 +102,12 @@ ANSWER_GRACE_SECONDS = 2.0
 # After a checkpoint SQLite cuts the WAL back to this size when it starts it over.
 WAL_SIZE_LIMIT_BYTES = 1024 * 1024
 
+# A connection execution option: the transaction only reads, so on a SQLite file it
+# begins DEFERRED (a WAL reader, which neither takes nor waits for the write lock)
+# instead of IMMEDIATE. Only for work that never writes in that transaction (a write
+# there could fail at once with SQLITE_BUSY_SNAPSHOT); see read_only_transaction.
+READ_ONLY_TRANSACTION = "dairi_read_only"
+
 # SQLite errors after which a connection is not reused: one opened while the file was
 # read-only stays read-only when the file is writable again, and one that met an I/O
 # error may hold a stale view. The pool opens fresh connections instead.
@@ -159,6 +165,8 @@ def make_engine(
     would not be serialised across processes. Taking the write lock at the start
     makes each transaction a critical section (other writers wait up to
     ``sqlite_busy_timeout`` seconds); readers outside a transaction are not blocked.
+    A transaction begun on a connection with the :data:`READ_ONLY_TRANSACTION`
+    execution option (:func:`read_only_transaction`) is a plain deferred reader.
     A connection that met a read-only file or an I/O error is discarded.
 
     PostgreSQL waits at most ``connect_timeout`` seconds to connect and, with a
@@ -196,7 +204,10 @@ def make_engine(
 
             @event.listens_for(engine, "begin")
             def _begin_immediate(connection: Any) -> None:
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                if connection.get_execution_options().get(READ_ONLY_TRANSACTION):
+                    connection.exec_driver_sql("BEGIN")  # a WAL reader: no lock taken
+                else:
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
             @event.listens_for(engine, "handle_error")
             def _discard_stale(context: Any) -> None:
@@ -226,6 +237,14 @@ def make_engine(
         return connection
 
     return engine
+
+
+def read_only_transaction(session: Session) -> None:
+    """Begin ``session``'s next transaction as a reader that takes no write lock on
+    SQLite (:data:`READ_ONLY_TRANSACTION`); a no-op if one is open already. The caller
+    must end it (commit or roll back) before anything in the session writes."""
+    if not session.in_transaction():
+        session.connection(execution_options={READ_ONLY_TRANSACTION: True})
 
 
 def utc_now() -> datetime:

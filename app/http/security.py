@@ -19,13 +19,14 @@ from flask import g, request
 from flask_smorest import Api
 
 from app.audit_trail.log import append_refusal
+from app.database import read_only_transaction
 from app.http.problems import ProblemError
 from app.http.ratelimit import RateLimited, client_address, enforce
 from app.http.request_scope import current_context, get_session, refusal_recorded
 from app.people.caller import Access, Caller, CallerKind, permits
 from app.people.models import GLOBAL_ROLES, AccessToken, Role
 from app.people.sign_in import AuthError, AuthService, roles_of
-from app.unit_of_work import separate_transaction
+from app.unit_of_work import has_written, separate_transaction
 from identity.corporate_number import validate_corporate_number
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -125,6 +126,8 @@ def authenticate() -> Caller | None:
     if header:
         context = current_context()
         session = get_session()
+        # Checking credentials only reads: on SQLite it takes no write lock.
+        read_only_transaction(session)
         service = AuthService(
             session, context.settings, context.certificate_validator, context.clock
         )
@@ -146,8 +149,29 @@ def authenticate() -> Caller | None:
                 raise AuthError("use a Bearer token or Basic client credentials", "UNAUTHENTICATED")
         except AuthError as exc:
             raise _refuse(401, exc.code, exc.message) from None
+        end_reads(session)
     g.dairi_caller = caller
     return caller
+
+
+def end_reads(session: Any) -> None:
+    """End the request's transaction if it has only read (the caller's credentials),
+    before the view's own work begins.
+
+    On a SQLite file a transaction takes the write lock (``BEGIN IMMEDIATE``, see
+    :func:`app.database.make_engine`) unless begun read-only, as the credentials check
+    is (:func:`app.database.read_only_transaction`). Either way its view must not run
+    inside it: an IMMEDIATE one held the lock through the whole view (eight
+    concurrent verifications, which write nothing, held it ~85% of the time and
+    queued every writer behind them, up to the busy time-out: 503
+    ``DATABASE_UNAVAILABLE``), and a deferred one must not write. Committed, not
+    rolled back, so the token and caller stay loaded (``expire_on_commit=False``); a
+    view that reads or writes begins a transaction of its own (IMMEDIATE, a critical
+    section as before). Nothing written is committed here: a session holding a
+    write is left alone.
+    """
+    if session.in_transaction() and not has_written(session):
+        session.commit()
 
 
 def _basic(value: str) -> tuple[str, str]:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, literal, select
 from sqlalchemy.orm import Session
 
 from app.audit_trail.log import AuditLog
@@ -29,9 +29,11 @@ from app.people.models import (
     ApiClientCorporation,
     AuthChallenge,
     Corporation,
+    Employment,
     Person,
     PersonStatus,
     Role,
+    RoleAssignment,
 )
 from app.settings import Settings
 from app.unit_of_work import separate_transaction
@@ -331,9 +333,14 @@ class AuthService:
         :meth:`check_token_certificate`), or lets ``REVOCATION_STATUS_UNAVAILABLE``
         through (:class:`CertificateRefused`, a 503: the status cannot be vouched for).
         """
-        row = self.session.scalar(
-            select(AccessToken).where(AccessToken.token_sha256 == sha256_hex(presented))
-        )
+        # One statement for the token and its person (check_token_certificate and
+        # roles_of then find the person in the session's identity map).
+        found = self.session.execute(
+            select(AccessToken, Person)
+            .outerjoin(Person, Person.id == AccessToken.person_id)
+            .where(AccessToken.token_sha256 == sha256_hex(presented))
+        ).first()
+        row = found[0] if found is not None else None
         if row is None or row.revoked_at is not None:
             raise AuthError("the access token is not valid", "TOKEN_INVALID")
         if row.expires_at <= self.clock():
@@ -450,9 +457,17 @@ def roles_of(
     """(global roles, corporations employed by, corporations represented) for a token."""
     if token.person_id is None:
         return frozenset(), frozenset(), frozenset({token.corporate_number or ""})
-    person = session.get(Person, token.person_id)
-    if person is None:
-        return frozenset(), frozenset(), frozenset()
-    roles = frozenset(Role(a.role) for a in person.role_assignments)
-    employers = frozenset(e.corporate_number for e in person.employments if e.ended_at is None)
+    # Both in one statement, read now (never from a cache): a role or employment
+    # taken away is refused on the very next request.
+    held = session.execute(
+        select(literal(True).label("is_role"), RoleAssignment.role.label("value"))
+        .where(RoleAssignment.person_id == token.person_id)
+        .union_all(
+            select(literal(False), Employment.corporate_number).where(
+                Employment.person_id == token.person_id, Employment.ended_at.is_(None)
+            )
+        )
+    ).all()
+    roles = frozenset(Role(value) for is_role, value in held if is_role)
+    employers = frozenset(value for is_role, value in held if not is_role)
     return roles, employers, frozenset()
