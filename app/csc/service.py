@@ -17,13 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.audit_trail.log import AuditLog
 from app.context import ServiceContext
 from app.credentials.models import Credential
-from app.csc.audit import append_events
 from app.database import new_id
 from app.people.sign_in import CardProof
 from app.signing_sessions.activation import (
@@ -203,8 +202,16 @@ class CscService:
         Raises ``CREDENTIAL_*``, ``SAD_MISSING``, ``SAD_INVALID`` (not this caller's,
         not this credential's), ``SAD_USED``, ``SAD_EXPIRED``, the chain's codes,
         ``CSC_SIGNATURE_COUNT_EXCEEDED``, ``CSC_HASH_NOT_AUTHORIZED``,
-        ``CSC_HASH_ALGORITHM_UNSUPPORTED``, ``CSC_SIGN_ALGORITHM_UNSUPPORTED``. A
-        refusal after the SAD is spent leaves it spent.
+        ``CSC_HASH_ALGORITHM_UNSUPPORTED``, ``CSC_SIGN_ALGORITHM_UNSUPPORTED``.
+
+        A refusal once the SAD is found usable leaves it spent (a transaction of its
+        own, :meth:`SigningSessionService.spend_sad`). A batch that passes every check
+        spends it in the request's own unit of work, with the signatures' audit events
+        (one per signature): one commit, not two. The conditional update (``sad_used_at``
+        still empty) holds the row's write until that commit (SQLite's ``BEGIN
+        IMMEDIATE``, PostgreSQL's row lock), so a second request with the same SAD waits
+        and finds it used; should the commit fail, the signatures are never answered and
+        the SAD stays unspent, so no SAD ever yields two answered batches.
         """
         if not sad:
             raise SessionRefused("send the SAD the authorisation issued", "SAD_MISSING")
@@ -217,55 +224,78 @@ class CscService:
                 f"signAlgo {sign_algorithm_oid} does not fit the credential's key",
                 "CSC_SIGN_ALGORITHM_UNSUPPORTED",
             )
+        digest = sad_digest(sad)
         row = self.session.scalars(
-            select(SigningSession).where(
+            select(SigningSession)
+            .where(
                 SigningSession.person_id == self.person_id,
-                SigningSession.sad_sha256 == sad_digest(sad),
+                SigningSession.sad_sha256 == digest,
             )
+            .execution_options(populate_existing=True)
         ).first()
         if row is None or row.format != CSC_FORMAT or row.credential_id != credential.id:
             raise SessionRefused("the SAD was not issued for this credential", "SAD_INVALID")
-        row = self.sessions.spend_sad(row.id, sad)
         now = self.context.clock()
-        credential, signing = self.sessions.own_credential(row.credential_id)
-        self.sessions.judge(row.mandate_id, SigningPurpose.from_json(row.purpose), credential, now)
-        binding = json.loads(row.binding)
-        if len(hashes) > binding["document_count"]:
-            raise SessionRefused(
-                f"the SAD allows {binding['document_count']} signatures",
-                "CSC_SIGNATURE_COUNT_EXCEEDED",
+        if row.sad_used_at is not None:
+            raise SessionRefused("the SAD was used already", "SAD_USED")
+        assert row.sad_expires_at is not None  # set with sad_sha256
+        if now >= row.sad_expires_at:
+            raise SessionRefused("the SAD expired; authorise a new session", "SAD_EXPIRED")
+        try:
+            self.sessions.judge(
+                row.mandate_id, SigningPurpose.from_json(row.purpose), credential, now
             )
-        named = set(binding["documents"])
-        if any(h.hex() not in named for h in hashes):
-            raise SessionRefused("the SAD was issued for other hashes", "CSC_HASH_NOT_AUTHORIZED")
+            binding = json.loads(row.binding)
+            if len(hashes) > binding["document_count"]:
+                raise SessionRefused(
+                    f"the SAD allows {binding['document_count']} signatures",
+                    "CSC_SIGNATURE_COUNT_EXCEEDED",
+                )
+            named = set(binding["documents"])
+            if any(h.hex() not in named for h in hashes):
+                raise SessionRefused(
+                    "the SAD was issued for other hashes", "CSC_HASH_NOT_AUTHORIZED"
+                )
+        except SessionRefused:
+            self.sessions.spend_sad(row.id, sad)  # a refused try spends the SAD for good
+            raise
+        spent = self.session.execute(
+            update(SigningSession)
+            .where(
+                SigningSession.id == row.id,
+                SigningSession.sad_sha256 == digest,
+                SigningSession.sad_used_at.is_(None),
+            )
+            .values(sad_used_at=now, status=SessionStatus.SIGNED.value, signed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if spent.rowcount != 1:  # type: ignore[attr-defined]
+            raise SessionRefused("the SAD was used already", "SAD_USED")
         ref = signing.key_ref
         signatures = self.context.hsm.sign_digests(
             ref, list(hashes), hash_algorithm="sha256", scheme=scheme
         )
         # No SignatureRecord: that table holds PAdES/XAdES documents; the event is the record.
-        append_events(
-            self.session,
+        AuditLog(self.session).append_many(
             "signature:csc:created",
             actor=self.actor,
             subject=row.id,
             principal=row.principal,
+            at=now,
             details=[
                 {
                     "format": "raw-hash",
                     "credential_id": credential.id,
                     "mandate_id": row.mandate_id,
                     "index": index,
-                    "hash_sha256": digest.hex(),
+                    "hash_sha256": each.hex(),
                     "sign_algorithm": sign_algorithm_oid,
                     "key_id": ref.key_id,
                     "key_version": ref.version,
                 }
-                for index, digest in enumerate(hashes)
+                for index, each in enumerate(hashes)
             ],
         )
-        row.status = SessionStatus.SIGNED.value
-        row.signed_at = now
-        self.session.flush()
         return signatures
 
     # -- internals ---------------------------------------------------------------------
