@@ -70,7 +70,7 @@ class SessionSchema(ma.Schema):
             "description": "base64 of the RFC 8785 bytes the card's authentication key signs: "
             "service, purpose signature-activation, nonce, times, session, credential and "
             "its certificate's SHA-256, mandate, signing purpose, format, level, the "
-            "documents' SHA-256s in order and their count"
+            "documents' SHA-256s in order and their count, and for xades the packaging"
         }
     )
     expires_at = ma.fields.DateTime(metadata={"description": "to_sign's expiry (≤ 120 s)"})
