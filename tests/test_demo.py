@@ -9,6 +9,7 @@ report, and ``dairi verify``'s exit status on the B-LTA bid, intact and tampered
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from helpers_auth import bearer, login
 from live_server import LiveServer
+from lxml import etree
 from pyhanko.keys import load_certs_from_pemder
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature
@@ -114,10 +116,10 @@ def test_the_demo_runs_twice_over_http_and_keeps_one_of_everything(
     assert _served(own, "POST", "/api/v1/enrolments", 201) == 2, own[-3000:]
     assert _served(own, "POST", "/api/v1/mandates", 201) == 2, own[-3000:]
     assert _served(own, "POST", "/api/v1/credentials", 201) == 2, own[-3000:]
-    # Four bids and the sub-bid, and the sub-delegation instruction (format cms): each a
-    # signing session bought by a card proof; nothing signed outside one.
-    assert _served(own, "POST", "/api/v1/signing-sessions", 201) == 6, own[-3000:]
-    assert len(re.findall(r'"POST /api/v1/signing-sessions/[^/ ]+/authorization HTTP', own)) == 6
+    # Four bids, two e-applications, the sub-bid and the sub-delegation instruction
+    # (format cms): each a signing session bought by a card proof; nothing outside one.
+    assert _served(own, "POST", "/api/v1/signing-sessions", 201) == 8, own[-3000:]
+    assert len(re.findall(r'"POST /api/v1/signing-sessions/[^/ ]+/authorization HTTP', own)) == 8
     first = _state(app_settings.database_url)
     assert first["corporations"] == {DEMO_CORPORATION: "株式会社代理建設"}
     assert [name for name, _ in first["people"]] == [YAMADA, SUZUKI]
@@ -133,6 +135,7 @@ def test_the_demo_runs_twice_over_http_and_keeps_one_of_everything(
     signatures = _signatures(app_settings.database_url)
     assert sorted((f, level, m, p) for f, level, _, m, p in signatures) == sorted(
         [("pades", level, root, people[YAMADA]) for level in ("B-B", "B-T", "B-LT", "B-LTA")]
+        + [("xades", level, root, people[YAMADA]) for level in ("B-T", "B-LTA")]
         + [("cms", "B-B", root, people[YAMADA]), ("pades", "B-LT", leaf, people[SUZUKI])]
     )
     assert all(session is not None for _, _, session, _, _ in signatures)
@@ -149,7 +152,7 @@ def test_the_demo_runs_twice_over_http_and_keeps_one_of_everything(
     assert _served(served, "GET", "/api/v1/authority", 200) == 1, served[-3000:]
     assert '"POST /api/v1/mandates ' not in served, "no mandate is granted again"
     assert '"POST /api/v1/credentials ' not in served, "no credential is issued again"
-    assert _served(served, "POST", "/api/v1/signing-sessions", 201) == 5, served[-3000:]
+    assert _served(served, "POST", "/api/v1/signing-sessions", 201) == 7, served[-3000:]
     assert _state(app_settings.database_url) == first
     _judge_audit_export(out, app_settings.database_url)  # before this test logs in itself
     assert DEV_CARD_CORPORATION not in first["corporations"]
@@ -237,6 +240,7 @@ def _judge_outputs(out: Path) -> None:
             assert ("/DSS" in reader.root) == dss, name
             assert len(reader.embedded_timestamp_signatures) == document_timestamps, name
     _judge_verification(out)
+    _judge_applications(out)
     # The 電子委任状 is signed by the attribute authority, whole document.
     [document] = (out / "mandates").glob("*.pdf")
     shown = subprocess.run(
@@ -256,6 +260,56 @@ def _judge_outputs(out: Path) -> None:
     )
     assert leaf.terms.grantee.name == "鈴木\u3000花子"
     assert (out / "trust" / "aa.pem").is_file()
+
+
+XMLNS = {
+    "ds": "http://www.w3.org/2000/09/xmldsig#",
+    "xades": "http://uri.etsi.org/01903/v1.3.2#",
+    "xades141": "http://uri.etsi.org/01903/v1.4.1#",
+}
+
+
+def _judge_applications(out: Path) -> None:
+    """The e-application signed as XAdES under the mandate: xmlsec1 checks each
+    signature (--insecure: it cannot load the chain from the document), the XML carries
+    the mandate AC as the certified role and a signature time-stamp (B-LTA: an archive
+    time-stamp too), and ``dairi verify`` passes it with the demo's trust directory."""
+    [ac] = [p for p in (out / "mandates").glob("0-*.der")]
+    for level, archived in (("B-T", False), ("B-LTA", True)):
+        path = out / f"application-{level}.xml"
+        checked = subprocess.run(
+            [
+                "xmlsec1",
+                "--verify",
+                "--insecure",
+                "--id-attr:Id",
+                "http://uri.etsi.org/01903/v1.3.2#:SignedProperties",
+                "--id-attr:Id",
+                "http://www.w3.org/2000/09/xmldsig#:KeyInfo",
+                str(path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert checked.returncode == 0 and "OK" in checked.stdout + checked.stderr, checked.stderr
+        root = etree.fromstring(path.read_bytes())
+        assert root.find(".//{urn:example:e-application}商号").text == "株式会社代理建設"
+        [signature] = root.findall("ds:Signature", XMLNS)
+        roles = signature.findall(
+            ".//xades:CertifiedRolesV2//xades:X509AttributeCertificate", XMLNS
+        )
+        assert [base64.b64decode(r.text) for r in roles] == [ac.read_bytes()]
+        assert signature.find(".//xades:SignatureTimeStamp", XMLNS) is not None
+        archive = signature.find(".//xades141:ArchiveTimeStamp", XMLNS)
+        assert (archive is not None) == archived, level
+        verified = subprocess.run(
+            [DAIRI, "verify", "--trust", str(out / "trust"), str(path)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 def _judge_verification(out: Path) -> None:

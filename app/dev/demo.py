@@ -9,13 +9,16 @@ or else of ``dairi serve``'s gunicorn started on a free loopback port for the ru
 2. the employee (山田 太郎) enrols and logs in with a virtual My Number Card and obtains
    an HSM signing credential with a proof by the card's signing key;
 3. the representative builds the grant instruction (電子委任状), signs it with the
-   card and grants it (bid and quote for the procuring entity, may sub-delegate once);
+   card and grants it (bid, quote and the e-application 建設業許可申請 at the
+   procuring entity, up to 100,000,000 円, may sub-delegate once);
 4. the employee signs ``bid-B-B.pdf`` … ``bid-B-LTA.pdf`` (入札者: the demo's
    corporation) UNDER THE MANDATE through signing sessions: upload, card proof over
    ``to_sign`` → SAD → signature; the grant evidence is embedded and a visible stamp
    drawn. Each bid is verified with dairi's verifier against ``DIR/trust`` for the
    purpose it was signed for (TOTAL_PASSED, the mandate covering it) before it is
-   written;
+   written; then a small Japanese e-application, ``application-B-T.xml`` and
+   ``application-B-LTA.xml`` (XAdES enveloped, format ``xades``), under the same
+   mandate (which grants the procedure 建設業許可申請 too), verified the same way;
 5. the employee sub-delegates to a second employee (鈴木 花子) through the service: a
    signing session of format ``cms`` in which the service signs the instruction with the
    employee's HSM credential, then the grant;
@@ -26,13 +29,12 @@ or else of ``dairi serve``'s gunicorn started on a free loopback port for the ru
    the same, exit 0); the audit trail is exported to ``DIR/audit`` and checked.
 
 Nothing is signed in this process: the operator command ``dairi sign-pdf`` (no card, no
-mandate: outside the policy gate) is for operators, not the demo. XAdES e-applications
-are not in the tour yet: the signing sessions take ``pades`` and ``cms`` only.
+mandate: outside the policy gate) is for operators, not the demo.
 
 Idempotent: a second run logs in with the cards it kept under ``out/cards``,
 reuses its people, their credentials and corporation (its own 法人番号
 1011001077777) and the mandates still active, so the authority query lists each
-person once; only the bids are signed again.
+person once; only the documents are signed again.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from app.dev.demo_login import (
     log_in_people,
 )
 from app.dev.demo_mandates import (
+    APPLICATION,
     CASE,
     ENTITY,
     grant_root,
@@ -69,7 +72,7 @@ from app.dev.demo_mandates import (
     sub_delegate_to,
 )
 from app.dev.demo_server import DemoServer
-from app.dev.sample_documents import bid_pdf
+from app.dev.sample_documents import application_xml, bid_pdf
 from app.first_run import ensure_environment
 from app.settings import Settings
 from app.verification.service import (
@@ -151,24 +154,46 @@ def _people_and_documents(
     (out / "bid.pdf").write_bytes(bid)
     with as_person(client, people.employee_token) as yamada:
         for level in PadesLevel:
-            yield _sign_bid(
+            yield _sign_under_mandate(
                 yamada,
                 as_card(people.employee_card["authentication"]),
                 _bid_request(people, employee["id"], root["id"], level.value),
-                bid,
-                out / f"bid-{level.value}.pdf",
+                Upload(f"bid-{level.value}.pdf", bid),
+                out,
+                trust,
+            )
+        # An e-application (XML) signed as XAdES, enveloped, under the same mandate.
+        application = application_xml(
+            applicant=DEMO_CORPORATION, corporate_number=people.corporate_number
+        )
+        (out / "application.xml").write_bytes(application)
+        for level in (PadesLevel.B_T, PadesLevel.B_LTA):
+            yield _sign_under_mandate(
+                yamada,
+                as_card(people.employee_card["authentication"]),
+                SigningRequest(
+                    employee["id"],
+                    people.corporate_number,
+                    APPLICATION,
+                    procuring_entity=ENTITY,
+                    level=level.value,
+                    mandate_id=root["id"],
+                    format="xades",
+                ),
+                Upload(f"application-{level.value}.xml", application, "application/xml"),
+                out,
                 trust,
             )
 
     second = yield from second_employee(people, context.dev_pki, out)
     leaf = yield from sub_delegate_to(people, employee["id"], root, second)
     with as_person(client, second.token) as suzuki:
-        yield _sign_bid(
+        yield _sign_under_mandate(
             suzuki,
             as_card(second.card["authentication"]),
             _bid_request(people, second.credential["id"], leaf["id"], "B-LT"),
-            bid,
-            out / "bid-sub-B-LT.pdf",
+            Upload("bid-sub-B-LT.pdf", bid),
+            out,
             trust,
         )
     yield from publish_mandates(people, root, leaf, second.token, out)
@@ -219,20 +244,22 @@ def _purpose(request: SigningRequest) -> tuple[Purpose, str | None]:
     return purpose_from({k: v for k, v in request.json()["purpose"].items() if v is not None})
 
 
-def _sign_bid(
+def _sign_under_mandate(
     client: ApiClient,
     card: SoftwareCard,
     request: SigningRequest,
-    bid: bytes,
-    target: Path,
+    upload: Upload,
+    out: Path,
     trust: VerificationTrust,
 ) -> str:
-    """Sign ``bid`` through a signing session (the card's proof buys the SAD), verify it
-    for its purpose with dairi's verifier (TOTAL_PASSED, the mandate covering the
-    purpose), and only then write it to ``target``."""
+    """Sign ``upload`` (a bid PDF, or an XML e-application for ``xades``) through a
+    signing session (the card's proof buys the SAD), verify it for its purpose with
+    dairi's verifier (TOTAL_PASSED, the mandate covering the purpose), and only then
+    write it to ``out/<upload's name>``."""
+    target = out / upload.name
     signed: bytes | None = None
     try:
-        for event, value in run_session(client, card, request, [Upload(target.name, bid)]):
+        for event, value in run_session(client, card, request, [upload]):
             if event == "session":
                 session = value["id"]
             elif event == "fetched":
@@ -251,10 +278,11 @@ def _sign_bid(
             f"{signature.sub_indication or ''} {signature.message or ''} {signature.reasons}"
         )
     target.write_bytes(signed)
+    level = signature.level.value if signature.level else "?"
     return (
-        f"{target}  signed in session {session} under mandate {request.mandate_id}: "
-        f"{report.indication.name}, {signature.level.value if signature.level else '?'}, "
-        f"the mandate covers the bid"
+        f"{target}  {request.format.upper()} {level} signed in session {session} under "
+        f"mandate {request.mandate_id}: {report.indication.name}, the mandate covers "
+        f"{request.action}"
     )
 
 

@@ -44,10 +44,11 @@ SECOND_EMPLOYEE_NAME = "鈴木\u3000花子"
 SECOND_CREDENTIAL = "鈴木 花子 (demo)"
 ENTITY = "国土交通省 関東地方整備局"
 CASE = "令和8年度 第42号 庁舎清掃業務委託"
+APPLICATION = "e-application:建設業許可申請"  # the e-application procedure granted too
 
 # What the representative grants the employee, and what the employee sub-delegates.
 ROOT_TERMS = GrantTerms(
-    actions=(BID, QUOTE),
+    actions=(BID, QUOTE, APPLICATION),
     procuring_entities=(ENTITY,),
     amount_limit_jpy=100_000_000,
     max_depth=1,
@@ -128,8 +129,8 @@ def grant_root(
             except DairiError as exc:
                 raise DemoFailed(f"grant: {exc.code}: {exc.message}") from exc
     yield (
-        f"mandate {root['id']}: 佐藤 一郎（代表取締役） → 山田 太郎, bid and quote for "
-        f"{ENTITY} up to 100,000,000 円, may sub-delegate once{how}"
+        f"mandate {root['id']}: 佐藤 一郎（代表取締役） → 山田 太郎, bid, quote and 建設業許可申請 "
+        f"for {ENTITY} up to 100,000,000 円, may sub-delegate once{how}"
     )
     return root
 
@@ -257,6 +258,7 @@ def publish_mandates(
 
 
 __all__ = [
+    "APPLICATION",
     "CASE",
     "ENTITY",
     "SecondEmployee",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from xml.sax.saxutils import escape
+
 from app.pdf_text import A4, JAPANESE_FONT, PageLayout, draw_pages, wrap
 
-__all__ = ["A4", "JAPANESE_FONT", "bid_pdf"]
+__all__ = ["A4", "JAPANESE_FONT", "application_xml", "bid_pdf"]
 
 # 12 pt IPA Gothic, 2 cm margins; a long 件名 wraps under its label.
 _LAYOUT = PageLayout(font_size=12, leading=22)
@@ -34,3 +36,23 @@ def bid_pdf(
         piece for line in lines for piece in wrap(line, _LAYOUT.line_width_em, indent=_INDENT)
     ]
     return draw_pages([wrapped], _LAYOUT)
+
+
+def application_xml(
+    *,
+    applicant: str = "株式会社サンプル商事",
+    corporate_number: str = "1011001077777",
+    submitted_to: str = "国土交通省 関東地方整備局",
+    procedure: str = "建設業許可申請",
+) -> bytes:
+    """A small Japanese e-application (電子申請) as UTF-8 XML, for XAdES signing."""
+    applicant, corporate_number, submitted_to, procedure = (
+        escape(v, {'"': "&quot;"}) for v in (applicant, corporate_number, submitted_to, procedure)
+    )
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<申請書 xmlns="urn:example:e-application" 様式="{procedure}">
+  <申請者><商号>{applicant}</商号><法人番号>{corporate_number}</法人番号></申請者>
+  <提出先>{submitted_to}</提出先>
+  <内容>一般建設業の許可を申請します。</内容>
+</申請書>
+""".encode()
