@@ -20,7 +20,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 
 from app.client import ApiClient, SoftwareCard, proof
-from app.client.api import b64, bearer  # noqa: F401 - b64: the demo's other modules use it
+from app.client.api import bearer
 from app.context import ServiceContext
 from dairi import DairiError
 from devpki import DevPki
@@ -137,21 +137,20 @@ def enrolled_employees(
     client: DemoClient, token: str, corporate_number: str
 ) -> list[dict[str, Any]]:
     """Every enrolled employee of the corporation, as the service lists them."""
-    found: list[dict[str, Any]] = []
-    page = 1
-    while True:
-        listed = call(
-            client,
-            "GET",
-            f"/api/v1/corporations/{corporate_number}/employees",
-            200,
-            headers=bearer(token),
-            params={"page": page, "page_size": 100},
-        )
-        found.extend(listed["items"])
-        if not listed["items"] or len(found) >= listed["total"]:
-            return found
-        page += 1
+    with as_person(client, token) as representative:
+        try:
+            return list(representative.pages(f"/api/v1/corporations/{corporate_number}/employees"))
+        except DairiError as exc:
+            raise DemoFailed(f"{exc.code}: {exc.message}") from exc
+
+
+def _me(client: DemoClient, token: str) -> dict[str, Any]:
+    """Who ``token`` belongs to, as ``GET /api/v1/me`` shows the caller."""
+    with as_person(client, token) as person:
+        try:
+            return person.me()
+        except DairiError as exc:
+            raise DemoFailed(f"{exc.code}: {exc.message}") from exc
 
 
 def enrol_employee(
@@ -171,7 +170,7 @@ def enrol_employee(
     if kept is not None:
         try:
             token = _login(client, kept["authentication"])["access_token"]
-            me = call(client, "GET", "/api/v1/me", 200, headers=bearer(token))["caller"]
+            me = _me(client, token)
             if corporate_number in me["employee_of"]:
                 return (
                     me["id"],
@@ -290,10 +289,10 @@ def log_in_people(
         client, pki, rep["access_token"], corporate_number, DEMO_EMPLOYEE_NAME, cards / "employee"
     )
     yield f"employee 山田 太郎 {done}: person {person_id}"
-    me = call(client, "GET", "/api/v1/me", 200, headers=bearer(token))
+    me = _me(client, token)
     yield (
         f"employee logged in over HTTP with the JPKI authentication certificate: roles "
-        f"{', '.join(me['caller']['roles'])} of {', '.join(me['caller']['employee_of'])}"
+        f"{', '.join(me['roles'])} of {', '.join(me['employee_of'])}"
     )
     yield f"virtual cards in {cards}/ (try `dairi dev card sign --card {cards / 'employee'}`)"
     return DemoPeople(
