@@ -315,8 +315,10 @@ def sign_pdf(
 )
 @coded_errors
 def demo(out: Path, url: str | None) -> None:
-    """The newcomer's tour over HTTP on the embedded defaults (writes signed bids,
-    mandates and trust roots). Run it again: it reuses its people and mandates."""
+    """The newcomer's tour over HTTP on the embedded defaults: a grant, bids and
+    e-applications signed under it with card proofs, a sub-delegation, the verification
+    report, trust roots and the audit export. Run it again: it reuses its people and
+    mandates."""
     from app.dev.demo import run_demo
     from app.dev.demo_login import DemoFailed
     from app.dev.demo_server import DemoServerFailed
