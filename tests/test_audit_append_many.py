@@ -33,6 +33,10 @@ def test_a_batch_of_events_joins_the_chain_between_single_ones(db_url):
                 details=[{"index": i, "hash": f"{i:064x}"} for i in range(3)],
             )
             assert log.append_many("test:many", actor="person:p1", details=[]) == []
+            session.commit()
+            with make_session_factory(engine)() as other:  # the stored head, not the loaded
+                head = other.scalars(select(AuditHead)).one()
+                assert (head.sequence, head.hash) == (batch[-1].sequence, batch[-1].digest())
             last = log.append("test:one", actor="person:p1", details={"n": 4})
             session.commit()
 

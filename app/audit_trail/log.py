@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.audit_trail.models import AuditHead, AuditRecord, RefusalWindow
 from app.database import session_clock
@@ -125,9 +126,16 @@ class AuditLog:
                 }
             )
             events.append(event)
-        self.session.execute(insert(AuditRecord), rows)  # one executemany, no ORM flush each
-        head.sequence, head.hash = sequence, previous
-        self.session.flush()
+        # Core statements on the tables: one executemany for the records, one UPDATE for
+        # the head (the ORM's bulk path and a flush cost more than the hashing).
+        self.session.execute(insert(AuditRecord.__table__), rows)
+        self.session.execute(
+            update(AuditHead.__table__)
+            .where(AuditHead.__table__.c.id == 1)
+            .values(sequence=sequence, hash=previous)
+        )
+        set_committed_value(head, "sequence", sequence)  # the loaded head, not dirty
+        set_committed_value(head, "hash", previous)
         return events
 
     def events(self, after: int = 0) -> Iterator[AuditRecord]:
