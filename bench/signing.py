@@ -163,13 +163,6 @@ def _finish(steps: Generator[str, None, T]) -> T:
             return done.value
 
 
-def _signing_card(people: Any) -> Any:
-    """The employee's JPKI signing key pair (署名用) from the demo's logins, as
-    ``DemoPeople`` names it (``employee_signing``, or ``employee_card["signing"]``)."""
-    signing = getattr(people, "employee_signing", None)
-    return signing if signing is not None else people.employee_card["signing"]
-
-
 def make_signer(context: ServiceContext, url: str, out: Path) -> Signer:
     """A representative and an employee log in (the demo's logins, virtual cards kept
     under ``out/cards``), the employee obtains an HSM credential with its card's signing key
@@ -181,7 +174,7 @@ def make_signer(context: ServiceContext, url: str, out: Path) -> Signer:
             demo,
             people.employee_token,
             people.corporate_number,
-            _signing_card(people),
+            people.employee_card["signing"],
             "bench credential",
         )
     finally:
