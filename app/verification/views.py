@@ -2,8 +2,9 @@
 signed-in person's report on a signed PDF (DESIGN §7).
 
 Multipart: part ``document`` (the signed PDF, or an XML document with enveloped XAdES
-signatures, judged by :func:`signing.verify_xml` into the same report), optional part ``purpose`` (a JSON object:
-``principal`` 法人番号, ``action``, ``procuring_entity``, ``case``, ``amount``). The
+signatures, judged by :func:`signing.verify_xml` into the same report), optional part
+``purpose`` (a JSON object: ``principal`` 法人番号, ``action``, ``procuring_entity``,
+``case``, ``amount``). The
 answer is the JSON report; ``?format=text`` (or just ``?lang=ja``/``en``) the same
 report as text (検証結果), ``?format=pdf`` as an A4 PDF to file. Nothing is written:
 verifying is not a state change.
