@@ -8,6 +8,12 @@ worth one more try — when its source changes: the PIN file is edited (see
 :meth:`hsm.HsmConfig.pin_source`), or an operator removes the record
 (``dairi hsm unlock``) after fixing the token side. A restart alone does not clear
 the record: a crash-looping service would otherwise spend one try per restart.
+
+Processes sharing a token also take turns with it (:meth:`LoginGate.token_lock`):
+SoftHSM 2.6.1 rewrites the token's object file at every ``C_Login`` (its flags), and
+another process reading the token at that instant — ``C_Initialize``, a slot
+enumeration — finds no token or gets ``CKR_GENERAL_ERROR`` (measured in
+tests/test_hsm_processes.py: two checks in three failed beside a process logging in).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import pkcs11
 
 from hsm.config import HsmConfig
 from hsm.errors import HsmUnavailable, PinIncorrect
+from hsm.softhsm import softhsm_token_dir
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +99,35 @@ class LoginGate:
                 del pin
             self._clear()
             return session
+
+    @contextlib.contextmanager
+    def token_lock(self, *, shared: bool) -> Iterator[None]:
+        """Take turns with the other processes on the token: exclusive to open a
+        session (``C_Initialize``, slot enumeration, ``C_Login``), shared to enumerate
+        the slots beside a session. An ``flock`` on a file in SoftHSM's token
+        directory (which SoftHSM ignores: it reads only subdirectories there), else
+        beside the login record; with neither, nothing to share."""
+        path = self._token_lock_path()
+        if path is None:
+            yield
+            return
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _token_lock_path(self) -> Path | None:
+        token_dir = softhsm_token_dir()
+        if token_dir is not None and token_dir.is_dir():
+            return token_dir / ".dairi-token.lock"
+        path = self._file
+        return path.with_name(path.name + ".token-lock") if path is not None else None
 
     def unlock(self) -> bool:
         """Forget a refused login (the operator has fixed the PIN or the token).

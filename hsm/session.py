@@ -189,8 +189,9 @@ class SessionKeeper:
         """Enumerate the slots afresh and find the token; raises :class:`HsmUnavailable`
         (and starts an outage) when it is gone. Call inside :meth:`session`."""
         try:
-            lib = self._library.load(reinitialise=False)
-            self._find_token(lib)
+            with self.gate.token_lock(shared=True):
+                lib = self._library.load(reinitialise=False)
+                self._find_token(lib)
         except HsmUnavailable as exc:
             raise self._fail(exc) from exc.__cause__
 
@@ -228,9 +229,12 @@ class SessionKeeper:
             and self._reinitialise_from == self._library.generation
         )
         try:
-            lib = self._library.load(reinitialise=reinitialise)
-            token = self._find_token(lib)
-            session = self.gate.open(token)
+            # One process at a time opens (see hsm.login: a C_Login elsewhere hides the
+            # token from C_Initialize and slot enumeration here).
+            with self.gate.token_lock(shared=False):
+                lib = self._library.load(reinitialise=reinitialise)
+                token = self._find_token(lib)
+                session = self.gate.open(token)
         except HsmUnavailable as exc:
             raise self._fail(exc) from exc.__cause__
         self._reinitialise_from = None
