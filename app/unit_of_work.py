@@ -3,9 +3,11 @@ back when it raises. Services never commit; whoever runs them does, once: an HTT
 request (:func:`app.http.request_scope.end_unit_of_work`) or a command of the command
 line (:func:`unit_of_work`).
 
-The one exception is :func:`separate_transaction`: a write that must stand although
-the request is then refused and rolled back (a spent challenge, a counted attempt).
-It is the only place besides the two above that commits."""
+The one exception that writes is :func:`separate_transaction`: a write that must
+stand although the request is then refused and rolled back (a spent challenge, a
+counted attempt). Besides the two above, it and :func:`app.http.security.end_reads`
+(which commits the request's credentials check before the view runs, and only when
+that transaction has read and not written) are the only places that commit."""
 
 from __future__ import annotations
 
