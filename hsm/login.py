@@ -31,7 +31,6 @@ import pkcs11
 
 from hsm.config import HsmConfig
 from hsm.errors import HsmUnavailable, PinIncorrect
-from hsm.softhsm import softhsm_token_dir
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +49,7 @@ class LoginGate:
     def __init__(self, config: HsmConfig) -> None:
         self.config = config
         self._refused_here: str | None = None  # pin_source refused, when no file holds it
+        self._token_lock: tuple[Path | None] | None = None  # see _token_lock_path
 
     @property
     def _file(self) -> Path | None:
@@ -123,11 +123,18 @@ class LoginGate:
             os.close(fd)  # releases the lock
 
     def _token_lock_path(self) -> Path | None:
-        token_dir = softhsm_token_dir()
-        if token_dir is not None and token_dir.is_dir():
-            return token_dir / ".dairi-token.lock"
-        path = self._file
-        return path.with_name(path.name + ".token-lock") if path is not None else None
+        if self._token_lock is None:  # found once: SOFTHSM2_CONF is read at C_Initialize
+            conf = os.environ.get("SOFTHSM2_CONF")
+            path = self._file
+            if conf:
+                # Beside SoftHSM's configuration, not in its token directory: a file
+                # there would look like an earlier token's trace (hsm.softhsm).
+                self._token_lock = (Path(conf).with_name(Path(conf).name + ".dairi-lock"),)
+            elif path is not None:
+                self._token_lock = (path.with_name(path.name + ".token-lock"),)
+            else:
+                self._token_lock = (None,)
+        return self._token_lock[0]
 
     def unlock(self) -> bool:
         """Forget a refused login (the operator has fixed the PIN or the token).

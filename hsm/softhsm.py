@@ -47,18 +47,6 @@ def _token_dir(conf_path: Path) -> Path | None:
     return None
 
 
-def softhsm_token_dir() -> Path | None:
-    """The token directory of the SoftHSM configuration this process uses
-    (``SOFTHSM2_CONF``), or None when it names none or cannot be read."""
-    conf = os.environ.get("SOFTHSM2_CONF")
-    if not conf:
-        return None
-    try:
-        return _token_dir(Path(conf))
-    except (OSError, ValueError):
-        return None
-
-
 def so_pin_file(pin_file: Path) -> Path:
     """Where versions before issue 9.15 kept the SO PIN (beside the user PIN)."""
     return pin_file.with_name(pin_file.name + ".so")
