@@ -47,6 +47,8 @@ lock: | $(BIN)/python
 bench: setup
 	$(BIN)/python bench/pades.py
 	$(BIN)/python bench/mandates.py
+	$(BIN)/python bench/signing.py
+	$(BIN)/python bench/verify.py
 
 demo: setup
 	$(BIN)/dairi demo --out demo-out
