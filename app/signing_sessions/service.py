@@ -231,11 +231,15 @@ class SigningSessionService:
 
     # -- authorising ----------------------------------------------------------------
 
-    def authorize(self, session_id: str, proof: CardProof) -> tuple[SigningSession, str]:
+    def authorize(
+        self, session_id: str, proof: CardProof, *, row: SigningSession | None = None
+    ) -> tuple[SigningSession, str]:
         """Check the card's signature over ``to_sign`` (path, policy, revocation now; the
         signed-in person's own card), judge the chain again and issue the SAD: returns
-        the row and the SAD, shown this once."""
-        row = self.owned(session_id)
+        the row and the SAD, shown this once. ``row``: the session as :meth:`owned`
+        just loaded it in this unit of work (saves loading it again)."""
+        if row is None or row.id != session_id or row.person_id != self.person_id:
+            row = self.owned(session_id)
         if row.authorized_at is not None:
             raise SessionRefused("the session is authorised already", "SESSION_ALREADY_AUTHORIZED")
         now = self.context.clock()

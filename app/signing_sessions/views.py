@@ -6,6 +6,7 @@ each signed document once."""
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from typing import Any
 from urllib.parse import quote
@@ -21,7 +22,8 @@ from app.http.request_scope import audit_refusals, current_context, get_session,
 from app.http.schemas import BINARY, guard_json_body, refuse_unstorable_text
 from app.http.security import allow, current_caller
 from app.people.models import Role
-from app.people.sign_in_views import ProofSchema, card_proof
+from app.people.sign_in import CardProof
+from app.people.sign_in_views import ProofSchema
 from app.signing_sessions.activation import SigningPurpose, stored_challenge
 from app.signing_sessions.models import SigningSession
 from app.signing_sessions.schemas import (
@@ -33,9 +35,15 @@ from app.signing_sessions.schemas import (
     SignaturesSchema,
     SignRequestSchema,
 )
-from app.signing_sessions.service import SessionRefused, SigningSessionService, Upload
+from app.signing_sessions.service import (
+    OpenedSession,
+    SessionRefused,
+    SigningSessionService,
+    Upload,
+)
 from app.signing_sessions.signing import fetch_signed, sign_session
 from dairi import DairiError
+from identity.certificate_files import load_certificate
 from signing import PadesLevel
 
 blp = Blueprint(
@@ -93,20 +101,48 @@ def _refused(tag: str, exc: DairiError, subject: str | None) -> None:
     refusal_recorded()
 
 
+@functools.lru_cache(maxsize=256)
+def _certificate(data: bytes) -> bytes:
+    """:func:`load_certificate`, once per process for the same bytes (a card's
+    certificate comes back with every authorisation; a refusal is not cached)."""
+    return load_certificate(data)
+
+
+def _card_proof(args: dict[str, Any]) -> CardProof:
+    """:func:`app.people.sign_in_views.card_proof`, its certificates read through
+    :func:`_certificate`."""
+    return CardProof(
+        _certificate(args["certificate"]),
+        args["signature"],
+        tuple(_certificate(c) for c in args["intermediates"]),
+    )
+
+
 def _answer_refusal(exc: DairiError) -> DairiError:
     if isinstance(exc, SessionRefused) and exc.mandates:
         return ProblemError(exc.code, detail=exc.message, mandates=exc.mandates)
     return exc
 
 
-def _state(service: SigningSessionService, row: SigningSession) -> dict[str, Any]:
-    challenge = stored_challenge(
-        row.nonce,
-        current_context().settings.public_base_url,
-        row.issued_at,
-        row.expires_at,
-        row.binding,
+def _state(
+    service: SigningSessionService,
+    row: SigningSession,
+    opened: OpenedSession | None = None,
+) -> dict[str, Any]:
+    """The session's state; with ``opened`` (the session just opened), its documents
+    and challenge as :meth:`SigningSessionService.open` made them, not read back."""
+    challenge = (
+        opened.challenge
+        if opened is not None
+        else stored_challenge(
+            row.nonce,
+            current_context().settings.public_base_url,
+            row.issued_at,
+            row.expires_at,
+            row.binding,
+        )
     )
+    documents = opened.documents if opened is not None else service.documents(row)
     return {
         "id": row.id,
         "status": row.status,
@@ -125,7 +161,7 @@ def _state(service: SigningSessionService, row: SigningSession) -> dict[str, Any
                 "signed_sha256": d.signed_sha256,
                 "fetched": d.fetched_at is not None,
             }
-            for d in service.documents(row)
+            for d in documents
         ],
         "to_sign": base64.b64encode(challenge.to_sign()).decode("ascii"),
         "expires_at": row.expires_at,
@@ -186,7 +222,7 @@ def open_session() -> dict[str, Any]:
     except DairiError as exc:
         _refused("signature:session:refused", exc, None)
         raise _answer_refusal(exc) from None
-    return _state(service, opened.row)
+    return _state(service, opened.row, opened)
 
 
 @blp.route("/signing-sessions/<session_id>", methods=["GET"])
@@ -209,8 +245,8 @@ def authorize(args: dict[str, Any], session_id: str) -> dict[str, Any]:
     single use, within 5 minutes; once per session (409 ``SESSION_ALREADY_AUTHORIZED``)."""
     service = _service()
     try:
-        service.owned(session_id)  # an unknown session is that, whatever the proof
-        row, sad = service.authorize(session_id, card_proof(args))
+        owned = service.owned(session_id)  # an unknown session is that, whatever the proof
+        row, sad = service.authorize(session_id, _card_proof(args), row=owned)
     except DairiError as exc:
         _refused("signature:sad:refused", exc, session_id)
         raise
