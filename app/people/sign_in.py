@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from sqlalchemy import delete, func, literal, select
+from sqlalchemy import bindparam, delete, func, literal, select
 from sqlalchemy.orm import Session
 
 from app.audit_trail.log import AuditLog
@@ -336,9 +336,7 @@ class AuthService:
         # One statement for the token and its person (check_token_certificate and
         # roles_of then find the person in the session's identity map).
         found = self.session.execute(
-            select(AccessToken, Person)
-            .outerjoin(Person, Person.id == AccessToken.person_id)
-            .where(AccessToken.token_sha256 == sha256_hex(presented))
+            _TOKEN_AND_PERSON, {"token_sha256": sha256_hex(presented)}
         ).first()
         row = found[0] if found is not None else None
         if row is None or row.revoked_at is not None:
@@ -451,6 +449,24 @@ class AuthService:
         return row
 
 
+# Built once (each request runs them, with its own values): the token with its person,
+# and a person's roles and current employers in one statement.
+_TOKEN_AND_PERSON = (
+    select(AccessToken, Person)
+    .outerjoin(Person, Person.id == AccessToken.person_id)
+    .where(AccessToken.token_sha256 == bindparam("token_sha256"))
+)
+_ROLES_AND_EMPLOYERS = (
+    select(literal(True).label("is_role"), RoleAssignment.role.label("value"))
+    .where(RoleAssignment.person_id == bindparam("person_id"))
+    .union_all(
+        select(literal(False), Employment.corporate_number).where(
+            Employment.person_id == bindparam("person_id"), Employment.ended_at.is_(None)
+        )
+    )
+)
+
+
 def roles_of(
     session: Session, token: AccessToken
 ) -> tuple[frozenset[Role], frozenset[str], frozenset[str]]:
@@ -459,15 +475,7 @@ def roles_of(
         return frozenset(), frozenset(), frozenset({token.corporate_number or ""})
     # Both in one statement, read now (never from a cache): a role or employment
     # taken away is refused on the very next request.
-    held = session.execute(
-        select(literal(True).label("is_role"), RoleAssignment.role.label("value"))
-        .where(RoleAssignment.person_id == token.person_id)
-        .union_all(
-            select(literal(False), Employment.corporate_number).where(
-                Employment.person_id == token.person_id, Employment.ended_at.is_(None)
-            )
-        )
-    ).all()
+    held = session.execute(_ROLES_AND_EMPLOYERS, {"person_id": token.person_id}).all()
     roles = frozenset(Role(value) for is_role, value in held if is_role)
     employers = frozenset(value for is_role, value in held if not is_role)
     return roles, employers, frozenset()
