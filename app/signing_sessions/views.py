@@ -64,6 +64,9 @@ CMS_MEDIA_TYPE = "application/pkcs7-signature"
 XML_MEDIA_TYPE = "application/xml"
 MEDIA_TYPES = {"pades": "application/pdf", "cms": CMS_MEDIA_TYPE, "xades": XML_MEDIA_TYPE}
 DEFAULT_EXTENSIONS = {"pades": ".pdf", "cms": ".json", "xades": ".xml"}
+# Schemas are built once (a marshmallow schema copies its fields when built); loading
+# keeps no state in them.
+SESSION_REQUEST = SessionRequestSchema()
 
 
 @blp.before_request
@@ -203,7 +206,7 @@ def open_session() -> dict[str, Any]:
     if raw is None:
         raise ProblemError("VALIDATION_FAILED", errors={"request": ["Missing data."]})
     try:
-        args = SessionRequestSchema().loads(raw)
+        args = SESSION_REQUEST.loads(raw)
     except json.JSONDecodeError:
         raise ProblemError("VALIDATION_FAILED", errors={"request": ["Not JSON."]}) from None
     refuse_unstorable_text("request", args)
@@ -236,7 +239,7 @@ def get_session_state(session_id: str) -> dict[str, Any]:
 
 @blp.route("/signing-sessions/<session_id>/authorization", methods=["POST"])
 @allow(Role.EMPLOYEE)
-@blp.arguments(ProofSchema)
+@blp.arguments(ProofSchema())
 @blp.response(200, ActivationSchema)
 def authorize(args: dict[str, Any], session_id: str) -> dict[str, Any]:
     """Authorise the session with the card: the JPKI authentication certificate of the
@@ -256,7 +259,7 @@ def authorize(args: dict[str, Any], session_id: str) -> dict[str, Any]:
 
 @blp.route("/signing-sessions/<session_id>/signatures", methods=["POST"])
 @allow(Role.EMPLOYEE)
-@blp.arguments(SignRequestSchema)
+@blp.arguments(SignRequestSchema())
 @blp.response(200, SignaturesSchema)
 def sign(args: dict[str, Any], session_id: str) -> dict[str, Any]:
     """Spend the SAD (``SAD_MISSING``, ``SAD_INVALID``, ``SAD_USED``, ``SAD_EXPIRED``):
