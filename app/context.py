@@ -131,7 +131,7 @@ class ServiceContext:
         # A commit that went through ends a database outage this process logged.
         event.listen(self.session_factory, "after_commit", database_works)
         self._lock = threading.Lock()
-        self._hsm_readiness: tuple[float, str] | None = None  # (monotonic time, result)
+        self._hsm_readiness: float | None = None  # monotonic time of the last passed check
         self._hsm_readiness_lock = threading.Lock()
 
     def hsm_readiness(self) -> str:
@@ -139,13 +139,16 @@ class ServiceContext:
         ``HSM_PIN_INCORRECT``, ``HSM_KEY_NOT_FOUND`` …), from a real PKCS#11 round trip:
         the slots enumerated afresh and the attribute authority's key found in the
         logged-in session (:meth:`hsm.Hsm.check`). Reused for
-        ``HSM_READINESS_SECONDS`` so that frequent probes cost the HSM (serialised per
-        process) almost nothing; a refused PIN is reported without logging in again."""
+        ``HSM_READINESS_SECONDS`` when it passed, so that frequent probes cost the HSM
+        (serialised per process) almost nothing. A failure is not reused: the next probe
+        sees a fixed PIN or a returned token at once, and a failing check is cheap (a
+        refused PIN is reported without logging in again; during an outage the session
+        keeper answers from its back-off without touching the token)."""
         with self._hsm_readiness_lock:
             now = time.monotonic()
-            cached = self._hsm_readiness
-            if cached is not None and now - cached[0] < HSM_READINESS_SECONDS:
-                return cached[1]
+            passed = self._hsm_readiness
+            if passed is not None and now - passed < HSM_READINESS_SECONDS:
+                return "ok"
             try:
                 self.hsm.check(self.aa_key)
                 result = "ok"
@@ -156,7 +159,7 @@ class ServiceContext:
             except Exception:  # a probe reports "not ready" rather than failing itself
                 logger.exception("readiness: unexpected error from the HSM check")
                 result = "HSM_ERROR"
-            self._hsm_readiness = (time.monotonic(), result)
+            self._hsm_readiness = time.monotonic() if result == "ok" else None
             return result
 
     @cached_property

@@ -197,6 +197,44 @@ def test_the_library_tells_a_vanished_token_from_a_missing_key(install: Install)
     assert done.stderr.count("HSM: ") == 2, done.stderr  # the outage and its end, once
 
 
+_READINESS_AFTER_A_PIN_FIX = """
+import json, sys
+from pathlib import Path
+from app.context import ServiceContext
+from app.settings import load_settings
+wrong, right = Path(sys.argv[1]), Path(sys.argv[2])
+context = ServiceContext(load_settings())
+seen = [context.hsm_readiness(), context.hsm_readiness()]
+wrong.write_text(right.read_text())
+seen.append(context.hsm_readiness())  # at once: a failure is not reused
+print(json.dumps(seen))
+"""
+
+
+def test_readiness_reports_a_fixed_pin_at_once(install: Install, tmp_path):
+    # A process told "PIN refused" a moment ago must not keep saying so once the
+    # operator has fixed the PIN file: a load balancer would keep it out of rotation.
+    wrong = tmp_path / "wrong-pin"
+    wrong.write_text("not-the-pin-4711\n")
+    wrong.chmod(0o600)
+    env = install.env() | install.server_env() | {"DAIRI_HSM_PIN_FILE": str(wrong)}
+    done = subprocess.run(
+        [sys.executable, "-c", _READINESS_AFTER_A_PIN_FIX, str(wrong), str(install.pin_file)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PROJECT_DIR,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [
+        "HSM_PIN_INCORRECT",
+        "HSM_PIN_INCORRECT",
+        "ok",
+    ]
+    assert not (install.root / "hsm-login-refused").exists()
+
+
 def c_logins(spy_log: Path) -> int:
     """C_Login calls the PKCS#11 module saw, from OpenSC's pkcs11-spy log."""
     if not spy_log.exists():
@@ -246,7 +284,8 @@ def test_a_refused_pin_is_tried_once_and_reported(
         wrong.write_text(install.pin_file.read_text())
         fixed = time.monotonic()
         wait_until(lambda: client.ready().status_code == 200, timeout=RECOVERY_BOUND_SECONDS)
-        assert {r.status_code for r in client.burst("ready", 24)} == {200}
+        after = client.burst("ready", 24)
+        assert [r.text[:300] for r in after if r.status_code != 200] == []
         assert client.crl().status_code == 200
         recovery = time.monotonic() - fixed
         log = server.log()
