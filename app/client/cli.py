@@ -22,7 +22,8 @@ import click
 
 from app.client.api import ApiClient, ClientError, refusal, sign_grant, unb64
 from app.client.card_options import card_options, take_card
-from app.client.grants import GrantTerms, build_instruction, parse_moment
+from app.client.grants import build_instruction
+from app.client.scope_options import scope_options, take_terms
 from app.client.signing import SigningRequest, sign_files
 from app.client.state import ClientState, load_state, save_state, state_path
 from dairi import DairiError
@@ -249,13 +250,7 @@ def credential_list(options: Options, corporate_number: str | None) -> None:
 )
 @click.option("--grantee-credential", default=None, help="the employee's credential id (instead)")
 @click.option("--grantee-name", default=None, help="default: the certificate's common name")
-@click.option("--action", "actions", multiple=True, required=True, help="bid, quote, contract, …")
-@click.option("--entity", "entities", multiple=True, help="a procuring entity (default: any)")
-@click.option("--case", "cases", multiple=True, help="a case (default: any)")
-@click.option("--amount-limit", type=click.IntRange(min=1), default=None, help="yen")
-@click.option("--not-before", default=None, help="ISO 8601 (UTC unless an offset; default now)")
-@click.option("--not-after", default=None, help="ISO 8601 (UTC unless an offset; default +90 days)")
-@click.option("--sub-delegation-depth", type=click.IntRange(min=0), default=0, show_default=True)
+@scope_options(within_parent=False)
 @card_options
 @client_command
 def grant(
@@ -264,13 +259,6 @@ def grant(
     grantee_certificate: Path | None,
     grantee_credential: str | None,
     grantee_name: str | None,
-    actions: tuple[str, ...],
-    entities: tuple[str, ...],
-    cases: tuple[str, ...],
-    amount_limit: int | None,
-    not_before: str | None,
-    not_after: str | None,
-    sub_delegation_depth: int,
     **kwargs: Any,
 ) -> None:
     """Grant a mandate (電子委任状): build the instruction from the flags, sign it with the
@@ -280,15 +268,7 @@ def grant(
         raise ClientError(
             "name the grantee by --grantee-certificate or --grantee-credential", "INPUT_INVALID"
         )
-    terms = GrantTerms(
-        actions,
-        entities,
-        cases,
-        amount_limit,
-        parse_moment(not_before) if not_before else None,
-        parse_moment(not_after) if not_after else None,
-        sub_delegation_depth,
-    )
+    terms = take_terms(kwargs)
     with options.client() as client:
         if grantee_credential is not None:
             held = client.credential(grantee_credential)

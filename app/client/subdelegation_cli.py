@@ -10,7 +10,7 @@ import click
 from app.client.api import ClientError
 from app.client.card_options import card_options, take_card
 from app.client.cli import Options, client_command, client_group
-from app.client.grants import GrantTerms, parse_moment
+from app.client.scope_options import scope_options, take_terms
 from app.client.subdelegation import sub_delegate
 from identity.certificate_files import load_certificate
 
@@ -26,13 +26,7 @@ from identity.certificate_files import load_certificate
     help="the sub-agent's signing certificate (PEM or DER)",
 )
 @click.option("--grantee-name", default=None, help="default: the certificate's common name")
-@click.option("--action", "actions", multiple=True, required=True, help="within the parent's")
-@click.option("--entity", "entities", multiple=True, help="default: the parent's")
-@click.option("--case", "cases", multiple=True, help="default: the parent's")
-@click.option("--amount-limit", type=click.IntRange(min=1), default=None, help="default: parent's")
-@click.option("--not-before", default=None, help="ISO 8601 (default now)")
-@click.option("--not-after", default=None, help="ISO 8601 (default: the parent's end)")
-@click.option("--sub-delegation-depth", type=click.IntRange(min=0), default=0, show_default=True)
+@scope_options(within_parent=True)
 @card_options
 @client_command
 def sub_delegate_command(
@@ -42,27 +36,12 @@ def sub_delegate_command(
     grantee_person: str,
     grantee_certificate: Path,
     grantee_name: str | None,
-    actions: tuple[str, ...],
-    entities: tuple[str, ...],
-    cases: tuple[str, ...],
-    amount_limit: int | None,
-    not_before: str | None,
-    not_after: str | None,
-    sub_delegation_depth: int,
     **kwargs: Any,
 ) -> None:
     """Sub-delegate (復代理) part of a mandate you hold: the service signs the instruction
     with your credential once your card authorizes it, then grants it."""
     card = take_card(kwargs, "authentication")
-    terms = GrantTerms(
-        actions,
-        entities,
-        cases,
-        amount_limit,
-        parse_moment(not_before) if not_before else None,
-        parse_moment(not_after) if not_after else None,
-        sub_delegation_depth,
-    )
+    terms = take_terms(kwargs)
     try:
         holder = load_certificate(grantee_certificate.read_bytes())
     except OSError as exc:
