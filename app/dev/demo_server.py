@@ -14,16 +14,10 @@ import dataclasses
 import enum
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
-from types import TracebackType
 
-import requests
-
+from app.dev.served_process import ServedProcess, free_loopback_port
 from app.settings import Settings
 
 STARTUP_SECONDS = 180.0  # a loaded machine starts gunicorn slowly
@@ -50,26 +44,27 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class DemoServer:
+class DemoServer(ServedProcess):
     """gunicorn serving ``app.serving.wsgi`` as ``dairi serve`` does (its configuration,
     one worker), on 127.0.0.1 and a free port; ``url`` once started. Set-up
     (token, database, PKI) is the caller's: the demo has done it before starting this.
     The control socket is left off so a ``make run`` on the same data directory keeps
-    its own."""
+    its own. Ready when ``/readyz`` answers: the database takes a write and the HSM
+    answers in the worker."""
+
+    ready_path = "/readyz"
+    poll_seconds = 0.2
+    stop_seconds = 20.0
+    log_mode = "wb"
 
     def __init__(self, settings: Settings, *, workers: int = 1) -> None:
+        super().__init__(
+            free_loopback_port(),
+            Path(settings.data_dir) / "demo-server.log",
+            startup_seconds=STARTUP_SECONDS,
+        )
         self.settings = settings
         self.workers = workers
-        self.port = free_loopback_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = Path(settings.data_dir) / "demo-server.log"
-        self.process: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
         gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or "gunicorn"
@@ -94,52 +89,5 @@ class DemoServer:
         env.update(settings_environment(self.settings))
         return env
 
-    def start(self) -> DemoServer:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - fixed argv
-                self.command(),
-                env=self.environment(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise DemoServerFailed(f"the service exited at start; see {self.log_path}")
-            try:
-                # Ready: the database takes a write and the HSM answers in the worker.
-                if requests.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise DemoServerFailed(
-            f"the service did not become ready in {STARTUP_SECONDS:.0f} s; see {self.log_path}"
-        )
-
-    def stop(self) -> None:
-        """SIGTERM to gunicorn's process group (its workers), SIGKILL if it lingers."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
-        except ProcessLookupError:
-            pass
-
-    def __enter__(self) -> DemoServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def failure(self, reason: str) -> Exception:
+        return DemoServerFailed(f"{reason}; see {self.log_path}")
