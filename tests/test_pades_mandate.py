@@ -53,6 +53,8 @@ from signing.mandate_evidence import MANDATE_SIGNATURE_POLICY_DOCUMENT
 
 LEVELS = tuple(PadesLevel)
 
+POLICY_SHA256 = "011dae495951c104153d38d38dcd5b3f2c167ad9bd1bcd00ce2498c75b2e58ec"
+
 
 @pytest.fixture(scope="module")
 def served(base_settings: Settings, hsm: Hsm, pki, tmp_path_factory) -> Iterator[Flask]:
@@ -197,10 +199,10 @@ def test_pyhanko_validates_the_signature_and_the_mandate_ac(signed, served, chai
     by_type = {a["type"].dotted: a["values"][0] for a in attrs}
     policy = by_type["1.2.840.113549.1.9.16.2.15"].chosen
     assert policy["sig_policy_id"].dotted == MANDATE_SIGNATURE_POLICY_OID
-    assert (
-        policy["sig_policy_hash"]["digest"].native
-        == hashlib.sha256(MANDATE_SIGNATURE_POLICY_DOCUMENT).digest()
-    )
+    # The policy text's SHA-256 as published in the README: a change of the text must
+    # be a deliberate new version, not a silent one.
+    assert policy["sig_policy_hash"]["digest"].native.hex() == POLICY_SHA256
+    assert hashlib.sha256(MANDATE_SIGNATURE_POLICY_DOCUMENT).hexdigest() == POLICY_SHA256
     signer_attrs = by_type["0.4.0.19122.1.1"]  # signer-attributes-v2
     (certified,) = signer_attrs["certified_attributes_v2"]
     with context.session_factory() as session:
