@@ -57,6 +57,7 @@ from signing.errors import DocumentError, DocumentMalformed, DocumentNotPdf, Doc
 from signing.pades import PadesLevel
 from signing.verification_cache import BoundedCache, cache, digest_of
 from signing.verification_mandate import STATUS_UNKNOWN, check_mandate
+from signing.verification_names import remembered_names
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 
@@ -320,6 +321,14 @@ def open_signed_pdf(pdf: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> PdfFil
     Raises :class:`DocumentTooLarge`, :class:`DocumentNotPdf`, :class:`DocumentMalformed`
     or :class:`DocumentNotSigned`.
     """
+    return _signatures_of(pdf, max_bytes)[0]
+
+
+def _signatures_of(
+    pdf: bytes, max_bytes: int
+) -> tuple[PdfFileReader, list[EmbeddedPdfSignature], list[EmbeddedPdfSignature], _DssContents]:
+    """The reader, its signatures, its document time-stamps and its DSS, each read once
+    (pyHanko parses every signature's CMS again on each reading)."""
     if len(pdf) > max_bytes:
         raise DocumentTooLarge(f"document is {len(pdf)} bytes; the limit is {max_bytes}")
     if b"%PDF-" not in pdf[:1024]:
@@ -329,6 +338,8 @@ def open_signed_pdf(pdf: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> PdfFil
     try:
         reader = SignedPdfReader(pdf)
         signatures = reader.embedded_regular_signatures
+        doc_timestamps = reader.embedded_timestamp_signatures
+        dss = _dss_contents(reader) if signatures else _DssContents()
     except (
         PdfError,
         ValueError,
@@ -341,7 +352,7 @@ def open_signed_pdf(pdf: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> PdfFil
         raise DocumentMalformed("the PDF cannot be read") from exc
     if not signatures:
         raise DocumentNotSigned("the PDF carries no signature")
-    return reader
+    return reader, signatures, doc_timestamps, dss
 
 
 @dataclass(frozen=True)
@@ -477,10 +488,10 @@ def _tst_time_and_tsa(signed_data: cms.SignedData) -> tuple[datetime, str]:
     return info["gen_time"].native, tsa
 
 
-def _document_timestamps(reader: PdfFileReader, after_revision: int) -> list[EmbeddedPdfSignature]:
-    return [
-        ts for ts in reader.embedded_timestamp_signatures if ts.signed_revision > after_revision
-    ]
+def _document_timestamps(
+    doc_timestamps: list[EmbeddedPdfSignature], after_revision: int
+) -> list[EmbeddedPdfSignature]:
+    return [ts for ts in doc_timestamps if ts.signed_revision > after_revision]
 
 
 def _subindication_name(subindic: AdESSubIndic | None) -> str | None:
@@ -517,13 +528,15 @@ async def _validate_one(
     trust: VerificationTrust,
     knowledge: LocalKnowledge,
     at: datetime | None,
+    dss_contents: _DssContents,
+    doc_timestamps: list[EmbeddedPdfSignature],
 ) -> tuple[ades.AdESBasicValidationResult, bool]:
     """pyHanko's AdES validation of one signature; True when it ran the LTA process.
 
     ``knowledge`` holds the relying party's data; the DSS is read by the LTA process
-    itself and added here for the others."""
+    itself and added here (``dss_contents``) for the others."""
     timing = ValidationTimingInfo(at, at, point_in_time_validation=True) if at else None
-    if _document_timestamps(embedded.reader, embedded.signed_revision):
+    if doc_timestamps:
         # The LTA process runs the diff analysis of every signature and reads the DSS.
         result = await ades.ades_lta_validation(
             embedded,
@@ -532,7 +545,7 @@ async def _validate_one(
         )
         return result, True
     embedded.compute_integrity_info(DEFAULT_DIFF_POLICY)
-    dss = _knowledge_of(_dss_contents(embedded.reader))
+    dss = _knowledge_of(dss_contents)
     spec = _validation_spec(trust, _merge(knowledge, dss))
     timestamped = any(generic_cms.extract_tst_data_iter(embedded.signer_info, signed=False))
     if not timestamped:  # B-B: basic validation (EN 319 102-1 §5.3)
@@ -580,12 +593,14 @@ async def _report_one(
     purpose: Purpose | None,
     principal: str | None,
     at: datetime | None,
+    dss: _DssContents,
+    all_doc_timestamps: list[EmbeddedPdfSignature],
 ) -> SignatureReport:
-    dss = _dss_contents(embedded.reader)
     has_revinfo = dss.has_revinfo
     given = _trust_knowledge(trust)
+    doc_timestamps = _document_timestamps(all_doc_timestamps, embedded.signed_revision)
     try:
-        result, lta = await _validate_one(embedded, trust, given, at)
+        result, lta = await _validate_one(embedded, trust, given, at, dss, doc_timestamps)
     except (
         SignatureValidationError,
         PdfError,
@@ -615,7 +630,7 @@ async def _report_one(
             )
         )
     doc_ts_valid = lta and getattr(result, "oldest_evidence_record_timestamp", None) is not None
-    for doc_ts in _document_timestamps(embedded.reader, embedded.signed_revision):
+    for doc_ts in doc_timestamps:
         when, tsa = _tst_time_and_tsa(doc_ts.signed_data)
         timestamps.append(TimestampReport("document", when, tsa, doc_ts_valid))
 
@@ -697,21 +712,15 @@ def worst(indications: Iterable[Indication]) -> Indication:
     return max(indications, key=_ORDER.index, default=Indication.INDETERMINATE)
 
 
-async def async_verify_pdf(
-    pdf: bytes,
-    trust: VerificationTrust,
-    purpose: Purpose | None = None,
-    *,
-    principal: str | None = None,
-    at: datetime | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
+def report_of(
+    document: bytes,
+    reports: Iterable[SignatureReport],
+    purpose: Purpose | None,
+    principal: str | None,
+    at: datetime | None,
 ) -> VerificationReport:
-    """See :func:`verify_pdf`."""
-    reader = open_signed_pdf(pdf, max_bytes=max_bytes)
-    reports = [
-        await _report_one(sig, trust, purpose, principal, at)
-        for sig in reader.embedded_regular_signatures
-    ]
+    """The report on ``document`` from its signatures' reports (PDF and XML alike)."""
+    reports = tuple(reports)
     asked: dict[str, object] | None = None
     if purpose is not None:
         asked = {
@@ -724,10 +733,29 @@ async def async_verify_pdf(
     return VerificationReport(
         indication=worst(r.indication for r in reports),
         verified_at=at or datetime.now(UTC),
-        document_sha256=hashlib.sha256(pdf).hexdigest(),
+        document_sha256=hashlib.sha256(document).hexdigest(),
         purpose=asked,
-        signatures=tuple(reports),
+        signatures=reports,
     )
+
+
+async def async_verify_pdf(
+    pdf: bytes,
+    trust: VerificationTrust,
+    purpose: Purpose | None = None,
+    *,
+    principal: str | None = None,
+    at: datetime | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> VerificationReport:
+    """See :func:`verify_pdf`."""
+    _, signatures, doc_timestamps, dss = _signatures_of(pdf, max_bytes)
+    with remembered_names():
+        reports = [
+            await _report_one(sig, trust, purpose, principal, at, dss, doc_timestamps)
+            for sig in signatures
+        ]
+    return report_of(pdf, reports, purpose, principal, at)
 
 
 def verify_pdf(

@@ -93,10 +93,11 @@ from signing.verification import (
     TimestampReport,
     VerificationReport,
     VerificationTrust,
+    report_of,
     signer_report,
-    worst,
 )
 from signing.verification_mandate import STATUS_UNKNOWN, ac_status, check_root_grant
+from signing.verification_names import remembered_names
 from signing.xades_archive import archive_timestamp_input
 from signing.xades_properties import NS, _whole_document
 from signing.xml_safety import parse_untrusted_xml
@@ -818,26 +819,12 @@ async def async_verify_xml(
     ]
     if not signatures:
         raise DocumentNotSigned("the XML carries no XAdES signature")
-    reports = [
-        await _report_one(s, document, trust, purpose, principal, at, detached or {}, max_bytes)
-        for s in signatures
-    ]
-    asked: dict[str, object] | None = None
-    if purpose is not None:
-        asked = {
-            "principal": principal,
-            "action": purpose.action,
-            "procuring_entity": purpose.procuring_entity,
-            "case": purpose.case,
-            "amount": purpose.amount_jpy,
-        }
-    return VerificationReport(
-        indication=worst(r.indication for r in reports),
-        verified_at=at or datetime.now(UTC),
-        document_sha256=hashlib.sha256(xml).hexdigest(),
-        purpose=asked,
-        signatures=tuple(reports),
-    )
+    with remembered_names():
+        reports = [
+            await _report_one(s, document, trust, purpose, principal, at, detached or {}, max_bytes)
+            for s in signatures
+        ]
+    return report_of(xml, reports, purpose, principal, at)
 
 
 def verify_xml(
