@@ -12,14 +12,14 @@ Then it prints:
   ``CKM_SHA256_RSA_PKCS`` over 32 bytes, as ``bench/pades.py``): the floor;
 - a PAdES B-T bid signed through the whole HTTP flow with :func:`app.client.sign_files`
   (``dairi client sign``: open the session with the upload, check ``to_sign``, the
-  card's proof → SAD, signatures, fetch the signed PDF) against the same steps called
-  in this process through the service layer (``SigningSessionService.open`` /
-  ``authorize``, ``sign_session``, ``fetch_signed``, each its own unit of work as a
-  request is). Target: HTTP ≤ 1.3× in-process; missing it is reported, not an error.
-  For information, the same requests handed to the Flask app in this process (its test
-  client: no sockets, no gunicorn), and each step's medians (open; authorize, the card
-  signing within it; sign + fetch) on the three paths: the request layer's share of
-  the gap against transport's;
+  card's proof → SAD, signatures answering the signed PDF itself) against the same
+  steps called in this process through the service layer
+  (``SigningSessionService.open`` / ``authorize``, ``sign_session`` handing the
+  document out, each its own unit of work as a request is). Target: HTTP ≤ 1.3×
+  in-process; missing it is reported, not an error. For information, the same
+  requests handed to the Flask app in this process (its test client: no sockets, no
+  gunicorn), and each step's medians (open; authorize, the card signing within it;
+  sign) on the three paths: the request layer's share of the gap against transport's;
 - the per-document time (over HTTP) of one session of 20 documents against 20
   sessions of one document each;
 - 8 concurrent clients (threads, each its own connection pool and sessions, the same
@@ -101,7 +101,7 @@ from app.people.sign_in import CardProof
 from app.settings import Settings
 from app.signing_sessions.activation import SigningPurpose
 from app.signing_sessions.service import SESSION_FORMATS, SigningSessionService, Upload
-from app.signing_sessions.signing import fetch_signed, sign_session
+from app.signing_sessions.signing import sign_session
 from app.unit_of_work import unit_of_work
 from bench._setup import DER, BenchEnv, service_environment
 from bench.pades import check_signed, open_session, raw_signatures_per_second
@@ -220,7 +220,7 @@ def make_signer(context: ServiceContext, url: str, out: Path) -> Signer:
 # -- the three paths ---------------------------------------------------------
 
 
-STEPS = ("open", "authorize", "sign+fetch")
+STEPS = ("open", "authorize", "sign")
 Steps = dict[str, list[float]]  # ms per step of the flow, one entry per run
 
 
@@ -276,17 +276,15 @@ def in_process(
         _, sad = service(session).authorize(session_id, card_proof)
     marks.append(time.perf_counter())
     with unit_of_work(context.session_factory) as session:
-        signed = sign_session(service(session), session_id, sad)
-    with unit_of_work(context.session_factory) as session:
-        fetched: Any = fetch_signed(service(session), session_id, signed[0].index)
-    # The document, or (document, the session's format) since sessions also sign cms.
-    document = fetched[0] if isinstance(fetched, tuple) else fetched
+        # As the HTTP flow asks (Accept: application/pdf): the one signed document
+        # handed out with the signatures, recorded as fetched, never stored.
+        (signed,) = sign_session(service(session), session_id, sad, hand_out="pades")
     marks.append(time.perf_counter())
     if steps is not None:
         for step, (begun, ended) in zip(STEPS, itertools.pairwise(marks), strict=True):
             steps[step].append((ended - begun) * 1000)
-    assert document.signed_content is not None
-    return document.signed_content
+    assert signed.content is not None
+    return signed.content
 
 
 def through_wsgi(app: Flask, signer: Signer, pdf: bytes, steps: Steps | None = None) -> bytes:
@@ -312,14 +310,15 @@ def through_wsgi(app: Flask, signer: Signer, pdf: bytes, steps: Steps | None = N
         client.post(f"{base}/authorization", headers=headers, json=proof(signer.card, to_sign)), 200
     )["sad"]
     marks.append(time.perf_counter())
-    signed = _answer(client.post(f"{base}/signatures", headers=headers, json={"sad": sad}), 200)
-    fetched = client.get(signed["documents"][0]["href"], headers=headers)
-    _answer(fetched, 200)
+    signed = client.post(
+        f"{base}/signatures", headers={**headers, "Accept": "application/pdf"}, json={"sad": sad}
+    )
+    _answer(signed, 200)
     marks.append(time.perf_counter())
     if steps is not None:
         for step, (begun, ended) in zip(STEPS, itertools.pairwise(marks), strict=True):
             steps[step].append((ended - begun) * 1000)
-    return fetched.get_data()
+    return signed.get_data()
 
 
 def _answer(response: TestResponse, status: int) -> Any:
@@ -715,7 +714,7 @@ def print_report(f: Figures, rounds: int) -> None:
     )
     print(f"PAdES {LEVEL.value} bid, one document per session, median of {rounds}:")
     c = f.comparison
-    print(f"  over HTTP (open, card proof → SAD, sign, fetch)  {c.http_ms:8.1f} ms")
+    print(f"  over HTTP (open, card proof → SAD, sign)         {c.http_ms:8.1f} ms")
     print(f"  the Flask app in this process (no sockets)       {c.wsgi_ms:8.1f} ms")
     print(f"  the service layer in this process, same steps    {c.inprocess_ms:8.1f} ms")
     print(

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import requests
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -29,9 +30,11 @@ from app.client import (
     ApiClient,
     SigningRequest,
     SoftwareCard,
+    Upload,
     check_to_sign,
     check_uploaded,
     directory_card,
+    run_session,
 )
 from app.client.grants import GrantTerms, build_sub_instruction
 from app.client.state import ClientState, save_state
@@ -518,6 +521,117 @@ def test_sign_checks_what_the_card_would_sign(tmp_path):
         with pytest.raises(DairiError) as caught:
             check_to_sign(bound, request, digests, "s-1")
         assert caught.value.code == code
+
+
+class ScriptedService(ApiClient):
+    """A signing-session service answering from a script (no network): the session
+    names the uploads; the signatures' answer is ``signed`` (a document-answering
+    service: one document in the answer when asked; else hrefs). Records each request."""
+
+    def __init__(self, request: SigningRequest, uploads, *, in_answer: bool = True, digest=None):
+        super().__init__("http://dairi.example", "token")
+        self.request, self.uploads, self.in_answer, self.digest = (
+            request,
+            uploads,
+            in_answer,
+            digest,
+        )
+        self.asked: list[tuple[str, str, str | None]] = []
+
+    def send(self, method, path, *, auth=True, **kwargs):
+        self.asked.append((method, path, (kwargs.get("headers") or {}).get("Accept")))
+        digests = [hashlib.sha256(u.content).hexdigest() for u in self.uploads]
+        if path == "/api/v1/signing-sessions":
+            to_sign = _activation(self.request, digests, "s-1")
+            documents = [{"index": i, "sha256": d} for i, d in enumerate(digests)]
+            return _answer(
+                json.dumps(
+                    {
+                        "id": "s-1",
+                        "documents": documents,
+                        "to_sign": base64.b64encode(to_sign).decode(),
+                    }
+                )
+            )
+        if path.endswith("/authorization"):
+            return _answer(json.dumps({"sad": "sad-1"}))
+        signed = [b"signed " + u.content for u in self.uploads]
+        accept = kwargs.get("headers", {}).get("Accept", "")
+        if path.endswith("/signatures") and self.in_answer and accept.startswith("application/pdf"):
+            digest = self.digest or base64.b64encode(hashlib.sha256(signed[0]).digest()).decode()
+            return _answer(
+                signed[0],
+                "application/pdf",
+                {"Repr-Digest": f"sha-256=:{digest}:", "Dairi-Signature-Id": "sig-0"},
+            )
+        if path.endswith("/signatures"):
+            listed = [
+                {
+                    "index": i,
+                    "href": f"/d/{i}",
+                    "signature_id": f"sig-{i}",
+                    "signed_sha256": hashlib.sha256(s).hexdigest(),
+                }
+                for i, s in enumerate(signed)
+            ]
+            return _answer(json.dumps({"documents": listed}))
+        return _answer(signed[int(path.rsplit("/", 1)[1])], "application/pdf")
+
+
+def _answer(body, content_type="application/json", headers=None):
+    response = requests.Response()
+    response.status_code = 200
+    response._content = body.encode() if isinstance(body, str) else body
+    response.headers.update({"Content-Type": content_type, **(headers or {})})
+    return response
+
+
+class StubCard:
+    certificate_der = b"card"
+    intermediates_der = ()
+
+    def sign(self, data: bytes) -> bytes:
+        return b"signature"
+
+
+def test_sign_takes_one_document_from_the_signing_answer_and_fetches_several():
+    request = SigningRequest("cred-1", "1011001077777", "bid", "国土交通省", None, 10, "B-T")
+    one = [Upload("a.pdf", b"%PDF-1.7 a")]
+    service = ScriptedService(request, one)
+    events = list(run_session(service, StubCard(), request, one))
+    assert events[-1] == (
+        "fetched",
+        (
+            {
+                "index": 0,
+                "name": "a.pdf",
+                "signature_id": "sig-0",
+                "signed_sha256": hashlib.sha256(b"signed %PDF-1.7 a").hexdigest(),
+            },
+            b"signed %PDF-1.7 a",
+        ),
+    )
+    assert service.asked[2:] == [
+        (
+            "POST",
+            "/api/v1/signing-sessions/s-1/signatures",
+            "application/pdf, application/json;q=0.5",
+        )
+    ]
+    # Several documents: the hrefs, each fetched; so too from a service answering only hrefs.
+    two = [*one, Upload("b.pdf", b"%PDF-1.7 b")]
+    for uploads, in_answer in ((two, True), (one, False)):
+        service = ScriptedService(request, uploads, in_answer=in_answer)
+        fetched = [
+            v for e, v in run_session(service, StubCard(), request, uploads) if e == "fetched"
+        ]
+        assert [content for _, content in fetched] == [b"signed " + u.content for u in uploads]
+        assert [a[1] for a in service.asked[3:]] == [f"/d/{i}" for i in range(len(uploads))]
+    # A document that is not the one the answer's digest names is refused.
+    service = ScriptedService(request, one, digest=base64.b64encode(b"0" * 32).decode())
+    with pytest.raises(DairiError) as caught:
+        list(run_session(service, StubCard(), request, one))
+    assert caught.value.code == "CLIENT_DIGEST_MISMATCH"
 
 
 def test_sign_refuses_to_overwrite_before_sending_anything(tmp_path, people):

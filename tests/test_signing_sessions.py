@@ -396,3 +396,69 @@ def test_a_b_lta_bid_with_a_visible_stamp(client, world, documents, tmp_path):
     path.write_bytes(pdf)
     text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True).stdout
     assert "山田" in text and "株式会社大理建設" in text, text[-800:]
+
+
+def test_a_one_document_session_answers_its_signed_pdf_when_asked(client, app, world, documents):
+    a, yamada = world["a"], world["yamada"]
+    session = opened(client, yamada, a, documents[:1])
+    sad = authorized(client, yamada, session)
+    signed = sign_asking_for(client, yamada, session["id"], sad, "application/pdf")
+    assert signed.status_code == 200 and signed.mimetype == "application/pdf"
+    pdf = signed.get_data()
+    # An incremental update of the upload, signed (a PAdES signature appends to it).
+    assert pdf.startswith(documents[0]) and b"/ByteRange" in pdf[len(documents[0]) :]
+    digest = base64.b64encode(hashlib.sha256(pdf).digest()).decode()
+    assert signed.headers["Repr-Digest"] == f"sha-256=:{digest}:"
+    assert signed.headers["Content-Disposition"] == (
+        "attachment; filename*=UTF-8''%E5%85%A5%E6%9C%AD%E6%9B%B8-0.pdf"
+    )
+    # Handed out once: the document's href is gone, as after a fetch.
+    state = client.get(f"/api/v1/signing-sessions/{session['id']}", headers=bearer(yamada.token))
+    (document,) = state.get_json()["documents"]
+    assert document["fetched"] and document["signed_sha256"] == hashlib.sha256(pdf).hexdigest()
+    problem(
+        client.get(
+            f"/api/v1/signing-sessions/{session['id']}/documents/0", headers=bearer(yamada.token)
+        ),
+        410,
+        "DOCUMENT_ALREADY_FETCHED",
+    )
+    events = [tag for tag, _ in audit_codes(app)]
+    assert events.count("signature:pades:created") == 1
+    assert events.count("signature:document:fetched") == 1
+    assert signed.headers["Dairi-Signature-Id"] in json.dumps(signatures_of(app))
+
+
+def test_several_documents_refuse_the_pdf_answer_before_the_sad_is_spent(
+    client, app, world, documents
+):
+    a, yamada = world["a"], world["yamada"]
+    session = opened(client, yamada, a, documents)
+    sad = authorized(client, yamada, session)
+    problem(
+        sign_asking_for(client, yamada, session["id"], sad, "application/pdf"),
+        406,
+        "NOT_ACCEPTABLE",
+    )
+    assert ("signature:pades:refused", "NOT_ACCEPTABLE") in audit_codes(app)
+    # The SAD still signs, answering the hrefs.
+    signed = try_sign(client, yamada, session["id"], sad)
+    assert signed.status_code == 200 and len(signed.get_json()["documents"]) == 2
+
+
+def sign_asking_for(client, signer, session_id: str, sad: str, accept: str):
+    return client.post(
+        f"/api/v1/signing-sessions/{session_id}/signatures",
+        headers={**bearer(signer.token), "Accept": accept},
+        json={"sad": sad},
+    )
+
+
+def signatures_of(app) -> list[str]:
+    """The ids of the signature records (from the database)."""
+    from sqlalchemy import select
+
+    from app.signatures.models import SignatureRecord
+
+    with app.extensions["dairi"].session_factory() as session:
+        return list(session.scalars(select(SignatureRecord.id)))

@@ -5,12 +5,15 @@ beside its input."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from requests import Response
 
 from app.client.api import ApiClient, ClientError, proof, refusal, unb64
 from app.client.cards import Card
@@ -162,7 +165,8 @@ def run_session(
     """One signing session: open it with ``uploads``, check what the card is about to
     sign (:func:`check_uploaded`, :func:`check_to_sign`; nothing is authorized
     otherwise), authorize with ``card`` (JPKI authentication) over ``to_sign``, spend
-    the SAD and fetch each signed document once.
+    the SAD and fetch each signed document once; the one document of a session of one
+    comes back with the signatures' answer instead (``Accept`` its media type).
 
     Yields (event, value): ``("session", answer)``, ``("authorized", answer)``, then
     ``("fetched", (document as the service lists it, signed bytes))`` per upload, in
@@ -181,11 +185,22 @@ def run_session(
         "POST", f"/api/v1/signing-sessions/{session['id']}/authorization", json=proof(card, to_sign)
     )
     yield "authorized", authorized
-    signed = client.call(
-        "POST",
-        f"/api/v1/signing-sessions/{session['id']}/signatures",
-        json={"sad": authorized["sad"]},
-    )
+    path = f"/api/v1/signing-sessions/{session['id']}/signatures"
+    media_type = MEDIA_TYPES[request.format] if len(uploads) == 1 else None
+    # One document can come back in the answer itself: no fetch, one request fewer (a
+    # service that cannot do that answers the hrefs).
+    headers = {"Accept": f"{media_type}, application/json;q=0.5"} if media_type else {}
+    response = client.send("POST", path, json={"sad": authorized["sad"]}, headers=headers)
+    if response.status_code != 200:
+        raise refusal(response, "POST", path)
+    answered = response.headers.get("Content-Type", "").partition(";")[0].strip()
+    if media_type and answered == media_type:
+        yield "fetched", _signed_in_answer(response, uploads[0])
+        return
+    try:
+        signed = response.json()
+    except ValueError as exc:
+        raise ClientError(f"POST {path}: the answer is not JSON") from exc
     by_index = {d["index"]: d for d in signed["documents"]}
     for index, upload in enumerate(uploads):
         document = by_index.get(index)
@@ -202,6 +217,39 @@ def run_session(
                 "CLIENT_DIGEST_MISMATCH",
             )
         yield "fetched", (document, response.content)
+
+
+# What a session's one signed document is answered as, per format (Accept).
+MEDIA_TYPES = {
+    "pades": "application/pdf",
+    "xades": "application/xml",
+    "cms": "application/pkcs7-signature",
+}
+
+
+def _signed_in_answer(response: Response, upload: Upload) -> tuple[dict[str, Any], bytes]:
+    """The session's one signed document, answered by ``POST …/signatures``: (the
+    document as the service describes it, its bytes). The bytes must match the
+    answer's ``Repr-Digest`` (``CLIENT_DIGEST_MISMATCH``)."""
+    content = response.content
+    digest = base64.b64encode(hashlib.sha256(content).digest()).decode("ascii")
+    if response.headers.get("Repr-Digest") != f"sha-256=:{digest}:":
+        raise ClientError(
+            f"{upload.name}: the signed document received is not the one the service reported",
+            "CLIENT_DIGEST_MISMATCH",
+        )
+    signature_id = response.headers.get("Dairi-Signature-Id")
+    if not signature_id:
+        raise ClientError(f"{upload.name}: the answer names no signature")
+    return (
+        {
+            "index": 0,
+            "name": upload.name,
+            "signed_sha256": hashlib.sha256(content).hexdigest(),
+            "signature_id": signature_id,
+        },
+        content,
+    )
 
 
 def sign_files(

@@ -289,10 +289,15 @@ class SigningSessionService:
 
     # -- spending the SAD -------------------------------------------------------------
 
-    def spend_sad(self, session_id: str, sad: str | None) -> SigningSession:
+    def spend_sad(
+        self, session_id: str, sad: str | None, *, hand_out: str | None = None
+    ) -> SigningSession:
         """Consume the session's SAD for good (a transaction of its own, committed
         before the signatures are made). Raises ``SAD_MISSING``, ``SAD_INVALID`` (not
-        this session's), ``SAD_USED``, ``SAD_EXPIRED``, ``SESSION_NOT_FOUND``."""
+        this session's), ``SAD_USED``, ``SAD_EXPIRED``, ``SESSION_NOT_FOUND``; with
+        ``hand_out`` (a format whose one signed document the caller wants in the
+        answer), ``NOT_ACCEPTABLE`` for a session of another format or of several
+        documents, the SAD left unspent."""
         if not sad:
             raise SessionRefused("send the SAD the authorisation issued", "SAD_MISSING")
         digest = sad_digest(sad)
@@ -308,6 +313,14 @@ class SigningSessionService:
             assert row.sad_expires_at is not None  # set with sad_sha256
             if now >= row.sad_expires_at:
                 raise SessionRefused("the SAD expired; authorise a new session", "SAD_EXPIRED")
+            if hand_out is not None and (
+                row.format != hand_out or json.loads(row.binding)["document_count"] != 1
+            ):
+                raise SessionRefused(
+                    f"only a {hand_out} session of one document answers it; "
+                    "ask for application/json (the documents' hrefs)",
+                    "NOT_ACCEPTABLE",
+                )
             done = self.session.execute(
                 update(SigningSession)
                 .where(

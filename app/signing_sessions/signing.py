@@ -48,14 +48,28 @@ class SignedDocument:
     sha256: str
     signed_sha256: str
     signature_id: str
+    # Handed out with the answer (sign_session's hand_out): the signed bytes and the
+    # file name to serve them under.
+    content: bytes | None = None
+    served_name: str | None = None
 
 
 def sign_session(
-    service: SigningSessionService, session_id: str, sad: str | None
+    service: SigningSessionService,
+    session_id: str,
+    sad: str | None,
+    *,
+    hand_out: str | None = None,
 ) -> list[SignedDocument]:
     """Spend the SAD and sign the session's documents; raises the SAD's, the
-    credential's, the chain's or the signer's refusal (the SAD stays spent)."""
-    row = service.spend_sad(session_id, sad)
+    credential's, the chain's or the signer's refusal (the SAD stays spent).
+
+    ``hand_out``: the session's format, to hand its one signed document out with the
+    answer rather than keep it to be fetched: it is recorded as fetched
+    (``signature:document:fetched``) in this unit of work and never stored, so its
+    ``href`` answers ``DOCUMENT_ALREADY_FETCHED``. A session of another format or of
+    several documents is refused first (``NOT_ACCEPTABLE``), its SAD unspent."""
+    row = service.spend_sad(session_id, sad, hand_out=hand_out)
     now = service.context.clock()
     credential, signing_credential = service.own_credential(row.credential_id)
     purpose = SigningPurpose.from_json(row.purpose)
@@ -120,7 +134,8 @@ def sign_session(
         service.session.add(record)
         service.session.flush()
         document.content = None  # only the signed document is kept, until fetched
-        document.signed_content = result.pdf
+        document.signed_content = None if hand_out else result.pdf
+        document.fetched_at = now if hand_out else None
         document.signed_sha256 = result.signed_document_sha256
         document.signature_id = record.id
         log.append(
@@ -139,6 +154,19 @@ def sign_session(
                 "signed_document_sha256": result.signed_document_sha256,
             },
         )
+        if hand_out:
+            log.append(
+                "signature:document:fetched",
+                actor=service.actor,
+                subject=record.id,
+                principal=row.principal,
+                details={
+                    "session_id": row.id,
+                    "index": document.position,
+                    "signed_sha256": result.signed_document_sha256,
+                    "in_answer": True,
+                },
+            )
         signed.append(
             SignedDocument(
                 document.position,
@@ -146,6 +174,8 @@ def sign_session(
                 document.sha256,
                 result.signed_document_sha256,
                 record.id,
+                result.pdf if hand_out else None,
+                served_name(document.name, row.format, packaging) if hand_out else None,
             )
         )
     row.status = SessionStatus.SIGNED.value

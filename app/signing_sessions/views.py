@@ -41,7 +41,7 @@ from app.signing_sessions.service import (
     SigningSessionService,
     Upload,
 )
-from app.signing_sessions.signing import fetch_signed, sign_session
+from app.signing_sessions.signing import SignedDocument, fetch_signed, sign_session
 from dairi import DairiError
 from identity.certificate_files import load_certificate
 from signing import PadesLevel
@@ -63,6 +63,10 @@ NAME_MAX = 255
 CMS_MEDIA_TYPE = "application/pkcs7-signature"
 XML_MEDIA_TYPE = "application/xml"
 MEDIA_TYPES = {"pades": "application/pdf", "cms": CMS_MEDIA_TYPE, "xades": XML_MEDIA_TYPE}
+FORMATS = {media: format for format, media in MEDIA_TYPES.items()}
+JSON_MEDIA_TYPE = "application/json"
+# What POST …/signatures answers, in order of preference when the client accepts any.
+SIGNATURE_ANSWERS = [JSON_MEDIA_TYPE, *MEDIA_TYPES.values()]
 DEFAULT_EXTENSIONS = {"pades": ".pdf", "cms": ".json", "xades": ".xml"}
 # Schemas are built once (a marshmallow schema copies its fields when built); loading
 # keeps no state in them.
@@ -261,17 +265,59 @@ def authorize(args: dict[str, Any], session_id: str) -> dict[str, Any]:
 @allow(Role.EMPLOYEE)
 @blp.arguments(SignRequestSchema())
 @blp.response(200, SignaturesSchema)
-def sign(args: dict[str, Any], session_id: str) -> dict[str, Any]:
+@blp.doc(
+    responses={
+        "200": {
+            "description": "The signed documents' hrefs (JSON), or with ``Accept`` naming "
+            "the session's media type, its one signed document itself",
+            "content": {
+                **{media: {"schema": BINARY} for media in MEDIA_TYPES.values()},
+                JSON_MEDIA_TYPE: {"schema": SignaturesSchema},
+            },
+            "headers": {
+                "Repr-Digest": {
+                    "description": "A signed document in the answer: its SHA-256 "
+                    "(RFC 9530, sha-256=:base64:)",
+                    "schema": {"type": "string"},
+                },
+                "Dairi-Signature-Id": {
+                    "description": "A signed document in the answer: its signature record",
+                    "schema": {"type": "string"},
+                },
+            },
+        }
+    }
+)
+def sign(args: dict[str, Any], session_id: str) -> Response | dict[str, Any]:
     """Spend the SAD (``SAD_MISSING``, ``SAD_INVALID``, ``SAD_USED``, ``SAD_EXPIRED``):
     the chain is judged a third time and the credential re-checked, then every
     document is signed (PAdES, or XAdES for an ``xades`` session, at the session's
-    level, under the mandate; audited as ``signature:FORMAT:created``). Each signed
-    document is fetched once from its ``href``."""
+    level, under the mandate; audited as ``signature:FORMAT:created``).
+
+    By default (``Accept: application/json``) the answer lists the signed documents,
+    each fetched once from its ``href``. A session of one document can answer the
+    signed document itself instead, saving the fetch: send ``Accept`` with the
+    session's media type (``application/pdf``, ``application/xml`` for ``xades``,
+    ``application/pkcs7-signature`` for ``cms``). It is then handed out as if fetched
+    (its ``href`` answers 410 ``DOCUMENT_ALREADY_FETCHED``), with ``Repr-Digest`` and
+    ``Dairi-Signature-Id`` headers. Asked of a session of several documents or of
+    another format: 406 ``NOT_ACCEPTABLE``, the SAD left unspent."""
+    accepted = request.accept_mimetypes  # none at all: any answer, so the default
+    wanted = accepted.best_match(SIGNATURE_ANSWERS) if accepted else JSON_MEDIA_TYPE
+    hand_out = FORMATS.get(wanted) if wanted else None
     try:
-        signed = sign_session(_service(), session_id, args["sad"])
+        if wanted is None:
+            raise ProblemError(
+                "NOT_ACCEPTABLE", detail="the answer is application/json or the signed document"
+            )
+        signed = sign_session(_service(), session_id, args["sad"], hand_out=hand_out)
     except DairiError as exc:
         _refused("signature:pades:refused", exc, session_id)
         raise
+    if hand_out is not None:
+        (document,) = signed
+        assert document.content is not None and document.served_name is not None
+        return _document_response(document.content, hand_out, document.served_name, document)
     base = f"/api/v1/signing-sessions/{session_id}/documents"
     return {
         "documents": [
@@ -310,8 +356,21 @@ def fetch_document(session_id: str, index: int) -> Response:
     document (``NAME.xades.xml``), whose reference URI is the document's file name
     percent-encoded."""
     document, format, name = fetch_signed(_service(), session_id, index)
-    response = Response(document.signed_content, mimetype=MEDIA_TYPES[format])
+    assert document.signed_content is not None
+    return _document_response(document.signed_content, format, name)
+
+
+def _document_response(
+    content: bytes, format: str, name: str, signed: SignedDocument | None = None
+) -> Response:
+    """A signed document as an attachment named ``name``; handed out with the
+    signatures' answer (``signed``), with its digest and signature record."""
+    response = Response(content, mimetype=MEDIA_TYPES[format])
     response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name, safe='')}"
+    if signed is not None:
+        digest = base64.b64encode(bytes.fromhex(signed.signed_sha256)).decode("ascii")
+        response.headers["Repr-Digest"] = f"sha-256=:{digest}:"
+        response.headers["Dairi-Signature-Id"] = signed.signature_id
     return response
 
 
