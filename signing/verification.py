@@ -33,6 +33,7 @@ from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate, AdESPassed, AdESSubIndic
 from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY, DiffResult, ModificationLevel
+from pyhanko.sign.fields import enumerate_sig_fields
 from pyhanko.sign.validation import ades, generic_cms
 from pyhanko.sign.validation.dss import DocumentSecurityStore, NoDSSFoundError
 from pyhanko.sign.validation.errors import SignatureValidationError
@@ -54,9 +55,10 @@ from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 
 from delegation.scope import Purpose
 from signing.errors import DocumentError, DocumentMalformed, DocumentNotPdf, DocumentTooLarge
+from signing.mandate_evidence import evidence_file_names
 from signing.pades import PadesLevel
 from signing.verification_cache import BoundedCache, cache, digest_of
-from signing.verification_mandate import STATUS_UNKNOWN, check_mandate
+from signing.verification_mandate import STATUS_UNKNOWN, check_mandate, embedded_files, leaf_ac
 from signing.verification_names import remembered_names
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
@@ -321,14 +323,24 @@ def open_signed_pdf(pdf: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> PdfFil
     Raises :class:`DocumentTooLarge`, :class:`DocumentNotPdf`, :class:`DocumentMalformed`
     or :class:`DocumentNotSigned`.
     """
-    return _signatures_of(pdf, max_bytes)[0]
+    return _signed_document(pdf, max_bytes).reader
 
 
-def _signatures_of(
-    pdf: bytes, max_bytes: int
-) -> tuple[PdfFileReader, list[EmbeddedPdfSignature], list[EmbeddedPdfSignature], _DssContents]:
-    """The reader, its signatures, its document time-stamps and its DSS, each read once
-    (pyHanko parses every signature's CMS again on each reading)."""
+@dataclass(frozen=True)
+class _SignedDocument:
+    """What a verification reads of the whole document, each read once (pyHanko parses
+    every signature's CMS again on each reading of its list)."""
+
+    reader: PdfFileReader
+    signatures: list[EmbeddedPdfSignature]
+    doc_timestamps: list[EmbeddedPdfSignature]
+    dss: _DssContents
+    signature_fields: frozenset[str]  # filled or not: filling one later is harmless
+    # Mandate evidence embedded while no signature names a mandate (an AC removed).
+    evidence_without_ac: bool
+
+
+def _signed_document(pdf: bytes, max_bytes: int) -> _SignedDocument:
     if len(pdf) > max_bytes:
         raise DocumentTooLarge(f"document is {len(pdf)} bytes; the limit is {max_bytes}")
     if b"%PDF-" not in pdf[:1024]:
@@ -340,6 +352,10 @@ def _signatures_of(
         signatures = reader.embedded_regular_signatures
         doc_timestamps = reader.embedded_timestamp_signatures
         dss = _dss_contents(reader) if signatures else _DssContents()
+        signature_fields = frozenset(name for name, _, _ in enumerate_sig_fields(reader))
+        evidence_without_ac = evidence_file_names(0)[0] in embedded_files(reader) and not any(
+            leaf_ac(s) for s in signatures
+        )
     except (
         PdfError,
         ValueError,
@@ -352,7 +368,9 @@ def _signatures_of(
         raise DocumentMalformed("the PDF cannot be read") from exc
     if not signatures:
         raise DocumentNotSigned("the PDF carries no signature")
-    return reader, signatures, doc_timestamps, dss
+    return _SignedDocument(
+        reader, signatures, doc_timestamps, dss, signature_fields, evidence_without_ac
+    )
 
 
 @dataclass(frozen=True)
@@ -506,20 +524,26 @@ def _indication_of(subindic: AdESSubIndic | None) -> Indication:
     return Indication.INDETERMINATE
 
 
-def _coverage(embedded: EmbeddedPdfSignature) -> CoverageReport:
+def _coverage(embedded: EmbeddedPdfSignature, signature_fields: frozenset[str]) -> CoverageReport:
+    """pyHanko's diff analysis, judged: a form field other than a signature field whose
+    value changed after signing is a change a reader sees (the amount of a bid), even
+    where the signature's DocMDP permissions allow form filling."""
     reader = embedded.reader
     integrity = embedded.summarise_integrity_info()
     coverage = integrity["coverage"]
     diff = integrity["diff_result"]
+    allowed = integrity["docmdp_ok"]
     if isinstance(diff, DiffResult):
         level: ModificationLevel | None = diff.modification_level
+        if diff.changed_form_fields - signature_fields:
+            allowed = False
     else:
         level = None if diff is None else ModificationLevel.OTHER
     return CoverageReport(
         coverage=coverage.name if coverage is not None else "UNCLEAR",
         modification_level=level.name if level is not None else None,
         revisions_after=reader.xrefs.total_revisions - 1 - embedded.signed_revision,
-        changes_allowed=integrity["docmdp_ok"],
+        changes_allowed=allowed,
     )
 
 
@@ -593,12 +617,12 @@ async def _report_one(
     purpose: Purpose | None,
     principal: str | None,
     at: datetime | None,
-    dss: _DssContents,
-    all_doc_timestamps: list[EmbeddedPdfSignature],
+    document: _SignedDocument,
 ) -> SignatureReport:
+    dss = document.dss
     has_revinfo = dss.has_revinfo
     given = _trust_knowledge(trust)
-    doc_timestamps = _document_timestamps(all_doc_timestamps, embedded.signed_revision)
+    doc_timestamps = _document_timestamps(document.doc_timestamps, embedded.signed_revision)
     try:
         result, lta = await _validate_one(embedded, trust, given, at, dss, doc_timestamps)
     except (
@@ -634,7 +658,7 @@ async def _report_one(
         when, tsa = _tst_time_and_tsa(doc_ts.signed_data)
         timestamps.append(TimestampReport("document", when, tsa, doc_ts_valid))
 
-    coverage = _coverage(embedded)
+    coverage = _coverage(embedded, document.signature_fields)
     if indication is Indication.TOTAL_PASSED and coverage.changes_allowed is False:
         indication, sub = Indication.TOTAL_FAILED, CONSTRAINTS_FAILURE
         message = "the document was changed after signing in a way a reader would see"
@@ -654,8 +678,9 @@ async def _report_one(
             else:
                 indication, sub = Indication.TOTAL_FAILED, CONSTRAINTS_FAILURE
                 message = "the mandate does not hold for this signature"
-    elif purpose is not None:
-        # A purpose was asked but the signature names no mandate: nothing covers it.
+    elif purpose is not None or document.evidence_without_ac:
+        # A purpose was asked, or the document carries a mandate's evidence, but the
+        # signature names no mandate (made without its AC, or the AC removed).
         reasons.append("MANDATE_MISSING")
         if indication is Indication.TOTAL_PASSED:
             indication, sub = Indication.TOTAL_FAILED, CONSTRAINTS_FAILURE
@@ -749,11 +774,11 @@ async def async_verify_pdf(
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> VerificationReport:
     """See :func:`verify_pdf`."""
-    _, signatures, doc_timestamps, dss = _signatures_of(pdf, max_bytes)
+    document = _signed_document(pdf, max_bytes)
     with remembered_names():
         reports = [
-            await _report_one(sig, trust, purpose, principal, at, dss, doc_timestamps)
-            for sig in signatures
+            await _report_one(sig, trust, purpose, principal, at, document)
+            for sig in document.signatures
         ]
     return report_of(pdf, reports, purpose, principal, at)
 

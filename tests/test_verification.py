@@ -245,3 +245,76 @@ def test_online_the_missing_revocation_data_is_fetched(signed, trust, pki):
     assert sig.indication is Indication.TOTAL_PASSED, sig.message
     assert sig.revocation_data == ("online",)
     assert fetched  # the signer's status came from the responders
+
+
+def _with_amount_field(pdf: bytes, value: str) -> bytes:
+    """The bid with a text field 入札金額 holding ``value`` (a filled-in form)."""
+    writer = IncrementalPdfFileWriter(BytesIO(pdf))
+    page_ref = writer.root["/Pages"]["/Kids"][0]
+    page = page_ref.get_object()
+    field = generic.DictionaryObject(
+        {
+            generic.NameObject("/FT"): generic.NameObject("/Tx"),
+            generic.NameObject("/T"): generic.TextStringObject("入札金額"),
+            generic.NameObject("/V"): generic.TextStringObject(value),
+            generic.NameObject("/Type"): generic.NameObject("/Annot"),
+            generic.NameObject("/Subtype"): generic.NameObject("/Widget"),
+            generic.NameObject("/Rect"): generic.ArrayObject(
+                map(generic.NumberObject, (50, 700, 300, 720))
+            ),
+            generic.NameObject("/P"): page_ref,
+            generic.NameObject("/DA"): generic.TextStringObject("/Helv 12 Tf 0 g"),
+        }
+    )
+    field_ref = writer.add_object(field)
+    page[generic.NameObject("/Annots")] = generic.ArrayObject([field_ref])
+    writer.update_container(page)
+    writer.root[generic.NameObject("/AcroForm")] = generic.DictionaryObject(
+        {generic.NameObject("/Fields"): generic.ArrayObject([field_ref])}
+    )
+    writer.update_root()
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def _with_field_value(pdf: bytes, value: str) -> bytes:
+    """An incremental update after signing that sets 入札金額 to ``value``."""
+    writer = IncrementalPdfFileWriter(BytesIO(pdf))
+    for ref in writer.root["/AcroForm"]["/Fields"]:
+        field = ref.get_object()
+        if field.get("/T") == "入札金額":
+            field[generic.NameObject("/V")] = generic.TextStringObject(value)
+            writer.update_container(field)
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def signed_form(pades_signer, employee, bid) -> bytes:
+    form = _with_amount_field(bid, "10,000,000 円")
+    return pades_signer.sign(form, employee, PadesSpec(level=PadesLevel.B_T)).pdf
+
+
+def test_a_form_field_value_changed_after_signing_fails(signed_form, trust_with_crls):
+    (before,) = verify_pdf(signed_form, trust_with_crls).signatures
+    assert before.indication is Indication.TOTAL_PASSED, before.message
+    changed = _with_field_value(signed_form, "99,999,999 円")
+    (sig,) = verify_pdf(changed, trust_with_crls).signatures
+    assert sig.coverage.revisions_after == 1
+    assert sig.coverage.modification_level == "FORM_FILLING"
+    assert sig.indication is Indication.TOTAL_FAILED
+    assert sig.sub_indication == "SIG_CONSTRAINTS_FAILURE"
+    assert sig.reasons == ("DOCUMENT_MODIFIED_AFTER_SIGNING",)
+
+
+def test_a_co_signature_after_signing_is_harmless(
+    signed_form, pades_signer, employee, trust_with_crls
+):
+    # A second signature fills a new signature field: form filling a reader expects.
+    co_signed = pades_signer.sign(signed_form, employee, PadesSpec(level=PadesLevel.B_T)).pdf
+    first, second = verify_pdf(co_signed, trust_with_crls).signatures
+    assert first.coverage.revisions_after == 1
+    assert first.coverage.modification_level == "FORM_FILLING"
+    assert (first.indication, second.indication) == (Indication.TOTAL_PASSED,) * 2, first.message

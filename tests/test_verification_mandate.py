@@ -265,3 +265,54 @@ def test_a_sub_delegations_altered_instruction_is_caught(served, chain, trust, b
     (sig,) = verify_pdf(pdf, trust).signatures
     assert sig.indication is Indication.TOTAL_FAILED
     assert sig.reasons == ("EVIDENCE_MISMATCH",)
+
+
+def test_a_bid_signed_with_the_evidence_but_without_the_ac_fails(
+    served, chain, trust, bid, monkeypatch
+):
+    import signing.pades
+
+    # A forger's tool: the grant evidence embedded, no certified attribute in the CMS.
+    monkeypatch.setattr(signing.pades, "_mandate_attributes", lambda mandate: ())
+    evidence = _evidence(served, [chain["root"]["id"]], long_term=True)
+    pdf = _sign(served, chain["yamada"], evidence, PadesLevel.B_LT, bid)
+    purpose, principal = _bid_purpose(chain["corp"])
+    for asked in ({}, {"purpose": purpose, "principal": principal}):
+        (sig,) = verify_pdf(pdf, trust, **asked).signatures
+        assert sig.mandate is None
+        assert sig.indication is Indication.TOTAL_FAILED
+        assert sig.sub_indication == "SIG_CONSTRAINTS_FAILURE"
+        assert sig.reasons == ("MANDATE_MISSING",)
+
+
+def _without_certified_attributes(pdf: bytes) -> bytes:
+    """The signature's signer-attributes-v2 (the mandate AC) cut out of its CMS, the
+    rest of the file untouched."""
+    from asn1crypto import cms
+
+    start, end = _contents_gap(pdf)
+    signed = cms.ContentInfo.load(bytes.fromhex(pdf[start + 1 : end - 1].decode()))
+    info = signed["content"]["signer_infos"][0]
+    kept = [a for a in info["signed_attrs"] if a["type"].native != "signer_attributes_v2"]
+    assert len(kept) == len(info["signed_attrs"]) - 1
+    info["signed_attrs"] = cms.CMSAttributes(kept)
+    stripped = signed.dump(force=True).hex().encode()
+    return pdf[: start + 1] + stripped.ljust(end - start - 2, b"0") + pdf[end - 1 :]
+
+
+def _contents_gap(pdf: bytes) -> tuple[int, int]:
+    import re
+
+    match = re.search(rb"/ByteRange\s*\[\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*\]", pdf)
+    assert match is not None
+    return int(match[1]) + int(match[2]), int(match[3])
+
+
+def test_the_ac_stripped_from_a_signed_bid_breaks_its_signature(signed, trust, chain):
+    stripped = _without_certified_attributes(signed["root-LTA"])
+    purpose, principal = _bid_purpose(chain["corp"])
+    (sig,) = verify_pdf(stripped, trust, purpose, principal=principal).signatures
+    assert sig.mandate is None
+    assert sig.indication is Indication.TOTAL_FAILED
+    assert sig.sub_indication == "SIG_CRYPTO_FAILURE"
+    assert "MANDATE_MISSING" in sig.reasons
