@@ -24,6 +24,7 @@ from helpers_auth import (
     proof,
 )
 from pkcs11 import Attribute, ObjectClass
+from sqlalchemy import event
 
 from app.credentials.models import Credential, CredentialStatus
 from app.credentials.service import CredentialError
@@ -166,6 +167,34 @@ def test_each_lists_their_own_and_a_representative_the_corporations(client, pki,
         403,
         "FORBIDDEN",
     )
+
+
+def test_a_listing_is_paged_by_the_database(client, app, world):
+    ids = [issued(client, world)["id"] for _ in range(3)]
+    rep = login(client, world["a"].representative)
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany) -> None:
+        if "FROM credentials" in statement:
+            statements.append(statement)
+
+    engine = app.extensions["dairi"].engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        own = client.get("/api/v1/credentials?page=2&page_size=1", headers=bearer(world["token"]))
+        corporation = client.get(
+            f"/api/v1/corporations/{world['a'].corporate_number}/credentials?page=3&page_size=2",
+            headers=bearer(rep),
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert own.status_code == 200 and corporation.status_code == 200
+    assert [c["id"] for c in own.get_json()["items"]] == [ids[1]]
+    assert own.get_json()["total"] == 3
+    assert corporation.get_json()["items"] == [] and corporation.get_json()["total"] == 3
+    # Each listing reads one page (LIMIT) and a count, never every row.
+    listings = [s for s in statements if "count(" not in s]
+    assert len(listings) == 2 and all("LIMIT" in s for s in listings), statements
 
 
 def test_a_revoked_credential_is_revoked_at_the_ca_and_signs_nothing(client, app, pki, world):

@@ -22,7 +22,7 @@ from asn1crypto import pem
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -122,12 +122,20 @@ class CredentialService:
         self, *, person_id: str | None = None, corporate_number: str | None = None
     ) -> Sequence[Credential]:
         """The credentials of a person and/or a corporation, oldest first."""
+        query = self.owned_query(person_id=person_id, corporate_number=corporate_number)
+        return self._session.scalars(query).all()
+
+    @staticmethod
+    def owned_query(
+        *, person_id: str | None = None, corporate_number: str | None = None
+    ) -> Select[Credential]:
+        """The query of :meth:`owned`, for a listing to page (``app.http.paging``)."""
         query = select(Credential).order_by(Credential.created_at, Credential.id)
         if person_id is not None:
             query = query.where(Credential.person_id == person_id)
         if corporate_number is not None:
             query = query.where(Credential.corporate_number == corporate_number)
-        return self._session.scalars(query).all()
+        return query
 
     def revoke(self, credential: Credential, reason: x509.ReasonFlags, now: datetime) -> bool:
         """Revoke ``credential``: its certificate at the development CA that issued it,

@@ -22,6 +22,7 @@ from flask_smorest import Blueprint
 from app.audit_trail.log import AuditLog, record_refusal
 from app.credentials.models import Credential
 from app.credentials.service import CredentialOwner, CredentialService
+from app.http.paging import page_of
 from app.http.problems import ProblemError
 from app.http.request_scope import (
     audit_refusals,
@@ -244,16 +245,6 @@ def _visible(credential_id: str) -> Credential:
     return row
 
 
-def _page(rows: list[Credential], args: dict[str, Any]) -> dict[str, Any]:
-    start = (args["page"] - 1) * args["page_size"]
-    return {
-        "items": rows[start : start + args["page_size"]],
-        "page": args["page"],
-        "page_size": args["page_size"],
-        "total": len(rows),
-    }
-
-
 def _shown(credential: Credential) -> dict[str, Any]:
     """The credential's :class:`CredentialSchema` attributes, to extend a response with."""
     return {
@@ -364,7 +355,8 @@ def issue(args: dict[str, Any]) -> Credential:
 @blp.response(200, CredentialPageSchema)
 def list_own(args: dict[str, Any]) -> dict[str, Any]:
     """The caller's own credentials, oldest first, in every status."""
-    return _page(list(_service().owned(person_id=current_caller().person_id)), args)
+    query = CredentialService.owned_query(person_id=current_caller().person_id)
+    return page_of(get_session(), query, args)
 
 
 @blp.route("/corporations/<corporate_number>/credentials", methods=["GET"])
@@ -373,7 +365,8 @@ def list_own(args: dict[str, Any]) -> dict[str, Any]:
 @blp.response(200, CredentialPageSchema)
 def list_corporation(args: dict[str, Any], corporate_number: str) -> dict[str, Any]:
     """The credentials of a corporation's employees, oldest first."""
-    return _page(list(_service().owned(corporate_number=corporate_number)), args)
+    query = CredentialService.owned_query(corporate_number=corporate_number)
+    return page_of(get_session(), query, args)
 
 
 @blp.route("/credentials/<credential_id>", methods=["GET"])

@@ -6,9 +6,10 @@ from typing import Any
 
 import marshmallow as ma
 from flask_smorest import Blueprint
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.audit_trail.log import AuditLog, record_refusal
+from app.http.paging import page_of
 from app.http.problems import ProblemError
 from app.http.request_scope import (
     audit_refusals,
@@ -261,18 +262,14 @@ def set_joint_representation(args: dict[str, Any], corporate_number: str) -> dic
 def list_employees(args: dict[str, Any], corporate_number: str) -> dict[str, Any]:
     """The enrolled employees of a corporation (names only; no other personal data)."""
     _corporation(corporate_number)
-    session = get_session()
-    where = (Employment.corporate_number == corporate_number, Employment.ended_at.is_(None))
-    total = session.scalar(select(func.count()).select_from(Employment).where(*where))
-    people = session.scalars(
+    query = (
         select(Person)
         .join(Employment)
-        .where(*where)
+        .where(Employment.corporate_number == corporate_number, Employment.ended_at.is_(None))
         .order_by(Person.enrolled_at, Person.id)
-        .limit(args["page_size"])
-        .offset((args["page"] - 1) * args["page_size"])
     )
-    items = [
+    page = page_of(get_session(), query, args)
+    page["items"] = [
         {
             "person_id": p.id,
             "name": p.name,
@@ -280,9 +277,9 @@ def list_employees(args: dict[str, Any], corporate_number: str) -> dict[str, Any
             "enrolled_at": p.enrolled_at,
             "rebound_at": p.rebound_at,
         }
-        for p in people
+        for p in page["items"]
     ]
-    return {"items": items, "page": args["page"], "page_size": args["page_size"], "total": total}
+    return page
 
 
 @blp.route("/corporations/<corporate_number>/invitations", methods=["POST"])
