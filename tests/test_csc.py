@@ -43,12 +43,13 @@ from pyhanko_certvalidator import ValidationContext
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
+from app.audit_trail.models import AuditRecord
 from app.credentials.service import CredentialOwner, CredentialService
 from app.dev.sample_documents import bid_pdf
 from app.signing_sessions.models import SigningSession
 from devpki.fetchers import TransportFetcherBackend
 from devpki.tsa import InProcessTimeStamper
-from hsm import KeyAlgorithm, SignatureScheme, UnsupportedScheme
+from hsm import HsmUnavailable, KeyAlgorithm, SignatureScheme, UnsupportedScheme
 
 DER = Encoding.DER
 SHA256 = "2.16.840.1.101.3.4.2.1"
@@ -131,6 +132,17 @@ def sad_for(client, signer, corp, hashes_, **changes) -> str:
     return response.get_json()["SAD"]
 
 
+def created_events(app) -> list[dict]:
+    """The details of each ``signature:csc:created`` event, in order."""
+    with app.extensions["dairi"].session_factory() as db:
+        rows = db.scalars(
+            select(AuditRecord)
+            .where(AuditRecord.tag == "signature:csc:created")
+            .order_by(AuditRecord.sequence)
+        )
+        return [json.loads(r.details) for r in rows]
+
+
 def sign_hash(client, signer, sad, hashes_, *, token=None, **changes):
     body = {
         "credentialID": signer.credential_id,
@@ -206,7 +218,19 @@ def test_a_csc_client_signs_a_batch_of_hashes_after_the_card_proof(client, app, 
     assert replayed["error"] == "invalid_request" and "SAD_USED" in replayed["error_description"]
     tags = [tag for tag, _ in audit_codes(app)]
     assert tags.count("signature:csc:requested") == 1 and tags.count("signature:sad:issued") == 1
-    assert tags.count("signature:csc:created") == 3
+    # One event for the call names every hash signed, in order (the chain verified above).
+    assert created_events(app) == [
+        {
+            "format": "raw-hash",
+            "credential_id": yamada.credential_id,
+            "mandate_id": mandate["id"],
+            "count": 3,
+            "hashes_sha256": [h.hex() for h in batch],
+            "sign_algorithm": ECDSA_SHA256,
+            "key_id": yamada.employee.credential.key_ref.key_id,
+            "key_version": yamada.employee.credential.key_ref.version,
+        }
+    ]
     # An RSA credential of 山田's with its own mandate: PKCS#1 v1.5 over each hash.
     rsa = rsa_signer(client, hsm, yamada, a)
     root_grant(client, a, rsa.employee)
@@ -325,6 +349,30 @@ def test_each_refusal_of_the_signing_api_holds_for_csc(client, app, pki, world):
         "MANDATE_REVOKED",
     } <= refused
     assert [tag for tag, _ in audit_codes(app)].count("signature:csc:created") == 1
+
+
+def test_an_hsm_failure_after_the_commit_answers_no_signature_and_says_so(
+    client, app, world, monkeypatch
+):
+    """The HSM signs while the spent SAD and the batch's event are committed: if it then
+    fails, nothing is answered (503), the SAD stays spent and the log says the batch
+    failed."""
+    a, yamada = world["a"], world["yamada"]
+    batch = digests("停電")
+    sad = sad_for(client, yamada, a, batch)
+
+    def outage(*args, **kwargs):
+        raise HsmUnavailable("the token went away")
+
+    monkeypatch.setattr(app.extensions["dairi"].hsm, "sign_digests", outage)
+    failed = problem(sign_hash(client, yamada, sad, batch), 503, "HSM_UNAVAILABLE")
+    assert "signatures" not in failed
+    monkeypatch.undo()
+    problem(sign_hash(client, yamada, sad, batch), 409, "SAD_USED")
+    tags = [tag for tag, _ in audit_codes(app)]
+    assert tags.count("signature:csc:created") == 1
+    assert tags.index("signature:csc:failed") > tags.index("signature:csc:created")
+    assert ("signature:csc:failed", "HSM_UNAVAILABLE") in audit_codes(app)
 
 
 class CardAuthorization(CSCAuthorizationManager):

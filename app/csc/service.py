@@ -12,7 +12,10 @@ has no documents, so the sessions' own signing step refuses its SAD (``SAD_INVAL
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -56,6 +59,22 @@ SIGN_ALGORITHMS: dict[str, dict[str, SignatureScheme]] = {
 }
 # What credentials/info lists in key/algo (pyHanko reads them as signature mechanisms).
 LISTED_ALGORITHMS = {"ec": ["1.2.840.10045.4.3.2"], "rsa": ["1.2.840.113549.1.1.11"]}
+
+
+# The threads that run a signHash batch's HSM work beside its commit: per process (a
+# forked worker starts its own), a few, as the HSM serialises its sessions' work anyway.
+SIGNING_THREADS = 4
+_executor: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
+_executor_lock = threading.Lock()
+
+
+def _signing_threads() -> concurrent.futures.ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None or _executor[0] != os.getpid():
+            pool = concurrent.futures.ThreadPoolExecutor(SIGNING_THREADS, "dairi-csc-sign")
+            _executor = (os.getpid(), pool)
+        return _executor[1]
 
 
 def key_kind(algorithm: str) -> str:
@@ -206,12 +225,15 @@ class CscService:
 
         A refusal once the SAD is found usable leaves it spent (a transaction of its
         own, :meth:`SigningSessionService.spend_sad`). A batch that passes every check
-        spends it in the request's own unit of work, with the signatures' audit events
-        (one per signature): one commit, not two. The conditional update (``sad_used_at``
-        still empty) holds the row's write until that commit (SQLite's ``BEGIN
-        IMMEDIATE``, PostgreSQL's row lock), so a second request with the same SAD waits
-        and finds it used; should the commit fail, the signatures are never answered and
-        the SAD stays unspent, so no SAD ever yields two answered batches.
+        spends it with a conditional update (``sad_used_at`` still empty), which holds the
+        row's write until the commit (SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's row
+        lock), so a second request with the same SAD waits and finds it used. Then the
+        HSM signs in a thread while this one appends the batch's ``signature:csc:created``
+        event (every hash, in order) and commits: the fsync overlaps the signing.
+        Signatures are answered only once both have succeeded. A failed commit drops the
+        signatures and leaves the SAD unspent; a failed HSM after the commit leaves it
+        spent and appends ``signature:csc:failed``. So no SAD ever yields two answered
+        batches, and no answered signature lacks its committed event.
         """
         if not sad:
             raise SessionRefused("send the SAD the authorisation issued", "SAD_MISSING")
@@ -272,33 +294,63 @@ class CscService:
         if spent.rowcount != 1:  # type: ignore[attr-defined]
             raise SessionRefused("the SAD was used already", "SAD_USED")
         ref = signing.key_ref
-        signatures = self.context.hsm.sign_digests(
-            ref, list(hashes), hash_algorithm="sha256", scheme=scheme
+        # Every check has passed and the SAD is spent in this transaction: the HSM signs
+        # in a thread of its own (PKCS#11 gives up the GIL) while this one records the
+        # batch and commits it (the fsync). Nothing is answered unless both succeed; if
+        # the commit fails the signatures are dropped and the SAD stays unspent.
+        signed = _signing_threads().submit(
+            self.context.hsm.sign_digests, ref, list(hashes), hash_algorithm="sha256", scheme=scheme
         )
-        # No SignatureRecord: that table holds PAdES/XAdES documents; the event is the record.
-        AuditLog(self.session).append_many(
-            "signature:csc:created",
-            actor=self.actor,
-            subject=row.id,
-            principal=row.principal,
-            at=now,
-            details=[
-                {
+        try:
+            # No SignatureRecord: that table holds PAdES/XAdES documents; the event is
+            # the record, one per call naming each hash in order.
+            AuditLog(self.session).append(
+                "signature:csc:created",
+                actor=self.actor,
+                subject=row.id,
+                principal=row.principal,
+                at=now,
+                details={
                     "format": "raw-hash",
                     "credential_id": credential.id,
                     "mandate_id": row.mandate_id,
-                    "index": index,
-                    "hash_sha256": each.hex(),
+                    "count": len(hashes),
+                    "hashes_sha256": [each.hex() for each in hashes],
                     "sign_algorithm": sign_algorithm_oid,
                     "key_id": ref.key_id,
                     "key_version": ref.version,
-                }
-                for index, each in enumerate(hashes)
-            ],
-        )
-        return signatures
+                },
+            )
+            self.session.commit()
+        except BaseException:
+            concurrent.futures.wait([signed])
+            raise
+        try:
+            return signed.result()
+        except Exception as exc:
+            self._record_failure(row, credential.id, len(hashes), exc)
+            raise
 
     # -- internals ---------------------------------------------------------------------
+
+    def _record_failure(
+        self, row: SigningSession, credential_id: str, count: int, exc: Exception
+    ) -> None:
+        """After the commit the HSM failed: the batch's ``signature:csc:created`` events
+        stand, so one ``signature:csc:failed`` event says none of them was answered."""
+        self.session.rollback()
+        AuditLog(self.session).append(
+            "signature:csc:failed",
+            actor=self.actor,
+            subject=row.id,
+            principal=row.principal,
+            details={
+                "credential_id": credential_id,
+                "count": count,
+                "code": getattr(exc, "code", type(exc).__name__),
+            },
+        )
+        self.session.commit()
 
     def _check(self, ask: HashRequest) -> None:
         if ask.hash_algorithm_oid != SHA256_OID:
