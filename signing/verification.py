@@ -29,7 +29,8 @@ from io import BytesIO
 
 from asn1crypto import cms, crl, ocsp, x509
 from pyhanko.pdf_utils import generic
-from pyhanko.pdf_utils.misc import PdfError
+from pyhanko.pdf_utils.decode_limits import DecodeLimits, DocumentDecodeBudget, StreamDecodeLimits
+from pyhanko.pdf_utils.misc import PdfDecodeLimitError, PdfError, PdfStreamError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate, AdESPassed, AdESSubIndic
 from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY, DiffResult, ModificationLevel
@@ -271,7 +272,7 @@ class SignedPdfReader(PdfFileReader):
         self._gaps = sorted(gaps)
         self._gap_starts = [start for start, _ in self._gaps]
         self._placeholder = secrets.token_bytes(16)
-        super().__init__(BytesIO(pdf), strict=False)
+        super().__init__(BytesIO(pdf), strict=False, decode_limits=VERIFICATION_DECODE_LIMITS)
 
     def _gap_in(self, marker: int) -> tuple[int, int] | None:
         """The first gap after ``marker`` if no ``endobj`` comes between (the object
@@ -317,6 +318,27 @@ class SignedPdfReader(PdfFileReader):
         return obj
 
 
+# What a PDF bomb raises wherever the verifier reads it: objects nested deeper than the
+# parser goes, a stream beyond its limits (PdfDecodeLimitError) or past the file's end.
+HOSTILE_PDF = (RecursionError, PdfStreamError)
+
+# Tighter than pyHanko's defaults for untrusted input (256 MiB a stream, and a budget of
+# 100x the file for a document): a verification never needs more.
+VERIFICATION_DECODE_LIMITS = DecodeLimits(
+    per_stream=StreamDecodeLimits(max_output_size=64 * 1024 * 1024),
+    document_budget=DocumentDecodeBudget(base_allowance=128 * 1024 * 1024, max_ratio=20),
+)
+
+
+def hostile_pdf(exc: BaseException) -> DocumentMalformed:
+    """The refusal of a PDF whose reading raised ``exc`` (one of :data:`HOSTILE_PDF`)."""
+    if isinstance(exc, RecursionError):
+        return DocumentMalformed("the PDF nests objects deeper than a reader follows")
+    if isinstance(exc, PdfDecodeLimitError):
+        return DocumentMalformed("a stream of the PDF decodes to more data than allowed")
+    return DocumentMalformed("a stream of the PDF cannot be read")
+
+
 def open_signed_pdf(pdf: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> PdfFileReader:
     """A reader over ``pdf`` with at least one signature.
 
@@ -356,15 +378,9 @@ def _signed_document(pdf: bytes, max_bytes: int) -> _SignedDocument:
         evidence_without_ac = evidence_file_names(0)[0] in embedded_files(reader) and not any(
             leaf_ac(s) for s in signatures
         )
-    except (
-        PdfError,
-        ValueError,
-        KeyError,
-        TypeError,
-        IndexError,
-        AttributeError,
-        RecursionError,  # objects nested deeper than the parser goes
-    ) as exc:
+    except HOSTILE_PDF as exc:
+        raise hostile_pdf(exc) from exc
+    except (PdfError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
         raise DocumentMalformed("the PDF cannot be read") from exc
     if not signatures:
         raise DocumentNotSigned("the PDF carries no signature")
@@ -625,14 +641,9 @@ async def _report_one(
     doc_timestamps = _document_timestamps(document.doc_timestamps, embedded.signed_revision)
     try:
         result, lta = await _validate_one(embedded, trust, given, at, dss, doc_timestamps)
-    except (
-        SignatureValidationError,
-        PdfError,
-        ValueError,
-        KeyError,
-        TypeError,
-        RecursionError,
-    ) as exc:
+    except HOSTILE_PDF:
+        raise  # the whole document is refused (async_verify_pdf)
+    except (SignatureValidationError, PdfError, ValueError, KeyError, TypeError) as exc:
         return _unreadable(embedded, exc)
     status = result.api_status
     indication = _indication_of(result.ades_subindic)
@@ -775,11 +786,14 @@ async def async_verify_pdf(
 ) -> VerificationReport:
     """See :func:`verify_pdf`."""
     document = _signed_document(pdf, max_bytes)
-    with remembered_names():
-        reports = [
-            await _report_one(sig, trust, purpose, principal, at, document)
-            for sig in document.signatures
-        ]
+    try:
+        with remembered_names():
+            reports = [
+                await _report_one(sig, trust, purpose, principal, at, document)
+                for sig in document.signatures
+            ]
+    except HOSTILE_PDF as exc:
+        raise hostile_pdf(exc) from exc
     return report_of(pdf, reports, purpose, principal, at)
 
 

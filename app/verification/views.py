@@ -17,7 +17,7 @@ from flask_smorest import Blueprint
 
 from app.http.edge import body_limit, lock_free
 from app.http.problems import ProblemError
-from app.http.request_scope import current_context
+from app.http.request_scope import audit_refusals, current_context
 from app.http.security import allow
 from app.people.models import Role
 from app.verification.service import (
@@ -36,6 +36,9 @@ blp = Blueprint(
     url_prefix="/api/v1",
     description="Verification of signed documents for relying parties",
 )
+
+# Every refusal (bad input, a PDF bomb, a purpose that does not parse) is audited.
+audit_refusals(blp.name, "verification:request:refused")
 
 # The largest upload read: the largest document the service handles, plus the form.
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
