@@ -10,10 +10,12 @@ import base64
 import hashlib
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
 import textwrap
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -632,6 +634,41 @@ def test_sign_takes_one_document_from_the_signing_answer_and_fetches_several():
     with pytest.raises(DairiError) as caught:
         list(run_session(service, StubCard(), request, one))
     assert caught.value.code == "CLIENT_DIGEST_MISMATCH"
+
+
+def test_the_client_goes_through_the_environments_proxy_and_sends_no_netrc_password(
+    tmp_path, monkeypatch
+):
+    """The environment is read once per client, not per call: the proxy it names is
+    still used, and a .netrc entry for the service is never sent."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    heard: list[bytes] = []
+
+    def proxy() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            heard.append(connection.recv(65536))
+            connection.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
+            )
+
+    thread = threading.Thread(target=proxy)
+    thread.start()
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine dairi.example login someone password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with ApiClient("http://dairi.example") as client:
+        assert client.call("GET", "/api/v1/problems", auth=False) == {}
+    thread.join(5)
+    listener.close()
+    request = heard[0].decode("latin-1")
+    assert request.startswith("GET http://dairi.example/api/v1/problems HTTP/1.1\r\n")
+    assert "authorization" not in request.lower()
 
 
 def test_sign_refuses_to_overwrite_before_sending_anything(tmp_path, people):
