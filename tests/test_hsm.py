@@ -228,6 +228,26 @@ def test_keys_are_listed_and_destroyed(hsm):
         hsm.sign(ref, b"x", scheme=SignatureScheme.ECDSA)
 
 
+def test_a_kept_batch_key_destroyed_elsewhere_is_not_found_rather_than_an_outage(
+    hsm, base_settings
+):
+    """sign_digests keeps the key it found for the next batches; destroyed by another
+    keeper (another worker's view of the token) or by this one, the key is then not
+    found, and the token stays in service."""
+    digest = [bytes(range(32))]
+    gone_elsewhere, gone_here = (hsm.generate_key(KeyAlgorithm.EC_P256) for _ in range(2))
+    for ref in (gone_elsewhere, gone_here):
+        hsm.sign_digests(ref, digest, scheme=SignatureScheme.ECDSA)
+    other = Hsm(base_settings.hsm)
+    other.destroy_key(gone_elsewhere)
+    other.close()
+    hsm.destroy_key(gone_here)
+    for ref in (gone_elsewhere, gone_here):
+        with pytest.raises(KeyNotFound):
+            hsm.sign_digests(ref, digest, scheme=SignatureScheme.ECDSA)
+    hsm.check()
+
+
 def test_softhsm_token_setup_is_idempotent(tmp_path):
     from hsm.softhsm import ensure_softhsm_token, write_softhsm_conf
 
