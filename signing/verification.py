@@ -58,9 +58,9 @@ from delegation.scope import Purpose
 from signing.errors import DocumentError, DocumentMalformed, DocumentNotPdf, DocumentTooLarge
 from signing.mandate_evidence import evidence_file_names
 from signing.pades import PadesLevel
+from signing.verification_asn1 import remembered_asn1
 from signing.verification_cache import BoundedCache, cache, digest_of
 from signing.verification_mandate import STATUS_UNKNOWN, check_mandate, embedded_files, leaf_ac
-from signing.verification_names import remembered_names
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 
@@ -358,6 +358,7 @@ class _SignedDocument:
     doc_timestamps: list[EmbeddedPdfSignature]
     dss: _DssContents
     signature_fields: frozenset[str]  # filled or not: filling one later is harmless
+    files: dict[str, bytes]  # embedded files by name (the mandates' evidence)
     # Mandate evidence embedded while no signature names a mandate (an AC removed).
     evidence_without_ac: bool
 
@@ -375,7 +376,8 @@ def _signed_document(pdf: bytes, max_bytes: int) -> _SignedDocument:
         doc_timestamps = reader.embedded_timestamp_signatures
         dss = _dss_contents(reader) if signatures else _DssContents()
         signature_fields = frozenset(name for name, _, _ in enumerate_sig_fields(reader))
-        evidence_without_ac = evidence_file_names(0)[0] in embedded_files(reader) and not any(
+        files = embedded_files(reader)
+        evidence_without_ac = evidence_file_names(0)[0] in files and not any(
             leaf_ac(s) for s in signatures
         )
     except HOSTILE_PDF as exc:
@@ -385,7 +387,7 @@ def _signed_document(pdf: bytes, max_bytes: int) -> _SignedDocument:
     if not signatures:
         raise DocumentNotSigned("the PDF carries no signature")
     return _SignedDocument(
-        reader, signatures, doc_timestamps, dss, signature_fields, evidence_without_ac
+        reader, signatures, doc_timestamps, dss, signature_fields, files, evidence_without_ac
     )
 
 
@@ -678,7 +680,9 @@ async def _report_one(
     best_time = getattr(result, "best_signature_time", None)
     when = best_time or embedded.self_reported_timestamp or datetime.now(UTC)
     revinfo = ([*trust.crls, *dss.crls], [*trust.ocsps, *dss.ocsps])
-    mandate = await check_mandate(embedded, trust, purpose, principal, when, revinfo)
+    mandate = await check_mandate(
+        embedded, trust, purpose, principal, when, revinfo, document.files
+    )
     if mandate is not None:
         reasons.extend(mandate.reasons)
         if indication is Indication.TOTAL_PASSED and mandate.reasons:
@@ -787,7 +791,7 @@ async def async_verify_pdf(
     """See :func:`verify_pdf`."""
     document = _signed_document(pdf, max_bytes)
     try:
-        with remembered_names():
+        with remembered_asn1():
             reports = [
                 await _report_one(sig, trust, purpose, principal, at, document)
                 for sig in document.signatures

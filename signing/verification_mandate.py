@@ -290,8 +290,10 @@ async def check_mandate(
     principal: str | None,
     at: datetime,
     revinfo: tuple[list[bytes], list[bytes]],
+    files: dict[str, bytes] | None = None,
 ) -> MandateReport | None:
-    """The mandate of ``embedded`` judged at ``at``; None when it carries no AC."""
+    """The mandate of ``embedded`` judged at ``at``; None when it carries no AC.
+    ``files``: the document's embedded files when already read (else read here)."""
     from dataclasses import replace
 
     from signing.verification import MandateReport
@@ -335,7 +337,8 @@ async def check_mandate(
         reasons.append("PRINCIPAL_MISMATCH")
     if not status.proven:
         reasons.append(STATUS_UNKNOWN)
-    files = embedded_files(embedded.reader)
+    if files is None:
+        files = embedded_files(embedded.reader)
     root_grant = await _root_grant(files, mandates[0], chain_reader, aa_der, trust)
     reasons.extend(root_grant.reasons)
     for sub_mandate in mandates[1:]:

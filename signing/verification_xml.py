@@ -96,8 +96,8 @@ from signing.verification import (
     report_of,
     signer_report,
 )
+from signing.verification_asn1 import remembered_asn1
 from signing.verification_mandate import STATUS_UNKNOWN, ac_status, check_root_grant
-from signing.verification_names import remembered_names
 from signing.xades_archive import archive_timestamp_input
 from signing.xades_properties import NS, _whole_document
 from signing.xml_safety import parse_untrusted_xml
@@ -819,7 +819,7 @@ async def async_verify_xml(
     ]
     if not signatures:
         raise DocumentNotSigned("the XML carries no XAdES signature")
-    with remembered_names():
+    with remembered_asn1():
         reports = [
             await _report_one(s, document, trust, purpose, principal, at, detached or {}, max_bytes)
             for s in signatures
