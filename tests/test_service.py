@@ -14,10 +14,12 @@ from cryptography.x509 import ocsp
 from pyhanko.pdf_utils.reader import PdfFileReader
 from sqlalchemy import func, select
 
+from app.audit_trail.log import AuditLog
 from app.cli.main import main
 from app.context import ServiceContext
 from app.credentials.models import Credential, CredentialStatus
 from app.credentials.service import CredentialError, CredentialOwner, CredentialService
+from app.database import read_only_transaction
 from app.signatures.models import SignatureRecord
 from app.signatures.service import SignatureService
 from hsm import KeyAlgorithm
@@ -136,6 +138,7 @@ def test_external_ca_path_csr_then_import(context, session, hsm, pki, owner):
     subject = asn1_x509.Name.build({"country_name": "JP", "common_name": "外部 太郎"})
     pending, csr = service.request("外部 太郎", KeyAlgorithm.RSA_2048, subject, owner)
     assert pending.status == CredentialStatus.PENDING
+    session.commit()
     with pytest.raises(CredentialError) as info:
         service.signing_credential(pending)
     assert info.value.code == "CREDENTIAL_NOT_ACTIVE"
@@ -158,6 +161,10 @@ def test_external_ca_path_csr_then_import(context, session, hsm, pki, owner):
     active = service.import_certificate(pending.id, der, chain)
     assert active.status == CredentialStatus.ACTIVE
     assert service.signing_credential(active).chain_der == tuple(chain)
+    # Flushed, not committed: the caller's unit of work (with its audit event) commits.
+    with context.session_factory() as other:
+        read_only_transaction(other)  # a SQLite reader: the writer's lock is still held
+        assert other.get(Credential, pending.id).status == CredentialStatus.PENDING
 
 
 def test_unknown_credential(context, session, hsm):
@@ -186,11 +193,23 @@ def test_a_signature_is_recorded_with_its_key_reference(context, session, hsm, b
 # --- command line --------------------------------------------------------------
 
 
-def test_cli_issues_signs_and_reports_coded_errors(cli_env, tmp_path, bid, owner):
+def operator_events(context: ServiceContext) -> list[tuple[str, str, str]]:
+    """(tag, actor, subject) of each audit event, after verifying the chain."""
+    with context.session_factory() as session:
+        log = AuditLog(session)
+        log.verify()
+        return [(r.tag, r.actor, r.subject or "") for r in log.events()]
+
+
+def test_cli_issues_signs_and_reports_coded_errors(cli_env, context, tmp_path, bid, owner):
     runner = CliRunner()
     person = ["--person", owner.person_id, "--corporation", owner.corporate_number]
     issued = runner.invoke(main, ["credential", "issue", "--name", "cli-user", *person])
     assert issued.exit_code == 0, issued.output
+    # The operator's key issuance is a state change: audited, in the same transaction.
+    assert ("credential:key:issued", "operator", issued.output.split()[0]) in operator_events(
+        context
+    )
     assert "active" in issued.output and "CN=田中\u3000一郎" in issued.output
     listed = runner.invoke(main, ["credential", "list"])
     assert f"{owner.person_id}@{owner.corporate_number}" in listed.output
@@ -234,7 +253,7 @@ def test_cli_issues_signs_and_reports_coded_errors(cli_env, tmp_path, bid, owner
     assert not (tmp_path / "x.pdf").exists()
 
 
-def test_cli_external_ca_round_trip(cli_env, tmp_path, pki, owner):
+def test_cli_external_ca_round_trip(cli_env, context, tmp_path, pki, owner):
     runner = CliRunner()
     csr_file = tmp_path / "req.pem"
     requested = runner.invoke(
@@ -253,6 +272,8 @@ def test_cli_external_ca_round_trip(cli_env, tmp_path, pki, owner):
         ],
     )
     assert requested.exit_code == 0, requested.output
+    pending_id = requested.output.split()[0]
+    assert ("credential:key:requested", "operator", pending_id) in operator_events(context)
     (_, _, csr_der) = pem.unarmor(csr_file.read_bytes())
     issued = pki.certify_csr(csr_der)
     cert_file = tmp_path / "cert.pem"
@@ -265,6 +286,7 @@ def test_cli_external_ca_round_trip(cli_env, tmp_path, pki, owner):
     )
     assert imported.exit_code == 0, imported.output
     assert "active" in imported.output
+    assert ("credential:certificate:imported", "operator", pending_id) in operator_events(context)
     garbage = tmp_path / "garbage.pem"
     garbage.write_bytes(b"not a certificate")
     bad = runner.invoke(

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import click
+from sqlalchemy.orm import Session
 
+from app.audit_trail.log import AuditLog
 from app.cli.aa import aa_group
 from app.cli.admin import admin
 from app.cli.audit import audit_group
@@ -17,6 +19,7 @@ from app.cli.mandates import mandates_group
 from app.cli.support import coded_errors, load_cli_settings, service_context
 from app.cli.verify import verify_command
 from app.client.cli import client_group
+from app.credentials.models import Credential
 from app.credentials.service import CredentialOwner, CredentialService, read_certificates
 from app.dev.cards_cli import card, cert
 from app.first_run import ensure_environment
@@ -195,10 +198,26 @@ def credential_issue(
             KeyAlgorithm(algorithm or settings.default_key_algorithm),
             CredentialOwner(person_id, corporate_number),
         )
+        _audit_credential(session, "credential:key:issued", created)
         click.echo(
             f"{created.id}  {created.name}  {created.algorithm}  {created.key_ref}"
             f"  {created.status}  {created.subject}"
         )
+
+
+def _audit_credential(session: Session, tag: str, credential: Credential) -> None:
+    """The operator's change to a credential, in the same unit of work."""
+    AuditLog(session).append(
+        tag,
+        actor="operator",
+        subject=credential.id,
+        principal=credential.corporate_number,
+        details={
+            "algorithm": credential.algorithm,
+            "key_id": credential.key_id,
+            "certificate_sha256": credential.certificate_sha256,
+        },
+    )
 
 
 @credential.command("request")
@@ -232,6 +251,7 @@ def credential_request(
             service.employee_subject(owner),
             owner,
         )
+        _audit_credential(session, "credential:key:requested", created)
     out.write_bytes(pem.armor("CERTIFICATE REQUEST", csr))
     click.echo(f"{created.id}  {created.name}  pending; CSR written to {out}")
 
@@ -260,6 +280,7 @@ def credential_import(name: str, cert_file: Path, chain_file: Path | None) -> No
     with unit_of_work(context.session_factory) as session:
         service = CredentialService(session, context.hsm, context.dev_pki)
         updated = service.import_certificate(name, cert_der, chain)
+        _audit_credential(session, "credential:certificate:imported", updated)
         click.echo(f"{updated.id}  {updated.name}  {updated.status}  {updated.subject}")
 
 

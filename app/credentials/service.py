@@ -308,7 +308,7 @@ class CredentialService:
         credential.chain_pem = _pem_chain(chain_der)
         credential.subject = cert.subject.rfc4514_string()
         credential.status = CredentialStatus.ACTIVE.value
-        self._session.commit()
+        self._session.flush()  # the caller's unit of work commits, with its audit event
         return credential
 
     def signing_credential(self, credential: Credential) -> SigningCredential:
