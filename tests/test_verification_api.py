@@ -158,3 +158,89 @@ def test_the_command_line_verifies_an_enveloped_xades_signature_too(
     assert json.loads(result.output)["signatures"][0]["signer"]["name"] == "山田 太郎"
     path.write_bytes(signed.replace("届出".encode(), "取下".encode()))
     assert CliRunner().invoke(main, ["verify", str(path), "--trust", trust]).exit_code == 1
+
+
+def test_the_command_line_renders_text_json_or_the_filed_pdf(base_settings, lta, tmp_path, cli_env):
+    signed = tmp_path / "bid.pdf"
+    signed.write_bytes(lta)
+    trust = str(base_settings.trust_dir)
+    runner = CliRunner()
+
+    def run(*options: str):
+        return runner.invoke(main, ["verify", str(signed), "--trust", trust, *options])
+
+    text = run("--format", "text")
+    assert text.exit_code == 0 and text.output.startswith("検証結果: 有効\n")
+    as_json = run("--format", "json")
+    assert as_json.exit_code == 0
+    assert json.loads(as_json.output)["indication"] == "TOTAL_PASSED"
+    assert (
+        json.loads(run("--json").output)["signatures"] == json.loads(as_json.output)["signatures"]
+    )
+
+    filed = tmp_path / "検証結果.pdf"
+    pdf = run("--format", "pdf", "--out", str(filed))
+    assert pdf.exit_code == 0 and pdf.output == "検証結果: 有効\n"
+    # What an officer's reader shows: poppler's text extraction of the filed report.
+    shown = subprocess.run(
+        ["pdftotext", "-enc", "UTF-8", str(filed), "-"], capture_output=True, text=True, timeout=60
+    ).stdout
+    assert "検証結果: 有効" in shown and "山田 太郎" in shown
+
+    saved = tmp_path / "report.json"
+    to_file = run("--format", "json", "--out", str(saved))
+    assert to_file.exit_code == 0 and to_file.output == "検証結果: 有効\n"
+    assert json.loads(saved.read_text())["indication"] == "TOTAL_PASSED"
+
+    no_file = run("--format", "pdf")
+    assert no_file.exit_code == 2 and no_file.output.startswith("error INPUT_INVALID: ")
+    assert no_file.output.count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def detached_xades(hsm, employee, dev_tsa, pades_signer) -> tuple[bytes, bytes]:
+    from signing import XadesLevel, XadesSigner, XadesSpec
+
+    xades = XadesSigner(
+        hsm, tsa=dev_tsa, validation_data=pades_signer._validation, max_document_bytes=100_000
+    )
+    application = '<?xml version="1.0" encoding="UTF-8"?>\n<申請 xmlns="urn:example">届出</申請>\n'
+    spec = XadesSpec(level=XadesLevel.B_LTA, packaging="detached", detached_uri="application.xml")
+    return xades.sign(application.encode(), employee, spec).xml, application.encode()
+
+
+def test_a_detached_xades_signature_is_verified_with_its_document(
+    app, client, detached_xades, base_settings, tmp_path, cli_env
+):
+    signature, document = detached_xades
+    headers = _client_headers(app, ("signatures:verify",))
+
+    def posted(given: bytes | None) -> dict:
+        data: dict = {"document": (io.BytesIO(signature), "signature.xml", "application/xml")}
+        if given is not None:
+            data["detached"] = (io.BytesIO(given), "application.xml", "application/xml")
+        response = client.post(
+            "/api/v1/verifications", headers=headers, data=data, content_type="multipart/form-data"
+        )
+        assert response.status_code == 200, response.get_json()
+        (sig,) = response.get_json()["signatures"]
+        return sig
+
+    assert posted(document)["indication"] == "TOTAL_PASSED"
+    assert posted(document)["coverage"]["coverage"] == "DETACHED:application.xml"
+    missing = posted(None)
+    assert (missing["indication"], missing["sub_indication"]) == (
+        "INDETERMINATE",
+        "SIGNED_DATA_NOT_FOUND",
+    )
+    changed = posted(document.replace("届出".encode(), "取下".encode()))
+    assert (changed["indication"], changed["sub_indication"]) == ("TOTAL_FAILED", "HASH_FAILURE")
+
+    signature_path, document_path = tmp_path / "signature.xml", tmp_path / "application.xml"
+    signature_path.write_bytes(signature)
+    document_path.write_bytes(document)
+    trust = str(base_settings.trust_dir)
+    runner = CliRunner()
+    given = ["verify", str(signature_path), "--trust", trust, "--detached", str(document_path)]
+    assert runner.invoke(main, given).exit_code == 0
+    assert runner.invoke(main, given[:-2]).exit_code == 2

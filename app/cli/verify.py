@@ -1,7 +1,12 @@
 """``dairi verify FILE``: the API's verification report, offline (no network, no
 database) unless ``--online``, from a trust directory; exit 0 when every signature
 passed (TOTAL_PASSED), 1 when one failed (TOTAL_FAILED), 2 when it could not be decided
-(INDETERMINATE) or the input is not a signed document."""
+(INDETERMINATE) or the input is not a signed document (``error CODE: reason``).
+
+``--format text`` (the default: 検証結果 in Japanese, or ``--lang en``), ``json`` (the
+API's JSON; ``--json`` says the same) or ``pdf`` (the 検証結果 as an A4 PDF to file,
+which needs ``--out``). With ``--out FILE`` the rendering goes to the file and only its
+first line, the verdict, to the terminal."""
 
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ from app.verification.service import (
 )
 from signing.report import LANGUAGES, render_text
 from signing.verification import DEFAULT_MAX_BYTES, Indication
+
+FORMATS = ("text", "json", "pdf")
 
 # The exit status a script acts on (issue 13): passed, failed, or not decided.
 _EXIT_STATUS = {
@@ -50,7 +57,26 @@ _EXIT_STATUS = {
     is_flag=True,
     help="fetch revocation data the document lacks (OCSP/CRL over the network)",
 )
-@click.option("--json", "as_json", is_flag=True, help="print the JSON report")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="text (検証結果), json (the API's report) or pdf (needs --out)",
+)
+@click.option("--json", "as_json", is_flag=True, help="the same as --format json")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="write the rendering to this file (the verdict line still goes to the terminal)",
+)
+@click.option(
+    "--detached",
+    type=click.Path(dir_okay=False, path_type=Path),
+    multiple=True,
+    help="the document a detached XAdES signature signs, named by its file name (repeatable)",
+)
 @click.option(
     "--pdf",
     "pdf_out",
@@ -68,20 +94,25 @@ def verify_command(
     amount: int | None,
     trust_dir: Path | None,
     online: bool,
+    output_format: str,
     as_json: bool,
+    out: Path | None,
+    detached: tuple[Path, ...],
     pdf_out: Path | None,
     lang: str,
 ) -> None:
-    """Verify the signatures of a signed PDF, and the mandates they were made under."""
+    """Verify the signatures of a signed PDF or XML, and the mandates they were made under."""
+    if as_json:
+        output_format = "json"
+    if output_format == "pdf" and out is None:
+        fail("INPUT_INVALID", "--format pdf writes the 検証結果 to a file: give --out FILE")
     settings = load_cli_settings()
     if trust_dir is None:
         trust_dir = settings.trust_dir
     if not trust_dir.is_dir():
         fail("INPUT_INVALID", f"no trust directory at {trust_dir}")
-    try:
-        document = file.read_bytes()
-    except OSError as exc:
-        fail("INPUT_INVALID", f"cannot read {file}: {exc.strerror}")
+    document = _read(file)
+    signed_documents = {path.name: _read(path) for path in detached}
     fields = {
         "principal": principal,
         "action": action,
@@ -97,11 +128,34 @@ def verify_command(
         replace(trust, allow_fetching=online),
         purpose,
         max_bytes=DEFAULT_MAX_BYTES,
+        detached=signed_documents,
     )
     if pdf_out is not None:
         pdf_out.write_bytes(report_pdf(report, lang))
-    if as_json:
-        click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
+    text = render_text(report, lang)
+    if output_format == "pdf":
+        rendered: str | bytes = report_pdf(report, lang)
+    elif output_format == "json":
+        rendered = json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n"
     else:
-        click.echo(render_text(report, lang), nl=False)
+        rendered = text
+    if out is None:
+        click.echo(rendered, nl=False)
+    else:
+        try:
+            if isinstance(rendered, bytes):
+                out.write_bytes(rendered)
+            else:
+                out.write_text(rendered, encoding="utf-8")
+        except OSError as exc:
+            fail("INPUT_INVALID", f"cannot write {out}: {exc.strerror}")
+        click.echo(text.splitlines()[0] if text else "")
     sys.exit(_EXIT_STATUS[report.indication])
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        fail("INPUT_INVALID", f"cannot read {path}: {exc.strerror}")
+        raise  # not reached: fail() exits

@@ -106,13 +106,18 @@ def verify_document(
     purpose: tuple[Purpose, str | None] | None,
     *,
     max_bytes: int,
+    detached: Mapping[str, bytes] | None = None,
 ) -> VerificationReport:
-    """The report on ``document``, a signed PDF or an XML document with enveloped XAdES
-    signatures; raises the ``DOCUMENT_*`` (and ``XML_*``) errors for bad input."""
+    """The report on ``document``, a signed PDF or an XML document with XAdES
+    signatures (enveloped, or detached: ``detached`` maps the URI each names its
+    document by to that document's bytes); raises the ``DOCUMENT_*`` (and ``XML_*``)
+    errors for bad input."""
     asked, principal = purpose if purpose is not None else (None, None)
     if b"%PDF-" not in document[:1024] and _looks_like_xml(document):
-        # An enveloped XAdES signature (e-applications): the same report, from verify_xml.
-        return verify_xml(document, trust, asked, principal=principal, max_bytes=max_bytes)
+        # A XAdES signature (e-applications): the same report, from verify_xml.
+        return verify_xml(
+            document, trust, asked, principal=principal, detached=detached, max_bytes=max_bytes
+        )
     return verify_pdf(document, trust, asked, principal=principal, max_bytes=max_bytes)
 
 

@@ -1,13 +1,14 @@
 """``POST /api/v1/verifications``: a relying party's (a procurement system's) or a
 signed-in person's report on a signed PDF (DESIGN §7).
 
-Multipart: part ``document`` (the signed PDF, or an XML document with enveloped XAdES
-signatures, judged by :func:`signing.verify_xml` into the same report), optional part
-``purpose`` (a JSON object: ``principal`` 法人番号, ``action``, ``procuring_entity``,
-``case``, ``amount``). The
-answer is the JSON report; ``?format=text`` (or just ``?lang=ja``/``en``) the same
-report as text (検証結果), ``?format=pdf`` as an A4 PDF to file. Nothing is written:
-verifying is not a state change.
+Multipart: part ``document`` (the signed PDF, or an XML document with XAdES
+signatures, judged by :func:`signing.verify_xml` into the same report); for a detached
+XAdES signature, one part ``detached`` per document it signs, its file name being the
+URI the signature names it by; optional part ``purpose`` (a JSON object: ``principal``
+法人番号, ``action``, ``procuring_entity``, ``case``, ``amount``). The answer is the
+JSON report; ``?format=text`` (or just ``?lang=ja``/``en``) the same report as text
+(検証結果), ``?format=pdf`` as an A4 PDF to file. Nothing is written but the audit of a
+refusal: verifying is not a state change.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def _service_trust() -> VerificationTrust:
 @lock_free
 @body_limit(MAX_UPLOAD_BYTES)
 def verify() -> Response:
-    """Verify a signed PDF: per signature, the ETSI indication and sub-indication, level,
+    """Verify a signed PDF or XML (with ``detached`` parts, a detached XAdES signature's
+    documents): per signature, the ETSI indication and sub-indication, level,
     signer, times, coverage and the mandate judged at the signing time for the purpose
     given. Offline: only the document's validation data and the service's trust
     anchors and CRLs are used.
@@ -99,11 +101,24 @@ def verify() -> Response:
             errors={"document": ["missing"]},
         )
     document = upload.read()
+    detached: dict[str, bytes] = {}
+    for part in request.files.getlist("detached"):
+        if not part.filename:
+            raise ProblemError(
+                "VALIDATION_FAILED",
+                detail="a detached document is named by the URI its signature gives",
+                errors={"detached": ["a file name is required"]},
+            )
+        detached[part.filename] = part.read()
     raw_purpose = request.form.get("purpose")
     purpose = purpose_from_json(raw_purpose) if raw_purpose else None
     settings = current_context().settings
     report = verify_document(
-        document, _service_trust(), purpose, max_bytes=settings.max_document_bytes
+        document,
+        _service_trust(),
+        purpose,
+        max_bytes=settings.max_document_bytes,
+        detached=detached,
     )
     if output == "pdf":
         return Response(report_pdf(report, lang or "ja"), mimetype="application/pdf")
