@@ -37,6 +37,7 @@ from app.client import (
     check_uploaded,
     directory_card,
     run_session,
+    sign_files,
 )
 from app.client.grants import GrantTerms, build_sub_instruction
 from app.client.state import ClientState, save_state
@@ -669,6 +670,22 @@ def test_the_client_goes_through_the_environments_proxy_and_sends_no_netrc_passw
     request = heard[0].decode("latin-1")
     assert request.startswith("GET http://dairi.example/api/v1/problems HTTP/1.1\r\n")
     assert "authorization" not in request.lower()
+
+
+def test_sign_force_replaces_an_earlier_signed_file_whole(tmp_path):
+    """With --force the earlier signed copy is replaced by the new one once it is
+    complete, never rewritten in place: a link to the earlier one keeps it whole."""
+    request = SigningRequest("cred-1", "1011001077777", "bid", "国土交通省", None, 10, "B-T")
+    source = tmp_path / "a.pdf"
+    source.write_bytes(b"%PDF-1.7 a")
+    target = tmp_path / "a-signed.pdf"
+    target.write_bytes(b"earlier")
+    os.link(target, tmp_path / "kept.pdf")
+    service = ScriptedService(request, [Upload("a.pdf", b"%PDF-1.7 a")])
+    list(sign_files(service, StubCard(), request, [source], force=True))
+    assert target.read_bytes() == b"signed %PDF-1.7 a"
+    assert (tmp_path / "kept.pdf").read_bytes() == b"earlier"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-signed.pdf", "a.pdf", "kept.pdf"]
 
 
 def test_sign_refuses_to_overwrite_before_sending_anything(tmp_path, people):

@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,6 +254,23 @@ def _signed_in_answer(response: Response, upload: Upload) -> tuple[dict[str, Any
     )
 
 
+def write_whole(target: Path, content: bytes) -> None:
+    """Write ``content`` to ``target`` through a new file beside it, then put it in
+    ``target``'s place: an earlier ``target`` is never seen half rewritten (or left so
+    by an interruption), and it is not truncated in place, which ext4 flushes to disk
+    at once (milliseconds). Raises ``OSError`` as writing would (the new file removed)."""
+    partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+    # Created as write_bytes would (0666 less the umask), and never over an existing file.
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(content)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
 def sign_files(
     client: ApiClient,
     card: Card,
@@ -264,8 +283,9 @@ def sign_files(
     (:func:`run_session`) and write each signed one beside its input (:func:`signed_path`).
 
     Yields ``("session", answer)``, ``("authorized", answer)``, then ``("signed",
-    SignedFile)`` per file. Raises ``CLIENT_OUTPUT_EXISTS`` before anything is sent
-    when a target exists and not ``force``.
+    SignedFile)`` per file, once written whole (:func:`write_whole`). Raises
+    ``CLIENT_OUTPUT_EXISTS`` before anything is sent when a target exists and not
+    ``force``.
     """
     targets = [signed_path(f, request) for f in files]
     media_type = "application/xml" if request.format == "xades" else "application/pdf"
@@ -286,7 +306,7 @@ def sign_files(
             continue
         document, content = value
         target = targets[position]
-        target.write_bytes(content)
+        write_whole(target, content)
         yield (
             "signed",
             SignedFile(
