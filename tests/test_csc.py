@@ -45,7 +45,9 @@ from werkzeug.serving import make_server
 
 from app.audit_trail.models import AuditRecord
 from app.credentials.service import CredentialOwner, CredentialService
+from app.csc.service import CscService
 from app.dev.sample_documents import bid_pdf
+from app.outages import DatabaseUnavailable
 from app.signing_sessions.models import SigningSession
 from devpki.fetchers import TransportFetcherBackend
 from devpki.tsa import InProcessTimeStamper
@@ -373,6 +375,25 @@ def test_an_hsm_failure_after_the_commit_answers_no_signature_and_says_so(
     assert tags.count("signature:csc:created") == 1
     assert tags.index("signature:csc:failed") > tags.index("signature:csc:created")
     assert ("signature:csc:failed", "HSM_UNAVAILABLE") in audit_codes(app)
+
+
+def test_a_failed_commit_answers_no_signature_and_leaves_the_sad_unspent(
+    client, app, world, monkeypatch
+):
+    a, yamada = world["a"], world["yamada"]
+    batch = digests("書けない")
+    sad = sad_for(client, yamada, a, batch)
+
+    def read_only(*args, **kwargs):
+        raise DatabaseUnavailable("the database is read-only")
+
+    monkeypatch.setattr(CscService, "_record_batch", read_only)
+    failed = problem(sign_hash(client, yamada, sad, batch), 503, "DATABASE_UNAVAILABLE")
+    assert "signatures" not in failed
+    monkeypatch.undo()
+    signed = sign_hash(client, yamada, sad, batch)
+    assert signed.status_code == 200, signed.get_json()
+    assert [d["hashes_sha256"] for d in created_events(app)] == [[batch[0].hex()]]
 
 
 class CardAuthorization(CSCAuthorizationManager):

@@ -18,7 +18,7 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -38,7 +38,7 @@ from app.signing_sessions.activation import (
 )
 from app.signing_sessions.models import SessionStatus, SigningSession
 from app.signing_sessions.service import SessionRefused, SigningSessionService
-from hsm import KeyAlgorithm, SignatureScheme
+from hsm import KeyAlgorithm, KeyRef, SignatureScheme
 from identity.proof import Challenge
 
 CSC_FORMAT = "csc-hash"
@@ -61,18 +61,19 @@ SIGN_ALGORITHMS: dict[str, dict[str, SignatureScheme]] = {
 LISTED_ALGORITHMS = {"ec": ["1.2.840.10045.4.3.2"], "rsa": ["1.2.840.113549.1.1.11"]}
 
 
-# The threads that run a signHash batch's HSM work beside its commit: per process (a
-# forked worker starts its own), a few, as the HSM serialises its sessions' work anyway.
-SIGNING_THREADS = 4
+# The threads that record and commit a signHash batch while the request's own thread has
+# the HSM sign it: per process (a forked worker starts its own), a few (a worker handles
+# one request at a time).
+RECORDING_THREADS = 2
 _executor: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
 _executor_lock = threading.Lock()
 
 
-def _signing_threads() -> concurrent.futures.ThreadPoolExecutor:
+def _recording_threads() -> concurrent.futures.ThreadPoolExecutor:
     global _executor
     with _executor_lock:
         if _executor is None or _executor[0] != os.getpid():
-            pool = concurrent.futures.ThreadPoolExecutor(SIGNING_THREADS, "dairi-csc-sign")
+            pool = concurrent.futures.ThreadPoolExecutor(RECORDING_THREADS, "dairi-csc-record")
             _executor = (os.getpid(), pool)
         return _executor[1]
 
@@ -227,9 +228,10 @@ class CscService:
         own, :meth:`SigningSessionService.spend_sad`). A batch that passes every check
         spends it with a conditional update (``sad_used_at`` still empty), which holds the
         row's write until the commit (SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's row
-        lock), so a second request with the same SAD waits and finds it used. Then the
-        HSM signs in a thread while this one appends the batch's ``signature:csc:created``
-        event (every hash, in order) and commits: the fsync overlaps the signing.
+        lock), so a second request with the same SAD waits and finds it used. Then a
+        recording thread appends the batch's ``signature:csc:created`` event (every hash,
+        in order) and commits while this thread has the HSM sign: the fsync overlaps the
+        signing.
         Signatures are answered only once both have succeeded. A failed commit drops the
         signatures and leaves the SAD unspent; a failed HSM after the commit leaves it
         spent and appends ``signature:csc:failed``. So no SAD ever yields two answered
@@ -294,44 +296,57 @@ class CscService:
         if spent.rowcount != 1:  # type: ignore[attr-defined]
             raise SessionRefused("the SAD was used already", "SAD_USED")
         ref = signing.key_ref
-        # Every check has passed and the SAD is spent in this transaction: the HSM signs
-        # in a thread of its own (PKCS#11 gives up the GIL) while this one records the
-        # batch and commits it (the fsync). Nothing is answered unless both succeed; if
-        # the commit fails the signatures are dropped and the SAD stays unspent.
-        signed = _signing_threads().submit(
-            self.context.hsm.sign_digests, ref, list(hashes), hash_algorithm="sha256", scheme=scheme
+        # Every check has passed and the SAD is spent in this transaction: a thread of its
+        # own records the batch and commits (the fsync) while this one has the HSM sign
+        # (PKCS#11 gives up the GIL). Nothing is answered unless both succeed.
+        recorded = _recording_threads().submit(
+            self._record_batch, row, credential.id, ref, hashes, sign_algorithm_oid, now
         )
         try:
-            # No SignatureRecord: that table holds PAdES/XAdES documents; the event is
-            # the record, one per call naming each hash in order.
-            AuditLog(self.session).append(
-                "signature:csc:created",
-                actor=self.actor,
-                subject=row.id,
-                principal=row.principal,
-                at=now,
-                details={
-                    "format": "raw-hash",
-                    "credential_id": credential.id,
-                    "mandate_id": row.mandate_id,
-                    "count": len(hashes),
-                    "hashes_sha256": [each.hex() for each in hashes],
-                    "sign_algorithm": sign_algorithm_oid,
-                    "key_id": ref.key_id,
-                    "key_version": ref.version,
-                },
+            signatures = self.context.hsm.sign_digests(
+                ref, list(hashes), hash_algorithm="sha256", scheme=scheme
             )
-            self.session.commit()
-        except BaseException:
-            concurrent.futures.wait([signed])
+        except BaseException as exc:
+            concurrent.futures.wait([recorded])  # the session is this thread's again
+            if isinstance(exc, Exception) and recorded.exception() is None:
+                self._record_failure(row, credential.id, len(hashes), exc)  # SAD spent
             raise
-        try:
-            return signed.result()
-        except Exception as exc:
-            self._record_failure(row, credential.id, len(hashes), exc)
-            raise
+        recorded.result()  # raises if the commit failed: signatures dropped, SAD unspent
+        return signatures
 
     # -- internals ---------------------------------------------------------------------
+
+    def _record_batch(
+        self,
+        row: SigningSession,
+        credential_id: str,
+        ref: KeyRef,
+        hashes: Sequence[bytes],
+        sign_algorithm_oid: str,
+        now: datetime,
+    ) -> None:
+        """The batch's one ``signature:csc:created`` event, naming each hash in order,
+        committed with the spent SAD. Runs in a recording thread while the request's
+        thread waits on the HSM, never beside another use of the session."""
+        # No SignatureRecord: that table holds PAdES/XAdES documents; the event is the record.
+        AuditLog(self.session).append(
+            "signature:csc:created",
+            actor=self.actor,
+            subject=row.id,
+            principal=row.principal,
+            at=now,
+            details={
+                "format": "raw-hash",
+                "credential_id": credential_id,
+                "mandate_id": row.mandate_id,
+                "count": len(hashes),
+                "hashes_sha256": [each.hex() for each in hashes],
+                "sign_algorithm": sign_algorithm_oid,
+                "key_id": ref.key_id,
+                "key_version": ref.version,
+            },
+        )
+        self.session.commit()
 
     def _record_failure(
         self, row: SigningSession, credential_id: str, count: int, exc: Exception
