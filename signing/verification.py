@@ -683,29 +683,11 @@ async def _report_one(
     mandate = await check_mandate(
         embedded, trust, purpose, principal, when, revinfo, document.files
     )
-    if mandate is not None:
-        reasons.extend(mandate.reasons)
-        if indication is Indication.TOTAL_PASSED and mandate.reasons:
-            if set(mandate.reasons) == {STATUS_UNKNOWN}:
-                # Nothing says the mandate stood at the signing time, nor that it fell.
-                indication, sub = Indication.INDETERMINATE, AdESIndeterminate.TRY_LATER.name
-                message = "no revocation data from the attribute authority for the mandate"
-            else:
-                indication, sub = Indication.TOTAL_FAILED, CONSTRAINTS_FAILURE
-                message = "the mandate does not hold for this signature"
-    elif purpose is not None or document.evidence_without_ac:
-        # A purpose was asked, or the document carries a mandate's evidence, but the
-        # signature names no mandate (made without its AC, or the AC removed).
-        reasons.append("MANDATE_MISSING")
-        if indication is Indication.TOTAL_PASSED:
-            indication, sub = Indication.TOTAL_FAILED, CONSTRAINTS_FAILURE
-            message = "the signature was not made under a mandate"
-
-    sources = ["document DSS"] if has_revinfo else []
-    if trust.crls or trust.ocsps:
-        sources.append("relying party")
-    if trust.allow_fetching:
-        sources.append("online")
+    verdict = mandate_verdict(
+        Verdict(indication, sub, message), mandate, purpose, document.evidence_without_ac
+    )
+    indication, sub, message = verdict.indication, verdict.sub_indication, verdict.message
+    reasons.extend(verdict.reasons)
     return SignatureReport(
         field_name=embedded.field_name,
         indication=indication,
@@ -719,8 +701,61 @@ async def _report_one(
         coverage=coverage,
         mandate=mandate,
         reasons=tuple(dict.fromkeys(reasons)),
-        revocation_data=tuple(sources),
+        revocation_data=revocation_sources("document DSS" if has_revinfo else None, trust),
     )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A signature's indication, sub-indication, message and the reason codes added."""
+
+    indication: Indication
+    sub_indication: str | None
+    message: str | None
+    reasons: tuple[str, ...] = ()
+
+
+def mandate_verdict(
+    before: Verdict,
+    mandate: MandateReport | None,
+    purpose: Purpose | None,
+    evidence_without_ac: bool = False,
+) -> Verdict:
+    """The verdict ``before`` once the signature's mandate is judged (PDF and XML): a
+    mandate that does not hold fails a signature that passed, one whose status nothing
+    proves leaves it undecided; with no mandate, a purpose asked (or a mandate's
+    evidence carried without its AC) fails it with ``MANDATE_MISSING``."""
+    indication, sub, message = before.indication, before.sub_indication, before.message
+    reasons = list(before.reasons)
+    if mandate is not None:
+        reasons.extend(mandate.reasons)
+        if indication is Indication.TOTAL_PASSED and mandate.reasons:
+            if set(mandate.reasons) == {STATUS_UNKNOWN}:
+                # Nothing says the mandate stood at the signing time, nor that it fell.
+                indication, sub = Indication.INDETERMINATE, AdESIndeterminate.TRY_LATER.name
+                message = "no revocation data from the attribute authority for the mandate"
+            else:
+                indication, sub = Indication.TOTAL_FAILED, CONSTRAINTS_FAILURE
+                message = "the mandate does not hold for this signature"
+    elif purpose is not None or evidence_without_ac:
+        # A purpose was asked, or the document carries a mandate's evidence, but the
+        # signature names no mandate (made without its AC, or the AC removed).
+        reasons.append("MANDATE_MISSING")
+        if indication is Indication.TOTAL_PASSED:
+            indication, sub = Indication.TOTAL_FAILED, CONSTRAINTS_FAILURE
+            message = "the signature was not made under a mandate"
+    return Verdict(indication, sub, message, tuple(reasons))
+
+
+def revocation_sources(in_document: str | None, trust: VerificationTrust) -> tuple[str, ...]:
+    """Where the revocation data came from: the document (``in_document`` names the
+    place, when it carries any), the relying party, the network."""
+    sources = [in_document] if in_document else []
+    if trust.crls or trust.ocsps:
+        sources.append("relying party")
+    if trust.allow_fetching:
+        sources.append("online")
+    return tuple(sources)
 
 
 def _unreadable(embedded: EmbeddedPdfSignature, exc: Exception) -> SignatureReport:

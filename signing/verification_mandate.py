@@ -19,7 +19,7 @@ plus the relying party's trust.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -292,15 +292,42 @@ async def check_mandate(
     revinfo: tuple[list[bytes], list[bytes]],
     files: dict[str, bytes] | None = None,
 ) -> MandateReport | None:
-    """The mandate of ``embedded`` judged at ``at``; None when it carries no AC.
-    ``files``: the document's embedded files when already read (else read here)."""
+    """The mandate of a PDF signature judged at ``at`` (:func:`judge_mandate`); None
+    when it carries no AC. ``files``: the document's embedded files when already read."""
+    leaf_der = leaf_ac(embedded)
+    if leaf_der is None:
+        return None
+    return await judge_mandate(
+        leaf_der,
+        embedded.signer_cert.dump(),
+        files if files is not None else embedded_files(embedded.reader),
+        trust,
+        purpose,
+        principal,
+        at,
+        revinfo,
+    )
+
+
+async def judge_mandate(
+    leaf_der: bytes,
+    signer_certificate_der: bytes,
+    files: Mapping[str, bytes],
+    trust: VerificationTrust,
+    purpose: Purpose | None,
+    principal: str | None,
+    at: datetime,
+    revinfo: tuple[Iterable[bytes], Iterable[bytes]],
+) -> MandateReport:
+    """The mandate whose leaf AC is ``leaf_der`` judged at ``at`` for the holder of
+    ``signer_certificate_der``, from what any document format yields: the AC, the
+    signer, the evidence files by their :func:`evidence_file_names` names, and the CRLs
+    and OCSP responses ``revinfo`` the document and the relying party hold (PAdES:
+    :func:`check_mandate`; XAdES: ``signing.verification_xml``)."""
     from dataclasses import replace
 
     from signing.verification import MandateReport
 
-    leaf_der = leaf_ac(embedded)
-    if leaf_der is None:
-        return None
     reader = _reader_for(leaf_der, trust.aa_certificates)
     if reader is None:
         return MandateReport(True, False, None, at, (), None, ("AC_NOT_ISSUED_BY_AA",))
@@ -317,7 +344,7 @@ async def check_mandate(
         leaf_der,
         asked,
         principal=chain_principal,
-        signer_certificate_der=embedded.signer_cert.dump(),
+        signer_certificate_der=signer_certificate_der,
         status_of=status.status_of,
     )
     hops = tuple(
@@ -329,7 +356,8 @@ async def check_mandate(
         # Judged for the leaf's own action: the scope codes answer no question asked,
         # while its validity at the signing time (MANDATE_EXPIRED ...) still counts.
         reasons = [r for r in reasons if not r.startswith("SCOPE_") or r not in verdict.reasons]
-    signer_org = embedded.signer_cert.subject.native.get("organization_identifier")
+    subject = asn1_x509.Certificate.load(signer_certificate_der).subject.native
+    signer_org = subject.get("organization_identifier")
     if (
         isinstance(signer_org, str)
         and signer_org != f"NTRJP-{leaf.terms.principal_corporate_number}"
@@ -337,8 +365,7 @@ async def check_mandate(
         reasons.append("PRINCIPAL_MISMATCH")
     if not status.proven:
         reasons.append(STATUS_UNKNOWN)
-    if files is None:
-        files = embedded_files(embedded.reader)
+    files = dict(files)
     root_grant = await _root_grant(files, mandates[0], chain_reader, aa_der, trust)
     reasons.extend(root_grant.reasons)
     for sub_mandate in mandates[1:]:

@@ -43,8 +43,8 @@ import asyncio
 import base64
 import binascii
 import hashlib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -72,32 +72,31 @@ from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, 
 from signxml.exceptions import InvalidSignature as XmlInvalidSignature
 from signxml.xades import XAdESSignatureConfiguration, XAdESSignaturePolicy, XAdESVerifier
 
-from delegation.certificates import MandateCertificateError, ParsedMandate
 from delegation.scope import Purpose
-from delegation.verify import MandateChainReader, mandate_id_of
 from signing.mandate_evidence import (
     MANDATE_SIGNATURE_POLICY_DOCUMENT,
     MANDATE_SIGNATURE_POLICY_OID,
 )
 from signing.pades import PadesLevel
 from signing.verification import (
-    CONSTRAINTS_FAILURE,
     DEFAULT_MAX_BYTES,
     CoverageReport,
     DocumentNotSigned,
-    HopReport,
     Indication,
     MandateReport,
     SignatureReport,
     SignerReport,
     TimestampReport,
+    Verdict,
     VerificationReport,
     VerificationTrust,
+    mandate_verdict,
     report_of,
+    revocation_sources,
     signer_report,
 )
 from signing.verification_asn1 import remembered_asn1
-from signing.verification_mandate import STATUS_UNKNOWN, ac_status, check_root_grant
+from signing.verification_mandate import judge_mandate
 from signing.xades_archive import archive_timestamp_input
 from signing.xades_properties import NS, _whole_document
 from signing.xml_safety import parse_untrusted_xml
@@ -381,6 +380,25 @@ async def _timestamp(
     return TimestampReport(kind, when, tsa, valid), bool(status.get("intact"))
 
 
+async def _timestamps(
+    signature: etree._Element,
+    name: str,
+    kind: str,
+    imprint_of: Callable[[etree._Element], bytes],
+    trust: VerificationTrust,
+    data: _Evidence,
+) -> tuple[list[TimestampReport], bool]:
+    """The reports of the signature's unsigned ``name`` time-stamps, each over
+    ``imprint_of(element)``, and whether one of them is broken (its imprint differs)."""
+    reports: list[TimestampReport] = []
+    broken = False
+    for element in signature.findall(f"{_USP}/{name}", NS):
+        report, intact = await _timestamp(element, imprint_of(element), trust, data, kind)
+        reports.append(report)
+        broken |= not intact
+    return reports, broken
+
+
 def _archive_input(
     signature: etree._Element, archive: etree._Element, detached_root: etree._Element | None
 ) -> bytes:
@@ -434,121 +452,6 @@ async def _validate_signer(
     except (PathValidationError, ValidationError) as exc:
         return AdESIndeterminate.CERTIFICATE_CHAIN_GENERAL_FAILURE.name, str(exc)
     return None, None
-
-
-# -- the mandate -----------------------------------------------------------------------
-
-
-async def judge_mandate(
-    leaf_der: bytes,
-    signer_certificate_der: bytes,
-    evidence: Mapping[str, bytes],
-    trust: VerificationTrust,
-    purpose: Purpose | None,
-    principal: str | None,
-    at: datetime,
-    revinfo: tuple[Iterable[bytes], Iterable[bytes]],
-) -> MandateReport:
-    """The mandate whose leaf AC is ``leaf_der``, judged at ``at`` for the holder of
-    ``signer_certificate_der``: the same judgement as
-    :func:`signing.verification_mandate.check_mandate` for a PDF, from parts any
-    document format yields (the AC, the signer, the evidence files by their
-    :func:`~signing.mandate_evidence.evidence_file_names` names, and the CRLs and
-    OCSP responses ``revinfo`` the document and the relying party hold)."""
-    from delegation.certificates import parse_mandate_certificate
-
-    found = _chain_reader(leaf_der, trust.aa_certificates)
-    if found is None:
-        return MandateReport(True, False, None, at, (), None, ("AC_NOT_ISSUED_BY_AA",))
-    chain_reader, aa_der = found
-    try:
-        leaf = parse_mandate_certificate(leaf_der)
-        mandates = [
-            parse_mandate_certificate(a, embedded_depth=d) for d, a in enumerate(leaf.ancestors)
-        ] + [leaf]
-    except MandateCertificateError as exc:
-        return MandateReport(True, False, None, at, (), None, (exc.code,))
-    crls, ocsps = revinfo
-    status = ac_status(aa_der, crls, ocsps)
-    asked = replace(purpose, at=at) if purpose is not None else _leaf_purpose(leaf, at)
-    verdict = chain_reader.evaluate(
-        leaf_der,
-        asked,
-        principal=principal or leaf.terms.principal_corporate_number,
-        signer_certificate_der=signer_certificate_der,
-        status_of=status.status_of,
-    )
-    hops = tuple(
-        _hop(m, v.reasons, status.status_of(m.serial_number))
-        for m, v in zip(mandates, verdict.hops, strict=True)
-    )
-    reasons = list(verdict.codes())
-    if purpose is None:
-        # Judged for the leaf's own action: scope codes answer no question asked.
-        reasons = [r for r in reasons if not r.startswith("SCOPE_") or r not in verdict.reasons]
-    subject = asn1_x509.Certificate.load(signer_certificate_der).subject.native
-    signer_org = subject.get("organization_identifier")
-    if (
-        isinstance(signer_org, str)
-        and signer_org != f"NTRJP-{leaf.terms.principal_corporate_number}"
-    ):
-        reasons.append("PRINCIPAL_MISMATCH")
-    if not status.proven:
-        reasons.append(STATUS_UNKNOWN)
-    root_grant = await check_root_grant(
-        dict(evidence), mandates[0], chain_reader.issued_by_aa, trust
-    )
-    reasons.extend(root_grant.reasons)
-    purpose_codes = set(verdict.reasons) - {"HOLDER_MISMATCH", "CHAIN_EMPTY"}
-    return MandateReport(
-        present=True,
-        holds=not reasons,
-        covers_purpose=None if purpose is None else not purpose_codes,
-        at=at,
-        hops=hops,
-        root_grant=root_grant,
-        reasons=tuple(dict.fromkeys(reasons)),
-    )
-
-
-def _chain_reader(
-    leaf_der: bytes, aa_certificates: Iterable[bytes]
-) -> tuple[MandateChainReader, bytes] | None:
-    for aa_der in aa_certificates:
-        try:
-            reader = MandateChainReader(aa_der)
-        except (MandateCertificateError, ValueError):
-            continue
-        if reader.issued_by_aa(leaf_der):
-            return reader, aa_der
-    return None
-
-
-def _leaf_purpose(leaf: ParsedMandate, at: datetime) -> Purpose:
-    actions = sorted(a for a in leaf.terms.actions if not a.endswith("*"))
-    return Purpose(actions[0] if actions else "bid", None, None, None, at)
-
-
-def _hop(
-    mandate: ParsedMandate, reasons: tuple[str, ...], revoked_at: datetime | None
-) -> HopReport:
-    terms = mandate.terms
-    return HopReport(
-        mandate_id=mandate_id_of(mandate.serial_number),
-        depth=mandate.depth,
-        principal_name=terms.principal_name,
-        principal_corporate_number=terms.principal_corporate_number,
-        grantor=terms.grantor.name + (f" ({terms.grantor.title})" if terms.grantor.title else ""),
-        grantee=terms.grantee.name,
-        actions=tuple(terms.actions),
-        procuring_entities=terms.procuring_entities,
-        cases=terms.cases,
-        amount_limit_jpy=terms.amount_limit_jpy,
-        not_before=terms.not_before,
-        not_after=terms.not_after,
-        revoked_at=revoked_at,
-        reasons=reasons,
-    )
 
 
 # -- one signature ---------------------------------------------------------------------
@@ -641,29 +544,29 @@ async def _report_one(
 
     claimed = _parse_time(signature.findtext(f"{_SSP}/xades:SigningTime", namespaces=NS))
     reasons: list[str] = []
-    timestamps: list[TimestampReport] = []
-    signature_value = signature.find("ds:SignatureValue", NS)
-    best: datetime | None = None
-    broken_timestamp = False
-    for element in signature.findall(f"{_USP}/xades:SignatureTimeStamp", NS):
+    signature_value = cast(etree._Element, signature.find("ds:SignatureValue", NS))
+
+    def over_signature_value(element: etree._Element) -> bytes:
         algorithm = element.find("ds:CanonicalizationMethod", NS)
-        imprinted = _element_c14n(
-            cast(etree._Element, signature_value),
-            algorithm.get("Algorithm") if algorithm is not None else None,
+        return _element_c14n(
+            signature_value, algorithm.get("Algorithm") if algorithm is not None else None
         )
-        report, intact = await _timestamp(element, imprinted, trust, data, "signature")
-        timestamps.append(report)
-        broken_timestamp |= not intact
-        if report.valid and (best is None or report.time < best):
-            best = report.time
-    archive_valid = False
-    for element in signature.findall(f"{_USP}/xades141:ArchiveTimeStamp", NS):
-        report, intact = await _timestamp(
-            element, _archive_input(signature, element, detached_root), trust, data, "archive"
-        )
-        timestamps.append(report)
-        broken_timestamp |= not intact
-        archive_valid = archive_valid or report.valid
+
+    on_signature, broken_on_signature = await _timestamps(
+        signature, "xades:SignatureTimeStamp", "signature", over_signature_value, trust, data
+    )
+    archives, broken_archive = await _timestamps(
+        signature,
+        "xades141:ArchiveTimeStamp",
+        "archive",
+        lambda element: _archive_input(signature, element, detached_root),
+        trust,
+        data,
+    )
+    timestamps = on_signature + archives
+    broken_timestamp = broken_on_signature or broken_archive
+    best = min((r.time for r in on_signature if r.valid), default=None)
+    archive_valid = any(r.valid for r in archives)
 
     moment = best or at or datetime.now(UTC)
     policy_id = signature.findtext(
@@ -754,25 +657,9 @@ async def _report_one(
             when,
             ([*crls, *trust.crls], [*ocsps, *trust.ocsps]),
         )
-        reasons.extend(mandate.reasons)
-        if indication is Indication.TOTAL_PASSED and mandate.reasons:
-            if set(mandate.reasons) == {STATUS_UNKNOWN}:
-                indication, sub = Indication.INDETERMINATE, AdESIndeterminate.TRY_LATER.name
-                message = "no revocation data from the attribute authority for the mandate"
-            else:
-                indication, sub = Indication.TOTAL_FAILED, CONSTRAINTS_FAILURE
-                message = "the mandate does not hold for this signature"
-    elif purpose is not None:
-        reasons.append("MANDATE_MISSING")
-        if indication is Indication.TOTAL_PASSED:
-            indication, sub = Indication.TOTAL_FAILED, CONSTRAINTS_FAILURE
-            message = "the signature was not made under a mandate"
-
-    sources = ["document RevocationValues"] if (crls or ocsps) else []
-    if trust.crls or trust.ocsps:
-        sources.append("relying party")
-    if trust.allow_fetching:
-        sources.append("online")
+    verdict = mandate_verdict(Verdict(indication, sub, message), mandate, purpose)
+    indication, sub, message = verdict.indication, verdict.sub_indication, verdict.message
+    reasons.extend(verdict.reasons)
     return SignatureReport(
         field_name=str(signature.get("Id") or "?"),
         indication=indication,
@@ -793,7 +680,9 @@ async def _report_one(
         ),
         mandate=mandate,
         reasons=tuple(dict.fromkeys(reasons)),
-        revocation_data=tuple(sources),
+        revocation_data=revocation_sources(
+            "document RevocationValues" if (crls or ocsps) else None, trust
+        ),
     )
 
 
