@@ -332,3 +332,40 @@ def test_hostile_or_unsigned_xml_is_refused(trust):
         verify_xml(b"%PDF-1.7\n", trust)
     with pytest.raises(DocumentTooLarge):
         verify_xml(APPLICATION, trust, max_bytes=100)
+
+
+def test_a_sub_delegated_signature_shows_both_hops_and_its_evidence_is_checked(
+    served, hsm, pki, chain, trust
+):
+    from dataclasses import replace
+
+    from helpers_mandates import sub_grant
+
+    from signing.mandate_evidence import evidence_file_names
+
+    client = served.test_client()
+    suzuki = new_employee(client, hsm, pki, chain["corp"], "鈴木\u3000花子")
+    sub = sub_grant(client, hsm, chain["corp"], chain["root"], chain["yamada"], suzuki)
+    context = served.extensions["dairi"]
+    with context.session_factory() as session:
+        rows = [session.get(Mandate, i) for i in (chain["root"]["id"], sub["id"])]
+        evidence = mandate_evidence(context, session, rows, long_term=True)
+        session.commit()
+    signer = XadesSigner(
+        hsm, tsa=context.tsa, validation_data=context.validation_data, max_document_bytes=1_000_000
+    )
+    spec = XadesSpec(level=XadesLevel.B_LT, mandate=evidence)
+    purpose, principal = _purpose(), chain["corp"].corporate_number
+    signed = signer.sign(APPLICATION, suzuki.credential, spec).xml
+    (sig,) = verify_xml(signed, trust, purpose, principal=principal).signatures
+    assert sig.indication is Indication.TOTAL_PASSED, (sig.message, sig.reasons)
+    assert [hop.depth for hop in sig.mandate.hops] == [0, 1]
+    # The sub-delegation's instruction edited: not the one its AC certifies.
+    name = evidence_file_names(1)[0]
+    files = tuple(replace(f, data=f.data + b" ") if f.name == name else f for f in evidence.files)
+    altered = signer.sign(
+        APPLICATION, suzuki.credential, replace(spec, mandate=replace(evidence, files=files))
+    ).xml
+    (sig,) = verify_xml(altered, trust, purpose, principal=principal).signatures
+    assert sig.indication is Indication.TOTAL_FAILED
+    assert sig.reasons == ("EVIDENCE_MISMATCH",)
