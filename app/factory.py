@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from flask import Flask
 
+from app.console.views import blp as console_blueprint
 from app.context import ServiceContext
 from app.http import edge
 from app.http.api import DairiApi, register_blueprints
@@ -67,4 +68,5 @@ def create_app(settings: Settings | None = None, *, hsm: Hsm | None = None) -> F
 
         api.register_blueprint(pki_blueprint)
     app.register_blueprint(docs_blueprint)
+    app.register_blueprint(console_blueprint)
     return app

@@ -87,6 +87,8 @@ class Settings:
     refused_auth_rate_per_minute: int  # refused authentication attempts per address/identity
     trusted_proxy_hops: int  # reverse proxies whose X-Forwarded-For is believed (0: none)
     access_token_seconds: int
+    console_sign_in_seconds: int  # a console sign-in's code waits this long for approval
+    console_session_seconds: int  # a console session's cookie lasts at most this long
     # delegation (DESIGN §5): a grant instruction is accepted this long after it was made
     instruction_max_age_seconds: int
     # audit (DESIGN §8, issue 14): checkpoints are due this often (0: only on demand);
@@ -317,6 +319,8 @@ def load_settings(
         refused_auth_rate_per_minute=_int(raw, "refused_auth_rate_per_minute", 1),
         trusted_proxy_hops=_int(raw, "trusted_proxy_hops", 0, 10),
         access_token_seconds=_int(raw, "access_token_seconds", 60, 86400),
+        console_sign_in_seconds=_int(raw, "console_sign_in_seconds", 30, 900),
+        console_session_seconds=_int(raw, "console_session_seconds", 60, 43200),
         instruction_max_age_seconds=_int(raw, "instruction_max_age_seconds", 10, 86400),
         audit_checkpoint_interval_seconds=_int(raw, "audit_checkpoint_interval_seconds", 0),
         audit_retention_years=_int(raw, "audit_retention_years", 1, 100),

@@ -459,6 +459,19 @@ CATALOGUE = _Catalogue(
         422,
         "The report would cover too many purposes: name an action (and entity, case).",
     ),
+    # -- the web console (app.console) ---------------------------------------------------
+    ("CONSOLE_CODE_INVALID", 422, "A console sign-in code is 8 letters, as the console shows."),
+    (
+        "CONSOLE_SIGN_IN_NOT_FOUND",
+        404,
+        "No console sign-in waits for this code (mistyped, expired or used already).",
+    ),
+    (
+        "CONSOLE_CHALLENGE_MISMATCH",
+        409,
+        "The challenge answered was not opened for this console sign-in code.",
+    ),
+    ("CSRF_TOKEN_INVALID", 403, "The form's CSRF token is missing or not this session's."),
     # -- the error base's own code (dairi.errors) -----------------------------------------
     ("DAIRI_ERROR", 500, "A coded failure raised without a more specific code."),
 )

@@ -22,6 +22,7 @@ import click
 
 from app.client.api import ApiClient, ClientError, refusal, sign_grant, unb64
 from app.client.card_options import card_options, take_card
+from app.client.console import approve_sign_in
 from app.client.grants import build_instruction
 from app.client.scope_options import scope_options, take_terms
 from app.client.signing import SigningRequest, sign_files
@@ -144,6 +145,26 @@ def login(options: Options, show_token: bool, **kwargs: Any) -> None:
             **({"access_token": answer["access_token"]} if show_token else {}),
         }
     )
+
+
+@client_group.command("approve")
+@click.argument("code")
+@card_options
+@client_command
+def approve(options: Options, code: str, **kwargs: Any) -> None:
+    """Sign a browser in to the web console: approve the CODE it shows (ABCD-EFGH)
+    with your card, as a login does. Check that the code is the one in front of you."""
+    card = take_card(kwargs, "authentication")
+    with options.client(logged_in=False) as client:
+        answer = approve_sign_in(client, card, code)
+    caller = answer.get("caller", {})
+    sign_in = answer["sign_in"]
+    options.say(
+        f"approved console sign-in {sign_in['code']} (asked {sign_in['requested_at']}) at "
+        f"{client.url} for {caller.get('kind')} {caller.get('id')}; the browser's session "
+        f"ends {answer.get('session_expires_at')}"
+    )
+    options.result({"url": client.url, **answer})
 
 
 @client_group.command("logout")

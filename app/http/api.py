@@ -8,6 +8,7 @@ from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 
 from app.audit_trail import views as audit_trail
+from app.console import api as console_sign_in
 from app.credentials import views as credentials
 from app.csc import views as csc
 from app.http import catalogue, health
@@ -24,6 +25,7 @@ BLUEPRINTS = (
     health.blp,
     catalogue.blp,
     auth.blp,
+    console_sign_in.blp,
     people.blp,
     mandates.blp,
     mandates.ac_blp,

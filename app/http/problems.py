@@ -239,6 +239,16 @@ def _handle_exception(exc: Exception) -> Response:
     return problem_response("INTERNAL_ERROR")
 
 
+def problem_for(exc: Exception) -> Response:
+    """The problem+json answer the API gives for ``exc`` (for pages that show the same
+    status, code and detail in another form, e.g. the console's)."""
+    if isinstance(exc, ProblemError):
+        return _handle_problem(exc)
+    if isinstance(exc, HTTPException):
+        return _handle_http_exception(exc)
+    return _handle_exception(exc)
+
+
 def register_error_handlers(app: Flask) -> None:
     """Install the problem+json handlers; call after flask-smorest's Api so these win."""
     app.register_error_handler(ProblemError, _handle_problem)

@@ -357,6 +357,12 @@ def grant(args: dict[str, Any]) -> dict[str, Any]:
 def list_mandates(args: dict[str, Any]) -> dict[str, Any]:
     """Mandates, newest first: of one principal, a grantee, with a status at a time.
     People and API clients see their own corporations' mandates only."""
+    return mandate_page(args)
+
+
+def mandate_page(args: dict[str, Any]) -> dict[str, Any]:
+    """One page of mandates for :class:`MandateQuerySchema` arguments, as the caller
+    may read them (the API's listing and the console's)."""
     caller = current_caller()
     principal = args.get("principal")
     if principal is not None and not permits(caller, Permission.READ, principal):

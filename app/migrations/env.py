@@ -10,6 +10,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from app.audit_trail import models as audit_models  # noqa: F401 - registers the tables
+from app.console import models as console_models  # noqa: F401
 from app.credentials import models as credential_models  # noqa: F401
 from app.database import Base, make_engine
 from app.http import ratelimit  # noqa: F401

@@ -90,7 +90,7 @@ def card_proof(args: dict[str, Any]) -> CardProof:
     )
 
 
-def _service() -> AuthService:
+def auth_service() -> AuthService:
     context = current_context()
     return AuthService(
         get_session(),
@@ -125,7 +125,7 @@ def open_challenge(args: dict[str, Any]) -> dict[str, Any]:
     """
     keys = client_keys()
     try:
-        row, challenge = _service().open_challenge(args["purpose"], keys)
+        row, challenge = auth_service().open_challenge(args["purpose"], keys)
     except (AuthError, RateLimited) as exc:
         caller = authenticate()
         record_refusal(
@@ -161,7 +161,7 @@ def answer_challenge(args: dict[str, Any], challenge_id: str) -> dict[str, Any]:
     try:
         proof = card_proof(args)
         actor = "certificate:" + hashlib.sha256(proof.certificate_der).hexdigest()[:32]
-        issued = _service().login(challenge_id, proof)
+        issued = auth_service().login(challenge_id, proof)
     except DairiError as exc:
         # A refused login is a refused authentication attempt: counted against the
         # address and the certificate presented, and over the limit a 429.
@@ -203,7 +203,7 @@ def logout() -> None:
     if caller.token is None:
         raise ProblemError("NOT_A_TOKEN", detail="API clients have no session to end")
     session = get_session()
-    _service().revoke_token(caller.token)
+    auth_service().revoke_token(caller.token)
     AuditLog(session).append("auth:token:revoked", actor=caller.actor, subject=caller.token.id)
 
 

@@ -1,0 +1,75 @@
+"""The console's words, Japanese first and English on request (``?lang=en``).
+
+One table rather than gettext catalogues: the console is small, both languages are
+kept side by side, and a missing translation is a KeyError a test finds at once
+(tests/test_console.py renders every page in both)."""
+
+from __future__ import annotations
+
+LANGUAGES = ("ja", "en")
+
+TEXT: dict[str, tuple[str, str]] = {
+    # key: (日本語, English)
+    "service": ("dairi 電子委任状コンソール", "dairi power-of-attorney console"),
+    "skip": ("本文へ移動", "Skip to content"),
+    "nav": ("メインメニュー", "Main menu"),
+    "home": ("ホーム", "Home"),
+    "mandates": ("委任状", "Mandates"),
+    "language": ("English", "日本語"),
+    "sign_in": ("サインイン", "Sign in"),
+    "sign_out": ("サインアウト", "Sign out"),
+    "sign_in_title": ("マイナンバーカードでサインイン", "Sign in with your My Number Card"),
+    "sign_in_intro": (
+        "ブラウザはカードを読めません。別の端末でカードを使って、このブラウザに表示される"
+        "コードを承認してください。",
+        "A browser cannot read the card. Approve the code this browser will show, with "
+        "the card, on another device.",
+    ),
+    "sign_in_start": ("コードを表示する", "Show a code"),
+    "wait_title": ("コードを承認してください", "Approve this code"),
+    "wait_intro": (
+        "カードを接続した端末で次のコマンドを実行し、カードの暗証番号を入力してください。",
+        "On the device with the card, run this command and enter the card's PIN.",
+    ),
+    "wait_code": ("サインインコード", "Sign-in code"),
+    "wait_qr": ("サインインコードの QR コード", "QR code of the sign-in code"),
+    "wait_expires": ("有効期限", "Valid until"),
+    "wait_refresh": (
+        "承認されるとこのページは自動的に進みます。",
+        "This page moves on by itself once the code is approved.",
+    ),
+    "wait_check": ("承認を確認する", "Check for approval"),
+    "expired_title": ("コードの有効期限が切れました", "The code has expired"),
+    "expired_intro": ("もう一度サインインしてください。", "Please sign in again."),
+    "signed_in_as": ("サインイン中", "Signed in as"),
+    "roles": ("役割", "Roles"),
+    "corporations": ("法人", "Corporations"),
+    "session_until": ("セッションの有効期限", "Session valid until"),
+    "none": ("なし", "none"),
+    "mandates_title": ("委任状の一覧", "Mandates"),
+    "filter": ("絞り込み", "Filter"),
+    "principal": ("委任者（法人番号）", "Principal (corporate number)"),
+    "status": ("状態", "Status"),
+    "any": ("すべて", "any"),
+    "active": ("有効", "active"),
+    "revoked": ("失効", "revoked"),
+    "expired": ("期限切れ", "expired"),
+    "not_yet_valid": ("開始前", "not yet valid"),
+    "apply": ("表示", "Show"),
+    "grantee": ("受任者", "Agent"),
+    "grantor": ("委任者側の署名者", "Granted by"),
+    "scope": ("委任事項", "Scope"),
+    "validity": ("有効期間", "Validity"),
+    "depth": ("復代理の深さ", "Depth"),
+    "no_mandates": ("該当する委任状はありません。", "No mandate matches."),
+    "page_of": ("{total} 件中 {first}–{last} 件", "{first}–{last} of {total}"),
+    "previous": ("前へ", "Previous"),
+    "next": ("次へ", "Next"),
+    "error_title": ("エラー", "Error"),
+    "error_back": ("ホームへ戻る", "Back to the home page"),
+}
+
+
+def text_for(language: str) -> dict[str, str]:
+    index = LANGUAGES.index(language) if language in LANGUAGES else 0
+    return {key: pair[index] for key, pair in TEXT.items()}

@@ -1,0 +1,269 @@
+"""The console's pages (``/console/``): server-rendered, Japanese by default
+(``?lang=en`` switches, kept in a cookie), no script at all: the sign-in page waits
+for approval with a meta refresh. Pages call the API's own services and permission
+rules (``current_caller`` is the cookie's holder), never copies of them.
+
+Security: the session is an HttpOnly, SameSite=Strict cookie (Secure when the
+service is https) holding a secret whose SHA-256 is an access token's; every POST
+must come from this origin (``Origin``) and, once signed in, carry the session's CSRF
+token; CSP forbids scripts and framing; pages are never cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import segno
+from flask import (
+    Blueprint,
+    abort,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
+
+from app.audit_trail.log import AuditLog
+from app.console.sign_in import ConsoleSignIns, shown_code
+from app.console.text import LANGUAGES, text_for
+from app.database import read_only_transaction
+from app.http.problems import ProblemError, problem_for
+from app.http.request_scope import current_context, get_session
+from app.http.security import end_reads, token_caller
+from app.mandates.views import READERS, MandateQuerySchema, mandate_page
+from app.people.caller import Access, Caller, permits
+from app.people.sign_in import AuthError
+from app.people.sign_in_views import auth_service
+
+COOKIE = "dairi_console"
+LANGUAGE_COOKIE = "dairi_lang"
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+    ]
+)
+PAGE_SIZE = 20
+
+blp = Blueprint(
+    "console",
+    __name__,
+    url_prefix="/console",
+    template_folder="templates",
+    static_folder="static",
+)
+
+
+# -- who, in which language, and the checks every request passes -----------------------
+
+
+def csrf_token(secret: str) -> str:
+    """The session's CSRF token: derived from the cookie's secret, which a page of
+    another site can neither read (HttpOnly) nor send (SameSite=Strict)."""
+    return hmac.new(b"dairi-console-csrf", secret.encode(), hashlib.sha256).hexdigest()
+
+
+@blp.before_request
+def _before() -> None:
+    language = request.args.get("lang") or request.cookies.get(LANGUAGE_COOKIE) or "ja"
+    g.console_language = language if language in LANGUAGES else "ja"
+    g.console_secret = request.cookies.get(COOKIE)
+    g.console_caller = None
+    if g.console_secret:
+        session = get_session()
+        read_only_transaction(session)
+        try:
+            caller = token_caller(session, auth_service().token(g.console_secret))
+        except AuthError:
+            caller = None  # a pending sign-in, or a session that has ended
+        end_reads(session)
+        g.console_caller = caller
+        g.dairi_caller = caller  # what the API's services read (current_caller)
+    if request.method == "POST":
+        _check_origin()
+        if g.console_caller is not None:
+            sent = request.form.get("csrf_token", "")
+            if not hmac.compare_digest(sent, csrf_token(g.console_secret)):
+                raise ProblemError("CSRF_TOKEN_INVALID", detail="reload the page and try again")
+
+
+def _check_origin() -> None:
+    origin = request.headers.get("Origin")
+    if origin is None or origin.rstrip("/") != request.host_url.rstrip("/"):
+        raise ProblemError("CSRF_TOKEN_INVALID", detail="a form of another site was refused")
+
+
+@blp.after_request
+def _after(response: BaseResponse) -> BaseResponse:
+    headers = response.headers
+    headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    headers["X-Frame-Options"] = "DENY"
+    headers["Referrer-Policy"] = "same-origin"
+    headers["Cache-Control"] = "no-store"
+    if "lang" in request.args and request.args["lang"] in LANGUAGES:
+        response.set_cookie(
+            LANGUAGE_COOKIE,
+            request.args["lang"],
+            max_age=365 * 86400,
+            path="/console",
+            secure=_https(),
+            httponly=True,
+            samesite="Strict",
+        )
+    return response
+
+
+@blp.errorhandler(Exception)
+def _error_page(exc: Exception) -> tuple[str, int] | BaseResponse:
+    """The API's answer to the same error (status, code, detail), as a page."""
+    if isinstance(exc, HTTPException) and isinstance(exc.response, BaseResponse):
+        return exc.response  # abort(redirect(...)): not an error
+    problem = problem_for(exc)
+    body = problem.get_json(force=True) or {}
+    page = _render(
+        "console/error.html",
+        status=problem.status_code,
+        code=body.get("code", "INTERNAL_ERROR"),
+        detail=body.get("detail", ""),
+    )
+    return page, problem.status_code
+
+
+def _https() -> bool:
+    return current_context().settings.public_base_url.startswith("https://")
+
+
+def _render(template: str, **values: Any) -> str:
+    language = g.get("console_language", "ja")
+    caller: Caller | None = g.get("console_caller")
+    secret = g.get("console_secret")
+    return render_template(
+        template,
+        t=text_for(language),
+        lang=language,
+        other_language=LANGUAGES[1 - LANGUAGES.index(language)],
+        caller=caller,
+        csrf=csrf_token(secret) if caller is not None and secret else "",
+        **values,
+    )
+
+
+def _signed_in(access: Access | None = None) -> Caller:
+    """The signed-in caller, who must hold one of ``access``'s roles if it names any;
+    without a session, off to the sign-in page."""
+    caller: Caller | None = g.console_caller
+    if caller is None:
+        abort(redirect(url_for("console.sign_in")))
+    if access is not None and not permits(caller, access, None):
+        raise ProblemError("FORBIDDEN", detail="your roles do not allow this page")
+    return caller
+
+
+def _set_cookie(response: BaseResponse, secret: str, until: datetime) -> None:
+    seconds = max(0, int((until - current_context().clock()).total_seconds()))
+    response.set_cookie(
+        COOKIE,
+        secret,
+        max_age=seconds,
+        path="/console",
+        secure=_https(),
+        httponly=True,
+        samesite="Strict",
+    )
+
+
+# -- sign-in and sign-out ----------------------------------------------------------------
+
+
+@blp.get("/sign-in")
+def sign_in() -> str | BaseResponse:
+    if g.console_caller is not None:
+        return redirect(url_for("console.home"))
+    return _render("console/sign_in.html")
+
+
+@blp.post("/sign-in")
+def start_sign_in() -> BaseResponse:
+    started = ConsoleSignIns(get_session(), auth_service()).start(
+        request.headers.get("User-Agent", "")
+    )
+    response = redirect(url_for("console.wait"), code=303)
+    _set_cookie(response, started.secret, started.row.expires_at)
+    return response
+
+
+@blp.get("/sign-in/wait")
+def wait() -> str | BaseResponse:
+    secret = g.console_secret
+    row = ConsoleSignIns(get_session(), auth_service()).state(secret) if secret else None
+    caller: Caller | None = g.console_caller
+    if caller is not None and caller.token is not None:
+        # Approved: the cookie now lasts as long as the session's token.
+        response = redirect(url_for("console.home"))
+        _set_cookie(response, secret, caller.token.expires_at)
+        return response
+    if row is None or row.expires_at <= current_context().clock():
+        return _render("console/expired.html")
+    settings = current_context().settings
+    code = shown_code(row.user_code)
+    link = f"dairi:approve?code={row.user_code}&service={quote(settings.public_base_url)}"
+    qr = segno.make(link, error="m").svg_inline(scale=4, omitsize=False)
+    return _render(
+        "console/wait.html",
+        code=code,
+        command=f"dairi client approve {code} --url {settings.public_base_url}",
+        qr=qr,  # segno's own SVG of a code of letters and our URL: shown as is (|safe)
+        expires_at=row.expires_at,
+    )
+
+
+@blp.post("/sign-out")
+def sign_out() -> BaseResponse:
+    caller: Caller | None = g.console_caller
+    if caller is not None and caller.token is not None:
+        session = get_session()
+        auth_service().revoke_token(caller.token)
+        AuditLog(session).append("console:sign-out", actor=caller.actor, subject=caller.token.id)
+    response = redirect(url_for("console.sign_in"), code=303)
+    response.delete_cookie(COOKIE, path="/console", secure=_https(), samesite="Strict")
+    return response
+
+
+# -- pages -------------------------------------------------------------------------------
+
+
+@blp.get("/")
+def home() -> str:
+    caller = _signed_in()
+    return _render("console/home.html", described=caller.describe())
+
+
+_MANDATE_QUERY = MandateQuerySchema()
+
+
+@blp.get("/mandates")
+def mandates() -> str:
+    _signed_in(Access(frozenset(READERS)))
+    query = {k: v for k, v in request.args.items() if v != "" and k != "lang"}
+    query.setdefault("page_size", str(PAGE_SIZE))
+    args = _MANDATE_QUERY.load(query)
+    page = mandate_page(args)
+    first = (args["page"] - 1) * args["page_size"] + 1
+    return _render(
+        "console/mandates.html",
+        page=page,
+        args=args,
+        first=first,
+        last=first + len(page["items"]) - 1,
+    )

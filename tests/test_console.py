@@ -1,0 +1,195 @@
+"""The web console's cross-device sign-in and its first pages (issue 15), through the
+Flask test client: a browser asks, the card approves on another device (the API that
+``dairi client approve`` drives), the browser's cookie becomes its session; CSRF,
+origin, expiry, sign-out and a revoked card each end or refuse as they should."""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import timedelta
+
+import pytest
+from cryptography import x509
+from helpers_auth import (
+    audit_codes,
+    bearer,
+    enrolled_employee,
+    move_clock,
+    new_card,
+    new_corporation,
+    problem,
+    proof,
+)
+from helpers_mandates import new_employee, root_grant
+
+from app.console.text import TEXT
+
+ORIGIN = {"Origin": "http://localhost"}
+COOKIE = "dairi_console"
+
+
+def ask_to_sign_in(browser) -> str:
+    """The browser's side: start, follow to the waiting page; the code it shows."""
+    started = browser.post("/console/sign-in", headers=ORIGIN)
+    assert started.status_code == 303, started.get_data(as_text=True)
+    assert started.headers["Location"].endswith("/console/sign-in/wait")
+    page = browser.get("/console/sign-in/wait")
+    assert page.status_code == 200
+    found = re.search(r'id="code">([A-Z]{4}-[A-Z]{4})<', page.get_data(as_text=True))
+    assert found, page.get_data(as_text=True)
+    return found.group(1)
+
+
+def approve(device, card, code: str, *, challenge_code: str | None = None):
+    """The other device's side (what ``dairi client approve CODE`` sends)."""
+    opened = device.post(f"/api/v1/console/sign-ins/{challenge_code or code}/challenge")
+    assert opened.status_code == 201, opened.get_json()
+    to_sign = base64.b64decode(opened.get_json()["to_sign"])
+    return device.post(
+        f"/api/v1/console/sign-ins/{code}/approval",
+        json={"challenge_id": opened.get_json()["id"], **proof(card, to_sign)},
+    )
+
+
+@pytest.fixture
+def world(client, pki):
+    corp = new_corporation(pki, name="株式会社大理建設")
+    card, person_id, _ = enrolled_employee(client, pki, corp, "山田\u3000太郎")
+    return {"corp": corp, "card": card, "person_id": person_id}
+
+
+def test_a_browser_signs_in_with_a_card_on_another_device(app, client, world):
+    browser, device = app.test_client(), client
+    assert browser.get("/console/").headers["Location"].endswith("/console/sign-in")
+    code = ask_to_sign_in(browser)
+    cookie = browser.get_cookie(COOKIE, path="/console")
+    assert cookie is not None and cookie.http_only and cookie.same_site == "Strict"
+    assert not cookie.secure  # the test service is http; https sets Secure
+    # Waiting: the code, a QR code as inline SVG, a refresh without script.
+    waiting = browser.get("/console/sign-in/wait")
+    body = waiting.get_data(as_text=True)
+    assert "<svg" in body and 'http-equiv="refresh"' in body and "<script" not in body
+    assert "script-src" not in waiting.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in waiting.headers["Content-Security-Policy"]
+    assert browser.get("/console/").status_code == 302  # not yet signed in
+
+    opened = device.post(f"/api/v1/console/sign-ins/{code.lower()}/challenge").get_json()
+    assert opened["sign_in"]["code"] == code  # the approver sees what they approve
+    approved = approve(device, world["card"].authentication, code)
+    assert approved.status_code == 200, approved.get_json()
+    assert approved.get_json()["caller"]["id"] == world["person_id"]
+
+    moved_on = browser.get("/console/sign-in/wait")
+    assert moved_on.status_code == 302 and moved_on.headers["Location"].endswith("/console/")
+    home = browser.get("/console/")
+    assert home.status_code == 200
+    assert "山田\u3000太郎" in home.get_data(as_text=True)
+    assert home.headers["Cache-Control"] == "no-store"
+    # The code is spent: approving it again finds nothing waiting.
+    problem(
+        device.post(f"/api/v1/console/sign-ins/{code}/challenge"),
+        404,
+        "CONSOLE_SIGN_IN_NOT_FOUND",
+    )
+    assert ("console:sign-in:approved", "") in audit_codes(app)
+
+
+def test_refusals_of_the_approving_device(app, client, pki, world):
+    browser, device = app.test_client(), client
+    code = ask_to_sign_in(browser)
+    other = ask_to_sign_in(app.test_client())
+    card = world["card"].authentication
+    problem(device.post("/api/v1/console/sign-ins/ABC/challenge"), 422, "CONSOLE_CODE_INVALID")
+    problem(
+        device.post("/api/v1/console/sign-ins/BCDF-GHJK/challenge"),
+        404,
+        "CONSOLE_SIGN_IN_NOT_FOUND",
+    )
+    # A challenge opened for another browser's code does not approve this one.
+    problem(approve(device, card, code, challenge_code=other), 409, "CONSOLE_CHALLENGE_MISMATCH")
+    # A card that is not enrolled signs nobody in.
+    stranger = new_card(pki, "佐々木　次郎").authentication
+    problem(approve(device, stranger, code), 403, "CERTIFICATE_NOT_ENROLLED")
+    assert browser.get("/console/sign-in/wait").status_code == 200  # still waiting
+    # An expired code: the page says so and the device finds nothing to approve.
+    move_clock(app, timedelta(seconds=301))
+    assert "期限" in browser.get("/console/sign-in/wait").get_data(as_text=True)
+    problem(
+        device.post(f"/api/v1/console/sign-ins/{code}/challenge"),
+        404,
+        "CONSOLE_SIGN_IN_NOT_FOUND",
+    )
+    refused = [code for tag, code in audit_codes(app) if tag == "console:sign-in:refused"]
+    assert "CONSOLE_CHALLENGE_MISMATCH" in refused and "CERTIFICATE_NOT_ENROLLED" in refused
+
+
+def test_forms_need_this_origin_and_the_session_csrf_token(app, client, world):
+    browser = app.test_client()
+    refused = browser.post("/console/sign-in")  # no Origin: a form of another site?
+    assert refused.status_code == 403 and "CSRF_TOKEN_INVALID" in refused.get_data(as_text=True)
+    assert "<html" in refused.get_data(as_text=True)  # a page, not JSON
+    assert (
+        browser.post("/console/sign-in", headers={"Origin": "https://evil.example"}).status_code
+        == 403
+    )
+    code = ask_to_sign_in(browser)
+    assert approve(client, world["card"].authentication, code).status_code == 200
+    browser.get("/console/sign-in/wait")
+    home = browser.get("/console/").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([0-9a-f]{64})"', home).group(1)
+    assert browser.post("/console/sign-out", headers=ORIGIN).status_code == 403
+    wrong = browser.post("/console/sign-out", headers=ORIGIN, data={"csrf_token": "0" * 64})
+    assert wrong.status_code == 403
+    assert browser.get("/console/").status_code == 200  # still signed in
+    secret = browser.get_cookie(COOKIE, path="/console").value
+
+    out = browser.post("/console/sign-out", headers=ORIGIN, data={"csrf_token": token})
+    assert out.status_code == 303
+    assert browser.get_cookie(COOKIE, path="/console") is None
+    # The session's secret is dead everywhere, even replayed by hand.
+    replay = app.test_client()
+    replay.set_cookie(COOKIE, secret, path="/console")
+    assert replay.get("/console/").status_code == 302
+    problem(client.get("/api/v1/me", headers=bearer(secret)), 401, "TOKEN_INVALID")
+    assert ("console:sign-out", "") in audit_codes(app)
+
+
+def test_a_revoked_card_ends_the_console_session(app, client, pki, world):
+    browser = app.test_client()
+    code = ask_to_sign_in(browser)
+    assert approve(client, world["card"].authentication, code).status_code == 200
+    browser.get("/console/sign-in/wait")
+    assert browser.get("/console/").status_code == 200
+    pki.ca_for_slug("jpki-auth").revoke(
+        world["card"].authentication.certificate.serial_number,
+        x509.ReasonFlags.key_compromise,
+        now=pki.clock(),
+    )
+    move_clock(app, timedelta(minutes=6))  # past the validator's cached good answer
+    assert browser.get("/console/").headers["Location"].endswith("/console/sign-in")
+
+
+def test_the_mandates_page_lists_what_the_api_lists(app, client, hsm, pki):
+    corp = new_corporation(pki, name="株式会社大理建設")
+    employee = new_employee(client, hsm, pki, corp, "鈴木\u3000花子")
+    granted = root_grant(client, corp, employee)
+    browser = app.test_client()
+    code = ask_to_sign_in(browser)
+    assert approve(client, corp.representative, code).status_code == 200
+    browser.get("/console/sign-in/wait")
+    page = browser.get(f"/console/mandates?principal={corp.corporate_number}&status=active")
+    assert page.status_code == 200, page.get_data(as_text=True)
+    body = page.get_data(as_text=True)
+    assert "鈴木\u3000花子" in body and granted["scope"]["actions"][0] in body
+    assert "1 件中 1–1 件" in body
+    english = browser.get(f"/console/mandates?principal={corp.corporate_number}&lang=en")
+    assert "1–1 of 1" in english.get_data(as_text=True)
+    assert browser.get("/console/").get_data(as_text=True).count('lang="en"') >= 1
+    # Bad input is the API's refusal, shown as a page.
+    bad = browser.get("/console/mandates?principal=123")
+    assert bad.status_code == 422 and "<html" in bad.get_data(as_text=True)
+
+
+def test_every_word_has_both_languages():
+    assert all(len(pair) == 2 and all(pair) for pair in TEXT.values())
