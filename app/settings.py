@@ -56,6 +56,8 @@ class Settings:
     max_document_bytes: int
     # Documents one signing session signs at most (DESIGN §6 signature activation).
     max_documents_per_session: int
+    # Hashes one CSC authorisation (and one signHash call) carries at most: ``multisign``.
+    csc_multisign: int
     # The served process (app.serving.gunicorn_conf): a client silent this long while sending a
     # request or taking an answer is dropped, and a request's headers and body must
     # have arrived this long after the server began reading it (slow clients, 9.6).
@@ -299,6 +301,7 @@ def load_settings(
         trust_dir=_path(str(raw["trust_dir"]), base_dir),
         max_document_bytes=max_bytes,
         max_documents_per_session=_int(raw, "max_documents_per_session", 1, 1000),
+        csc_multisign=_int(raw, "csc_multisign", 1, 1000),
         http_idle_timeout_seconds=_int(raw, "http_idle_timeout_seconds", 1, 3600),
         http_receive_timeout_seconds=_int(raw, "http_receive_timeout_seconds", 1, 3600),
         default_key_algorithm=algorithm,

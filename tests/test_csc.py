@@ -128,6 +128,13 @@ def try_sad(client, signer, corp, hashes_, *, card=None, token=None, **changes):
     return post(client, "credentials/authorize", signer, body, token=token)
 
 
+def try_sad_first(client, signer, corp, hashes_) -> dict:
+    """The answer of credentials/authorize without authData (``dairi_to_sign``)."""
+    first = post(client, "credentials/authorize", signer, authorize_body(signer, corp, hashes_))
+    assert first.status_code == 200, first.get_json()
+    return first.get_json()
+
+
 def sad_for(client, signer, corp, hashes_, **changes) -> str:
     response = try_sad(client, signer, corp, hashes_, **changes)
     assert response.status_code == 200, response.get_json()
@@ -351,6 +358,22 @@ def test_each_refusal_of_the_signing_api_holds_for_csc(client, app, pki, world):
         "MANDATE_REVOKED",
     } <= refused
     assert [tag for tag, _ in audit_codes(app)].count("signature:csc:created") == 1
+
+
+def test_multisign_is_a_setting_reported_in_credentials_info(client, app, world):
+    a, yamada = world["a"], world["yamada"]
+    context = app.extensions["dairi"]
+    settings = context.settings
+    context.settings = settings.replace(csc_multisign=2)
+    try:
+        read = post(client, "credentials/info", yamada, {"credentialID": yamada.credential_id})
+        assert read.get_json()["multisign"] == 2
+        three = digests("一", "二", "三")
+        body = authorize_body(yamada, a, three)
+        problem(post(client, "credentials/authorize", yamada, body), 422, "CSC_HASHES_INVALID")
+        assert "dairi_to_sign" in try_sad_first(client, yamada, a, three[:2])
+    finally:
+        context.settings = settings
 
 
 def test_an_hsm_failure_after_the_commit_answers_no_signature_and_says_so(

@@ -43,8 +43,9 @@ from identity.proof import Challenge
 
 CSC_FORMAT = "csc-hash"
 CSC_LEVEL = "raw"
-# How many hashes one authorisation (and one signHash call) may carry: CSC ``multisign``.
-MULTISIGN = 100
+# The most hashes any request may list, whatever the ``csc_multisign`` setting (its own
+# upper bound): what the request schemas accept before the setting is applied.
+MULTISIGN_CEILING = 1000
 SHA256_OID = "2.16.840.1.101.3.4.2.1"
 # Signature algorithms signHash takes, by key: the signature OID or the bare key OID.
 SIGN_ALGORITHMS: dict[str, dict[str, SignatureScheme]] = {
@@ -374,8 +375,9 @@ class CscService:
             raise SessionRefused("send at least one hash", "CSC_HASHES_INVALID")
         if any(len(h) != 32 for h in ask.hashes):
             raise SessionRefused("each hash is 32 bytes (SHA-256)", "CSC_HASHES_INVALID")
-        if len(ask.hashes) > MULTISIGN:
-            raise SessionRefused(f"at most {MULTISIGN} hashes at once", "CSC_HASHES_INVALID")
+        multisign = self.context.settings.csc_multisign
+        if len(ask.hashes) > multisign:
+            raise SessionRefused(f"at most {multisign} hashes at once", "CSC_HASHES_INVALID")
         if ask.num_signatures is not None and ask.num_signatures != len(ask.hashes):
             raise SessionRefused(
                 "numSignatures must equal the number of hashes (SCAL 2)", "CSC_HASHES_INVALID"
@@ -409,4 +411,4 @@ class CscService:
         )
 
 
-__all__ = ["CSC_FORMAT", "MULTISIGN", "SAD_LIFETIME", "CscService", "HashRequest"]
+__all__ = ["CSC_FORMAT", "MULTISIGN_CEILING", "SAD_LIFETIME", "CscService", "HashRequest"]

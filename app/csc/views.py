@@ -40,7 +40,7 @@ from app.credentials.service import read_certificates
 from app.csc.service import (
     CSC_FORMAT,
     LISTED_ALGORITHMS,
-    MULTISIGN,
+    MULTISIGN_CEILING,
     SHA256_OID,
     CscService,
     HashRequest,
@@ -163,7 +163,9 @@ class CscCredentialInfoSchema(ma.Schema):
     cert = ma.fields.Dict(metadata={"description": "status, certificates (b64 DER), …"})
     authMode = ma.fields.String(metadata={"description": "explicit"})
     SCAL = ma.fields.String(metadata={"description": "2: the SAD is bound to the hashes"})
-    multisign = ma.fields.Integer()
+    multisign = ma.fields.Integer(
+        metadata={"description": "hashes one authorisation carries at most (csc_multisign)"}
+    )
     lang = ma.fields.String()
 
 
@@ -176,7 +178,7 @@ def _hash_list(description: str) -> ma.fields.List:
     return ma.fields.List(
         Base64Bytes(max_bytes=64),
         load_default=None,
-        validate=ma.validate.Length(min=1, max=MULTISIGN),
+        validate=ma.validate.Length(min=1, max=MULTISIGN_CEILING),
         metadata={"description": description},
     )
 
@@ -184,7 +186,7 @@ def _hash_list(description: str) -> ma.fields.List:
 class CscAuthorizeRequestSchema(_Lenient):
     credentialID = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=36))
     numSignatures = ma.fields.Integer(
-        required=True, strict=True, validate=ma.validate.Range(min=1, max=MULTISIGN)
+        required=True, strict=True, validate=ma.validate.Range(min=1, max=MULTISIGN_CEILING)
     )
     hashes = _hash_list("base64 SHA-256 values")
     hash = _hash_list("v1 name of hashes")
@@ -351,7 +353,7 @@ def _credential_info(args: dict[str, Any]) -> dict[str, Any]:
         "cert": cert,
         "authMode": "explicit",
         "SCAL": "2",
-        "multisign": MULTISIGN,
+        "multisign": current_context().settings.csc_multisign,
         "lang": "ja-JP",
     }
 
