@@ -824,15 +824,15 @@ async def async_verify_pdf(
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> VerificationReport:
     """See :func:`verify_pdf`."""
-    document = _signed_document(pdf, max_bytes)
-    try:
-        with remembered_asn1():
+    with remembered_asn1():
+        document = _signed_document(pdf, max_bytes)
+        try:
             reports = [
                 await _report_one(sig, trust, purpose, principal, at, document)
                 for sig in document.signatures
             ]
-    except HOSTILE_PDF as exc:
-        raise hostile_pdf(exc) from exc
+        except HOSTILE_PDF as exc:
+            raise hostile_pdf(exc) from exc
     return report_of(pdf, reports, purpose, principal, at)
 
 
