@@ -70,6 +70,7 @@ def test_a_browser_signs_in_with_a_card_on_another_device(app, client, world):
     waiting = browser.get("/console/sign-in/wait")
     body = waiting.get_data(as_text=True)
     assert "<svg" in body and 'http-equiv="refresh"' in body and "<script" not in body
+    assert re.search(rf"<code>dairi client --url \S+ approve {code}</code>", body), body
     assert "script-src" not in waiting.headers["Content-Security-Policy"]
     assert "frame-ancestors 'none'" in waiting.headers["Content-Security-Policy"]
     assert browser.get("/console/").status_code == 302  # not yet signed in
@@ -85,6 +86,7 @@ def test_a_browser_signs_in_with_a_card_on_another_device(app, client, world):
     home = browser.get("/console/")
     assert home.status_code == 200
     assert "山田\u3000太郎" in home.get_data(as_text=True)
+    assert "従業員" in home.get_data(as_text=True)  # the role, in the page's language
     assert home.headers["Cache-Control"] == "no-store"
     # The code is spent: approving it again finds nothing waiting.
     problem(

@@ -222,7 +222,7 @@ def wait() -> str | BaseResponse:
     return _render(
         "console/wait.html",
         code=code,
-        command=f"dairi client approve {code} --url {settings.public_base_url}",
+        command=f"dairi client --url {settings.public_base_url} approve {code}",
         qr=qr,  # segno's own SVG of a code of letters and our URL: shown as is (|safe)
         expires_at=row.expires_at,
     )
