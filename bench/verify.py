@@ -190,18 +190,21 @@ def concurrent_clients(
     """``CLIENTS`` threads, each its own connection pool, each posting the bid
     ``rounds`` times after one untimed post: (verifications, errors, seconds)."""
     asked = purpose[0]
-    form = {
-        "purpose": json.dumps(
-            {
-                "principal": purpose[1],
-                "action": asked.action,
-                "procuring_entity": asked.procuring_entity,
-                "case": asked.case,
-                "amount": asked.amount_jpy,
-            },
-            ensure_ascii=False,
-        )
-    }
+    asked_json = json.dumps(
+        {
+            "principal": purpose[1],
+            "action": asked.action,
+            "procuring_entity": asked.procuring_entity,
+            "case": asked.case,
+            "amount": asked.amount_jpy,
+        },
+        ensure_ascii=False,
+    ).encode()
+    # Both parts as (name, (file name, content, type)); no file name makes a form field.
+    parts = [
+        ("document", ("bid.pdf", pdf, "application/pdf")),
+        ("purpose", (None, asked_json, "application/json")),
+    ]
     start = threading.Barrier(CLIENTS + 1)
     lock = threading.Lock()
     counts = {"verified": 0, "errors": 0}
@@ -209,12 +212,7 @@ def concurrent_clients(
 
     def post(client: ApiClient) -> str | None:
         try:
-            response = client.send(
-                "POST",
-                "/api/v1/verifications",
-                files={"document": ("bid.pdf", pdf, "application/pdf")},
-                data=form,
-            )
+            response = client.send("POST", "/api/v1/verifications", files=parts)
         except Exception as exc:  # every failure is counted
             return f"{type(exc).__name__}: {exc}"
         if response.status_code != 200:
