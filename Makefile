@@ -12,7 +12,8 @@ BIN := $(VENV)/bin
 # opensc-pkcs11's pkcs11-spy counts the PKCS#11 logins the HSM fault tests make;
 # poppler-utils (pdftotext, pdfsig, pdfdetach) and qpdf read back the PDFs dairi draws and signs;
 # xmlsec1 checks the XAdES signatures (an independent verifier).
-SYSTEM_PACKAGES := softhsm2 fonts-ipafont-gothic opensc-pkcs11 poppler-utils qpdf openssl xmlsec1
+SYSTEM_PACKAGES := softhsm2 fonts-ipafont-gothic opensc-pkcs11 poppler-utils qpdf openssl xmlsec1 \
+  chromium
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Where make run serves; public_base_url follows unless configured (config/default.toml).
 HOST ?= 127.0.0.1

@@ -66,14 +66,16 @@ def test_a_browser_signs_in_with_a_card_on_another_device(app, client, world):
     cookie = browser.get_cookie(COOKIE, path="/console")
     assert cookie is not None and cookie.http_only and cookie.same_site == "Strict"
     assert not cookie.secure  # the test service is http; https sets Secure
-    # Waiting: the code, a QR code as inline SVG, a refresh without script.
+    # Waiting: the code, a QR code as inline SVG, a script from a file (none inline).
     waiting = browser.get("/console/sign-in/wait")
     body = waiting.get_data(as_text=True)
-    assert "<svg" in body and 'http-equiv="refresh"' in body and "<script" not in body
+    assert "<svg" in body and not re.search(r"<script(?![^>]*\bsrc=)", body)
     assert re.search(rf"<code>dairi client --url \S+ approve {code}</code>", body), body
-    assert "script-src" not in waiting.headers["Content-Security-Policy"]
+    policy = waiting.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
     assert "frame-ancestors 'none'" in waiting.headers["Content-Security-Policy"]
     assert browser.get("/console/").status_code == 302  # not yet signed in
+    assert browser.get("/console/sign-in/status").get_json() == {"state": "pending"}
 
     opened = device.post(f"/api/v1/console/sign-ins/{code.lower()}/challenge").get_json()
     assert opened["sign_in"]["code"] == code  # the approver sees what they approve
@@ -81,6 +83,7 @@ def test_a_browser_signs_in_with_a_card_on_another_device(app, client, world):
     assert approved.status_code == 200, approved.get_json()
     assert approved.get_json()["caller"]["id"] == world["person_id"]
 
+    assert browser.get("/console/sign-in/status").get_json() == {"state": "approved"}
     moved_on = browser.get("/console/sign-in/wait")
     assert moved_on.status_code == 302 and moved_on.headers["Location"].endswith("/console/")
     home = browser.get("/console/")
@@ -117,6 +120,7 @@ def test_refusals_of_the_approving_device(app, client, pki, world):
     # An expired code: the page says so and the device finds nothing to approve.
     move_clock(app, timedelta(seconds=301))
     assert "期限" in browser.get("/console/sign-in/wait").get_data(as_text=True)
+    assert browser.get("/console/sign-in/status").get_json() == {"state": "expired"}
     problem(
         device.post(f"/api/v1/console/sign-ins/{code}/challenge"),
         404,

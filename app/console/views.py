@@ -1,6 +1,7 @@
 """The console's pages (``/console/``): server-rendered, Japanese by default
-(``?lang=en`` switches, kept in a cookie), no script at all: the sign-in page waits
-for approval with a meta refresh. Pages call the API's own services and permission
+(``?lang=en`` switches, kept in a cookie). The one script (no inline script: CSP
+``script-src 'self'``) lets the sign-in page move on by itself once its code is
+approved; without it, the page's link does. Pages call the API's own services and permission
 rules (``current_caller`` is the cookie's holder), never copies of them.
 
 Security: the session is an HttpOnly, SameSite=Strict cookie (Secure when the
@@ -47,6 +48,8 @@ LANGUAGE_COOKIE = "dairi_lang"
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'none'",
+        "script-src 'self'",
+        "connect-src 'self'",
         "style-src 'self'",
         "img-src 'self'",
         "form-action 'self'",
@@ -226,6 +229,18 @@ def wait() -> str | BaseResponse:
         qr=qr,  # segno's own SVG of a code of letters and our URL: shown as is (|safe)
         expires_at=row.expires_at,
     )
+
+
+@blp.get("/sign-in/status")
+def sign_in_status() -> dict[str, str]:
+    """What the waiting page's script asks: ``pending``, ``approved`` or ``expired``."""
+    secret = g.console_secret
+    if g.console_caller is not None:
+        return {"state": "approved"}
+    row = ConsoleSignIns(get_session(), auth_service()).state(secret) if secret else None
+    if row is None or row.expires_at <= current_context().clock():
+        return {"state": "expired"}
+    return {"state": "pending"}
 
 
 @blp.post("/sign-out")
