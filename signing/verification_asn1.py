@@ -38,6 +38,7 @@ from typing import Any
 from asn1crypto import core, crl, ocsp, x509
 
 MAX_REMEMBERED_NAMES = 4096  # distinct names; the map is emptied when it is full
+MAX_NAME_BYTES = 2048  # a longer name (none a CA issues) is prepared each time
 MAX_PARSED_BYTES = 32 * 1024 * 1024  # DER kept parsed, least recently used dropped first
 
 _ACTIVE: ContextVar[bool] = ContextVar("dairi_remembered_asn1", default=False)
@@ -53,7 +54,7 @@ _original_eq: Callable[[x509.RDNSequence, object], bool] = x509.RDNSequence.__eq
 def prepared(name: x509.RDNSequence) -> str:
     """``name.hashable``, remembered by its DER contents while active."""
     contents = name.contents
-    if not _ACTIVE.get() or contents is None:
+    if not _ACTIVE.get() or contents is None or len(contents) > MAX_NAME_BYTES:
         return _original_hashable(name)
     found = _PREPARED.get(contents)
     if found is None:

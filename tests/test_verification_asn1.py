@@ -50,3 +50,11 @@ def test_validation_data_is_parsed_once_per_distinct_der_inside_only(pki):
         assert crl.CertificateList.load(other).issuer == crl.CertificateList.load(other).issuer
     assert first.dump() == der
     assert crl.CertificateList.load(der) is not first
+
+
+def test_an_outsize_name_is_not_remembered():
+    names, _ = remembered_count()
+    huge = _name("x" * 3000)
+    with remembered_asn1():
+        assert huge == _name("X" * 3000)
+    assert remembered_count()[0] == names
