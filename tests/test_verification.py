@@ -116,22 +116,29 @@ def test_a_signer_outside_the_trust_roots_has_no_chain(signed, pki):
     assert sig.sub_indication == "NO_CERTIFICATE_CHAIN_FOUND"
 
 
-def _with_annotation(pdf: bytes) -> bytes:
-    """An incremental update after signing that adds a visible text note to page 1."""
-    writer = IncrementalPdfFileWriter(BytesIO(pdf))
-    page_ref = writer.root["/Pages"]["/Kids"][0]
-    page = page_ref.get_object()
-    annot = generic.DictionaryObject(
+def _annotation(
+    subtype: str, rect: tuple[int, int, int, int], **entries
+) -> generic.DictionaryObject:
+    """An annotation dictionary: /Type /Annot, its /Subtype and /Rect, ``entries`` by key."""
+    made = generic.DictionaryObject(
         {
             generic.NameObject("/Type"): generic.NameObject("/Annot"),
-            generic.NameObject("/Subtype"): generic.NameObject("/FreeText"),
-            generic.NameObject("/Rect"): generic.ArrayObject(
-                map(generic.NumberObject, (50, 50, 300, 80))
-            ),
-            generic.NameObject("/Contents"): generic.TextStringObject("金額訂正 99,999,999 円"),
+            generic.NameObject("/Subtype"): generic.NameObject(subtype),
+            generic.NameObject("/Rect"): generic.ArrayObject(map(generic.NumberObject, rect)),
             generic.NameObject("/DA"): generic.TextStringObject("/Helv 12 Tf 0 g"),
         }
     )
+    for key, value in entries.items():
+        made[generic.NameObject(f"/{key}")] = value
+    return made
+
+
+def _with_annotation(pdf: bytes) -> bytes:
+    """An incremental update after signing that adds a visible text note to page 1."""
+    writer = IncrementalPdfFileWriter(BytesIO(pdf))
+    page = writer.root["/Pages"]["/Kids"][0].get_object()
+    note = generic.TextStringObject("金額訂正 99,999,999 円")
+    annot = _annotation("/FreeText", (50, 50, 300, 80), Contents=note)
     annots = page.get("/Annots", generic.ArrayObject())
     annots.append(writer.add_object(annot))
     page[generic.NameObject("/Annots")] = annots
@@ -252,19 +259,13 @@ def _with_amount_field(pdf: bytes, value: str) -> bytes:
     writer = IncrementalPdfFileWriter(BytesIO(pdf))
     page_ref = writer.root["/Pages"]["/Kids"][0]
     page = page_ref.get_object()
-    field = generic.DictionaryObject(
-        {
-            generic.NameObject("/FT"): generic.NameObject("/Tx"),
-            generic.NameObject("/T"): generic.TextStringObject("入札金額"),
-            generic.NameObject("/V"): generic.TextStringObject(value),
-            generic.NameObject("/Type"): generic.NameObject("/Annot"),
-            generic.NameObject("/Subtype"): generic.NameObject("/Widget"),
-            generic.NameObject("/Rect"): generic.ArrayObject(
-                map(generic.NumberObject, (50, 700, 300, 720))
-            ),
-            generic.NameObject("/P"): page_ref,
-            generic.NameObject("/DA"): generic.TextStringObject("/Helv 12 Tf 0 g"),
-        }
+    field = _annotation(
+        "/Widget",
+        (50, 700, 300, 720),
+        FT=generic.NameObject("/Tx"),
+        T=generic.TextStringObject("入札金額"),
+        V=generic.TextStringObject(value),
+        P=page_ref,
     )
     field_ref = writer.add_object(field)
     page[generic.NameObject("/Annots")] = generic.ArrayObject([field_ref])
