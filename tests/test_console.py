@@ -15,6 +15,7 @@ from helpers_auth import (
     audit_codes,
     bearer,
     enrolled_employee,
+    login,
     move_clock,
     new_card,
     new_corporation,
@@ -195,6 +196,86 @@ def test_the_mandates_page_lists_what_the_api_lists(app, client, hsm, pki):
     # Bad input is the API's refusal, shown as a page.
     bad = browser.get("/console/mandates?principal=123")
     assert bad.status_code == 422 and "<html" in bad.get_data(as_text=True)
+
+
+def signed_in(app, client, card):
+    """A browser signed in with ``card`` (approved from ``client``, the other device)."""
+    browser = app.test_client()
+    assert approve(client, card, ask_to_sign_in(browser)).status_code == 200
+    browser.get("/console/sign-in/wait")
+    return browser
+
+
+def csrf_of(page) -> str:
+    return re.search(
+        r'name="csrf_token" value="([0-9a-f]{64})"', page.get_data(as_text=True)
+    ).group(1)
+
+
+def test_a_mandate_page_shows_the_chain_and_a_representative_revokes_it(app, client, hsm, pki):
+    corp = new_corporation(pki, name="株式会社大理建設")
+    employee = new_employee(client, hsm, pki, corp, "鈴木\u3000花子")
+    granted = root_grant(client, corp, employee)
+    browser = signed_in(app, client, corp.representative)
+    page = browser.get(f"/console/mandates/{granted['id']}")
+    assert page.status_code == 200, page.get_data(as_text=True)
+    body = page.get_data(as_text=True)
+    # The chain as a diagram, with its text for those who do not see it.
+    assert '<svg class="chain" role="img"' in body
+    assert re.search(r"<title id=\"chain-title\">[^<]*株式会社大理建設[^<]*鈴木\u3000花子", body)
+    assert "委任事項: 入札" in body  # the scope in Japanese
+    assert "mandate:granted" in body  # its history
+    pdf = browser.get(f"/console/mandates/{granted['id']}/document.pdf")
+    assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
+    ac = browser.get(f"/console/mandates/{granted['id']}/ac.der")
+    assert ac.data == base64.b64decode(granted["attribute_certificate"])
+
+    confirm = browser.get(f"/console/mandates/{granted['id']}/revoke")
+    assert confirm.status_code == 200
+    token = csrf_of(confirm)
+    # Without the session's CSRF token nothing is revoked.
+    forged = browser.post(
+        f"/console/mandates/{granted['id']}/revoke",
+        headers=ORIGIN,
+        data={"reason": "privilege_withdrawn"},
+    )
+    assert forged.status_code == 403
+    done = browser.post(
+        f"/console/mandates/{granted['id']}/revoke",
+        headers=ORIGIN,
+        data={"reason": "privilege_withdrawn", "csrf_token": token},
+    )
+    assert done.status_code == 303 and done.headers["Location"].endswith("?revoked=1")
+    # The API sees it at once: the chain no longer holds.
+    rep_token = login(client, corp.representative)
+    chain = client.get(f"/api/v1/mandates/{granted['id']}/chain", headers=bearer(rep_token))
+    assert chain.get_json()["holds"] is False
+    assert "MANDATE_REVOKED" in chain.get_json()["reasons"]
+    assert ("mandate:revoked", "") in audit_codes(app)
+    assert "mandate:revoked" in browser.get(done.headers["Location"]).get_data(as_text=True)
+
+
+def test_an_employee_may_not_revoke_anothers_grant_from_the_console(app, client, hsm, pki):
+    corp = new_corporation(pki, name="株式会社大理建設")
+    holder = new_employee(client, hsm, pki, corp, "鈴木\u3000花子")
+    granted = root_grant(client, corp, holder)
+    colleague_card, _, _ = enrolled_employee(client, pki, corp, "田中\u3000一郎")
+    browser = signed_in(app, client, colleague_card.authentication)
+    confirm = browser.get(f"/console/mandates/{granted['id']}/revoke")
+    assert confirm.status_code == 200
+    refused = browser.post(
+        f"/console/mandates/{granted['id']}/revoke",
+        headers=ORIGIN,
+        data={"reason": "privilege_withdrawn", "csrf_token": csrf_of(confirm)},
+    )
+    assert refused.status_code == 403 and "<html" in refused.get_data(as_text=True)
+    rep_token = login(client, corp.representative)
+    chain = client.get(f"/api/v1/mandates/{granted['id']}/chain", headers=bearer(rep_token))
+    assert chain.get_json()["holds"] is True
+    # Another corporation's mandate is not found, as through the API.
+    other = new_corporation(pki, name="合同会社別会社")
+    outsider = signed_in(app, client, other.representative)
+    assert outsider.get(f"/console/mandates/{granted['id']}").status_code == 404
 
 
 def test_every_word_has_both_languages():

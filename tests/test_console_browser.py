@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from helpers_auth import new_corporation
+from helpers_mandates import new_employee, root_grant, scope, sub_grant
 from live_server import LiveServer
 
 from app.client.api import ApiClient
 from app.client.cards import SoftwareCard
 from app.client.console import approve_sign_in
-from app.migrate import migrate
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "var" / "console-screenshots"
@@ -28,23 +28,10 @@ axe_api = pytest.importorskip("axe_playwright_python.sync_playwright")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium missing")
 
 
-@pytest.fixture(scope="module")
-def server(base_settings, tmp_path_factory):
-    data = tmp_path_factory.mktemp("console-browser")
-    settings = base_settings.replace(
-        database_url=f"sqlite:///{data / 'dairi.db'}", data_dir=str(data)
+def representative_card(corp) -> SoftwareCard:
+    return SoftwareCard(
+        corp.representative.key, corp.representative.certificate.public_bytes(Encoding.DER)
     )
-    migrate(settings.database_url)
-    with LiveServer(settings, workers=2) as live:
-        yield live
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield launched
-        launched.close()
 
 
 def serious_violations(page) -> list[str]:
@@ -63,8 +50,27 @@ def look(page, name: str) -> None:
     assert serious_violations(page) == [], name
 
 
-def test_a_representative_signs_in_with_the_keyboard_and_reads_the_pages(server, browser, pki):
+def test_a_representative_signs_in_with_the_keyboard_and_reads_the_pages(
+    client, app_settings, hsm, pki
+):
+    # The served process and this test's app share the database: the mandate is
+    # granted through the test client, then read and revoked in the browser.
     corp = new_corporation(pki, name="株式会社ブラウザ商事")
+    employee = new_employee(client, hsm, pki, corp, "鈴木\u3000花子")
+    root = root_grant(client, corp, employee, scope(max_depth=1))
+    sub_holder = new_employee(client, hsm, pki, corp, "田中\u3000一郎")
+    sub = sub_grant(client, hsm, corp, root, employee, sub_holder)
+    # Playwright's sync API runs an event loop in this thread: the set-up above (whose
+    # validation runs its own) is done before it starts.
+    with LiveServer(app_settings, workers=2) as server, playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            browse(server, browser, corp, root, sub)
+        finally:
+            browser.close()
+
+
+def browse(server, browser, corp, root: dict, sub: dict) -> None:
     context = browser.new_context(locale="ja-JP", viewport={"width": 1100, "height": 800})
     page = context.new_page()
     page.goto(server.url + "/console/")
@@ -83,10 +89,7 @@ def test_a_representative_signs_in_with_the_keyboard_and_reads_the_pages(server,
     look(page, "sign-in-wait")
 
     with ApiClient(server.url) as device:
-        representative = SoftwareCard(
-            corp.representative.key, corp.representative.certificate.public_bytes(Encoding.DER)
-        )
-        approved = approve_sign_in(device, representative, code)
+        approved = approve_sign_in(device, representative_card(corp), code)
     assert approved["caller"]["representative_of"] == [corp.corporate_number]
     page.wait_for_url("**/console/", timeout=15_000)  # the page's refresh moves on
     assert "佐藤" in page.inner_text("main")
@@ -97,8 +100,30 @@ def test_a_representative_signs_in_with_the_keyboard_and_reads_the_pages(server,
     page.goto(server.url + "/console/mandates?lang=en")
     assert page.locator("html").get_attribute("lang") == "en"
     look(page, "mandates-en")
+    page.goto(server.url + "/console/mandates?lang=ja")
+    page.get_by_role("link", name="田中\u3000一郎").click()  # the sub-delegation
+    page.wait_for_url(f"**/console/mandates/{sub['id']}")
+    assert page.locator("svg.chain g").count() == 3  # principal, agent, sub-agent
+    look(page, "mandate")
 
-    page.get_by_role("button", name="Sign out").focus()
+    # Revoke the root from its page, with the keyboard, after the confirmation page.
+    page.goto(server.url + f"/console/mandates/{root['id']}")
+    page.get_by_role("link", name="この委任状を失効させる").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/console/mandates/{root['id']}/revoke")
+    look(page, "mandate-revoke")
+    page.get_by_role("button", name="失効させる").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/console/mandates/{root['id']}?revoked=1")
+    assert "委任状を失効させました" in page.inner_text("main")
+    look(page, "mandate-revoked")
+    # The sub-delegation under it is revoked too, as the API says.
+    with ApiClient(server.url) as api:
+        api.login(representative_card(corp))
+        judged = api.call("GET", f"/api/v1/mandates/{sub['id']}/chain")
+    assert judged["holds"] is False
+
+    page.get_by_role("button", name="サインアウト").focus()
     page.keyboard.press("Enter")
     page.wait_for_url("**/console/sign-in")
     page.goto(server.url + "/console/")

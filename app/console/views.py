@@ -28,20 +28,35 @@ from flask import (
     request,
     url_for,
 )
+from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from app.audit_trail.log import AuditLog
+from app.audit_trail.models import AuditRecord
 from app.console.sign_in import ConsoleSignIns, shown_code
 from app.console.text import LANGUAGES, text_for
 from app.database import read_only_transaction
 from app.http.problems import ProblemError, problem_for
 from app.http.request_scope import current_context, get_session
 from app.http.security import end_reads, token_caller
-from app.mandates.views import READERS, MandateQuerySchema, mandate_page
+from app.mandates.document import MandateDocument, jst_text
+from app.mandates.models import Mandate
+from app.mandates.service import REVOCATION_REASONS, MandateService
+from app.mandates.views import (
+    READERS,
+    MandateQuerySchema,
+    document_of,
+    document_response,
+    mandate_page,
+    readable_mandate,
+    revoke_mandate,
+)
 from app.people.caller import Access, Caller, permits
+from app.people.models import Role
 from app.people.sign_in import AuthError
 from app.people.sign_in_views import auth_service
+from app.signatures.models import SignatureRecord
 
 COOKIE = "dairi_console"
 LANGUAGE_COOKIE = "dairi_lang"
@@ -158,6 +173,7 @@ def _render(template: str, **values: Any) -> str:
         other_language=LANGUAGES[1 - LANGUAGES.index(language)],
         caller=caller,
         csrf=csrf_token(secret) if caller is not None and secret else "",
+        jst=jst_text,
         **values,
     )
 
@@ -282,3 +298,117 @@ def mandates() -> str:
         first=first,
         last=first + len(page["items"]) - 1,
     )
+
+
+# -- one mandate: its chain, history, documents; revocation ---------------------------
+
+REVOKERS = (Role.REPRESENTATIVE, Role.EMPLOYEE, Role.ADMINISTRATOR)
+BOX_WIDTH, BOX_HEIGHT, BOX_GAP = 520, 64, 36
+
+
+def chain_boxes(shown: MandateDocument) -> list[dict[str, Any]]:
+    """The chain diagram's boxes, top to bottom: the principal, then each hop's
+    grantee (a hop below the root is 復代理), with the hop's status."""
+    boxes = [
+        {
+            "y": 0,
+            "title": f"{shown.principal_name}（{shown.principal_corporate_number}）",
+            "detail": shown.chain[0].grantor if shown.chain else shown.grantor,
+            "status": "",
+            "ok": True,
+        }
+    ]
+    for line in shown.chain:
+        boxes.append(
+            {
+                "y": len(boxes) * (BOX_HEIGHT + BOX_GAP),
+                "title": line.grantee,
+                "detail": f"復代理人（{line.depth}次）" if line.depth > 0 else "代理人",
+                "status": line.status,
+                "ok": line.status == "有効",
+            }
+        )
+    return boxes
+
+
+@blp.get("/mandates/<mandate_id>")
+def mandate(mandate_id: str) -> str:
+    caller = _signed_in(Access(frozenset(READERS)))
+    row = readable_mandate(mandate_id)
+    context = current_context()
+    now = context.clock()
+    session = get_session()
+    rows, verdict = MandateService(
+        session,
+        context.settings,
+        context.certificate_validator,
+        context.attribute_authority,
+        context.clock,
+    ).chain(mandate_id, None, at=now)
+    shown = document_of(rows, verdict, now)
+    history = session.scalars(
+        select(AuditRecord)
+        .where(AuditRecord.subject == mandate_id)
+        .order_by(AuditRecord.sequence)
+        .limit(200)
+    ).all()
+    signatures = session.scalars(
+        select(SignatureRecord)
+        .where(SignatureRecord.mandate_id == mandate_id)
+        .order_by(SignatureRecord.created_at)
+        .limit(200)
+    ).all()
+    related = session.scalars(
+        select(Mandate).where(
+            (Mandate.reissued_from_id == mandate_id) | (Mandate.parent_id == mandate_id)
+        )
+    ).all()
+    boxes = chain_boxes(shown)
+    return _render(
+        "console/mandate.html",
+        row=row,
+        shown=shown,
+        boxes=boxes,
+        box_width=BOX_WIDTH,
+        box_height=BOX_HEIGHT,
+        svg_height=boxes[-1]["y"] + BOX_HEIGHT + 4,
+        history=history,
+        signatures=signatures,
+        related=related,
+        may_revoke=row.revoked_at is None and any(caller.holds(r) for r in REVOKERS),
+        revoked=request.args.get("revoked") == "1",
+    )
+
+
+@blp.get("/mandates/<mandate_id>/document.pdf")
+def mandate_document(mandate_id: str) -> BaseResponse:
+    _signed_in(Access(frozenset(READERS)))
+    return document_response(mandate_id)
+
+
+@blp.get("/mandates/<mandate_id>/ac.der")
+def mandate_ac(mandate_id: str) -> BaseResponse:
+    _signed_in(Access(frozenset(READERS)))
+    row = readable_mandate(mandate_id)
+    return BaseResponse(
+        row.attribute_certificate,
+        mimetype="application/pkix-attr-cert",
+        headers={"Content-Disposition": f'attachment; filename="mandate-{mandate_id}.ac.der"'},
+    )
+
+
+@blp.get("/mandates/<mandate_id>/revoke")
+def confirm_revocation(mandate_id: str) -> str:
+    _signed_in(Access(frozenset(REVOKERS)))
+    row = readable_mandate(mandate_id)
+    return _render("console/revoke.html", row=row, reasons=REVOCATION_REASONS)
+
+
+@blp.post("/mandates/<mandate_id>/revoke")
+def revoke(mandate_id: str) -> BaseResponse:
+    _signed_in(Access(frozenset(REVOKERS)))
+    reason = request.form.get("reason", "")
+    if reason not in REVOCATION_REASONS:
+        raise ProblemError("VALIDATION_FAILED", detail="choose a revocation reason")
+    revoke_mandate(mandate_id, reason)
+    return redirect(url_for("console.mandate", mandate_id=mandate_id, revoked="1"), code=303)

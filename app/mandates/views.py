@@ -104,7 +104,7 @@ def _ac_status() -> AcStatus:
     return AcStatus(get_session(), context.attribute_authority, context.clock)
 
 
-def _readable(mandate_id: str) -> Mandate:
+def readable_mandate(mandate_id: str) -> Mandate:
     row = _service().get(mandate_id)
     if not permits(current_caller(), Permission.READ, row.principal):
         # Another corporation's mandate: as if it did not exist.
@@ -395,7 +395,7 @@ def mandate_page(args: dict[str, Any]) -> dict[str, Any]:
 @blp.response(200, MandateSchema)
 def get_mandate(mandate_id: str) -> dict[str, Any]:
     """One mandate with its instruction and attribute certificate."""
-    return mandate_json(_readable(mandate_id), current_context().clock())
+    return mandate_json(readable_mandate(mandate_id), current_context().clock())
 
 
 @blp.route("/mandates/<mandate_id>/revocation", methods=["POST"])
@@ -406,9 +406,14 @@ def revoke(args: dict[str, Any], mandate_id: str) -> dict[str, Any]:
     """Revoke a mandate, at once, with every mandate granted under it. Its grantor,
     the grantor of any ancestor, a representative of the principal or an
     administrator may."""
-    _readable(mandate_id)
+    return revoke_mandate(mandate_id, args["reason"])
+
+
+def revoke_mandate(mandate_id: str, reason: str) -> dict[str, Any]:
+    """Revoke as the caller (the API's and the console's); refusals audited."""
+    readable_mandate(mandate_id)
     try:
-        revoked = _service().revoke(mandate_id, actor=current_caller(), reason=args["reason"])
+        revoked = _service().revoke(mandate_id, actor=current_caller(), reason=reason)
     except DairiError as exc:
         _refused("mandate:revocation:refused", exc, subject=mandate_id)
         raise
@@ -423,7 +428,7 @@ def chain(args: dict[str, Any], mandate_id: str) -> dict[str, Any]:
     """The mandate's chain, root first, judged at ``at`` (default now): every hop and
     why it holds or not, and, with ``action`` (and entity, case, amount), whether the
     chain authorises that purpose."""
-    _readable(mandate_id)
+    readable_mandate(mandate_id)
     at = args.get("at") or current_context().clock()
     rows, verdict = _service().chain(mandate_id, _purpose(args, at), at=at)
     return _verdict_json(rows, verdict, at)
@@ -487,7 +492,12 @@ def authority(args: dict[str, Any]) -> dict[str, Any]:
 def document(mandate_id: str) -> Response:
     """The human-readable 電子委任状 (Japanese PDF), signed by the service's attribute
     authority: principal, grantor, grantee, scope, validity, status and the chain."""
-    _readable(mandate_id)
+    return document_response(mandate_id)
+
+
+def document_response(mandate_id: str) -> Response:
+    """The signed 電子委任状 PDF of a mandate the caller may read (API and console)."""
+    readable_mandate(mandate_id)
     context = current_context()
     now = context.clock()
     rows, verdict = _service().chain(mandate_id, None, at=now)
