@@ -96,6 +96,9 @@ class ApiClient:
         self.url = url.rstrip("/")
         self.token = token
         self.pool = _pool_for(self.url)
+        # One random multipart boundary per client, not per upload: the service compiles
+        # a pattern per boundary it meets (werkzeug), and keeps the last few compiled.
+        self.boundary = os.urandom(16).hex()
 
     def close(self) -> None:
         self.pool.clear()
@@ -129,7 +132,7 @@ class ApiClient:
             url += ("&" if "?" in url else "?") + urlencode(params, doseq=True)
         body = data
         if files is not None:
-            body, sent["Content-Type"] = encode_multipart_formdata(list(files))
+            body, sent["Content-Type"] = encode_multipart_formdata(list(files), self.boundary)
         elif json is not None:
             body = jsonlib.dumps(json, allow_nan=False).encode("utf-8")
             sent.setdefault("Content-Type", "application/json")
