@@ -91,6 +91,7 @@ class Settings:
     access_token_seconds: int
     console_sign_in_seconds: int  # a console sign-in's code waits this long for approval
     console_session_seconds: int  # a console session's cookie lasts at most this long
+    console_open_verification: bool  # the console's verification page needs no sign-in
     # delegation (DESIGN §5): a grant instruction is accepted this long after it was made
     instruction_max_age_seconds: int
     # audit (DESIGN §8, issue 14): checkpoints are due this often (0: only on demand);
@@ -324,6 +325,7 @@ def load_settings(
         access_token_seconds=_int(raw, "access_token_seconds", 60, 86400),
         console_sign_in_seconds=_int(raw, "console_sign_in_seconds", 30, 900),
         console_session_seconds=_int(raw, "console_session_seconds", 60, 43200),
+        console_open_verification=_bool(raw["console_open_verification"]),
         instruction_max_age_seconds=_int(raw, "instruction_max_age_seconds", 10, 86400),
         audit_checkpoint_interval_seconds=_int(raw, "audit_checkpoint_interval_seconds", 0),
         audit_retention_years=_int(raw, "audit_retention_years", 1, 100),

@@ -6,6 +6,7 @@ origin, expiry, sign-out and a revoked card each end or refuse as they should.""
 from __future__ import annotations
 
 import base64
+import io
 import re
 from datetime import timedelta
 
@@ -25,6 +26,9 @@ from helpers_auth import (
 from helpers_mandates import new_employee, root_grant
 
 from app.console.text import TEXT
+from app.dev.sample_documents import bid_pdf
+from app.factory import create_app
+from signing import PadesLevel, PadesSpec
 
 ORIGIN = {"Origin": "http://localhost"}
 COOKIE = "dairi_console"
@@ -276,6 +280,80 @@ def test_an_employee_may_not_revoke_anothers_grant_from_the_console(app, client,
     other = new_corporation(pki, name="合同会社別会社")
     outsider = signed_in(app, client, other.representative)
     assert outsider.get(f"/console/mandates/{granted['id']}").status_code == 404
+
+
+def signed_bid(app, employee) -> bytes:
+    """A bid signed at B-LT by ``employee``'s HSM key (the operator's path: no mandate)."""
+    context = app.extensions["dairi"]
+    return context.pades_signer.sign(
+        bid_pdf(), employee.credential, PadesSpec(level=PadesLevel.B_LT)
+    ).pdf
+
+
+def test_the_verification_page_gives_the_apis_verdict(app, client, hsm, pki):
+    corp = new_corporation(pki, name="株式会社大理建設")
+    employee = new_employee(client, hsm, pki, corp, "鈴木\u3000花子")
+    signed = signed_bid(app, employee)
+    tampered = bytearray(signed)
+    tampered[len(tampered) // 3] ^= 0x01
+    rep_token = login(client, corp.representative)
+    browser = signed_in(app, client, corp.representative)
+    form = browser.get("/console/verify")
+    assert form.status_code == 200
+    token = csrf_of(form)
+
+    def upload(document: bytes, **fields: str):
+        return browser.post(
+            "/console/verify",
+            headers=ORIGIN,
+            data={"csrf_token": token, "document": (io.BytesIO(document), "bid.pdf"), **fields},
+            content_type="multipart/form-data",
+        )
+
+    def api_indication(document: bytes) -> str:
+        answer = client.post(
+            "/api/v1/verifications",
+            headers=bearer(rep_token),
+            data={"document": (io.BytesIO(document), "bid.pdf")},
+            content_type="multipart/form-data",
+        )
+        return answer.get_json()["indication"]
+
+    for document in (signed, bytes(tampered)):
+        page = upload(document)
+        assert page.status_code == 200, page.get_data(as_text=True)
+        shown = re.search(r'class="indication [^"]*">([A-Z_]+)<', page.get_data(as_text=True))
+        assert shown, page.get_data(as_text=True)[-1500:]
+        assert shown.group(1) == api_indication(document)
+    assert api_indication(bytes(tampered)) == "TOTAL_FAILED"
+    pdf = upload(signed, format="pdf")
+    assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
+    as_json = upload(signed, format="json")
+    assert as_json.get_json()["indication"] == api_indication(signed)
+    # Bad input: the API's code, on a page.
+    refused = upload(b"not a pdf at all")
+    assert refused.status_code == 422 and "DOCUMENT_NOT_PDF" in refused.get_data(as_text=True)
+    # Not open to anyone unless the operator says so.
+    anonymous = app.test_client().get("/console/verify")
+    assert anonymous.status_code == 302
+
+
+def test_the_operator_may_open_verification_to_anyone(app_settings, hsm, pki, client):
+    corp = new_corporation(pki, name="株式会社大理建設")
+    employee = new_employee(client, hsm, pki, corp, "鈴木\u3000花子")
+    opened = create_app(app_settings.replace(console_open_verification=True), hsm=hsm)
+    signed = signed_bid(opened, employee)
+    officer = opened.test_client()
+    assert officer.get("/console/verify").status_code == 200
+    page = officer.post(
+        "/console/verify",
+        headers=ORIGIN,
+        data={"document": (io.BytesIO(signed), "bid.pdf")},
+        content_type="multipart/form-data",
+    )
+    assert page.status_code == 200 and "検証結果" in page.get_data(as_text=True)
+    # Still no form from another site.
+    assert officer.post("/console/verify", data={}).status_code == 403
 
 
 def test_every_word_has_both_languages():

@@ -19,6 +19,8 @@ from live_server import LiveServer
 from app.client.api import ApiClient
 from app.client.cards import SoftwareCard
 from app.client.console import approve_sign_in
+from app.dev.sample_documents import bid_pdf
+from signing import PadesLevel, PadesSpec
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "var" / "console-screenshots"
@@ -51,7 +53,7 @@ def look(page, name: str) -> None:
 
 
 def test_a_representative_signs_in_with_the_keyboard_and_reads_the_pages(
-    client, app_settings, hsm, pki
+    app, client, app_settings, hsm, pki, tmp_path
 ):
     # The served process and this test's app share the database: the mandate is
     # granted through the test client, then read and revoked in the browser.
@@ -60,17 +62,23 @@ def test_a_representative_signs_in_with_the_keyboard_and_reads_the_pages(
     root = root_grant(client, corp, employee, scope(max_depth=1))
     sub_holder = new_employee(client, hsm, pki, corp, "田中\u3000一郎")
     sub = sub_grant(client, hsm, corp, root, employee, sub_holder)
+    signed = tmp_path / "入札書-signed.pdf"
+    signed.write_bytes(
+        app.extensions["dairi"]
+        .pades_signer.sign(bid_pdf(), employee.credential, PadesSpec(level=PadesLevel.B_LT))
+        .pdf
+    )
     # Playwright's sync API runs an event loop in this thread: the set-up above (whose
     # validation runs its own) is done before it starts.
     with LiveServer(app_settings, workers=2) as server, playwright_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
-            browse(server, browser, corp, root, sub)
+            browse(server, browser, corp, root, sub, signed)
         finally:
             browser.close()
 
 
-def browse(server, browser, corp, root: dict, sub: dict) -> None:
+def browse(server, browser, corp, root: dict, sub: dict, signed: Path) -> None:
     context = browser.new_context(locale="ja-JP", viewport={"width": 1100, "height": 800})
     page = context.new_page()
     page.goto(server.url + "/console/")
@@ -122,6 +130,16 @@ def browse(server, browser, corp, root: dict, sub: dict) -> None:
         api.login(representative_card(corp))
         judged = api.call("GET", f"/api/v1/mandates/{sub['id']}/chain")
     assert judged["holds"] is False
+
+    # Verification: upload the signed bid, read the verdict.
+    page.get_by_role("link", name="検証").click()
+    page.wait_for_url("**/console/verify")
+    look(page, "verify")
+    page.set_input_files("#document", str(signed))
+    page.get_by_role("button", name="検証する").click()
+    page.wait_for_selector("pre.report")
+    assert page.inner_text("h2 .indication") == "TOTAL_PASSED"
+    look(page, "verify-result")
 
     page.get_by_role("button", name="サインアウト").focus()
     page.keyboard.press("Enter")

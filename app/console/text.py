@@ -101,6 +101,25 @@ TEXT: dict[str, tuple[str, str]] = {
     "revoke_confirm": ("失効させる", "Revoke"),
     "cancel": ("取り消し", "Cancel"),
     "revoked_done": ("委任状を失効させました。", "The mandate is revoked."),
+    "verify": ("検証", "Verify"),
+    "verify_title": ("署名済み文書の検証", "Verify a signed document"),
+    "verify_intro": (
+        "署名済みの入札書（PDF）または電子申請書（XML）を選んでください。文書が改ざんされて"
+        "いないか、誰がいつ署名したか、その時点で法人を代理する権限があったかを検証します。",
+        "Choose a signed bid (PDF) or e-application (XML): whether it is intact, who "
+        "signed it and when, and whether they held the authority to act for the "
+        "corporation at that time.",
+    ),
+    "verify_document": ("署名済み文書", "Signed document"),
+    "verify_purpose": ("確認する目的（任意）", "Purpose to check (optional)"),
+    "verify_action": ("委任事項（例: bid）", "Action (e.g. bid)"),
+    "verify_entity": ("調達機関", "Procuring entity"),
+    "verify_case": ("案件", "Case"),
+    "verify_amount": ("金額（円）", "Amount (yen)"),
+    "verify_show": ("検証する", "Verify"),
+    "verify_pdf": ("検証結果を PDF で保存", "Save the report as PDF"),
+    "verify_json": ("検証結果を JSON で保存", "Save the report as JSON"),
+    "verify_result": ("検証結果", "Result"),
     "error_title": ("エラー", "Error"),
     "error_back": ("ホームへ戻る", "Back to the home page"),
 }

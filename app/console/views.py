@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -37,6 +38,7 @@ from app.audit_trail.models import AuditRecord
 from app.console.sign_in import ConsoleSignIns, shown_code
 from app.console.text import LANGUAGES, text_for
 from app.database import read_only_transaction
+from app.http.edge import body_limit, lock_free
 from app.http.problems import ProblemError, problem_for
 from app.http.request_scope import current_context, get_session
 from app.http.security import end_reads, token_caller
@@ -57,6 +59,10 @@ from app.people.models import Role
 from app.people.sign_in import AuthError
 from app.people.sign_in_views import auth_service
 from app.signatures.models import SignatureRecord
+from app.verification.service import purpose_from, report_pdf, verify_document
+from app.verification.views import MAX_UPLOAD_BYTES
+from app.verification.views import _service_trust as service_trust
+from signing.report import render_text
 
 COOKIE = "dairi_console"
 LANGUAGE_COOKIE = "dairi_lang"
@@ -412,3 +418,68 @@ def revoke(mandate_id: str) -> BaseResponse:
         raise ProblemError("VALIDATION_FAILED", detail="choose a revocation reason")
     revoke_mandate(mandate_id, reason)
     return redirect(url_for("console.mandate", mandate_id=mandate_id, revoked="1"), code=303)
+
+
+# -- verification: upload a signed document, read the verdict ---------------------------
+
+PURPOSE_FORM_FIELDS = ("principal", "action", "procuring_entity", "case")
+
+
+def _may_verify() -> None:
+    if not current_context().settings.console_open_verification:
+        _signed_in()
+
+
+@blp.get("/verify")
+def verify_form() -> str:
+    _may_verify()
+    return _render("console/verify.html", report=None, text="", form={})
+
+
+@blp.post("/verify")
+@lock_free
+@body_limit(MAX_UPLOAD_BYTES)
+def verify() -> str | BaseResponse:
+    """The API's verification of one uploaded document (and the purpose, if given),
+    shown as a page or downloaded as JSON or the 検証結果 PDF (the button pressed)."""
+    _may_verify()
+    upload = request.files.get("document")
+    if upload is None or not upload.filename:
+        raise ProblemError("VALIDATION_FAILED", detail="choose the signed PDF or XML file")
+    fields: dict[str, object] = {
+        name: request.form[name].strip()
+        for name in PURPOSE_FORM_FIELDS
+        if request.form.get(name, "").strip()
+    }
+    if request.form.get("amount", "").strip():
+        amount = request.form["amount"].strip().replace(",", "")
+        if not amount.isdigit():
+            raise ProblemError("VALIDATION_FAILED", detail="the amount is whole yen")
+        fields["amount"] = int(amount)
+    purpose = purpose_from(fields) if fields else None
+    report = verify_document(
+        upload.read(),
+        service_trust(),
+        purpose,
+        max_bytes=current_context().settings.max_document_bytes,
+    )
+    language = g.console_language
+    output = request.form.get("format", "page")
+    if output == "pdf":
+        return BaseResponse(
+            report_pdf(report, language),
+            mimetype="application/pdf",
+            headers={"Content-Disposition": 'attachment; filename="verification.pdf"'},
+        )
+    if output == "json":
+        return BaseResponse(
+            json.dumps(report.to_json(), ensure_ascii=False, indent=2, default=str),
+            mimetype="application/json",
+            headers={"Content-Disposition": 'attachment; filename="verification.json"'},
+        )
+    return _render(
+        "console/verify.html",
+        report=report,
+        text=render_text(report, language),
+        form={k: str(v) for k, v in fields.items()},
+    )
