@@ -427,6 +427,10 @@ def test_a_one_document_session_answers_its_signed_pdf_when_asked(client, app, w
     assert events.count("signature:pades:created") == 1
     assert events.count("signature:document:fetched") == 1
     assert signed.headers["Dairi-Signature-Id"] in json.dumps(signatures_of(app))
+    # The OpenAPI document names both answers.
+    spec = client.get("/openapi.json").get_json()
+    answer = spec["paths"]["/api/v1/signing-sessions/{session_id}/signatures"]["post"]
+    assert {"application/json", "application/pdf"} <= set(answer["responses"]["200"]["content"])
 
 
 def test_several_documents_refuse_the_pdf_answer_before_the_sad_is_spent(
