@@ -44,6 +44,7 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from app.audit_trail.models import AuditRecord
+from app.credentials.models import Credential
 from app.credentials.service import CredentialOwner, CredentialService
 from app.csc.service import CscService
 from app.dev.sample_documents import bid_pdf
@@ -358,6 +359,17 @@ def test_each_refusal_of_the_signing_api_holds_for_csc(client, app, pki, world):
         "MANDATE_REVOKED",
     } <= refused
     assert [tag for tag, _ in audit_codes(app)].count("signature:csc:created") == 1
+
+
+def test_a_suspended_credential_signs_no_hash(client, app, world):
+    a, yamada = world["a"], world["yamada"]
+    batch = digests("停止")
+    sad = sad_for(client, yamada, a, batch)
+    with app.extensions["dairi"].session_factory() as db:
+        db.get(Credential, yamada.credential_id).status = "suspended"
+        db.commit()
+    problem(sign_hash(client, yamada, sad, batch), 409, "CREDENTIAL_NOT_ACTIVE")
+    assert created_events(app) == []
 
 
 def test_multisign_is_a_setting_reported_in_credentials_info(client, app, world):

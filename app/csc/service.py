@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session
 
 from app.audit_trail.log import AuditLog
 from app.context import ServiceContext
-from app.credentials.models import Credential
+from app.credentials.models import Credential, CredentialStatus
+from app.credentials.service import CredentialError
 from app.database import new_id
 from app.people.sign_in import CardProof
 from app.signing_sessions.activation import (
@@ -240,7 +241,7 @@ class CscService:
         """
         if not sad:
             raise SessionRefused("send the SAD the authorisation issued", "SAD_MISSING")
-        credential, signing = self.sessions.own_credential(credential_id)
+        credential = self._active_credential(credential_id)
         if hash_algorithm_oid != SHA256_OID:
             raise SessionRefused("only SHA-256 hashes are signed", "CSC_HASH_ALGORITHM_UNSUPPORTED")
         scheme = SIGN_ALGORITHMS[key_kind(credential.algorithm)].get(sign_algorithm_oid)
@@ -284,19 +285,19 @@ class CscService:
         except SessionRefused:
             self.sessions.spend_sad(row.id, sad)  # a refused try spends the SAD for good
             raise
+        sessions = SigningSession.__table__.c  # a Core statement: no ORM bookkeeping
         spent = self.session.execute(
-            update(SigningSession)
+            update(SigningSession.__table__)
             .where(
-                SigningSession.id == row.id,
-                SigningSession.sad_sha256 == digest,
-                SigningSession.sad_used_at.is_(None),
+                sessions.id == row.id,
+                sessions.sad_sha256 == digest,
+                sessions.sad_used_at.is_(None),
             )
             .values(sad_used_at=now, status=SessionStatus.SIGNED.value, signed_at=now)
-            .execution_options(synchronize_session=False)
         )
         if spent.rowcount != 1:  # type: ignore[attr-defined]
             raise SessionRefused("the SAD was used already", "SAD_USED")
-        ref = signing.key_ref
+        ref = credential.key_ref
         # Every check has passed and the SAD is spent in this transaction: a thread of its
         # own records the batch and commits (the fsync) while this one has the HSM sign
         # (PKCS#11 gives up the GIL). Nothing is answered unless both succeed.
@@ -316,6 +317,18 @@ class CscService:
         return signatures
 
     # -- internals ---------------------------------------------------------------------
+
+    def _active_credential(self, credential_id: str) -> Credential:
+        """The caller's active credential, as :meth:`SigningSessionService.own_credential`
+        checks it (``CREDENTIAL_UNKNOWN``, ``CREDENTIAL_NOT_OWNED``,
+        ``CREDENTIAL_NOT_ACTIVE``) without building its signing view: raw hashes need
+        only its key, not its certificate chain parsed."""
+        credential = self.credential(credential_id)
+        if credential.status != CredentialStatus.ACTIVE or credential.certificate_der is None:
+            raise CredentialError(
+                f"credential {credential.name!r} is {credential.status}", "CREDENTIAL_NOT_ACTIVE"
+            )
+        return credential
 
     def _record_batch(
         self,
