@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 from datetime import timedelta
 
@@ -354,6 +355,73 @@ def test_the_operator_may_open_verification_to_anyone(app_settings, hsm, pki, cl
     assert page.status_code == 200 and "検証結果" in page.get_data(as_text=True)
     # Still no form from another site.
     assert officer.post("/console/verify", data={}).status_code == 403
+
+
+def test_the_authority_page_answers_as_the_api(app, client, hsm, pki):
+    corp = new_corporation(pki, name="株式会社大理建設")
+    employee = new_employee(client, hsm, pki, corp, "鈴木\u3000花子")
+    granted = root_grant(client, corp, employee)
+    browser = signed_in(app, client, corp.representative)
+    assert "<form" in browser.get("/console/authority").get_data(as_text=True)
+    entity = granted["scope"]["procuring_entities"][0]
+    asked = browser.get(
+        "/console/authority",
+        query_string={
+            "principal": corp.corporate_number,
+            "action": "bid",
+            "procuring_entity": entity,
+        },
+    )
+    assert asked.status_code == 200
+    assert f'/console/mandates/{granted["id"]}">鈴木\u3000花子' in asked.get_data(as_text=True)
+    # Outside the scope: nobody.
+    elsewhere = browser.get(
+        "/console/authority",
+        query_string={
+            "principal": corp.corporate_number,
+            "action": "bid",
+            "procuring_entity": "他の機関",
+        },
+    )
+    assert "該当する人はいません" in elsewhere.get_data(as_text=True)
+    # Another corporation: refused as the API refuses it.
+    other = new_corporation(pki, name="合同会社別会社")
+    refused = browser.get(
+        "/console/authority", query_string={"principal": other.corporate_number, "action": "bid"}
+    )
+    assert refused.status_code == 403
+
+
+def test_the_audit_page_for_representatives_and_auditors_only(app, client, hsm, pki):
+    corp = new_corporation(pki, name="株式会社大理建設")
+    employee = new_employee(client, hsm, pki, corp, "鈴木\u3000花子")
+    granted = root_grant(client, corp, employee)
+    other = new_corporation(pki, name="合同会社別会社")
+    other_employee = new_employee(client, hsm, pki, other, "佐々木\u3000三郎")
+    root_grant(client, other, other_employee)
+    browser = signed_in(app, client, corp.representative)
+    page = browser.get("/console/audit?tag=mandate:*")
+    assert page.status_code == 200
+    body = page.get_data(as_text=True)
+    assert granted["id"] in body and "mandate:granted" in body
+    assert other.corporate_number not in body  # a representative sees their own only
+    checked = browser.get("/console/audit?check=1").get_data(as_text=True)
+    assert "改ざんは見つかりませんでした" in checked
+    export = browser.get("/console/audit/export.jsonl?tag=mandate:*")
+    events = [json.loads(line) for line in export.get_data(as_text=True).splitlines()]
+    assert events and {e["principal"] for e in events} == {corp.corporate_number}
+    assert all(e["tag"].startswith("mandate:") for e in events)
+    # An employee has no audit page (as the API: 403) and sees no history on a mandate.
+    holder = signed_in(app, client, employee_card(client, pki, corp))
+    assert holder.get("/console/audit").status_code == 403
+    assert "監査担当者・代表者・管理者" in holder.get(
+        f"/console/mandates/{granted['id']}"
+    ).get_data(as_text=True)
+
+
+def employee_card(client, pki, corp):
+    card, _, _ = enrolled_employee(client, pki, corp, "田中\u3000一郎")
+    return card.authentication
 
 
 def test_every_word_has_both_languages():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -113,6 +114,17 @@ def browse(server, browser, corp, root: dict, sub: dict, signed: Path) -> None:
     page.wait_for_url(f"**/console/mandates/{sub['id']}")
     assert page.locator("svg.chain g").count() == 3  # principal, agent, sub-agent
     look(page, "mandate")
+
+    entity = quote(root["scope"]["procuring_entities"][0])
+    page.goto(
+        server.url + f"/console/authority?principal={corp.corporate_number}&action=bid"
+        f"&procuring_entity={entity}"
+    )
+    assert page.get_by_role("link", name="鈴木\u3000花子").count() >= 1
+    look(page, "authority")
+    page.goto(server.url + "/console/audit?check=1")
+    assert "改ざんは見つかりませんでした" in page.inner_text("main")
+    look(page, "audit")
 
     # Revoke the root from its page, with the keyboard, after the confirmation page.
     page.goto(server.url + f"/console/mandates/{root['id']}")

@@ -368,6 +368,12 @@ def events(args: dict[str, Any]) -> dict[str, Any]:
     """Audit events in sequence order, filtered by principal (法人番号), actor, tag,
     subject and time (from inclusive, to exclusive), a page at a time. A representative
     or API client sees only the events of its corporations."""
+    return event_page(args)
+
+
+def event_page(args: dict[str, Any]) -> dict[str, Any]:
+    """One page of events for :class:`EventQuerySchema` arguments, as the caller may
+    see them (the API's and the console's)."""
     principals = _principals(current_caller(), args.get("principal"))
     after = decode_cursor(args.get("cursor"))
     query = select(AuditRecord)
@@ -420,6 +426,11 @@ def mandate_history(args: dict[str, Any], mandate_id: str) -> dict[str, Any]:
     mandates granted under it, and every signature made under it (a ``signature:*``
     event naming it as ``details.mandate_id``). Another corporation's mandate is 404,
     as if it did not exist."""
+    return mandate_history_page(args, mandate_id)
+
+
+def mandate_history_page(args: dict[str, Any], mandate_id: str) -> dict[str, Any]:
+    """One page of a mandate's history (the API's and the console's)."""
     session = get_session()
     visible = visible_corporations(current_caller())
     row = session.get(Mandate, mandate_id) if len(mandate_id) <= 36 else None
@@ -465,6 +476,11 @@ def checkpoints(args: dict[str, Any]) -> dict[str, Any]:
     head's sequence and hash, the time, the signed statement (RFC 8785 JSON), the audit
     key's detached CMS signature and the TSA's RFC 3161 token over it (base64 DER).
     ``openssl cms -verify`` and ``openssl ts -verify`` check them without dairi."""
+    return checkpoint_page(args)
+
+
+def checkpoint_page(args: dict[str, Any]) -> dict[str, Any]:
+    """One page of checkpoints (the API's and the console's)."""
     after = decode_cursor(args.get("cursor"))
     size = args["page_size"]
     rows = audit_service.list_checkpoints(get_session(), after=after, limit=size + 1)
@@ -488,13 +504,16 @@ def verification(args: dict[str, Any]) -> dict[str, Any]:
     sequence that breaks and how (edited, inserted, deleted, swapped, truncated,
     rewritten; a forged checkpoint: wrong key, altered head, time-stamp over other
     data). Events appended meanwhile are left to the next check."""
+    return chain_verification(from_start=args["from_"] == "start")
+
+
+def chain_verification(*, from_start: bool) -> dict[str, Any]:
+    """The chain checked now (the API's and the console's)."""
     # The request's transaction ends first: on SQLite it would hold the write lock for
     # the whole scan, which reads pages in short transactions of its own instead.
     get_session().rollback()
     context = current_context()
-    report = audit_service.verification(
-        context, context.session_factory, from_start=args["from_"] == "start"
-    )
+    report = audit_service.verification(context, context.session_factory, from_start=from_start)
     for found in (report.get("first_break"), *report.get("breaks", ())):
         if found is not None:
             found["description"] = BREAK_KINDS.get(found["kind"], found["kind"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -27,6 +28,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    stream_with_context,
     url_for,
 )
 from sqlalchemy import select
@@ -34,7 +36,14 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from app.audit_trail.log import AuditLog
-from app.audit_trail.models import AuditRecord
+from app.audit_trail.views import (
+    AUDIT_READERS,
+    EventQuerySchema,
+    chain_verification,
+    checkpoint_page,
+    event_page,
+    mandate_history_page,
+)
 from app.console.sign_in import ConsoleSignIns, shown_code
 from app.console.text import LANGUAGES, text_for
 from app.database import read_only_transaction
@@ -47,7 +56,9 @@ from app.mandates.models import Mandate
 from app.mandates.service import REVOCATION_REASONS, MandateService
 from app.mandates.views import (
     READERS,
+    AuthorityQuerySchema,
     MandateQuerySchema,
+    authority_answer,
     document_of,
     document_response,
     mandate_page,
@@ -179,6 +190,7 @@ def _render(template: str, **values: Any) -> str:
         other_language=LANGUAGES[1 - LANGUAGES.index(language)],
         caller=caller,
         csrf=csrf_token(secret) if caller is not None and secret else "",
+        may_audit=caller is not None and permits(caller, Access(frozenset(AUDIT_READERS)), None),
         jst=jst_text,
         **values,
     )
@@ -352,12 +364,12 @@ def mandate(mandate_id: str) -> str:
         context.clock,
     ).chain(mandate_id, None, at=now)
     shown = document_of(rows, verdict, now)
-    history = session.scalars(
-        select(AuditRecord)
-        .where(AuditRecord.subject == mandate_id)
-        .order_by(AuditRecord.sequence)
-        .limit(200)
-    ).all()
+    # Its history as the API shows it, to those who may read the audit trail.
+    history = (
+        mandate_history_page({"cursor": None, "page_size": 200}, mandate_id)["items"]
+        if permits(caller, Access(frozenset(AUDIT_READERS)), None)
+        else None
+    )
     signatures = session.scalars(
         select(SignatureRecord)
         .where(SignatureRecord.mandate_id == mandate_id)
@@ -482,4 +494,73 @@ def verify() -> str | BaseResponse:
         report=report,
         text=render_text(report, language),
         form={k: str(v) for k, v in fields.items()},
+    )
+
+
+# -- authority: who could act for this corporation, for this purpose, on this date -------
+
+
+_AUTHORITY_QUERY = AuthorityQuerySchema()
+
+
+@blp.get("/authority")
+def authority() -> str:
+    _signed_in(Access(frozenset(READERS)))
+    query = {k: v for k, v in request.args.items() if v != "" and k != "lang"}
+    answer = authority_answer(_AUTHORITY_QUERY.load(query)) if query else None
+    return _render("console/authority.html", answer=answer, form=query)
+
+
+# -- audit: the event timeline, checkpoints, the chain's state, an export ---------------
+
+
+_EVENT_QUERY = EventQuerySchema()
+EXPORT_PAGE = 200  # the API's largest page
+
+
+def _event_args() -> dict[str, Any]:
+    skipped = {"lang", "page_size", "check"}
+    query = {k: v for k, v in request.args.items() if v != "" and k not in skipped}
+    return dict(_EVENT_QUERY.load(query))
+
+
+@blp.get("/audit")
+def audit() -> str:
+    _signed_in(Access(frozenset(AUDIT_READERS)))
+    args = _event_args()
+    page = event_page(args)
+    filters = {k: v for k, v in request.args.items() if k in EVENT_FILTERS and v != ""}
+    return _render(
+        "console/audit.html",
+        page=page,
+        filters=filters,
+        checkpoints=checkpoint_page({"cursor": None, "page_size": 5})["items"],
+        chain=chain_verification(from_start=False) if request.args.get("check") == "1" else None,
+    )
+
+
+EVENT_FILTERS = ("principal", "actor", "tag", "subject", "from", "to")
+
+
+@blp.get("/audit/export.jsonl")
+def audit_export() -> BaseResponse:
+    """Every event the filters select and the caller may see, one JSON object a line,
+    in sequence order (each with its hashes: ``dairi audit verify`` reads the chain)."""
+    _signed_in(Access(frozenset(AUDIT_READERS)))
+    args = _event_args()
+    args["page_size"] = EXPORT_PAGE
+
+    def lines() -> Iterator[str]:
+        while True:
+            page = event_page(args)
+            for item in page["items"]:
+                yield json.dumps(item, ensure_ascii=False, default=str) + "\n"
+            if not page["has_more"]:
+                return
+            args["cursor"] = page["next_cursor"]
+
+    return BaseResponse(
+        stream_with_context(lines()),
+        mimetype="application/jsonl",
+        headers={"Content-Disposition": 'attachment; filename="audit-events.jsonl"'},
     )

@@ -441,6 +441,12 @@ def chain(args: dict[str, Any], mandate_id: str) -> dict[str, Any]:
 def authority(args: dict[str, Any]) -> dict[str, Any]:
     """Who could act for the principal for this purpose at ``at`` (default now), and
     through which chain."""
+    return authority_answer(args)
+
+
+def authority_answer(args: dict[str, Any]) -> dict[str, Any]:
+    """The authority query for :class:`AuthorityQuerySchema` arguments, as the caller
+    may ask it (the API's and the console's)."""
     caller = current_caller()
     principal = args["principal"]
     if not permits(caller, Permission.READ, principal):
