@@ -71,8 +71,7 @@ from app.people.sign_in import AuthError
 from app.people.sign_in_views import auth_service
 from app.signatures.models import SignatureRecord
 from app.verification.service import purpose_from, report_pdf, verify_document
-from app.verification.views import MAX_UPLOAD_BYTES
-from app.verification.views import _service_trust as service_trust
+from app.verification.views import MAX_UPLOAD_BYTES, service_trust
 from signing.report import render_text
 
 COOKIE = "dairi_console"

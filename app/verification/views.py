@@ -45,7 +45,7 @@ audit_refusals(blp.name, "verification:request:refused")
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 
 
-def _service_trust() -> VerificationTrust:
+def service_trust() -> VerificationTrust:
     context = current_context()
     try:
         aa = context.aa_certificates[:1]
@@ -115,7 +115,7 @@ def verify() -> Response:
     settings = current_context().settings
     report = verify_document(
         document,
-        _service_trust(),
+        service_trust(),
         purpose,
         max_bytes=settings.max_document_bytes,
         detached=detached,
