@@ -20,6 +20,9 @@ Then it prints:
   requests handed to the Flask app in this process (its test client: no sockets, no
   gunicorn), and each step's medians (open; authorize, the card signing within it;
   sign) on the three paths: the request layer's share of the gap against transport's;
+  and the CPU time of a bid, which other processes' load sways far less than the
+  times: the client's (this process) plus the served processes' (/proc, Linux) over
+  HTTP, against this process's in process;
 - the per-document time (over HTTP) of one session of 20 documents against 20
   sessions of one document each;
 - 8 concurrent clients (threads, each its own connection pool and sessions, the same
@@ -51,6 +54,7 @@ With ``--json`` the last line of output is one JSON object:
 ``{"raw_sign_per_s": …, "pades_bt_http_ms": …, "pades_bt_inprocess_ms": …,
 "batch20_per_doc_ms": …, "single_per_doc_ms": …,
 "concurrent": {"clients": 8, "signatures_per_s": …, "errors": …},
+"pades_bt_cpu_ms": {"client": …, "served": …, "inprocess": …} or null,
 "signhash_per_s": {"1": …, "20": …}, "signhash_raw_per_s": …,
 "xades_bt_http_ms": … or null}``.
 """
@@ -434,32 +438,91 @@ class Comparison:
     wsgi_ms: float
     inprocess_ms: float
     steps: dict[str, tuple[float, float, float]]
+    # CPU ms per bid, which other processes' load sways far less than the times: over
+    # HTTP in this process (the client) and in the served processes, and in process.
+    cpu_ms: tuple[float, float, float] | None = None
+
+    @property
+    def cpu_ratio(self) -> float | None:
+        if self.cpu_ms is None:
+            return None
+        client, served, in_process = self.cpu_ms
+        return (client + served) / in_process
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its children (the served workers): Linux /proc; [] elsewhere."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [pid, *map(int, children)]
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU seconds the processes ``pids`` have used so far (/proc)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # from field 3 (state) on
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def http_against_in_process(
-    context: ServiceContext, app: Flask, signer: Signer, bid: Path, rounds: int
+    context: ServiceContext,
+    app: Flask,
+    signer: Signer,
+    bid: Path,
+    rounds: int,
+    served: Sequence[int] = (),
 ) -> Comparison:
     """One B-T bid over HTTP, through the Flask app in process and through the service
     layer, interleaved round by round. Warm-up (untimed, checked): one in process, one
-    through the Flask app and two per worker over HTTP."""
+    through the Flask app and two per worker over HTTP. With ``served`` (the served
+    processes' ids), the CPU time of each bid too: this process's over HTTP and in
+    process, and the served processes' (idle but for the HTTP rounds)."""
     pdf = bid.read_bytes()
     paths = ("http", "wsgi", "service")
     totals: dict[str, list[float]] = {path: [] for path in paths}
     steps: dict[str, Steps] = {path: {step: [] for step in STEPS} for path in paths}
+    cpu = {"http": 0.0, "service": 0.0}
+
+    def on_cpu(path: str, work: Callable[[], object]) -> Callable[[], object]:
+        def counted() -> object:
+            begun = time.process_time()
+            try:
+                return work()
+            finally:
+                cpu[path] += time.process_time() - begun
+
+        return counted
+
     with signer.client() as client:
         check_pdf("in process", in_process(context, signer, pdf))
         check_pdf("Flask app", through_wsgi(app, signer, pdf))
         for _ in range(WORKERS * 2):
             check_pdf("over HTTP", over_http(client, signer, [bid])[0].read_bytes())
+        served_before = cpu_seconds(served)
         for _ in range(rounds):
-            totals["http"].append(timed_ms(lambda: over_http(client, signer, [bid], steps["http"])))
+            totals["http"].append(
+                timed_ms(on_cpu("http", lambda: over_http(client, signer, [bid], steps["http"])))
+            )
             totals["wsgi"].append(timed_ms(lambda: through_wsgi(app, signer, pdf, steps["wsgi"])))
             totals["service"].append(
-                timed_ms(lambda: in_process(context, signer, pdf, steps["service"]))
+                timed_ms(
+                    on_cpu("service", lambda: in_process(context, signer, pdf, steps["service"]))
+                )
             )
+        served_cpu = cpu_seconds(served) - served_before
     http, wsgi, service = (median(totals[path]) for path in paths)
     by_step = {step: tuple(median(steps[p][step]) for p in paths) for step in STEPS}
-    return Comparison(http, wsgi, service, by_step)  # type: ignore[arg-type]
+    per_bid = (cpu["http"], served_cpu, cpu["service"])
+    cpu_ms = tuple(round(seconds * 1000 / rounds, 1) for seconds in per_bid) if served else None
+    return Comparison(http, wsgi, service, by_step, cpu_ms)  # type: ignore[arg-type]
 
 
 def batch_against_single(signer: Signer, files: Sequence[Path], rounds: int) -> tuple[float, float]:
@@ -781,7 +844,9 @@ def run(settings: Settings, context: ServiceContext, rounds: int) -> Figures:
         files = documents(work / "documents", BATCH)
         app = create_app(settings, hsm=context.hsm)  # the same service, in this process
         try:
-            comparison = http_against_in_process(context, app, signer, files[0], rounds)
+            assert server.process is not None
+            served = process_tree(server.process.pid)
+            comparison = http_against_in_process(context, app, signer, files[0], rounds, served)
         finally:
             app.extensions["dairi"].engine.dispose()
         batch_ms, single_ms = batch_against_single(signer, files, rounds)
@@ -831,6 +896,13 @@ def print_report(f: Figures, rounds: int) -> None:
     )
     verdict = "met" if f.target_met else "NOT met"
     print(f"  ratio {f.ratio:.2f}x; target (HTTP ≤ {TARGET_RATIO}× in process): {verdict}")
+    if c.cpu_ms is not None:
+        client, served, in_process_cpu = c.cpu_ms
+        print(
+            f"  CPU per bid (what load sways least): over HTTP {client:.1f} in the client + "
+            f"{served:.1f} served = {client + served:.1f} ms; in process "
+            f"{in_process_cpu:.1f} ms ({c.cpu_ratio:.2f}x)"
+        )
     print(f"per document over HTTP, median of {rounds} rounds:")
     print(f"  one session of {BATCH} documents   {f.batch20_per_doc_ms:8.1f} ms")
     print(f"  {BATCH} sessions of one document   {f.single_per_doc_ms:8.1f} ms")
@@ -882,6 +954,11 @@ def as_json(f: Figures) -> str:
             "raw_sign_per_s": round(f.raw_sign_per_s, 1),
             "pades_bt_http_ms": f.http_ms,
             "pades_bt_inprocess_ms": f.inprocess_ms,
+            "pades_bt_cpu_ms": (
+                dict(zip(("client", "served", "inprocess"), f.comparison.cpu_ms, strict=True))
+                if f.comparison.cpu_ms is not None
+                else None
+            ),
             "batch20_per_doc_ms": f.batch20_per_doc_ms,
             "single_per_doc_ms": f.single_per_doc_ms,
             "concurrent": {
