@@ -1,5 +1,5 @@
-"""AuditLog.append_many: several events (a CSC signHash batch, one per signature) in one
-head read and one insert, on the same hash chain as AuditLog.append."""
+"""AuditLog.append_many: several events in one head read and one insert, on the same hash
+chain as AuditLog.append."""
 
 from __future__ import annotations
 

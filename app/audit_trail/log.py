@@ -97,8 +97,9 @@ class AuditLog:
         """Add one event per ``details`` entry, in order, in the session's transaction
         (the caller commits): the same chain as :meth:`append` (the head locked, each
         event hashed over its predecessor, one time for all), but the head is read and
-        written once and the records are inserted in one statement (a CSC ``signHash``
-        batch: one event per signature). Nothing is written for no ``details``."""
+        written once and the records are inserted in one statement (Core statements: less
+        work than :meth:`append`'s ORM flush, even for one event, as a CSC ``signHash``
+        batch's). Nothing is written for no ``details``."""
         if not details:
             return []
         head = self.session.execute(
