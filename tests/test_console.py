@@ -23,6 +23,7 @@ from helpers_auth import (
     new_corporation,
     problem,
     proof,
+    try_enrol,
 )
 from helpers_mandates import new_employee, root_grant
 
@@ -417,6 +418,43 @@ def test_the_audit_page_for_representatives_and_auditors_only(app, client, hsm, 
     assert "監査担当者・代表者・管理者" in holder.get(
         f"/console/mandates/{granted['id']}"
     ).get_data(as_text=True)
+
+
+def test_a_representative_sees_the_people_and_invites_one(app, client, pki, world):
+    corp = world["corp"]
+    browser = signed_in(app, client, corp.representative)
+    assert (
+        browser.get("/console/people")
+        .headers["Location"]
+        .endswith(f"/console/corporations/{corp.corporate_number}/people")
+    )
+    page = browser.get(f"/console/corporations/{corp.corporate_number}/people")
+    assert page.status_code == 200
+    assert "山田\u3000太郎" in page.get_data(as_text=True)
+    issued = browser.post(
+        f"/console/corporations/{corp.corporate_number}/invitations",
+        headers=ORIGIN,
+        data={"name": "佐藤 次郎", "csrf_token": csrf_of(page)},
+    )
+    assert issued.status_code == 200
+    code = re.search(r'id="invitation-code">([^<]+)<', issued.get_data(as_text=True)).group(1)
+    # The code enrols the person it names, with their card, through the API.
+    card = new_card(pki, "佐藤\u3000次郎")
+    assert try_enrol(client, code, card).status_code == 201
+    # An employee reads the list but has no invitation form and cannot post one.
+    colleague = signed_in(app, client, world["card"].authentication)
+    theirs = colleague.get(f"/console/corporations/{corp.corporate_number}/people")
+    assert theirs.status_code == 200 and "招待コードを発行" not in theirs.get_data(as_text=True)
+    refused = colleague.post(
+        f"/console/corporations/{corp.corporate_number}/invitations",
+        headers=ORIGIN,
+        data={"name": "偽 名", "csrf_token": csrf_of(theirs)},
+    )
+    assert refused.status_code == 403
+    # Another corporation's people: forbidden, as through the API.
+    other = new_corporation(pki, name="合同会社別会社")
+    assert browser.get(f"/console/corporations/{other.corporate_number}/people").status_code == 403
+    assert browser.get("/console/corporations/1234567890123/people").status_code == 422
 
 
 def employee_card(client, pki, corp):

@@ -122,6 +122,13 @@ def browse(server, browser, corp, root: dict, sub: dict, signed: Path) -> None:
     )
     assert page.get_by_role("link", name="鈴木\u3000花子").count() >= 1
     look(page, "authority")
+    page.get_by_role("link", name="従業員").click()
+    page.wait_for_url(f"**/console/corporations/{corp.corporate_number}/people")
+    look(page, "people")
+    page.fill("#name", "佐藤 次郎")
+    page.get_by_role("button", name="招待コードを発行").click()
+    page.wait_for_selector("#invitation-code")
+    look(page, "invitation")
     page.goto(server.url + "/console/audit?check=1")
     assert "改ざんは見つかりませんでした" in page.inner_text("main")
     look(page, "audit")

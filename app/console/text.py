@@ -154,6 +154,31 @@ TEXT: dict[str, tuple[str, str]] = {
     "audit_checkpoints": ("署名付きチェックポイント（最新5件）", "Signed checkpoints (latest 5)"),
     "audit_head": ("先頭のハッシュ", "Head hash"),
     "audit_no_checkpoints": ("チェックポイントはまだありません。", "No checkpoint yet."),
+    "people": ("従業員", "People"),
+    "people_title": ("従業員と招待", "People and invitations"),
+    "joint_representation": ("共同代表", "Joint representation"),
+    "joint_one": ("代表者1名で委任できます", "any one representative grants"),
+    "joint_n": ("代表者{n}名の署名が必要です", "{n} representatives must sign a grant"),
+    "employees": ("登録済みの従業員", "Enrolled employees"),
+    "name": ("氏名", "Name"),
+    "enrolled_at": ("登録日", "Enrolled"),
+    "person_active": ("有効", "active"),
+    "person_reenroll_required": ("再登録が必要", "must re-enrol"),
+    "no_employees": ("登録済みの従業員はいません。", "No employee is enrolled yet."),
+    "invite_title": ("従業員を招待する", "Invite an employee"),
+    "invite_name": (
+        "マイナンバーカード記載の氏名（姓と名の間は空白）",
+        "Name as on the My Number Card (family name, a space, given name)",
+    ),
+    "invite": ("招待コードを発行", "Issue an invitation code"),
+    "invitation_title": ("招待コード", "Invitation code"),
+    "invitation_intro": (
+        "このコードを本人にだけ伝えてください。本人がマイナンバーカードで登録すると使用済みになります。"
+        "コードはこの画面でしか表示されません。",
+        "Give this code to the employee only; it is spent when they enrol with their "
+        "card. It is shown on this page only.",
+    ),
+    "invitation_code": ("招待コード", "Invitation code"),
     "error_title": ("エラー", "Error"),
     "error_back": ("ホームへ戻る", "Back to the home page"),
 }

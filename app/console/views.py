@@ -69,9 +69,11 @@ from app.people.caller import Access, Caller, permits
 from app.people.models import Role
 from app.people.sign_in import AuthError
 from app.people.sign_in_views import auth_service
+from app.people.views import corporation_row, employee_page, invite_employee
 from app.signatures.models import SignatureRecord
 from app.verification.service import purpose_from, report_pdf, verify_document
 from app.verification.views import MAX_UPLOAD_BYTES, service_trust
+from identity.corporate_number import validate_corporate_number
 from signing.report import render_text
 
 COOKIE = "dairi_console"
@@ -562,4 +564,59 @@ def audit_export() -> BaseResponse:
         stream_with_context(lines()),
         mimetype="application/jsonl",
         headers={"Content-Disposition": 'attachment; filename="audit-events.jsonl"'},
+    )
+
+
+# -- people: a corporation's employees and invitations (representatives) ---------------
+
+EMPLOYEE_READERS = (Role.EMPLOYEE, Role.REPRESENTATIVE, Role.AUDITOR, Role.ADMINISTRATOR)
+INVITERS = (Role.REPRESENTATIVE, Role.ADMINISTRATOR)
+
+
+def _corporation_page(corporate_number: str, roles: tuple[Role, ...]) -> Caller:
+    """The caller, who must hold one of ``roles`` for this corporation (as the API's
+    ``allow`` with ``corporation_arg`` decides)."""
+    caller = _signed_in()
+    validate_corporate_number(corporate_number)
+    if not permits(caller, Access(frozenset(roles)), corporate_number):
+        raise ProblemError("FORBIDDEN", detail=f"not allowed for corporation {corporate_number}")
+    return caller
+
+
+@blp.get("/people")
+def people_home() -> BaseResponse:
+    """The people page of the caller's first corporation (a representative's)."""
+    caller = _signed_in()
+    mine = sorted(caller.representative_of or caller.employee_of)
+    if not mine:
+        raise ProblemError("FORBIDDEN", detail="no corporation of yours to show")
+    return redirect(url_for("console.people", corporate_number=mine[0]))
+
+
+@blp.get("/corporations/<corporate_number>/people")
+def people(corporate_number: str) -> str:
+    caller = _corporation_page(corporate_number, EMPLOYEE_READERS)
+    args = {"page": max(1, request.args.get("page", 1, type=int) or 1), "page_size": PAGE_SIZE}
+    page = employee_page(args, corporate_number)
+    first = (args["page"] - 1) * PAGE_SIZE + 1
+    return _render(
+        "console/people.html",
+        corporation=corporation_row(corporate_number),
+        page=page,
+        args=args,
+        first=first,
+        last=first + len(page["items"]) - 1,
+        may_invite=permits(caller, Access(frozenset(INVITERS)), corporate_number),
+    )
+
+
+@blp.post("/corporations/<corporate_number>/invitations")
+def invitation(corporate_number: str) -> str:
+    _corporation_page(corporate_number, INVITERS)
+    name = " ".join(request.form.get("name", "").split()).replace(" ", "\u3000")
+    if not name or len(name) > 200:
+        raise ProblemError("VALIDATION_FAILED", detail="the employee's name as on the card")
+    issued = invite_employee(corporate_number, name, None)
+    return _render(
+        "console/invitation.html", issued=issued, corporation=corporation_row(corporate_number)
     )

@@ -200,7 +200,7 @@ class ClientListSchema(ma.Schema):
     items = ma.fields.List(ma.fields.Nested(ClientSchema))
 
 
-def _corporation(corporate_number: str) -> Corporation:
+def corporation_row(corporate_number: str) -> Corporation:
     row = get_session().get(Corporation, corporate_number)
     if row is None:
         raise ProblemError("CORPORATION_NOT_FOUND", detail="no such corporation")
@@ -219,7 +219,7 @@ def _corporation(corporate_number: str) -> Corporation:
 @blp.response(200, CorporationSchema)
 def get_corporation(corporate_number: str) -> Corporation:
     """A corporation known to dairi."""
-    return _corporation(corporate_number)
+    return corporation_row(corporate_number)
 
 
 class JointRepresentationSchema(ma.Schema):
@@ -237,7 +237,7 @@ class JointRepresentationSchema(ma.Schema):
 def set_joint_representation(args: dict[str, Any], corporate_number: str) -> dict[str, Any]:
     """Set how many distinct representatives must sign one grant instruction, as the
     commercial register records the corporation's joint representation (共同代表)."""
-    row = _corporation(corporate_number)
+    row = corporation_row(corporate_number)
     row.joint_representatives = args["representatives"]
     AuditLog(get_session()).append(
         "corporation:joint-representation:set",
@@ -261,7 +261,12 @@ def set_joint_representation(args: dict[str, Any], corporate_number: str) -> dic
 @blp.response(200, EmployeePageSchema)
 def list_employees(args: dict[str, Any], corporate_number: str) -> dict[str, Any]:
     """The enrolled employees of a corporation (names only; no other personal data)."""
-    _corporation(corporate_number)
+    return employee_page(args, corporate_number)
+
+
+def employee_page(args: dict[str, Any], corporate_number: str) -> dict[str, Any]:
+    """One page of a corporation's employees (the API's and the console's)."""
+    corporation_row(corporate_number)
     query = (
         select(Person)
         .join(Employment)
@@ -289,13 +294,18 @@ def list_employees(args: dict[str, Any], corporate_number: str) -> dict[str, Any
 def invite(args: dict[str, Any], corporate_number: str) -> dict[str, Any]:
     """Invite an employee to enrol for the corporation, or to re-bind a reissued card
     (never a holder of an administrator or auditor role: ``REBIND_NOT_PERMITTED``)."""
+    return invite_employee(corporate_number, args.get("name", ""), args.get("person_id"))
+
+
+def invite_employee(corporate_number: str, name: str, person_id: str | None) -> dict[str, Any]:
+    """An invitation made by the caller (the API's and the console's); refusals audited."""
     _, enrolment = _services()
     try:
         issued = enrolment.invite(
             corporate_number,
-            args.get("name", ""),
+            name,
             created_by=current_caller().actor,
-            person_id=args.get("person_id"),
+            person_id=person_id,
         )
     except DairiError as exc:
         get_session().rollback()
@@ -305,7 +315,7 @@ def invite(args: dict[str, Any], corporate_number: str) -> dict[str, Any]:
             actor=current_caller().actor,
             code=exc.code,
             principal=corporate_number,
-            subject=args.get("person_id"),
+            subject=person_id,
         )
         refusal_recorded()
         raise
