@@ -50,6 +50,7 @@ bench: setup
 	$(BIN)/python bench/mandates.py
 	$(BIN)/python bench/signing.py
 	$(BIN)/python bench/verify.py
+	$(BIN)/python bench/console.py
 
 demo: setup
 	$(BIN)/dairi demo --out demo-out
