@@ -368,8 +368,8 @@ class CscService:
     def _record_failure(
         self, row: SigningSession, credential_id: str, count: int, exc: Exception
     ) -> None:
-        """After the commit the HSM failed: the batch's ``signature:csc:created`` events
-        stand, so one ``signature:csc:failed`` event says none of them was answered."""
+        """After the commit the HSM failed: the batch's ``signature:csc:created`` event
+        stands, so a ``signature:csc:failed`` event says none of its hashes was answered."""
         self.session.rollback()
         AuditLog(self.session).append(
             "signature:csc:failed",
