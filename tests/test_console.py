@@ -196,6 +196,13 @@ def test_the_mandates_page_lists_what_the_api_lists(app, client, hsm, pki):
     body = page.get_data(as_text=True)
     assert "鈴木\u3000花子" in body and granted["scope"]["actions"][0] in body
     assert "1 件中 1–1 件" in body
+    by_person = browser.get(f"/console/mandates?grantee={employee.person_id}")
+    assert "1 件中 1–1 件" in by_person.get_data(as_text=True)
+    before = browser.get(
+        f"/console/mandates?principal={corp.corporate_number}&status=active"
+        "&at=2000-01-01T00:00:00%2B09:00"
+    )
+    assert "該当する委任状はありません" in before.get_data(as_text=True)
     english = browser.get(f"/console/mandates?principal={corp.corporate_number}&lang=en")
     assert "1–1 of 1" in english.get_data(as_text=True)
     assert browser.get("/console/").get_data(as_text=True).count('lang="en"') >= 1

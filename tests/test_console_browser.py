@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
-from helpers_auth import new_corporation
+from helpers_auth import enrolled_employee, new_corporation
 from helpers_mandates import new_employee, root_grant, scope, sub_grant
 from live_server import LiveServer
 
@@ -166,3 +166,30 @@ def browse(server, browser, corp, root: dict, sub: dict, signed: Path) -> None:
     page.goto(server.url + "/console/")
     assert page.url.endswith("/console/sign-in")
     context.close()
+
+
+def test_an_employee_reads_what_employees_may_and_is_refused_the_rest(client, app_settings, pki):
+    corp = new_corporation(pki, name="株式会社ブラウザ商事")
+    card, _, _ = enrolled_employee(client, pki, corp, "山田\u3000太郎")
+    authentication = SoftwareCard(
+        card.authentication.key, card.authentication.certificate.public_bytes(Encoding.DER)
+    )
+    with LiveServer(app_settings, workers=2) as server, playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_context(locale="ja-JP").new_page()
+            page.goto(server.url + "/console/sign-in")
+            page.get_by_role("button", name="コードを表示する").click()
+            page.wait_for_url("**/console/sign-in/wait")
+            with ApiClient(server.url) as device:
+                approve_sign_in(device, authentication, page.inner_text("#code"))
+            page.wait_for_url("**/console/", timeout=15_000)
+            assert "従業員" in page.inner_text("main")
+            assert page.get_by_role("link", name="監査").count() == 0  # not offered
+            page.goto(server.url + "/console/people")
+            assert page.get_by_role("button", name="招待コードを発行").count() == 0
+            page.goto(server.url + "/console/audit")  # asked for anyway
+            assert "403" in page.inner_text("h1") and "FORBIDDEN" in page.inner_text("h1")
+            look(page, "employee-audit-forbidden")
+        finally:
+            browser.close()

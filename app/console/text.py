@@ -60,6 +60,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "expired": ("期限切れ", "expired"),
     "not_yet_valid": ("開始前", "not yet valid"),
     "apply": ("表示", "Show"),
+    "grantee_filter": ("受任者（個人 ID）", "Agent (person id)"),
+    "status_at": ("状態の基準日時", "Status at"),
     "grantee": ("受任者", "Agent"),
     "grantor": ("委任者側の署名者", "Granted by"),
     "scope": ("委任事項", "Scope"),
