@@ -196,7 +196,9 @@ def test_the_mandates_page_lists_what_the_api_lists(app, client, hsm, pki):
     body = page.get_data(as_text=True)
     assert "鈴木\u3000花子" in body and granted["scope"]["actions"][0] in body
     assert "1 件中 1–1 件" in body
-    by_person = browser.get(f"/console/mandates?grantee={employee.person_id}")
+    by_action = browser.get(f"/console/mandates?principal={corp.corporate_number}&action=contract")
+    assert "該当する委任状はありません" in by_action.get_data(as_text=True)
+    by_person = browser.get(f"/console/mandates?grantee={employee.person_id}&action=bid")
     assert "1 件中 1–1 件" in by_person.get_data(as_text=True)
     before = browser.get(
         f"/console/mandates?principal={corp.corporate_number}&status=active"

@@ -27,7 +27,7 @@ from helpers_mandates import (
 from app.audit_trail.log import AuditLog
 from app.people.models import Role, RoleAssignment
 from delegation.certificates import parse_mandate_certificate
-from delegation.scope import CONTRACT
+from delegation.scope import BID, CONTRACT, QUOTE
 from devpki.cards import issue_representative_card
 
 
@@ -545,6 +545,28 @@ def test_listing_by_grantee_and_status(client, hsm, world):
     client.post(f"/api/v1/mandates/{child['id']}/revocation", json={}, headers=bearer(rep))
     assert ids(status="active") == [root["id"]]
     assert ids(status="revoked") == [child["id"]]
+
+
+def test_listing_by_action_and_procuring_entity(client, hsm, world):
+    a, yamada, suzuki = world["a"], world["yamada"], world["suzuki"]
+    # Bids for ENTITY only; quotes for any procuring entity (null in the scope).
+    bids = root_grant(client, a, yamada, scope(actions=frozenset({BID})))
+    quotes = root_grant(
+        client, a, suzuki, scope(actions=frozenset({QUOTE}), procuring_entities=None)
+    )
+    rep = login(client, a.representative)
+
+    def ids(**query):
+        response = client.get("/api/v1/mandates", headers=bearer(rep), query_string=query)
+        assert response.status_code == 200, response.get_json()
+        return {m["id"] for m in response.get_json()["items"]}
+
+    assert ids(action=BID) == {bids["id"]}
+    assert ids(action=QUOTE) == {quotes["id"]}
+    assert ids(procuring_entity=ENTITY) == {bids["id"], quotes["id"]}  # "any" covers it
+    assert ids(procuring_entity="他の機関") == {quotes["id"]}
+    assert ids(action=BID, procuring_entity="他の機関") == set()
+    assert ids(action="contract") == set()
 
 
 def test_every_mandate_endpoint_refuses_anonymous_callers(client):

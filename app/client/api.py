@@ -14,6 +14,7 @@ import base64
 import binascii
 import json as jsonlib
 import os
+import ssl
 from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlencode
@@ -305,11 +306,11 @@ def _pool_for(url: str) -> urllib3.PoolManager:
     verify = environment["verify"]
     tls: dict[str, Any]
     if verify is False:
-        tls = {"cert_reqs": "CERT_NONE"}
+        tls = {"cert_reqs": ssl.CERT_NONE}
     else:
         bundle = verify if isinstance(verify, str) else DEFAULT_CA_BUNDLE_PATH
         where = "ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"
-        tls = {"cert_reqs": "CERT_REQUIRED", where: bundle}
+        tls = {"cert_reqs": ssl.CERT_REQUIRED, where: bundle}
     proxy = select_proxy(url, environment["proxies"])
     if proxy:
         return urllib3.ProxyManager(proxy, proxy_headers=HTTPAdapter().proxy_headers(proxy), **tls)

@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from asn1crypto import pem
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, cast, exists, func, or_, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -80,6 +81,22 @@ class MandateError(DairiError):
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def scope_lists(dialect: str, key: str, value: str) -> ColumnElement[bool]:
+    """The mandate's scope (``scope_json``) has ``value`` in its list ``key``, judged by
+    the database's own JSON functions."""
+    if dialect == "postgresql":
+        return cast(Mandate.scope_json, JSONB)[key].has_key(value)
+    element = func.json_each(Mandate.scope_json, f"$.{key}").table_valued("value")
+    return exists(select(1).select_from(element).where(element.c.value == value))
+
+
+def scope_is_null(dialect: str, key: str) -> ColumnElement[bool]:
+    """The scope's ``key`` is null (any entity, any case)."""
+    if dialect == "postgresql":
+        return func.jsonb_typeof(cast(Mandate.scope_json, JSONB)[key]) == "null"
+    return func.json_type(Mandate.scope_json, f"$.{key}") == "null"
 
 
 class MandateService:
@@ -458,15 +475,29 @@ class MandateService:
         grantee: str | None = None,
         status: str | None = None,
         at: datetime | None = None,
+        action: str | None = None,
+        procuring_entity: str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> tuple[list[Mandate], int]:
         """Mandates of ``principals`` (None: all), newest first, and how many match.
 
         ``status`` "active" / "revoked" is the status at ``at`` (default now):
-        active means within its validity window and not revoked by then.
+        active means within its validity window and not revoked by then. ``action``:
+        its scope names that action; ``procuring_entity``: its scope names that entity
+        or any (a scope without entities).
         """
         query = select(Mandate)
+        dialect = self.session.get_bind().dialect.name
+        if action is not None:
+            query = query.where(scope_lists(dialect, "actions", action))
+        if procuring_entity is not None:
+            query = query.where(
+                or_(
+                    scope_is_null(dialect, "procuring_entities"),
+                    scope_lists(dialect, "procuring_entities", procuring_entity),
+                )
+            )
         if principals is not None:
             query = query.where(Mandate.principal.in_(list(principals)))
         if grantee is not None:

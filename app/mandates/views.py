@@ -198,6 +198,11 @@ class MandateQuerySchema(PageArgs):
     )
     status = ma.fields.String(validate=ma.validate.OneOf(["active", "revoked"]))
     at = Moment(metadata={"description": "Status at this time (default now)"})
+    action = action_field()  # mandates whose scope names this action
+    procuring_entity = ma.fields.String(
+        validate=ma.validate.Length(min=1, max=300),
+        metadata={"description": "Mandates whose scope names this procuring entity, or any entity"},
+    )
 
 
 class PurposeQuerySchema(ma.Schema):
@@ -378,6 +383,8 @@ def mandate_page(args: dict[str, Any]) -> dict[str, Any]:
         grantee=args.get("grantee"),
         status=args.get("status"),
         at=args.get("at"),
+        action=args.get("action"),
+        procuring_entity=args.get("procuring_entity"),
         limit=size,
         offset=(args["page"] - 1) * size,
     )
