@@ -123,7 +123,7 @@ def test_an_employee_signs_two_documents_with_one_card_proof(
     assert tags.count("signature:session:opened") == 1
     assert tags.count("signature:sad:issued") == 1
     assert tags.count("signature:pades:created") == 2
-    assert ("signature:pades:refused", "SAD_USED") in audit_codes(app)
+    assert ("signature:signing:refused", "SAD_USED") in audit_codes(app)
 
 
 def revoke_mandate(client, corp, mandate_id: str) -> None:
@@ -307,7 +307,7 @@ def test_a_sad_signs_only_its_own_session_once_and_in_time(client, app, world, d
     assert signed.status_code == 200, signed.get_json()
     assert len(signed.get_json()["documents"]) == 2
     problem(try_sign(client, yamada, double["id"], sad_double), 409, "SAD_USED")
-    refused = [code for tag, code in audit_codes(app) if tag == "signature:pades:refused"]
+    refused = [code for tag, code in audit_codes(app) if tag == "signature:signing:refused"]
     # (a repeat within the audit's refusal window is counted, not appended again)
     assert list(dict.fromkeys(refused)) == [
         "SAD_INVALID",
@@ -444,7 +444,7 @@ def test_several_documents_refuse_the_pdf_answer_before_the_sad_is_spent(
         406,
         "NOT_ACCEPTABLE",
     )
-    assert ("signature:pades:refused", "NOT_ACCEPTABLE") in audit_codes(app)
+    assert ("signature:signing:refused", "NOT_ACCEPTABLE") in audit_codes(app)
     # The SAD still signs, answering the hrefs.
     signed = try_sign(client, yamada, session["id"], sad)
     assert signed.status_code == 200 and len(signed.get_json()["documents"]) == 2

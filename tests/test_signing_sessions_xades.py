@@ -159,7 +159,9 @@ def test_an_e_application_is_signed_b_t_enveloped_under_the_mandate(
     problem(try_sign(client, yamada, session["id"], result["sad"]), 409, "SAD_USED")
     codes = audit_codes(app)
     assert [tag for tag, _ in codes].count("signature:xades:created") == 1
-    assert ("signature:pades:refused", "SAD_USED") in codes
+    # Refused signing is tagged for what it is, not as a PAdES refusal.
+    assert ("signature:signing:refused", "SAD_USED") in codes
+    assert not any(tag == "signature:pades:refused" for tag, _ in codes)
 
 
 def test_detached_and_the_refusals_that_matter_for_xml(client, app, pki, world, tmp_path):

@@ -56,7 +56,7 @@ OPEN = "open_session"
 audit_refusals(
     blp.name,
     "signature:session:refused",
-    {"authorize": "signature:sad:refused", "sign": "signature:pades:refused"},
+    {"authorize": "signature:sad:refused", "sign": "signature:signing:refused"},
 )
 NAME_MAX = 255
 # What a signed document is served as, per session format.
@@ -312,7 +312,7 @@ def sign(args: dict[str, Any], session_id: str) -> Response | dict[str, Any]:
             )
         signed = sign_session(_service(), session_id, args["sad"], hand_out=hand_out)
     except DairiError as exc:
-        _refused("signature:pades:refused", exc, session_id)
+        _refused("signature:signing:refused", exc, session_id)
         raise
     if hand_out is not None:
         (document,) = signed
