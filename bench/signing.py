@@ -411,8 +411,9 @@ def check_pdf(name: str, pdf: bytes) -> None:
     check_signed(name, LEVEL, pdf)
 
 
-def raw_per_second(context: ServiceContext, signer: Signer, settings: Settings) -> float:
-    env = BenchEnv(
+def bench_env(context: ServiceContext, signer: Signer, settings: Settings) -> BenchEnv:
+    """The installation's token and PKI with the employee's credential, for raw PKCS#11."""
+    return BenchEnv(
         settings.data_dir,
         settings.hsm_module,
         settings.hsm_pin_file,
@@ -420,6 +421,10 @@ def raw_per_second(context: ServiceContext, signer: Signer, settings: Settings) 
         context.dev_pki,  # type: ignore[arg-type]
         signer.credential,
     )
+
+
+def raw_per_second(context: ServiceContext, signer: Signer, settings: Settings) -> float:
+    env = bench_env(context, signer, settings)
     context.hsm.check()  # dairi's Hsm logs in first, as in the service
     lib = pkcs11.lib(settings.hsm_module)
     session = open_session(lib, env)
@@ -720,14 +725,7 @@ class RawBursts:
     as the rounds beside it."""
 
     def __init__(self, context: ServiceContext, signer: Signer, settings: Settings) -> None:
-        env = BenchEnv(
-            settings.data_dir,
-            settings.hsm_module,
-            settings.hsm_pin_file,
-            context.hsm,
-            context.dev_pki,  # type: ignore[arg-type]
-            signer.credential,
-        )
+        env = bench_env(context, signer, settings)
         self.session = open_session(pkcs11.lib(settings.hsm_module), env)
         self.key = self.session.get_key(
             object_class=pkcs11.ObjectClass.PRIVATE_KEY, id=signer.credential.key_ref.cka_id
