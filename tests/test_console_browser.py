@@ -21,6 +21,7 @@ from app.client.api import ApiClient
 from app.client.cards import SoftwareCard
 from app.client.console import approve_sign_in
 from app.dev.sample_documents import bid_pdf
+from app.people.models import Role, RoleAssignment
 from signing import PadesLevel, PadesSpec
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -191,5 +192,44 @@ def test_an_employee_reads_what_employees_may_and_is_refused_the_rest(client, ap
             page.goto(server.url + "/console/audit")  # asked for anyway
             assert "403" in page.inner_text("h1") and "FORBIDDEN" in page.inner_text("h1")
             look(page, "employee-audit-forbidden")
+        finally:
+            browser.close()
+
+
+def test_an_auditor_reads_every_corporation_and_no_one_may_invite(
+    app, client, app_settings, hsm, pki
+):
+    first = new_corporation(pki, name="株式会社一番商事")
+    second = new_corporation(pki, name="株式会社二番商事")
+    for corp, name in ((first, "鈴木\u3000花子"), (second, "佐々木\u3000三郎")):
+        root_grant(client, corp, new_employee(client, hsm, pki, corp, name))
+    card, person_id, _ = enrolled_employee(client, pki, first, "監査\u3000太郎")
+    with app.extensions["dairi"].session_factory() as session:
+        session.add(RoleAssignment(person_id=person_id, role=Role.AUDITOR.value, granted_by="test"))
+        session.commit()
+    authentication = SoftwareCard(
+        card.authentication.key, card.authentication.certificate.public_bytes(Encoding.DER)
+    )
+    with LiveServer(app_settings, workers=2) as server, playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_context(locale="ja-JP").new_page()
+            page.goto(server.url + "/console/sign-in")
+            page.get_by_role("button", name="コードを表示する").click()
+            page.wait_for_url("**/console/sign-in/wait")
+            with ApiClient(server.url) as device:
+                approve_sign_in(device, authentication, page.inner_text("#code"))
+            page.wait_for_url("**/console/", timeout=15_000)
+            assert "監査担当者" in page.inner_text("main")
+            page.get_by_role("link", name="委任状", exact=True).click()
+            listed = page.inner_text("main")
+            assert "鈴木\u3000花子" in listed and "佐々木\u3000三郎" in listed  # both
+            page.get_by_role("link", name="監査").click()
+            page.wait_for_url("**/console/audit")
+            assert second.corporate_number in page.inner_text("main")
+            look(page, "auditor-audit")
+            page.goto(server.url + f"/console/corporations/{second.corporate_number}/people")
+            assert page.get_by_role("button", name="招待コードを発行").count() == 0
+            look(page, "auditor-people")
         finally:
             browser.close()
