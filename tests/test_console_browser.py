@@ -7,8 +7,11 @@ violation on any page; a screenshot of each page is written to
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -169,13 +172,14 @@ def browse(server, browser, corp, root: dict, sub: dict, signed: Path) -> None:
     context.close()
 
 
-def test_an_employee_reads_what_employees_may_and_is_refused_the_rest(client, app_settings, pki):
-    corp = new_corporation(pki, name="株式会社ブラウザ商事")
-    card, _, _ = enrolled_employee(client, pki, corp, "山田\u3000太郎")
-    authentication = SoftwareCard(
-        card.authentication.key, card.authentication.certificate.public_bytes(Encoding.DER)
+@contextlib.contextmanager
+def signed_in_browser(settings, authentication_key) -> Iterator[tuple[LiveServer, Any]]:
+    """The served process and a browser page signed in with a My Number Card's
+    authentication key, through the sign-in page and the card's approval."""
+    card = SoftwareCard(
+        authentication_key.key, authentication_key.certificate.public_bytes(Encoding.DER)
     )
-    with LiveServer(app_settings, workers=2) as server, playwright_api.sync_playwright() as pw:
+    with LiveServer(settings, workers=2) as server, playwright_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
             page = browser.new_context(locale="ja-JP").new_page()
@@ -183,17 +187,24 @@ def test_an_employee_reads_what_employees_may_and_is_refused_the_rest(client, ap
             page.get_by_role("button", name="コードを表示する").click()
             page.wait_for_url("**/console/sign-in/wait")
             with ApiClient(server.url) as device:
-                approve_sign_in(device, authentication, page.inner_text("#code"))
+                approve_sign_in(device, card, page.inner_text("#code"))
             page.wait_for_url("**/console/", timeout=15_000)
-            assert "従業員" in page.inner_text("main")
-            assert page.get_by_role("link", name="監査").count() == 0  # not offered
-            page.goto(server.url + "/console/people")
-            assert page.get_by_role("button", name="招待コードを発行").count() == 0
-            page.goto(server.url + "/console/audit")  # asked for anyway
-            assert "403" in page.inner_text("h1") and "FORBIDDEN" in page.inner_text("h1")
-            look(page, "employee-audit-forbidden")
+            yield server, page
         finally:
             browser.close()
+
+
+def test_an_employee_reads_what_employees_may_and_is_refused_the_rest(client, app_settings, pki):
+    corp = new_corporation(pki, name="株式会社ブラウザ商事")
+    card, _, _ = enrolled_employee(client, pki, corp, "山田\u3000太郎")
+    with signed_in_browser(app_settings, card.authentication) as (server, page):
+        assert "従業員" in page.inner_text("main")
+        assert page.get_by_role("link", name="監査").count() == 0  # not offered
+        page.goto(server.url + "/console/people")
+        assert page.get_by_role("button", name="招待コードを発行").count() == 0
+        page.goto(server.url + "/console/audit")  # asked for anyway
+        assert "403" in page.inner_text("h1") and "FORBIDDEN" in page.inner_text("h1")
+        look(page, "employee-audit-forbidden")
 
 
 def test_an_auditor_reads_every_corporation_and_no_one_may_invite(
@@ -207,29 +218,15 @@ def test_an_auditor_reads_every_corporation_and_no_one_may_invite(
     with app.extensions["dairi"].session_factory() as session:
         session.add(RoleAssignment(person_id=person_id, role=Role.AUDITOR.value, granted_by="test"))
         session.commit()
-    authentication = SoftwareCard(
-        card.authentication.key, card.authentication.certificate.public_bytes(Encoding.DER)
-    )
-    with LiveServer(app_settings, workers=2) as server, playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            page = browser.new_context(locale="ja-JP").new_page()
-            page.goto(server.url + "/console/sign-in")
-            page.get_by_role("button", name="コードを表示する").click()
-            page.wait_for_url("**/console/sign-in/wait")
-            with ApiClient(server.url) as device:
-                approve_sign_in(device, authentication, page.inner_text("#code"))
-            page.wait_for_url("**/console/", timeout=15_000)
-            assert "監査担当者" in page.inner_text("main")
-            page.get_by_role("link", name="委任状", exact=True).click()
-            listed = page.inner_text("main")
-            assert "鈴木\u3000花子" in listed and "佐々木\u3000三郎" in listed  # both
-            page.get_by_role("link", name="監査").click()
-            page.wait_for_url("**/console/audit")
-            assert second.corporate_number in page.inner_text("main")
-            look(page, "auditor-audit")
-            page.goto(server.url + f"/console/corporations/{second.corporate_number}/people")
-            assert page.get_by_role("button", name="招待コードを発行").count() == 0
-            look(page, "auditor-people")
-        finally:
-            browser.close()
+    with signed_in_browser(app_settings, card.authentication) as (server, page):
+        assert "監査担当者" in page.inner_text("main")
+        page.get_by_role("link", name="委任状", exact=True).click()
+        listed = page.inner_text("main")
+        assert "鈴木\u3000花子" in listed and "佐々木\u3000三郎" in listed  # both
+        page.get_by_role("link", name="監査").click()
+        page.wait_for_url("**/console/audit")
+        assert second.corporate_number in page.inner_text("main")
+        look(page, "auditor-audit")
+        page.goto(server.url + f"/console/corporations/{second.corporate_number}/people")
+        assert page.get_by_role("button", name="招待コードを発行").count() == 0
+        look(page, "auditor-people")
