@@ -567,6 +567,12 @@ def test_listing_by_action_and_procuring_entity(client, hsm, world):
     assert ids(procuring_entity="他の機関") == {quotes["id"]}
     assert ids(action=BID, procuring_entity="他の機関") == set()
     assert ids(action="contract") == set()
+    # Not an action at all: refused as the domain refuses it, as the document says.
+    problem(
+        client.get("/api/v1/mandates", headers=bearer(rep), query_string={"action": "0"}),
+        422,
+        "SCOPE_ACTION_UNKNOWN",
+    )
 
 
 def test_every_mandate_endpoint_refuses_anonymous_callers(client):

@@ -48,7 +48,13 @@ from app.people.caller import Permission, permits
 from app.people.models import Role
 from dairi import DairiError
 from delegation.chain import ChainVerdict
-from delegation.scope import ACTION_LABELS, E_APPLICATION_PREFIX, Purpose, ScopeError
+from delegation.scope import (
+    ACTION_LABELS,
+    E_APPLICATION_PREFIX,
+    Purpose,
+    ScopeError,
+    validate_action,
+)
 from signing import PadesLevel, PadesSpec
 
 blp = SchemaComponentsBlueprint(
@@ -368,6 +374,8 @@ def list_mandates(args: dict[str, Any]) -> dict[str, Any]:
 def mandate_page(args: dict[str, Any]) -> dict[str, Any]:
     """One page of mandates for :class:`MandateQuerySchema` arguments, as the caller
     may read them (the API's listing and the console's)."""
+    if args.get("action") is not None:
+        validate_action(args["action"])  # 422 SCOPE_ACTION_UNKNOWN, as the domain says
     caller = current_caller()
     principal = args.get("principal")
     if principal is not None and not permits(caller, Permission.READ, principal):
