@@ -267,7 +267,9 @@ def test_a_mandate_page_shows_the_chain_and_a_representative_revokes_it(app, cli
     assert chain.get_json()["holds"] is False
     assert "MANDATE_REVOKED" in chain.get_json()["reasons"]
     assert ("mandate:revoked", "") in audit_codes(app)
-    assert "mandate:revoked" in browser.get(done.headers["Location"]).get_data(as_text=True)
+    after = browser.get(done.headers["Location"]).get_data(as_text=True)
+    assert "mandate:revoked" in after
+    assert 'class="box-bad"' in after and 'class="box-bad"' not in body  # drawn broken
 
 
 def test_an_employee_may_not_revoke_anothers_grant_from_the_console(app, client, hsm, pki):

@@ -44,6 +44,7 @@ from app.audit_trail.views import (
     event_page,
     mandate_history_page,
 )
+from app.console.models import ConsoleSignIn
 from app.console.sign_in import ConsoleSignIns, shown_code
 from app.console.text import LANGUAGES, text_for
 from app.database import read_only_transaction
@@ -53,7 +54,7 @@ from app.http.request_scope import current_context, get_session
 from app.http.security import end_reads, token_caller
 from app.mandates.document import MandateDocument, jst_text
 from app.mandates.models import Mandate
-from app.mandates.service import REVOCATION_REASONS, MandateService
+from app.mandates.service import REVOCATION_REASONS
 from app.mandates.views import (
     READERS,
     AuthorityQuerySchema,
@@ -62,6 +63,7 @@ from app.mandates.views import (
     document_of,
     document_response,
     mandate_page,
+    mandate_service,
     readable_mandate,
     revoke_mandate,
 )
@@ -73,6 +75,7 @@ from app.people.views import corporation_row, employee_page, invite_employee
 from app.signatures.models import SignatureRecord
 from app.verification.service import purpose_from, report_pdf, verify_document
 from app.verification.views import MAX_UPLOAD_BYTES, service_trust
+from delegation.chain import ChainVerdict
 from identity.corporate_number import validate_corporate_number
 from signing.report import render_text
 
@@ -148,15 +151,7 @@ def _after(response: BaseResponse) -> BaseResponse:
     headers["Referrer-Policy"] = "same-origin"
     headers["Cache-Control"] = "no-store"
     if "lang" in request.args and request.args["lang"] in LANGUAGES:
-        response.set_cookie(
-            LANGUAGE_COOKIE,
-            request.args["lang"],
-            max_age=365 * 86400,
-            path="/console",
-            secure=_https(),
-            httponly=True,
-            samesite="Strict",
-        )
+        _set_cookie(response, LANGUAGE_COOKIE, request.args["lang"], 365 * 86400)
     return response
 
 
@@ -197,6 +192,12 @@ def _render(template: str, **values: Any) -> str:
     )
 
 
+def _span(page: dict[str, Any]) -> dict[str, int]:
+    """``first`` and ``last``: the positions (from 1) of a page's items in the listing."""
+    first = (page["page"] - 1) * page["page_size"] + 1
+    return {"first": first, "last": first + len(page["items"]) - 1}
+
+
 def _signed_in(access: Access | None = None) -> Caller:
     """The signed-in caller, who must hold one of ``access``'s roles if it names any;
     without a session, off to the sign-in page."""
@@ -208,17 +209,22 @@ def _signed_in(access: Access | None = None) -> Caller:
     return caller
 
 
-def _set_cookie(response: BaseResponse, secret: str, until: datetime) -> None:
-    seconds = max(0, int((until - current_context().clock()).total_seconds()))
+def _set_cookie(response: BaseResponse, name: str, value: str, max_age: int) -> None:
+    """Every console cookie: HttpOnly, SameSite=Strict, for /console, Secure under https."""
     response.set_cookie(
-        COOKIE,
-        secret,
-        max_age=seconds,
+        name,
+        value,
+        max_age=max_age,
         path="/console",
         secure=_https(),
         httponly=True,
         samesite="Strict",
     )
+
+
+def _set_session_cookie(response: BaseResponse, secret: str, until: datetime) -> None:
+    seconds = max(0, int((until - current_context().clock()).total_seconds()))
+    _set_cookie(response, COOKIE, secret, seconds)
 
 
 # -- sign-in and sign-out ----------------------------------------------------------------
@@ -237,21 +243,28 @@ def start_sign_in() -> BaseResponse:
         request.headers.get("User-Agent", "")
     )
     response = redirect(url_for("console.wait"), code=303)
-    _set_cookie(response, started.secret, started.row.expires_at)
+    _set_session_cookie(response, started.secret, started.row.expires_at)
     return response
+
+
+def _waiting_sign_in() -> ConsoleSignIn | None:
+    """The unexpired sign-in this browser's cookie started, if any."""
+    secret = g.console_secret
+    row = ConsoleSignIns(get_session(), auth_service()).state(secret) if secret else None
+    return row if row is not None and row.expires_at > current_context().clock() else None
 
 
 @blp.get("/sign-in/wait")
 def wait() -> str | BaseResponse:
     secret = g.console_secret
-    row = ConsoleSignIns(get_session(), auth_service()).state(secret) if secret else None
     caller: Caller | None = g.console_caller
     if caller is not None and caller.token is not None:
         # Approved: the cookie now lasts as long as the session's token.
         response = redirect(url_for("console.home"))
-        _set_cookie(response, secret, caller.token.expires_at)
+        _set_session_cookie(response, secret, caller.token.expires_at)
         return response
-    if row is None or row.expires_at <= current_context().clock():
+    row = _waiting_sign_in()
+    if row is None:
         return _render("console/expired.html")
     settings = current_context().settings
     code = shown_code(row.user_code)
@@ -269,13 +282,9 @@ def wait() -> str | BaseResponse:
 @blp.get("/sign-in/status")
 def sign_in_status() -> dict[str, str]:
     """What the waiting page's script asks: ``pending``, ``approved`` or ``expired``."""
-    secret = g.console_secret
     if g.console_caller is not None:
         return {"state": "approved"}
-    row = ConsoleSignIns(get_session(), auth_service()).state(secret) if secret else None
-    if row is None or row.expires_at <= current_context().clock():
-        return {"state": "expired"}
-    return {"state": "pending"}
+    return {"state": "pending" if _waiting_sign_in() is not None else "expired"}
 
 
 @blp.post("/sign-out")
@@ -309,14 +318,7 @@ def mandates() -> str:
     query.setdefault("page_size", str(PAGE_SIZE))
     args = _MANDATE_QUERY.load(query)
     page = mandate_page(args)
-    first = (args["page"] - 1) * args["page_size"] + 1
-    return _render(
-        "console/mandates.html",
-        page=page,
-        args=args,
-        first=first,
-        last=first + len(page["items"]) - 1,
-    )
+    return _render("console/mandates.html", page=page, args=args, **_span(page))
 
 
 # -- one mandate: its chain, history, documents; revocation ---------------------------
@@ -325,9 +327,10 @@ REVOKERS = (Role.REPRESENTATIVE, Role.EMPLOYEE, Role.ADMINISTRATOR)
 BOX_WIDTH, BOX_HEIGHT, BOX_GAP = 520, 64, 36
 
 
-def chain_boxes(shown: MandateDocument) -> list[dict[str, Any]]:
+def chain_boxes(shown: MandateDocument, verdict: ChainVerdict) -> list[dict[str, Any]]:
     """The chain diagram's boxes, top to bottom: the principal, then each hop's
-    grantee (a hop below the root is 復代理), with the hop's status."""
+    grantee (a hop below the root is 復代理), with the hop's status and whether it
+    holds."""
     boxes = [
         {
             "y": 0,
@@ -337,14 +340,14 @@ def chain_boxes(shown: MandateDocument) -> list[dict[str, Any]]:
             "ok": True,
         }
     ]
-    for line in shown.chain:
+    for line, hop in zip(shown.chain, verdict.hops, strict=True):
         boxes.append(
             {
                 "y": len(boxes) * (BOX_HEIGHT + BOX_GAP),
                 "title": line.grantee,
                 "detail": f"復代理人（{line.depth}次）" if line.depth > 0 else "代理人",
                 "status": line.status,
-                "ok": line.status == "有効",
+                "ok": hop.holds,
             }
         )
     return boxes
@@ -354,16 +357,9 @@ def chain_boxes(shown: MandateDocument) -> list[dict[str, Any]]:
 def mandate(mandate_id: str) -> str:
     caller = _signed_in(Access(frozenset(READERS)))
     row = readable_mandate(mandate_id)
-    context = current_context()
-    now = context.clock()
+    now = current_context().clock()
     session = get_session()
-    rows, verdict = MandateService(
-        session,
-        context.settings,
-        context.certificate_validator,
-        context.attribute_authority,
-        context.clock,
-    ).chain(mandate_id, None, at=now)
+    rows, verdict = mandate_service().chain(mandate_id, None, at=now)
     shown = document_of(rows, verdict, now)
     # Its history as the API shows it, to those who may read the audit trail.
     history = (
@@ -382,7 +378,7 @@ def mandate(mandate_id: str) -> str:
             (Mandate.reissued_from_id == mandate_id) | (Mandate.parent_id == mandate_id)
         )
     ).all()
-    boxes = chain_boxes(shown)
+    boxes = chain_boxes(shown, verdict)
     return _render(
         "console/mandate.html",
         row=row,
@@ -598,14 +594,12 @@ def people(corporate_number: str) -> str:
     caller = _corporation_page(corporate_number, EMPLOYEE_READERS)
     args = {"page": max(1, request.args.get("page", 1, type=int) or 1), "page_size": PAGE_SIZE}
     page = employee_page(args, corporate_number)
-    first = (args["page"] - 1) * PAGE_SIZE + 1
     return _render(
         "console/people.html",
         corporation=corporation_row(corporate_number),
         page=page,
         args=args,
-        first=first,
-        last=first + len(page["items"]) - 1,
+        **_span(page),
         may_invite=permits(caller, Access(frozenset(INVITERS)), corporate_number),
     )
 

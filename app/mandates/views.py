@@ -94,7 +94,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # a document's state leaves its issue
 OCSP_REQUEST_BYTES = 16 * 1024
 
 
-def _service() -> MandateService:
+def mandate_service() -> MandateService:
+    """The mandate service on the request's session (the API's and the console's)."""
     context = current_context()
     return MandateService(
         get_session(),
@@ -111,7 +112,7 @@ def _ac_status() -> AcStatus:
 
 
 def readable_mandate(mandate_id: str) -> Mandate:
-    row = _service().get(mandate_id)
+    row = mandate_service().get(mandate_id)
     if not permits(current_caller(), Permission.READ, row.principal):
         # Another corporation's mandate: as if it did not exist.
         raise ProblemError("MANDATE_NOT_FOUND", detail=f"no mandate {mandate_id}")
@@ -348,7 +349,7 @@ def grant(args: dict[str, Any]) -> dict[str, Any]:
     """
     caller = current_caller()
     try:
-        row = _service().grant(
+        row = mandate_service().grant(
             args["instruction"],
             args["signatures"],
             grantee_certificate=args["grantee_certificate"],
@@ -386,7 +387,7 @@ def mandate_page(args: dict[str, Any]) -> dict[str, Any]:
         else (None if caller.reads_all_corporations else sorted(caller.readable_corporations))
     )
     size = args["page_size"]
-    rows, total = _service().search(
+    rows, total = mandate_service().search(
         principals=principals,
         grantee=args.get("grantee"),
         status=args.get("status"),
@@ -428,7 +429,7 @@ def revoke_mandate(mandate_id: str, reason: str) -> dict[str, Any]:
     """Revoke as the caller (the API's and the console's); refusals audited."""
     readable_mandate(mandate_id)
     try:
-        revoked = _service().revoke(mandate_id, actor=current_caller(), reason=reason)
+        revoked = mandate_service().revoke(mandate_id, actor=current_caller(), reason=reason)
     except DairiError as exc:
         _refused("mandate:revocation:refused", exc, subject=mandate_id)
         raise
@@ -445,7 +446,7 @@ def chain(args: dict[str, Any], mandate_id: str) -> dict[str, Any]:
     chain authorises that purpose."""
     readable_mandate(mandate_id)
     at = args.get("at") or current_context().clock()
-    rows, verdict = _service().chain(mandate_id, _purpose(args, at), at=at)
+    rows, verdict = mandate_service().chain(mandate_id, _purpose(args, at), at=at)
     return _verdict_json(rows, verdict, at)
 
 
@@ -521,7 +522,7 @@ def document_response(mandate_id: str) -> Response:
     readable_mandate(mandate_id)
     context = current_context()
     now = context.clock()
-    rows, verdict = _service().chain(mandate_id, None, at=now)
+    rows, verdict = mandate_service().chain(mandate_id, None, at=now)
     shown = document_of(rows, verdict, now)
     # Signed (HSM + TSA) once per mandate and state, not per request (issue 9.12).
     # The drawing's settings too: a document drawn in another font or page size is drawn
