@@ -302,15 +302,13 @@ RETRIES = urllib3.Retry(total=None, connect=0, read=False, status=0, other=0, re
 def _pool_for(url: str) -> urllib3.PoolManager:
     """Connections to ``url`` as requests would make them from the environment (read
     now, once): through its proxy for ``url`` if any, verified against its CA bundle."""
+    # verify=None: the environment's CA bundle if it names one (never False: this
+    # client always verifies the service's certificate).
     environment = requests.Session().merge_environment_settings(url, {}, None, None, None)
     verify = environment["verify"]
-    tls: dict[str, Any]
-    if verify is False:
-        tls = {"cert_reqs": ssl.CERT_NONE}
-    else:
-        bundle = verify if isinstance(verify, str) else DEFAULT_CA_BUNDLE_PATH
-        where = "ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"
-        tls = {"cert_reqs": ssl.CERT_REQUIRED, where: bundle}
+    bundle = verify if isinstance(verify, str) else DEFAULT_CA_BUNDLE_PATH
+    where = "ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"
+    tls: dict[str, Any] = {"cert_reqs": ssl.CERT_REQUIRED, where: bundle}
     proxy = select_proxy(url, environment["proxies"])
     if proxy:
         return urllib3.ProxyManager(proxy, proxy_headers=HTTPAdapter().proxy_headers(proxy), **tls)
