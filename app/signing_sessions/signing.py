@@ -18,7 +18,7 @@ from app.mandates.evidence import mandate_evidence
 from app.mandates.models import Mandate
 from app.signatures.models import SignatureRecord
 from app.signing_sessions.activation import SigningPurpose
-from app.signing_sessions.models import SessionDocument, SessionStatus
+from app.signing_sessions.models import SessionDocument, SessionStatus, SigningSession
 from app.signing_sessions.service import (
     CMS,
     DETACHED,
@@ -155,17 +155,13 @@ def sign_session(
             },
         )
         if hand_out:
-            log.append(
-                "signature:document:fetched",
-                actor=service.actor,
-                subject=record.id,
-                principal=row.principal,
-                details={
-                    "session_id": row.id,
-                    "index": document.position,
-                    "signed_sha256": result.signed_document_sha256,
-                    "in_answer": True,
-                },
+            record_fetch(
+                service,
+                row,
+                record.id,
+                document.position,
+                result.signed_document_sha256,
+                in_answer=True,
             )
         signed.append(
             SignedDocument(
@@ -200,6 +196,33 @@ def served_name(name: str, format: str, packaging: str | None) -> str:
     return name
 
 
+def record_fetch(
+    service: SigningSessionService,
+    row: SigningSession,
+    signature_id: str | None,
+    index: int,
+    signed_sha256: str | None,
+    *,
+    in_answer: bool = False,
+) -> None:
+    """The audit event of a signed document handed out: fetched from its href, or
+    ``in_answer`` to the signing request itself."""
+    details: dict[str, object] = {
+        "session_id": row.id,
+        "index": index,
+        "signed_sha256": signed_sha256,
+    }
+    if in_answer:
+        details["in_answer"] = True
+    AuditLog(service.session).append(
+        "signature:document:fetched",
+        actor=service.actor,
+        subject=signature_id,
+        principal=row.principal,
+        details=details,
+    )
+
+
 def fetch_signed(
     service: SigningSessionService, session_id: str, index: int
 ) -> tuple[SessionDocument, str, str]:
@@ -223,13 +246,7 @@ def fetch_signed(
     )
     if done.rowcount != 1:  # type: ignore[attr-defined]
         raise SessionRefused("the signed document was fetched already", "DOCUMENT_ALREADY_FETCHED")
-    AuditLog(service.session).append(
-        "signature:document:fetched",
-        actor=service.actor,
-        subject=document.signature_id,
-        principal=row.principal,
-        details={"session_id": row.id, "index": index, "signed_sha256": document.signed_sha256},
-    )
+    record_fetch(service, row, document.signature_id, index, document.signed_sha256)
     service.session.expunge(document)
     document.signed_content = content
     packaging = json.loads(row.binding).get("packaging")
