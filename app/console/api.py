@@ -15,6 +15,7 @@ from app.console.sign_in import ConsoleSignIns, shown_code
 from app.http.request_scope import audit_refusals, get_session
 from app.http.schemas import guard_json_body
 from app.http.security import record_refused_attempt, token_caller
+from app.people.caller import LiveToken
 from app.people.sign_in_views import ProofSchema, auth_service, card_proof, client_keys
 from dairi import DairiError
 from identity.proof import b64url
@@ -111,6 +112,6 @@ def approve_sign_in(args: dict[str, Any], code: str) -> dict[str, Any]:
         details={"certificate_sha256": token.certificate_sha256},
     )
     return {
-        "caller": token_caller(session, token).describe(),
+        "caller": token_caller(session, LiveToken.of(token)).describe(),
         "session_expires_at": token.expires_at,
     }

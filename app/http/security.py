@@ -23,8 +23,8 @@ from app.database import read_only_transaction
 from app.http.problems import ProblemError
 from app.http.ratelimit import RateLimited, client_address, enforce
 from app.http.request_scope import current_context, get_session, refusal_recorded
-from app.people.caller import Access, Caller, CallerKind, permits
-from app.people.models import GLOBAL_ROLES, AccessToken, Role
+from app.people.caller import Access, Caller, CallerKind, LiveToken, permits
+from app.people.models import GLOBAL_ROLES, Role
 from app.people.sign_in import AuthError, AuthService, roles_of
 from app.unit_of_work import has_written, separate_transaction
 from identity.corporate_number import validate_corporate_number
@@ -185,7 +185,7 @@ def _basic(value: str) -> tuple[str, str]:
     return client_id, secret
 
 
-def token_caller(session: Any, token: AccessToken) -> Caller:
+def token_caller(session: Any, token: LiveToken) -> Caller:
     roles, employers, represented = roles_of(session, token)
     if token.person_id is not None:
         return Caller(CallerKind.PERSON, token.person_id, token.name, roles, employers, token=token)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from app.people.models import GLOBAL_ROLES, AccessToken, Role
 from dairi import DairiError
@@ -29,6 +30,31 @@ class CallerKind(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class LiveToken:
+    """An access token as a request's credentials check found it: live, its
+    certificate still standing (:meth:`AuthService.token`)."""
+
+    id: str
+    person_id: str | None  # None: a representative's login
+    corporate_number: str | None  # a representative's corporation
+    name: str
+    certificate_sha256: str
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, row: AccessToken) -> LiveToken:
+        """A token just issued (its row), as the check would find it."""
+        return cls(
+            row.id,
+            row.person_id,
+            row.corporate_number,
+            row.name,
+            row.certificate_sha256,
+            row.expires_at,
+        )
+
+
+@dataclass(frozen=True)
 class Caller:
     """The authenticated caller of one request (or the operator of one command)."""
 
@@ -39,7 +65,7 @@ class Caller:
     employee_of: frozenset[str] = frozenset()  # 法人番号
     representative_of: frozenset[str] = frozenset()
     scopes: frozenset[str] = frozenset()
-    token: AccessToken | None = None
+    token: LiveToken | None = None
     # An API client reads the corporations it is registered for, or all of them.
     client_of: frozenset[str] = frozenset()  # 法人番号
     all_corporations: bool = False

@@ -17,11 +17,12 @@ from datetime import datetime, timedelta
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from sqlalchemy import bindparam, delete, func, literal, select
+from sqlalchemy import bindparam, delete, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from app.audit_trail.log import AuditLog
 from app.http.ratelimit import enforce
+from app.people.caller import LiveToken
 from app.people.identity_digest import bind_signing_certificate, enrolled_digest
 from app.people.models import (
     AccessToken,
@@ -325,47 +326,57 @@ class AuthService:
 
     # -- tokens and clients -----------------------------------------------------
 
-    def token(self, presented: str) -> AccessToken:
-        """The live token row for a presented bearer token, whose certificate still stands.
+    def token(self, presented: str) -> LiveToken:
+        """The live token for a presented bearer token, whose certificate still stands.
 
         Raises ``TOKEN_INVALID`` (unknown, revoked, or its certificate no longer the
         enrolled one), ``TOKEN_EXPIRED``, ``TOKEN_CERTIFICATE_REVOKED`` (see
         :meth:`check_token_certificate`), or lets ``REVOCATION_STATUS_UNAVAILABLE``
         through (:class:`CertificateRefused`, a 503: the status cannot be vouched for).
         """
-        # One statement for the token and its person (check_token_certificate and
-        # roles_of then find the person in the session's identity map).
-        found = self.session.execute(
-            _TOKEN_AND_PERSON, {"token_sha256": sha256_hex(presented)}
-        ).first()
-        row = found[0] if found is not None else None
-        if row is None or row.revoked_at is not None:
+        # Every request runs this: one statement for the token and its person's
+        # enrolled certificate, read as plain rows (no ORM objects to build).
+        found = (
+            self.session.connection()
+            .execute(_TOKEN_AND_PERSON, {"token_sha256": sha256_hex(presented)})
+            .first()
+        )
+        if found is None or found.revoked_at is not None:
             raise AuthError("the access token is not valid", "TOKEN_INVALID")
-        if row.expires_at <= self.clock():
+        token = LiveToken(
+            found.id,
+            found.person_id,
+            found.corporate_number,
+            found.name,
+            found.certificate_sha256,
+            found.expires_at,
+        )
+        if token.expires_at <= self.clock():
             raise AuthError("the access token has expired; log in again", "TOKEN_EXPIRED")
-        self.check_token_certificate(row)
-        return row
+        if token.person_id is None:
+            der, purpose = found.certificate_der, TrustPurpose.REGISTRAR
+        else:
+            bound = found.enrolled_sha256 == token.certificate_sha256
+            der, purpose = (found.enrolled_der if bound else None), TrustPurpose.JPKI_AUTH
+        self.check_token_certificate(token, der, purpose)
+        return token
 
-    def check_token_certificate(self, row: AccessToken) -> None:
-        """A token lives only as long as the certificate that earned it: a person's
-        must still be the enrolled authentication certificate, a representative's
-        registration certificate (kept on the row) must still validate. Checked
-        through the validator's cache, so a revocation ends the token at most
-        ``revocation_cache_seconds`` after it is published (or at the revocation
-        data's nextUpdate, if sooner); the token is then revoked (audited) and
-        later uses are plain ``TOKEN_INVALID``, with no revocation check.
+    def check_token_certificate(
+        self, token: LiveToken, der: bytes | None, purpose: TrustPurpose
+    ) -> None:
+        """A token lives only as long as the certificate that earned it (``der``): a
+        person's must still be the enrolled authentication certificate, a
+        representative's registration certificate (kept on the token's row) must
+        still validate. Checked through the validator's cache, so a revocation ends
+        the token at most ``revocation_cache_seconds`` after it is published (or at
+        the revocation data's nextUpdate, if sooner); the token is then revoked
+        (audited) and later uses are plain ``TOKEN_INVALID``, with no revocation check.
 
         Raises ``TOKEN_CERTIFICATE_REVOKED`` (the certificate is revoked: a 401, where
-        a login with it is a 403 ``CERTIFICATE_REVOKED``) or
-        ``TOKEN_INVALID`` (any other refusal, or a token from before this binding).
+        a login with it is a 403 ``CERTIFICATE_REVOKED``) or ``TOKEN_INVALID`` (any
+        other refusal; no ``der``: not the enrolled certificate, or a token from before
+        this binding).
         """
-        if row.person_id is not None:
-            person = self.session.get(Person, row.person_id)
-            bound = person is not None and person.auth_certificate_sha256 == row.certificate_sha256
-            der = person.auth_certificate_der if person is not None and bound else None
-            purpose = TrustPurpose.JPKI_AUTH
-        else:
-            der, purpose = row.certificate_der, TrustPurpose.REGISTRAR
         if der is None:
             raise AuthError(
                 "the access token's certificate is not the enrolled one; log in again",
@@ -378,13 +389,13 @@ class AuthService:
                 raise
             # Ended and audited once, when found, although this request is refused.
             with separate_transaction(self.session):
-                self.revoke_token(row)
+                self.revoke_token(token)
                 AuditLog(self.session).append(
                     "auth:token:revoked",
                     actor="service",
-                    subject=row.id,
-                    principal=row.corporate_number,
-                    details={"reason": exc.code, "certificate_sha256": row.certificate_sha256},
+                    subject=token.id,
+                    principal=token.corporate_number,
+                    details={"reason": exc.code, "certificate_sha256": token.certificate_sha256},
                 )
             code = (
                 "TOKEN_CERTIFICATE_REVOKED"
@@ -397,8 +408,12 @@ class AuthService:
                 code,
             ) from None
 
-    def revoke_token(self, row: AccessToken) -> None:
-        row.revoked_at = self.clock()
+    def revoke_token(self, token: LiveToken) -> None:
+        self.session.execute(
+            update(AccessToken)
+            .where(AccessToken.id == token.id, AccessToken.revoked_at.is_(None))
+            .values(revoked_at=self.clock())
+        )
 
     def create_client(
         self,
@@ -452,7 +467,18 @@ class AuthService:
 # Built once (each request runs them, with its own values): the token with its person,
 # and a person's roles and current employers in one statement.
 _TOKEN_AND_PERSON = (
-    select(AccessToken, Person)
+    select(
+        AccessToken.id,
+        AccessToken.person_id,
+        AccessToken.corporate_number,
+        AccessToken.name,
+        AccessToken.certificate_sha256,
+        AccessToken.certificate_der,
+        AccessToken.expires_at,
+        AccessToken.revoked_at,
+        Person.auth_certificate_sha256.label("enrolled_sha256"),
+        Person.auth_certificate_der.label("enrolled_der"),
+    )
     .outerjoin(Person, Person.id == AccessToken.person_id)
     .where(AccessToken.token_sha256 == bindparam("token_sha256"))
 )
@@ -468,14 +494,14 @@ _ROLES_AND_EMPLOYERS = (
 
 
 def roles_of(
-    session: Session, token: AccessToken
+    session: Session, token: LiveToken
 ) -> tuple[frozenset[Role], frozenset[str], frozenset[str]]:
     """(global roles, corporations employed by, corporations represented) for a token."""
     if token.person_id is None:
         return frozenset(), frozenset(), frozenset({token.corporate_number or ""})
     # Both in one statement, read now (never from a cache): a role or employment
     # taken away is refused on the very next request.
-    held = session.execute(_ROLES_AND_EMPLOYERS, {"person_id": token.person_id}).all()
+    held = session.connection().execute(_ROLES_AND_EMPLOYERS, {"person_id": token.person_id}).all()
     roles = frozenset(Role(value) for is_role, value in held if is_role)
     employers = frozenset(value for is_role, value in held if not is_role)
     return roles, employers, frozenset()

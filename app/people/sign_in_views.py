@@ -22,6 +22,7 @@ from app.http.security import (
     record_refused_attempt,
     token_caller,
 )
+from app.people.caller import LiveToken
 from app.people.models import Role
 from app.people.sign_in import AuthError, AuthService, CardProof, ChallengePurpose
 from dairi import DairiError
@@ -184,7 +185,7 @@ def answer_challenge(args: dict[str, Any], challenge_id: str) -> dict[str, Any]:
         principal=row.corporate_number,
         details={"certificate_sha256": row.certificate_sha256},
     )
-    caller = token_caller(session, row).describe()
+    caller = token_caller(session, LiveToken.of(row)).describe()
     return {
         "access_token": issued.token,
         "token_type": "Bearer",
