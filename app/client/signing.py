@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from requests import Response
-
-from app.client.api import ApiClient, ClientError, proof, refusal, unb64
+from app.client.api import Answer, ApiClient, ClientError, proof, refusal, unb64
 from app.client.cards import Card
 
 
@@ -229,7 +227,7 @@ MEDIA_TYPES = {
 }
 
 
-def _signed_in_answer(response: Response, upload: Upload) -> tuple[dict[str, Any], bytes]:
+def _signed_in_answer(response: Answer, upload: Upload) -> tuple[dict[str, Any], bytes]:
     """The session's one signed document, answered by ``POST …/signatures``: (the
     document as the service describes it, its bytes). The bytes must match the
     answer's ``Repr-Digest`` (``CLIENT_DIGEST_MISMATCH``)."""

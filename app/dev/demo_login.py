@@ -16,11 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import requests
 from cryptography.hazmat.primitives import serialization
 
 from app.client import ApiClient, SoftwareCard, proof
-from app.client.api import bearer
+from app.client.api import Answer, bearer
 from app.context import ServiceContext
 from dairi import DairiError
 from devpki import DevPki
@@ -66,7 +65,7 @@ class DemoClient(ApiClient):
     service at ``url``) whose failures are :class:`DemoFailed`. Each call names its
     caller's token itself (the demo acts for several people on one client)."""
 
-    def open(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+    def open(self, method: str, path: str, **kwargs: Any) -> Answer:
         try:
             return self.send(method, path, auth=False, **kwargs)
         except DairiError as exc:
