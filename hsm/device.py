@@ -34,6 +34,9 @@ _PSS_PARAMS = {
     "sha512": (Mechanism.SHA512, pkcs11.MGF.SHA512, 64),
 }
 
+# What a kept key handle's object must still answer to sign for its KeyRef (sign_digests).
+_KEY_IDENTITY = [Attribute.CLASS, Attribute.ID, Attribute.LABEL, Attribute.KEY_TYPE]
+
 # What every private key dairi generates must say about itself.
 PRIVATE_KEY_TEMPLATE = {
     Attribute.TOKEN: True,
@@ -91,7 +94,8 @@ class Hsm:
         self._keeper = SessionKeeper(config)
         # sign_digests' keys: found once per session, not once per batch (a lookup costs
         # about a third of a signature); forgotten when the session is not the one they
-        # were found in (a forked child, a session reopened after an outage).
+        # were found in (a forked child, a session reopened after an outage), and used
+        # only while the object behind the handle still is the key (_still_the_key).
         self._signing_session: pkcs11.Session | None = None
         self._signing_keys: dict[KeyRef, _SigningKey] = {}
 
@@ -314,8 +318,10 @@ class Hsm:
     ) -> list[bytes]:
         """Sign several digests with one key in one hold of the session (a CSC
         ``signHash`` batch); the key is found once per session and kept for the next
-        batches. Each result is as :meth:`sign_digest`'s; raises
-        :class:`UnsupportedScheme` before signing anything if one digest does not fit."""
+        batches, each of which first checks that the kept handle still names the key
+        (:meth:`_still_the_key`). Each result is as :meth:`sign_digest`'s; raises
+        :class:`UnsupportedScheme` before signing anything if one digest does not fit,
+        :class:`KeyNotFound` when the key is no longer on the token."""
         size = _HASHES[hash_algorithm]().digest_size if hash_algorithm in _HASHES else None
         if size is None or any(len(d) != size for d in digests):
             raise UnsupportedScheme(f"a digest does not match {hash_algorithm}")
@@ -324,15 +330,46 @@ class Hsm:
                 self._signing_session, self._signing_keys = session, {}
             cached = self._signing_keys.get(ref)
             if cached is not None:
-                try:
-                    return self._sign_each(cached, ref, digests, hash_algorithm, scheme)
-                except (pkcs11.ObjectHandleInvalid, pkcs11.KeyHandleInvalid):
-                    # destroyed by another process since: find it again (KeyNotFound if
-                    # gone), rather than call the session lost
-                    del self._signing_keys[ref]
+                if self._still_the_key(cached, ref):
+                    try:
+                        return self._sign_each(cached, ref, digests, hash_algorithm, scheme)
+                    except (pkcs11.ObjectHandleInvalid, pkcs11.KeyHandleInvalid):
+                        pass  # destroyed since the check: search, not call the session lost
+                # the handle names something else now, or nothing: search (KeyNotFound if
+                # the key is gone)
+                del self._signing_keys[ref]
             key = self._private_key(session, ref)
             self._signing_keys[ref] = key
             return self._sign_each(key, ref, digests, hash_algorithm, scheme)
+
+    @staticmethod
+    def _still_the_key(key: _SigningKey, ref: KeyRef) -> bool:
+        """Whether the object behind a kept handle is still ``ref``'s private key.
+
+        A PKCS#11 handle names an object only while it exists: after the key is
+        destroyed (here, in another worker, by the operator's command line) a token may
+        give its number to a new object, and signing through the kept handle would sign
+        with that object. So one attribute read (python-pkcs11's ``get_attributes``:
+        ``C_GetAttributeValue`` for the lengths, then for the values) takes what
+        :meth:`_private_key` searches by (class, CKA_ID, CKA_LABEL; the session is on
+        the configured token) and the key type the kept object chose its mechanisms by;
+        any difference, or a handle the token no longer knows, means search again.
+        """
+        try:
+            found = key.get_attributes(_KEY_IDENTITY)
+        except (
+            pkcs11.ObjectHandleInvalid,
+            pkcs11.KeyHandleInvalid,
+            pkcs11.AttributeTypeInvalid,
+            pkcs11.AttributeSensitive,
+        ):
+            return False
+        return found == {
+            Attribute.CLASS: ObjectClass.PRIVATE_KEY,
+            Attribute.ID: ref.cka_id,
+            Attribute.LABEL: ref.cka_label,
+            Attribute.KEY_TYPE: key.key_type,
+        }
 
     @staticmethod
     def _sign_each(
