@@ -2,29 +2,35 @@
 
 ``Hsm.sign_digests`` keeps the private key (a PKCS#11 object handle) it found for the
 next batches, and before each batch reads the object's class, CKA_ID, CKA_LABEL and key
-type (``Hsm._still_the_key``: one ``get_attributes``) so that a handle the token gave
+type (``Hsm._still_the_key``: one python-pkcs11 ``get_attributes``) so that a handle the token gave
 to another object since never signs. On a throw-away SoftHSM token, with python-pkcs11
 directly in the Hsm's session, this prints the medians of:
 
-- ``check``: ``Hsm._still_the_key`` on a kept key (the attribute read and comparison);
+- ``check``: ``Hsm._still_the_key`` on a kept key (the attribute read and comparison),
+  and for comparison one attribute read alone (``key[Attribute.ID]``);
 - ``search``: ``session.get_key`` by class, id and label, what ``Hsm._private_key``
   does and the kept handle saves (FindObjects, then python-pkcs11 reads the found
-  object's class and capabilities), on the token with only the measured keys and again
-  after ``--keys`` other EC keys are generated (SoftHSM's search looks at every object);
+  object's class and capabilities);
+- both on the token with only the two measured keys (``few``) and again after
+  ``--keys`` other EC keys are generated (``many``: SoftHSM's search looks at every
+  object, a real token holds a key per credential);
 - one raw signature (ECDSA P-256 over a digest; RSA-2048 PKCS#1 v1.5 over a
   DigestInfo), for scale;
 - ``Hsm.sign_digests`` with a batch of one digest: the handle kept (check + sign)
-  against the key found afresh (search + sign, the kept keys forgotten before each).
+  against the key found afresh (search + sign, the kept keys forgotten before each),
+  with the two measured keys on the token.
 
-Each figure is the median of ``--rounds`` timings (a tenth as many for RSA
-signatures), each timing one call with ``time.perf_counter_ns``. From the project root::
+Each figure is the median of ``--rounds`` timings (default 2000; a quarter as many for
+RSA signatures), each timing one call with ``time.perf_counter_ns`` after an untimed
+warm-up. From the project root::
 
     python bench/hsm_handles.py [--json] [--rounds N] [--keys N]
 
 With ``--json`` the last line is one JSON object (times in microseconds):
-``{"rounds": …, "keys_on_token": …, "check_us": …, "search_us": {"few": …, "many": …},
-"sign_us": {"ec": …, "rsa": …}, "batch1_us": {"ec": {"kept": …, "searched": …},
-"rsa": {…}}, "check_of_search": …}``.
+``{"rounds": …, "keys_on_token": …, "check_us": {"few": …, "many": …},
+"one_attribute_us": …, "search_us": {"few": …, "many": …}, "sign_us": {"ec": …,
+"rsa": …}, "batch1_us": {"ec": {"kept": …, "searched": …}, "rsa": {…}},
+"check_of_search": …}`` (``check_of_search``: the check's share of a search, ``few``).
 """
 
 from __future__ import annotations
