@@ -9,6 +9,20 @@ trusts the same roots. Each entry here is keyed by the SHA-256 of every byte str
 meets a stale result. Entries are bounded in number (least recently used go first) and
 in age (``DEFAULT_MAX_AGE_SECONDS``), so a long-running process does not keep what it
 no longer sees. Results are treated as read-only by their users.
+
+**Threads.** A verification runs lock-free, beside the request the process is running,
+so two threads may read these caches at once. A result that holds parsed asn1crypto
+objects (a CRL container, a trust manager, a chain reader) must never reach two threads:
+asn1crypto parses its parts lazily, on first use, and two threads using one object at
+once corrupt it (DESIGN §3). So by default a cache keeps one map per thread
+(``threading.local``): a thread asking again gets what it computed before, another
+thread computes its own, and a thread's map goes when the thread ends. Its bound
+(:data:`DEFAULT_MAX_ENTRIES_PER_THREAD` unless given) is per thread: gunicorn's 16
+threads per worker (``app/serving/gunicorn_conf.py``) keep at most 16 × 32 = 512
+entries of such a cache per worker, twice the 256 of the one map before; what they
+weigh is the parsed DER, bounded again per thread in :mod:`signing.verification_asn1`.
+A cache whose results are immutable values (bytes, str, numbers, frozen dataclasses of
+them) is made ``shared``: one map for every thread, :data:`DEFAULT_MAX_ENTRIES` entries.
 """
 
 from __future__ import annotations
@@ -16,11 +30,13 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-DEFAULT_MAX_ENTRIES = 256
+DEFAULT_MAX_ENTRIES = 256  # a shared cache's
+DEFAULT_MAX_ENTRIES_PER_THREAD = 32  # a per-thread cache's, in each thread
 DEFAULT_MAX_AGE_SECONDS = 600.0
 
 V = TypeVar("V")
@@ -50,39 +66,72 @@ def digest_of(*parts: object) -> str:
     return h.hexdigest()
 
 
+class _Entries(Generic[V]):
+    """One thread's entries of a cache (every thread's, for a shared cache)."""
+
+    __slots__ = ("__weakref__", "generation", "map")
+
+    def __init__(self, generation: int) -> None:
+        self.map: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
+        self.generation = generation
+
+
 class BoundedCache(Generic[V]):
     """A thread-safe LRU map with at most ``max_entries`` entries, none older than
-    ``max_age_seconds``. ``clock`` is injectable for tests."""
+    ``max_age_seconds``. Unless ``shared``, each thread has its own map (see the module
+    docstring) and ``max_entries`` bounds each. ``clock`` is injectable for tests."""
 
     def __init__(
         self,
         name: str,
         *,
-        max_entries: int = DEFAULT_MAX_ENTRIES,
+        shared: bool = False,
+        max_entries: int | None = None,
         max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
+        self.shared = shared
+        if max_entries is None:
+            max_entries = DEFAULT_MAX_ENTRIES if shared else DEFAULT_MAX_ENTRIES_PER_THREAD
         self.max_entries = max_entries
         self.max_age_seconds = max_age_seconds
         self._clock = clock
-        self._entries: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
         self._lock = threading.Lock()
+        self._generation = 0  # clear() moves it on; a thread's older map is emptied
+        self._shared: _Entries[V] | None = _Entries(0) if shared else None
+        self._local = threading.local()
+        self._maps: weakref.WeakSet[_Entries[V]] = weakref.WeakSet()  # live threads' maps
         self.hits = 0
         self.misses = 0
+
+    def _entries(self) -> _Entries[V]:
+        """The calling thread's map (emptied if :meth:`clear` ran since it was used)."""
+        if self._shared is not None:
+            return self._shared
+        mine: _Entries[V] | None = getattr(self._local, "entries", None)
+        if mine is None:
+            mine = self._local.entries = _Entries(self._generation)
+            with self._lock:
+                self._maps.add(mine)
+        elif mine.generation != self._generation:
+            mine.map.clear()
+            mine.generation = self._generation
+        return mine
 
     def get(self, key: Hashable) -> V | None:
         """The value stored under ``key`` if it is young enough (counted as a hit or a
         miss); None otherwise."""
         now = self._clock()
+        entries = self._entries().map
         with self._lock:
-            entry = self._entries.get(key)
+            entry = entries.get(key)
             if entry is not None and now - entry[0] <= self.max_age_seconds:
-                self._entries.move_to_end(key)
+                entries.move_to_end(key)
                 self.hits += 1
                 return entry[1]
             if entry is not None:
-                del self._entries[key]
+                del entries[key]
             self.misses += 1
             return None
 
@@ -98,27 +147,37 @@ class BoundedCache(Generic[V]):
         return value
 
     def put(self, key: Hashable, value: V) -> None:
+        entries = self._entries().map
         with self._lock:
-            self._entries[key] = (self._clock(), value)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            entries[key] = (self._clock(), value)
+            entries.move_to_end(key)
+            while len(entries) > self.max_entries:
+                entries.popitem(last=False)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        """Entries held, in every thread's map."""
+        if self._shared is not None:
+            return len(self._shared.map)
+        with self._lock:
+            return sum(len(m.map) for m in self._maps if m.generation == self._generation)
 
     def clear(self) -> None:
+        """Forget every entry, in every thread (a thread's map is emptied when it next
+        uses it)."""
         with self._lock:
-            self._entries.clear()
+            if self._shared is not None:
+                self._shared.map.clear()
+            self._generation += 1
             self.hits = self.misses = 0
 
 
 _ALL: list[BoundedCache[object]] = []
 
 
-def cache(name: str, **kwargs: float) -> BoundedCache[V]:
-    """A new registered cache (see :func:`clear_all`)."""
-    made: BoundedCache[V] = BoundedCache(name, **kwargs)  # type: ignore[arg-type]
+def cache(name: str, *, shared: bool = False, **kwargs: float) -> BoundedCache[V]:
+    """A new registered cache (see :func:`clear_all`): one map per thread unless
+    ``shared``, which only a cache of immutable values may be."""
+    made: BoundedCache[V] = BoundedCache(name, shared=shared, **kwargs)  # type: ignore[arg-type]
     _ALL.append(made)  # type: ignore[arg-type]
     return made
 
@@ -130,5 +189,5 @@ def clear_all() -> None:
 
 
 def stats() -> dict[str, tuple[int, int, int]]:
-    """name → (entries, hits, misses)."""
+    """name → (entries in every thread, hits, misses)."""
     return {c.name: (len(c), c.hits, c.misses) for c in _ALL}

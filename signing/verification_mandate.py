@@ -68,12 +68,14 @@ def _aa_key(aa_der: bytes) -> rsa.RSAPublicKey | None:
 
 
 # Keyed by the exact bytes each result depends on (see signing.verification_cache).
-_AC_STATUS: BoundedCache[AcStatusSource] = cache("ac status")
+# Immutable results are shared by every thread; a chain reader holds a parsed asn1crypto
+# name (the AA's), so each thread has its own.
+_AC_STATUS: BoundedCache[AcStatusSource] = cache("ac status", shared=True)
 _CHAIN_READERS: BoundedCache[MandateChainReader | None] = cache("mandate chain readers")
-_ISSUED_BY_AA: BoundedCache[bool] = cache("issued by aa")
-_PARSED_ACS: BoundedCache[ParsedMandate] = cache("parsed mandate acs")
-_ROOT_GRANTS: BoundedCache[RootGrantReport] = cache("root grants")
-_SUB_EVIDENCE: BoundedCache[tuple[str, ...]] = cache("sub-delegation evidence")
+_ISSUED_BY_AA: BoundedCache[bool] = cache("issued by aa", shared=True)
+_PARSED_ACS: BoundedCache[ParsedMandate] = cache("parsed mandate acs", shared=True)
+_ROOT_GRANTS: BoundedCache[RootGrantReport] = cache("root grants", shared=True)
+_SUB_EVIDENCE: BoundedCache[tuple[str, ...]] = cache("sub-delegation evidence", shared=True)
 
 
 def ac_status(aa_der: bytes, crls: Iterable[bytes], ocsps: Iterable[bytes]) -> AcStatusSource:
