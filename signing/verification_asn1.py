@@ -26,11 +26,12 @@ context-variable test.
 
 **Threads.** Parsed objects are never shared between threads (DESIGN §3: asn1crypto
 objects parse their parts lazily, on first use, and two threads using one object at once
-corrupted it — measured again here: concurrent verifications of one bid failed with
-``KeyError`` inside pyHanko). A verification runs lock-free, beside the request the
-process is running, so each thread keeps its own map of parsed DER (``threading.local``):
-the same thread asking again gets the object it parsed before, another thread parses
-its own. A thread's map goes when the thread ends. Its bound is
+corrupted it — seen again here: concurrent verifications of one bid came out
+TOTAL_FAILED, "the signature cannot be read (KeyError)"). A verification runs lock-free,
+beside the request the process is running, so each thread keeps its own map of parsed
+DER (``threading.local``): the same thread asking again gets the object it parsed
+before, another thread parses its own. A thread's map goes when the thread ends. Its
+bound is
 :data:`MAX_PARSED_BYTES_PER_THREAD` of DER, least recently used dropped first: with
 gunicorn's 16 threads per worker (``app/serving/gunicorn_conf.py``) a worker keeps at
 most 16 × 2 MiB = 32 MiB of DER parsed, what the one shared map allowed before. A DER
