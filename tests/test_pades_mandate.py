@@ -21,6 +21,7 @@ from asn1crypto import crl as asn1_crl
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from flask import Flask
+from helpers_app import own_service
 from helpers_auth import new_corporation
 from helpers_mandates import new_employee, root_grant, sub_grant
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -31,10 +32,8 @@ from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko.sign.validation.pdf_embedded import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
-from app.factory import create_app
 from app.mandates.evidence import mandate_evidence
 from app.mandates.models import Mandate
-from app.migrate import migrate
 from app.settings import Settings
 from hsm import Hsm
 from signing import (
@@ -59,13 +58,7 @@ POLICY_SHA256 = "011dae495951c104153d38d38dcd5b3f2c167ad9bd1bcd00ce2498c75b2e58e
 @pytest.fixture(scope="module")
 def served(base_settings: Settings, hsm: Hsm, pki, tmp_path_factory) -> Iterator[Flask]:
     """The service on its own migrated database, for the whole module."""
-    path = tmp_path_factory.mktemp("pades-mandate")
-    settings = base_settings.replace(database_url=f"sqlite:///{path / 'dairi.db'}", data_dir=path)
-    migrate(settings.database_url)
-    application = create_app(settings, hsm=hsm)
-    application.config["TESTING"] = True
-    yield application
-    application.extensions["dairi"].engine.dispose()
+    yield from own_service(base_settings, hsm, tmp_path_factory.mktemp("pades-mandate"))
 
 
 @pytest.fixture(scope="module")

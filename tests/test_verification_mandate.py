@@ -12,13 +12,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from flask import Flask
+from helpers_app import own_service
 from helpers_auth import bearer, login, new_corporation
 from helpers_mandates import ENTITY, OTHER_ENTITY, new_employee, root_grant, scope, sub_grant
 
-from app.factory import create_app
 from app.mandates.evidence import mandate_evidence
 from app.mandates.models import Mandate
-from app.migrate import migrate
 from app.settings import Settings
 from delegation.scope import Purpose
 from hsm import Hsm
@@ -29,13 +28,7 @@ from signing.verification import Indication, VerificationTrust, verify_pdf
 
 @pytest.fixture(scope="module")
 def served(base_settings: Settings, hsm: Hsm, pki, tmp_path_factory) -> Iterator[Flask]:
-    path = tmp_path_factory.mktemp("verify-mandate")
-    settings = base_settings.replace(database_url=f"sqlite:///{path / 'dairi.db'}", data_dir=path)
-    migrate(settings.database_url)
-    application = create_app(settings, hsm=hsm)
-    application.config["TESTING"] = True
-    yield application
-    application.extensions["dairi"].engine.dispose()
+    yield from own_service(base_settings, hsm, tmp_path_factory.mktemp("verify-mandate"))
 
 
 @pytest.fixture(scope="module")

@@ -23,13 +23,12 @@ import pytest
 from asn1crypto import crl, x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from flask import Flask
+from helpers_app import own_service
 from helpers_auth import new_corporation
 from helpers_mandates import ENTITY, new_employee, root_grant
 
-from app.factory import create_app
 from app.mandates.evidence import mandate_evidence
 from app.mandates.models import Mandate
-from app.migrate import migrate
 from app.settings import Settings
 from delegation.scope import Purpose
 from hsm import Hsm
@@ -195,13 +194,7 @@ def test_a_finished_threads_parsed_objects_are_freed(crl_der):
 
 @pytest.fixture(scope="module")
 def served(base_settings: Settings, hsm: Hsm, pki, tmp_path_factory) -> Iterator[Flask]:
-    path = tmp_path_factory.mktemp("verify-threads")
-    settings = base_settings.replace(database_url=f"sqlite:///{path / 'dairi.db'}", data_dir=path)
-    migrate(settings.database_url)
-    application = create_app(settings, hsm=hsm)
-    application.config["TESTING"] = True
-    yield application
-    application.extensions["dairi"].engine.dispose()
+    yield from own_service(base_settings, hsm, tmp_path_factory.mktemp("verify-threads"))
 
 
 @pytest.fixture(scope="module")

@@ -17,15 +17,14 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from flask import Flask
+from helpers_app import own_service
 from helpers_auth import new_corporation
 from helpers_mandates import ENTITY, new_employee, root_grant
 from lxml import etree
 from signxml.xades import XAdESSignatureConfiguration
 
-from app.factory import create_app
 from app.mandates.evidence import mandate_evidence
 from app.mandates.models import Mandate
-from app.migrate import migrate
 from app.settings import Settings
 from delegation.scope import Purpose
 from hsm import Hsm
@@ -57,13 +56,7 @@ SP = "ds:Object/xades:QualifyingProperties/xades:SignedProperties"
 
 @pytest.fixture(scope="module")
 def served(base_settings: Settings, hsm: Hsm, pki, tmp_path_factory) -> Iterator[Flask]:
-    path = tmp_path_factory.mktemp("verify-xml")
-    settings = base_settings.replace(database_url=f"sqlite:///{path / 'dairi.db'}", data_dir=path)
-    migrate(settings.database_url)
-    application = create_app(settings, hsm=hsm)
-    application.config["TESTING"] = True
-    yield application
-    application.extensions["dairi"].engine.dispose()
+    yield from own_service(base_settings, hsm, tmp_path_factory.mktemp("verify-xml"))
 
 
 @pytest.fixture(scope="module")
