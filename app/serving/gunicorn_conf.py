@@ -14,7 +14,11 @@ have arrived ``http_receive_timeout_seconds`` after the server began reading it
 one request at a time per process (DESIGN §3: one PKCS#11 session per process,
 asn1crypto objects never used by two threads at once): each request's body is
 received first (``app.http.edge``), then the request is handled under a process-wide
-lock. A slow client therefore holds one thread, never the application.
+lock. A slow client therefore holds one thread, never the application. The views
+marked ``lock_free`` (the liveness probe, verification) run beside the locked
+request: verification keeps its parsed asn1crypto objects per thread
+(``signing.verification_asn1``, ``signing.verification_cache``), so they are still
+never shared.
 
 This bounds what one slow client costs; it does not make the service immune to
 many of them. In production put a buffering reverse proxy in front (nginx with
