@@ -101,11 +101,14 @@ class Hsm:
 
     # -- session management -------------------------------------------------
 
-    def _session(self) -> contextlib.AbstractContextManager[pkcs11.Session]:
-        """The process's logged-in session for one operation (see :mod:`hsm.session`):
-        raises :class:`HsmUnavailable` during an outage, :class:`PinIncorrect` once
-        the token has refused the PIN."""
-        return self._keeper.session()
+    def _session(
+        self, *, writes: bool = False
+    ) -> contextlib.AbstractContextManager[pkcs11.Session]:
+        """The process's logged-in session for one operation (see :mod:`hsm.session`;
+        ``writes``: the operation creates or destroys token objects): raises
+        :class:`HsmUnavailable` during an outage, :class:`PinIncorrect` once the token
+        has refused the PIN."""
+        return self._keeper.session(writes=writes)
 
     def check(self, probe: KeyRef | None = None) -> None:
         """Prove the token answers now: enumerate the slots afresh, and search the
@@ -149,7 +152,7 @@ class Hsm:
             "public_template": PUBLIC_KEY_TEMPLATE,
             "private_template": PRIVATE_KEY_TEMPLATE,
         }
-        with self._session() as session:
+        with self._session(writes=True) as session:
             if algorithm.is_rsa:
                 session.generate_keypair(KeyType.RSA, algorithm.rsa_bits, **attrs)
             else:
@@ -242,7 +245,7 @@ class Hsm:
 
     def destroy_key(self, ref: KeyRef) -> None:
         """Destroy the key pair and any certificate stored beside it."""
-        with self._session() as session:
+        with self._session(writes=True) as session:
             self._signing_keys.pop(ref, None)
             self._private_key(session, ref).destroy()
             for obj in session.get_objects({Attribute.ID: ref.cka_id}):
@@ -253,7 +256,7 @@ class Hsm:
     def store_certificate(self, ref: KeyRef, cert_der: bytes) -> None:
         """Store (or replace) the key's certificate on the token, as HSM tools expect."""
         cert = x509.Certificate.load(cert_der)
-        with self._session() as session:
+        with self._session(writes=True) as session:
             self._private_key(session, ref)
             for old in session.get_objects(
                 {Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.ID: ref.cka_id}

@@ -164,12 +164,19 @@ class SessionKeeper:
         return self._library.lock
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[pkcs11.Session]:
-        """The logged-in session, for one operation, under the module's lock."""
+    def session(self, *, writes: bool = False) -> Iterator[pkcs11.Session]:
+        """The logged-in session, for one operation, under the module's lock and taking
+        turns on the token with the other processes (:meth:`LoginGate.token_lock`):
+        shared to search, read and sign, exclusive with ``writes`` (an operation that
+        creates or destroys token objects). Measured with SoftHSM 2.6.1: a process
+        generating keys while two others listed the token's keys failed every run,
+        its new key not found (``KeyNotFound``) or its session lost
+        (``CKR_FUNCTION_FAILED``), and a lister's session was lost too."""
         with self._library.lock:
             session = self._current()
             try:
-                yield session
+                with self.gate.token_lock(shared=not writes):
+                    yield session
             except KeyNotFound:
                 # SoftHSM without its token directory finds no objects: make sure the
                 # token is there before calling the key absent.

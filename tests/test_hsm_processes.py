@@ -196,3 +196,65 @@ def test_a_key_generated_by_one_process_signs_in_another(token):
     generating.join(timeout=30)
     assert generating.exitcode == 0
     assert results == [("sign", 12, {})], results
+
+
+def _generate_repeatedly(root: Path, start: Any, seconds: float, out: Any) -> None:
+    """Generate key pairs (one logged-in session) for ``seconds``; each must then sign."""
+    from hsm import Hsm, KeyAlgorithm, SignatureScheme
+
+    hsm = Hsm(_config(root))
+    hsm.list_keys()
+    start.wait()
+    failures: Counter[str] = Counter()
+    generated = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            ref = hsm.generate_key(KeyAlgorithm.EC_P256)
+            hsm.sign(ref, b"bid", scheme=SignatureScheme.ECDSA)
+            generated += 1
+        except Exception as exc:
+            failures[_failure(exc)] += 1
+    hsm.close()
+    out.put(("generate", generated, dict(failures)))
+
+
+def _list_repeatedly(root: Path, start: Any, seconds: float, out: Any) -> None:
+    """List the token's keys (one logged-in session) again and again for ``seconds``."""
+    from hsm import Hsm
+
+    hsm = Hsm(_config(root))
+    hsm.list_keys()
+    start.wait()
+    failures: Counter[str] = Counter()
+    lists = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            hsm.list_keys()
+            lists += 1
+        except Exception as exc:
+            failures[_failure(exc)] += 1
+    hsm.close()
+    out.put(("list", lists, dict(failures)))
+
+
+def test_a_key_is_generated_while_another_process_lists_the_keys(token):
+    """A credential issued in one worker while another lists the token's keys (the
+    readiness probe, an operator's ``dairi hsm keys``): the new key pair is made once
+    and signs, and the listing never fails either."""
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    start.set()
+    results = _run(
+        [
+            ctx.Process(target=_generate_repeatedly, args=(token, start, 6.0, out)),
+            ctx.Process(target=_list_repeatedly, args=(token, start, 6.0, out)),
+            ctx.Process(target=_list_repeatedly, args=(token, start, 6.0, out)),
+        ],
+        out,
+    )
+    generated, failed = next((n, f) for kind, n, f in results if kind == "generate")
+    listed = [(n, f) for kind, n, f in results if kind == "list"]
+    assert generated > 10 and all(n > 10 for n, _ in listed), results
+    assert failed == {} and all(f == {} for _, f in listed), results
